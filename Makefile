@@ -1,0 +1,45 @@
+# Engage: two commands on a fresh machine with Python 3.11.
+#   make run    set up, build the embedded warehouse, run every batch program, print the results
+#   make test   set up and run the whole test suite (what .ci/run calls)
+PYTHON  ?= python3.11
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export ENGAGE_HOME ?= $(CURDIR)/data
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export ENGAGE_WAREHOUSE_PATH ?= $(ENGAGE_HOME)/warehouse.duckdb
+SCALE ?= 1.0
+
+.PHONY: setup run test dev bench validate clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	@touch $(STAMP)
+
+setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	@$(BIN)/python -m engage_assets.dbt >/dev/null
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+run: setup
+	$(BIN)/engage run --scale $(SCALE)
+
+test: setup
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+dev: setup
+	$(BIN)/dagster dev -w workspace.yaml
+
+validate: setup
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(ENGAGE_HOME) $(DAGSTER_HOME) dbt_project/target

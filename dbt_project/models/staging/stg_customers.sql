@@ -1,0 +1,23 @@
+select
+    customer_id,
+    customer_name,
+    email,
+    phone,
+    marketplace,
+    time_zone,
+    subscription_tier,
+    signup_date,
+    lifetime_value_usd,
+    orders_last_365d,
+    monthly_revenue_usd,
+    satisfaction_history,
+    complaint_history,
+    discount_sensitivity,
+    account_status,
+    email_opt_in,
+    sms_opt_in,
+    push_opt_in,
+    phone_opt_in,
+    marketing_opt_out,
+    updated_at
+from {{ source('raw', 'customers') }}

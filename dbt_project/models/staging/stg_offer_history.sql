@@ -1,0 +1,10 @@
+select
+    offer_id,
+    customer_id,
+    program_id,
+    offer_type,
+    offer_date,
+    order_id,
+    amount_usd,
+    loaded_at
+from {{ source('raw', 'offer_history') }}

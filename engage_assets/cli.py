@@ -1,0 +1,160 @@
+"""`engage` command line: generate the embedded warehouse and run every batch program end to end.
+
+    engage run [--scale 1.0] [--regenerate]   warehouse → dbt build → models → each program's latest partition
+    engage generate --scale 0.1               (re)write the raw tables only
+
+Runs go through the Dagster instance at DAGSTER_HOME, so `make dev` shows them, with their metadata, in the UI.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import dagster as dg
+
+from engage_assets.settings import get_settings
+
+
+def _materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            mat = event.event_specific_data.materialization  # type: ignore[union-attr]
+            out[mat.asset_key.to_user_string()] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    return out
+
+
+def latest_partition(job: dg.JobDefinition) -> str:
+    parts = job.partitions_def
+    assert parts is not None
+    key = parts.get_last_partition_key()
+    assert key is not None, "no complete partition yet"
+    return key
+
+
+def _print_program(name: str, partition: str, meta: dict[str, dict[str, Any]], group: str, seconds: float) -> None:
+    def m(stage: str) -> dict[str, Any]:
+        return meta.get(f"{group}/{stage}", {})
+
+    src, elig, scored, offers = m("source_candidates"), m("eligible_candidates"), m("scored_candidates"), m("offers")
+    stored, export = m("stored_candidates"), m("warehouse_export")
+    print(f"\n== {name}  (partition {partition}, {seconds:.1f} s)")
+    print(f"   source rows            {src.get('rows_read', 0):>10,}   rejected as invalid: {src.get('rejected_invalid', 0):,}")
+    n = src.get("dagster/row_count", 0)
+    print(f"   valid source rows      {n:>10,}")
+    for key, removed in elig.items():
+        if key.startswith("removed/"):
+            n -= removed
+            print(f"   after {key[8:]:<17}{n:>10,}   (-{removed:,})")
+    print(f"   scored                 {scored.get('dagster/row_count', 0):>10,}   "
+          + "  ".join(f"{k[14:]}={v}" for k, v in scored.items() if k.startswith("model_version/")))
+    for key, removed in offers.items():
+        if key.startswith("removed/") and removed:
+            print(f"   dropped at offers: {key[8:]:<12}{removed:>7,}")
+    print("   score distribution by segment:")
+    for seg, d in (offers.get("segments") or {}).items():
+        print(f"     {seg:<12} {d['count']:>8,}  mean {d['mean']:.3f}  p10 {d['p10']:.3f}  p90 {d['p90']:.3f}"
+              f"  holdout {d['holdout']:,}")
+    print("   offers by type:        " + ", ".join(f"{k[7:]}={v:,}" for k, v in offers.items() if k.startswith("offers/")))
+    print(f"   holdout (control)      {offers.get('holdout', 0):>10,}")
+    print(f"   offer cost             ${offers.get('offer_cost_usd', 0):>12,.2f} of ${offers.get('budget_usd', 0):,.0f}")
+    print(f"   stored candidates      {stored.get('stored_in_partition', 0):>10,}   (expire {stored.get('expires_at', '?')})")
+    print(f"   export                 {export.get('path', '?')}")
+    print(f"   warehouse table        {export.get('table', '?')}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("ENGAGE_WAREHOUSE_PATH", str(settings.warehouse_path))
+    t_all = time.perf_counter()
+    if args.regenerate or not settings.warehouse_path.exists():
+        from engage_assets.datagen import generate
+
+        print(f"Generating the embedded warehouse at {settings.warehouse_path} (scale {args.scale}) ...")
+        t0 = time.perf_counter()
+        counts = generate(settings.warehouse_path, scale=args.scale, seed=args.seed)
+        for name, n in counts.items():
+            print(f"   raw.{name:<22}{n:>12,}")
+        print(f"   generated in {time.perf_counter() - t0:.1f} s")
+
+    from engage_assets.config import load_programs
+    from engage_assets.definitions import RETRAIN_JOB, WAREHOUSE_JOB, build_definitions
+    from engage_assets.settings import program_config_dir
+
+    defs = build_definitions()
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    print("\nBuilding the warehouse with dbt (staging → intermediate → marts, tests as asset checks) ...")
+    t0 = time.perf_counter()
+    res = defs.resolve_job_def(WAREHOUSE_JOB).execute_in_process(instance=instance, raise_on_error=False)
+    if not res.success:
+        print("dbt build failed; see the run in the Dagster UI (make dev).", file=sys.stderr)
+        return 1
+    print(f"   dbt build done in {time.perf_counter() - t0:.1f} s")
+
+    print("\nTraining models (promoted only if better than the current version) ...")
+    t0 = time.perf_counter()
+    res = defs.resolve_job_def(RETRAIN_JOB).execute_in_process(instance=instance, raise_on_error=False)
+    if not res.success:
+        print("model training failed", file=sys.stderr)
+        return 1
+    for key, meta in sorted(_materializations(res).items()):
+        print(f"   {key:<48} v{meta.get('version')}  AUC {meta.get('holdout/roc_auc', float('nan')):.3f}"
+              f"  promoted={meta.get('promoted')}")
+    print(f"   trained in {time.perf_counter() - t0:.1f} s")
+
+    failed = False
+    for program in load_programs(program_config_dir()):
+        job = defs.resolve_job_def(f"{program.group}_batch")
+        partition = args.partition or latest_partition(job)
+        t0 = time.perf_counter()
+        res = job.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False)
+        if not res.success:
+            failed = True
+            print(f"\n== {program.programName}: run FAILED for partition {partition}", file=sys.stderr)
+            for event in res.all_events:
+                if event.is_failure:
+                    print(f"   {event.message}", file=sys.stderr)
+            continue
+        _print_program(program.programName, partition, _materializations(res), program.group,
+                       time.perf_counter() - t0)
+    print(f"\nAll done in {time.perf_counter() - t_all:.1f} s.  State: {settings.home}")
+    print("Open the Dagster UI with `make dev` (http://127.0.0.1:3000) to see lineage, runs and metadata.")
+    return 1 if failed else 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from engage_assets.datagen import generate
+
+    settings = get_settings()
+    path = args.warehouse or settings.warehouse_path
+    counts = generate(path, scale=args.scale, seed=args.seed)
+    for name, n in counts.items():
+        print(f"raw.{name:<22}{n:>12,}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="engage", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="warehouse → dbt → models → every batch program's latest partition")
+    run.add_argument("--scale", type=float, default=1.0, help="generator volume, 1.0 = the spec's")
+    run.add_argument("--seed", type=int, default=7)
+    run.add_argument("--regenerate", action="store_true", help="rewrite the raw tables even if they exist")
+    run.add_argument("--partition", default=None, help="partition key instead of each program's latest")
+    run.set_defaults(fn=cmd_run)
+    gen = sub.add_parser("generate", help="(re)write the raw tables of the embedded warehouse")
+    gen.add_argument("--scale", type=float, default=1.0)
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--warehouse", default=None)
+    gen.set_defaults(fn=cmd_generate)
+    args = parser.parse_args(argv)
+    sys.exit(args.fn(args))
+
+
+if __name__ == "__main__":
+    main()

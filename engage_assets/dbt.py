@@ -1,0 +1,157 @@
+"""The dbt project as Dagster assets: one translator holds every dbt policy (keys, groups, kinds, checks).
+
+Asset keys: `["warehouse", <model>]` for dbt models (staging and intermediate views, marts), `["raw", <table>]`
+for the dbt sources (the raw tables the generator or the loaders write). dbt tests become asset checks on the
+model they test. The keys never depend on the environment: the manifest is always parsed with the `local`
+target (no credentials needed), and the runtime target (`local` DuckDB or `prod` Snowflake) is only a
+property of the `dbt` resource.
+
+On a fresh clone the manifest is built by `python -m engage_assets.dbt` (equivalently
+`dagster-dbt project prepare-and-package --file engage_assets/dbt.py`); importing this module also builds
+it when it is missing, and `dagster dev` re-parses on every load.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+
+from engage_assets.settings import PROJECT_ROOT
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+# The manifest (and so the asset graph) is parsed with the local target: it needs no credentials, and the
+# graph is the same whichever warehouse a run writes to.
+MANIFEST_TARGET = "local"
+TARGETS = ("local", "prod")
+# One pool for every asset that writes the DuckDB warehouse (DuckDB allows one writing process per file).
+WAREHOUSE_POOL = "duckdb_warehouse"
+MODEL_GROUP = "warehouse"
+ASSET_KINDS = ("dbt", "duckdb")
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, target=MANIFEST_TARGET)
+
+
+def _dbt_executable() -> str:
+    """The `dbt` beside this interpreter (a venv that is not on PATH), else whatever `dbt` is on PATH."""
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
+
+
+def prepare_manifest(force: bool = False) -> Path:
+    """Build `dbt_project/target/manifest.json` with `dbt parse` if it is missing (or always, with force).
+
+    Returns the manifest's path. dbt parses into a private target folder and the manifest is moved into
+    place atomically, so several processes preparing at once never read a half-written file. (dagster-dbt's
+    own preparer would look for `dbt` on PATH, which a virtualenv that is not activated does not put there.)
+    """
+    manifest_path = dbt_project.manifest_path
+    if manifest_path.exists() and not force:
+        return manifest_path
+    target_dir = manifest_path.parent
+    target_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=target_dir))
+    try:
+        partial = target_dir / "partial_parse.msgpack"
+        if partial.exists():  # reuse dbt's parse cache: a re-parse takes a second instead of several
+            shutil.copy2(partial, scratch / partial.name)
+        dbt = DbtCliResource(project_dir=dbt_project, target=MANIFEST_TARGET, dbt_executable=_dbt_executable())
+        dbt.cli(["parse", "--quiet"], target_path=scratch).wait()
+        if (scratch / partial.name).exists():
+            os.replace(scratch / partial.name, partial)
+        os.replace(scratch / "manifest.json", manifest_path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return manifest_path
+
+
+# `dagster dev` re-parses on every load so edits to the models show up; elsewhere a missing manifest is
+# built once (a fresh clone), and an existing one is used as is.
+prepare_manifest(force=dbt_project.preparer.using_dagster_dev())
+
+
+class EngageDbtTranslator(DagsterDbtTranslator):
+    """Engage's dbt policy: asset keys, group, kinds and asset checks, in one place."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            settings=DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_code_references=True)
+        )
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey(["raw", dbt_resource_props["name"]])
+        return dg.AssetKey(["warehouse", dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        # Sources are other code's assets (the raw loaders): they keep whatever group those give them.
+        if dbt_resource_props["resource_type"] == "source":
+            return None
+        return MODEL_GROUP
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        # A label for the UI, like the keys independent of the target a run uses.
+        return spec.replace_attributes(kinds=set(ASSET_KINDS))
+
+
+def dbt_resource(target: str = "local") -> DbtCliResource:
+    """The `dbt` resource for a target of dbt_project/profiles.yml: "local" (DuckDB) or "prod" (Snowflake)."""
+    if target not in TARGETS:
+        raise ValueError(f"dbt target must be one of {TARGETS}, got {target!r}")
+    return DbtCliResource(project_dir=dbt_project, target=target, dbt_executable=_dbt_executable())
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=EngageDbtTranslator(),
+    pool=WAREHOUSE_POOL,
+)
+def engage_dbt_assets(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    """Build the warehouse with `dbt build`: staging and intermediate views, then the marts the programs read.
+
+    Each model's dbt tests run right after it and are reported as asset checks; a failing test skips the
+    models downstream of it, so a broken mart never feeds a program.
+    """
+    yield from dbt.cli(["build"], context=context).stream()
+
+
+@cache
+def mart_names() -> frozenset[str]:
+    """Names of the models under dbt_project/models/marts (the tables the programs read)."""
+    manifest = json.loads(dbt_project.manifest_path.read_text())
+    return frozenset(
+        node["name"]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["fqn"][1:2] == ["marts"]
+    )
+
+
+def mart_asset_key(name: str) -> dg.AssetKey:
+    """The asset key of a mart, for assets that read it: `mart_asset_key("order_tracking")`.
+
+    Raises ValueError for a name that is not a mart, so a typo fails at definitions load, not at run time.
+    """
+    if name not in mart_names():
+        raise ValueError(f"{name!r} is not a dbt mart; marts are: {', '.join(sorted(mart_names()))}")
+    return EngageDbtTranslator().get_asset_key({"resource_type": "model", "name": name})
+
+
+if __name__ == "__main__":
+    print(prepare_manifest(force="--force" in sys.argv[1:]))

@@ -1,0 +1,50 @@
+"""Engage's Dagster definitions: the dbt warehouse, one asset family per program YAML, jobs and schedules.
+
+Built lazily (`@dg.definitions`): the environment (ENGAGE_ENV, ENGAGE_HOME) is read when Dagster loads the
+code location, not at import.
+"""
+from __future__ import annotations
+
+import dagster as dg
+
+from engage_assets.config import load_programs
+from engage_assets.dbt import engage_dbt_assets
+from engage_assets.factory import build_program
+from engage_assets.resources_for_env import build_resources
+from engage_assets.settings import get_settings, program_config_dir
+
+WAREHOUSE_JOB = "warehouse_build"
+RETRAIN_JOB = "model_retraining"
+
+
+def build_definitions() -> dg.Definitions:
+    settings = get_settings()
+    programs = load_programs(program_config_dir())
+    built = [build_program(p) for p in programs]
+    model_keys = [k for b in built for k in b.model_keys]
+    warehouse_job = dg.define_asset_job(
+        WAREHOUSE_JOB, selection=dg.AssetSelection.assets(engage_dbt_assets),
+        description="dbt build: staging → intermediate → marts, with dbt tests as asset checks.",
+    )
+    retrain_job = dg.define_asset_job(
+        RETRAIN_JOB, selection=dg.AssetSelection.assets(*model_keys),
+        description="Retrain every program's models; each is promoted only if it beats the current version.",
+    )
+    return dg.Definitions(
+        assets=[engage_dbt_assets, *(a for b in built for a in b.assets)],
+        asset_checks=[c for b in built for c in b.asset_checks],
+        jobs=[warehouse_job, retrain_job, *(j for b in built for j in b.jobs)],
+        schedules=[
+            # The warehouse refreshes before the 2 AM batch programs read it.
+            dg.ScheduleDefinition(name="warehouse_build_schedule", job=warehouse_job, cron_schedule="30 1 * * *"),
+            # Spec: model retraining on the first Monday of the month at 3 AM.
+            dg.ScheduleDefinition(name="model_retraining_schedule", job=retrain_job, cron_schedule="0 3 * * 1#1"),
+            *(s for b in built for s in b.schedules),
+        ],
+        resources=build_resources(settings),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

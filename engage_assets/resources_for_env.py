@@ -1,0 +1,72 @@
+"""The one switch between the embedded default and production (ARCHITECTURE §4): same code above it.
+
+`ENGAGE_ENV=local` (default): DuckDB, SQLite, in-process models, Parquet under ENGAGE_HOME.
+`ENGAGE_ENV=prod`: Snowflake (dagster-snowflake), DynamoDB, SageMaker, S3 + Glue; every credential and name
+comes from environment variables through `dg.EnvVar`, read when a run starts, never stored in code.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from engage_assets.dbt import dbt_resource
+from engage_assets.settings import Settings
+from resources.staging import ArrowParquetIOManager, ModelStoreResource, RejectionLogResource
+
+
+def local_resources(settings: Settings) -> dict[str, Any]:
+    from resources.exports import LocalParquetExports
+    from resources.scoring import LocalScoringResource
+    from resources.store_sqlite import SqliteCandidateStore
+    from resources.warehouse import DuckDBWarehouse
+
+    home = settings.home
+    return {
+        "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
+        "store": SqliteCandidateStore(path=str(settings.store_path)),
+        "scoring": LocalScoringResource(),
+        "exports": LocalParquetExports(root=str(settings.export_root), warehouse_path=str(settings.warehouse_path)),
+        "models": ModelStoreResource(root=str(settings.model_root)),
+        "rejections": RejectionLogResource(base_path=str(settings.stage_root)),
+        "io_manager": ArrowParquetIOManager(base_path=str(home / "stages")),
+        "dbt": dbt_resource("local"),
+    }
+
+
+def prod_resources(settings: Settings) -> dict[str, Any]:
+    from dagster_snowflake import SnowflakeResource
+
+    from resources.exports import S3ParquetExports
+    from resources.scoring import SageMakerScoringResource
+    from resources.store import DynamoDbCandidateStore
+    from resources.warehouse import SnowflakeWarehouse
+
+    bucket = dg.EnvVar("ENGAGE_S3_BUCKET")
+    return {
+        "warehouse": SnowflakeWarehouse(snowflake=SnowflakeResource(
+            account=dg.EnvVar("SNOWFLAKE_ACCOUNT"), user=dg.EnvVar("SNOWFLAKE_USER"),
+            password=dg.EnvVar("SNOWFLAKE_PASSWORD"), role=dg.EnvVar("SNOWFLAKE_ROLE"),
+            warehouse=dg.EnvVar("SNOWFLAKE_WAREHOUSE"), database=dg.EnvVar("SNOWFLAKE_DATABASE"),
+            schema=dg.EnvVar("SNOWFLAKE_SCHEMA"),
+        )),
+        "store": DynamoDbCandidateStore(
+            table_name=dg.EnvVar("ENGAGE_CANDIDATE_TABLE"), score_cache_table_name=dg.EnvVar("ENGAGE_SCORE_CACHE_TABLE"),
+            region_name=dg.EnvVar("AWS_REGION"),
+        ),
+        "scoring": SageMakerScoringResource(region_name=dg.EnvVar("AWS_REGION")),
+        "exports": S3ParquetExports(bucket=bucket, prefix="exports", glue_database=dg.EnvVar("ENGAGE_GLUE_DATABASE"),
+                                    region_name=dg.EnvVar("AWS_REGION")),
+        # Models are trained by the platform and deployed to SageMaker endpoints; the registry keeps the
+        # artifacts and metrics on the code location's volume.
+        "models": ModelStoreResource(root=str(settings.model_root)),
+        "rejections": RejectionLogResource(base_path=f"s3://{bucket.get_value()}/stages" if bucket.get_value()
+                                           else str(settings.stage_root)),
+        "io_manager": ArrowParquetIOManager(base_path=f"s3://{bucket.get_value()}/stages" if bucket.get_value()
+                                            else str(settings.stage_root)),
+        "dbt": dbt_resource("prod"),
+    }
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    return local_resources(settings) if settings.env == "local" else prod_resources(settings)

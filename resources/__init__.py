@@ -1,0 +1,1 @@
+"""Dagster resources: one interface per part, a local (embedded) and a production implementation."""

@@ -1,0 +1,83 @@
+"""Where stage outputs, rejected rows and trained models live: a local folder, or S3 in production.
+
+Stage outputs go through `ArrowParquetIOManager` (Dagster's `UPathIOManager`: one Parquet file per asset and
+partition, so re-running a partition replaces its file).  Rejected rows are written beside them by
+`RejectionLogResource`, so every row a stage drops can be found with the reason it was dropped.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+from upath import UPath
+
+from engage_assets.models import ModelRegistry
+
+
+def _write_parquet(table: pa.Table, path: UPath) -> None:
+    """Atomic on a local disk (temp file + rename); a single PUT on object stores."""
+    if path.protocol in ("", "file", "local"):
+        local = Path(path.path)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=local.parent, suffix=".tmp")
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp, compression="zstd", compression_level=1)
+            os.replace(tmp, local)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", compression_level=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buf.getvalue())
+
+
+class _ParquetUPathIOManager(dg.UPathIOManager):
+    extension = ".parquet"
+
+    def dump_to_path(self, context: dg.OutputContext, obj: pa.Table, path: UPath) -> None:
+        if not isinstance(obj, pa.Table):
+            raise TypeError(f"{context.asset_key.to_user_string()} must return a pyarrow.Table, got {type(obj)}")
+        _write_parquet(obj, path)
+        context.add_output_metadata({"stage_path": str(path)})
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> pa.Table:
+        if path.protocol in ("", "file", "local"):
+            return pq.read_table(path.path, memory_map=True)
+        return pq.read_table(io.BytesIO(path.read_bytes()))
+
+
+class ArrowParquetIOManager(dg.ConfigurableIOManagerFactory):
+    """Stage tables as Parquet under `base_path` (`/local/dir` or `s3://bucket/prefix`)."""
+
+    base_path: str
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> _ParquetUPathIOManager:
+        return _ParquetUPathIOManager(base_path=UPath(self.base_path))
+
+
+class RejectionLogResource(dg.ConfigurableResource):
+    """Rejected rows per program, stage and partition: `<base>/<group>/rejections/<stage>/<partition>.parquet`."""
+
+    base_path: str
+
+    def write(self, group: str, stage: str, partition_key: str, table: pa.Table) -> str:
+        path = UPath(self.base_path) / group / "rejections" / stage / f"{partition_key}.parquet"
+        _write_parquet(table, path)
+        return str(path)
+
+
+class ModelStoreResource(dg.ConfigurableResource):
+    """The model registry's root (artifacts, holdout metrics, the promoted version per model)."""
+
+    root: str
+
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(Path(self.root))

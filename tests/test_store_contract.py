@@ -1,0 +1,512 @@
+"""One contract for every candidate store backend (ARCHITECTURE.md §5), plus each backend's own obligations.
+
+The contract tests run against SQLite (a file under tmp_path) and DynamoDB (moto's server over HTTP, with table
+names unique to each test).  The clock is always passed explicitly (`now`), so TTL behaviour is tested exactly.
+"""
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import threading
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from resources.store import CandidateStore, CandidateStoreWriteError, Page
+from resources.store_dynamodb import DynamoDbCandidateStore
+from resources.store_sqlite import SqliteCandidateStore
+
+NOW = 1_700_000_000
+DAY = 86_400
+P1, P2, P3 = "2024-01-01", "2024-01-02", "2024-01-03"
+
+
+def rec(
+    customer: str, program: str = "refunds", partition: str = P1, segment: str | None = "high",
+    offer_type: str | None = "refund", score: float | None = 0.5, expires_at: int = NOW + DAY, **extra: Any,
+) -> dict[str, Any]:
+    """A full candidate record with nested floats, ints, bools and lists: what the pipeline writes."""
+    r = {
+        "customerId": customer, "programId": program, "partitionKey": partition, "marketplace": "US",
+        "subjectId": f"order-{customer}", "segment": segment, "offerType": offer_type, "score": score,
+        "scores": {"refund-propensity": score if score is not None else 0.0, "churn-risk": 0.125},
+        "modelVersions": {"refund-propensity": "a1b2c3"},
+        "offer": {"amount": 12.5, "currency": "USD", "percent": 10},
+        "holdout": False, "channels": ["email", "push"],
+        "context": {"orderId": f"order-{customer}", "lateDays": 3, "nested": {"ratio": 0.30000000000000004}},
+        "createdAt": f"{partition}T02:00:00Z", "expiresAt": expires_at,
+    }
+    r.update(extra)
+    return r
+
+
+def ids(records: list[dict[str, Any]]) -> list[str]:
+    return [r["customerId"] for r in records]
+
+
+def drain(fetch, limit: int) -> tuple[list[dict[str, Any]], list[int]]:
+    """Follow cursors to the end; returns all items and each page's size."""
+    items: list[dict[str, Any]] = []
+    sizes: list[int] = []
+    cursor = None
+    for _ in range(1000):
+        page: Page = fetch(limit=limit, cursor=cursor)
+        items += page.items
+        sizes.append(len(page.items))
+        cursor = page.next_cursor
+        if cursor is None:
+            return items, sizes
+    raise AssertionError("pagination did not terminate")
+
+
+# -- fixtures ------------------------------------------------------------------------------------------------------
+
+
+def make_dynamodb(endpoint: str, **overrides: Any) -> DynamoDbCandidateStore:
+    suffix = uuid.uuid4().hex[:12]
+    store = DynamoDbCandidateStore(
+        table_name=f"candidates-{suffix}", score_cache_table_name=f"score-cache-{suffix}", region_name="us-east-1",
+        endpoint_url=endpoint, backoff_base_s=0.001, backoff_max_s=0.01, **overrides,
+    )
+    store.create_tables()
+    return store
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def store(request, tmp_path) -> CandidateStore:
+    if request.param == "sqlite":
+        s = SqliteCandidateStore(path=str(tmp_path / "store.sqlite"))
+        yield s
+        s.close()
+    else:
+        yield make_dynamodb(request.getfixturevalue("moto_endpoint"))
+
+
+@pytest.fixture
+def dynamo(moto_endpoint) -> DynamoDbCandidateStore:
+    return make_dynamodb(moto_endpoint)
+
+
+class RecordingClient:
+    """Test seam: wraps the real boto3 client, records BatchWriteItem calls, optionally fails some items.
+
+    `unprocessed(call_no, requests)` returns how many trailing requests of that call to hand back as
+    UnprocessedItems *without writing them* (exactly what DynamoDB does under throttling).
+    """
+
+    def __init__(self, real: Any, unprocessed=lambda call_no, requests: 0):
+        self._real = real
+        self._unprocessed = unprocessed
+        self._lock = threading.Lock()
+        self._calls = itertools.count(1)
+        self.write_calls: list[list[dict]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def batch_write_item(self, RequestItems: dict, **kwargs: Any) -> dict:
+        (table, requests), = RequestItems.items()
+        with self._lock:
+            call_no = next(self._calls)
+            self.write_calls.append(list(requests))
+        n_fail = self._unprocessed(call_no, requests)
+        done, failed = requests[: len(requests) - n_fail], requests[len(requests) - n_fail :]
+        response = self._real.batch_write_item(RequestItems={table: done}, **kwargs) if done else {}
+        if failed:
+            response = {**response, "UnprocessedItems": {table: failed}}
+        return response
+
+
+def wrap(store: DynamoDbCandidateStore, **kwargs: Any) -> RecordingClient:
+    client = RecordingClient(store.client(), **kwargs)
+    store._client = client
+    return client
+
+
+# -- the contract --------------------------------------------------------------------------------------------------
+
+
+def test_round_trip_returns_the_record_unchanged(store):
+    r = rec("c1", score=0.30000000000000004)
+    other = rec("c2", score=1.0)  # an integral float must come back a float
+    result = store.replace_partition("refunds", P1, [r, other], now=NOW)
+    assert (result.written, result.deleted, result.skipped_newer) == (2, 0, 0)
+
+    got = store.get("c1", "refunds", now=NOW)
+    assert got == r
+    assert type(got["score"]) is float and type(got["expiresAt"]) is int and got["holdout"] is False
+    assert type(got["offer"]["amount"]) is float and type(got["offer"]["percent"]) is int
+    assert got["context"]["nested"]["ratio"] == 0.30000000000000004
+    got2 = store.get("c2", "refunds", now=NOW)
+    assert got2 == other and type(got2["score"]) is float and type(got2["scores"]["refund-propensity"]) is float
+    assert store.get("c1", "winback", now=NOW) is None
+    assert store.get("nobody", "refunds", now=NOW) is None
+
+
+def test_ttl_is_honoured_on_every_read_path(store):
+    short = NOW + 100
+    store.replace_partition("refunds", P1, [
+        rec("c1", expires_at=short, score=0.9),  # expires first
+        rec("c2", expires_at=NOW + DAY, score=0.1),
+    ], now=NOW)
+    store.replace_partition("winback", P1, [rec("c1", program="winback", expires_at=NOW + DAY)], now=NOW)
+
+    # Before expiry everything is visible (so the later absence is the TTL filter, not a write bug).
+    assert store.get("c1", "refunds", now=NOW) is not None
+    assert ids(store.query_by_segment("refunds", "high", now=NOW).items) == ["c1", "c2"]
+    assert store.count("refunds", now=NOW) == 2
+
+    for later in (short, short + 1):  # expiresAt == now is already expired
+        assert store.get("c1", "refunds", now=later) is None
+        assert ids(store.query_by_segment("refunds", "high", now=later).items) == ["c2"]
+        assert ids(store.query_by_segment("refunds", "high", min_score=0.0, now=later).items) == ["c2"]
+        assert ids(store.query_by_offer_type("refunds", "refund", now=later).items) == ["c2"]
+        assert [r["programId"] for r in store.customer_candidates("c1", now=later)] == ["winback"]
+        assert store.count("refunds", now=later) == 1
+        assert store.count("refunds", P1, now=later) == 1
+    assert store.count("refunds", now=NOW + 2 * DAY) == 0
+    assert store.customer_candidates("c1", now=NOW + 2 * DAY) == []
+
+
+def test_segment_query_sorted_filtered_and_paginated(store):
+    live = [rec(f"c{i:02d}", score=round((i % 7) * 0.1, 1)) for i in range(23)]  # ties on every score
+    expired = [rec(f"x{i:02d}", score=0.95, expires_at=NOW + 10) for i in range(12)]  # top scores, expired
+    other_segment = [rec(f"s{i}", segment="low", score=0.99) for i in range(3)]
+    no_score = [rec("n1", score=None)]  # not in the segment index
+    store.replace_partition("refunds", P1, live + expired + other_segment + no_score, now=NOW)
+    store.replace_partition("winback", P1, [rec("w1", program="winback", score=0.99)], now=NOW)
+
+    later = NOW + 20
+    expected = {r["customerId"] for r in live if r["score"] >= 0.2}
+    for limit in (2, 7):
+        items, sizes = drain(
+            lambda limit, cursor: store.query_by_segment(
+                "refunds", "high", min_score=0.2, limit=limit, cursor=cursor, now=later
+            ),
+            limit,
+        )
+        got = ids(items)
+        assert len(got) == len(set(got)), "duplicate across pages"
+        assert set(got) == expected, "gap or foreign item"
+        scores = [r["score"] for r in items]
+        assert scores == sorted(scores, reverse=True)
+        assert all(s == limit for s in sizes[:-1]) and 0 < sizes[-1] <= limit
+
+    everything = store.query_by_segment("refunds", "high", limit=100, now=later)
+    assert set(ids(everything.items)) == {r["customerId"] for r in live} and everything.next_cursor is None
+    page = store.query_by_segment("refunds", "high", limit=len(live), now=later)
+    assert len(page.items) == len(live) and page.next_cursor is None  # exactly full: no empty extra page
+    assert store.query_by_segment("refunds", "nope", now=later).items == []
+
+
+def test_cursor_is_bound_to_its_query(store):
+    store.replace_partition("refunds", P1, [rec(f"c{i}", score=i / 10) for i in range(5)], now=NOW)
+    page = store.query_by_segment("refunds", "high", limit=2, now=NOW)
+    assert page.next_cursor
+    with pytest.raises(ValueError):
+        store.query_by_segment("refunds", "low", limit=2, cursor=page.next_cursor, now=NOW)
+    with pytest.raises(ValueError):
+        store.query_by_offer_type("refunds", "refund", limit=2, cursor=page.next_cursor, now=NOW)
+    with pytest.raises(ValueError):
+        store.query_by_segment("refunds", "high", limit=2, cursor="not-a-cursor", now=NOW)
+
+
+def test_offer_type_query_newest_partition_first(store):
+    store.replace_partition("refunds", P1, [rec(f"a{i}", partition=P1) for i in range(4)]
+                            + [rec("v1", partition=P1, offer_type="voucher")], now=NOW)
+    store.replace_partition("refunds", P2, [rec(f"b{i}", partition=P2) for i in range(3)], now=NOW)
+    store.replace_partition("winback", P3, [rec("w1", program="winback", partition=P3)], now=NOW)
+
+    items, sizes = drain(
+        lambda limit, cursor: store.query_by_offer_type("refunds", "refund", limit=limit, cursor=cursor, now=NOW), 2
+    )
+    partitions = [r["partitionKey"] for r in items]
+    assert partitions == [P2] * 3 + [P1] * 4
+    assert sorted(ids(items)) == ["a0", "a1", "a2", "a3", "b0", "b1", "b2"] and sizes == [2, 2, 2, 1]
+    assert ids(store.query_by_offer_type("refunds", "voucher", now=NOW).items) == ["v1"]
+
+
+def test_replace_partition_is_idempotent(store):
+    records = [rec(f"c{i:02d}", score=i / 40, segment=["high", "low"][i % 2]) for i in range(30)]
+
+    def snapshot():
+        return (
+            store.count("refunds", now=NOW), store.count("refunds", P1, now=NOW),
+            drain(lambda limit, cursor: store.query_by_segment("refunds", "high", limit=limit, cursor=cursor,
+                                                               now=NOW), 8)[0],
+            store.query_by_segment("refunds", "low", limit=100, now=NOW).items,
+        )
+
+    first = store.replace_partition("refunds", P1, records, now=NOW)
+    before = snapshot()
+    second = store.replace_partition("refunds", P1, records, now=NOW)
+    assert snapshot() == before
+    assert before[0] == before[1] == 30
+    assert sorted(before[2] + before[3], key=lambda r: r["customerId"]) == records
+    for result in (first, second):
+        assert (result.written, result.deleted, result.skipped_newer) == (30, 0, 0)
+
+
+def test_rerun_with_fewer_records_deletes_only_that_partitions_missing_ones(store):
+    store.replace_partition("refunds", P1, [rec(f"c{i}", partition=P1) for i in range(10)], now=NOW)
+    store.replace_partition("refunds", P2, [rec(f"d{i}", partition=P2) for i in range(5)], now=NOW)
+    store.replace_partition("winback", P1, [rec(f"c{i}", program="winback") for i in range(5)], now=NOW)
+
+    result = store.replace_partition("refunds", P1, [rec(f"c{i}", partition=P1, score=0.7) for i in range(6)],
+                                     now=NOW)
+    assert (result.written, result.deleted) == (6, 4)
+    assert store.count("refunds", P1, now=NOW) == 6
+    assert store.count("refunds", P2, now=NOW) == 5
+    assert store.count("winback", now=NOW) == 5
+    assert store.get("c7", "refunds", now=NOW) is None
+    assert store.get("c7", "winback", now=NOW) is None  # never existed there
+    assert store.get("c3", "winback", now=NOW) is not None  # other program untouched
+    assert store.get("c3", "refunds", now=NOW)["score"] == 0.7  # updated in place
+
+    empty = store.replace_partition("refunds", P1, [], now=NOW)
+    assert (empty.written, empty.deleted) == (0, 6)
+    assert store.count("refunds", now=NOW) == 5
+
+
+def test_older_partition_never_overwrites_a_newer_one(store):
+    store.replace_partition("refunds", P2, [rec("c1", partition=P2, segment="new")], now=NOW)
+    store.replace_partition("refunds", P2, [rec("c1", partition=P2, segment="new"),
+                                            rec("c3", partition=P2, expires_at=NOW + 10)], now=NOW)
+
+    # Backfill of the older partition: c1 holds a live P2 candidate, c3's P2 candidate has expired.
+    result = store.replace_partition("refunds", P1, [rec("c1", partition=P1, segment="old"),
+                                                     rec("c2", partition=P1),
+                                                     rec("c3", partition=P1)], now=NOW + 20)
+    assert (result.written, result.skipped_newer, result.deleted) == (2, 1, 0)
+    kept = store.get("c1", "refunds", now=NOW + 20)
+    assert kept["partitionKey"] == P2 and kept["segment"] == "new"
+    assert store.get("c3", "refunds", now=NOW + 20)["partitionKey"] == P1  # expired counts as absent
+
+    # Re-running the old partition without c1 must not delete c1's newer candidate.
+    result = store.replace_partition("refunds", P1, [], now=NOW + 20)
+    assert result.deleted == 2
+    assert store.get("c1", "refunds", now=NOW + 20)["partitionKey"] == P2
+
+    # A newer partition does overwrite.
+    store.replace_partition("refunds", P3, [rec("c1", partition=P3, segment="newest")], now=NOW + 20)
+    assert store.get("c1", "refunds", now=NOW + 20)["segment"] == "newest"
+    assert store.count("refunds", P2, now=NOW + 20) == 0
+
+
+def test_duplicate_customers_last_one_wins(store):
+    result = store.replace_partition("refunds", P1, [rec("c1", score=0.1), rec("c1", score=0.8)], now=NOW)
+    assert result.written == 1 and result.extra["duplicates_dropped"] == 1
+    assert store.get("c1", "refunds", now=NOW)["score"] == 0.8
+
+
+def test_invalid_records_are_rejected_without_writing(store):
+    for bad in (rec("c1", program="winback"), rec("c1", partition=P2), rec("c1", score=float("nan")),
+                {k: v for k, v in rec("c1").items() if k != "expiresAt"}, rec("", score=0.1)):
+        with pytest.raises(ValueError) as err:
+            store.replace_partition("refunds", P1, [rec("ok"), bad], now=NOW)
+        assert "c1" not in str(err.value)  # errors name the position, not the customer
+    assert store.count("refunds", now=NOW) == 0
+
+
+def test_delete_customer_everywhere(store):
+    store.replace_partition("refunds", P1, [rec("c1"), rec("c2")], now=NOW)
+    store.replace_partition("winback", P1, [rec("c1", program="winback", expires_at=NOW + 5)], now=NOW)
+    assert len(store.customer_candidates("c1", now=NOW)) == 2
+
+    assert store.delete_customer("c1") == 2  # the expired-soon one too
+    assert store.get("c1", "refunds", now=NOW) is None and store.customer_candidates("c1", now=NOW) == []
+    assert store.get("c2", "refunds", now=NOW) is not None
+    assert store.count("refunds", now=NOW) == 1 and store.count("winback", now=NOW) == 0
+    assert store.delete_customer("c1") == 0
+
+
+def test_count_by_program_and_partition(store):
+    store.replace_partition("refunds", P1, [rec(f"a{i}", partition=P1) for i in range(3)], now=NOW)
+    store.replace_partition("refunds", P2, [rec(f"b{i}", partition=P2) for i in range(4)], now=NOW)
+    store.replace_partition("winback", P1, [rec("a0", program="winback")], now=NOW)
+    assert store.count("refunds", now=NOW) == 7
+    assert store.count("refunds", P1, now=NOW) == 3
+    assert store.count("refunds", P2, now=NOW) == 4
+    assert store.count("refunds", P3, now=NOW) == 0
+    assert store.count("winback", now=NOW) == 1
+    assert store.count("nobody", now=NOW) == 0
+
+
+def test_score_cache_put_get_ttl(store):
+    assert store.put_cached_scores("churn-risk@v1", {"a": 0.1, "b": 0.30000000000000004}, NOW + 100) == 2
+    store.put_cached_scores("churn-risk@v2", {"a": 0.9}, NOW + 1000)
+
+    assert store.get_cached_scores("churn-risk@v1", ["a", "b", "zz", "a"], now=NOW) == {
+        "a": 0.1, "b": 0.30000000000000004,
+    }
+    assert store.get_cached_scores("churn-risk@v2", ["a", "b"], now=NOW) == {"a": 0.9}  # namespaces isolated
+    assert store.get_cached_scores("churn-risk@v1", ["a"], now=NOW + 100) == {}  # expired at expires_at
+    assert store.get_cached_scores("churn-risk@v1", [], now=NOW) == {}
+
+    store.put_cached_scores("churn-risk@v1", {"a": 0.5}, NOW + 500)  # overwrite: new score and new expiry
+    assert store.get_cached_scores("churn-risk@v1", ["a", "b"], now=NOW + 200) == {"a": 0.5}
+
+    many = {f"k{i}": i / 1000 for i in range(260)}  # more than one BatchGetItem (100) / IN list
+    assert store.put_cached_scores("m@1", many, NOW + 10) == 260
+    assert store.get_cached_scores("m@1", list(many), now=NOW) == many
+
+
+# -- DynamoDB's own obligations ------------------------------------------------------------------------------------
+
+
+def test_dynamodb_writes_in_batches_of_25(dynamo):
+    client = wrap(dynamo)
+    result = dynamo.replace_partition("refunds", P1, [rec(f"c{i:02d}") for i in range(60)], now=NOW)
+    assert (result.written, result.batches, result.retries) == (60, 3, 0)
+    assert sorted(len(c) for c in client.write_calls) == [10, 25, 25]
+
+    client.write_calls.clear()
+    result = dynamo.replace_partition("refunds", P1, [rec(f"c{i:02d}") for i in range(30)], now=NOW)
+    assert (result.written, result.deleted) == (30, 30)
+    assert result.extra["put_batches"] == 2 and result.extra["delete_batches"] == 2
+    assert sorted(len(c) for c in client.write_calls) == [5, 5, 25, 25]
+    assert dynamo.count("refunds", now=NOW) == 30
+
+
+def test_dynamodb_unprocessed_items_are_retried(dynamo):
+    client = wrap(dynamo, unprocessed=lambda call_no, requests: 10 if call_no == 1 else 0)
+    result = dynamo.replace_partition("refunds", P1, [rec(f"c{i:02d}") for i in range(60)], now=NOW)
+    assert (result.written, result.batches, result.retries) == (60, 3, 1)
+    assert len(client.write_calls) == 4
+    first = client.write_calls[0]
+    retry = [c for c in client.write_calls[1:] if c == first[-10:]]
+    assert len(retry) == 1  # exactly the unprocessed items were resent
+    assert dynamo.count("refunds", P1, now=NOW) == 60
+    stored = dynamo.query_by_segment("refunds", "high", limit=100, now=NOW).items
+    assert sorted(ids(stored)) == [f"c{i:02d}" for i in range(60)]
+
+
+def test_dynamodb_gives_up_after_bounded_attempts(moto_endpoint):
+    store = make_dynamodb(moto_endpoint, max_attempts=3, write_concurrency=1)
+    client = wrap(store, unprocessed=lambda call_no, requests: len(requests))  # throttled forever
+    with pytest.raises(CandidateStoreWriteError, match="after 3 attempts"):
+        store.replace_partition("refunds", P1, [rec("c1"), rec("c2")], now=NOW)
+    assert len(client.write_calls) == 3
+    assert all(call == client.write_calls[0] for call in client.write_calls)
+
+
+def test_dynamodb_numbers_are_decimals_on_the_wire_and_floats_back(dynamo):
+    r = rec("c1", score=0.1 + 0.2)
+    dynamo.replace_partition("refunds", P1, [r], now=NOW)
+    raw = dynamo.client().get_item(TableName=dynamo.table_name, Key={"pk": {"S": "c1"}, "sk": {"S": "refunds"}})
+    item = raw["Item"]
+    assert item["score"] == {"N": "0.30000000000000004"} and item["gsi1sk"] == {"N": "0.30000000000000004"}
+    assert item["offer"]["M"]["amount"] == {"N": "12.5"} and item["expiresAt"] == {"N": str(NOW + DAY)}
+    assert item["holdout"] == {"BOOL": False}
+    assert {item[k]["S"] for k in ("pk", "sk")} == {"c1", "refunds"}  # physical layout: pk=customer, sk=program
+
+    # Real DynamoDB may normalise "1.0" to "1": documented float fields still come back as float.
+    dynamo.client().update_item(
+        TableName=dynamo.table_name, Key={"pk": {"S": "c1"}, "sk": {"S": "refunds"}},
+        UpdateExpression="SET score = :s", ExpressionAttributeValues={":s": {"N": "1"}},
+    )
+    got = dynamo.get("c1", "refunds", now=NOW)
+    assert got["score"] == 1.0 and type(got["score"]) is float
+    assert not any(isinstance(v, Decimal) for v in got.values())
+
+
+def test_dynamodb_short_pages_keep_querying_past_expired_items(dynamo):
+    # 40 expired items rank above every live one; DynamoDB's Limit counts them before the filter.
+    expired = [rec(f"x{i:02d}", score=0.9, expires_at=NOW + 1) for i in range(40)]
+    live = [rec(f"c{i}", score=0.1 * i) for i in range(1, 4)]
+    dynamo.replace_partition("refunds", P1, expired + live, now=NOW)
+    page = dynamo.query_by_segment("refunds", "high", limit=2, now=NOW + 5)
+    assert ids(page.items) == ["c3", "c2"] and page.next_cursor is not None
+    page = dynamo.query_by_segment("refunds", "high", limit=2, cursor=page.next_cursor, now=NOW + 5)
+    assert ids(page.items) == ["c1"] and page.next_cursor is None
+
+
+def test_dynamodb_tables_have_the_documented_layout(dynamo):
+    desc = dynamo.client().describe_table(TableName=dynamo.table_name)["Table"]
+    assert {(k["AttributeName"], k["KeyType"]) for k in desc["KeySchema"]} == {("pk", "HASH"), ("sk", "RANGE")}
+    indexes = {i["IndexName"]: [k["AttributeName"] for k in i["KeySchema"]]
+               for i in desc["GlobalSecondaryIndexes"]}
+    assert indexes == {"gsi1": ["gsi1pk", "gsi1sk"], "gsi2": ["gsi2pk", "gsi2sk"], "gsi3": ["gsi3pk", "gsi3sk"]}
+    assert {"AttributeName": "gsi1sk", "AttributeType": "N"} in desc["AttributeDefinitions"]
+    assert desc["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    for table in (dynamo.table_name, dynamo.score_cache_table_name):
+        ttl = dynamo.client().describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+        assert ttl["TimeToLiveStatus"] == "ENABLED" and ttl["AttributeName"] == "expiresAt"
+    dynamo.create_tables()  # idempotent
+
+
+# -- SQLite's own obligations --------------------------------------------------------------------------------------
+
+
+def test_sqlite_wal_one_connection_per_thread_and_concurrent_writers(tmp_path):
+    path = str(tmp_path / "store.sqlite")
+    store = SqliteCandidateStore(path=path)
+    assert store._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._conn().execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
+
+    errors: list[BaseException] = []
+    conns: dict[int, int] = {}
+
+    def write(k: int) -> None:
+        try:
+            # A separate resource instance per writer, as separate Dagster run processes would have.
+            s = SqliteCandidateStore(path=path)
+            part = f"2024-02-{k + 1:02d}"
+            for _ in range(3):
+                s.replace_partition("refunds", part, [rec(f"w{k}-{i}", partition=part) for i in range(1000)],
+                                    now=NOW)
+            conns[threading.get_ident()] = id(s._conn())
+            assert s.count("refunds", part, now=NOW) == 1000
+            s.close()
+        except BaseException as e:  # noqa: BLE001 - surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(set(conns.values())) == 3
+    assert store.count("refunds", now=NOW) == 3000
+    store.close()
+
+
+def test_sqlite_pagination_is_keyset_on_an_index(tmp_path):
+    store = SqliteCandidateStore(path=str(tmp_path / "store.sqlite"))
+    store.replace_partition("refunds", P1, [rec("c1")], now=NOW)
+    plan = " ".join(str(r) for r in store._conn().execute(
+        "EXPLAIN QUERY PLAN SELECT body, score, pk FROM candidates WHERE gsi1pk = ? AND expires_at > ?"
+        " AND (score, pk) < (?, ?) ORDER BY score DESC, pk DESC LIMIT ?", ("refunds#high", NOW, 0.5, "x", 6),
+    ).fetchall())
+    assert "candidates_gsi1" in plan and "TEMP B-TREE" not in plan
+    store.close()
+
+
+def test_sqlite_writes_25000_records_fast(tmp_path):
+    store = SqliteCandidateStore(path=str(tmp_path / "store.sqlite"))
+    records = [rec(f"c{i:06d}", score=(i % 997) / 997, segment=["high", "mid", "low"][i % 3]) for i in range(25_000)]
+    start = time.perf_counter()
+    result = store.replace_partition("refunds", P1, records, now=NOW)
+    elapsed = time.perf_counter() - start
+    assert result.written == 25_000
+    start = time.perf_counter()
+    result = store.replace_partition("refunds", P1, records[:20_000], now=NOW)
+    rerun = time.perf_counter() - start
+    assert (result.written, result.deleted) == (20_000, 5_000)
+    print(f"sqlite: 25,000 records in {elapsed:.3f}s ({25_000 / elapsed:,.0f}/s); re-run of 20,000 in {rerun:.3f}s")
+    assert elapsed < 2.0 and rerun < 2.0  # ~0.3-0.6 s on a quiet core; the bound leaves room for a loaded CI box
+    store.close()
+
+
+def test_sqlite_raw_rows_follow_the_key_design(tmp_path):
+    store = SqliteCandidateStore(path=str(tmp_path / "store.sqlite"))
+    store.replace_partition("refunds", P1, [rec("c1", score=0.25)], now=NOW)
+    conn = sqlite3.connect(tmp_path / "store.sqlite")
+    row = conn.execute("SELECT pk, gsi1pk, gsi2pk, gsi2sk, score, expires_at FROM candidates").fetchone()
+    assert row == ("c1#refunds", "refunds#high", "refunds#refund", f"{P1}#c1", 0.25, NOW + DAY)
+    conn.close()
+    store.close()
