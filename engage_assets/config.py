@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
+import dagster as dg
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -246,10 +247,10 @@ def eventbridge_to_cron(expr: str) -> str:
         return ",".join("-".join(one(p) for p in part.split("-")) for part in token.split(","))
 
     cron = " ".join([minute, hour, "*" if dom == "?" else dom, month, weekday(dow)])
-    from dagster._utils.schedules import is_valid_cron_string  # noqa: PLC0415  (validation only)
-
-    if not is_valid_cron_string(cron):
-        raise ValueError(f"{expr!r} translates to {cron!r}, which is not a valid cron")
+    try:  # Dagster's own cron parser decides, through its public API
+        dg.TimeWindowPartitionsDefinition(cron_schedule=cron, start="2020-01-01", fmt="%Y-%m-%d")
+    except dg.DagsterInvalidDefinitionError:
+        raise ValueError(f"{expr!r} translates to {cron!r}, which is not a valid cron") from None
     return cron
 
 

@@ -14,6 +14,7 @@ it when it is missing, and `dagster dev` re-parses on every load.
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -22,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
+    DbtCliInvocation,
     DbtCliResource,
     DbtProject,
     dbt_assets,
@@ -68,8 +71,22 @@ def prepare_manifest(force: bool = False) -> Path:
         partial = target_dir / "partial_parse.msgpack"
         if partial.exists():  # reuse dbt's parse cache: a re-parse takes a second instead of several
             shutil.copy2(partial, scratch / partial.name)
-        dbt = DbtCliResource(project_dir=dbt_project, target=MANIFEST_TARGET, dbt_executable=_dbt_executable())
-        dbt.cli(["parse", "--quiet"], target_path=scratch).wait()
+        # A plain `dbt parse` (not DbtCliResource.cli, which also probes `dbt --version` and opens an adapter).
+        parse = subprocess.run(
+            [
+                _dbt_executable(), "parse", "--quiet",
+                "--project-dir", str(dbt_project.project_dir),
+                "--profiles-dir", str(dbt_project.profiles_dir),
+                "--target", MANIFEST_TARGET,
+                "--target-path", str(scratch),
+            ],
+            cwd=dbt_project.project_dir,
+            env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+            capture_output=True,
+            text=True,
+        )
+        if parse.returncode != 0:
+            raise RuntimeError(f"dbt parse failed ({parse.returncode}):\n{parse.stdout}{parse.stderr}")
         if (scratch / partial.name).exists():
             os.replace(scratch / partial.name, partial)
         os.replace(scratch / "manifest.json", manifest_path)
@@ -127,9 +144,49 @@ def engage_dbt_assets(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     """Build the warehouse with `dbt build`: staging and intermediate views, then the marts the programs read.
 
     Each model's dbt tests run right after it and are reported as asset checks; a failing test skips the
-    models downstream of it, so a broken mart never feeds a program.
+    models downstream of it, so a broken mart never feeds a program. Tables get `dagster/row_count`.
     """
-    yield from dbt.cli(["build"], context=context).stream()
+    invocation = dbt.cli(["build"], context=context)
+    if dbt.target == "prod":
+        # Snowflake serves reads while dbt writes: count each table as it lands.
+        yield from invocation.stream().fetch_row_counts()
+        return
+    yield from invocation.stream()
+    # DuckDB: the dbt process held the file's only lock until it exited, so tables are counted afterwards.
+    yield from _duckdb_row_counts(context, invocation)
+
+
+def _duckdb_row_counts(context: dg.AssetExecutionContext, invocation: DbtCliInvocation):
+    """One observation with `dagster/row_count` per table model that dbt built, read from the DuckDB file."""
+    adapter = invocation.adapter
+    path = getattr(getattr(getattr(adapter, "config", None), "credentials", None), "path", None)
+    if not path or not Path(path).exists():
+        context.log.warning("DuckDB warehouse file unknown; row counts are not recorded.")
+        return
+    built = [
+        invocation.manifest["nodes"][result["unique_id"]]
+        for result in invocation.get_artifact("run_results.json")["results"]
+        if result["unique_id"].startswith("model.") and result["status"] == "success"
+    ]
+    tables = [node for node in built if node["config"]["materialized"] == "table"]
+    if not tables:
+        return
+    translator = EngageDbtTranslator()
+    query = " UNION ALL ".join(
+        f"SELECT {i} AS i, count(*) AS n FROM \"{node['schema']}\".\"{node['alias']}\""
+        for i, node in enumerate(tables)
+    )
+    try:
+        with duckdb.connect(path, read_only=True) as con:
+            counts = dict(con.execute(query).fetchall())
+    except duckdb.Error as error:  # e.g. another process took the file's lock: the build itself succeeded
+        context.log.warning(f"Row counts not recorded: {error}")
+        return
+    for i, node in enumerate(tables):
+        yield dg.AssetObservation(
+            asset_key=translator.get_asset_key(node),
+            metadata={"dagster/row_count": dg.MetadataValue.int(counts[i])},
+        )
 
 
 @cache

@@ -60,9 +60,7 @@ def apply_filter_chain(program: ProgramConfig, table: pa.Table) -> StageResult:
     con = duckdb.connect()
     try:
         con.register("batch", table)
-        labelled = con.execute(
-            f"SELECT *, {rejection_case_sql(chain)} AS _rejected_by FROM batch"
-        ).to_arrow_table()
+        labelled = con.sql(f"SELECT *, {rejection_case_sql(chain)} AS _rejected_by FROM batch").to_arrow_table()
     finally:
         con.close()
     rejected_by = labelled.column("_rejected_by")
@@ -172,10 +170,12 @@ def make_offers(program: ProgramConfig, scored: pa.Table) -> StageResult:
         rows = np.flatnonzero(alive & (seg_idx == i))
         if len(rows):
             cost[rows] = offer_cost_usd(program, seg, scored, rows)
-    # Budget: contacted offers, best score first, until the money runs out (holdout costs nothing).
-    payable = np.flatnonzero(alive & ~holdout)
-    payable = payable[np.argsort(-scores[payable], kind="stable")]
-    over = payable[np.cumsum(cost[payable]) > program.budget.amount]
+    # Budget: the audience is the best-scored prefix whose contacted offers fit the budget.  The holdout is cut
+    # at the same rank (it costs nothing, but must stay comparable to the treated group for lift).
+    ranked = np.flatnonzero(alive)
+    ranked = ranked[np.argsort(-scores[ranked], kind="stable")]
+    spent = np.cumsum(np.where(holdout[ranked], 0.0, cost[ranked]))
+    over = ranked[spent > program.budget.amount]
     drop_filter[over], drop_reason[over] = "budget", f"program budget of ${program.budget.amount:,.0f} spent"
     alive[over] = False
 

@@ -18,10 +18,9 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster_aws.utils import ResourceWithBoto3Configuration
 from pydantic import Field
 
-from resources.warehouse import aws_client, connect_duckdb
+from resources.warehouse import AwsClientConfig, connect_duckdb
 
 
 class ExportResource(dg.ConfigurableResource, ABC):
@@ -200,11 +199,11 @@ def _parquet_schema_from_s3(s3: Any, bucket: str, key: str) -> pa.Schema:
     return pq.read_schema(pa.BufferReader(b"PAR1" + tail[-(footer_len + 8):]))
 
 
-class S3ParquetExports(ResourceWithBoto3Configuration, ExportResource):
+class S3ParquetExports(AwsClientConfig, ExportResource):
     """Parquet objects in S3, catalogued as a partitioned Glue table that Athena (and Snowflake) can read.
 
-    boto3 settings (region, endpoint, profile, keys, retries) come from dagster-aws's
-    `ResourceWithBoto3Configuration`. A PUT replaces the object whole, so re-writing a partition is atomic.
+    boto3 settings (region, endpoint, profile, keys, retries) are `AwsClientConfig`'s. A PUT replaces the
+    object whole, so re-writing a partition is atomic.
     """
 
     bucket: str = Field(description="S3 bucket for exports.")
@@ -221,7 +220,7 @@ class S3ParquetExports(ResourceWithBoto3Configuration, ExportResource):
         key = f"{self._base(program)}/{PARTITION_COLUMN}={partition_key}/{FILE_NAME}"
         buffer = io.BytesIO()
         _write_parquet(table, buffer)
-        aws_client(self, "s3").put_object(
+        self.aws_client("s3").put_object(
             Bucket=self.bucket, Key=key, Body=buffer.getvalue(), ContentType="application/vnd.apache.parquet"
         )
         return f"s3://{self.bucket}/{key}"
@@ -233,8 +232,8 @@ class S3ParquetExports(ResourceWithBoto3Configuration, ExportResource):
         name, so older partitions with fewer columns read NULL for the new ones).
         """
         name = export_table_name(program)
-        s3 = aws_client(self, "s3")
-        glue = aws_client(self, "glue")
+        s3 = self.aws_client("s3")
+        glue = self.aws_client("glue")
         base = self._base(program)
         found = re.compile(rf"^{re.escape(base)}/{PARTITION_COLUMN}=([^/]+)/{re.escape(FILE_NAME)}$")
 

@@ -6,6 +6,16 @@ Key design (mirrors the spec's DynamoDB tables):
   GSI2   = programId#offerType sorted by partitionKey#customerId
   expiresAt (epoch seconds) is the TTL; every read filters expired items, whatever the backend's deletion lag.
 
+Backends (one contract test suite, tests/test_store_contract.py, runs against both):
+  SqliteCandidateStore   resources/store_sqlite.py    embedded default: one WAL file, the keys above as columns
+  DynamoDbCandidateStore resources/store_dynamodb.py  production: physically pk=customerId, sk=programId (the
+                         same identity as customerId#programId, and a customer's candidates are one Query), GSI1,
+                         GSI2, and GSI3 = programId / partitionKey#customerId to find a partition's items
+Both import lazily from here (`from resources.store import SqliteCandidateStore`).
+
+Shared semantics: an expired item counts as absent, for reads and for the "newer partition wins" rule alike, so
+no outcome depends on when a backend physically deletes expired items.
+
 A candidate record is a plain dict (see `engage_assets.candidates.CANDIDATE_FIELDS`):
   customerId, programId, partitionKey, marketplace, subjectId, segment, offerType, score (float, the
   segmenting score), scores {modelId: float}, modelVersions {modelId: str}, offer {..}, holdout (bool),
@@ -138,7 +148,7 @@ def validate_records(
             or not (score is None or (type(score) is float and _math.isfinite(score)) or type(score) is int)
         ):
             _check_slowly(i, rec, program_id, partition_key)
-        by_customer.setdefault(customer_id, rec)
+        by_customer[customer_id] = rec
     return list(by_customer.values()), len(records) - len(by_customer)
 
 

@@ -24,12 +24,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Mapping
 
-import boto3
 import dagster as dg
 import duckdb
 import pyarrow as pa
-from dagster_aws.utils import ResourceWithBoto3Configuration, construct_boto_client_retry_config
-from dagster_snowflake import SnowflakeResource
 from pydantic import Field
 
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
@@ -183,29 +180,55 @@ class DuckDBWarehouse(WarehouseResource):
 class SnowflakeWarehouse(WarehouseResource):
     """Snowflake through dagster-snowflake's `SnowflakeResource` (its connection handling, auth and config).
 
-    The Snowflake resource is a nested resource so the same configured instance can serve other assets:
+    The fields are the SnowflakeResource fields a connector needs; secrets come from `dg.EnvVar`:
 
-        SnowflakeWarehouse(snowflake=SnowflakeResource(
-            account=dg.EnvVar("SNOWFLAKE_ACCOUNT"), user=dg.EnvVar("SNOWFLAKE_USER"),
-            password=dg.EnvVar("SNOWFLAKE_PASSWORD"), database="ENGAGE", schema="MARTS",
-            warehouse="ENGAGE_WH", role="ENGAGE_READER"))
+        SnowflakeWarehouse(account=dg.EnvVar("SNOWFLAKE_ACCOUNT"), user=dg.EnvVar("SNOWFLAKE_USER"),
+                           password=dg.EnvVar("SNOWFLAKE_PASSWORD"), database="ENGAGE", schema="MARTS",
+                           warehouse="ENGAGE_WH", role="ENGAGE_READER")
 
-    Parameters are bound by the Snowflake connector's `pyformat` style, so the resource must keep the
-    connector's default `paramstyle`.
+    The SnowflakeResource is built per query rather than held as a nested resource field because importing
+    dagster_snowflake (Snowpark, snowflake.core) takes seconds, and every local run process imports this
+    module without ever touching Snowflake. Parameters are bound in the connector's default `pyformat` style.
     """
 
-    snowflake: SnowflakeResource = Field(description="The dagster-snowflake resource that opens connections.")
+    account: str = Field(description="Snowflake account identifier.")
+    user: str = Field(description="User login name.")
+    password: str | None = Field(default=None, description="Password (use dg.EnvVar).")
+    private_key: str | None = Field(default=None, description="PEM private key for key-pair auth (use dg.EnvVar).")
+    private_key_password: str | None = Field(default=None, description="Passphrase of the private key.")
+    database: str | None = Field(default=None, description="Default database.")
+    schema_: str | None = Field(default=None, alias="schema", description="Default schema.")
+    warehouse: str | None = Field(default=None, description="Virtual warehouse to run queries on.")
+    role: str | None = Field(default=None, description="Role to assume.")
+    connection_args: dict[str, Any] | None = Field(
+        default=None,
+        description="Further snowflake.connector.connect arguments (SnowflakeResource's "
+        "additional_snowflake_connection_args), e.g. session_parameters.",
+    )
+
+    def snowflake_resource(self) -> Any:
+        """The dagster-snowflake resource for this config (imported on first use)."""
+        from dagster_snowflake import SnowflakeResource
+
+        config = {
+            "account": self.account,
+            "user": self.user,
+            "password": self.password,
+            "private_key": self.private_key,
+            "private_key_password": self.private_key_password,
+            "database": self.database,
+            "schema": self.schema_,
+            "warehouse": self.warehouse,
+            "role": self.role,
+            "additional_snowflake_connection_args": self.connection_args,
+        }
+        return SnowflakeResource(**{k: v for k, v in config.items() if v is not None})
 
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Run the query and fetch the result as Arrow; column names lower-cased (Snowflake upper-cases them).
 
         Lower-casing makes a program's column names the same on DuckDB and Snowflake.
         """
-        if self.snowflake.paramstyle not in (None, "pyformat"):
-            raise ValueError(
-                f"SnowflakeWarehouse binds pyformat parameters; SnowflakeResource.paramstyle is "
-                f"{self.snowflake.paramstyle!r}"
-            )
         _, names = bind_style(sql, "pyformat")
         values = _used_params(names, params)
         if values:
@@ -213,7 +236,7 @@ class SnowflakeWarehouse(WarehouseResource):
             query, _ = bind_style(sql.replace("%", "%%"), "pyformat")
         else:
             query = sql
-        with self.snowflake.get_connection() as conn:
+        with self.snowflake_resource().get_connection() as conn:
             cursor = conn.cursor()
             try:
                 cursor.execute(query, values or None)
@@ -225,20 +248,36 @@ class SnowflakeWarehouse(WarehouseResource):
 
 # --------------------------------------------------------------------------------------------- Athena
 
-def aws_client(resource: ResourceWithBoto3Configuration, service: str) -> Any:
-    """A boto3 client from dagster-aws's standard boto3 settings (region, endpoint, profile, keys, retries)."""
-    session = boto3.session.Session(profile_name=resource.profile_name)
-    return session.client(
-        service,
-        region_name=resource.region_name,
-        endpoint_url=resource.endpoint_url,
-        use_ssl=resource.use_ssl,
-        verify=resource.verify,
-        aws_access_key_id=resource.aws_access_key_id,
-        aws_secret_access_key=resource.aws_secret_access_key,
-        aws_session_token=resource.aws_session_token,
-        config=construct_boto_client_retry_config(resource.max_attempts),
-    )
+class AwsClientConfig(dg.ConfigurableResource):
+    """boto3 client settings, named as in dagster-aws's `ResourceWithBoto3Configuration`.
+
+    Not that class itself: importing dagster_aws costs about two seconds (it loads its components), paid by
+    every local run process that imports this module without using AWS.
+    """
+
+    region_name: str | None = Field(default=None, description="AWS region.")
+    endpoint_url: str | None = Field(default=None, description="Custom endpoint (tests: a moto server).")
+    profile_name: str | None = Field(default=None, description="Shared-credentials profile.")
+    aws_access_key_id: str | None = Field(default=None, description="Access key id (use dg.EnvVar).")
+    aws_secret_access_key: str | None = Field(default=None, description="Secret access key (use dg.EnvVar).")
+    aws_session_token: str | None = Field(default=None, description="Session token (use dg.EnvVar).")
+    max_attempts: int = Field(default=5, description="boto3 retry attempts (standard retry mode).")
+
+    def aws_client(self, service: str) -> Any:
+        """A boto3 client for `service` with these settings."""
+        import boto3
+        from botocore.config import Config
+
+        session = boto3.session.Session(profile_name=self.profile_name)
+        return session.client(
+            service,
+            region_name=self.region_name,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            aws_session_token=self.aws_session_token,
+            config=Config(retries={"max_attempts": self.max_attempts, "mode": "standard"}),
+        )
 
 
 class AthenaQueryError(RuntimeError):
@@ -331,13 +370,12 @@ def athena_results_to_arrow(pages: Iterable[Mapping[str, Any]]) -> pa.Table:
     return pa.table(arrays) if arrays else pa.table({})
 
 
-class AthenaWarehouse(ResourceWithBoto3Configuration, WarehouseResource):
+class AthenaWarehouse(AwsClientConfig, WarehouseResource):
     """Amazon Athena with boto3: parameterised StartQueryExecution, polling, typed paged results.
 
     Not dagster-aws's `AthenaClientResource`: its client takes no region or endpoint (so it cannot be
     pointed at a test server), no ExecutionParameters (only string-built SQL), and returns untyped string
-    tuples read back from the CSV in S3. The boto3 settings (region, endpoint, profile, keys, retries) come
-    from dagster-aws's `ResourceWithBoto3Configuration`, so they read like every other dagster-aws resource.
+    tuples read back from the CSV in S3. The boto3 settings are `AwsClientConfig`'s.
     """
 
     database: str = Field(description="Glue/Athena database the query runs in.")
@@ -355,7 +393,7 @@ class AthenaWarehouse(ResourceWithBoto3Configuration, WarehouseResource):
         """Start the query with positional ExecutionParameters, wait for it, page its results into Arrow."""
         query, names = bind_style(sql, "qmark")
         _used_params(names, params)  # the check for missing values
-        client = aws_client(self, "athena")
+        client = self.aws_client("athena")
         request: dict[str, Any] = {
             "QueryString": query,
             "QueryExecutionContext": {"Database": self.database},

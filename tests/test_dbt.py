@@ -34,6 +34,8 @@ def _contract(model: str) -> dict[str, str]:
 def _build(warehouse: Path) -> dg.ExecuteInProcessResult:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ENGAGE_WAREHOUSE_PATH", str(warehouse))
+        # dbt's per-run artifacts go beside the warehouse, not into dbt_project/target.
+        mp.setenv("DBT_TARGET_PATH", str(warehouse.parent / "dbt_target"))
         return dg.materialize(
             [engage_dbt_assets], resources={"dbt": dbt_resource("local")}, raise_on_error=False
         )
@@ -77,6 +79,18 @@ def test_build_succeeds_with_translated_keys(built):
     assert spec.group_name == "warehouse" and spec.kinds == {"dbt", "duckdb"}
     with pytest.raises(ValueError, match="not a dbt mart"):
         mart_asset_key("stg_order_tracking")
+
+
+def test_marts_report_row_counts(built):
+    warehouse, result = built
+    counts = {
+        e.asset_key: e.asset_observation_data.asset_observation.metadata["dagster/row_count"].value
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    }
+    assert set(counts) == {mart_asset_key(name) for name in MARTS}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert counts[mart_asset_key("customers")] == con.execute("SELECT count(*) FROM marts.customers").fetchone()[0]
 
 
 def test_dbt_tests_ran_as_passing_asset_checks(built):

@@ -159,23 +159,22 @@ def fakesnow_server():
         yield kwargs
 
 
-def _snowflake(kwargs, **overrides):
-    from dagster_snowflake import SnowflakeResource
+def _connection_args(kwargs) -> dict:
+    return {k: kwargs[k] for k in ("host", "port", "protocol", "session_parameters", "network_timeout")}
 
-    extra = {k: kwargs[k] for k in ("host", "port", "protocol", "session_parameters", "network_timeout")}
-    config = dict(
+
+def _snowflake(kwargs) -> SnowflakeWarehouse:
+    return SnowflakeWarehouse(
         account=kwargs["account"], user=kwargs["user"], password=kwargs["password"],
         database="ENGAGE", schema="RAW", warehouse="ENGAGE_WH", role="ENGAGE_READER",
-        additional_snowflake_connection_args=extra,
+        connection_args=_connection_args(kwargs),
     )
-    config.update(overrides)
-    return SnowflakeWarehouse(snowflake=SnowflakeResource(**config))
 
 
 @pytest.fixture(scope="module")
 def snowflake_orders(fakesnow_server):
     wh = _snowflake(fakesnow_server)
-    with wh.snowflake.get_connection() as conn:
+    with wh.snowflake_resource().get_connection() as conn:
         cur = conn.cursor()
         cur.execute("CREATE DATABASE IF NOT EXISTS ENGAGE")
         cur.execute("CREATE SCHEMA IF NOT EXISTS ENGAGE.RAW")
@@ -211,17 +210,12 @@ def test_snowflake_empty_result_is_an_empty_table(snowflake_orders):
 
 
 def test_snowflake_secret_from_env_var_inside_a_run(snowflake_orders, monkeypatch):
-    """The production wiring: password from dg.EnvVar, nested SnowflakeResource, used by an asset."""
-    from dagster_snowflake import SnowflakeResource
-
+    """The production wiring: password from dg.EnvVar, resolved by Dagster, used by an asset."""
     monkeypatch.setenv("ENGAGE_TEST_SNOWFLAKE_PASSWORD", snowflake_orders["password"])
-    extra = {k: snowflake_orders[k] for k in ("host", "port", "protocol", "session_parameters", "network_timeout")}
     warehouse = SnowflakeWarehouse(
-        snowflake=SnowflakeResource(
-            account=snowflake_orders["account"], user=snowflake_orders["user"],
-            password=dg.EnvVar("ENGAGE_TEST_SNOWFLAKE_PASSWORD"), database="ENGAGE", schema="RAW",
-            additional_snowflake_connection_args=extra,
-        )
+        account=snowflake_orders["account"], user=snowflake_orders["user"],
+        password=dg.EnvVar("ENGAGE_TEST_SNOWFLAKE_PASSWORD"), database="ENGAGE", schema="RAW",
+        connection_args=_connection_args(snowflake_orders),
     )
 
     @dg.asset
@@ -374,7 +368,7 @@ def test_athena_failed_query_reports_state_change_reason(monkeypatch):
     stub.add_response("get_query_execution", {"QueryExecution": {"Status": {
         "State": "FAILED", "StateChangeReason": "COLUMN_NOT_FOUND: line 1:8: Column 'x' cannot be resolved",
         "AthenaError": {"ErrorCategory": 2, "ErrorType": 1006}}}})
-    monkeypatch.setattr("resources.warehouse.aws_client", lambda resource, service: client)
+    monkeypatch.setattr(AthenaWarehouse, "aws_client", lambda self, service: client)
     with stub, pytest.raises(AthenaQueryError, match=r"q-1 FAILED: COLUMN_NOT_FOUND.*\[2/1006\]"):
         AthenaWarehouse(region_name="us-east-1", database="d", poll_max_interval_s=0.01).query_arrow("SELECT x")
 
