@@ -23,6 +23,10 @@ class Settings:
         return self.home / "store.sqlite"
 
     @property
+    def engagement_path(self) -> Path:
+        return self.home / "engagement.sqlite"
+
+    @property
     def export_root(self) -> Path:
         return self.home / "exports"
 
