@@ -4,6 +4,7 @@ Key design (mirrors the spec's DynamoDB tables):
   PK     = customerId#programId            (one live candidate per customer and program)
   GSI1   = programId#segment   sorted by score (descending reads)
   GSI2   = programId#offerType sorted by partitionKey#customerId
+  GSI4   = programId#offerType sorted by score (descending reads; GetCandidatesByScore)
   expiresAt (epoch seconds) is the TTL; every read filters expired items, whatever the backend's deletion lag.
 
 Backends (one contract test suite, tests/test_store_contract.py, runs against both):
@@ -73,9 +74,18 @@ class CandidateStore(dg.ConfigurableResource, ABC):
     @abstractmethod
     def query_by_segment(
         self, program_id: str, segment: str, min_score: float | None = None, limit: int = 50,
+        cursor: str | None = None, now: float | None = None, offer_type: str | None = None,
+    ) -> Page:
+        """GSI1: live candidates of a segment, highest score first; `offer_type` narrows them (a filter on the
+        segment's index partition: the spec's GetCandidatesByImpact with a refundType)."""
+
+    @abstractmethod
+    def query_by_score(
+        self, program_id: str, offer_type: str, min_score: float | None = None, limit: int = 50,
         cursor: str | None = None, now: float | None = None,
     ) -> Page:
-        """GSI1: live candidates of a segment, highest score first."""
+        """GSI4 (programId#offerType sorted by score): live candidates with an offer type, across segments, highest
+        score first (the spec's GetCandidatesByScore).  Items without a score are not in this index."""
 
     @abstractmethod
     def query_by_offer_type(

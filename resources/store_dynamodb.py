@@ -8,6 +8,7 @@ Physical layout of the candidates table (`table_name`), every key a String unles
   GSI1    gsi1pk = programId#segment,   gsi1sk = score (Number: sorts numerically, negatives included, no
           padding scheme to get wrong)                                   projection ALL (served as is)
   GSI2    gsi2pk = programId#offerType, gsi2sk = partitionKey#customerId projection ALL (served as is)
+  GSI4    gsi2pk = programId#offerType, gsi4sk = score (Number)        projection ALL (GetCandidatesByScore)
   GSI3    gsi3pk = programId,           gsi3sk = partitionKey#customerId projection INCLUDE expiresAt
           (the program's items by partition: finds a partition's stale items to delete, and counts)
   expiresAt (Number, epoch seconds) is the table's TTL attribute.
@@ -59,9 +60,11 @@ _log = dg.get_dagster_logger("engage.store")
 WRITE_BATCH = 25  # BatchWriteItem's maximum
 GET_BATCH = 100  # BatchGetItem's maximum
 
-GSI1, GSI2, GSI3 = "gsi1", "gsi2", "gsi3"
-_KEY_ATTRS = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk")
-_INDEX_KEYS = {GSI1: ("gsi1pk", "gsi1sk"), GSI2: ("gsi2pk", "gsi2sk"), GSI3: ("gsi3pk", "gsi3sk")}
+GSI1, GSI2, GSI3, GSI4 = "gsi1", "gsi2", "gsi3", "gsi4"
+_KEY_ATTRS = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk", "gsi4sk")
+_INDEX_KEYS = {
+    GSI1: ("gsi1pk", "gsi1sk"), GSI2: ("gsi2pk", "gsi2sk"), GSI3: ("gsi3pk", "gsi3sk"), GSI4: ("gsi2pk", "gsi4sk"),
+}
 _FLOAT_FIELDS = ("score",)  # documented float fields: DynamoDB may normalise 1.0 to "1"; they come back as float
 _FLOAT_MAP_FIELDS = ("scores",)
 
@@ -115,12 +118,13 @@ class DynamoDbCandidateStore(CandidateStore):
             key_schema=[("pk", "HASH"), ("sk", "RANGE")],
             attributes={
                 "pk": s, "sk": s, "gsi1pk": s, "gsi1sk": {"AttributeType": "N"}, "gsi2pk": s, "gsi2sk": s,
-                "gsi3pk": s, "gsi3sk": s,
+                "gsi3pk": s, "gsi3sk": s, "gsi4sk": {"AttributeType": "N"},
             },
             indexes=[
                 (GSI1, "gsi1pk", "gsi1sk", {"ProjectionType": "ALL"}),
                 (GSI2, "gsi2pk", "gsi2sk", {"ProjectionType": "ALL"}),
                 (GSI3, "gsi3pk", "gsi3sk", {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["expiresAt"]}),
+                (GSI4, "gsi2pk", "gsi4sk", {"ProjectionType": "ALL"}),
             ],
         )
         self._create_table(self.score_cache_table_name, key_schema=[("pk", "HASH")], attributes={"pk": s}, indexes=[])
@@ -296,14 +300,29 @@ class DynamoDbCandidateStore(CandidateStore):
 
     def query_by_segment(
         self, program_id: str, segment: str, min_score: float | None = None, limit: int = 50,
-        cursor: str | None = None, now: float | None = None,
+        cursor: str | None = None, now: float | None = None, offer_type: str | None = None,
     ) -> Page:
         condition = "gsi1pk = :h"
         values: dict[str, Any] = {":h": {"S": f"{program_id}#{segment}"}}
         if min_score is not None:
             condition += " AND gsi1sk >= :min"
             values[":min"] = {"N": _number(float(min_score))}
-        return self._page(GSI1, condition, values, limit, cursor, now)
+        extra = None
+        if offer_type is not None:
+            extra = "offerType = :ot"
+            values[":ot"] = {"S": offer_type}
+        return self._page(GSI1, condition, values, limit, cursor, now, extra_filter=extra)
+
+    def query_by_score(
+        self, program_id: str, offer_type: str, min_score: float | None = None, limit: int = 50,
+        cursor: str | None = None, now: float | None = None,
+    ) -> Page:
+        condition = "gsi2pk = :h"
+        values: dict[str, Any] = {":h": {"S": f"{program_id}#{offer_type}"}}
+        if min_score is not None:
+            condition += " AND gsi4sk >= :min"
+            values[":min"] = {"N": _number(float(min_score))}
+        return self._page(GSI4, condition, values, limit, cursor, now)
 
     def query_by_offer_type(
         self, program_id: str, offer_type: str, limit: int = 50, cursor: str | None = None,
@@ -312,7 +331,8 @@ class DynamoDbCandidateStore(CandidateStore):
         return self._page(GSI2, "gsi2pk = :h", {":h": {"S": f"{program_id}#{offer_type}"}}, limit, cursor, now)
 
     def _page(
-        self, index: str, condition: str, values: dict[str, Any], limit: int, cursor: str | None, now: float | None
+        self, index: str, condition: str, values: dict[str, Any], limit: int, cursor: str | None, now: float | None,
+        extra_filter: str | None = None,
     ) -> Page:
         """Live items of an index, highest sort key first, `limit` at most, and a cursor iff more live items exist.
 
@@ -326,7 +346,8 @@ class DynamoDbCandidateStore(CandidateStore):
         hash_attr, range_attr = _INDEX_KEYS[index]
         kwargs: dict[str, Any] = {
             "TableName": self.table_name, "IndexName": index, "KeyConditionExpression": condition,
-            "FilterExpression": "#e > :now", "ExpressionAttributeNames": {"#e": "expiresAt"},
+            "FilterExpression": "#e > :now" + (f" AND {extra_filter}" if extra_filter else ""),
+            "ExpressionAttributeNames": {"#e": "expiresAt"},
             "ExpressionAttributeValues": {**values, ":now": {"N": _number(resolve_now(now))}},
             "ScanIndexForward": False, "Limit": limit + 1,
         }
@@ -463,6 +484,8 @@ def _to_item(rec: Record, program_id: str, partition_key: str) -> dict[str, Any]
     if offer_type is not None:
         item["gsi2pk"] = {"S": f"{program_id}#{offer_type}"}
         item["gsi2sk"] = {"S": f"{partition_key}#{customer_id}"}
+        if score is not None:
+            item["gsi4sk"] = {"N": _number(float(score))}
     item["gsi3pk"] = {"S": program_id}
     item["gsi3sk"] = {"S": f"{partition_key}#{customer_id}"}
     return item

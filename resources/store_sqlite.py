@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS candidates (
 );
 CREATE INDEX IF NOT EXISTS candidates_gsi1 ON candidates (gsi1pk, score DESC, pk DESC);
 CREATE INDEX IF NOT EXISTS candidates_gsi2 ON candidates (gsi2pk, gsi2sk DESC, pk DESC);
+CREATE INDEX IF NOT EXISTS candidates_gsi4 ON candidates (gsi2pk, score DESC, pk DESC) WHERE score IS NOT NULL;
 CREATE INDEX IF NOT EXISTS candidates_partition ON candidates (program_id, partition_key);
 CREATE INDEX IF NOT EXISTS candidates_customer ON candidates (customer_id);
 CREATE TABLE IF NOT EXISTS score_cache (
@@ -224,24 +225,42 @@ class SqliteCandidateStore(CandidateStore):
 
     def query_by_segment(
         self, program_id: str, segment: str, min_score: float | None = None, limit: int = 50,
-        cursor: str | None = None, now: float | None = None,
+        cursor: str | None = None, now: float | None = None, offer_type: str | None = None,
     ) -> Page:
         """Keyset pagination on (score DESC, pk DESC) over index candidates_gsi1."""
-        _check_limit(limit)
+        extra, extra_params = ("AND offer_type = ?", [offer_type]) if offer_type is not None else ("", [])
         scope = f"{program_id}#{segment}"
-        sql = "SELECT body, score, pk FROM candidates WHERE gsi1pk = ? AND expires_at > ?"
-        params: list[Any] = [scope, resolve_now(now)]
+        kind = "sqlite-gsi1" if offer_type is None else f"sqlite-gsi1:{offer_type}"
+        return self._by_score("gsi1pk", "candidates_gsi1", kind, scope, min_score, limit, cursor, now, extra,
+                              extra_params)
+
+    def query_by_score(
+        self, program_id: str, offer_type: str, min_score: float | None = None, limit: int = 50,
+        cursor: str | None = None, now: float | None = None,
+    ) -> Page:
+        """Keyset pagination on (score DESC, pk DESC) over index candidates_gsi4 (offer type by score)."""
+        return self._by_score("gsi2pk", "candidates_gsi4", "sqlite-gsi4", f"{program_id}#{offer_type}", min_score,
+                              limit, cursor, now, "AND score IS NOT NULL", [])
+
+    def _by_score(
+        self, key_col: str, index: str, kind: str, scope: str, min_score: float | None, limit: int,
+        cursor: str | None, now: float | None, extra: str, extra_params: list[Any],
+    ) -> Page:
+        _check_limit(limit)
+        # INDEXED BY: the planner must never pick another index (or a scan) for a serving read.
+        sql = f"SELECT body, score, pk FROM candidates INDEXED BY {index} WHERE {key_col} = ? AND expires_at > ? {extra}"
+        params: list[Any] = [scope, resolve_now(now), *extra_params]
         if min_score is not None:
             sql += " AND score >= ?"
             params.append(float(min_score))
         if cursor is not None:
-            last_score, last_pk = _position(decode_cursor(cursor, "sqlite-gsi1", scope), (float, int), str)
+            last_score, last_pk = _position(decode_cursor(cursor, kind, scope), (float, int), str)
             sql += " AND (score, pk) < (?, ?)"
             params += [float(last_score), last_pk]
         sql += " ORDER BY score DESC, pk DESC LIMIT ?"
         params.append(limit + 1)  # one more than asked: tells whether there is a next page
         rows = self._conn().execute(sql, params).fetchall()
-        return _page(rows, limit, "sqlite-gsi1", scope)
+        return _page(rows, limit, kind, scope)
 
     def query_by_offer_type(
         self, program_id: str, offer_type: str, limit: int = 50, cursor: str | None = None,
