@@ -1,0 +1,387 @@
+"""The serving API (FastAPI): candidates by the spec's queries, the customer view, the in-app inbox, call tasks,
+GDPR deletion and key management, over a CandidateStore and an EngagementStore.
+
+Why it looks the way it does:
+- `create_app(...)` takes its stores (and the clock) as arguments: tests run the same app over SQLite and DynamoDB
+  (moto), and production wires DynamoDB.  Other issues add their routes to the app it returns.
+- Reads go through the store's index queries only (query_by_segment / query_by_score / customer_candidates),
+  never a scan; the stores filter expired candidates on every read.
+- Candidate pages are serialised with orjson straight from the stored records (a response model still documents
+  them in OpenAPI): validating 50 records through pydantic per request would cost more than the query.
+- SQLite calls run inline on the event loop (a keyset page is ~0.2 ms, a thread hop costs more); network-bound
+  backends (DynamoDB) run in the thread pool.
+- Logs carry the route *template*, status, latency and key id: never a path or query value (customer ids, etc.).
+"""
+# No `from __future__ import annotations`: FastAPI resolves the route signatures, which name local dependencies.
+
+import logging
+import math
+import time
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Callable, Iterable, Mapping
+
+import orjson
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
+
+from engage_assets.serving import models as m
+from engage_assets.serving.auth import KeyVerifier, Principal, RateLimiter, create_api_key, public_key_record
+from resources.engagement import EngagementStore, SqliteEngagementStore
+from resources.store import CandidateStore, Page
+
+log = logging.getLogger("engage.serving")
+
+MAX_PAGE = 200
+DEFAULT_PAGE = 50
+
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`ek_<keyId>_<secret>`")
+
+_E401 = {401: {"model": m.Problem, "description": "Missing or invalid API key"}}
+_E403 = {403: {"model": m.Problem, "description": "The key lacks the required scope"}}
+_E404 = {404: {"model": m.Problem, "description": "Not found"}}
+_E409 = {409: {"model": m.Problem, "description": "Conflicts with the resource's state"}}
+_E400 = {400: {"model": m.Problem, "description": "Invalid cursor"}}
+_E429 = {429: {"model": m.Problem, "description": "Rate limit exceeded; see Retry-After",
+               "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}}}}
+_COMMON = {**_E401, **_E403, **_E429}
+
+ProgramId = Annotated[str, Path(pattern=m.PROGRAM_PATTERN, description="programId, e.g. churn-prevention")]
+CustomerId = Annotated[str, Path(pattern=m.ID_PATTERN, description="customerId")]
+Label = Annotated[str, Query(pattern=m.LABEL_PATTERN)]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"Page size (1-{MAX_PAGE})")]
+Cursor = Annotated[str | None, Query(pattern=m.CURSOR_PATTERN, description="nextCursor of the previous page")]
+MinScore = Annotated[float | None, Query(ge=0.0, le=1.0, description="Lowest score returned (0-1)")]
+
+
+def _is_inline(store: Any) -> bool:
+    from resources.store_sqlite import SqliteCandidateStore
+
+    return isinstance(store, (SqliteCandidateStore, SqliteEngagementStore))
+
+
+class _AccessLog:
+    """Pure ASGI middleware (no BaseHTTPMiddleware overhead): one line per request without personal data."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if log.isEnabledFor(logging.INFO):
+                route = scope.get("route")
+                log.info(
+                    "%s %s %d %.2fms key=%s", scope["method"], getattr(route, "path", "<unmatched>"), status,
+                    (time.perf_counter() - start) * 1000, scope.get("state", {}).get("key_id", "-"),
+                )
+
+
+def create_app(
+    candidates: CandidateStore,
+    engagement: EngagementStore,
+    *,
+    programs: Iterable[str] | None = None,
+    erasers: Mapping[str, Callable[[str], int]] | None = None,
+    clock: Callable[[], float] = time.time,
+    key_cache_seconds: float = 10.0,
+) -> FastAPI:
+    """The serving app over the given stores.
+
+    programs: known programIds (unknown ones get 404); None accepts any well-formed id.
+    erasers:  extra GDPR erasers by name (event queue, delivery ledger…), each `customer_id -> items removed`.
+    clock:    epoch seconds; the stores' `now` (tests pin it to check expiry).
+    """
+    known_programs = frozenset(programs) if programs is not None else None
+    extra_erasers = dict(erasers or {})
+    verifier = KeyVerifier(engagement, cache_seconds=key_cache_seconds)
+    limiter = RateLimiter()
+    inline_candidates, inline_engagement = _is_inline(candidates), _is_inline(engagement)
+
+    async def on_candidates(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs) if inline_candidates else await run_in_threadpool(fn, *args, **kwargs)
+
+    async def on_engagement(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs) if inline_engagement else await run_in_threadpool(fn, *args, **kwargs)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        # Graceful shutdown: uvicorn has drained in-flight requests; release this thread's store handles.
+        for store in (candidates, engagement):
+            close = getattr(store, "close", None)
+            if callable(close):
+                close()
+
+    app = FastAPI(
+        title="Engage serving API",
+        version="1.0.0",
+        description="Candidates (GetCandidatesByImpact / ByScore / ByRiskLevel), the in-app inbox, call tasks, "
+        "GDPR deletion and API keys.  Every route but /health needs an `X-API-Key`.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(_AccessLog)
+    app.state.engagement = engagement
+    app.state.candidates = candidates
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The default echoes the offending input back; drop it (it may be personal data) and keep where and why.
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    # -- auth ------------------------------------------------------------------------------------------------------
+
+    async def principal(request: Request, api_key: Annotated[str | None, Security(_api_key_header)]) -> Principal:
+        found = verifier.verify(api_key) if inline_engagement else await run_in_threadpool(verifier.verify, api_key)
+        if found is None:
+            raise HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "ApiKey"})
+        request.state.key_id = found.key_id
+        wait = limiter.take(found.key_id, found.rate_per_second, found.burst)
+        if wait:
+            raise HTTPException(429, "rate limit exceeded for this key", headers={"Retry-After": str(math.ceil(wait))})
+        return found
+
+    def require(scope: str) -> Any:
+        async def dependency(who: Annotated[Principal, Depends(principal)]) -> Principal:
+            if not who.has(scope):
+                raise HTTPException(403, f"this key lacks the '{scope}' scope")
+            return who
+
+        return Depends(dependency)
+
+    def check_program(who: Principal, program: str) -> None:
+        if not who.can_read(program):
+            raise HTTPException(403, f"this key lacks the 'read:{program}' scope")
+        if known_programs is not None and program not in known_programs:
+            raise HTTPException(404, "unknown program")
+
+    async def page_response(fn: Callable[..., Page], *args: Any, **kwargs: Any) -> Response:
+        try:
+            page = await on_candidates(fn, *args, now=clock(), **kwargs)
+        except ValueError as e:  # an invalid or foreign cursor (the store's message names no value)
+            raise HTTPException(400, str(e)) from None
+        return Response(orjson.dumps({"items": page.items, "nextCursor": page.next_cursor}),
+                        media_type="application/json")
+
+    # -- health ----------------------------------------------------------------------------------------------------
+
+    @app.get("/health", response_model=m.Health, tags=["operations"])
+    async def health() -> dict[str, str]:
+        """Liveness: no key needed, touches no store."""
+        return {"status": "ok"}
+
+    # -- candidate queries -----------------------------------------------------------------------------------------
+
+    @app.get("/v1/programs/{program}/candidates/by-impact", response_model=m.CandidatePage,
+             responses={**_COMMON, **_E404, **_E400}, tags=["candidates"])
+    async def get_candidates_by_impact(
+        program: ProgramId, who: Annotated[Principal, Depends(principal)],
+        impactLevel: Label, refundType: Annotated[str | None, Query(pattern=m.LABEL_PATTERN)] = None,
+        minScore: MinScore = None, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None,
+    ) -> Response:
+        """GetCandidatesByImpact: live candidates of an impact level (GSI1), highest score first, optionally only
+        one refund type."""
+        check_program(who, program)
+        return await page_response(candidates.query_by_segment, program, impactLevel, min_score=minScore,
+                                   limit=limit, cursor=cursor, offer_type=refundType)
+
+    @app.get("/v1/programs/{program}/candidates/by-score", response_model=m.CandidatePage,
+             responses={**_COMMON, **_E404, **_E400}, tags=["candidates"])
+    async def get_candidates_by_score(
+        program: ProgramId, who: Annotated[Principal, Depends(principal)], offerType: Label,
+        minScore: MinScore = None, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None,
+    ) -> Response:
+        """GetCandidatesByScore: live candidates with an offer type across segments (GSI4), highest score first."""
+        check_program(who, program)
+        return await page_response(candidates.query_by_score, program, offerType, min_score=minScore, limit=limit,
+                                   cursor=cursor)
+
+    @app.get("/v1/programs/{program}/candidates/by-risk-level", response_model=m.CandidatePage,
+             responses={**_COMMON, **_E404, **_E400}, tags=["candidates"])
+    async def get_candidates_by_risk_level(
+        program: ProgramId, who: Annotated[Principal, Depends(principal)], riskLevel: Label,
+        minScore: MinScore = None, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None,
+    ) -> Response:
+        """GetCandidatesByRiskLevel: live candidates of a risk level (GSI1) at or above minScore, highest first."""
+        check_program(who, program)
+        return await page_response(candidates.query_by_segment, program, riskLevel, min_score=minScore,
+                                   limit=limit, cursor=cursor)
+
+    @app.get("/v1/customers/{customerId}/candidates", response_model=m.CustomerCandidates,
+             responses=_COMMON, tags=["candidates"])
+    async def get_customer_candidates(
+        customerId: CustomerId, who: Annotated[Principal, Depends(principal)]
+    ) -> Response:
+        """One customer's live candidates across the programs this key may read."""
+        readable = who.readable_programs
+        if readable is not None and not readable:
+            raise HTTPException(403, "this key lacks a 'read:<programId>' scope")
+        items = await on_candidates(candidates.customer_candidates, customerId, now=clock())
+        if readable is not None:
+            items = [c for c in items if c.get("programId") in readable]
+        return Response(orjson.dumps({"customerId": customerId, "items": items}), media_type="application/json")
+
+    # -- in-app inbox ----------------------------------------------------------------------------------------------
+
+    @app.get("/v1/customers/{customerId}/inbox", response_model=m.Inbox, responses=_COMMON, tags=["in-app"])
+    async def get_inbox(
+        customerId: CustomerId, _who: Annotated[Principal, require("inapp")],
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> dict[str, Any]:
+        """The customer's in-app messages inside their display window, not dismissed."""
+        items = await on_engagement(engagement.inbox_messages, customerId, now=clock(), limit=limit)
+        return {"customerId": customerId, "items": items}
+
+    async def _set_state(customer_id: str, message_id: str, state: str) -> dict[str, Any]:
+        found = await on_engagement(engagement.set_inbox_state, customer_id, message_id, state, now=clock())
+        if found is None:
+            raise HTTPException(404, "no such message for this customer")
+        return found
+
+    MessageId = Annotated[str, Path(pattern=m.ID_PATTERN)]
+
+    @app.post("/v1/customers/{customerId}/inbox/{messageId}/seen", response_model=m.InboxMessage,
+              responses={**_COMMON, **_E404}, tags=["in-app"])
+    async def mark_seen(
+        customerId: CustomerId, messageId: MessageId, _who: Annotated[Principal, require("inapp")]
+    ) -> dict[str, Any]:
+        """Mark a message seen (it keeps displaying; a dismissed message stays dismissed)."""
+        return await _set_state(customerId, messageId, "seen")
+
+    @app.post("/v1/customers/{customerId}/inbox/{messageId}/dismiss", response_model=m.InboxMessage,
+              responses={**_COMMON, **_E404}, tags=["in-app"])
+    async def dismiss(
+        customerId: CustomerId, messageId: MessageId, _who: Annotated[Principal, require("inapp")]
+    ) -> dict[str, Any]:
+        """Dismiss a message: it is no longer listed."""
+        return await _set_state(customerId, messageId, "dismissed")
+
+    # -- call tasks ------------------------------------------------------------------------------------------------
+
+    TaskId = Annotated[str, Path(pattern=m.ID_PATTERN)]
+
+    @app.get("/v1/programs/{program}/call-tasks", response_model=m.CallTaskPage,
+             responses={**_COMMON, **_E404, **_E400}, tags=["call tasks"])
+    async def list_call_tasks(
+        program: ProgramId, _who: Annotated[Principal, require("agent")],
+        dueBefore: Annotated[int | None, Query(ge=0, le=2**40, description="Only tasks due by then (epoch s)")] = None,
+        limit: Limit = DEFAULT_PAGE, cursor: Cursor = None,
+    ) -> dict[str, Any]:
+        """Claimable call tasks of a program (open, or claimed with an expired claim), earliest due first."""
+        if known_programs is not None and program not in known_programs:
+            raise HTTPException(404, "unknown program")
+        try:
+            items, next_cursor = await on_engagement(
+                engagement.due_call_tasks, program, due_before=dueBefore, limit=limit, cursor=cursor, now=clock()
+            )
+        except ValueError as e:
+            raise HTTPException(400, str(e)) from None
+        return {"items": items, "nextCursor": next_cursor}
+
+    @app.get("/v1/call-tasks/{taskId}", response_model=m.CallTask, responses={**_COMMON, **_E404},
+             tags=["call tasks"])
+    async def get_call_task(taskId: TaskId, _who: Annotated[Principal, require("agent")]) -> dict[str, Any]:
+        """One call task."""
+        task = await on_engagement(engagement.get_call_task, taskId)
+        if task is None:
+            raise HTTPException(404, "no such call task")
+        return task
+
+    async def _task_conflict(task_id: str, what: str) -> HTTPException:
+        task = await on_engagement(engagement.get_call_task, task_id)
+        if task is None:
+            return HTTPException(404, "no such call task")
+        return HTTPException(409, f"cannot {what}: the task is {task['state']}"
+                             + (" by another agent" if task["state"] == "claimed" else ""))
+
+    @app.post("/v1/call-tasks/{taskId}/claim", response_model=m.CallTask,
+              responses={**_COMMON, **_E404, **_E409}, tags=["call tasks"])
+    async def claim_call_task(
+        taskId: TaskId, who: Annotated[Principal, require("agent")],
+        body: Annotated[m.ClaimRequest | None, Body()] = None,
+    ) -> dict[str, Any]:
+        """Claim a task for this key's agent until the claim expires (renewing one's own claim is allowed).
+        Atomic: of two agents claiming at once, one gets 200 and the other 409."""
+        seconds = (body or m.ClaimRequest()).claimSeconds
+        task = await on_engagement(engagement.claim_call_task, taskId, who.key_id, seconds, now=clock())
+        if task is None:
+            raise await _task_conflict(taskId, "claim")
+        return task
+
+    @app.post("/v1/call-tasks/{taskId}/complete", response_model=m.CallTask,
+              responses={**_COMMON, **_E404, **_E409}, tags=["call tasks"])
+    async def complete_call_task(
+        taskId: TaskId, body: m.CompleteRequest, who: Annotated[Principal, require("agent")]
+    ) -> dict[str, Any]:
+        """Complete a task this agent holds (under a live claim) with the call's outcome."""
+        task = await on_engagement(engagement.complete_call_task, taskId, who.key_id, body.outcome, now=clock())
+        if task is None:
+            conflict = await _task_conflict(taskId, "complete")
+            if conflict.status_code == 409 and "claimed" in str(conflict.detail):
+                current = await on_engagement(engagement.get_call_task, taskId)
+                if current and current["claimedBy"] == who.key_id:
+                    conflict = HTTPException(409, "cannot complete: your claim expired; claim the task again")
+            raise conflict
+        return task
+
+    # -- GDPR ------------------------------------------------------------------------------------------------------
+
+    @app.delete("/v1/customers/{customerId}", response_model=m.Deletion, responses=_COMMON, tags=["gdpr"])
+    async def delete_customer(customerId: CustomerId, who: Annotated[Principal, require("admin")]) -> dict[str, Any]:
+        """Erase a customer: candidates in every program, in-app messages, call tasks and every registered
+        eraser; the deletion is recorded first (customerId and time only) so later runs and exports skip them.
+        Idempotent."""
+        removed = await on_engagement(engagement.delete_customer, customerId, now=clock())
+        n_candidates = await on_candidates(candidates.delete_customer, customerId)
+        other = {name: await run_in_threadpool(fn, customerId) for name, fn in extra_erasers.items()}
+        log.info("gdpr deletion by key=%s: candidates=%d inbox=%d tasks=%d", who.key_id, n_candidates,
+                 removed["inboxMessages"], removed["callTasks"])
+        return {"customerId": customerId, "candidates": n_candidates, **removed, "other": other}
+
+    # -- admin: keys -----------------------------------------------------------------------------------------------
+
+    KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
+
+    @app.post("/v1/admin/api-keys", response_model=m.ApiKeyCreated, status_code=201, responses=_COMMON,
+              tags=["admin"])
+    async def create_key(body: m.ApiKeyCreate, _who: Annotated[Principal, require("admin")]) -> dict[str, Any]:
+        """Create a key; the response holds the key itself, which is not stored and cannot be shown again."""
+        record, key = await on_engagement(
+            create_api_key, engagement, body.scopes, body.name, body.ratePerSecond, body.burst, now=clock()
+        )
+        return record | {"apiKey": key}
+
+    @app.get("/v1/admin/api-keys", response_model=m.ApiKeyList, responses=_COMMON, tags=["admin"])
+    async def list_keys(_who: Annotated[Principal, require("admin")]) -> dict[str, Any]:
+        """Every key (without hashes)."""
+        return {"items": [public_key_record(k) for k in await on_engagement(engagement.list_api_keys)]}
+
+    @app.delete("/v1/admin/api-keys/{keyId}", response_model=m.ApiKeyInfo, responses={**_COMMON, **_E404},
+                tags=["admin"])
+    async def revoke_key(keyId: KeyId, _who: Annotated[Principal, require("admin")]) -> dict[str, Any]:
+        """Revoke a key (idempotent): it stops working at once in this process, within seconds elsewhere."""
+        await on_engagement(engagement.revoke_api_key, keyId, now=clock())
+        verifier.forget(keyId)
+        record = await on_engagement(engagement.get_api_key, keyId)
+        if record is None:
+            raise HTTPException(404, "no such key")
+        return public_key_record(record)
+
+    return app

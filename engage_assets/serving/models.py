@@ -1,0 +1,146 @@
+"""Request and response models of the serving API: they are its OpenAPI document."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engage_assets.serving.auth import SCOPE_PATTERN
+
+PROGRAM_PATTERN = r"^[a-z][a-z0-9-]{0,63}$"
+LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # segment names, offer/refund types
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"  # customer, message and task ids
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,2048}$"
+
+
+class Candidate(BaseModel):
+    """A stored candidate (ARCHITECTURE §5).  `holdout` candidates are the control group: they carry no
+    channels and must not be contacted."""
+
+    model_config = ConfigDict(extra="allow")
+
+    customerId: str
+    programId: str
+    partitionKey: str
+    marketplace: str | None = None
+    subjectId: str | None = None
+    segment: str | None = None
+    offerType: str | None = None
+    score: float | None = None
+    scores: dict[str, float] = Field(default_factory=dict)
+    modelVersions: dict[str, str] = Field(default_factory=dict)
+    offer: dict[str, Any] = Field(default_factory=dict)
+    holdout: bool = False
+    channels: list[str] = Field(default_factory=list)
+    context: dict[str, Any] = Field(default_factory=dict)
+    createdAt: str | None = None
+    expiresAt: int
+
+
+class CandidatePage(BaseModel):
+    items: list[Candidate]
+    nextCursor: str | None = Field(None, description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class CustomerCandidates(BaseModel):
+    customerId: str
+    items: list[Candidate]
+
+
+class InboxMessage(BaseModel):
+    messageId: str
+    customerId: str
+    programId: str
+    messageType: str
+    templateId: str
+    offer: dict[str, Any]
+    score: float | None = None
+    displayFrom: int
+    displayUntil: int
+    state: Literal["active", "seen", "dismissed"]
+    updatedAt: int | None = None
+
+
+class Inbox(BaseModel):
+    customerId: str
+    items: list[InboxMessage]
+
+
+class CallTask(BaseModel):
+    taskId: str
+    customerId: str
+    programId: str
+    segment: str | None = None
+    scriptId: str | None = None
+    callType: str | None = None
+    score: float | None = None
+    offer: dict[str, Any]
+    dueAt: int
+    priority: int
+    state: Literal["open", "claimed", "completed"]
+    claimedBy: str | None = None
+    claimExpiresAt: int | None = None
+    outcome: Literal["accepted", "declined", "no_answer", "callback"] | None = None
+    completedAt: int | None = None
+
+
+class CallTaskPage(BaseModel):
+    items: list[CallTask]
+    nextCursor: str | None = None
+
+
+class ClaimRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    claimSeconds: int = Field(900, ge=60, le=8 * 3600, description="How long the claim holds before it expires.")
+
+
+class CompleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["accepted", "declined", "no_answer", "callback"]
+
+
+class Deletion(BaseModel):
+    customerId: str
+    candidates: int
+    inboxMessages: int
+    callTasks: int
+    other: dict[str, int] = Field(default_factory=dict, description="Counts from other registered erasers.")
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=LABEL_PATTERN)
+    scopes: list[Annotated[str, Field(pattern=SCOPE_PATTERN)]] = Field(
+        min_length=1, max_length=16, description="read:<programId>, read:*, agent, inapp, admin, ingest"
+    )
+    ratePerSecond: float = Field(50.0, gt=0, le=100_000)
+    burst: int = Field(100, ge=1, le=100_000)
+
+
+class ApiKeyInfo(BaseModel):
+    keyId: str
+    name: str
+    scopes: list[str]
+    ratePerSecond: float
+    burst: int
+    createdAt: int
+    revokedAt: int | None = None
+
+
+class ApiKeyCreated(ApiKeyInfo):
+    apiKey: str = Field(description="The key itself: shown once, only its hash is stored.")
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyInfo]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Problem(BaseModel):
+    detail: str
