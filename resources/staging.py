@@ -46,7 +46,22 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
         if not isinstance(obj, pa.Table):
             raise TypeError(f"{context.asset_key.to_user_string()} must return a pyarrow.Table, got {type(obj)}")
         _write_parquet(obj, path)
-        context.add_output_metadata({"stage_path": str(path)})
+        if len(context.asset_partition_keys if context.has_asset_partitions else [None]) == 1:
+            context.add_output_metadata({"stage_path": str(path)})
+
+    def handle_output(self, context: dg.OutputContext, obj: pa.Table | dict[str, pa.Table]) -> None:
+        """A run over a partition range (single-run backfill) returns `{partition_key: table}`: one file each,
+        exactly where a one-partition run would write it, so downstream runs of any shape find them."""
+        if isinstance(obj, dict) and context.has_asset_partitions:
+            paths = self._get_paths_for_partitions(context)
+            if set(obj) != set(paths):
+                raise ValueError(f"{context.asset_key.to_user_string()} returned partitions {sorted(obj)}, "
+                                 f"expected {sorted(paths)}")
+            for partition_key, path in paths.items():
+                self.make_directory(path.parent)
+                self.dump_to_path(context=context, obj=obj[partition_key], path=path)
+            return
+        super().handle_output(context, obj)
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pa.Table:
         if path.protocol in ("", "file", "local"):
