@@ -28,6 +28,21 @@ def _materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, 
     return out
 
 
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+"""The runs' events go to the Dagster instance (the UI shows them); the terminal gets warnings and the summary."""
+
+
+def execute(job: dg.JobDefinition, instance: dg.DagsterInstance, log_path: Any = None,
+            **kwargs: Any) -> dg.ExecuteInProcessResult:
+    """Run a job in process, quietly: tool output (dbt's log stream) goes to `log_path` when given."""
+    import contextlib
+
+    if log_path is None:
+        return job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET, **kwargs)
+    with open(log_path, "w") as log, contextlib.redirect_stdout(log):
+        return job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET, **kwargs)
+
+
 def latest_partition(job: dg.JobDefinition) -> str:
     parts = job.partitions_def
     assert parts is not None
@@ -90,15 +105,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     print("\nBuilding the warehouse with dbt (staging → intermediate → marts, tests as asset checks) ...")
     t0 = time.perf_counter()
-    res = defs.resolve_job_def(WAREHOUSE_JOB).execute_in_process(instance=instance, raise_on_error=False)
+    dbt_log = settings.home / "dbt_build.log"
+    res = execute(defs.resolve_job_def(WAREHOUSE_JOB), instance, log_path=dbt_log)
+    checks = [e for e in res.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    passed = sum(1 for e in checks if e.event_specific_data.passed)  # type: ignore[union-attr]
     if not res.success:
-        print("dbt build failed; see the run in the Dagster UI (make dev).", file=sys.stderr)
+        print(f"dbt build failed; see {dbt_log} and the run in the Dagster UI (make dev).", file=sys.stderr)
         return 1
-    print(f"   dbt build done in {time.perf_counter() - t0:.1f} s")
+    print(f"   {len(_materializations(res))} dbt models built, {passed}/{len(checks)} dbt tests passed "
+          f"(asset checks) in {time.perf_counter() - t0:.1f} s; dbt's log: {dbt_log}")
 
     print("\nTraining models (promoted only if better than the current version) ...")
     t0 = time.perf_counter()
-    res = defs.resolve_job_def(RETRAIN_JOB).execute_in_process(instance=instance, raise_on_error=False)
+    res = execute(defs.resolve_job_def(RETRAIN_JOB), instance)
     if not res.success:
         print("model training failed", file=sys.stderr)
         return 1
@@ -112,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         job = defs.resolve_job_def(f"{program.group}_batch")
         partition = args.partition or latest_partition(job)
         t0 = time.perf_counter()
-        res = job.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False)
+        res = execute(job, instance, partition_key=partition)
         if not res.success:
             failed = True
             print(f"\n== {program.programName}: run FAILED for partition {partition}", file=sys.stderr)
