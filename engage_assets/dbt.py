@@ -43,6 +43,7 @@ TARGETS = ("local", "prod")
 # One pool for every asset that writes the DuckDB warehouse (DuckDB allows one writing process per file).
 WAREHOUSE_POOL = "duckdb_warehouse"
 MODEL_GROUP = "warehouse"
+RAW_GROUP = "raw"
 ASSET_KINDS = ("dbt", "duckdb")
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, target=MANIFEST_TARGET)
@@ -187,6 +188,28 @@ def _duckdb_row_counts(context: dg.AssetExecutionContext, invocation: DbtCliInvo
             asset_key=translator.get_asset_key(node),
             metadata={"dagster/row_count": dg.MetadataValue.int(counts[i])},
         )
+
+
+def raw_source_specs() -> list[dg.AssetSpec]:
+    """The dbt sources as Dagster assets of group `raw`, so the lineage starts at the tables a loader (here the
+    generator, in production the ingestion jobs) writes. External: Dagster observes, never materializes them."""
+    manifest = json.loads(dbt_project.manifest_path.read_text())
+    translator = EngageDbtTranslator()
+    specs = []
+    for source in sorted(manifest["sources"].values(), key=lambda s: s["name"]):
+        freshness = source.get("freshness") or {}
+        specs.append(dg.AssetSpec(
+            key=translator.get_asset_key(source),
+            group_name=RAW_GROUP,
+            description=source.get("description") or f"raw table {source['schema']}.{source['identifier']}",
+            kinds={"duckdb"},
+            metadata={
+                "dagster/table_name": f"{source['schema']}.{source['identifier']}",
+                "loaded_at_field": source.get("loaded_at_field") or "",
+                "dbt_freshness": json.dumps({k: v for k, v in freshness.items() if v}, sort_keys=True),
+            },
+        ))
+    return specs
 
 
 @cache

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dagster as dg
 
 from engage_assets.config import load_programs
-from engage_assets.dbt import engage_dbt_assets
+from engage_assets.dbt import engage_dbt_assets, raw_source_specs
 from engage_assets.factory import build_program
 from engage_assets.resources_for_env import build_resources
 from engage_assets.settings import get_settings, program_config_dir
@@ -31,7 +31,7 @@ def build_definitions() -> dg.Definitions:
         description="Retrain every program's models; each is promoted only if it beats the current version.",
     )
     return dg.Definitions(
-        assets=[engage_dbt_assets, *(a for b in built for a in b.assets)],
+        assets=[*raw_source_specs(), engage_dbt_assets, *(a for b in built for a in b.assets)],
         asset_checks=[c for b in built for c in b.asset_checks],
         jobs=[warehouse_job, retrain_job, *(j for b in built for j in b.jobs)],
         schedules=[
