@@ -414,3 +414,9 @@ def test_ensure_demo_key_is_idempotent_and_works(tmp_path):
         assert client.delete("/v1/customers/x", headers={"X-API-Key": key}).status_code == 403  # not admin
     engagement.revoke_api_key(key.split("_")[1])
     assert ensure_demo_key(settings) != key  # a revoked demo key is replaced
+
+
+def test_unknown_query_parameter_is_rejected(api):
+    r = api.get(BY_RISK, riskLevel="critical", minscore=0.99)  # misspelt: would otherwise return every score
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "minscore"]
+    assert api.get("/health", key=None, verbose="1").status_code == 422

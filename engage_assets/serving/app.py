@@ -25,7 +25,9 @@ from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request,
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engage_assets.serving import models as m
 from engage_assets.serving.auth import KeyVerifier, Principal, RateLimiter, create_api_key, public_key_record
@@ -43,7 +45,7 @@ _E401 = {401: {"model": m.Problem, "description": "Missing or invalid API key"}}
 _E403 = {403: {"model": m.Problem, "description": "The key lacks the required scope"}}
 _E404 = {404: {"model": m.Problem, "description": "Not found"}}
 _E409 = {409: {"model": m.Problem, "description": "Conflicts with the resource's state"}}
-_E400 = {400: {"model": m.Problem, "description": "Invalid cursor"}}
+_E400 = {400: {"model": m.Problem, "description": "Malformed request body or invalid cursor"}}
 _E429 = {429: {"model": m.Problem, "description": "Rate limit exceeded; see Retry-After",
                "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}}}}
 _COMMON = {**_E401, **_E403, **_E429}
@@ -128,7 +130,28 @@ def create_app(
             if callable(close):
                 close()
 
+    query_names: dict[int, frozenset[str]] = {}
+
+    async def reject_unknown_query(request: Request) -> None:
+        """A misspelt parameter (`minscore=0.8`) must fail loudly, not silently return every score."""
+        if not request.query_params:
+            return
+        route = request.scope.get("route")
+        allowed = query_names.get(id(route))
+        if allowed is None:  # the documented query parameters (OpenAPI is the contract), computed once per route
+            operation = app.openapi()["paths"].get(getattr(route, "path", ""), {}).get(request.method.lower(), {})
+            allowed = query_names[id(route)] = frozenset(
+                p["name"] for p in operation.get("parameters", []) if p["in"] == "query"
+            )
+        unknown = [k for k in request.query_params if k not in allowed]
+        if unknown:
+            raise RequestValidationError([
+                {"loc": ("query", k[:64]), "msg": "unknown query parameter", "type": "extra_forbidden"}
+                for k in unknown
+            ])
+
     app = FastAPI(
+        dependencies=[Depends(reject_unknown_query)],
         title="Engage serving API",
         version="1.0.0",
         description="Candidates (GetCandidatesByImpact / ByScore / ByRiskLevel), the in-app inbox, call tasks, "
@@ -145,6 +168,19 @@ def create_app(
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
                   for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette lists only the first matching route's methods; list every method of this path.
+            methods = {
+                method for route in app.routes
+                if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
+                for method in route.methods
+            }
+            headers["Allow"] = ", ".join(sorted(methods))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     # -- auth ------------------------------------------------------------------------------------------------------
 
@@ -182,7 +218,8 @@ def create_app(
 
     # -- health ----------------------------------------------------------------------------------------------------
 
-    @app.get("/health", response_model=m.Health, tags=["operations"])
+    @app.get("/health", response_model=m.Health, tags=["operations"],
+             responses={422: {"model": m.Problem, "description": "Unknown query parameter"}})
     async def health() -> dict[str, str]:
         """Liveness: no key needed, touches no store."""
         return {"status": "ok"}
@@ -312,7 +349,7 @@ def create_app(
                              + (" by another agent" if task["state"] == "claimed" else ""))
 
     @app.post("/v1/call-tasks/{taskId}/claim", response_model=m.CallTask,
-              responses={**_COMMON, **_E404, **_E409}, tags=["call tasks"])
+              responses={**_COMMON, **_E404, **_E409, **_E400}, tags=["call tasks"])
     async def claim_call_task(
         taskId: TaskId, who: Annotated[Principal, require("agent")],
         body: Annotated[m.ClaimRequest | None, Body()] = None,
@@ -326,7 +363,7 @@ def create_app(
         return task
 
     @app.post("/v1/call-tasks/{taskId}/complete", response_model=m.CallTask,
-              responses={**_COMMON, **_E404, **_E409}, tags=["call tasks"])
+              responses={**_COMMON, **_E404, **_E409, **_E400}, tags=["call tasks"])
     async def complete_call_task(
         taskId: TaskId, body: m.CompleteRequest, who: Annotated[Principal, require("agent")]
     ) -> dict[str, Any]:
@@ -359,7 +396,8 @@ def create_app(
 
     KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
 
-    @app.post("/v1/admin/api-keys", response_model=m.ApiKeyCreated, status_code=201, responses=_COMMON,
+    @app.post("/v1/admin/api-keys", response_model=m.ApiKeyCreated, status_code=201,
+              responses={**_COMMON, **_E400},
               tags=["admin"])
     async def create_key(body: m.ApiKeyCreate, _who: Annotated[Principal, require("admin")]) -> dict[str, Any]:
         """Create a key; the response holds the key itself, which is not stored and cannot be shown again."""
