@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export ENGAGE_WAREHOUSE_PATH ?= $(ENGAGE_HOME)/warehouse.duckdb
 SCALE ?= 1.0
 
-.PHONY: setup run test dev bench validate clean
+.PHONY: setup run test dev bench validate clean serve
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -34,6 +34,11 @@ test: setup
 
 dev: setup
 	$(BIN)/dagster dev -w workspace.yaml
+
+# Serving API on the embedded store (ENGAGE_HOME); no access log (paths hold customer ids): the app logs routes.
+serve: setup
+	$(BIN)/uvicorn engage_assets.serving.server:app_from_settings --factory --host 127.0.0.1 --port 8000 \
+		--workers 2 --loop uvloop --http httptools --no-access-log --timeout-graceful-shutdown 10
 
 validate: setup
 	$(BIN)/dagster definitions validate -w workspace.yaml
