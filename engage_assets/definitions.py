@@ -12,6 +12,7 @@ from engage_assets.dbt import engage_dbt_assets, raw_source_specs
 from engage_assets.factory import build_program
 from engage_assets.resources_for_env import build_resources
 from engage_assets.settings import get_settings, program_config_dir
+from sensors.run_failures import engage_run_failure_alerts
 
 WAREHOUSE_JOB = "warehouse_build"
 RETRAIN_JOB = "model_retraining"
@@ -41,6 +42,7 @@ def build_definitions() -> dg.Definitions:
             dg.ScheduleDefinition(name="model_retraining_schedule", job=retrain_job, cron_schedule="0 3 * * 1#1"),
             *(s for b in built for s in b.schedules),
         ],
+        sensors=[engage_run_failure_alerts],
         resources=build_resources(settings),
     )
 

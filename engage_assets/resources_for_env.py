@@ -12,6 +12,7 @@ import dagster as dg
 
 from engage_assets.dbt import dbt_resource
 from engage_assets.settings import Settings
+from resources.alerts import FileAlertSink, SnsAlertSink
 from resources.staging import ArrowParquetIOManager, ModelStoreResource, RejectionLogResource
 
 
@@ -31,6 +32,7 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         "rejections": RejectionLogResource(base_path=str(settings.stage_root)),
         "io_manager": ArrowParquetIOManager(base_path=str(home / "stages")),
         "dbt": dbt_resource("local"),
+        "alerts": FileAlertSink(path=str(home / "alerts.jsonl")),
     }
 
 
@@ -65,6 +67,7 @@ def prod_resources(settings: Settings) -> dict[str, Any]:
         "io_manager": ArrowParquetIOManager(base_path=f"s3://{bucket.get_value()}/stages" if bucket.get_value()
                                             else str(settings.stage_root)),
         "dbt": dbt_resource("prod"),
+        "alerts": SnsAlertSink(topic_arn=dg.EnvVar("ENGAGE_ALERT_TOPIC_ARN"), region_name=dg.EnvVar("AWS_REGION")),
     }
 
 
