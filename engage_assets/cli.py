@@ -141,9 +141,24 @@ def cmd_run(args: argparse.Namespace) -> int:
             continue
         _print_program(program.programName, partition, _materializations(res), program.group,
                        time.perf_counter() - t0)
+    _print_serving_example(settings)
     print(f"\nAll done in {time.perf_counter() - t_all:.1f} s.  State: {settings.home}")
     print("Open the Dagster UI with `make dev` (http://127.0.0.1:3000) to see lineage, runs and metadata.")
     return 1 if failed else 0
+
+
+def _print_serving_example(settings: Any) -> None:
+    """The serving API over the candidates just stored: a local demo key and a request to paste."""
+    from engage_assets.serving import ensure_demo_key
+
+    key = ensure_demo_key(settings)
+    print("\nServing API (start it with `make serve`; the demo key is local, in ENGAGE_HOME/demo_api_key):")
+    print(f"   curl -s -H 'X-API-Key: {key}' \\\n"
+          "     'http://127.0.0.1:8000/v1/programs/churn-prevention/candidates/by-risk-level?riskLevel=critical"
+          "&minScore=0.8&limit=5'")
+    print(f"   curl -s -H 'X-API-Key: {key}' \\\n"
+          "     'http://127.0.0.1:8000/v1/programs/win-back-campaigns/candidates/by-score?minScore=0.7"
+          "&offerType=premium&limit=5'")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
