@@ -15,12 +15,14 @@ from typing import Any
 import dagster as dg
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engage_assets import pipeline
 from engage_assets.config import ProgramConfig
 from engage_assets.dbt import WAREHOUSE_POOL, mart_asset_key
 from engage_assets.models import train_model
 from engage_assets.sources import PartitionWindow, SchemaDriftError, check_schema, enrichment_sql, probe_sql, split_invalid
+from resources.engagement import EngagementStore
 from resources.exports import ExportResource
 from resources.staging import ModelStoreResource, RejectionLogResource
 from resources.scoring import ScoringResource
@@ -151,7 +153,10 @@ def build_program(program: ProgramConfig) -> ProgramDefs:  # noqa: C901 - one cl
                     "context and offer history; rows with a NULL or ill-typed required field are rejected.",
     )
     def source_candidates(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                          rejections: RejectionLogResource):
+                          rejections: RejectionLogResource, engagement: EngagementStore):
+        # Customers erased under GDPR never become candidates again, and leave no trace in the rejection logs.
+        erased = pa.array(sorted(engagement.deleted_customers()), pa.string())
+
         def one(window: PartitionWindow, _: Any) -> tuple[pa.Table, dict[str, Any]]:
             params = window.params(program.programId)
             probe = warehouse.query_arrow(probe_sql(program), params)
@@ -161,6 +166,9 @@ def build_program(program: ProgramConfig) -> ProgramDefs:  # noqa: C901 - one cl
                 raise dg.Failure(description=str(e)) from None
             t0 = time.perf_counter()
             table = warehouse.query_arrow(enrichment_sql(program, probe.column_names), params)
+            rows_read = table.num_rows
+            if len(erased):
+                table = table.filter(pc.invert(pc.is_in(table.column("customer_id").cast(pa.string()), erased)))
             valid, invalid = split_invalid(table, required)
             rej = pipeline.source_rejections(program, invalid)
             path = rejections.write(g, "source_candidates", window.partition_key, rej)
@@ -170,7 +178,8 @@ def build_program(program: ProgramConfig) -> ProgramDefs:  # noqa: C901 - one cl
                     reasons[c["rejection_reason"]] = c["rejection_reason_count"]
             return valid, {
                 "dagster/row_count": valid.num_rows,
-                "rows_read": table.num_rows,
+                "rows_read": rows_read,
+                "excluded_erased": rows_read - table.num_rows,
                 "rejected_invalid": invalid.num_rows,
                 "rejections": _counts_md(reasons, "reason") if reasons else "none",
                 "rejections_path": path,

@@ -13,6 +13,7 @@ import dagster as dg
 from engage_assets.dbt import dbt_resource
 from engage_assets.settings import Settings
 from resources.alerts import FileAlertSink, SnsAlertSink
+from resources.engagement import DynamoDbEngagementStore, SqliteEngagementStore
 from resources.staging import ArrowParquetIOManager, ModelStoreResource, RejectionLogResource
 
 
@@ -33,6 +34,7 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         "io_manager": ArrowParquetIOManager(base_path=str(home / "stages")),
         "dbt": dbt_resource("local"),
         "alerts": FileAlertSink(path=str(home / "alerts.jsonl")),
+        "engagement": SqliteEngagementStore(path=str(settings.engagement_path)),
     }
 
 
@@ -67,6 +69,8 @@ def prod_resources(settings: Settings) -> dict[str, Any]:
         "io_manager": ArrowParquetIOManager(base_path=f"s3://{bucket.get_value()}/stages" if bucket.get_value()
                                             else str(settings.stage_root)),
         "dbt": dbt_resource("prod"),
+        "engagement": DynamoDbEngagementStore(table_name=dg.EnvVar("ENGAGE_ENGAGEMENT_TABLE"),
+                                              region_name=dg.EnvVar("AWS_REGION")),
         "alerts": SnsAlertSink(topic_arn=dg.EnvVar("ENGAGE_ALERT_TOPIC_ARN"), region_name=dg.EnvVar("AWS_REGION")),
     }
 

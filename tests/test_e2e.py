@@ -221,3 +221,22 @@ def test_a_date_range_runs_as_one_run_and_matches_single_partition_runs(platform
     for d in reversed(days):
         assert platform.run(f"{group}_batch", d).success
     assert {d: (platform.stored(group, d), platform.exported(group, d)) for d in days} == ranged
+
+
+def test_a_gdpr_erased_customer_never_comes_back(platform):
+    from resources.engagement import SqliteEngagementStore
+
+    group, partition = "proactive_refunds", "2026-11-17"
+    assert platform.run(f"{group}_batch", partition).success
+    (customer,) = platform.sql(
+        f"SELECT customer_id FROM exports.{group} WHERE partition_key = ? ORDER BY customer_id LIMIT 1", [partition])[0]
+    SqliteEngagementStore(path=str(platform.home / "engagement.sqlite")).delete_customer(customer)
+    platform.store().delete_customer(customer)
+    result = platform.run(f"{group}_batch", partition)
+    assert result.success
+    assert _metadata(result, [group, "source_candidates"])["excluded_erased"] >= 1
+    (n,) = platform.sql(f"SELECT count(*) FROM exports.{group} WHERE customer_id = ?", [customer])[0]
+    assert n == 0
+    assert platform.store().customer_candidates(customer) == []
+    rejection_logs = (platform.home / "stages" / group / "rejections").rglob(f"{partition}.parquet")
+    assert all(customer not in pq.read_table(p).column("customer_id").to_pylist() for p in rejection_logs)
