@@ -1,0 +1,397 @@
+"""Platform-core benchmark (issue 2): the batch programs' partitions, source_candidates → warehouse_export.
+
+Figures (`run(quick=False)`):
+- `churn_500k_seconds`: churn prevention's partition at the spec's scale (~500,000 source rows), the six stage
+  assets materialized in process (`dagster.materialize`, the local resources: DuckDB, SQLite store, in-process
+  models, Parquet IO manager and exports).  Best of 3; the median and the per-stage split are beside it, and its
+  ratio to a baseline taken in the same process: a plain DuckDB scan of the partition's source rows to Arrow.
+- `churn_10m_seconds`, `churn_10m_peak_rss_mb`: the same partition at 10,000,000 source rows, each repetition in
+  its own child process (`python -m bench.bench_churn child ...`); the peak RSS is that child's `ru_maxrss`
+  (os.wait4), so it counts DuckDB, Arrow and SQLite memory, the interpreter and Dagster included.
+- `candidates_per_minute_<program>`: source rows a partition processes per minute, each program at the spec's
+  scale, beside the throughput the spec states for its batch.
+
+Data.  The 500k warehouse is the project's own: `engage_assets.datagen.generate(scale=1.0, seed=7,
+end_date=2026-11-17)` and `dbt run` of the dbt project (every model: the three programs and the training tables),
+then the six models trained by materializing the `<program>/<model>_model` assets.  The 10M warehouse is
+bench-only: the 500k partition's source rows (the connector's WHERE clause already applied) replicated 20 times
+with new customer ids (`C` + 2-digit replica + the original 8 digits), the numeric behaviour features jittered by
+a hash of the new id (±5 %), and those customers' `marts.customers` rows and `marts.offer_history` rows
+replicated with them (so the look-back joins see the same per-customer history: ~60M offer rows), cut to exactly
+10,000,000 source rows.  The models are the 500k warehouse's.  Everything lives under ENGAGE_BENCH_HOME
+(default /tmp/engage-bench-churn) and is reused while its marker file exists.
+
+Each repetition first empties the score cache, so every run scores every candidate (the weekly run's case:
+a week later most features have changed); the store keeps the partition's previous candidates, which the run
+replaces.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_HOME = Path(os.environ.get("ENGAGE_BENCH_HOME", "/tmp/engage-bench-churn"))
+END = date(2026, 11, 17)  # the generator's first day without data (a Tuesday): churn's partition 2026-11-09
+SEED = 7
+REPEATS = 3
+TEN_M = 10_000_000
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+GROUPS = ("proactive_refunds", "win_back", "churn_prevention")
+
+# The throughput each spec states for its batch, and the volumes beside it (for the spec_basis field).
+SPEC_THROUGHPUT = {
+    "proactive_refunds": (13_889, "PROACTIVE-REFUND-OFFERS.md, batch timeline: 'Total Time: 1 hour, Throughput: "
+                                  "13,889 candidates/minute' (its 50,000 order issues in 1 hour would be 833/min)"),
+    "win_back": (11_111, "WIN-BACK-CAMPAIGNS.md, batch timeline: 'Total Time: 1 hour 30 minutes, Throughput: "
+                         "11,111 candidates/minute' (its 100,000 churned customers in 1.5 hours would be 1,111/min)"),
+    "churn_prevention": (6_944, "CHURN-PREVENTION.md, batch timeline: 'Total Time: 2 hours, Throughput: 6,944 "
+                                "candidates/minute' (its 500,000 customers in 2 hours would be 4,167/min)"),
+}
+
+
+# ---- environment --------------------------------------------------------------------------------------------
+
+def _settings(home: Path):
+    from engage_assets.settings import Settings
+
+    return Settings(env="local", home=home)
+
+
+def _env(home: Path) -> None:
+    """Point every setting at `home` (the bench never touches the project's data/)."""
+    os.environ["ENGAGE_HOME"] = str(home)
+    os.environ["ENGAGE_WAREHOUSE_PATH"] = str(home / "warehouse.duckdb")
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+
+
+def _programs() -> dict[str, Any]:
+    from engage_assets.config import load_programs
+    from engage_assets.settings import program_config_dir
+
+    return {p.group: p for p in load_programs(program_config_dir())}
+
+
+def _last_partition(program) -> str:
+    from engage_assets.factory import partitions_for
+
+    parts = partitions_for(program)
+    key, last = parts.get_first_partition_key(), None
+    while key is not None and parts.time_window_for_partition_key(key).end.date() <= END:
+        key, last = parts.get_next_partition_key(key), key
+    assert last is not None
+    return last
+
+
+# ---- the 500k warehouse (the project's generator and dbt models) -------------------------------------------
+
+def build_spec_warehouse(home: Path, scale: float) -> None:
+    marker = home / f".built-scale{scale}-seed{SEED}-{END}"
+    if marker.exists():
+        return
+    from engage_assets.datagen import generate
+
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    _env(home)
+    t0 = time.perf_counter()
+    generate(home / "warehouse.duckdb", scale=scale, seed=SEED, end_date=END)
+    print(f"   generated scale {scale} in {time.perf_counter() - t0:.1f} s", flush=True)
+    t0 = time.perf_counter()
+    dbt = Path(sys.executable).parent / "dbt"
+    proc = subprocess.run(
+        [str(dbt), "run", "--quiet", "--project-dir", str(ROOT / "dbt_project"),
+         "--profiles-dir", str(ROOT / "dbt_project"), "--target", "local",
+         "--target-path", str(home / "dbt_target"), "--log-path", str(home / "dbt_logs")],
+        cwd=ROOT / "dbt_project", env=dict(os.environ), capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"dbt run failed:\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}")
+    print(f"   dbt run in {time.perf_counter() - t0:.1f} s", flush=True)
+    train_models(home)
+    marker.touch()
+
+
+def train_models(home: Path) -> None:
+    import dagster as dg
+
+    from engage_assets.factory import build_program
+    from engage_assets.resources_for_env import local_resources
+
+    t0 = time.perf_counter()
+    for program in _programs().values():
+        built = build_program(program)
+        res = dg.materialize(built.assets, selection=built.model_keys, resources=local_resources(_settings(home)),
+                             run_config=QUIET, raise_on_error=True)
+        assert res.success
+    print(f"   models trained in {time.perf_counter() - t0:.1f} s", flush=True)
+
+
+# ---- the 10M warehouse (bench-only: the 500k partition replicated) ------------------------------------------
+
+def build_scaled_warehouse(src_home: Path, home: Path, rows: int) -> None:
+    import duckdb
+
+    program = _programs()["churn_prevention"]
+    partition = _last_partition(program)
+    marker = home / f".built-{rows}-from-{END}"
+    if marker.exists():
+        return
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    shutil.copytree(src_home / "models", home / "models")
+    from engage_assets.factory import partitions_for
+
+    as_of = partitions_for(program).time_window_for_partition_key(partition).end.date()
+    query = program.connector.config.query.strip().rstrip(";").replace(":as_of_date", f"DATE '{as_of}'")
+    t0 = time.perf_counter()
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    try:
+        con.execute(f"ATTACH '{src_home / 'warehouse.duckdb'}' AS src (READ_ONLY)")
+        con.execute("CREATE SCHEMA marts")
+        # The partition's source rows (the connector's own WHERE clause), numbered.
+        base = query.replace("marts.customer_analytics", "src.marts.customer_analytics")
+        con.execute(f"""CREATE TEMP TABLE base_ids AS
+            SELECT customer_id, row_number() OVER (ORDER BY customer_id) - 1 AS rn FROM ({base})""")
+        n = con.execute("SELECT count(*) FROM base_ids").fetchone()[0]
+        copies = -(-rows // n)
+        con.execute(f"""CREATE TEMP TABLE ids AS
+            SELECT b.customer_id AS old_id, 'C' || lpad(CAST(k AS VARCHAR), 2, '0') || substr(b.customer_id, 2) AS new_id,
+                   k = 0 AS original
+            FROM base_ids b, range({copies}) r(k) WHERE k * {n} + b.rn < {rows}""")
+
+        def jitter(col: str, lo: str = "NULL", hi: str = "NULL") -> str:
+            noise = "((hash(i.new_id || '" + col + "') % 10001) / 10000.0 * 0.1 - 0.05)"
+            expr = f"round({col} * (1 + {noise}), 3)"
+            expr = f"least(greatest({expr}, {lo}), {hi})" if lo != "NULL" else expr
+            return f"CASE WHEN i.original THEN {col} ELSE {expr} END AS {col}"
+
+        jittered = ", ".join([jitter("engagement_score", "0", "1"), jitter("engagement_change", "-1", "1"),
+                              jitter("login_frequency"), jitter("purchase_frequency"),
+                              jitter("feature_usage", "0", "1")])
+        con.execute(f"""CREATE TABLE marts.customer_analytics AS
+            SELECT * REPLACE (i.new_id AS customer_id, {jittered})
+            FROM src.marts.customer_analytics a JOIN ids i ON i.old_id = a.customer_id
+            WHERE a.snapshot_date = DATE '{as_of}'""")
+        con.execute("""CREATE TABLE marts.customers AS
+            SELECT c.* REPLACE (i.new_id AS customer_id) FROM src.marts.customers c JOIN ids i ON i.old_id = c.customer_id""")
+        con.execute("""CREATE TABLE marts.offer_history AS
+            SELECT h.* REPLACE (i.new_id AS customer_id, h.offer_id || '-' || substr(i.new_id, 2, 2) AS offer_id)
+            FROM src.marts.offer_history h JOIN ids i ON i.old_id = h.customer_id""")
+        got = con.execute(
+            f"SELECT count(*) FROM ({query})".replace("marts.customer_analytics", "marts.customer_analytics")
+        ).fetchone()[0]
+        hist = con.execute("SELECT count(*) FROM marts.offer_history").fetchone()[0]
+    finally:
+        con.close()
+    print(f"   {rows:,}-row warehouse: {got:,} source rows, {hist:,} offer-history rows, built in "
+          f"{time.perf_counter() - t0:.1f} s", flush=True)
+    marker.touch()
+
+
+# ---- one partition through the six stages -------------------------------------------------------------------
+
+def clear_score_cache(home: Path) -> None:
+    import sqlite3
+
+    path = home / "store.sqlite"
+    if path.exists():
+        con = sqlite3.connect(path)
+        try:
+            con.execute("DELETE FROM score_cache")
+            con.commit()
+        finally:
+            con.close()
+
+
+def run_partition(home: Path, group: str, partition: str | None = None) -> dict[str, Any]:
+    """Materialize the program's six stage assets for one partition in process; wall time and per-stage split."""
+    import dagster as dg
+
+    from engage_assets.factory import STAGES, build_program
+    from engage_assets.resources_for_env import local_resources
+
+    _env(home)
+    program = _programs()[group]
+    partition = partition or _last_partition(program)
+    built = build_program(program)
+    stage_keys = [dg.AssetKey([group, s]) for s in STAGES]
+    resources = local_resources(_settings(home))
+    instance = dg.DagsterInstance.ephemeral()
+    clear_score_cache(home)
+    t0 = time.perf_counter()
+    res = dg.materialize(built.assets, selection=stage_keys, partition_key=partition, resources=resources,
+                         instance=instance, run_config=QUIET, raise_on_error=True)
+    seconds = time.perf_counter() - t0
+    assert res.success
+    steps: dict[str, float] = {}
+    started: dict[str, float] = {}
+    for entry in instance.all_logs(res.run_id):
+        ev = entry.dagster_event
+        if ev is None or ev.step_key is None:
+            continue
+        stage = ev.step_key.split("__")[-1]
+        if ev.event_type_value == "STEP_START":
+            started[stage] = entry.timestamp
+        elif ev.event_type_value == "STEP_SUCCESS":
+            steps[stage] = round(entry.timestamp - started[stage], 3)
+    meta: dict[str, dict[str, Any]] = {}
+    for ev in res.all_events:
+        if ev.event_type_value == "ASSET_MATERIALIZATION":
+            mat = ev.event_specific_data.materialization  # type: ignore[union-attr]
+            meta[mat.asset_key.path[-1]] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    return {
+        "seconds": seconds, "steps": steps, "partition": partition,
+        "source_rows": int(meta["source_candidates"]["rows_read"]),
+        "eligible": int(meta["eligible_candidates"]["dagster/row_count"]),
+        "stored": int(meta["stored_candidates"]["dagster/row_count"]),
+        "query_seconds": meta["source_candidates"].get("query_seconds"),
+        "store_seconds": meta["stored_candidates"].get("store_seconds"),
+    }
+
+
+def baseline_scan(home: Path, group: str, partition: str) -> float:
+    """A plain DuckDB scan of the partition's source rows (the connector's own query) into Arrow."""
+    import duckdb
+
+    from engage_assets.factory import partitions_for
+    from resources.warehouse import bind_style
+
+    program = _programs()[group]
+    as_of = partitions_for(program).time_window_for_partition_key(partition).end.date()
+    sql, names = bind_style(program.connector.config.query, "dollar")
+    params = {"partition_start": as_of, "partition_end": as_of, "as_of_date": as_of, "program_id": program.programId}
+    best = float("inf")
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+        try:
+            con.sql(sql, params={n: params[n] for n in dict.fromkeys(names)}).to_arrow_table()
+        finally:
+            con.close()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def run_child(home: Path, group: str) -> dict[str, Any]:
+    """One partition in a fresh child process; its wall time and peak RSS (the child's ru_maxrss)."""
+    cmd = [sys.executable, "-m", "bench.bench_churn", "child", "--home", str(home), "--group", group]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"child run failed ({proc.returncode}): {out[-2000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux: kilobytes
+    result["process_seconds"] = wall
+    return result
+
+
+# ---- the figures --------------------------------------------------------------------------------------------
+
+def _best_median(values: list[float]) -> tuple[float, float]:
+    return min(values), statistics.median(values)
+
+
+def run(quick: bool = False) -> dict[str, dict[str, Any]]:
+    scale = 0.1 if quick else 1.0
+    big_rows = 1_000_000 if quick else TEN_M
+    suffix = "_quick" if quick else ""
+    spec_home = BENCH_HOME / f"scale{scale}"
+    big_home = BENCH_HOME / f"rows{big_rows}"
+    sys.path.insert(0, str(ROOT))
+    print(f"   warehouse at {spec_home} ...", flush=True)
+    build_spec_warehouse(spec_home, scale)
+    build_scaled_warehouse(spec_home, big_home, big_rows)
+    _env(spec_home)
+
+    results: dict[str, dict[str, Any]] = {}
+    # Every program at the spec's scale; churn prevention three times.
+    per_program: dict[str, list[dict[str, Any]]] = {}
+    for group in GROUPS:
+        reps = REPEATS if group == "churn_prevention" else 2
+        per_program[group] = [run_partition(spec_home, group) for _ in range(reps)]
+        r = per_program[group]
+        print(f"   {group}: {r[0]['source_rows']:,} source rows, " + ", ".join(f"{x['seconds']:.2f} s" for x in r)
+              + f"  stages {min(r, key=lambda x: x['seconds'])['steps']}", flush=True)
+
+    churn = per_program["churn_prevention"]
+    best, median = _best_median([r["seconds"] for r in churn])
+    fastest = min(churn, key=lambda r: r["seconds"])
+    partition = fastest["partition"]
+    scan = baseline_scan(spec_home, "churn_prevention", partition)
+    name = "churn_500k_seconds" if not quick else "churn_50k_seconds_quick"
+    results[name] = {
+        "value": round(best, 2), "unit": "s", "spec": "" if quick else "<= 10", "median": round(median, 2),
+        "runs": [round(r["seconds"], 2) for r in churn], "source_rows": fastest["source_rows"],
+        "stored": fastest["stored"], "partition": partition, "stages_s": fastest["steps"],
+        "baseline_scan_s": round(scan, 3), "ratio_to_baseline_scan": round(best / scan, 1),
+        "note": "six stage assets via dagster.materialize in process (Dagster's step overhead included); "
+                "baseline: the connector query alone, DuckDB to Arrow, same process",
+    }
+    print(f"   churn partition best {best:.2f} s = {best / scan:.1f}x a plain DuckDB scan of its source "
+          f"({scan:.3f} s)", flush=True)
+
+    for group, runs in per_program.items():
+        spec, basis = SPEC_THROUGHPUT[group]
+        r = min(runs, key=lambda x: x["seconds"])
+        per_min = r["source_rows"] / r["seconds"] * 60
+        results[f"candidates_per_minute_{group}{suffix}"] = {
+            "value": round(per_min), "unit": "source candidates/min", "spec": "" if quick else f">= {spec}",
+            "median": round(statistics.median(x["source_rows"] / x["seconds"] * 60 for x in runs)),
+            "source_rows": r["source_rows"], "stored": r["stored"], "seconds": round(r["seconds"], 2),
+            "stored_per_minute": round(r["stored"] / r["seconds"] * 60),
+            "spec_basis": f"{basis}; ours: source rows of the latest partition at the spec's scale / the "
+                          "partition's wall time (source_candidates → warehouse_export)",
+        }
+
+    big = [run_child(big_home, "churn_prevention") for _ in range(1 if quick else 2)]
+    for b in big:
+        print(f"   {b['source_rows']:,} rows: {b['seconds']:.1f} s in the run, peak RSS {b['peak_rss_mb']:,.0f} MB, "
+              f"stages {b['steps']}", flush=True)
+    best, median = _best_median([b["seconds"] for b in big])
+    fastest = min(big, key=lambda b: b["seconds"])
+    label = "10m" if not quick else "1m"
+    results[f"churn_{label}_seconds{suffix}"] = {
+        "value": round(best, 1), "unit": "s", "spec": "" if quick else "<= 120", "median": round(median, 1),
+        "runs": [round(b["seconds"], 1) for b in big], "source_rows": fastest["source_rows"],
+        "stored": fastest["stored"], "stages_s": fastest["steps"],
+        "process_seconds": round(fastest["process_seconds"], 1),
+        "note": "a child process per run; the figure is the materialize call (imports and Definitions excluded: "
+                "process_seconds has them); data: the 500k partition replicated with new ids (see bench_churn.py)",
+    }
+    rss = [b["peak_rss_mb"] for b in big]
+    results[f"churn_{label}_peak_rss_mb{suffix}"] = {
+        "value": round(max(rss)), "unit": "MB", "spec": "" if quick else "<= 4000",
+        "runs": [round(x) for x in rss], "note": "ru_maxrss of the child process that ran the partition (os.wait4)",
+    }
+    return results
+
+
+def _child_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--group", default="churn_prevention")
+    parser.add_argument("--partition", default=None)
+    args = parser.parse_args(argv)
+    result = run_partition(args.home, args.group, args.partition)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["child"]:
+        _child_main(sys.argv[2:])
+    else:
+        print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
