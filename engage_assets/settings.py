@@ -27,6 +27,10 @@ class Settings:
         return self.home / "engagement.sqlite"
 
     @property
+    def ledger_path(self) -> Path:
+        return self.home / "delivery.sqlite"
+
+    @property
     def export_root(self) -> Path:
         return self.home / "exports"
 
