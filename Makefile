@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export ENGAGE_WAREHOUSE_PATH ?= $(ENGAGE_HOME)/warehouse.duckdb
 SCALE ?= 1.0
 
-.PHONY: setup run test dev bench validate clean serve
+.PHONY: setup run test dev bench validate clean serve smtp
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -33,7 +33,12 @@ test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 dev: setup
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/python -m engage_assets.delivery.smtp_capture & trap 'kill $$!' EXIT INT TERM; \
+		$(BIN)/dagster dev -w workspace.yaml
+
+# Local SMTP capture server (port 2525): every e-mail delivery sends becomes $(ENGAGE_HOME)/mail/<program>/<key>.eml
+smtp: setup
+	$(BIN)/python -m engage_assets.delivery.smtp_capture --workers 2
 
 # Serving API on the embedded store (ENGAGE_HOME); no access log (paths hold customer ids): the app logs routes.
 serve: setup

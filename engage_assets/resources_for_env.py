@@ -35,6 +35,7 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         "dbt": dbt_resource("local"),
         "alerts": FileAlertSink(path=str(home / "alerts.jsonl")),
         "engagement": SqliteEngagementStore(path=str(settings.engagement_path)),
+        **delivery_resources(settings, local=True),
     }
 
 
@@ -72,6 +73,32 @@ def prod_resources(settings: Settings) -> dict[str, Any]:
         "engagement": DynamoDbEngagementStore(table_name=dg.EnvVar("ENGAGE_ENGAGEMENT_TABLE"),
                                               region_name=dg.EnvVar("AWS_REGION")),
         "alerts": SnsAlertSink(topic_arn=dg.EnvVar("ENGAGE_ALERT_TOPIC_ARN"), region_name=dg.EnvVar("AWS_REGION")),
+        **delivery_resources(settings, local=False),
+    }
+
+
+def delivery_resources(settings: Settings, local: bool) -> dict[str, Any]:
+    """Delivery: the ledger and contact-pressure settings, and the e-mail / SMS / push channels (phone and in-app go
+    through `engagement`).  Locally: SMTP to the capture server (`make smtp`) and outboxes under ENGAGE_HOME."""
+    from engage_assets.delivery.assets import ContactPressureResource, DeliveryLedgerResource
+    from engage_assets.delivery.smtp_capture import DEFAULT_PORT
+    from resources import channels
+
+    common = {"delivery_ledger": DeliveryLedgerResource(path=str(settings.ledger_path)),
+              "contact_pressure": ContactPressureResource()}
+    if local:
+        outbox = str(settings.home / "outbox")
+        return common | {
+            "email_channel": channels.SmtpEmailChannel(port=DEFAULT_PORT, capture_dir=str(settings.home / "mail")),
+            "sms_channel": channels.OutboxSmsChannel(root=outbox),
+            "push_channel": channels.OutboxPushChannel(root=outbox),
+        }
+    region = dg.EnvVar("AWS_REGION")
+    return common | {
+        "email_channel": channels.SesEmailChannel(region_name=region, from_address=dg.EnvVar("ENGAGE_EMAIL_FROM"),
+                                                  configuration_set=dg.EnvVar("ENGAGE_SES_CONFIGURATION_SET")),
+        "sms_channel": channels.SnsSmsChannel(region_name=region),
+        "push_channel": channels.SnsPushChannel(region_name=region, topic_arn=dg.EnvVar("ENGAGE_PUSH_TOPIC_ARN")),
     }
 
 

@@ -285,3 +285,24 @@ def test_idempotency_key_travels_and_capture_dedupes(tmp_path, capture):
     assert handler.received == 2 and handler.duplicates == 1
     assert capture_path(mail, P, idempotency_key("k1")).exists() and session.lookup(msg)
     assert (Path(mail) / "received.log").read_text().split()[1::2] == ["new", "dup"]
+
+
+def test_due_touch_sensor_run_key_from_ledger_not_clock(tmp_path):
+    import dagster as dg
+
+    from engage_assets.config import load_programs
+    from engage_assets.delivery.assets import DeliveryLedgerResource
+    from engage_assets.settings import program_config_dir
+    from sensors.due_touches import build_due_touch_sensor
+
+    program = next(p for p in load_programs(program_config_dir()) if p.programId == "win-back-campaigns")
+    sensor = build_due_touch_sensor(program, "win_back_deliver")
+    res = DeliveryLedgerResource(path=str(tmp_path / "d.sqlite"))
+    with dg.instance_for_test() as instance:
+        ctx = dg.build_sensor_context(instance=instance, resources={"delivery_ledger": res})
+        assert isinstance(sensor(ctx), dg.SkipReason)
+        res.ledger().plan(plan_table(P, "p1", [{"customerId": f"c{i}", "channel": "email", "dueAt": 100 + i}
+                                               for i in range(3)]), P, "p1", NOW)
+        first = sensor(dg.build_sensor_context(instance=instance, resources={"delivery_ledger": res}))
+        again = sensor(dg.build_sensor_context(instance=instance, resources={"delivery_ledger": res}))
+        assert first.run_key == again.run_key == "win-back-campaigns:due3:upto102"
