@@ -45,6 +45,15 @@ class Page:
 
 
 @dataclass
+class JsonPage:
+    """A page as JSON: `items` is the encoded array (`b'[{...},...]'`), spliced from the stored records without a
+    decode/re-encode.  Backends that keep records as JSON offer `<query>_json` variants returning it."""
+
+    items: bytes
+    next_cursor: str | None = None
+
+
+@dataclass
 class WriteResult:
     written: int = 0
     deleted: int = 0

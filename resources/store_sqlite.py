@@ -26,6 +26,7 @@ import dagster as dg
 
 from resources.store import (
     CandidateStore,
+    JsonPage,
     Page,
     Record,
     WriteResult,
@@ -228,6 +229,19 @@ class SqliteCandidateStore(CandidateStore):
         cursor: str | None = None, now: float | None = None, offer_type: str | None = None,
     ) -> Page:
         """Keyset pagination on (score DESC, pk DESC) over index candidates_gsi1."""
+        return _page(*self._segment_rows(program_id, segment, min_score, limit, cursor, now, offer_type))
+
+    def query_by_segment_json(
+        self, program_id: str, segment: str, min_score: float | None = None, limit: int = 50,
+        cursor: str | None = None, now: float | None = None, offer_type: str | None = None,
+    ) -> JsonPage:
+        """`query_by_segment` as JSON: the stored records spliced into an array (the serving API's hot path)."""
+        return _json_page(*self._segment_rows(program_id, segment, min_score, limit, cursor, now, offer_type))
+
+    def _segment_rows(
+        self, program_id: str, segment: str, min_score: float | None, limit: int, cursor: str | None,
+        now: float | None, offer_type: str | None,
+    ) -> tuple[list[tuple[Any, Any, str]], int, str, str]:
         extra, extra_params = ("AND offer_type = ?", [offer_type]) if offer_type is not None else ("", [])
         scope = f"{program_id}#{segment}"
         kind = "sqlite-gsi1" if offer_type is None else f"sqlite-gsi1:{offer_type}"
@@ -239,13 +253,22 @@ class SqliteCandidateStore(CandidateStore):
         cursor: str | None = None, now: float | None = None,
     ) -> Page:
         """Keyset pagination on (score DESC, pk DESC) over index candidates_gsi4 (offer type by score)."""
-        return self._by_score("gsi2pk", "candidates_gsi4", "sqlite-gsi4", f"{program_id}#{offer_type}", min_score,
-                              limit, cursor, now, "AND score IS NOT NULL", [])
+        return _page(*self._by_score("gsi2pk", "candidates_gsi4", "sqlite-gsi4", f"{program_id}#{offer_type}",
+                                     min_score, limit, cursor, now, "AND score IS NOT NULL", []))
+
+    def query_by_score_json(
+        self, program_id: str, offer_type: str, min_score: float | None = None, limit: int = 50,
+        cursor: str | None = None, now: float | None = None,
+    ) -> JsonPage:
+        """`query_by_score` as JSON: the stored records spliced into an array (the serving API's hot path)."""
+        return _json_page(*self._by_score("gsi2pk", "candidates_gsi4", "sqlite-gsi4", f"{program_id}#{offer_type}",
+                                          min_score, limit, cursor, now, "AND score IS NOT NULL", []))
 
     def _by_score(
         self, key_col: str, index: str, kind: str, scope: str, min_score: float | None, limit: int,
         cursor: str | None, now: float | None, extra: str, extra_params: list[Any],
-    ) -> Page:
+    ) -> tuple[list[tuple[Any, Any, str]], int, str, str]:
+        """(rows of (body, score, pk), limit, cursor kind, cursor scope): one more row than `limit` if there is more."""
         _check_limit(limit)
         # INDEXED BY: the planner must never pick another index (or a scan) for a serving read.
         sql = f"SELECT body, score, pk FROM candidates INDEXED BY {index} WHERE {key_col} = ? AND expires_at > ? {extra}"
@@ -259,8 +282,7 @@ class SqliteCandidateStore(CandidateStore):
             params += [float(last_score), last_pk]
         sql += " ORDER BY score DESC, pk DESC LIMIT ?"
         params.append(limit + 1)  # one more than asked: tells whether there is a next page
-        rows = self._conn().execute(sql, params).fetchall()
-        return _page(rows, limit, kind, scope)
+        return self._conn().execute(sql, params).fetchall(), limit, kind, scope
 
     def query_by_offer_type(
         self, program_id: str, offer_type: str, limit: int = 50, cursor: str | None = None,
@@ -341,3 +363,11 @@ def _page(rows: list[tuple[Any, Any, str]], limit: int, kind: str, scope: str) -
     rows = rows[:limit]
     cursor = encode_cursor(kind, scope, [rows[-1][1], rows[-1][2]]) if more else None
     return Page(items=[_loads(r[0]) for r in rows], next_cursor=cursor)
+
+
+def _json_page(rows: list[tuple[Any, Any, str]], limit: int, kind: str, scope: str) -> JsonPage:
+    """Like `_page`, but the bodies are spliced as stored (each is one record's JSON, as `_dumps` wrote it)."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = encode_cursor(kind, scope, [rows[-1][1], rows[-1][2]]) if more else None
+    return JsonPage(items=("[" + ",".join([r[0] for r in rows]) + "]").encode(), next_cursor=cursor)

@@ -420,3 +420,116 @@ def test_unknown_query_parameter_is_rejected(api):
     r = api.get(BY_RISK, riskLevel="critical", minscore=0.99)  # misspelt: would otherwise return every score
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "minscore"]
     assert api.get("/health", key=None, verbose="1").status_code == 422
+
+
+# -- the candidate pages' fast path (SQLite) answers exactly what the FastAPI routes answer ------------------------------
+
+
+def test_fast_path_answers_like_the_fastapi_routes(tmp_path):
+    candidates = SqliteCandidateStore(path=str(tmp_path / "store.sqlite"))
+    engagement = SqliteEngagementStore(path=str(tmp_path / "engagement.sqlite"))
+    seed(candidates)
+    clock = Clock()
+    keys = {name: create_api_key(engagement, scopes, name, rate_per_second=10_000, burst=10_000)[1]
+            for name, scopes in {"reader": ["read:*"], "refunds": [f"read:{REFUNDS}"], "agent": ["agent"]}.items()}
+    fast_app = create_app(candidates, engagement, programs=PROGRAMS, clock=clock)
+    slow_app = create_app(candidates, engagement, programs=PROGRAMS, clock=clock, fast_paths=False)
+    # Proof that the fast path serves: without its FastAPI route, by-score still answers a plainly valid request.
+    bare_app = create_app(candidates, engagement, programs=PROGRAMS, clock=clock)
+    bare_app.router.routes[:] = [r for r in bare_app.router.routes if not getattr(r, "path", "").endswith("by-score")]
+    with TestClient(bare_app) as bare:
+        headers = {"X-API-Key": keys["reader"]}
+        assert customer_ids(bare.get(BY_SCORE, params={"offerType": "premium", "minScore": 0.5}, headers=headers)) \
+            == [f"w{i:02d}" for i in (18, 16, 14, 12, 10, 8)]
+        assert bare.get(BY_SCORE, params={"offerType": "premium", "x": 1}, headers=headers).status_code == 404
+    queries = [
+        (BY_SCORE, "offerType=premium"), (BY_SCORE, "offerType=premium&minScore=0.5&limit=2"),
+        (BY_SCORE, "offerType=standard&limit=3"), (BY_SCORE, "offerType=nothing"), (BY_SCORE, "limit=3"),
+        (BY_SCORE, "offerType=premium&minScore=1"), (BY_SCORE, "offerType=premium&minScore=1.0"),
+        (BY_SCORE, "offerType=premium&minScore=.5"), (BY_SCORE, "offerType=premium&minScore=1.5"),
+        (BY_SCORE, "offerType=premium&minScore=-0.1"), (BY_SCORE, "offerType=premium&minScore=abc"),
+        (BY_SCORE, "offerType=premium&limit=0"), (BY_SCORE, "offerType=premium&limit=200"),
+        (BY_SCORE, "offerType=premium&limit=201"), (BY_SCORE, "offerType=premium&limit=050"),
+        (BY_SCORE, "offerType=premium&minscore=0.5"), (BY_SCORE, "offerType=premium&offerType=standard"),
+        (BY_SCORE, "offerType=%70remium"), (BY_SCORE, "offerType="), (BY_SCORE, "offerType=pre%20mium"),
+        (BY_SCORE, "offerType=premium&cursor=bm90LWEtY3Vyc29y"), (BY_SCORE, "offerType=premium&cursor=a.b"),
+        (BY_SCORE, "offerType=premium&limit"), (BY_SCORE + "/", "offerType=premium"),
+        ("/v1/programs/abandoned-cart/candidates/by-score", "offerType=x"),
+        ("/v1/programs/Bad_Program/candidates/by-score", "offerType=x"),
+        (BY_IMPACT, "impactLevel=high&refundType=full&limit=10"), (BY_IMPACT, "impactLevel=high&minScore=0.98"),
+        (BY_IMPACT, "impactLevel=high&refundType=bad%20type"), (BY_IMPACT, "refundType=full"),
+        (BY_RISK, "riskLevel=critical&minScore=0.7"), (BY_RISK, "riskLevel=high&refundType=full"),
+    ]
+
+    def both(path: str, query: str, key: str | None = "reader", method: str = "GET") -> Any:
+        headers = {"X-API-Key": keys[key] if key in keys else key} if key else {}
+        with TestClient(fast_app) as fast, TestClient(slow_app) as slow:
+            a = fast.request(method, f"{path}?{query}", headers=headers)
+            b = slow.request(method, f"{path}?{query}", headers=headers)
+        assert (a.status_code, a.content, a.headers.get("content-type")) == \
+               (b.status_code, b.content, b.headers.get("content-type")), (path, query, key)
+        return a
+
+    for path, query in queries:
+        both(path, query)
+    assert both(BY_SCORE, "offerType=premium").status_code == 200
+    # Pages chain through cursors alike, and a cursor of another query is refused alike.
+    for path, query in ((BY_SCORE, "offerType=standard&limit=3"), (BY_IMPACT, "impactLevel=high&limit=4")):
+        cursor = None
+        for _ in range(20):
+            body = both(path, query + (f"&cursor={cursor}" if cursor else "")).json()
+            cursor = body["nextCursor"]
+            if cursor is None:
+                break
+        else:
+            raise AssertionError("pagination did not end")
+    cursor = both(BY_IMPACT, "impactLevel=high&limit=2").json()["nextCursor"]
+    assert both(BY_SCORE, f"offerType=premium&cursor={cursor}").status_code == 400
+    # Keys and scopes.
+    for key in (None, "agent", "refunds", "ek_0123456789abcdef_" + "x" * 43, "garbage"):
+        assert both(BY_SCORE, "offerType=premium", key=key).status_code in (401, 403)
+    assert both(f"/v1/programs/{REFUNDS}/candidates/by-score", "offerType=full", key="refunds").status_code == 200
+    assert both(BY_SCORE, "offerType=premium", method="POST").status_code == 405
+    # Expiry: the clock moves, expired candidates vanish from both.
+    clock.now = NOW + 100
+    assert "hx" not in [c["customerId"] for c in
+                        both(f"/v1/programs/{REFUNDS}/candidates/by-score", "offerType=full").json()["items"]]
+    clock.now = NOW + 2 * DAY
+    assert both(BY_SCORE, "offerType=premium").json() == {"items": [], "nextCursor": None}
+
+
+def test_fast_path_rate_limit_and_access_log(tmp_path, caplog):
+    candidates = SqliteCandidateStore(path=str(tmp_path / "store.sqlite"))
+    engagement = SqliteEngagementStore(path=str(tmp_path / "engagement.sqlite"))
+    seed(candidates)
+    app = create_app(candidates, engagement, programs=PROGRAMS, clock=Clock())
+    record, key = create_api_key(engagement, ["read:*"], "slow", rate_per_second=0.5, burst=2)
+    with TestClient(app) as client, caplog.at_level(logging.INFO, logger="engage.serving"):
+        codes = [client.get(BY_SCORE, params={"offerType": "premium"}, headers={"X-API-Key": key}).status_code
+                 for _ in range(3)]
+        assert codes == [200, 200, 429]
+    lines = [r.getMessage() for r in caplog.records if r.name == "engage.serving"]
+    assert lines[0].startswith("GET /v1/programs/{program}/candidates/by-score 200 ")
+    assert lines[0].endswith(f"key={record['keyId']}") and "premium" not in " ".join(lines)
+
+
+def test_sqlite_json_pages_equal_the_decoded_pages(tmp_path):
+    """The splice of stored JSON (what the API serves) decodes to exactly the records `query_*` returns."""
+    import orjson
+
+    candidates = SqliteCandidateStore(path=str(tmp_path / "store.sqlite"))
+    seed(candidates)
+    calls = [("query_by_score", (WINBACK, "standard"), {"limit": 3}),
+             ("query_by_score", (WINBACK, "premium"), {"min_score": 0.5}),
+             ("query_by_segment", (REFUNDS, "high"), {"limit": 4, "offer_type": "full"}),
+             ("query_by_segment", (CHURN, "critical"), {"min_score": 0.7, "now": NOW + 100})]
+    for name, args, kwargs in calls:
+        kwargs = {"now": NOW, **kwargs}
+        cursor = None
+        for _ in range(20):
+            page = getattr(candidates, name)(*args, cursor=cursor, **kwargs)
+            json_page = getattr(candidates, f"{name}_json")(*args, cursor=cursor, **kwargs)
+            assert orjson.loads(json_page.items) == page.items and json_page.next_cursor == page.next_cursor
+            cursor = page.next_cursor
+            if cursor is None:
+                break
