@@ -342,8 +342,11 @@ def build_program(program: ProgramConfig) -> ProgramDefs:  # noqa: C901 - one cl
     stage_assets = [source_candidates, eligible_candidates, scored_candidates, offers, stored_candidates,
                     warehouse_export]
     job = dg.define_asset_job(
-        name=f"{g}_batch", selection=dg.AssetSelection.assets(*stage_assets), partitions_def=parts, tags=tags,
-        description=f"{program.programName}: source → filters → scores → offers → store → export, one partition.",
+        name=f"{g}_batch", partitions_def=parts, tags=tags,
+        # The stages, then the touch plan the delivery builds from the offers (engage_assets/delivery).
+        selection=dg.AssetSelection.assets(*stage_assets) | dg.AssetSelection.assets(dg.AssetKey([g, "touch_plan"])),
+        description=f"{program.programName}: source → filters → scores → offers → store → export → touch plan, "
+                    "one partition (or a range).",
     )
     schedule = dg.build_schedule_from_partitioned_job(job, name=f"{g}_schedule")
     return ProgramDefs(

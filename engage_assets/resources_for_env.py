@@ -42,19 +42,22 @@ def local_resources(settings: Settings) -> dict[str, Any]:
 def prod_resources(settings: Settings) -> dict[str, Any]:
     from dagster_snowflake import SnowflakeResource
 
+    from engage_assets.delivery.conditions import CustomerState
     from resources.exports import S3ParquetExports
     from resources.scoring import SageMakerScoringResource
     from resources.store import DynamoDbCandidateStore
     from resources.warehouse import SnowflakeWarehouse
 
     bucket = dg.EnvVar("ENGAGE_S3_BUCKET")
-    return {
-        "warehouse": SnowflakeWarehouse(snowflake=SnowflakeResource(
+    warehouse = SnowflakeWarehouse(snowflake=SnowflakeResource(
             account=dg.EnvVar("SNOWFLAKE_ACCOUNT"), user=dg.EnvVar("SNOWFLAKE_USER"),
             password=dg.EnvVar("SNOWFLAKE_PASSWORD"), role=dg.EnvVar("SNOWFLAKE_ROLE"),
             warehouse=dg.EnvVar("SNOWFLAKE_WAREHOUSE"), database=dg.EnvVar("SNOWFLAKE_DATABASE"),
             schema=dg.EnvVar("SNOWFLAKE_SCHEMA"),
-        )),
+        ))
+    return {
+        "warehouse": warehouse,
+        "customer_state": CustomerState(warehouse=warehouse),
         "store": DynamoDbCandidateStore(
             table_name=dg.EnvVar("ENGAGE_CANDIDATE_TABLE"), score_cache_table_name=dg.EnvVar("ENGAGE_SCORE_CACHE_TABLE"),
             region_name=dg.EnvVar("AWS_REGION"),
@@ -84,8 +87,14 @@ def delivery_resources(settings: Settings, local: bool) -> dict[str, Any]:
     from engage_assets.delivery.smtp_capture import DEFAULT_PORT
     from resources import channels
 
+    from engage_assets.delivery.conditions import CustomerState
+
     common = {"delivery_ledger": DeliveryLedgerResource(path=str(settings.ledger_path)),
               "contact_pressure": ContactPressureResource()}
+    if local:
+        from resources.warehouse import DuckDBWarehouse
+
+        common["customer_state"] = CustomerState(warehouse=DuckDBWarehouse(path=str(settings.warehouse_path)))
     if local:
         outbox = str(settings.home / "outbox")
         return common | {

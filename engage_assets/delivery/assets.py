@@ -19,6 +19,7 @@ import dagster as dg
 from pydantic import Field
 
 from engage_assets.config import ProgramConfig
+from engage_assets.delivery.conditions import CustomerState
 from engage_assets.delivery.engine import DeliveryEngine, DeliveryStats, EngineConfig
 from engage_assets.delivery.ledger import DeliveryLedger
 from engage_assets.delivery.pressure import PressurePolicy, program_cap
@@ -116,7 +117,7 @@ def build_delivery(program: ProgramConfig, all_programs: list[ProgramConfig] | N
         def one(window: PartitionWindow, offers) -> tuple[Any, dict[str, Any]]:
             now = datetime.combine(window.end, datetime.min.time(), tzinfo=timezone.utc)
             customers = _customers_for(warehouse, offers)
-            plan = plan_touches(program, offers, customers, now)
+            plan = plan_touches(program, offers, customers, now, partition_key=window.partition_key)
             result = ledger.plan(plan, program.programId, window.partition_key, int(time.time()))
             by_channel: dict[str, int] = {}
             if plan.num_rows:
@@ -139,7 +140,7 @@ def build_delivery(program: ProgramConfig, all_programs: list[ProgramConfig] | N
     def deliveries(context: dg.AssetExecutionContext, config: DeliveryRunConfig,
                    delivery_ledger: DeliveryLedgerResource, contact_pressure: ContactPressureResource,
                    email_channel: DeliveryChannel, sms_channel: DeliveryChannel, push_channel: DeliveryChannel,
-                   engagement: EngagementStore, customer_state: dg.ConfigurableResource) -> dg.MaterializeResult:
+                   engagement: EngagementStore, customer_state: CustomerState) -> dg.MaterializeResult:
         from engage_assets.delivery.templates import TemplateRenderer
 
         engine = DeliveryEngine(

@@ -1,0 +1,146 @@
+"""Send-time state: a customer's contact details and consent now, and whether a touch's conditions still hold.
+
+The engine asks, per page of due touches, for `contacts(ids)` (one warehouse query for the page) and then
+`recheck(touch, now)` for each touch. Reasons a touch is dropped at send time:
+
+  account_closed        the account was closed (or churned, for programs that keep customers) since planning
+  marketing_opt_out     the customer opted out of marketing since planning
+  opted_out:<channel>   the customer withdrew consent for that channel
+  converted             an `onlyIfNotConverted` touch whose customer converted since the plan's as-of
+  cart_not_abandoned    a cart touch whose cart was completed (the abandoned-cart program adds carts)
+
+Conversion is read through one interface, `ConversionSource`; `WarehouseConversions` answers from the warehouse
+(orders delivered since the plan's as-of; a churned customer whose account is active again has reactivated).
+The outcomes issue adds a webhook-fed source behind the same interface.
+"""
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from datetime import date, datetime, timezone
+from typing import Any
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from resources.warehouse import WarehouseResource
+
+CONTACT_COLUMNS = ("customer_id", "customer_name", "email", "phone", "marketplace", "time_zone", "account_status",
+                   "email_opt_in", "sms_opt_in", "push_opt_in", "phone_opt_in", "marketing_opt_out")
+CHANNEL_CONSENT = {"email": "email_opt_in", "sms": "sms_opt_in", "push": "push_opt_in", "phone": "phone_opt_in"}
+CLOSED_STATES = ("closed", "fraud_review", "suspended")
+PAGE = 2_000  # ids per IN list
+
+
+class ConversionSource(ABC):
+    """Who converted after a date: the one place delivery learns about conversions."""
+
+    @abstractmethod
+    def converted_since(self, customer_ids: list[str], since: date) -> set[str]: ...
+
+
+class WarehouseConversions(ConversionSource):
+    """Conversions the warehouse knows: an order delivered after `since`, or a churned account active again."""
+
+    def __init__(self, warehouse: WarehouseResource):
+        self.warehouse = warehouse
+
+    def converted_since(self, customer_ids: list[str], since: date) -> set[str]:
+        out: set[str] = set()
+        for chunk in _chunks(customer_ids):
+            ids = _in_list(chunk)
+            orders = self.warehouse.query_arrow(
+                f"SELECT DISTINCT CAST(customer_id AS VARCHAR) AS customer_id FROM marts.order_tracking "
+                f"WHERE CAST(customer_id AS VARCHAR) IN ({ids}) AND delivery_date > :since", {"since": since})
+            out.update(orders.column("customer_id").to_pylist())
+            back = self.warehouse.query_arrow(
+                f"SELECT DISTINCT CAST(c.customer_id AS VARCHAR) AS customer_id FROM marts.churned_customers ch "
+                f"JOIN marts.customers c ON c.customer_id = ch.customer_id "
+                f"WHERE CAST(c.customer_id AS VARCHAR) IN ({ids}) AND c.account_status = 'active'")
+            out.update(back.column("customer_id").to_pylist())
+        return out
+
+
+class CustomerState(dg.ConfigurableResource):
+    """Fresh contact and consent data (marts.customers) and conversion state, read at send time."""
+
+    warehouse: WarehouseResource
+    # The current page's contacts and conversions: one query per page of due touches, not one per touch.
+    _page_contacts: dict = PrivateAttr(default_factory=dict)
+    _page_converted: dict = PrivateAttr(default_factory=dict)
+
+    def _conversions(self) -> ConversionSource:
+        return WarehouseConversions(self.warehouse)
+
+    def contacts(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Contact rows of these customers; an unknown customer is absent (the engine suppresses it)."""
+        out: dict[str, dict[str, Any]] = {}
+        cols = ", ".join(CONTACT_COLUMNS[1:])
+        for chunk in _chunks(customer_ids):
+            rows = self.warehouse.query_arrow(
+                f"SELECT CAST(customer_id AS VARCHAR) AS customer_id, {cols} FROM marts.customers "
+                f"WHERE CAST(customer_id AS VARCHAR) IN ({_in_list(chunk)})").to_pylist()
+            out.update({r["customer_id"]: r for r in rows})
+        self._page_contacts = out
+        self._page_converted = {}
+        return out
+
+    def _converted(self, touch: dict[str, Any]) -> bool:
+        customer, since = touch["customerId"], _plan_date(touch)
+        if customer not in self._page_contacts:
+            return customer in self._conversions().converted_since([customer], since)
+        if since not in self._page_converted:
+            self._page_converted[since] = self._conversions().converted_since(sorted(self._page_contacts), since)
+        return customer in self._page_converted[since]
+
+    def recheck(self, touch: dict[str, Any], now: datetime) -> str | None:
+        contact = self._page_contacts.get(touch["customerId"])
+        if contact is None:
+            contact = self.contacts([touch["customerId"]]).get(touch["customerId"])
+            if contact is None:
+                return "unknown_customer"
+        reason = consent_reason(touch, contact)
+        if reason:
+            return reason
+        conditions = touch.get("conditions") or "[]"
+        conditions = json.loads(conditions) if isinstance(conditions, str) else list(conditions)
+        if "not_converted" in conditions and self._converted(touch):
+            return "converted"
+        if "cart_abandoned" in conditions and self._converted(touch):
+            return "cart_not_abandoned"
+        return None
+
+    def recheck_many(self, touches: list[dict[str, Any]], now: datetime) -> list[str | None]:
+        self.contacts(sorted({t["customerId"] for t in touches}))
+        return [self.recheck(t, now) for t in touches]
+
+
+def consent_reason(touch: dict[str, Any], contact: dict[str, Any]) -> str | None:
+    """Why this contact may not receive this touch now, from the contact row alone (None: it may)."""
+    status = contact.get("account_status")
+    if status in CLOSED_STATES:
+        return "account_closed"
+    if contact.get("marketing_opt_out") is True:
+        return "marketing_opt_out"
+    consent = CHANNEL_CONSENT.get(touch.get("channel", ""))
+    if consent and contact.get(consent) is False:
+        return f"opted_out:{touch['channel']}"
+    return None
+
+
+def _plan_date(touch: dict[str, Any]) -> date:
+    """The plan's as-of: conversions after it count. Daily/weekly/monthly partition keys are dates."""
+    key = str(touch.get("partitionKey") or "")[:10]
+    try:
+        return date.fromisoformat(key)
+    except ValueError:
+        return datetime.fromtimestamp(int(touch.get("dueAt") or 0), timezone.utc).date()
+
+
+def _chunks(ids: list[str]) -> list[list[str]]:
+    return [ids[i:i + PAGE] for i in range(0, len(ids), PAGE)]
+
+
+def _in_list(ids: list[str]) -> str:
+    """A SQL IN list of quoted ids (ids come from the warehouse and the ledger; quotes are doubled anyway)."""
+    return ", ".join("'" + str(i).replace("'", "''") + "'" for i in ids) or "NULL"
