@@ -15,8 +15,9 @@ Data.  The 500k warehouse is the project's own: `engage_assets.datagen.generate(
 end_date=2026-11-17)` and `dbt run` of the dbt project (every model: the three programs and the training tables),
 then the six models trained by materializing the `<program>/<model>_model` assets.  The 10M warehouse is
 bench-only: the 500k partition's source rows (the connector's WHERE clause already applied) replicated 20 times
-with new customer ids (`C` + 2-digit replica + the original 8 digits), the numeric behaviour features jittered by
-a hash of the new id (±5 %), and those customers' `marts.customers` rows and `marts.offer_history` rows
+with new customer ids (`C` + 2-digit replica + the original 8 digits), the behaviour features the connector's
+WHERE clause does not read (engagement score and change, purchase frequency, feature usage) jittered by a hash of
+the new id (±5 %), and those customers' `marts.customers` rows and `marts.offer_history` rows
 replicated with them (so the look-back joins see the same per-customer history: ~60M offer rows), cut to exactly
 10,000,000 source rows.  The models are the 500k warehouse's.  Everything lives under ENGAGE_BENCH_HOME
 (default /tmp/engage-bench-churn) and is reused while its marker file exists.
@@ -143,7 +144,7 @@ def build_scaled_warehouse(src_home: Path, home: Path, rows: int) -> None:
 
     program = _programs()["churn_prevention"]
     partition = _last_partition(program)
-    marker = home / f".built-{rows}-from-{END}"
+    marker = home / f".built-{rows}-from-{END}-v2"
     if marker.exists():
         return
     shutil.rmtree(home, ignore_errors=True)
@@ -176,7 +177,7 @@ def build_scaled_warehouse(src_home: Path, home: Path, rows: int) -> None:
             return f"CASE WHEN i.original THEN {col} ELSE {expr} END AS {col}"
 
         jittered = ", ".join([jitter("engagement_score", "0", "1"), jitter("engagement_change", "-1", "1"),
-                              jitter("login_frequency"), jitter("purchase_frequency"),
+                              jitter("purchase_frequency"),
                               jitter("feature_usage", "0", "1")])
         con.execute(f"""CREATE TABLE marts.customer_analytics AS
             SELECT * REPLACE (i.new_id AS customer_id, {jittered})
@@ -213,28 +214,68 @@ def clear_score_cache(home: Path) -> None:
             con.close()
 
 
-def run_partition(home: Path, group: str, partition: str | None = None) -> dict[str, Any]:
-    """Materialize the program's six stage assets for one partition in process; wall time and per-stage split."""
+class _RssSampler:
+    """This process's RSS every 20 ms (psutil) in a thread, to attribute the peak to a stage."""
+
+    def __init__(self, samples: list[tuple[float, int]]) -> None:
+        import threading
+
+        import psutil
+
+        self._proc, self._samples, self._done = psutil.Process(), samples, threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._done.wait(0.02):
+            self._samples.append((time.time(), self._proc.memory_info().rss))
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def batch_job():
+    """The program's batch job as the project defines it (`<group>_batch`: the six stage assets), reconstructable."""
+    from engage_assets.definitions import build_definitions
+
+    return build_definitions().resolve_job_def(os.environ["ENGAGE_BENCH_JOB"])
+
+
+def run_partition(home: Path, group: str, partition: str | None = None, sample_rss: bool = False) -> dict[str, Any]:
+    """Run the program's batch job for one partition in this process (in-process executor), the six stage assets
+    source_candidates → warehouse_export only (a job may hold later assets, e.g. delivery's); wall time, per-stage split.
+
+    `dagster.execute_job`, as a launched run executes, not `materialize`/`execute_in_process`: those keep every
+    step's output in memory for the result object (a 10M-row run would hold all six stage tables at once).
+    """
     import dagster as dg
 
-    from engage_assets.factory import STAGES, build_program
-    from engage_assets.resources_for_env import local_resources
+    from engage_assets.factory import STAGES
 
     _env(home)
+    os.environ["ENGAGE_BENCH_JOB"] = f"{group}_batch"
     program = _programs()[group]
     partition = partition or _last_partition(program)
-    built = build_program(program)
-    stage_keys = [dg.AssetKey([group, s]) for s in STAGES]
-    resources = local_resources(_settings(home))
+    job = dg.reconstructable(batch_job)
+    job.get_definition()  # build the Definitions (dbt manifest, programs) before the clock starts
     instance = dg.DagsterInstance.ephemeral()
     clear_score_cache(home)
+    samples: list[tuple[float, int]] = []
+    sampler = _RssSampler(samples) if sample_rss else None
     t0 = time.perf_counter()
-    res = dg.materialize(built.assets, selection=stage_keys, partition_key=partition, resources=resources,
-                         instance=instance, run_config=QUIET, raise_on_error=True)
+    try:
+        res = dg.execute_job(job, instance, tags={"dagster/partition": partition}, raise_on_error=True,
+                             asset_selection=[dg.AssetKey([group, s]) for s in STAGES],
+                             run_config={**QUIET, "execution": {"config": {"in_process": {}}}})
+    finally:
+        if sampler is not None:
+            sampler.stop()
     seconds = time.perf_counter() - t0
     assert res.success
     steps: dict[str, float] = {}
     started: dict[str, float] = {}
+    rss_mb: dict[str, int] = {}
     for entry in instance.all_logs(res.run_id):
         ev = entry.dagster_event
         if ev is None or ev.step_key is None:
@@ -244,13 +285,16 @@ def run_partition(home: Path, group: str, partition: str | None = None) -> dict[
             started[stage] = entry.timestamp
         elif ev.event_type_value == "STEP_SUCCESS":
             steps[stage] = round(entry.timestamp - started[stage], 3)
+            inside = [r for t, r in samples if started[stage] <= t <= entry.timestamp]
+            if inside:
+                rss_mb[stage] = round(max(inside) / 2**20)
     meta: dict[str, dict[str, Any]] = {}
     for ev in res.all_events:
-        if ev.event_type_value == "ASSET_MATERIALIZATION":
+        if ev.event_type_value == "ASSET_MATERIALIZATION" and ev.step_key:
             mat = ev.event_specific_data.materialization  # type: ignore[union-attr]
             meta[mat.asset_key.path[-1]] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
     return {
-        "seconds": seconds, "steps": steps, "partition": partition,
+        "seconds": seconds, "steps": steps, "partition": partition, **({"stage_peak_rss_mb": rss_mb} if rss_mb else {}),
         "source_rows": int(meta["source_candidates"]["rows_read"]),
         "eligible": int(meta["eligible_candidates"]["dagster/row_count"]),
         "stored": int(meta["stored_candidates"]["dagster/row_count"]),
@@ -386,7 +430,7 @@ def _child_main(argv: list[str]) -> None:
     parser.add_argument("--group", default="churn_prevention")
     parser.add_argument("--partition", default=None)
     args = parser.parse_args(argv)
-    result = run_partition(args.home, args.group, args.partition)
+    result = run_partition(args.home, args.group, args.partition, sample_rss=True)
     print(json.dumps(result))
 
 

@@ -1,7 +1,7 @@
 """The filter chain: typed rules compiled to one vectorised SQL pass over the whole batch.
 
 Each rule turns its config parameters into a *keep* condition over candidate columns.  The chain becomes a
-single `CASE` expression that names the first filter (in config order) a row fails, so one scan of the batch
+single `CASE` expression that gives the first filter (in config order) a row fails, so one scan of the batch
 gives the eligible rows, every rejected row with its filter and reason, and the per-filter removed counts.
 The same compiled SQL runs over a warehouse-sized Arrow table or over a single event.
 
@@ -236,9 +236,10 @@ def compile_chain(filters: Sequence[Any], available: set[str]) -> list[CompiledF
     return compiled
 
 
-def rejection_case_sql(chain: Sequence[CompiledFilter]) -> str:
-    """`CASE WHEN NOT coalesce(keep_1, false) THEN 'filter_1' ... END`: the first filter a row fails, or NULL."""
+def rejection_index_sql(chain: Sequence[CompiledFilter]) -> str:
+    """`CASE WHEN NOT coalesce(keep_1, false) THEN 0 ... END`: the position in `chain` of the first filter a row
+    fails, or NULL (a small integer per row; the caller maps it to the filter's id and reason)."""
     if not chain:
-        return "CAST(NULL AS VARCHAR)"
-    whens = " ".join(f"WHEN NOT coalesce(({f.keep_sql}), false) THEN '{f.filter_id}'" for f in chain)
-    return f"CASE {whens} END"
+        return "CAST(NULL AS INTEGER)"
+    whens = " ".join(f"WHEN NOT coalesce(({f.keep_sql}), false) THEN {i}" for i, f in enumerate(chain))
+    return f"CAST(CASE {whens} END AS INTEGER)"

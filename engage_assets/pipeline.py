@@ -17,10 +17,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from engage_assets.config import ProgramConfig, Segment
-from engage_assets.filters import compile_chain, rejection_case_sql
+from engage_assets.filters import compile_chain, rejection_index_sql
 
 REJECTION_COLUMNS = ("customer_id", "subject_id", "stage", "filter_id", "reason")
 
@@ -32,14 +31,24 @@ class StageResult:
     removed: "OrderedDict[str, int]" = field(default_factory=OrderedDict)
 
 
+def _constant(n: int, value: str) -> pa.Array:
+    """`value` n times, dictionary-encoded: one byte per row instead of a copy of the string per row."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int8)), pa.array([value], pa.string()))
+
+
 def _rejections(table: pa.Table, subject_column: str, stage: str, filter_ids: pa.Array, reasons: pa.Array) -> pa.Table:
+    """REJECTION_COLUMNS for `table`'s rows.  `stage` (and `filter_ids`/`reasons` where the caller passes them so)
+    are dictionary-encoded strings: a 10M-row partition's rejections cost ids plus a few bytes a row; the rejection
+    log writes them as plain strings (`RejectionLogResource`)."""
+    def text(a: Any) -> Any:
+        return a if pa.types.is_dictionary(a.type) else a.cast(pa.string())
+
     return pa.table({
         "customer_id": table.column("customer_id").cast(pa.string()),
         "subject_id": table.column(subject_column).cast(pa.string()),
-        "stage": pa.array(np.full(table.num_rows, stage, dtype=object), pa.string())
-        if table.num_rows else pa.array([], pa.string()),
-        "filter_id": filter_ids.cast(pa.string()),
-        "reason": reasons.cast(pa.string()),
+        "stage": _constant(table.num_rows, stage),
+        "filter_id": text(filter_ids),
+        "reason": text(reasons),
     })
 
 
@@ -50,33 +59,40 @@ def empty_rejections() -> pa.Table:
 def source_rejections(program: ProgramConfig, rejected: pa.Table) -> pa.Table:
     n = rejected.num_rows
     return _rejections(rejected, program.connector.subjectColumn, "source_candidates",
-                       pa.array(["source-validation"] * n, pa.string()), rejected.column("rejection_reason"))
+                       _constant(n, "source-validation"), rejected.column("rejection_reason"))
 
 
 def apply_filter_chain(program: ProgramConfig, table: pa.Table) -> StageResult:
-    """Run the config's filter chain in order; one DuckDB pass labels each row with the first filter it fails."""
+    """Run the config's filter chain in order; one DuckDB pass finds, per row, the first filter it fails.
+
+    Only the rejected rows' positions and filter indexes leave DuckDB: the batch is never copied, so a partition of
+    10 million rows costs its eligible rows, the rejected rows' ids and a few bytes per row (not a second copy of
+    every column).  Positions, not output order, align the labels with the rows.
+    """
     chain = compile_chain(program.ordered_filters(), set(table.column_names))
-    reasons = {f.filter_id: f.reason for f in chain}
+    n = table.num_rows
+    first_failed = np.full(n, -1, dtype=np.int32)
     con = duckdb.connect()
     try:
-        con.register("batch", table)
-        labelled = con.sql(f"SELECT *, {rejection_case_sql(chain)} AS _rejected_by FROM batch").to_arrow_table()
+        # Registering is zero-copy and DuckDB reads only the columns the conditions name.
+        con.register("batch", table.append_column("__engage_pos", pa.array(np.arange(n, dtype=np.int64))))
+        failed = con.sql(f"SELECT __engage_pos AS pos, f FROM (SELECT __engage_pos, {rejection_index_sql(chain)} AS f "
+                         "FROM batch) WHERE f IS NOT NULL").to_arrow_table()
     finally:
         con.close()
-    rejected_by = labelled.column("_rejected_by")
-    keep = pc.is_null(rejected_by)
-    eligible = labelled.filter(keep).drop_columns(["_rejected_by"])
-    rejected = labelled.filter(pc.invert(keep))
-    counts = pc.value_counts(rejected.column("_rejected_by")).to_pylist() if rejected.num_rows else []
-    by_filter = {c["values"]: c["counts"] for c in counts}
-    removed = OrderedDict((f.filter_id, int(by_filter.get(f.filter_id, 0))) for f in chain)
-    reason_lookup = pa.array([reasons[fid] for fid in removed], pa.string())
-    idx = pc.index_in(rejected.column("_rejected_by"), value_set=pa.array(list(removed), pa.string()))
-    reason_col = pc.take(reason_lookup, idx) if rejected.num_rows else pa.array([], pa.string())
+    first_failed[failed.column("pos").to_numpy()] = failed.column("f").to_numpy()
+    keep = first_failed < 0
+    rejected_rows = np.flatnonzero(~keep)
+    codes = pa.array(first_failed[rejected_rows], pa.int32())
+    counts = np.bincount(codes.to_numpy(), minlength=len(chain)) if len(rejected_rows) else np.zeros(len(chain), int)
+    removed = OrderedDict((f.filter_id, int(counts[i])) for i, f in enumerate(chain))
+    subject = program.connector.subjectColumn
+    ids = table.select(list(dict.fromkeys(["customer_id", subject]))).take(pa.array(rejected_rows))
     return StageResult(
-        eligible,
-        _rejections(rejected, program.connector.subjectColumn, "eligible_candidates",
-                    rejected.column("_rejected_by"), reason_col),
+        table.filter(pa.array(keep)),
+        _rejections(ids, subject, "eligible_candidates",
+                    pa.DictionaryArray.from_arrays(codes, pa.array([f.filter_id for f in chain], pa.string())),
+                    pa.DictionaryArray.from_arrays(codes, pa.array([f.reason for f in chain], pa.string()))),
         removed,
     )
 

@@ -6,10 +6,12 @@ partition, so re-running a partition replaces its file).  Rejected rows are writ
 """
 from __future__ import annotations
 
+import gc
 import io
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
@@ -19,24 +21,56 @@ from upath import UPath
 from engage_assets.models import ModelRegistry
 
 
-def _write_parquet(table: pa.Table, path: UPath) -> None:
-    """Atomic on a local disk (temp file + rename); a single PUT on object stores."""
+ROW_GROUP_ROWS = 1 << 20  # pyarrow's default row-group size
+
+
+def _plain_strings(schema: pa.Schema) -> pa.Schema:
+    """`schema` with dictionary-encoded columns as their value type (how rejection logs are stored)."""
+    return pa.schema([pa.field(f.name, f.type.value_type, f.nullable, f.metadata)
+                      if pa.types.is_dictionary(f.type) else f for f in schema], metadata=schema.metadata)
+
+
+def _write_table(table: pa.Table, where: Any, schema: pa.Schema) -> None:
+    if schema.equals(table.schema):
+        pq.write_table(table, where, compression="zstd", compression_level=1)
+        return
+    # Cast one row group at a time: a 10M-row table of dictionary-encoded columns is never expanded whole.
+    with pq.ParquetWriter(where, schema, compression="zstd", compression_level=1) as writer:
+        for start in range(0, max(table.num_rows, 1), ROW_GROUP_ROWS):
+            writer.write_table(table.slice(start, ROW_GROUP_ROWS).cast(schema))
+
+
+def _write_parquet(table: pa.Table, path: UPath, plain_strings: bool = False) -> None:
+    """Atomic on a local disk (temp file + rename); a single PUT on object stores.  `plain_strings`: store
+    dictionary-encoded columns as plain strings."""
+    schema = _plain_strings(table.schema) if plain_strings else table.schema
     if path.protocol in ("", "file", "local"):
         local = Path(path.path)
         local.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=local.parent, suffix=".tmp")
         os.close(fd)
         try:
-            pq.write_table(table, tmp, compression="zstd", compression_level=1)
+            _write_table(table, tmp, schema)
             os.replace(tmp, local)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", compression_level=1)
+    _write_table(table, buf, schema)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buf.getvalue())
+
+
+def _release_memory() -> None:
+    """Free the previous stage's tables before a stage loads its input.
+
+    A stage's output can stay referenced from a reference cycle (Dagster's step frames) until the cyclic collector
+    runs, which a few large Arrow buffers never trigger; and Arrow's allocator keeps freed pages for reuse.  At 10M
+    rows that is gigabytes held while the next stage loads its own input, so collect and hand the pages back first.
+    """
+    gc.collect()
+    pa.default_memory_pool().release_unused()
 
 
 class _ParquetUPathIOManager(dg.UPathIOManager):
@@ -64,6 +98,7 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
         super().handle_output(context, obj)
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pa.Table:
+        _release_memory()
         if path.protocol in ("", "file", "local"):
             return pq.read_table(path.path, memory_map=True)
         return pq.read_table(io.BytesIO(path.read_bytes()))
@@ -85,7 +120,7 @@ class RejectionLogResource(dg.ConfigurableResource):
 
     def write(self, group: str, stage: str, partition_key: str, table: pa.Table) -> str:
         path = UPath(self.base_path) / group / "rejections" / stage / f"{partition_key}.parquet"
-        _write_parquet(table, path)
+        _write_parquet(table, path, plain_strings=True)
         return str(path)
 
 
