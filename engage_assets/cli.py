@@ -8,6 +8,7 @@ Runs go through the Dagster instance at DAGSTER_HOME, so `make dev` shows them, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -141,10 +142,48 @@ def cmd_run(args: argparse.Namespace) -> int:
             continue
         _print_program(program.programName, partition, _materializations(res), program.group,
                        time.perf_counter() - t0)
+    if not failed:
+        _deliver(defs, instance, settings)
     _print_serving_example(settings)
     print(f"\nAll done in {time.perf_counter() - t_all:.1f} s.  State: {settings.home}")
     print("Open the Dagster UI with `make dev` (http://127.0.0.1:3000) to see lineage, runs and metadata.")
     return 1 if failed else 0
+
+
+def _deliver(defs: Any, instance: dg.DagsterInstance, settings: Any, hours: int = 24, step: int = 3) -> None:
+    """The due-touch sensors' work over the next day, run now: deliveries with a send clock every `step` hours
+    (touches go out at 10:00 in each customer's zone, quiet hours defer, delays such as +3 days wait)."""
+    from datetime import timedelta
+
+    from engage_assets.config import load_programs
+    from engage_assets.delivery.cli import deliver_all
+    from engage_assets.delivery.ledger import DeliveryLedger
+    from engage_assets.settings import program_config_dir
+
+    print(f"\nDelivering: the due-touch sensors' next {hours} hours, a send clock every {step} h (e-mail to the "
+          "local SMTP capture, SMS/push to the outbox, call tasks and in-app inbox in the engagement store) ...")
+    t0 = time.perf_counter()
+    start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    for k in range(1, hours // step + 1):
+        deliver_all(defs, instance, start + timedelta(hours=step * k), log_level="WARNING")
+    ledger = DeliveryLedger(settings.ledger_path)
+    for program in load_programs(program_config_dir()):
+        counts = ledger.counts(program.programId)
+        by_channel: dict[str, dict[str, int]] = {}
+        by_reason: dict[str, int] = {}
+        for (_, channel, state, reason), n in counts.items():
+            by_channel.setdefault(channel, {})[state] = by_channel.get(channel, {}).get(state, 0) + n
+            if state in ("suppressed", "failed") and reason:
+                by_reason[f"{channel}:{reason}"] = by_reason.get(f"{channel}:{reason}", 0) + n
+        print(f"   {program.programName}:")
+        for channel, states in sorted(by_channel.items()):
+            print(f"     {channel:<8} " + "  ".join(f"{s}={n:,}" for s, n in sorted(states.items())))
+        if by_reason:
+            print("     suppressed/failed by reason: "
+                  + ", ".join(f"{r}={n:,}" for r, n in sorted(by_reason.items(), key=lambda kv: -kv[1])))
+    ledger.close()
+    print(f"   captured e-mails (readable .eml files): {settings.home / 'mail'}")
+    print(f"   SMS and push outbox: {settings.home / 'outbox'};  delivered in {time.perf_counter() - t0:.1f} s")
 
 
 def _print_serving_example(settings: Any) -> None:

@@ -23,7 +23,8 @@ from engage_assets.delivery.conditions import CustomerState
 from engage_assets.delivery.engine import DeliveryEngine, DeliveryStats, EngineConfig
 from engage_assets.delivery.ledger import DeliveryLedger
 from engage_assets.delivery.pressure import PressurePolicy, program_cap
-from engage_assets.factory import PartitionWindow, each_partition, partitions_for
+from engage_assets.dbt import WAREHOUSE_POOL
+from engage_assets.factory import SINGLE_RUN, PartitionWindow, each_partition, partitions_for
 from resources.channels import CallTaskChannel, DeliveryChannel, InboxChannel
 from resources.engagement import EngagementStore
 from resources.warehouse import WarehouseResource
@@ -104,6 +105,7 @@ def build_delivery(program: ProgramConfig, all_programs: list[ProgramConfig] | N
     programs = all_programs or [program]
 
     @dg.asset(key=dg.AssetKey([g, "touch_plan"]), group_name=g, partitions_def=parts, tags=tags, kinds={"sqlite"},
+              backfill_policy=SINGLE_RUN, pool=WAREHOUSE_POOL,
               ins={"offers": dg.AssetIn(dg.AssetKey([g, "offers"]))},
               description="The touches each candidate's channels ask for (send time 10:00 local, delays, "
                           "conditions), written to the delivery ledger; holdout candidates are recorded as held out. "

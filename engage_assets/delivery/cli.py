@@ -9,7 +9,7 @@ import dagster as dg
 
 
 def deliver_all(defs: dg.Definitions, instance: dg.DagsterInstance, now: datetime,
-                start_capture: bool = True) -> dict[str, Any]:
+                start_capture: bool = True, log_level: str = "INFO") -> dict[str, Any]:
     """Run every `<group>_deliver` job in process with the send clock `now`; returns
     {program group: {channel: {outcome: n}}, ..., "_reasons": {group: {channel/outcome/reason: n}}}.
 
@@ -20,7 +20,7 @@ def deliver_all(defs: dg.Definitions, instance: dg.DagsterInstance, now: datetim
 
     as_of = (now if now.tzinfo else now.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat()
     jobs = sorted(j.name for j in defs.resolve_all_job_defs() if j.name.endswith("_deliver"))
-    email = defs.get_resource_value_by_key("email_channel") if hasattr(defs, "get_resource_value_by_key") else None
+    email = (defs.resources or {}).get("email_channel")
     capture: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     host, port, root = getattr(email, "host", None), getattr(email, "port", None), getattr(email, "capture_dir", None)
     if start_capture and root and host in ("127.0.0.1", "localhost") and port and not port_open(host, port):
@@ -30,8 +30,10 @@ def deliver_all(defs: dg.Definitions, instance: dg.DagsterInstance, now: datetim
         for name in jobs:
             job = defs.resolve_job_def(name)
             node = job.graph.node_defs[0].name
-            result = job.execute_in_process(instance=instance, run_config={"ops": {node: {"config": {"as_of": as_of}}}},
-                                            tags={"engage/send_clock": as_of})
+            result = job.execute_in_process(
+                instance=instance, tags={"engage/send_clock": as_of},
+                run_config={"ops": {node: {"config": {"as_of": as_of}}},
+                            "loggers": {"console": {"config": {"log_level": log_level}}}})
             group = name.removesuffix("_deliver")
             meta = {}
             for m in result.get_asset_materialization_events():
