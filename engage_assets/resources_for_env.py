@@ -6,6 +6,7 @@ comes from environment variables through `dg.EnvVar`, read when a run starts, ne
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import dagster as dg
@@ -98,7 +99,7 @@ def delivery_resources(settings: Settings, local: bool) -> dict[str, Any]:
     if local:
         outbox = str(settings.home / "outbox")
         return common | {
-            "email_channel": channels.SmtpEmailChannel(port=DEFAULT_PORT, capture_dir=str(settings.home / "mail")),
+            "email_channel": channels.SmtpEmailChannel(port=int(os.environ.get("ENGAGE_SMTP_PORT", DEFAULT_PORT)), capture_dir=str(settings.home / "mail")),
             "sms_channel": channels.OutboxSmsChannel(root=outbox),
             "push_channel": channels.OutboxPushChannel(root=outbox),
         }

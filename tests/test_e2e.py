@@ -67,6 +67,14 @@ def _metadata(result: dg.ExecuteInProcessResult, key: list[str]) -> dict:
     return {k: getattr(v, "value", v) for k, v in mats[-1].metadata.items()}
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     home = tmp_path_factory.mktemp("engage_home")
@@ -75,6 +83,7 @@ def platform(tmp_path_factory):
         "ENGAGE_WAREHOUSE_PATH": str(home / "warehouse.duckdb"),
         "DBT_TARGET_PATH": str(home / "dbt_target"),
         "ENGAGE_ENV": "local",
+        "ENGAGE_SMTP_PORT": str(_free_port()),
     }
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
@@ -240,3 +249,35 @@ def test_a_gdpr_erased_customer_never_comes_back(platform):
     assert platform.store().customer_candidates(customer) == []
     rejection_logs = (platform.home / "stages" / group / "rejections").rglob(f"{partition}.parquet")
     assert all(customer not in pq.read_table(p).column("customer_id").to_pylist() for p in rejection_logs)
+
+
+def test_deliveries_send_each_touch_once_and_never_to_the_holdout(platform, monkeypatch):
+    """The batch job planned touches; deliveries as of a day later send them: every e-mail the ledger calls
+    sent is an .eml at the capture server, once; held-out candidates got nothing; a second run sends nothing."""
+    import sqlite3
+    from datetime import timedelta
+
+    from engage_assets.delivery.cli import deliver_all
+
+    group, partition = "churn_prevention", PARTITIONS["churn_prevention"]
+    assert platform.run(f"{group}_batch", partition).success
+    clock = datetime.fromisoformat("2026-11-17T15:00:00+00:00")  # 10:00 in New York, after 10:00 everywhere east
+    first = deliver_all(platform.defs, platform.instance, clock)
+    assert first[group].get("email", {}).get("sent", 0) > 0
+    ledger = sqlite3.connect(platform.home / "delivery.sqlite")
+    sent = dict(ledger.execute("SELECT channel, count(*) FROM touches WHERE program_id = 'churn-prevention' "
+                               "AND state = 'sent' GROUP BY channel").fetchall())
+    held = ledger.execute("SELECT count(*) FROM touches WHERE program_id = 'churn-prevention' AND reason = "
+                          "'held_out' AND state != 'suppressed'").fetchone()[0]
+    assert held == 0
+    emls = list((platform.home / "mail" / "churn-prevention").rglob("*.eml"))
+    assert len(emls) == sent["email"]
+    # Nothing held out was contacted: their customers have no captured mail.
+    (holdout_customers,) = zip(*platform.sql(
+        f"SELECT customer_id FROM exports.{group} WHERE partition_key = ? AND holdout", [partition]))
+    text = "\n".join(p.read_text(errors="replace") for p in emls[:500])
+    assert not any(f"customer{int(c[1:])}@example.com" in text for c in holdout_customers[:200])
+    # A second run at the same clock sends nothing again.
+    again = deliver_all(platform.defs, platform.instance, clock + timedelta(minutes=1))
+    assert again[group].get("email", {}).get("sent", 0) == 0
+    assert len(list((platform.home / "mail" / "churn-prevention").rglob("*.eml"))) == sent["email"]
