@@ -32,9 +32,15 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
+SERVE = $(BIN)/uvicorn engage_assets.serving.server:app_from_settings --factory --host 127.0.0.1 --port 8000 \
+	--loop uvloop --http httptools --no-access-log --timeout-graceful-shutdown 10
+
+# Dagster UI + daemon (schedules, due-touch sensors), with the SMTP capture server and the serving API beside it.
 dev: setup
-	$(BIN)/python -m engage_assets.delivery.smtp_capture & trap 'kill $$!' EXIT INT TERM; \
-		$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/python -m engage_assets.delivery.smtp_capture & SMTP=$$!; \
+	$(SERVE) & API=$$!; \
+	trap 'kill $$SMTP $$API' EXIT INT TERM; \
+	$(BIN)/dagster dev -w workspace.yaml
 
 # Local SMTP capture server (port 2525): every e-mail delivery sends becomes $(ENGAGE_HOME)/mail/<program>/<key>.eml
 smtp: setup
@@ -42,8 +48,7 @@ smtp: setup
 
 # Serving API on the embedded store (ENGAGE_HOME); no access log (paths hold customer ids): the app logs routes.
 serve: setup
-	$(BIN)/uvicorn engage_assets.serving.server:app_from_settings --factory --host 127.0.0.1 --port 8000 \
-		--workers 2 --loop uvloop --http httptools --no-access-log --timeout-graceful-shutdown 10
+	$(SERVE) --workers 2
 
 validate: setup
 	$(BIN)/dagster definitions validate -w workspace.yaml
