@@ -3,8 +3,9 @@
 Every `bench/bench_<name>.py` exposes `run(quick: bool = False) -> dict[str, dict]`, each metric a dict
 `{"value": v, "unit": u, "spec": s, ...extra}` where `spec` is a bound such as `"<= 10"`, `">= 2000"`, `"== 0"`
 or free text (`""`: no bound).  NAME filters the modules (`python -m bench churn` runs bench_churn.py only);
-`--quick` passes quick=True (smaller volumes, for a smoke run).  The figures are merged into results.json: a
-module's metrics replace its previous ones, other modules' metrics are kept.  A module that raises is reported
+`--quick` passes quick=True (smaller volumes, for a smoke run; merged into bench/out/results.quick.json, not
+results.json).  The figures are merged into results.json: a module's metrics replace its previous ones, other
+modules' metrics are kept.  A module that raises is reported
 and the others still run; the exit status is 1 if any module failed or any bound was missed.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results.json"
+QUICK_RESULTS = BENCH_DIR / "out" / "results.quick.json"  # a smoke run's figures never replace the real ones
 
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
 _BOUND = re.compile(r"^\s*(<=|>=|==|<|>)\s*([-+]?[\d,_]*\.?\d+(?:[eE][-+]?\d+)?)\s*$")
@@ -91,8 +93,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="run only modules whose name contains one of these")
     parser.add_argument("--quick", action="store_true", help="smaller volumes: a smoke run")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON file to merge into")
+    parser.add_argument("--results", type=Path, default=None,
+                        help=f"the JSON file to merge into (default {RESULTS.name}; with --quick {QUICK_RESULTS})")
     args = parser.parse_args(argv)
+    if args.results is None:
+        args.results = QUICK_RESULTS if args.quick else RESULTS
+    args.results.parent.mkdir(parents=True, exist_ok=True)
 
     root = str(BENCH_DIR.parent)
     if root not in sys.path:
