@@ -15,17 +15,16 @@ writes).  Times are int epoch seconds and injectable (`now`) so tests pin the cl
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import threading
 import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
 
 import dagster as dg
 from pydantic import PrivateAttr
+
+from resources.sqlite_wal import close_connection, wal_connection, write_transaction
 
 Record = dict[str, Any]
 
@@ -181,7 +180,6 @@ CREATE TABLE IF NOT EXISTS api_keys (
 """
 
 _NOT_DELETED = "NOT EXISTS (SELECT 1 FROM deletions WHERE customer_id = ?)"
-_conns = threading.local()
 
 
 class SqliteEngagementStore(EngagementStore):
@@ -191,37 +189,15 @@ class SqliteEngagementStore(EngagementStore):
     busy_timeout_ms: int = 30_000
 
     def _conn(self) -> sqlite3.Connection:
-        cache: dict[tuple[int, str], sqlite3.Connection] | None = getattr(_conns, "by_key", None)
-        if cache is None:
-            cache = _conns.by_key = {}
-        key = (os.getpid(), os.path.abspath(self.path))
-        conn = cache.get(key)
-        if conn is None:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(_SCHEMA)
-            cache[key] = conn
-        return conn
+        return wal_connection(self.path, self.busy_timeout_ms, _SCHEMA)
 
     def close(self) -> None:
-        cache = getattr(_conns, "by_key", None) or {}
-        conn = cache.pop((os.getpid(), os.path.abspath(self.path)), None)
-        if conn is not None:
-            conn.close()
+        close_connection(self.path, _SCHEMA)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._conn()) as conn:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     # -- inbox -------------------------------------------------------------------------------------------------
 

@@ -14,16 +14,14 @@ Why it looks the way it does:
 """
 from __future__ import annotations
 
-import os
 import sqlite3
-import threading
 import uuid
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import dagster as dg
 
+from resources.sqlite_wal import close_connection, wal_connection, write_transaction
 from resources.store import (
     CandidateStore,
     JsonPage,
@@ -104,7 +102,6 @@ _DELETE_STALE = "DELETE FROM candidates WHERE program_id = ? AND partition_key =
 
 _COUNT_PARTITION = "SELECT COUNT(*) FROM candidates WHERE program_id = ? AND partition_key = ?"
 
-_conns = threading.local()
 
 
 class SqliteCandidateStore(CandidateStore):
@@ -120,44 +117,18 @@ class SqliteCandidateStore(CandidateStore):
     # -- connections -------------------------------------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
-        """This thread's connection to `path`, opened (and the schema ensured) on first use.
-
-        Keyed by pid too: a connection inherited through fork must never be used by the child.
-        """
-        cache: dict[tuple[int, str], sqlite3.Connection] | None = getattr(_conns, "by_key", None)
-        if cache is None:
-            cache = _conns.by_key = {}
-        key = (os.getpid(), os.path.abspath(self.path))
-        conn = cache.get(key)
-        if conn is None:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: autocommit; writes open their own BEGIN IMMEDIATE transactions.
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")  # durable across process crashes in WAL mode
-            conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: a 25k-record partition's index pages stay cached
-            conn.executescript(_SCHEMA)
-            cache[key] = conn
-        return conn
+        """This thread's connection to `path`, opened (and the schema ensured) on first use."""
+        # 64 MiB page cache: a 25k-record partition's index pages stay cached.
+        return wal_connection(self.path, self.busy_timeout_ms, _SCHEMA, pragmas=("cache_size = -65536",))
 
     def close(self) -> None:
         """Close this thread's connection (other threads' connections close when their threads end)."""
-        cache = getattr(_conns, "by_key", None) or {}
-        conn = cache.pop((os.getpid(), os.path.abspath(self.path)), None)
-        if conn is not None:
-            conn.close()
+        close_connection(self.path, _SCHEMA)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._conn()) as conn:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     # -- writes ------------------------------------------------------------------------------------------------
 

@@ -25,14 +25,14 @@ import hashlib
 import json
 import os
 import sqlite3
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+
+from resources.sqlite_wal import close_connection, wal_connection, write_transaction
 
 STATES = ("planned", "sending", "sent", "suppressed", "failed")
 HELD_OUT = "held_out"
@@ -85,7 +85,6 @@ CREATE TABLE IF NOT EXISTS suppression_list (
 _COLS = ("touch_key, program_id, partition_key, customer_id, subject_id, touch_id, channel, channel_id, template_id, "
          "due_at, expires_at, next_attempt_at, state, reason, attempts, claim_token, claimed_at, sent_at, "
          "provider_id, payload")
-_conns = threading.local()
 
 
 def idempotency_key(touch_key: str) -> str:
@@ -154,40 +153,16 @@ class DeliveryLedger:
 
     # -- connection ------------------------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
-        cache: dict[tuple[int, str], sqlite3.Connection] | None = getattr(_conns, "by_key", None)
-        if cache is None:
-            cache = _conns.by_key = {}
-        key = (os.getpid(), os.path.abspath(self.path))
-        conn = cache.get(key)
-        if conn is None:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            # NORMAL in WAL: a committed claim survives a process crash (SIGKILL); only an OS crash or power loss
-            # can drop the last transactions, and the recovery rule below covers a lost `sent` mark the same way.
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(_SCHEMA)
-            cache[key] = conn
-        return conn
+        return wal_connection(self.path, self.busy_timeout_ms, _SCHEMA)
 
     def close(self) -> None:
-        cache = getattr(_conns, "by_key", None) or {}
-        conn = cache.pop((os.getpid(), os.path.abspath(self.path)), None)
-        if conn is not None:
-            conn.close()
+        close_connection(self.path, _SCHEMA)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE: takes the write lock up front, so no deadlock upgrades)."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._conn()) as conn:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     # -- planning --------------------------------------------------------------------------------------------------
     def plan(self, table: pa.Table, program_id: str, partition_key: str, now: int) -> PlanResult:

@@ -1,0 +1,59 @@
+"""SQLite in WAL mode for stores that several processes and threads share (candidate store, engagement store,
+delivery ledger): one connection per thread and process, a busy timeout, and write transactions that take the
+write lock up front (`BEGIN IMMEDIATE`), so two writers queue instead of deadlocking on a lock upgrade."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+_conns = threading.local()
+
+
+def _key(path: str, schema: str) -> tuple[int, str, int]:
+    # Keyed by pid too: a connection inherited through fork must never be used by the child.
+    return os.getpid(), os.path.abspath(path), hash(schema)
+
+
+def wal_connection(path: str, busy_timeout_ms: int, schema: str, pragmas: Iterable[str] = ()) -> sqlite3.Connection:
+    """This thread's connection to `path` (created, with `schema` applied, on first use)."""
+    cache: dict | None = getattr(_conns, "by_key", None)
+    if cache is None:
+        cache = _conns.by_key = {}
+    key = _key(path, schema)
+    conn = cache.get(key)
+    if conn is None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: autocommit; writes open their own BEGIN IMMEDIATE transactions.
+        conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL: a committed transaction survives a process crash (SIGKILL); only an OS crash can drop the
+        # last transactions.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        for pragma in pragmas:
+            conn.execute(f"PRAGMA {pragma}")
+        conn.executescript(schema)
+        cache[key] = conn
+    return conn
+
+
+def close_connection(path: str, schema: str) -> None:
+    """Close this thread's connection (other threads' connections close when their threads end)."""
+    conn = (getattr(_conns, "by_key", None) or {}).pop(_key(path, schema), None)
+    if conn is not None:
+        conn.close()
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
