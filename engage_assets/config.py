@@ -9,6 +9,7 @@ import re
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import yaml
@@ -108,6 +109,22 @@ class ChannelConfig(_Model):
     scheduleWithin: str | None = None
     displayDuration: int | None = Field(default=None, ge=1)
     message: str | None = None
+    # Delays from the channel's base time (the cart event for the abandoned-cart program).
+    delayMinutes: int | None = Field(default=None, ge=0)
+    delayHours: int | None = Field(default=None, ge=0)
+    # Texts the spec writes into the config ({field} placeholders): e-mail subject, push title and body.
+    subject: str | None = None
+    title: str | None = None
+    body: str | None = None
+    scriptId: str | None = None
+    messageType: str | None = None
+    callType: str | None = None
+    # Conditions: static ones decide at planning whether the touch exists, dynamic ones are re-checked at send time.
+    highImpactOnly: bool | None = None
+    criticalRiskOnly: bool | None = None
+    highScoreOnly: bool | None = None
+    onlyIfNotConverted: bool | None = None
+    onlyIfCartAbandoned: bool | None = None
 
     @field_validator("sendTime")
     @classmethod
@@ -122,6 +139,32 @@ class ChannelConfig(_Model):
         if v is not None and not re.fullmatch(r"\d+[hd]", v):
             raise ValueError("scheduleWithin must look like 24h or 2d")
         return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        if v is not None and v != "local":
+            try:
+                ZoneInfo(v)
+            except (KeyError, ValueError):
+                raise ValueError(f"timezone must be 'local' or an IANA zone, got {v!r}") from None
+        return v
+
+    @field_validator("message", "subject", "title", "body")
+    @classmethod
+    def _placeholders(cls, v: str | None) -> str | None:
+        # Only {word} placeholders: a stray brace or a {{ … }} would reach a customer verbatim.
+        if v is not None:
+            bare = re.sub(r"\{\w+\}", "", v)
+            if "{" in bare or "}" in bare:
+                raise ValueError("texts may hold only {fieldName} placeholders (no other braces)")
+        return v
+
+    @model_validator(mode="after")
+    def _timing(self) -> "ChannelConfig":
+        if self.sendTime is not None and (self.delayMinutes or self.delayHours):
+            raise ValueError("sendTime with delayMinutes/delayHours is ambiguous: use delayDays after a sendTime")
+        return self
 
 
 class Channel(_Model):

@@ -73,6 +73,13 @@ def _set(path_parts, value):
      "dataConnectors.0.config.query", "bind parameters"),
     (_set(["offerStrategy", "segmentScore"], "nope"), "(root)", "segmentScore 'nope'"),
     (_set(["unexpectedField"], 1), "unexpectedField", "Extra inputs are not permitted"),
+    (_set(["channels", 0, "config", "timezone"], "Mars/Olympus"), "channels.0.config.timezone", "IANA zone"),
+    (_set(["channels", 0, "config", "delayMinutes"], -5), "channels.0.config.delayMinutes", "greater than or equal"),
+    (_set(["channels", 0, "config", "delayMinutes"], 60), "channels.0.config", "ambiguous"),
+    (_set(["channels", 0, "config", "subject"], "Hi {{ customerName }}"), "channels.0.config.subject",
+     "only {fieldName} placeholders"),
+    (_set(["channels", 1, "config", "criticalRiskOnly"], "sometimes"), "channels.1.config.criticalRiskOnly",
+     "valid boolean"),
 ])
 def test_bad_config_names_file_field_and_reason(tmp_path, mutate, field, reason):
     path = _write(tmp_path, mutate)
@@ -92,3 +99,16 @@ def test_invalid_yaml_and_duplicate_program_ids(tmp_path):
     (tmp_path / "b.yaml").write_text((CONFIGS / "win_back.yaml").read_text())
     with pytest.raises(ConfigError, match="defined twice"):
         load_programs(tmp_path)
+
+
+def test_cart_channel_fragment_from_the_spec_validates():
+    from engage_assets.config import Channel
+
+    sms = Channel.model_validate({"channelId": "sms", "type": "sms", "priority": 2, "config": {
+        "delayHours": 24, "onlyIfNotConverted": True,
+        "message": "Hi {customerName}! Your cart is waiting. Use code {discountCode} for {discountPercent}% off. "
+                   "Shop now: {cartLink}"}})
+    assert sms.config.delayHours == 24 and sms.config.onlyIfNotConverted is True
+    push = Channel.model_validate({"channelId": "push", "type": "push", "priority": 3, "config": {
+        "delayHours": 72, "title": "Last Chance!", "body": "Your cart expires soon. {discountPercent}% off ends today!"}})
+    assert push.config.title == "Last Chance!"
