@@ -31,6 +31,10 @@ class Settings:
         return self.home / "delivery.sqlite"
 
     @property
+    def refund_ledger_path(self) -> Path:
+        return self.home / "refunds.sqlite"
+
+    @property
     def export_root(self) -> Path:
         return self.home / "exports"
 
