@@ -3,26 +3,29 @@
 The engine asks, per page of due touches, for `contacts(ids)` (one warehouse query for the page) and then
 `recheck(touch, now)` for each touch. Reasons a touch is dropped at send time:
 
-  account_closed        the account was closed (or churned, for programs that keep customers) since planning
+  offer_expired         the candidate's offer expired (`expiresAt`) before the touch went out
+  account_closed        the account was closed (or suspended, or in fraud review) since planning
   marketing_opt_out     the customer opted out of marketing since planning
   opted_out:<channel>   the customer withdrew consent for that channel
   converted             an `onlyIfNotConverted` touch whose customer converted since the plan's as-of
   cart_not_abandoned    a cart touch whose cart was completed (the abandoned-cart program adds carts)
 
-Conversion is read through one interface, `ConversionSource`; `WarehouseConversions` answers from the warehouse
-(orders delivered since the plan's as-of; a churned customer whose account is active again has reactivated).
-The outcomes issue adds a webhook-fed source behind the same interface.
+Conversion is read through one interface, the `ConversionSource` protocol; `WarehouseConversions` answers from the
+warehouse (orders delivered since the plan's as-of; a churned customer whose account is active again has
+reactivated).  The outcomes issue adds a webhook-fed source behind the same interface and hands it to
+`CustomerState.use_conversions`.  `recheck_many` costs one contacts query and one conversion lookup per distinct
+plan date per batch, whatever the batch's size.
 """
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import dagster as dg
 from pydantic import PrivateAttr
 
+from engage_assets.delivery.plan import MARKETPLACES
 from resources.warehouse import WarehouseResource
 
 CONTACT_COLUMNS = ("customer_id", "customer_name", "email", "phone", "marketplace", "time_zone", "account_status",
@@ -32,14 +35,14 @@ CLOSED_STATES = ("closed", "fraud_review", "suspended")
 PAGE = 2_000  # ids per IN list
 
 
-class ConversionSource(ABC):
-    """Who converted after a date: the one place delivery learns about conversions."""
+@runtime_checkable
+class ConversionSource(Protocol):
+    """Who converted after a date: the one place delivery learns about conversions (one call per batch)."""
 
-    @abstractmethod
     def converted_since(self, customer_ids: list[str], since: date) -> set[str]: ...
 
 
-class WarehouseConversions(ConversionSource):
+class WarehouseConversions:
     """Conversions the warehouse knows: an order delivered after `since`, or a churned account active again."""
 
     def __init__(self, warehouse: WarehouseResource):
@@ -68,37 +71,61 @@ class CustomerState(dg.ConfigurableResource):
     # The current page's contacts and conversions: one query per page of due touches, not one per touch.
     _page_contacts: dict = PrivateAttr(default_factory=dict)
     _page_converted: dict = PrivateAttr(default_factory=dict)
+    _source: Any = PrivateAttr(default=None)
+
+    def use_conversions(self, source: ConversionSource) -> "CustomerState":
+        """Read conversions from another source (e.g. outcome webhooks) instead of the warehouse."""
+        if not isinstance(source, ConversionSource):
+            raise TypeError("a conversion source needs converted_since(customer_ids, since)")
+        self._source = source
+        return self
 
     def _conversions(self) -> ConversionSource:
-        return WarehouseConversions(self.warehouse)
+        return self._source or WarehouseConversions(self.warehouse)
 
-    def contacts(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """Contact rows of these customers; an unknown customer is absent (the engine suppresses it)."""
+    def _load(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         cols = ", ".join(CONTACT_COLUMNS[1:])
         for chunk in _chunks(customer_ids):
             rows = self.warehouse.query_arrow(
                 f"SELECT CAST(customer_id AS VARCHAR) AS customer_id, {cols} FROM marts.customers "
                 f"WHERE CAST(customer_id AS VARCHAR) IN ({_in_list(chunk)})").to_pylist()
-            out.update({r["customer_id"]: r for r in rows})
+            for r in rows:
+                r["currency"] = MARKETPLACES.get(r.get("marketplace") or "", ("", "USD"))[1]
+                out[r["customer_id"]] = r
+        return out
+
+    def contacts(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Contact rows of these customers (customer_name, email, phone, marketplace, time_zone, currency,
+        account_status, opt-ins); an unknown customer is absent (the engine suppresses it).  The rows become the
+        current page that `recheck` reads."""
+        out = self._load(customer_ids)
         self._page_contacts = out
         self._page_converted = {}
         return out
 
     def _converted(self, touch: dict[str, Any]) -> bool:
+        """Whether the touch's customer converted after the plan's as-of: one lookup per plan date for the whole
+        page, another only for a customer the page did not hold."""
         customer, since = touch["customerId"], _plan_date(touch)
-        if customer not in self._page_contacts:
-            return customer in self._conversions().converted_since([customer], since)
-        if since not in self._page_converted:
-            self._page_converted[since] = self._conversions().converted_since(sorted(self._page_contacts), since)
-        return customer in self._page_converted[since]
+        checked, converted = self._page_converted.setdefault(since, (set(), set()))
+        if customer not in checked:
+            ids = sorted(set(self._page_contacts) - checked | {customer})
+            converted |= self._conversions().converted_since(ids, since)
+            checked.update(ids)
+        return customer in converted
 
     def recheck(self, touch: dict[str, Any], now: datetime) -> str | None:
+        """None if the touch may still go out now, else the reason it may not (codes, never personal data)."""
+        expires = touch.get("expiresAt")
+        if expires is not None and int(expires) <= _epoch(now):
+            return "offer_expired"
         contact = self._page_contacts.get(touch["customerId"])
         if contact is None:
-            contact = self.contacts([touch["customerId"]]).get(touch["customerId"])
+            contact = self._load([touch["customerId"]]).get(touch["customerId"])
             if contact is None:
                 return "unknown_customer"
+            self._page_contacts[touch["customerId"]] = contact
         reason = consent_reason(touch, contact)
         if reason:
             return reason
@@ -111,6 +138,7 @@ class CustomerState(dg.ConfigurableResource):
         return None
 
     def recheck_many(self, touches: list[dict[str, Any]], now: datetime) -> list[str | None]:
+        """`recheck` for a batch: the contacts in one query, conversions once per distinct plan date."""
         self.contacts(sorted({t["customerId"] for t in touches}))
         return [self.recheck(t, now) for t in touches]
 
@@ -126,6 +154,10 @@ def consent_reason(touch: dict[str, Any], contact: dict[str, Any]) -> str | None
     if consent and contact.get(consent) is False:
         return f"opted_out:{touch['channel']}"
     return None
+
+
+def _epoch(now: datetime) -> int:
+    return int((now if now.tzinfo else now.replace(tzinfo=timezone.utc)).timestamp())
 
 
 def _plan_date(touch: dict[str, Any]) -> date:

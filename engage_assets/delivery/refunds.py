@@ -40,7 +40,7 @@ CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
 CODE_LENGTH = 10
 MAX_CODE_DRAWS = 8
 STATES = ("pending_approval", "processed", "rejected")
-_CODES_SELECT = "SELECT customer_id, subject_id, code FROM discount_codes WHERE program_id = ? AND"
+_CODE_COLUMNS = "t.customer_id, t.subject_id, t.code"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS issuances (
@@ -134,14 +134,17 @@ def _ids(row: Mapping[str, Any]) -> tuple[str, str]:
     return customer, str(subject if subject is not None else row.get("subject_id", customer))
 
 
-def _by_keys(conn: sqlite3.Connection, select: str, program_id: str, keys: list[tuple[str, str]]) -> Iterable[tuple]:
-    """Rows of `select` (… FROM t WHERE program_id = ? AND) for these (customer, subject) keys, 400 keys a query
-    (a row-value IN list: SQLite looks each pair up in the unique index)."""
+def _by_keys(conn: sqlite3.Connection, columns: str, table: str, program_id: str,
+             keys: list[tuple[str, str]]) -> Iterable[tuple]:
+    """`columns` of `table` (aliased t) for these (customer, subject) keys of a program, 400 keys a query: a join
+    with the keys, so SQLite looks each one up in the (program, customer, subject) unique index."""
     for i in range(0, len(keys), 400):
         part = keys[i:i + 400]
         values = ", ".join(["(?, ?)"] * len(part))
-        yield from conn.execute(f"{select} (customer_id, subject_id) IN (VALUES {values})",
-                                [program_id, *[x for k in part for x in k]])
+        yield from conn.execute(
+            f"WITH k(c, s) AS (VALUES {values}) SELECT {columns} FROM k JOIN {table} t "
+            f"ON t.program_id = ? AND t.customer_id = k.c AND t.subject_id = k.s",
+            [*[x for k in part for x in k], program_id])
 
 
 class RefundLedger:
@@ -266,8 +269,8 @@ class RefundLedger:
         parts are, `pending_approval` while any part waits; keys never issued are absent."""
         keys = list(dict.fromkeys(keys))
         seen: dict[tuple[str, str], set[str]] = {}
-        for c, s, state in _by_keys(self.conn(), "SELECT customer_id, subject_id, state FROM issuances WHERE "
-                                    "program_id = ? AND", program_id, keys):
+        for c, s, state in _by_keys(self.conn(), "t.customer_id, t.subject_id, t.state", "issuances",
+                                    program_id, keys):
             seen.setdefault((c, s), set()).add(state)
         return {k: "processed" if v == {"processed"} else ("pending_approval" if "pending_approval" in v
                                                              else "rejected") for k, v in seen.items()}
@@ -284,7 +287,8 @@ class RefundLedger:
         found: dict[tuple[str, str], str] = {}
         todo = list(dict.fromkeys(keys))
         for _ in range(MAX_CODE_DRAWS):
-            found.update({(c, s): code for c, s, code in _by_keys(conn, _CODES_SELECT, program_id, todo)})
+            rows = _by_keys(conn, _CODE_COLUMNS, "discount_codes", program_id, todo)
+            found.update({(c, s): code for c, s, code in rows})
             todo = [k for k in todo if k not in found]
             if not todo:
                 return found
@@ -313,7 +317,7 @@ class RefundLedger:
 
     def codes_for(self, program_id: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """Codes already issued (read only)."""
-        return {(c, s): code for c, s, code in _by_keys(self.conn(), _CODES_SELECT, program_id,
+        return {(c, s): code for c, s, code in _by_keys(self.conn(), _CODE_COLUMNS, "discount_codes", program_id,
                                                           list(dict.fromkeys(keys)))}
 
 

@@ -1,26 +1,31 @@
 """Message templates: the spec's subjects, bodies, SMS texts, call scripts and in-app cards, rendered safely.
 
 Files live under `engage_assets/delivery/message_templates/<programId>/<channel>/<templateId>.<part>.j2` with
-parts `subject`, `txt` and `html` (e-mail), `txt` (SMS, push, call script, in-app). An SMS or push channel whose
-config has a `message` (the spec's YAML: "Hi {customerName}, ...") uses that text, its `{field}` placeholders
-translated to the sandbox's variables — the text itself is never evaluated as a template.
+parts `subject`, `txt` and `html` (e-mail), `txt` (SMS, push, call script, in-app; `subject` is the in-app card's
+and the push notification's title).  Texts the spec writes into a channel's config win over files: `message` (SMS
+text), `subject` (e-mail subject), `title` / `body` (push).  Their `{field}` placeholders are translated to the
+sandbox's variables — the text itself is never evaluated as a template and never goes through `str.format`.
 
 Rendering is Jinja2's `SandboxedEnvironment` (no attribute games), `StrictUndefined` (a missing field raises
 `TemplateError` and that one message fails; nothing goes out with a raw placeholder), HTML autoescape for `.html`
-parts only. Personalisation: customerName, firstName, refundType, discountPercent, discountCode, duration, link,
-refundAmount / creditAmount formatted in the order's or the marketplace's currency and locale (Babel).
+parts only.  Templates are compiled once per renderer.  Personalisation: customerName, firstName, refundType,
+discountPercent, discountCode, duration, link, cartLink, refundAmount / creditAmount formatted in the order's or
+the marketplace's currency and locale (Babel).
+
+`discountCode` comes from the refund ledger's `issue_codes` (one random code per candidate, unique by
+constraint): `prefetch(touches)` issues a page's codes in one transaction; a touch not prefetched is issued on its
+own.  A touch that already carries `discountCode` keeps it.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from babel.numbers import format_currency
 from jinja2 import StrictUndefined, TemplateNotFound, UndefinedError
@@ -33,7 +38,9 @@ TEMPLATE_ROOT = Path(__file__).resolve().parent / "message_templates"
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 # `{refundType}` in the spec's texts reads "we've issued a {refundType}": the phrase, not the config's key.
 REFUND_PHRASES = {"full": "full refund", "partial": "partial refund", "credit": "store credit"}
-CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
+# Config texts by part: which channel config field fills which template part.
+CONFIG_TEXTS = {"message": "txt", "subject": "subject", "title": "subject", "body": "txt"}
+OFFER_FIELDS = ("duration", "includeUpgrade", "includePersonalCall", "impactLevel", "riskLevel", "discountPercent")
 
 
 class TemplateError(Exception):
@@ -49,6 +56,12 @@ class RenderedMessage:
     subject: str | None
     text: str
     html: str | None
+
+
+class CodeSource(Protocol):
+    """Discount codes per candidate (`engage_assets.delivery.refunds.RefundLedger`)."""
+
+    def issue_codes(self, program: Any, rows: Iterable[Mapping[str, Any]]) -> dict[str, str]: ...
 
 
 def yaml_message_to_jinja(message: str) -> str:
@@ -70,122 +83,158 @@ def _raw(text: str) -> str:
     return "{% raw %}" + text.replace("endraw", "end{% endraw %}{% raw %}raw") + "{% endraw %}"
 
 
-def discount_code(program_id: str, customer_id: str, subject_id: str, secret: str | None = None) -> str:
-    """A customer's code for one offer: deterministic (a retried send carries the same code), unguessable without
-    the secret (HMAC-SHA256), and unique in practice (50 bits: a collision among 10 million codes has a
-    probability below 5e-5; the refunds ledger's unique constraint is the hard guarantee)."""
-    key = (secret or os.environ.get("ENGAGE_CODE_SECRET", "engage-local-demo-secret")).encode()
-    digest = hmac.new(key, f"{program_id}#{customer_id}#{subject_id}".encode(), hashlib.sha256).digest()
-    n = int.from_bytes(digest[:8], "big")
-    chars = []
-    for _ in range(10):
-        n, r = divmod(n, len(CODE_ALPHABET))
-        chars.append(CODE_ALPHABET[r])
-    return "".join(chars)
-
-
+@lru_cache(maxsize=65_536)
 def money(amount: float | None, currency: str, marketplace: str | None) -> str | None:
+    """An amount in its currency, written the marketplace's way (`85,00 €` in DE, `¥1,200` in JP)."""
     if amount is None:
         return None
     locale = MARKETPLACES.get(marketplace or "", ("", "", "en_US"))[2]
     return format_currency(amount, currency, locale=locale)
 
 
-class TemplateRenderer:
-    """Loads each template once; renders a touch for a contact. No-argument constructor: the template root and the
-    program configs (for YAML `message` texts) are found from the settings."""
+def subject_key(touch: Mapping[str, Any]) -> str:
+    return f"{touch['programId']}#{touch['customerId']}#{touch['subjectId']}"
 
-    def __init__(self, root: Path | None = None, messages: dict[tuple[str, str], str] | None = None,
-                 link_base: str | None = None):
+
+class TemplateRenderer:
+    """Loads each template once; renders a touch for a contact.  With no arguments the program configs (for the
+    config texts) and the refund ledger (for codes) are found from the settings."""
+
+    def __init__(self, root: Path | None = None, messages: Mapping[tuple, str] | None = None,
+                 link_base: str | None = None, codes: CodeSource | None = None):
         self.root = root or TEMPLATE_ROOT
         self.env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
         self.html_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
-        self.messages = messages if messages is not None else _yaml_messages()
+        # {(programId, channelId, part): text}; a two-part key (programId, channelId) means the text part.
+        texts = _config_texts() if messages is None else messages
+        self.texts = {(k[0], k[1], k[2] if len(k) > 2 else "txt"): v for k, v in texts.items()}
         self.link_base = (link_base or os.environ.get("ENGAGE_LINK_BASE", "https://shop.example.com")).rstrip("/")
+        self._codes_source = codes
+        self._codes: dict[str, str] = {}
         self._cache: dict[tuple[str, ...], Any] = {}
 
+    # -- discount codes ----------------------------------------------------------------------------------------------
+    @property
+    def code_source(self) -> CodeSource:
+        if self._codes_source is None:
+            from engage_assets.delivery.refunds import RefundLedger
+            from engage_assets.settings import get_settings
+
+            self._codes_source = RefundLedger(get_settings().refund_ledger_path)
+        return self._codes_source
+
+    def prefetch(self, touches: Iterable[Mapping[str, Any]]) -> None:
+        """Issue (or look up) the codes of a page of touches in one go, so `render` finds them in memory."""
+        by_program: dict[str, list[Mapping[str, Any]]] = {}
+        for t in touches:
+            if not t.get("discountCode") and not t.get("holdout") and subject_key(t) not in self._codes:
+                by_program.setdefault(t["programId"], []).append(t)
+        for program_id, rows in by_program.items():
+            self._codes.update(self.code_source.issue_codes(program_id, rows))
+        if len(self._codes) > 200_000:  # a long-running renderer keeps only what recent pages need
+            self._codes = dict(list(self._codes.items())[-100_000:])
+
+    def code_for(self, touch: Mapping[str, Any]) -> str:
+        if touch.get("discountCode"):
+            return str(touch["discountCode"])
+        key = subject_key(touch)
+        if key not in self._codes:
+            self.prefetch([touch])
+        return self._codes[key]
+
+    # -- templates ---------------------------------------------------------------------------------------------------
     def _template(self, program: str, channel: str, template_id: str, part: str, channel_id: str | None = None):
         key = (program, channel, template_id, part, channel_id or "")
         if key not in self._cache:
-            yaml_text = self.messages.get((program, channel_id or "")) if part == "txt" else None
+            text = self.texts.get((program, channel_id or "", part))
             env = self.html_env if part == "html" else self.env
-            if yaml_text is not None:
-                self._cache[key] = env.from_string(yaml_message_to_jinja(yaml_text))
+            if text is not None:
+                self._cache[key] = env.from_string(yaml_message_to_jinja(text))
             else:
                 path = self.root / program / channel / f"{template_id}.{part}.j2"
                 self._cache[key] = env.from_string(path.read_text()) if path.exists() else None
         return self._cache[key]
 
-    def context(self, touch: dict[str, Any], contact: dict[str, Any]) -> dict[str, Any]:
+    def context(self, touch: Mapping[str, Any], contact: Mapping[str, Any]) -> dict[str, Any]:
+        """The variables a template sees.  A field the touch or contact lacks is left out (StrictUndefined turns
+        its use into a `missing_field` failure)."""
         offer = touch.get("offer") or {}
         offer = json.loads(offer) if isinstance(offer, str) else dict(offer)
         marketplace = touch.get("marketplace") or contact.get("marketplace")
-        currency = touch.get("currency") or MARKETPLACES.get(marketplace or "", ("", "USD"))[1]
-        code = discount_code(touch["programId"], touch["customerId"], touch["subjectId"])
+        currency = touch.get("currency") or contact.get("currency") or \
+            MARKETPLACES.get(marketplace or "", ("", "USD"))[1]
+        code = self.code_for(touch)
         ctx: dict[str, Any] = {
             "segment": touch.get("segment"), "offerType": touch.get("offerType"), "offer": offer,
-            "discountCode": code, "link": f"{self.link_base}/offers/{code}", "marketplace": marketplace,
-            "currency": currency,
+            "discountCode": code, "link": f"{self.link_base}/offers/{code}",
+            "cartLink": f"{self.link_base}/cart/{touch['subjectId']}?code={code}",
+            "marketplace": marketplace, "currency": currency,
         }
         name = contact.get("customer_name")
-        if name:
-            ctx["customerName"] = name
-            ctx["firstName"] = str(name).split()[0]
+        if name and str(name).strip():
+            ctx["customerName"] = str(name).strip()
+            ctx["firstName"] = ctx["customerName"].split()[0]
         if offer.get("refundType") is not None:
             ctx["refundType"] = REFUND_PHRASES.get(offer["refundType"], offer["refundType"])
-        for field in ("duration", "includeUpgrade", "includePersonalCall", "impactLevel", "riskLevel"):
-            if offer.get(field) is not None:
-                ctx[field] = offer[field]
-        if offer.get("discountPercent") is not None:
-            ctx["discountPercent"] = offer["discountPercent"]
-        for field in ("refundAmount", "creditAmount"):
-            if offer.get(field) is not None:
-                ctx[field] = money(offer[field], currency, marketplace)
+        for f in OFFER_FIELDS:
+            if offer.get(f) is not None:
+                ctx[f] = offer[f]
+        for f in ("refundAmount", "creditAmount"):
+            if offer.get(f) is not None:
+                ctx[f] = money(float(offer[f]), currency, marketplace)
         return ctx
 
-    def render(self, touch: dict[str, Any], contact: dict[str, Any]) -> RenderedMessage:
+    def render(self, touch: Mapping[str, Any], contact: Mapping[str, Any]) -> RenderedMessage:
+        """The touch's message for this contact; raises `TemplateError(reason)` (that message fails, no other)."""
         program, channel = touch["programId"], touch["channel"]
         template_id, channel_id = touch.get("templateId") or "", touch.get("channelId")
-        ctx = self.context(touch, contact)
         try:
+            ctx = self.context(touch, contact)
             text_t = self._template(program, channel, template_id, "txt", channel_id)
             if text_t is None:
-                raise TemplateError(f"no template {program}/{channel}/{template_id}")
+                raise TemplateError(f"no_template:{program}/{channel}/{template_id}")
             text = text_t.render(ctx).strip()
             subject = html = None
-            if channel in ("email", "in-app"):
-                subject_t = self._template(program, channel, template_id, "subject")
+            if channel in ("email", "in-app", "push"):
+                subject_t = self._template(program, channel, template_id, "subject", channel_id)
                 subject = subject_t.render(ctx).strip() if subject_t is not None else None
             if channel == "email":
-                html_t = self._template(program, channel, template_id, "html")
+                html_t = self._template(program, channel, template_id, "html", channel_id)
                 html = html_t.render(ctx) if html_t is not None else None
         except UndefinedError as e:
             raise TemplateError(f"missing_field:{_field_of(e)}") from None
         except SecurityError:
             raise TemplateError("sandbox_violation") from None
-        except (JinjaTemplateError, TemplateNotFound) as e:
+        except (JinjaTemplateError, TemplateNotFound, ValueError, TypeError) as e:
             raise TemplateError(f"template_error:{type(e).__name__}") from None
+        if channel == "email" and not subject:
+            raise TemplateError(f"no_subject:{program}/{channel}/{template_id}")
         return RenderedMessage(subject=subject, text=text, html=html)
 
 
 def _field_of(error: UndefinedError) -> str:
     m = re.search(r"'(\w+)' is undefined", str(error))
+    if m:
+        return m.group(1)
+    m = re.search(r"has no attribute '(\w+)'", str(error))
     return m.group(1) if m else "unknown"
 
 
-@lru_cache(maxsize=1)
-def _yaml_messages_cached(config_dir: str) -> dict[tuple[str, str], str]:
+@lru_cache(maxsize=4)
+def _config_texts_cached(config_dir: str) -> dict[tuple[str, str, str], str]:
     from engage_assets.config import load_programs
 
     out = {}
     for program in load_programs(Path(config_dir)):
         for ch in program.channels:
-            if ch.config.message:
-                out[(program.programId, ch.channelId)] = ch.config.message
+            for field, part in CONFIG_TEXTS.items():
+                text = getattr(ch.config, field)
+                if text:
+                    out[(program.programId, ch.channelId, part)] = text
     return out
 
 
-def _yaml_messages() -> dict[tuple[str, str], str]:
+def _config_texts() -> dict[tuple[str, str, str], str]:
     from engage_assets.settings import program_config_dir
 
-    return dict(_yaml_messages_cached(str(program_config_dir())))
+    return dict(_config_texts_cached(str(program_config_dir())))
