@@ -90,7 +90,10 @@ def delivery_resources(settings: Settings, local: bool) -> dict[str, Any]:
 
     from engage_assets.delivery.conditions import CustomerState
 
+    from engage_assets.delivery.refunds import RefundLedgerResource
+
     common = {"delivery_ledger": DeliveryLedgerResource(path=str(settings.ledger_path)),
+              "refund_ledger": RefundLedgerResource(path=str(settings.refund_ledger_path)),
               "contact_pressure": ContactPressureResource()}
     if local:
         from resources.warehouse import DuckDBWarehouse

@@ -281,3 +281,20 @@ def test_deliveries_send_each_touch_once_and_never_to_the_holdout(platform, monk
     again = deliver_all(platform.defs, platform.instance, clock + timedelta(minutes=1))
     assert again[group].get("email", {}).get("sent", 0) == 0
     assert len(list((platform.home / "mail" / "churn-prevention").rglob("*.eml"))) == sent["email"]
+
+
+def test_refund_batch_issues_refunds_and_credits_within_budget_never_to_the_holdout(platform):
+    import sqlite3
+
+    group, partition = "proactive_refunds", "2026-11-16"
+    assert platform.run(f"{group}_batch", partition).success
+    assert platform.run(f"{group}_batch", partition).success  # a re-run issues nothing twice
+    ledger = sqlite3.connect(platform.home / "refunds.sqlite")
+    rows = ledger.execute("SELECT customer_id, subject_id, kind, amount_usd, state FROM issuances "
+                          "WHERE program_id = 'proactive-refunds' AND partition_key = ?", [partition]).fetchall()
+    assert rows and {r[2] for r in rows} <= {"refund", "credit"}
+    assert len({(r[0], r[1], r[2]) for r in rows}) == len(rows)
+    assert sum(r[3] for r in rows if r[4] != "rejected") <= 400_000  # proactive_refunds.yaml: budget.amount
+    holdout = {c for (c,) in platform.sql(
+        f"SELECT customer_id FROM exports.{group} WHERE partition_key = ? AND holdout", [partition])}
+    assert holdout and not holdout & {r[0] for r in rows}

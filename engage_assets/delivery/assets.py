@@ -22,6 +22,7 @@ from engage_assets.config import ProgramConfig
 from engage_assets.delivery.conditions import CustomerState
 from engage_assets.delivery.engine import DeliveryEngine, DeliveryStats, EngineConfig
 from engage_assets.delivery.ledger import DeliveryLedger
+from engage_assets.delivery.refunds import RefundLedgerResource
 from engage_assets.delivery.pressure import PressurePolicy, program_cap
 from engage_assets.dbt import WAREHOUSE_POOL
 from engage_assets.factory import SINGLE_RUN, PartitionWindow, each_partition, partitions_for
@@ -111,7 +112,7 @@ def build_delivery(program: ProgramConfig, all_programs: list[ProgramConfig] | N
                           "conditions), written to the delivery ledger; holdout candidates are recorded as held out. "
                           "Re-running a partition replaces touches still planned and never un-sends.")
     def touch_plan(context: dg.AssetExecutionContext, offers, warehouse: WarehouseResource,
-                   delivery_ledger: DeliveryLedgerResource):
+                   delivery_ledger: DeliveryLedgerResource, refund_ledger: RefundLedgerResource):
         from engage_assets.delivery.plan import plan_touches
 
         ledger = delivery_ledger.ledger()
@@ -121,6 +122,12 @@ def build_delivery(program: ProgramConfig, all_programs: list[ProgramConfig] | N
             customers = _customers_for(warehouse, offers)
             plan = plan_touches(program, offers, customers, now, partition_key=window.partition_key)
             result = ledger.plan(plan, program.programId, window.partition_key, int(time.time()))
+            refunds: dict[str, Any] = {}
+            if program.refundStrategy is not None:
+                # Refunds and credits are issued with the plan (auto-processed, or queued where the segment
+                # requires approval), within the partition's budget, idempotently per candidate.
+                issued = refund_ledger.ledger().issue(program, plan, window.partition_key)
+                refunds = {f"refunds/{k}": v for k, v in vars(issued).items() if isinstance(v, (int, float))}
             by_channel: dict[str, int] = {}
             if plan.num_rows:
                 for row in plan.group_by("channel").aggregate([("channel", "count")]).to_pylist():
@@ -129,6 +136,7 @@ def build_delivery(program: ProgramConfig, all_programs: list[ProgramConfig] | N
                 "dagster/row_count": plan.num_rows, "held_out": result.held_out, "inserted": result.inserted,
                 "replaced_planned": result.replaced, "removed_planned": result.removed,
                 "kept_past_planned": result.kept, **{f"touches/{k}": v for k, v in sorted(by_channel.items())},
+                **refunds,
             }
 
         value, meta = each_partition(context, parts, offers, one)
@@ -142,14 +150,15 @@ def build_delivery(program: ProgramConfig, all_programs: list[ProgramConfig] | N
     def deliveries(context: dg.AssetExecutionContext, config: DeliveryRunConfig,
                    delivery_ledger: DeliveryLedgerResource, contact_pressure: ContactPressureResource,
                    email_channel: DeliveryChannel, sms_channel: DeliveryChannel, push_channel: DeliveryChannel,
-                   engagement: EngagementStore, customer_state: CustomerState) -> dg.MaterializeResult:
+                   engagement: EngagementStore, customer_state: CustomerState,
+                   refund_ledger: RefundLedgerResource) -> dg.MaterializeResult:
         from engage_assets.delivery.templates import TemplateRenderer
 
         engine = DeliveryEngine(
             delivery_ledger.ledger(),
             {"email": email_channel, "sms": sms_channel, "push": push_channel,
              "phone": CallTaskChannel(engagement), "in-app": InboxChannel(engagement)},
-            customer_state, TemplateRenderer(), contact_pressure.policy(programs),
+            customer_state, TemplateRenderer(codes=refund_ledger.ledger()), contact_pressure.policy(programs),
             EngineConfig(max_touches=config.max_touches, claim_lease_s=config.claim_lease_s),
             channel_configs=channel_configs(programs))
         stats = engine.run([program.programId], send_clock(config.as_of))

@@ -298,6 +298,9 @@ class _Run:
                     claimed.append(r)
         self.processed += len(page)
         self.e._crash("after_claim")
+        prefetch = getattr(e.renderer, "prefetch", None)
+        if prefetch is not None and claimed:  # the page's discount codes in one transaction, not one per message
+            prefetch([touches[r.touch_key] for r in claimed])
         by_channel: dict[str, list[tuple[LedgerRow, OutboundMessage]]] = {}
         for r in claimed:
             msg = self.prepare(r, touches[r.touch_key], contacts[r.customer_id])
