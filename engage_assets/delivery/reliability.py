@@ -89,13 +89,17 @@ def engine_for(root: Path, port: int, lease_s: int, smtp_connections: int = 4, p
                           SyntheticRenderer(), policy, EngineConfig(claim_lease_s=lease_s, page_size=page_size))
 
 
-def run_child(root: Path, port: int, crash_at: str | None, lease_s: int, timeout_s: float = 600) -> int:
+def run_child(root: Path, port: int, crash_at: str | None, lease_s: int, timeout_s: float = 600,
+              later_s: int = 0) -> int:
+    """One delivery process. Its send clock starts at NOW + `later_s`: a re-run after a crash must start later than
+    the crashed run's claims (which carry its clock), as it does in life, or no claim can look old enough."""
     env = dict(os.environ)
     env.pop("ENGAGE_CRASH_AT", None)
     if crash_at:
         env["ENGAGE_CRASH_AT"] = crash_at
     proc = subprocess.run([sys.executable, "-m", "engage_assets.delivery.reliability", "deliver", "--root", str(root),
-                           "--port", str(port), "--lease", str(lease_s)], env=env, timeout=timeout_s,
+                           "--port", str(port), "--lease", str(lease_s), "--later", str(later_s)],
+                          env=env, timeout=timeout_s,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if proc.returncode not in (0, -9):
         raise RuntimeError(f"delivery child failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
@@ -144,7 +148,8 @@ def run_trial(root: Path, port: int, n: int, point: str, seed: int, timeout_s: f
     k = rng.randint(1, pages) if point in ("before_claim", "after_claim") else rng.randint(1, max(1, n // 2))
     t0 = time.perf_counter()
     first = run_child(root, port, f"{point}:{k}", lease_s=0, timeout_s=timeout_s)
-    second = run_child(root, port, None, lease_s=0, timeout_s=timeout_s)
+    # The re-run comes an hour (of the synthetic clock) later: past the crashed run's claims and their lease.
+    second = run_child(root, port, None, lease_s=0, timeout_s=timeout_s, later_s=3600)
     result = count_received(root, n)
     return {"point": point, "k": k, "killed": first == -9, "rerun_rc": second,
             "seconds": round(time.perf_counter() - t0, 2), **result}
@@ -156,8 +161,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--root", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--lease", type=int, default=0)
+    ap.add_argument("--later", type=int, default=0)
     args = ap.parse_args(argv)
-    stats = engine_for(Path(args.root), args.port, args.lease).run([PROGRAM], NOW)
+    stats = engine_for(Path(args.root), args.port, args.lease).run([PROGRAM], NOW + args.later)
     print(json.dumps({"sent": stats.total("sent"), "recovered": stats.recovered}))
 
 
