@@ -58,7 +58,7 @@ def prod_resources(settings: Settings) -> dict[str, Any]:
         ))
     return {
         "warehouse": warehouse,
-        "customer_state": CustomerState(warehouse=warehouse),
+        "customer_state": CustomerState(warehouse=warehouse, refund_ledger_path=str(settings.refund_ledger_path)),
         "store": DynamoDbCandidateStore(
             table_name=dg.EnvVar("ENGAGE_CANDIDATE_TABLE"), score_cache_table_name=dg.EnvVar("ENGAGE_SCORE_CACHE_TABLE"),
             region_name=dg.EnvVar("AWS_REGION"),
@@ -98,7 +98,8 @@ def delivery_resources(settings: Settings, local: bool) -> dict[str, Any]:
     if local:
         from resources.warehouse import DuckDBWarehouse
 
-        common["customer_state"] = CustomerState(warehouse=DuckDBWarehouse(path=str(settings.warehouse_path)))
+        common["customer_state"] = CustomerState(warehouse=DuckDBWarehouse(path=str(settings.warehouse_path)),
+                                                 refund_ledger_path=str(settings.refund_ledger_path))
     if local:
         outbox = str(settings.home / "outbox")
         return common | {

@@ -298,3 +298,43 @@ def test_refund_batch_issues_refunds_and_credits_within_budget_never_to_the_hold
     holdout = {c for (c,) in platform.sql(
         f"SELECT customer_id FROM exports.{group} WHERE partition_key = ? AND holdout", [partition])}
     assert holdout and not holdout & {r[0] for r in rows}
+
+
+def test_refund_messages_wait_for_approval_and_go_once_processed(platform):
+    """A refund e-mail says the refund was issued: it waits while its refund awaits approval, goes once approved."""
+    import sqlite3
+    from datetime import timedelta
+
+    from engage_assets.delivery.cli import deliver_all
+
+    partition = "2026-11-16"  # planned and issued by the test above
+    refunds = sqlite3.connect(platform.home / "refunds.sqlite")
+    issued = refunds.execute(
+        "SELECT DISTINCT customer_id, subject_id FROM issuances WHERE program_id = 'proactive-refunds' "
+        "AND partition_key = ? AND state = 'processed' ORDER BY customer_id", [partition]).fetchall()
+    reachable = {c for (c,) in platform.sql(
+        "SELECT customer_id FROM marts.customers WHERE email_opt_in AND NOT marketing_opt_out "
+        "AND account_status = 'active'")}
+    customer, subject = next((c, s) for c, s in issued if c in reachable)
+    with refunds:
+        refunds.execute("UPDATE issuances SET state = 'pending_approval' WHERE customer_id = ? AND subject_id = ?",
+                        [customer, subject])
+    key = f"proactive-refunds#{customer}#{subject}#initial#email"
+    ledger = sqlite3.connect(platform.home / "delivery.sqlite")
+
+    def deliver_day(day: datetime) -> None:  # a send clock every 3 hours, as the sensors would
+        for h in range(0, 24, 3):
+            deliver_all(platform.defs, platform.instance, day + timedelta(hours=h))
+
+    deliver_day(datetime.fromisoformat("2026-11-18T00:00:00+00:00"))
+    state, reason = ledger.execute("SELECT state, reason FROM touches WHERE touch_key = ?", [key]).fetchone()
+    assert (state, reason) == ("planned", "deferred:refund_pending_approval")
+    others = dict(ledger.execute(
+        "SELECT state, count(*) FROM touches WHERE program_id = 'proactive-refunds' AND partition_key = ? "
+        "AND channel = 'email' AND touch_key != ? GROUP BY state", [partition, key]).fetchall())
+    assert others.get("sent", 0) > 0 and others.get("planned", 0) == 0
+    with refunds:
+        refunds.execute("UPDATE issuances SET state = 'processed' WHERE customer_id = ? AND subject_id = ?",
+                        [customer, subject])
+    deliver_day(datetime.fromisoformat("2026-11-19T00:00:00+00:00"))
+    assert ledger.execute("SELECT state FROM touches WHERE touch_key = ?", [key]).fetchone()[0] == "sent"

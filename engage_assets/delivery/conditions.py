@@ -68,6 +68,9 @@ class CustomerState(dg.ConfigurableResource):
     """Fresh contact and consent data (marts.customers) and conversion state, read at send time."""
 
     warehouse: WarehouseResource
+    # Where refunds and credits are recorded: a refund program's message goes out only once its refund or credit
+    # was processed (it says so), waits while it awaits approval, and is dropped if it was refused.
+    refund_ledger_path: str | None = None
     # The current page's contacts and conversions: one query per page of due touches, not one per touch.
     _page_contacts: dict = PrivateAttr(default_factory=dict)
     _page_converted: dict = PrivateAttr(default_factory=dict)
@@ -135,12 +138,35 @@ class CustomerState(dg.ConfigurableResource):
             return "converted"
         if "cart_abandoned" in conditions and self._converted(touch):
             return "cart_not_abandoned"
+        if self.refund_ledger_path and _announces_refund(touch):
+            state = self._refund_state(touch)
+            if state == "pending_approval":
+                return "wait:refund_pending_approval"
+            if state != "processed":
+                return "refund_not_issued"
         return None
+
+    def _refund_state(self, touch: dict[str, Any]) -> str | None:
+        from engage_assets.delivery.refunds import RefundLedger
+
+        key = (str(touch["customerId"]), str(touch["subjectId"]))
+        return RefundLedger(self.refund_ledger_path).states(touch["programId"], [key]).get(key)
 
     def recheck_many(self, touches: list[dict[str, Any]], now: datetime) -> list[str | None]:
         """`recheck` for a batch: the contacts in one query, conversions once per distinct plan date."""
         self.contacts(sorted({t["customerId"] for t in touches}))
         return [self.recheck(t, now) for t in touches]
+
+
+def _announces_refund(touch: dict[str, Any]) -> bool:
+    """A refund program's touch: its offer names a refund type (full, partial, credit)."""
+    offer = touch.get("offer") or {}
+    if isinstance(offer, str):
+        try:
+            offer = json.loads(offer)
+        except ValueError:
+            return False
+    return isinstance(offer, dict) and offer.get("refundType") is not None
 
 
 def consent_reason(touch: dict[str, Any], contact: dict[str, Any]) -> str | None:

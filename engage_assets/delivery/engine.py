@@ -76,6 +76,9 @@ class ChannelFactory(Protocol):
     def open(self) -> ChannelSession: ...
 
 
+WAIT = "wait:"  # a recheck reason with this prefix defers the touch instead of suppressing it
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     page_size: int = 500
@@ -87,6 +90,7 @@ class EngineConfig:
     max_retry_delay_s: int = 6 * 3600
     outage_after: int = 5
     outage_delay_s: int = 900
+    wait_s: int = 3600  # a touch whose recheck says "wait:<why>" is due again this much later
     max_touches: int | None = None  # stop after this many touches were processed (a bounded run)
 
 
@@ -279,8 +283,12 @@ class _Run:
             for r in page:
                 touch = touches[r.touch_key]
                 if r.touch_key in pre:
-                    if led.suppress(conn, r.touch_key, pre[r.touch_key], now):
-                        self.stats.add(r.channel, "suppressed", pre[r.touch_key])
+                    reason = pre[r.touch_key]
+                    if reason.startswith(WAIT):  # not yet (e.g. its refund awaits approval): due again later
+                        if led.defer(conn, r.touch_key, now + e.cfg.wait_s, f"deferred:{reason[len(WAIT):]}", now):
+                            self.stats.add(r.channel, "deferred", reason[len(WAIT):])
+                    elif led.suppress(conn, r.touch_key, reason, now):
+                        self.stats.add(r.channel, "suppressed", reason)
                     continue
                 if r.channel in self.down:
                     if led.defer(conn, r.touch_key, now + e.cfg.outage_delay_s, "deferred:provider_unavailable", now):
