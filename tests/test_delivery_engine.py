@@ -306,3 +306,31 @@ def test_due_touch_sensor_run_key_from_ledger_not_clock(tmp_path):
         first = sensor(dg.build_sensor_context(instance=instance, resources={"delivery_ledger": res}))
         again = sensor(dg.build_sensor_context(instance=instance, resources={"delivery_ledger": res}))
         assert first.run_key == again.run_key == "win-back-campaigns:due3:upto102"
+
+
+def test_sent_marks_batched_only_where_the_receiver_dedupes(tmp_path, capture):
+    """The outbox drops a repeated key, so its `sent` marks go in batches (a crash leaves them for lookup); an SMTP
+    relay without the capture server may not, so each of its marks is written right after its send."""
+    _, port, _ = capture
+    calls = {"one": 0, "many": []}
+
+    class CountingLedger(DeliveryLedger):
+        def mark_sent(self, *a, **k):
+            calls["one"] += 1
+            return super().mark_sent(*a, **k)
+
+        def mark_sent_many(self, marks, *a, **k):
+            marks = list(marks)
+            calls["many"].append(len(marks))
+            return super().mark_sent_many(marks, *a, **k)
+
+    custs = [f"c{i:03d}" for i in range(250)]
+    _, engine = make_engine(tmp_path, port, {c: contact(c) for c in custs},
+                            config=EngineConfig(inline_backoff_s=0.001, mark_batch=100, page_size=200))
+    engine.ledger = ledger = CountingLedger(tmp_path / "delivery.sqlite")
+    ledger.plan(plan_table(P, "p1", [{"customerId": c, "channel": "sms" if i % 2 else "email"}
+                                     for i, c in enumerate(custs)]), P, "p1", NOW)
+    assert engine.run([P], NOW).total("sent") == 250
+    assert calls["one"] == 125                      # every e-mail (relay: no de-duplication) marked alone
+    assert calls["many"] == [100, 25]               # SMS: page 1 (200 touches) fills one batch; page 2's 25 at its end
+    assert states(ledger) == {("email", "sent", None): 125, ("sms", "sent", None): 125}

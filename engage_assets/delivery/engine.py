@@ -27,14 +27,18 @@ may already be out):
      Channels that de-duplicate by that key (the capture server, the outbox, the engagement store) turn a
      duplicate into a no-op, so delivery is exactly-once end to end.  SES and SNS do not de-duplicate: there the
      in-doubt window is the messages between one provider call and its `sent` mark (one message per crashed
-     process; marks are written right after each call), and the key travels as a header / message attribute so
-     a downstream consumer can drop the duplicate.
+     process: for them marks are written right after each call), and the key travels as a header / message
+     attribute so a downstream consumer can drop the duplicate.
+Because a duplicate is a no-op on the de-duplicating channels, their `sent` marks are written in batches (up to
+`mark_batch` per ledger transaction, and at the end of every page): a crash leaves at most that many touches in
+doubt, which the rule above resolves by lookup.  One transaction per batch instead of one per message is most of
+the ledger's cost per send.
 The lease (default 10 minutes) keeps a run from taking over the claims of another run that is still alive.
 
 Crash points for the reliability test: `ENGAGE_CRASH_AT=<point>:<n>` SIGKILLs this process at the n-th pass of
 `before_claim` (a page re-checked, nothing claimed), `after_claim` (a page claimed, nothing sent),
-`after_send` (a provider accepted the n-th message, its `sent` mark not written) or `mid_batch` (n messages of
-the run sent and marked, the rest of the page still claimed).
+`after_send` (a provider accepted the n-th message, its `sent` mark not written) or `mid_batch` (the marks of
+the first n messages of the run written, the rest of the page still claimed or sent but unmarked).
 """
 from __future__ import annotations
 
@@ -91,6 +95,7 @@ class EngineConfig:
     outage_after: int = 5
     outage_delay_s: int = 900
     wait_s: int = 3600  # a touch whose recheck says "wait:<why>" is due again this much later
+    mark_batch: int = 100  # `sent` marks per ledger transaction on channels that de-duplicate by key
     max_touches: int | None = None  # stop after this many touches were processed (a bounded run)
 
 
@@ -201,10 +206,13 @@ class _Run:
         self.down: set[str] = set()
         self.stats = DeliveryStats()
         self.processed = 0
+        self.dedupes: dict[str, bool] = {}  # channel -> its sessions drop a repeated idempotency key
+        self.marks: list[tuple[str, str, str | None]] = []  # (touch_key, provider_id, reason) not yet in the ledger
 
     def close(self) -> None:
         for pool in self.pools.values():
             pool.shutdown(wait=True)
+        self.flush_marks()
         for s in self.sessions.values():
             try:
                 s.close()
@@ -221,6 +229,7 @@ class _Run:
                 raise PermanentSendError(f"no_channel:{channel}")
             with self.lock:
                 session = self.sessions[key] = factory.open()
+                self.dedupes[channel] = bool(getattr(session, "dedupes_by_key", False))
                 if channel not in self.buckets:
                     self.buckets[channel] = TokenBucket(factory.rate_per_s, factory.burst)
         return session
@@ -314,9 +323,14 @@ class _Run:
             msg = self.prepare(r, touches[r.touch_key], contacts[r.customer_id])
             if msg is not None:
                 by_channel.setdefault(r.channel, []).append((r, msg))
-        for channel, jobs in by_channel.items():
-            for r, msg, outcome in self.send_all(channel, jobs):
+        # Every channel's sends start now: pooled channels (SMTP) send on their threads while this thread sends the
+        # inline ones (outbox, store) and records their outcomes; the pooled outcomes are recorded last.
+        streams = [(self.pooled(channel, len(jobs)), self.send_all(channel, jobs))
+                   for channel, jobs in by_channel.items()]
+        for _, stream in sorted(streams, key=lambda s: s[0]):
+            for r, msg, outcome in stream:
                 self.record(r, msg, contacts[r.customer_id], outcome)
+        self.flush_marks()
 
     def message(self, row: LedgerRow, touch: dict[str, Any], contact: dict[str, Any], rendered: Any
                 ) -> OutboundMessage:
@@ -348,22 +362,22 @@ class _Run:
             for r, m, outcome in self.send_all(row.channel, [(row, msg)]):
                 self.record(r, m, contact, outcome, sent_reason)
 
+    def pooled(self, channel: str, n: int) -> bool:
+        """Whether `n` messages of the channel go out from its thread pool (`max_connections` > 1: SMTP, SES)."""
+        return n > 1 and int(getattr(self.e.channels.get(channel), "max_connections", 1) or 1) > 1
+
     def send_all(self, channel: str, jobs: list[tuple[LedgerRow, OutboundMessage]]
                  ) -> Iterator[tuple[LedgerRow, OutboundMessage, tuple[str, Any]]]:
-        """Send a page's messages of one channel, yielding outcomes in order.  Channels with several connections
-        (`max_connections`: SMTP, SES) send from a thread pool, one session per thread; the ledger is written only
-        by the calling thread."""
-        factory = self.e.channels.get(channel)
-        workers = int(getattr(factory, "max_connections", 1) or 1)
-        if workers <= 1 or len(jobs) == 1:
-            for r, msg in jobs:
-                yield r, msg, self.send_one(channel, msg)
-            return
+        """Send a page's messages of one channel; iterate for the outcomes, in order.  A pooled channel's sends are
+        submitted at once to its pool, one session per thread; the others are sent as the iterator is consumed.
+        The ledger is written only by the consuming thread."""
+        if not self.pooled(channel, len(jobs)):
+            return ((r, msg, self.send_one(channel, msg)) for r, msg in jobs)
         if channel not in self.pools:
+            workers = int(getattr(self.e.channels.get(channel), "max_connections", 1))
             self.pools[channel] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"send-{channel}")
         results = self.pools[channel].map(lambda job: self.send_one(channel, job[1]), jobs)
-        for (r, msg), outcome in zip(jobs, results):
-            yield r, msg, outcome
+        return ((r, msg, outcome) for (r, msg), outcome in zip(jobs, results))
 
     def send_one(self, channel: str, msg: OutboundMessage) -> tuple[str, Any]:
         """One provider call with in-place retries: ("sent", id) | ("transient", err) | ("permanent", err) |
@@ -400,8 +414,13 @@ class _Run:
         e, led, ch, now = self.e, self.e.ledger, row.channel, self.clock()
         if kind == "sent":
             e._crash("after_send")
-            led.mark_sent(row.touch_key, self.token, value, now, reason=sent_reason)
             self.stats.add(ch, "sent", sent_reason)
+            if self.dedupes.get(ch):  # an unmarked message is found again by lookup: batch the marks
+                self.marks.append((row.touch_key, value, sent_reason))
+                if len(self.marks) >= e.cfg.mark_batch:
+                    self.flush_marks()
+                return
+            led.mark_sent(row.touch_key, self.token, value, now, reason=sent_reason)
             e._crash("mid_batch")
         elif kind == "down":
             led.mark_retry(row.touch_key, self.token, "provider_unavailable", now + e.cfg.outage_delay_s, now)
@@ -410,6 +429,15 @@ class _Run:
             self._transient(row, value)
         else:
             self._permanent(row, contact, value)
+
+    def flush_marks(self) -> None:
+        """Write the batched `sent` marks in one ledger transaction."""
+        if not self.marks:
+            return
+        marks, self.marks = self.marks, []
+        self.e.ledger.mark_sent_many(marks, self.token, self.clock())
+        for _ in marks:
+            self.e._crash("mid_batch")
 
     def _transient(self, row: LedgerRow, err: SendError) -> None:
         e, ch, now = self.e, row.channel, self.clock()

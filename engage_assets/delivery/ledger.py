@@ -287,6 +287,20 @@ class DeliveryLedger:
                   " WHERE customer_id IN ({}) AND state IN ('sending', 'sent') AND claimed_at >= ?",
             list(dict.fromkeys(customer_ids)), tail=(since,))
 
+    def erase_customer(self, customer_id: str) -> int:
+        """GDPR erasure: remove every touch of the customer (planned ones never go out; the rest carried their
+        offer and personalisation).  A run holding one of them in `sending` finds its mark matches nothing."""
+        return self.erase_customers([customer_id])
+
+    def erase_customers(self, customer_ids: Iterable[str]) -> int:
+        ids, n = list(dict.fromkeys(customer_ids)), 0
+        with self.transaction() as conn:
+            for i in range(0, len(ids), 900):
+                chunk = ids[i:i + 900]
+                n += conn.execute(f"DELETE FROM touches WHERE customer_id IN ({', '.join('?' * len(chunk))})",
+                                  chunk).rowcount
+        return n
+
     # -- suppression list ------------------------------------------------------------------------------------------
     def add_suppression(self, channel: str, address: str, reason: str, now: int) -> None:
         """Put an address on the suppression list (bounce, complaint, invalid address); first reason wins."""
@@ -334,6 +348,14 @@ class DeliveryLedger:
             "UPDATE touches SET state = 'sent', provider_id = ?, sent_at = ?, reason = ?, updated_at = ?"
             " WHERE touch_key = ? AND state = 'sending' AND claim_token = ?",
             (provider_id, now, reason, now, touch_key, token)).rowcount == 1
+
+    def mark_sent_many(self, marks: Iterable[tuple[str, str, str | None]], token: str, now: int) -> int:
+        """`mark_sent` for many (touch_key, provider_id, reason) in one transaction; returns how many were marked."""
+        with self.transaction() as conn:
+            return conn.executemany(
+                "UPDATE touches SET state = 'sent', provider_id = ?, sent_at = ?, reason = ?, updated_at = ?"
+                " WHERE touch_key = ? AND state = 'sending' AND claim_token = ?",
+                [(pid, now, reason, now, key, token) for key, pid, reason in marks]).rowcount
 
     def mark_failed(self, touch_key: str, token: str, reason: str, now: int) -> bool:
         return self._conn().execute(
