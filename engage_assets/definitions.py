@@ -11,6 +11,7 @@ from engage_assets.config import load_programs
 from engage_assets.dbt import engage_dbt_assets, raw_source_specs
 from engage_assets.delivery.assets import build_all_delivery
 from engage_assets.factory import build_program
+from engage_assets.gdpr import build_gdpr_erasure
 from engage_assets.resources_for_env import build_resources
 from engage_assets.settings import get_settings, program_config_dir
 from sensors.run_failures import engage_run_failure_alerts
@@ -24,6 +25,7 @@ def build_definitions() -> dg.Definitions:
     programs = load_programs(program_config_dir())
     built = [build_program(p) for p in programs]
     delivery = build_all_delivery(programs)
+    gdpr_job, gdpr_schedule = build_gdpr_erasure(programs)
     model_keys = [k for b in built for k in b.model_keys]
     warehouse_job = dg.define_asset_job(
         WAREHOUSE_JOB, selection=dg.AssetSelection.assets(engage_dbt_assets),
@@ -36,13 +38,14 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=[*raw_source_specs(), engage_dbt_assets, *(a for b in built for a in b.assets), *delivery[0]],
         asset_checks=[c for b in built for c in b.asset_checks],
-        jobs=[warehouse_job, retrain_job, *(j for b in built for j in b.jobs), *delivery[1]],
+        jobs=[warehouse_job, retrain_job, *(j for b in built for j in b.jobs), *delivery[1], gdpr_job],
         schedules=[
             # The warehouse refreshes before the 2 AM batch programs read it.
             dg.ScheduleDefinition(name="warehouse_build_schedule", job=warehouse_job, cron_schedule="30 1 * * *"),
             # Spec: model retraining on the first Monday of the month at 3 AM.
             dg.ScheduleDefinition(name="model_retraining_schedule", job=retrain_job, cron_schedule="0 3 * * 1#1"),
             *(s for b in built for s in b.schedules),
+            gdpr_schedule,
         ],
         sensors=[engage_run_failure_alerts, *delivery[2]],
         resources=build_resources(settings),

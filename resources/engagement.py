@@ -19,7 +19,7 @@ import sqlite3
 import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -120,6 +120,10 @@ class EngagementStore(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     def deleted_customers(self) -> set[str]: ...
+
+    def deleted_among(self, customer_ids: Iterable[str]) -> set[str]:
+        """Those of `customer_ids` that have been deleted (a page of due touches at a time: one call per page)."""
+        return {c for c in customer_ids if self.is_deleted(c)}
 
     # -- API keys ----------------------------------------------------------------------------------------------
     @abstractmethod
@@ -343,6 +347,14 @@ class SqliteEngagementStore(EngagementStore):
 
     def deleted_customers(self) -> set[str]:
         return {r[0] for r in self._conn().execute("SELECT customer_id FROM deletions")}
+
+    def deleted_among(self, customer_ids: Iterable[str]) -> set[str]:
+        ids, out = list(dict.fromkeys(customer_ids)), set()
+        for i in range(0, len(ids), 900):
+            chunk = ids[i:i + 900]
+            out.update(r[0] for r in self._conn().execute(
+                f"SELECT customer_id FROM deletions WHERE customer_id IN ({', '.join('?' * len(chunk))})", chunk))
+        return out
 
     # -- API keys ----------------------------------------------------------------------------------------------
 
@@ -635,6 +647,18 @@ class DynamoDbEngagementStore(EngagementStore):
 
     def is_deleted(self, customer_id: str) -> bool:
         return self._get(f"DELETED#{customer_id}", "DELETED") is not None
+
+    def deleted_among(self, customer_ids: Iterable[str]) -> set[str]:
+        """BatchGetItem, 100 keys a call; unprocessed keys (throttling) are asked again."""
+        ids, out, client = list(dict.fromkeys(customer_ids)), set(), self.client()
+        for i in range(0, len(ids), 100):
+            keys = [{"pk": {"S": f"DELETED#{c}"}, "sk": {"S": "DELETED"}} for c in ids[i:i + 100]]
+            request: dict[str, Any] = {self.table_name: {"Keys": keys, "ProjectionExpression": "gsi1sk"}}
+            while request:
+                resp = client.batch_get_item(RequestItems=request)
+                out.update(item["gsi1sk"]["S"] for item in resp["Responses"].get(self.table_name, []))
+                request = resp.get("UnprocessedKeys") or {}
+        return out
 
     def deleted_customers(self) -> set[str]:
         return {

@@ -4,6 +4,10 @@ Layout (same locally and in S3): `<root>/<program>/partition_key=<key>/candidate
 partition, so re-running a partition replaces its file instead of adding rows (idempotent backfills).
 The registered table is named from the program with `-` turned into `_` (`abandoned-cart-recovery` ->
 `abandoned_cart_recovery`), since Athena/Glue table names allow only lower-case letters, digits and `_`.
+
+GDPR erasure reaches partitions written before the deletion: `erase_customers` reads each partition's
+`customer_id` column only and rewrites (whole, atomically, as `write_partition` does) the partitions that hold an
+erased customer, without their rows.  The `gdpr_erasure` job runs it daily for every program.
 """
 from __future__ import annotations
 
@@ -13,10 +17,12 @@ import re
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field
 
@@ -32,11 +38,39 @@ class ExportResource(dg.ConfigurableResource, ABC):
     def register(self, program: str) -> str:
         """Make the program's exports queryable as a table (DuckDB view / Glue table); return its name."""
 
+    @abstractmethod
+    def partition_keys(self, program: str) -> list[str]:
+        """The program's exported partition keys, sorted."""
+
+    @abstractmethod
+    def read_partition(self, program: str, partition_key: str, columns: list[str] | None = None) -> pa.Table:
+        """One exported partition (only `columns`, if given)."""
+
+    def erase_customers(self, program: str, customer_ids: Collection[str]) -> dict[str, int]:
+        """Rewrite every exported partition of the program that holds one of these customers without their rows;
+        returns {partition_key: rows removed} of the partitions rewritten (none: nothing held them)."""
+        _check_names(program)
+        erased = pa.array(sorted({str(c) for c in customer_ids}), pa.string())
+        removed: dict[str, int] = {}
+        if not len(erased):
+            return removed
+        for key in self.partition_keys(program):
+            ids = self.read_partition(program, key, [CUSTOMER_COLUMN]).column(CUSTOMER_COLUMN).cast(pa.string())
+            if not pc.any(pc.is_in(ids, erased)).as_py():
+                continue
+            table = self.read_partition(program, key)
+            keep = pc.invert(pc.is_in(table.column(CUSTOMER_COLUMN).cast(pa.string()), erased))
+            kept = table.filter(keep)
+            self.write_partition(program, key, kept)
+            removed[key] = table.num_rows - kept.num_rows
+        return removed
+
 
 _PROGRAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 # Dagster partition keys: dates, weeks, months, hours ("2026-11-21-13:00"); never a path separator.
 _PARTITION_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*$")
 PARTITION_COLUMN = "partition_key"
+CUSTOMER_COLUMN = "customer_id"
 FILE_NAME = "candidates.parquet"
 
 
@@ -98,6 +132,16 @@ class LocalParquetExports(ExportResource):
                 os.unlink(tmp_name)
             raise
         return str(target)
+
+    def partition_keys(self, program: str) -> list[str]:
+        _check_names(program)
+        prefix = f"{PARTITION_COLUMN}="
+        return sorted(p.parent.name[len(prefix):] for p in self._program_dir(program).glob(f"{prefix}*/{FILE_NAME}"))
+
+    def read_partition(self, program: str, partition_key: str, columns: list[str] | None = None) -> pa.Table:
+        _check_names(program, partition_key)
+        return pq.read_table(self._program_dir(program) / f"{PARTITION_COLUMN}={partition_key}" / FILE_NAME,
+                             columns=columns)
 
     def register(self, program: str) -> str:
         """Create or replace the view `exports.<program>` over the program's Parquet files."""
@@ -217,13 +261,31 @@ class S3ParquetExports(AwsClientConfig, ExportResource):
     def write_partition(self, program: str, partition_key: str, table: pa.Table) -> str:
         """PUT the partition's Parquet object, replacing any previous one; returns its s3:// URI."""
         _check_names(program, partition_key)
-        key = f"{self._base(program)}/{PARTITION_COLUMN}={partition_key}/{FILE_NAME}"
+        key = self._partition_key(program, partition_key)
         buffer = io.BytesIO()
         _write_parquet(table, buffer)
         self.aws_client("s3").put_object(
             Bucket=self.bucket, Key=key, Body=buffer.getvalue(), ContentType="application/vnd.apache.parquet"
         )
         return f"s3://{self.bucket}/{key}"
+
+    def _partition_key(self, program: str, partition_key: str) -> str:
+        return f"{self._base(program)}/{PARTITION_COLUMN}={partition_key}/{FILE_NAME}"
+
+    def partition_keys(self, program: str) -> list[str]:
+        _check_names(program)
+        base = self._base(program)
+        found = re.compile(rf"^{re.escape(base)}/{PARTITION_COLUMN}=([^/]+)/{re.escape(FILE_NAME)}$")
+        keys = []
+        for page in self.aws_client("s3").get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                                  Prefix=f"{base}/"):
+            keys += [m.group(1) for obj in page.get("Contents", []) if (m := found.match(obj["Key"]))]
+        return sorted(keys)
+
+    def read_partition(self, program: str, partition_key: str, columns: list[str] | None = None) -> pa.Table:
+        _check_names(program, partition_key)
+        body = self.aws_client("s3").get_object(Bucket=self.bucket, Key=self._partition_key(program, partition_key))
+        return pq.read_table(io.BytesIO(body["Body"].read()), columns=columns)
 
     def register(self, program: str) -> str:
         """Create or update the Glue table `<glue_database>.<program>` and add partitions not yet in it.

@@ -104,3 +104,18 @@ def test_a_customer_outside_the_page_is_looked_up_without_losing_the_page(wareho
 def test_consent_reason_alone():
     assert consent_reason({"channel": "email"}, {"marketing_opt_out": True}) == "marketing_opt_out"
     assert consent_reason({"channel": "sms"}, {"account_status": "suspended"}) == "account_closed"
+
+
+def test_erased_customers_get_no_contact_row_and_recheck_erased(warehouse, tmp_path):
+    from resources.engagement import SqliteEngagementStore
+
+    store = SqliteEngagementStore(path=str(tmp_path / "engagement.sqlite"))
+    store.delete_customer("C1")
+    store.delete_customer("C4")
+    state = CustomerState(warehouse=warehouse).use_erasures(store)
+    assert set(state.contacts(["C1", "C2", "C7"])) == {"C2", "C7"}  # no address of an erased customer
+    # C4 was not in the page: it is looked up alone, and found erased too
+    assert [state.recheck(x, AS_OF) for x in (t("C1"), t("C2", "email"), t("C4"))] == ["erased", None, "erased"]
+    assert CustomerState(warehouse=warehouse).recheck_many([t("C1")], AS_OF) == [None]  # without erasures: sent
+    with pytest.raises(TypeError):
+        CustomerState(warehouse=warehouse).use_erasures(object())

@@ -338,3 +338,42 @@ def test_refund_messages_wait_for_approval_and_go_once_processed(platform):
                         [customer, subject])
     deliver_day(datetime.fromisoformat("2026-11-19T00:00:00+00:00"))
     assert ledger.execute("SELECT state FROM touches WHERE touch_key = ?", [key]).fetchone()[0] == "sent"
+
+
+def test_gdpr_deletion_reaches_planned_touches_and_past_exports(platform):
+    """DELETE /v1/customers/{id} on the app `make serve` runs removes the customer's planned touches at once; the
+    `gdpr_erasure` job then rewrites the exports written before the deletion; a second sweep finds nothing."""
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from engage_assets.serving.auth import create_api_key
+    from engage_assets.serving.server import app_from_settings
+    from resources.engagement import SqliteEngagementStore
+
+    group, partition = "win_back", PARTITIONS["win_back"]
+    assert platform.run(f"{group}_batch", partition).success
+    ledger = sqlite3.connect(platform.home / "delivery.sqlite")
+    customer, planned = ledger.execute(
+        "SELECT customer_id, count(*) FROM touches WHERE program_id = 'win-back-campaigns' AND state = 'planned' "
+        "GROUP BY customer_id ORDER BY customer_id LIMIT 1").fetchone()
+    assert platform.sql(f"SELECT count(*) FROM exports.{group} WHERE customer_id = ?", [customer])[0][0] == 1
+
+    key = create_api_key(SqliteEngagementStore(path=str(platform.home / "engagement.sqlite")), ["admin"], "e2e")[1]
+    with TestClient(app_from_settings()) as client:
+        r = client.delete(f"/v1/customers/{customer}", headers={"X-API-Key": key})
+    assert r.status_code == 200, r.text
+    assert r.json()["other"] == {"deliveryTouches": planned}
+    assert ledger.execute("SELECT count(*) FROM touches WHERE customer_id = ?", [customer]).fetchone()[0] == 0
+    assert platform.sql(f"SELECT count(*) FROM exports.{group} WHERE customer_id = ?", [customer])[0][0] == 1
+
+    first = platform.run("gdpr_erasure")
+    assert first.success
+    meta = {k: v.value for e in first.all_events if e.event_type_value == "STEP_OUTPUT"
+            for k, v in e.event_specific_data.metadata.items()}
+    assert meta["export_rows_removed"] >= 1 and meta["export_partitions_rewritten"] >= 1
+    assert platform.sql(f"SELECT count(*) FROM exports.{group} WHERE customer_id = ?", [customer])[0][0] == 0
+    again = {k: v.value for e in platform.run("gdpr_erasure").all_events if e.event_type_value == "STEP_OUTPUT"
+             for k, v in e.event_specific_data.metadata.items()}
+    assert again["export_rows_removed"] == 0 and again["ledger_touches_removed"] == 0
+    assert customer not in repr(first.all_events)  # counts only: no customer id in the run's events

@@ -180,6 +180,7 @@ def test_gdpr_delete_removes_and_blocks(store):
     assert store.delete_customer("c1", now=NOW) == {"inboxMessages": 2, "callTasks": 1}
     assert store.is_deleted("c1") and not store.is_deleted("c2")
     assert store.deleted_customers() == {"c1"}
+    assert store.deleted_among(["c2", "c1", "c1", "zz"]) == {"c1"} and store.deleted_among([]) == set()
     assert store.inbox_messages("c1", now=NOW) == [] and store.get_call_task("t1") is None
     assert [m["messageId"] for m in store.inbox_messages("c2", now=NOW)] == ["keep"]
     # Later deliveries for a deleted customer are refused.
@@ -207,3 +208,11 @@ def test_bad_input_is_rejected_without_values(store):
     with pytest.raises(ValueError, match="dueAt must be an int") as err:
         store.create_call_task(task("t", due="soon"))
     assert "soon" not in str(err.value)
+
+
+def test_deleted_among_spans_batches(store):
+    """More ids than one BatchGetItem takes (100 keys): every deletion is found, duplicates asked once."""
+    deleted = {f"d{i:04d}" for i in range(0, 240, 2)}
+    for c in deleted:
+        store.delete_customer(c, now=NOW)
+    assert store.deleted_among([f"d{i:04d}" for i in range(240)] * 2) == deleted

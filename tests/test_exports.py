@@ -264,3 +264,37 @@ def test_s3_schema_read_from_a_large_footer(s3_exports):
     assert int.from_bytes(buffer.getvalue()[-8:-4], "little") > 65536
     s3.put_object(Bucket=exports.bucket, Key="big.parquet", Body=buffer.getvalue())
     assert _parquet_schema_from_s3(s3, exports.bucket, "big.parquet") == pa.schema([("a", pa.int64()), ("b", pa.string())])
+
+
+# ---------------------------------------------------------------------------------------------- GDPR erasure
+
+def _erasure_case(exports) -> None:
+    """Three partitions; erasing c1 and c4 rewrites only the two that hold them and keeps every other row."""
+    exports.write_partition(PROGRAM, "2026-11-20", candidates(["c1", "c2"]).append_column(
+        "customer_id", pa.array(["c1", "c2"])))
+    exports.write_partition(PROGRAM, "2026-11-21", candidates(["c3"]).append_column("customer_id", pa.array(["c3"])))
+    exports.write_partition(PROGRAM, "2026-11-22", candidates(["c4", "c1", "c5"]).append_column(
+        "customer_id", pa.array(["c4", "c1", "c5"])))
+    assert exports.partition_keys(PROGRAM) == ["2026-11-20", "2026-11-21", "2026-11-22"]
+    assert exports.erase_customers(PROGRAM, {"c1", "c4", "c9"}) == {"2026-11-20": 1, "2026-11-22": 2}
+    remaining = {k: exports.read_partition(PROGRAM, k, ["customer_id"]).column("customer_id").to_pylist()
+                 for k in exports.partition_keys(PROGRAM)}
+    assert remaining == {"2026-11-20": ["c2"], "2026-11-21": ["c3"], "2026-11-22": ["c5"]}
+    assert exports.read_partition(PROGRAM, "2026-11-22").column("score").to_pylist() == [0.5]  # whole rows kept
+    assert exports.erase_customers(PROGRAM, {"c1", "c4"}) == {}  # idempotent: nothing left to remove
+    assert exports.erase_customers(PROGRAM, []) == {}
+
+
+def test_local_erase_customers_rewrites_only_partitions_that_hold_them(local):
+    exports, warehouse = local
+    _erasure_case(exports)
+    exports.register(PROGRAM)
+    ids = {r["customer_id"] for r in _query(warehouse, "SELECT customer_id FROM exports.churn_prevention")}
+    assert ids == {"c2", "c3", "c5"}
+    assert not list(Path(exports.root).rglob("*.tmp"))
+
+
+def test_s3_erase_customers_rewrites_only_partitions_that_hold_them(s3_exports):
+    exports, s3, _ = s3_exports
+    _erasure_case(exports)
+    assert len(_keys(s3, exports.bucket)) == 3

@@ -158,7 +158,8 @@ def build_delivery(program: ProgramConfig, all_programs: list[ProgramConfig] | N
             delivery_ledger.ledger(),
             {"email": email_channel, "sms": sms_channel, "push": push_channel,
              "phone": CallTaskChannel(engagement), "in-app": InboxChannel(engagement)},
-            customer_state, TemplateRenderer(codes=refund_ledger.ledger()), contact_pressure.policy(programs),
+            customer_state.use_erasures(engagement), TemplateRenderer(codes=refund_ledger.ledger()),
+            contact_pressure.policy(programs),
             EngineConfig(max_touches=config.max_touches, claim_lease_s=config.claim_lease_s),
             channel_configs=channel_configs(programs))
         stats = engine.run([program.programId], send_clock(config.as_of))

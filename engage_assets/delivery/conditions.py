@@ -9,6 +9,8 @@ The engine asks, per page of due touches, for `contacts(ids)` (one warehouse que
   opted_out:<channel>   the customer withdrew consent for that channel
   converted             an `onlyIfNotConverted` touch whose customer converted since the plan's as-of
   cart_not_abandoned    a cart touch whose cart was completed (the abandoned-cart program adds carts)
+  erased                the customer was deleted (GDPR) since planning (`use_erasures`: the engagement store's
+                        deletion records, one lookup per page); an erased customer's contact row is never returned
 
 Conversion is read through one interface, the `ConversionSource` protocol; `WarehouseConversions` answers from the
 warehouse (orders delivered since the plan's as-of; a churned customer whose account is active again has
@@ -75,6 +77,8 @@ class CustomerState(dg.ConfigurableResource):
     _page_contacts: dict = PrivateAttr(default_factory=dict)
     _page_converted: dict = PrivateAttr(default_factory=dict)
     _source: Any = PrivateAttr(default=None)
+    _erasures: Any = PrivateAttr(default=None)
+    _page_erased: set = PrivateAttr(default_factory=set)
 
     def use_conversions(self, source: ConversionSource) -> "CustomerState":
         """Read conversions from another source (e.g. outcome webhooks) instead of the warehouse."""
@@ -82,6 +86,16 @@ class CustomerState(dg.ConfigurableResource):
             raise TypeError("a conversion source needs converted_since(customer_ids, since)")
         self._source = source
         return self
+
+    def use_erasures(self, store: Any) -> "CustomerState":
+        """Treat customers the store records as deleted (`deleted_among(ids)`: the EngagementStore) as erased."""
+        if not callable(getattr(store, "deleted_among", None)):
+            raise TypeError("an erasure source needs deleted_among(customer_ids)")
+        self._erasures = store
+        return self
+
+    def _erased(self, customer_ids: list[str]) -> set[str]:
+        return self._erasures.deleted_among(customer_ids) if self._erasures is not None and customer_ids else set()
 
     def _conversions(self) -> ConversionSource:
         return self._source or WarehouseConversions(self.warehouse)
@@ -103,6 +117,9 @@ class CustomerState(dg.ConfigurableResource):
         account_status, opt-ins); an unknown customer is absent (the engine suppresses it).  The rows become the
         current page that `recheck` reads."""
         out = self._load(customer_ids)
+        self._page_erased = self._erased(sorted(out))
+        for customer in self._page_erased:
+            del out[customer]
         self._page_contacts = out
         self._page_converted = {}
         return out
@@ -123,11 +140,16 @@ class CustomerState(dg.ConfigurableResource):
         expires = touch.get("expiresAt")
         if expires is not None and int(expires) <= _epoch(now):
             return "offer_expired"
+        if touch["customerId"] in self._page_erased:
+            return "erased"
         contact = self._page_contacts.get(touch["customerId"])
         if contact is None:
             contact = self._load([touch["customerId"]]).get(touch["customerId"])
             if contact is None:
                 return "unknown_customer"
+            if self._erased([touch["customerId"]]):
+                self._page_erased.add(touch["customerId"])
+                return "erased"
             self._page_contacts[touch["customerId"]] = contact
         reason = consent_reason(touch, contact)
         if reason:

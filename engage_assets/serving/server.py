@@ -36,9 +36,13 @@ def serving_stores(settings: Settings) -> tuple[object, object]:
 
 
 def app_from_settings() -> FastAPI:
-    """The app over the stores the environment selects, knowing the configured programs."""
+    """The app over the stores the environment selects, knowing the configured programs.  A GDPR deletion also
+    removes the customer's touches from the delivery ledger (planned ones must never go out)."""
+    from engage_assets.delivery.ledger import DeliveryLedger
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
     candidates, engagement = serving_stores(settings)
     programs = [p.programId for p in load_programs(program_config_dir())]
-    return create_app(candidates, engagement, programs=programs)
+    ledger = DeliveryLedger(settings.ledger_path)
+    return create_app(candidates, engagement, programs=programs, erasers={"deliveryTouches": ledger.erase_customer})
