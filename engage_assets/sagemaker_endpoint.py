@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import re
+import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -241,13 +242,19 @@ def main(argv: list[str] | None = None) -> None:
     for name, ref in models.items():
         log.info("serving endpoint %s -> %s@%s", name, ref.model_id, ref.version)
     log.info("listening on %s (POST /endpoints/<name>/invocations, GET /ping)", server.url)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         server.shutdown()
+
+
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    """SIGTERM (a container stop, `proc.terminate()`): leave the serve loop and shut the server down, exit 0."""
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -120,8 +120,10 @@ def _issue_in_process(args):
 def test_budget_never_exceeded_under_concurrent_issuance(tmp_path):
     path = str(tmp_path / "r.sqlite")
     budget = 2_050  # room for 20 candidates of $100; 8 writers offer 200 different ones at once
-    with mp.get_context("spawn").Pool(4) as pool:
-        issued_p = sum(pool.map(_issue_in_process, [(path, budget, 1_000 * k) for k in range(4)]))
+    # ProcessPoolExecutor, not multiprocessing.Pool: Pool.__exit__ terminates its workers and can hang joining one
+    # it is still starting (seen in CI).
+    with ProcessPoolExecutor(4, mp_context=mp.get_context("spawn")) as ex:
+        issued_p = sum(ex.map(_issue_in_process, [(path, budget, 1_000 * k) for k in range(4)]))
     with ThreadPoolExecutor(4) as ex:
         issued_t = sum(ex.map(_issue_in_process, [(path, budget, 10_000 + 1_000 * k) for k in range(4)]))
     assert issued_p + issued_t == 20

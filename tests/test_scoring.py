@@ -241,4 +241,8 @@ def test_endpoint_command_line(registry_ref, tmp_path):
         np.testing.assert_allclose(remote, LocalScoringResource().score(ref, X), rtol=0, atol=1e-12)
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            assert proc.wait(timeout=30) == 0  # SIGTERM: a clean shutdown
+        finally:
+            if proc.poll() is None:
+                proc.kill()
