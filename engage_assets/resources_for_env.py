@@ -41,8 +41,6 @@ def local_resources(settings: Settings) -> dict[str, Any]:
 
 
 def prod_resources(settings: Settings) -> dict[str, Any]:
-    from dagster_snowflake import SnowflakeResource
-
     from engage_assets.delivery.conditions import CustomerState
     from resources.exports import S3ParquetExports
     from resources.scoring import SageMakerScoringResource
@@ -50,12 +48,13 @@ def prod_resources(settings: Settings) -> dict[str, Any]:
     from resources.warehouse import SnowflakeWarehouse
 
     bucket = dg.EnvVar("ENGAGE_S3_BUCKET")
-    warehouse = SnowflakeWarehouse(snowflake=SnowflakeResource(
-            account=dg.EnvVar("SNOWFLAKE_ACCOUNT"), user=dg.EnvVar("SNOWFLAKE_USER"),
-            password=dg.EnvVar("SNOWFLAKE_PASSWORD"), role=dg.EnvVar("SNOWFLAKE_ROLE"),
-            warehouse=dg.EnvVar("SNOWFLAKE_WAREHOUSE"), database=dg.EnvVar("SNOWFLAKE_DATABASE"),
-            schema=dg.EnvVar("SNOWFLAKE_SCHEMA"),
-        ))
+    # SnowflakeWarehouse builds dagster-snowflake's SnowflakeResource from these fields on first use.
+    warehouse = SnowflakeWarehouse(
+        account=dg.EnvVar("SNOWFLAKE_ACCOUNT"), user=dg.EnvVar("SNOWFLAKE_USER"),
+        password=dg.EnvVar("SNOWFLAKE_PASSWORD"), role=dg.EnvVar("SNOWFLAKE_ROLE"),
+        warehouse=dg.EnvVar("SNOWFLAKE_WAREHOUSE"), database=dg.EnvVar("SNOWFLAKE_DATABASE"),
+        schema=dg.EnvVar("SNOWFLAKE_SCHEMA"),
+    )
     return {
         "warehouse": warehouse,
         "customer_state": CustomerState(warehouse=warehouse, refund_ledger_path=str(settings.refund_ledger_path)),
@@ -92,7 +91,11 @@ def delivery_resources(settings: Settings, local: bool) -> dict[str, Any]:
 
     from engage_assets.delivery.refunds import RefundLedgerResource
 
-    common = {"delivery_ledger": DeliveryLedgerResource(path=str(settings.ledger_path)),
+    # Production: the ledger is a DynamoDB table (run workers on several machines share it); locally a SQLite file.
+    ledger = (DeliveryLedgerResource(path=str(settings.ledger_path)) if local else
+              DeliveryLedgerResource(path=str(settings.ledger_path), dynamodb_table=dg.EnvVar("ENGAGE_DELIVERY_TABLE"),
+                                     region_name=dg.EnvVar("AWS_REGION")))
+    common = {"delivery_ledger": ledger,
               "refund_ledger": RefundLedgerResource(path=str(settings.refund_ledger_path)),
               "contact_pressure": ContactPressureResource()}
     if local:

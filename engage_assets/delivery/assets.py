@@ -13,7 +13,7 @@ the due-touch sensor.
 
 import time
 from datetime import datetime, time as dtime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field
@@ -30,17 +30,30 @@ from resources.channels import CallTaskChannel, DeliveryChannel, InboxChannel
 from resources.engagement import EngagementStore
 from resources.warehouse import WarehouseResource
 
+if TYPE_CHECKING:
+    from engage_assets.delivery.ledger_dynamodb import DynamoDbDeliveryLedger
+
 CONTACT_COLUMNS = ("customer_id", "customer_name", "email", "phone", "marketplace", "time_zone", "email_opt_in",
                    "sms_opt_in", "push_opt_in", "phone_opt_in", "marketing_opt_out")
 
 
 class DeliveryLedgerResource(dg.ConfigurableResource):
-    """The delivery ledger (SQLite, WAL) shared by every program, run and sensor."""
+    """The delivery ledger shared by every program, run and sensor: SQLite (WAL) at `path`, or, when
+    `dynamodb_table` is set (production: run workers on several machines), that DynamoDB table
+    (`ledger_dynamodb.DynamoDbDeliveryLedger`; `path` is then unused)."""
 
     path: str
     busy_timeout_ms: int = 60_000
+    dynamodb_table: str | None = Field(default=None, description="DynamoDB table of the ledger (production).")
+    region_name: str | None = Field(default=None, description="AWS region of `dynamodb_table`.")
+    endpoint_url: str | None = Field(default=None, description="Custom DynamoDB endpoint (tests: a moto server).")
 
-    def ledger(self) -> DeliveryLedger:
+    def ledger(self) -> "DeliveryLedger | DynamoDbDeliveryLedger":
+        if self.dynamodb_table:
+            from engage_assets.delivery.ledger_dynamodb import DynamoDbDeliveryLedger  # boto3 only where used
+
+            return DynamoDbDeliveryLedger(self.dynamodb_table, region_name=self.region_name,
+                                          endpoint_url=self.endpoint_url)
         return DeliveryLedger(self.path, self.busy_timeout_ms)
 
 

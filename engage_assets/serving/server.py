@@ -1,7 +1,8 @@
 """uvicorn entry point: `uvicorn engage_assets.serving.server:app_from_settings --factory` (what `make serve` runs).
 
 Local (ENGAGE_ENV=local): the embedded SQLite stores under ENGAGE_HOME.  Production: DynamoDB tables named by
-ENGAGE_CANDIDATE_TABLE, ENGAGE_SCORE_CACHE_TABLE and ENGAGE_ENGAGEMENT_TABLE in AWS_REGION (read through
+ENGAGE_CANDIDATE_TABLE, ENGAGE_SCORE_CACHE_TABLE and ENGAGE_ENGAGEMENT_TABLE in AWS_REGION, and the delivery ledger
+in ENGAGE_DELIVERY_TABLE (GDPR deletions clear the customer's touches there) (read through
 dg.EnvVar when the app is built, never at import).
 """
 from __future__ import annotations
@@ -38,11 +39,20 @@ def serving_stores(settings: Settings) -> tuple[object, object]:
 def app_from_settings() -> FastAPI:
     """The app over the stores the environment selects, knowing the configured programs.  A GDPR deletion also
     removes the customer's touches from the delivery ledger (planned ones must never go out)."""
-    from engage_assets.delivery.ledger import DeliveryLedger
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
     candidates, engagement = serving_stores(settings)
     programs = [p.programId for p in load_programs(program_config_dir())]
-    ledger = DeliveryLedger(settings.ledger_path)
+    ledger = delivery_ledger(settings)
     return create_app(candidates, engagement, programs=programs, erasers={"deliveryTouches": ledger.erase_customer})
+
+
+def delivery_ledger(settings: Settings) -> object:
+    """The delivery ledger the environment selects (the SQLite file locally, the DynamoDB table in production)."""
+    from engage_assets.delivery.assets import DeliveryLedgerResource
+
+    if settings.env == "local":
+        return DeliveryLedgerResource(path=str(settings.ledger_path)).ledger()
+    return DeliveryLedgerResource(path=str(settings.ledger_path),
+                                  dynamodb_table=dg.EnvVar("ENGAGE_DELIVERY_TABLE").get_value(),
+                                  region_name=dg.EnvVar("AWS_REGION").get_value()).ledger()
