@@ -55,9 +55,11 @@ def prod_resources(settings: Settings) -> dict[str, Any]:
         warehouse=dg.EnvVar("SNOWFLAKE_WAREHOUSE"), database=dg.EnvVar("SNOWFLAKE_DATABASE"),
         schema=dg.EnvVar("SNOWFLAKE_SCHEMA"),
     )
+    delivery = delivery_resources(settings, local=False)
     return {
         "warehouse": warehouse,
-        "customer_state": CustomerState(warehouse=warehouse, refund_ledger_path=str(settings.refund_ledger_path)),
+        # Refund states are read from the shared DynamoDB refund ledger (a worker's SQLite file would not hold them).
+        "customer_state": CustomerState(warehouse=warehouse, refund_ledger=delivery["refund_ledger"]),
         "store": DynamoDbCandidateStore(
             table_name=dg.EnvVar("ENGAGE_CANDIDATE_TABLE"), score_cache_table_name=dg.EnvVar("ENGAGE_SCORE_CACHE_TABLE"),
             region_name=dg.EnvVar("AWS_REGION"),
@@ -76,7 +78,7 @@ def prod_resources(settings: Settings) -> dict[str, Any]:
         "engagement": DynamoDbEngagementStore(table_name=dg.EnvVar("ENGAGE_ENGAGEMENT_TABLE"),
                                               region_name=dg.EnvVar("AWS_REGION")),
         "alerts": SnsAlertSink(topic_arn=dg.EnvVar("ENGAGE_ALERT_TOPIC_ARN"), region_name=dg.EnvVar("AWS_REGION")),
-        **delivery_resources(settings, local=False),
+        **delivery,
     }
 
 
@@ -91,12 +93,15 @@ def delivery_resources(settings: Settings, local: bool) -> dict[str, Any]:
 
     from engage_assets.delivery.refunds import RefundLedgerResource
 
-    # Production: the ledger is a DynamoDB table (run workers on several machines share it); locally a SQLite file.
+    # Production: the ledgers are DynamoDB tables (run workers on several machines share them); locally SQLite files.
     ledger = (DeliveryLedgerResource(path=str(settings.ledger_path)) if local else
               DeliveryLedgerResource(path=str(settings.ledger_path), dynamodb_table=dg.EnvVar("ENGAGE_DELIVERY_TABLE"),
                                      region_name=dg.EnvVar("AWS_REGION")))
+    refunds = (RefundLedgerResource(path=str(settings.refund_ledger_path)) if local else
+               RefundLedgerResource(path=str(settings.refund_ledger_path), region_name=dg.EnvVar("AWS_REGION"),
+                                    dynamodb_table=dg.EnvVar("ENGAGE_REFUND_TABLE")))
     common = {"delivery_ledger": ledger,
-              "refund_ledger": RefundLedgerResource(path=str(settings.refund_ledger_path)),
+              "refund_ledger": refunds,
               "contact_pressure": ContactPressureResource()}
     if local:
         from resources.warehouse import DuckDBWarehouse

@@ -9,6 +9,7 @@ PROD_ENV = {
     "AWS_REGION": "eu-west-1", "ENGAGE_ALERT_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:engage-alerts",
     "ENGAGE_CANDIDATE_TABLE": "engage-candidates", "ENGAGE_SCORE_CACHE_TABLE": "engage-score-cache",
     "ENGAGE_ENGAGEMENT_TABLE": "engage-engagement", "ENGAGE_DELIVERY_TABLE": "engage-delivery",
+    "ENGAGE_REFUND_TABLE": "engage-refunds",
     "ENGAGE_EMAIL_FROM": "offers@example.com", "ENGAGE_SES_CONFIGURATION_SET": "engage",
     "ENGAGE_PUSH_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:engage-push", "ENGAGE_GLUE_DATABASE": "engage",
     "ENGAGE_S3_BUCKET": "engage-exports", "SNOWFLAKE_ACCOUNT": "acme-xy12345", "SNOWFLAKE_USER": "engage",
@@ -28,6 +29,7 @@ def prod_env(monkeypatch, tmp_path):
 def test_prod_definitions_load_with_production_resources(prod_env):
     from engage_assets.definitions import build_definitions
     from engage_assets.delivery.ledger_dynamodb import DynamoDbDeliveryLedger
+    from engage_assets.delivery.refunds_dynamodb import DynamoDbRefundLedger
 
     defs = build_definitions()
     dg.Definitions.validate_loadable(defs)
@@ -39,6 +41,10 @@ def test_prod_definitions_load_with_production_resources(prod_env):
     with dg.build_resources({"delivery_ledger": r["delivery_ledger"]}) as initialised:  # EnvVars resolved here
         ledger = initialised.delivery_ledger.ledger()
     assert isinstance(ledger, DynamoDbDeliveryLedger) and ledger.table_name == "engage-delivery"
+    with dg.build_resources({"refund_ledger": r["refund_ledger"], "customer_state": r["customer_state"]}) as built:
+        refunds, state = built.refund_ledger.ledger(), built.customer_state
+    assert isinstance(refunds, DynamoDbRefundLedger) and refunds.table_name == "engage-refunds"
+    assert state.refund_ledger is not None and state.refund_ledger.dynamodb_table == "engage-refunds"
 
 
 def test_without_a_required_variable_prod_fails_naming_it(prod_env, monkeypatch):

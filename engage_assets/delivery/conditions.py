@@ -28,6 +28,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from engage_assets.delivery.plan import MARKETPLACES
+from engage_assets.delivery.refunds import RefundLedgerResource
 from resources.warehouse import WarehouseResource
 
 CONTACT_COLUMNS = ("customer_id", "customer_name", "email", "phone", "marketplace", "time_zone", "account_status",
@@ -73,12 +74,16 @@ class CustomerState(dg.ConfigurableResource):
     # Where refunds and credits are recorded: a refund program's message goes out only once its refund or credit
     # was processed (it says so), waits while it awaits approval, and is dropped if it was refused.
     refund_ledger_path: str | None = None
+    # Or the refund ledger resource itself (production: its DynamoDB table, shared by every worker); when set it is
+    # read instead of `refund_ledger_path`.
+    refund_ledger: RefundLedgerResource | None = None
     # The current page's contacts and conversions: one query per page of due touches, not one per touch.
     _page_contacts: dict = PrivateAttr(default_factory=dict)
     _page_converted: dict = PrivateAttr(default_factory=dict)
     _source: Any = PrivateAttr(default=None)
     _erasures: Any = PrivateAttr(default=None)
     _page_erased: set = PrivateAttr(default_factory=set)
+    _refunds: Any = PrivateAttr(default=None)  # the ledger `refund_ledger` opened (one client for every touch)
 
     def use_conversions(self, source: ConversionSource) -> "CustomerState":
         """Read conversions from another source (e.g. outcome webhooks) instead of the warehouse."""
@@ -160,7 +165,7 @@ class CustomerState(dg.ConfigurableResource):
             return "converted"
         if "cart_abandoned" in conditions and self._converted(touch):
             return "cart_not_abandoned"
-        if self.refund_ledger_path and _announces_refund(touch):
+        if (self.refund_ledger is not None or self.refund_ledger_path) and _announces_refund(touch):
             state = self._refund_state(touch)
             if state == "pending_approval":
                 return "wait:refund_pending_approval"
@@ -171,8 +176,14 @@ class CustomerState(dg.ConfigurableResource):
     def _refund_state(self, touch: dict[str, Any]) -> str | None:
         from engage_assets.delivery.refunds import RefundLedger
 
+        if self.refund_ledger is not None:
+            if self._refunds is None:
+                self._refunds = self.refund_ledger.ledger()
+            ledger = self._refunds
+        else:
+            ledger = RefundLedger(self.refund_ledger_path)
         key = (str(touch["customerId"]), str(touch["subjectId"]))
-        return RefundLedger(self.refund_ledger_path).states(touch["programId"], [key]).get(key)
+        return ledger.states(touch["programId"], [key]).get(key)
 
     def recheck_many(self, touches: list[dict[str, Any]], now: datetime) -> list[str | None]:
         """`recheck` for a batch: the contacts in one query, conversions once per distinct plan date."""

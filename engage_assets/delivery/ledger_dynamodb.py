@@ -190,6 +190,12 @@ class _Update:
         self.sets.append(f"{self.n(name)} = {self.n(name)} + {self.v(1)}")
         return self
 
+    def add(self, name: str, amount: Any) -> _Update:
+        """SET the Number attribute to itself plus `amount` (an absent attribute counts as 0)."""
+        n = self.n(name)
+        self.sets.append(f"{n} = if_not_exists({n}, {self.v(0)}) + {self.v(amount)}")
+        return self
+
     def remove(self, *names: str) -> _Update:
         self.removes.extend(self.n(a) for a in names)
         return self
@@ -203,6 +209,13 @@ class _Update:
         for name, value in attrs.items():
             self.conds.append(f"attribute_not_exists({self.n(name)})" if value is None
                               else f"{self.n(name)} = {self.v(value)}")
+        return self
+
+    def where_at_most(self, name: str, limit: Any) -> _Update:
+        """Condition: the Number attribute is at most `limit` (absent: 0, so `limit` must not be negative).
+        DynamoDB conditions have no arithmetic: `x + cost <= budget` is asked as `x <= budget - cost`."""
+        n = self.n(name)
+        self.conds.append(f"(attribute_not_exists({n}) OR {n} <= {self.v(limit)})")
         return self
 
     def where_exists(self, *path: str) -> _Update:
@@ -220,6 +233,14 @@ class _Update:
         if self.values:
             req["ExpressionAttributeValues"] = self.values
         return req
+
+
+def _gsi(name: str, hash_key: str, range_key: str | None, projection: dict[str, Any]) -> dict[str, Any]:
+    """A GlobalSecondaryIndexes entry for `DynamoDbTable._create_table`."""
+    keys = [{"AttributeName": hash_key, "KeyType": "HASH"}]
+    if range_key:
+        keys.append({"AttributeName": range_key, "KeyType": "RANGE"})
+    return {"IndexName": name, "KeySchema": keys, "Projection": projection}
 
 
 def _leave_planned(u: _Update) -> _Update:
@@ -252,8 +273,10 @@ class DynamoDbLedgerTransaction:
     since: int | None = None  # the oldest contact time read: entries newer than it are never pruned
 
 
-class DynamoDbDeliveryLedger:
-    """The delivery ledger on one DynamoDB table (see the module docstring).  Thread-safe: boto3 clients are."""
+class DynamoDbTable:
+    """One DynamoDB table's plumbing, shared by the DynamoDB ledgers (this one and `refunds_dynamodb`): the client
+    (made on first use; thread-safe, as boto3 clients are), table creation, paged queries, consistent batch reads,
+    conditional updates and transactions with their retries."""
 
     def __init__(self, table_name: str, client_factory: Callable[[], Any] | None = None, *,
                  region_name: str | None = None, endpoint_url: str | None = None, max_attempts: int = 10,
@@ -267,9 +290,6 @@ class DynamoDbDeliveryLedger:
         self._client_factory = client_factory
         self._client: Any = None
         self._lock = threading.Lock()
-        # Identity (customer, program, subject, channel) of the rows `due()`/`in_doubt()` returned last: the claim
-        # that follows needs it for the customer item and reads nothing.  One page, replaced per page.
-        self._seen: dict[str, tuple[str, str, str, str]] = {}
 
     # -- plumbing --------------------------------------------------------------------------------------------------
     def client(self) -> Any:
@@ -292,38 +312,19 @@ class DynamoDbDeliveryLedger:
     def close(self) -> None:
         """Nothing to close (the boto3 client holds a pool); here so both ledgers can be used alike."""
 
-    def create_table(self) -> None:
-        """Create the table with its four GSIs (pay per request); an existing table is left as is."""
+    def _create_table(self, attributes: tuple[str, ...], indexes: list[dict[str, Any]]) -> None:
+        """Create the table (pk, sk and every index key a String; pay per request) with these GSIs (`_gsi`); an
+        existing table is left as is."""
         client = self.client()
-
-        def gsi(name: str, hash_key: str, range_key: str | None, projection: dict[str, Any]) -> dict[str, Any]:
-            keys = [{"AttributeName": hash_key, "KeyType": "HASH"}]
-            if range_key:
-                keys.append({"AttributeName": range_key, "KeyType": "RANGE"})
-            return {"IndexName": name, "KeySchema": keys, "Projection": projection}
-
-        attrs = ("pk", "sk", "duePk", "dueSk", "doubtPk", "doubtSk", "progPk", "progSk", "custPk")
         try:
             client.create_table(
                 TableName=self.table_name, BillingMode="PAY_PER_REQUEST",
                 KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-                AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in attrs],
-                GlobalSecondaryIndexes=[
-                    gsi(DUE, "duePk", "dueSk", {"ProjectionType": "ALL"}),
-                    gsi(DOUBT, "doubtPk", "doubtSk", {"ProjectionType": "ALL"}),
-                    gsi(PROG, "progPk", "progSk", {"ProjectionType": "INCLUDE",
-                                                   "NonKeyAttributes": ["channel", "state", "reason", "partitionKey"]}),
-                    gsi(CUST, "custPk", None, {"ProjectionType": "KEYS_ONLY"}),
-                ])
+                AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in attributes],
+                GlobalSecondaryIndexes=indexes)
         except client.exceptions.ResourceInUseException:
             pass  # exists: creating is idempotent
         client.get_waiter("table_exists").wait(TableName=self.table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-
-    @contextmanager
-    def transaction(self) -> Iterator[DynamoDbLedgerTransaction]:
-        """The scope of one page's pressure read and claims.  Writes are not deferred: each is its own conditional
-        write, and the claims are conditional on what the pressure read saw (CLAIM RULE)."""
-        yield DynamoDbLedgerTransaction()
 
     def _map(self, fn: Callable[[Any], Any], jobs: list[Any]) -> list[Any]:
         if len(jobs) <= 1 or self.write_concurrency <= 1:
@@ -351,10 +352,6 @@ class DynamoDbDeliveryLedger:
             else:
                 raise RuntimeError(f"BatchGetItem on {self.table_name}: keys still unprocessed (throttled?)")
         return out
-
-    def _get(self, touch_key: str) -> dict[str, Any] | None:
-        raw = self.client().get_item(TableName=self.table_name, Key=_touch_pk(touch_key), ConsistentRead=True)
-        return raw.get("Item")
 
     def _update(self, u: _Update, returns: bool = False) -> dict[str, Any] | None:
         """A conditional UpdateItem: None when the condition failed, else the item after it (plain values) if
@@ -388,6 +385,38 @@ class DynamoDbDeliveryLedger:
                     return codes
             time.sleep(random.uniform(0, 0.02 * 2**attempt))  # full jitter
             attempt += 1
+
+
+class DynamoDbDeliveryLedger(DynamoDbTable):
+    """The delivery ledger on one DynamoDB table (see the module docstring).  Thread-safe: boto3 clients are."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        """`DynamoDbTable`'s arguments: table_name, client_factory, region_name, endpoint_url, max_attempts,
+        write_concurrency, conflict_retries."""
+        super().__init__(*args, **kwargs)
+        # Identity (customer, program, subject, channel) of the rows `due()`/`in_doubt()` returned last: the claim
+        # that follows needs it for the customer item and reads nothing.  One page, replaced per page.
+        self._seen: dict[str, tuple[str, str, str, str]] = {}
+
+    def create_table(self) -> None:
+        """Create the table with its four GSIs (pay per request); an existing table is left as is."""
+        self._create_table(("pk", "sk", "duePk", "dueSk", "doubtPk", "doubtSk", "progPk", "progSk", "custPk"), [
+            _gsi(DUE, "duePk", "dueSk", {"ProjectionType": "ALL"}),
+            _gsi(DOUBT, "doubtPk", "doubtSk", {"ProjectionType": "ALL"}),
+            _gsi(PROG, "progPk", "progSk", {"ProjectionType": "INCLUDE",
+                                            "NonKeyAttributes": ["channel", "state", "reason", "partitionKey"]}),
+            _gsi(CUST, "custPk", None, {"ProjectionType": "KEYS_ONLY"}),
+        ])
+
+    @contextmanager
+    def transaction(self) -> Iterator[DynamoDbLedgerTransaction]:
+        """The scope of one page's pressure read and claims.  Writes are not deferred: each is its own conditional
+        write, and the claims are conditional on what the pressure read saw (CLAIM RULE)."""
+        yield DynamoDbLedgerTransaction()
+
+    def _get(self, touch_key: str) -> dict[str, Any] | None:
+        raw = self.client().get_item(TableName=self.table_name, Key=_touch_pk(touch_key), ConsistentRead=True)
+        return raw.get("Item")
 
     def _remember(self, page: list[LedgerRow]) -> list[LedgerRow]:
         self._seen = {r.touch_key: (r.customer_id, r.program_id, r.subject_id, r.channel) for r in page}

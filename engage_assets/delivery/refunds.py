@@ -28,13 +28,16 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import pyarrow as pa
 
 from engage_assets.config import ProgramConfig
 from resources.sqlite_wal import close_connection, wal_connection, write_transaction
+
+if TYPE_CHECKING:
+    from engage_assets.delivery.refunds_dynamodb import DynamoDbRefundLedger
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
 CODE_LENGTH = 10
@@ -322,9 +325,19 @@ class RefundLedger:
 
 
 class RefundLedgerResource(dg.ConfigurableResource):
-    """Where the refund ledger lives (`Settings.refund_ledger_path` locally)."""
+    """Where the refund ledger lives: SQLite (WAL) at `path` (`Settings.refund_ledger_path`), or, when
+    `dynamodb_table` is set (production: run workers on several machines), that DynamoDB table
+    (`refunds_dynamodb.DynamoDbRefundLedger`; `path` is then unused)."""
 
     path: str
+    dynamodb_table: str | None = None  # the refund ledger's DynamoDB table (production)
+    region_name: str | None = None  # AWS region of `dynamodb_table`
+    endpoint_url: str | None = None  # a custom DynamoDB endpoint (tests: a moto server)
 
-    def ledger(self) -> RefundLedger:
+    def ledger(self) -> "RefundLedger | DynamoDbRefundLedger":
+        if self.dynamodb_table:
+            from engage_assets.delivery.refunds_dynamodb import DynamoDbRefundLedger  # boto3 only where used
+
+            return DynamoDbRefundLedger(self.dynamodb_table, region_name=self.region_name,
+                                        endpoint_url=self.endpoint_url)
         return RefundLedger(self.path)
