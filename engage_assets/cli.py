@@ -211,6 +211,30 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_create_tables(args: argparse.Namespace) -> int:
+    """ENGAGE_ENV=prod: create the DynamoDB tables the production resources name (candidate store and score cache,
+    engagement store, delivery ledger, refund ledger) with their indexes; existing tables are left as they are."""
+    import dagster as dg
+
+    from engage_assets.resources_for_env import build_resources
+
+    settings = get_settings()
+    if settings.env == "local":
+        print("create-tables is for ENGAGE_ENV=prod (the local stores are SQLite files, created on first use)")
+        return 2
+    resources = build_resources(settings)
+    wanted = {"store": "create_tables", "engagement": "create_table", "delivery_ledger": "create_table",
+              "refund_ledger": "create_table"}
+    with dg.build_resources({k: resources[k] for k in wanted}) as built:  # dg.EnvVar values resolved here
+        for name, method in wanted.items():
+            resource = getattr(built, name)
+            target = resource.ledger() if name.endswith("_ledger") else resource
+            getattr(target, method)()
+            tables = [getattr(target, a) for a in ("table_name", "score_cache_table_name") if hasattr(target, a)]
+            print(f"{name:<16} {', '.join(tables)}: ready")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="engage", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -225,6 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     gen.add_argument("--seed", type=int, default=7)
     gen.add_argument("--warehouse", default=None)
     gen.set_defaults(fn=cmd_generate)
+    tables = sub.add_parser("create-tables", help="ENGAGE_ENV=prod: create the DynamoDB tables (idempotent)")
+    tables.set_defaults(fn=cmd_create_tables)
     args = parser.parse_args(argv)
     sys.exit(args.fn(args))
 

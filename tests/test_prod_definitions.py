@@ -56,3 +56,42 @@ def test_without_a_required_variable_prod_fails_naming_it(prod_env, monkeypatch)
     with pytest.raises(Exception, match="SNOWFLAKE_ACCOUNT"):
         with dg.build_resources({"warehouse": defs.resources["warehouse"]}):
             pass
+
+
+def test_create_tables_makes_every_production_table_once(prod_env, monkeypatch, moto_endpoint, capsys):
+    """`engage create-tables` against a moto server: the candidate, score-cache, engagement, delivery and refund
+    tables exist with their indexes; a second call changes nothing."""
+    import boto3
+
+    from engage_assets.cli import main
+
+    suffix = str(abs(hash(moto_endpoint)) % 10**6)
+    names = {k: f"{v}-{suffix}" for k, v in PROD_ENV.items() if k.endswith("_TABLE")}
+    for k, v in names.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    for _ in range(2):
+        with pytest.raises(SystemExit) as done:
+            main(["create-tables"])
+        assert done.value.code == 0
+    assert capsys.readouterr().out.count(": ready") == 8
+    ddb = boto3.client("dynamodb", region_name=PROD_ENV["AWS_REGION"], endpoint_url=moto_endpoint)
+    for name in names.values():
+        table = ddb.describe_table(TableName=name)["Table"]
+        assert table["TableStatus"] == "ACTIVE"
+    gsis = {n: {g["IndexName"] for g in ddb.describe_table(TableName=n)["Table"].get("GlobalSecondaryIndexes", [])}
+            for n in names.values()}
+    assert len(gsis[names["ENGAGE_DELIVERY_TABLE"]]) == 4 and gsis[names["ENGAGE_REFUND_TABLE"]]
+    assert len(gsis[names["ENGAGE_CANDIDATE_TABLE"]]) == 4 and gsis[names["ENGAGE_ENGAGEMENT_TABLE"]]
+
+
+def test_create_tables_refuses_the_local_environment(monkeypatch, tmp_path):
+    from engage_assets.cli import main
+
+    monkeypatch.setenv("ENGAGE_ENV", "local")
+    monkeypatch.setenv("ENGAGE_HOME", str(tmp_path))
+    with pytest.raises(SystemExit) as done:
+        main(["create-tables"])
+    assert done.value.code == 2
