@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
 import dagster as dg
+import orjson  # reads the stored JSON bodies ~5x faster than json.loads (the serving API's list routes)
 from pydantic import PrivateAttr
 
 from resources.sqlite_wal import close_connection, wal_connection, write_transaction
@@ -220,7 +221,7 @@ class SqliteEngagementStore(EngagementStore):
     @staticmethod
     def _inbox_row(row: tuple) -> Record:
         body, state, updated_at = row
-        return json.loads(body) | {"state": state, "updatedAt": updated_at}
+        return orjson.loads(body) | {"state": state, "updatedAt": updated_at}
 
     def get_inbox_message(self, message_id: str) -> Record | None:
         row = self._conn().execute(
@@ -272,7 +273,7 @@ class SqliteEngagementStore(EngagementStore):
     @staticmethod
     def _task_row(row: tuple) -> Record:
         body, state, claimed_by, claim_expires_at, outcome, completed_at = row
-        return json.loads(body) | {
+        return orjson.loads(body) | {
             "state": state, "claimedBy": claimed_by, "claimExpiresAt": claim_expires_at, "outcome": outcome,
             "completedAt": completed_at,
         }
@@ -369,11 +370,11 @@ class SqliteEngagementStore(EngagementStore):
         row = self._conn().execute(
             "SELECT body, revoked_at FROM api_keys WHERE key_id = ?", (key_id,)
         ).fetchone()
-        return None if row is None else json.loads(row[0]) | {"revokedAt": row[1]}
+        return None if row is None else orjson.loads(row[0]) | {"revokedAt": row[1]}
 
     def list_api_keys(self) -> list[Record]:
         rows = self._conn().execute("SELECT body, revoked_at FROM api_keys ORDER BY key_id").fetchall()
-        return [json.loads(b) | {"revokedAt": r} for b, r in rows]
+        return [orjson.loads(b) | {"revokedAt": r} for b, r in rows]
 
     def revoke_api_key(self, key_id: str, now: float | None = None) -> bool:
         cur = self._conn().execute(
@@ -511,7 +512,7 @@ class DynamoDbEngagementStore(EngagementStore):
         })
 
     def _inbox_item(self, item: dict[str, Any]) -> Record:
-        return json.loads(item["body"]["S"]) | {"state": item["state"]["S"], "updatedAt": self._opt(item, "updatedAt")}
+        return orjson.loads(item["body"]["S"]) | {"state": item["state"]["S"], "updatedAt": self._opt(item, "updatedAt")}
 
     def get_inbox_message(self, message_id: str) -> Record | None:
         item = self._get(f"MSG#{message_id}", "MSG")
@@ -563,7 +564,7 @@ class DynamoDbEngagementStore(EngagementStore):
         })
 
     def _task_item(self, item: dict[str, Any]) -> Record:
-        return json.loads(item["body"]["S"]) | {
+        return orjson.loads(item["body"]["S"]) | {
             "state": item["state"]["S"], "claimedBy": self._opt(item, "claimedBy"),
             "claimExpiresAt": self._opt(item, "claimExpiresAt"), "outcome": self._opt(item, "outcome"),
             "completedAt": self._opt(item, "completedAt"),
@@ -678,7 +679,7 @@ class DynamoDbEngagementStore(EngagementStore):
         })
 
     def _key_item(self, item: dict[str, Any]) -> Record:
-        return json.loads(item["body"]["S"]) | {"revokedAt": self._opt(item, "revokedAt")}
+        return orjson.loads(item["body"]["S"]) | {"revokedAt": self._opt(item, "revokedAt")}
 
     def get_api_key(self, key_id: str) -> Record | None:
         item = self._get(f"APIKEY#{key_id}", "APIKEY")
