@@ -38,6 +38,7 @@ import dagster as dg
 from pydantic import Field
 
 from resources.engagement import EngagementStore
+from resources.sqlite_wal import retry_locked
 from resources.warehouse import AwsClientConfig
 
 IDEMPOTENCY_HEADER = "X-Engage-Idempotency-Key"
@@ -334,9 +335,9 @@ class OutboxSession(ChannelSession):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA busy_timeout = 60000")
-        self.conn.execute("PRAGMA journal_mode = WAL")
+        retry_locked(lambda: self.conn.execute("PRAGMA journal_mode = WAL"), 60_000)  # see resources.sqlite_wal
         self.conn.execute("PRAGMA synchronous = NORMAL")
-        self.conn.executescript(_OUTBOX_SCHEMA)
+        retry_locked(lambda: self.conn.executescript(_OUTBOX_SCHEMA), 60_000)
         self._lock = threading.Lock()
 
     def send(self, message: OutboundMessage) -> str:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,15 +31,32 @@ def wal_connection(path: str, busy_timeout_ms: int, schema: str, pragmas: Iterab
         # isolation_level=None: autocommit; writes open their own BEGIN IMMEDIATE transactions.
         conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        # Switching a new file to WAL and creating its schema can answer "database is locked" at once, without the
+        # busy handler, when several processes open the same new file together (a backfill's runs on a fresh
+        # ENGAGE_HOME): retry with backoff within the busy timeout.  Both steps are idempotent.
+        retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"), busy_timeout_ms)
         # NORMAL in WAL: a committed transaction survives a process crash (SIGKILL); only an OS crash can drop the
         # last transactions.
         conn.execute("PRAGMA synchronous = NORMAL")
         for pragma in pragmas:
             conn.execute(f"PRAGMA {pragma}")
-        conn.executescript(schema)
+        retry_locked(lambda: conn.executescript(schema), busy_timeout_ms)
         cache[key] = conn
     return conn
+
+
+def retry_locked(step: Callable[[], object], busy_timeout_ms: int) -> None:
+    """Run an idempotent setup step, retrying "database is locked" with backoff until the busy timeout."""
+    deadline, delay = time.monotonic() + busy_timeout_ms / 1000, 0.005
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
 
 
 def close_connection(path: str, schema: str) -> None:
