@@ -1,5 +1,7 @@
 """Serving API benchmark (issue 3): GetCandidatesByScore pages of 50 from a store of 1,000,000 candidates,
 16 concurrent connections from a separate load process (wrk), while a batch write of 25,000 candidates runs.
+That window is measured three times (once with --quick) and the run with the median p99 is reported, every run's
+p99 and req/s beside it: on 2 shared cores the tail varies from run to run.
 
 `run(quick=False)` returns {"serving_p99_ms", "serving_rps", "<route>_p50_ms", "<route>_p99_ms", ...} as
 {"value", "unit", "spec"} dicts.  The server is what `make serve` runs (uvicorn, 2 workers, uvloop, httptools) over
@@ -94,6 +96,23 @@ def _batch_writer(home: str, start_event: Any, done: Any, measured: Any) -> None
     done.put(time.perf_counter() - t)
     measured.wait(timeout=600)
     store.replace_partition(PROGRAM, partition, [])  # leave the store as built
+
+
+def _during_write(home: Path, load: Any) -> tuple[dict[str, float], float]:
+    """One measured window: `load()` runs while a separate process writes the 25,000-candidate batch; returns the
+    load's figures and the write's seconds (the writer then removes the batch again, outside the window)."""
+    ctx = multiprocessing.get_context("spawn")
+    start, done, measured = ctx.Event(), ctx.Queue(), ctx.Event()
+    writer = ctx.Process(target=_batch_writer, args=(str(home), start, done, measured))
+    writer.start()
+    start.set()
+    try:
+        figures = load()
+        write_s = done.get(timeout=300)
+    finally:
+        measured.set()
+    writer.join(timeout=120)
+    return figures, write_s
 
 
 def _free_port() -> int:
@@ -203,17 +222,9 @@ def run(quick: bool = False) -> dict[str, dict[str, Any]]:
     try:
         _wait_health(base)
         load(base, key, by_score, 2)  # warm-up: page cache, connections
-        ctx = multiprocessing.get_context("spawn")
-        start, done, measured = ctx.Event(), ctx.Queue(), ctx.Event()
-        writer = ctx.Process(target=_batch_writer, args=(str(home), start, done, measured))
-        writer.start()
-        start.set()
-        try:
-            main = load(base, key, by_score, seconds)
-            write_s = done.get(timeout=300)
-        finally:
-            measured.set()
-        writer.join(timeout=120)
+        # The measured window, repeated (p99 on 2 shared cores varies run to run): the median run is reported.
+        runs = [_during_write(home, lambda: load(base, key, by_score, seconds)) for _ in range(1 if quick else 3)]
+        main, write_s = sorted(runs, key=lambda r: r[0]["p99"])[len(runs) // 2]
         per_route = {name: load(base, key, paths, 2 if quick else 5) for name, paths in routes.items()}
     finally:
         server.terminate()
@@ -222,7 +233,9 @@ def run(quick: bool = False) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {
         "serving_p99_ms": {"value": round(main["p99"], 2), "unit": "ms", "spec": "<= 10",
                            "note": f"GetCandidatesByScore, 50/page, {n:,} candidates, 16 connections ({tool}), "
-                                   f"during a {BATCH:,}-candidate batch write"},
+                                   f"during a {BATCH:,}-candidate batch write; median of {len(runs)} runs",
+                           "runs_p99_ms": [round(r[0]["p99"], 2) for r in runs],
+                           "runs_rps": [round(r[0]["rps"]) for r in runs]},
         "serving_rps": {"value": round(main["rps"]), "unit": "req/s", "spec": ">= 2000"},
         "serving_p50_ms": {"value": round(main["p50"], 2), "unit": "ms", "spec": ""},
         "serving_errors": {"value": int(main["errors"]), "unit": "responses", "spec": "== 0"},
