@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from engage_assets.config import load_programs
 from engage_assets.serving.app import create_app
+from engage_assets.serving.logs import configure as configure_logging
 from engage_assets.settings import Settings, get_settings, program_config_dir
 
 
@@ -39,7 +40,7 @@ def serving_stores(settings: Settings) -> tuple[object, object]:
 def app_from_settings() -> FastAPI:
     """The app over the stores the environment selects, knowing the configured programs.  A GDPR deletion also
     removes the customer's touches from the delivery ledger (planned ones must never go out)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(logging.INFO)  # request logs written in batches (engage_assets.serving.logs)
     settings = get_settings()
     candidates, engagement = serving_stores(settings)
     programs = [p.programId for p in load_programs(program_config_dir())]
