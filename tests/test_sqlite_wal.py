@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import sqlite3
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 
@@ -21,7 +22,10 @@ def _open(path: str) -> str | None:
 
 def test_processes_opening_one_new_file_together_all_succeed(tmp_path: Path):
     # Before the retry, about 1 trial in 15 had a process fail with "database is locked" (8 processes per trial).
-    with mp.get_context("fork").Pool(8) as pool:
+    # Spawned, not forked: a fork of the xdist worker (which runs threads) can deadlock on a lock a thread held;
+    # and ProcessPoolExecutor, since multiprocessing.Pool.__exit__ can hang terminating its workers.
+    with ProcessPoolExecutor(8, mp_context=mp.get_context("spawn")) as pool:
+        list(pool.map(_open, [str(tmp_path / f"warm{n}.sqlite") for n in range(8)]))  # every worker started
         for trial in range(40):
             path = str(tmp_path / f"t{trial}.sqlite")
-            assert pool.map(_open, [path] * 8) == ["wal"] * 8, trial
+            assert list(pool.map(_open, [path] * 8)) == ["wal"] * 8, trial
