@@ -51,7 +51,8 @@ def _build_store(home: Path, n: int) -> None:
     from resources.engagement import SqliteEngagementStore
     from resources.store_sqlite import SqliteCandidateStore
 
-    marker = home / f"built-{n}"
+    # The store layout version is in the marker: v2 keeps holdout candidates out of the query indexes.
+    marker = home / f"built-{n}-v2"
     if marker.exists():
         return
     shutil.rmtree(home, ignore_errors=True)

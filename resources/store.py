@@ -86,7 +86,8 @@ class CandidateStore(dg.ConfigurableResource, ABC):
         cursor: str | None = None, now: float | None = None, offer_type: str | None = None,
     ) -> Page:
         """GSI1: live candidates of a segment, highest score first; `offer_type` narrows them (a filter on the
-        segment's index partition: the spec's GetCandidatesByImpact with a refundType)."""
+        segment's index partition: the spec's GetCandidatesByImpact with a refundType).  The index queries never
+        return holdout candidates (`index_keys`)."""
 
     @abstractmethod
     def query_by_score(
@@ -126,6 +127,20 @@ class CandidateStore(dg.ConfigurableResource, ABC):
 REQUIRED_FIELDS = ("customerId", "programId", "partitionKey", "expiresAt")
 """A record without these cannot be keyed or expired; segment, offerType and score may be None (the item is then
 absent from the matching index, as in a sparse DynamoDB GSI)."""
+
+
+def index_keys(rec: Record, program_id: str) -> tuple[str | None, str | None]:
+    """(GSI1 key programId#segment, GSI2/GSI4 key programId#offerType) of a record; None keeps it out of that index.
+
+    A holdout candidate (the control group) is in neither: it is stored (found by customer and by partition, so
+    re-runs and erasures reach it, and exported for measurement) but no serving query can hand it to a channel."""
+    if rec.get("holdout"):
+        return None, None
+    segment, offer_type = rec.get("segment"), rec.get("offerType")
+    return (
+        None if segment is None or rec.get("score") is None else f"{program_id}#{segment}",
+        None if offer_type is None else f"{program_id}#{offer_type}",
+    )
 
 
 class CandidateStoreError(RuntimeError):

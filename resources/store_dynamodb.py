@@ -51,6 +51,7 @@ from resources.store import (
     Page,
     Record,
     WriteResult,
+    index_keys,
     resolve_now,
     validate_records,
 )
@@ -477,12 +478,13 @@ def _to_item(rec: Record, program_id: str, partition_key: str) -> dict[str, Any]
     item = {k: _SER.serialize(to_dynamo(v)) for k, v in rec.items()}
     item["pk"] = {"S": customer_id}
     item["sk"] = {"S": program_id}
-    segment, offer_type, score = rec.get("segment"), rec.get("offerType"), rec.get("score")
-    if segment is not None and score is not None:
-        item["gsi1pk"] = {"S": f"{program_id}#{segment}"}
+    gsi1pk, gsi2pk = index_keys(rec, program_id)
+    score = rec.get("score")
+    if gsi1pk is not None:
+        item["gsi1pk"] = {"S": gsi1pk}
         item["gsi1sk"] = {"N": _number(float(score))}
-    if offer_type is not None:
-        item["gsi2pk"] = {"S": f"{program_id}#{offer_type}"}
+    if gsi2pk is not None:
+        item["gsi2pk"] = {"S": gsi2pk}
         item["gsi2sk"] = {"S": f"{partition_key}#{customer_id}"}
         if score is not None:
             item["gsi4sk"] = {"N": _number(float(score))}

@@ -30,6 +30,7 @@ from resources.store import (
     WriteResult,
     decode_cursor,
     encode_cursor,
+    index_keys,
     resolve_now,
     validate_records,
 )
@@ -150,9 +151,7 @@ class SqliteCandidateStore(CandidateStore):
             rows.append((
                 f"{customer_id}#{program_id}", customer_id, program_id, partition_key, segment, offer_type,
                 None if score is None else float(score), int(rec["expiresAt"]), rec.get("createdAt"),
-                None if segment is None or score is None else f"{program_id}#{segment}",
-                None if offer_type is None else f"{program_id}#{offer_type}",
-                f"{partition_key}#{customer_id}", write_id, _dumps(rec), now_,
+                *index_keys(rec, program_id), f"{partition_key}#{customer_id}", write_id, _dumps(rec), now_,
             ))
         with self._write() as conn:
             written = conn.executemany(_UPSERT, rows).rowcount if rows else 0

@@ -155,6 +155,23 @@ def test_by_risk_level_min_score(api):
     assert customer_ids(api.get(BY_RISK, riskLevel="high", minScore=0.69)) == ["k9", "k7", "k5"]
 
 
+def test_holdout_candidates_are_never_served(api):
+    # The control group is stored (and exported for measurement) but no route hands it to a channel: not the three
+    # spec queries (the fast path on SQLite), not the customer view.
+    for program, partition_extra in ((REFUNDS, ("high", "full")), (CHURN, ("critical", "premium")),
+                                     (WINBACK, ("premium", "premium"))):
+        segment, offer_type = partition_extra
+        api.candidates.replace_partition(program, "2024-01-02", [
+            rec("ctl", program=program, partition="2024-01-02", segment=segment, offer_type=offer_type,
+                score=0.999, holdout=True)], now=NOW)
+        assert api.candidates.get("ctl", program, now=NOW)["holdout"] is True
+    assert "ctl" not in customer_ids(api.get(BY_IMPACT, impactLevel="high", refundType="full", limit=200))
+    assert "ctl" not in customer_ids(api.get(BY_RISK, riskLevel="critical", limit=200))
+    assert "ctl" not in customer_ids(api.get(BY_SCORE, offerType="premium", limit=200))
+    assert customer_ids(api.get(BY_SCORE, offerType="premium", limit=1)) == ["w18"]
+    assert api.get("/v1/customers/ctl/candidates").json() == {"customerId": "ctl", "items": []}
+
+
 def test_customer_view_is_limited_to_readable_programs(api):
     assert sorted(c["programId"] for c in api.get("/v1/customers/h00/candidates").json()["items"]) == [CHURN, REFUNDS]
     assert [c["programId"] for c in api.get("/v1/customers/h00/candidates", key="refunds").json()["items"]] == [REFUNDS]

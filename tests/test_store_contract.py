@@ -368,6 +368,25 @@ def test_delete_customer_everywhere(store):
     assert store.delete_customer("c1") == 0
 
 
+def test_holdout_candidates_are_stored_but_never_in_a_serving_index(store):
+    # The control group: kept (by customer, by partition, in counts, so re-runs and erasures reach it) but no
+    # index query returns it; a re-run that moves a customer into or out of the holdout moves it out of or into
+    # the indexes.
+    store.replace_partition("refunds", P1, [rec("t1", score=0.9), rec("h1", score=0.95, holdout=True)], now=NOW)
+    queries = {
+        "segment": lambda: store.query_by_segment("refunds", "high", now=NOW),
+        "segment+offer": lambda: store.query_by_segment("refunds", "high", offer_type="refund", now=NOW),
+        "score": lambda: store.query_by_score("refunds", "refund", now=NOW),
+        "offer_type": lambda: store.query_by_offer_type("refunds", "refund", now=NOW),
+    }
+    assert {name: ids(q().items) for name, q in queries.items()} == {name: ["t1"] for name in queries}
+    assert store.get("h1", "refunds", now=NOW)["holdout"] is True
+    assert ids(store.customer_candidates("h1", now=NOW)) == ["h1"] and store.count("refunds", P1, now=NOW) == 2
+
+    store.replace_partition("refunds", P1, [rec("t1", score=0.9, holdout=True), rec("h1", score=0.95)], now=NOW)
+    assert {name: ids(q().items) for name, q in queries.items()} == {name: ["h1"] for name in queries}
+
+
 def test_count_by_program_and_partition(store):
     store.replace_partition("refunds", P1, [rec(f"a{i}", partition=P1) for i in range(3)], now=NOW)
     store.replace_partition("refunds", P2, [rec(f"b{i}", partition=P2) for i in range(4)], now=NOW)

@@ -303,13 +303,13 @@ def create_app(
     async def get_customer_candidates(
         customerId: CustomerId, who: Annotated[Principal, Depends(principal)]
     ) -> Response:
-        """One customer's live candidates across the programs this key may read."""
+        """One customer's live candidates across the programs this key may read (a holdout candidate, in a
+        program's control group, is never served)."""
         readable = who.readable_programs
         if readable is not None and not readable:
             raise HTTPException(403, "this key lacks a 'read:<programId>' scope")
         items = await on_candidates(candidates.customer_candidates, customerId, now=clock())
-        if readable is not None:
-            items = [c for c in items if c.get("programId") in readable]
+        items = [c for c in items if not c.get("holdout") and (readable is None or c.get("programId") in readable)]
         return Response(orjson.dumps({"customerId": customerId, "items": items}), media_type="application/json")
 
     # -- in-app inbox ----------------------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,2048}$"
 
 
 class Candidate(BaseModel):
-    """A stored candidate (ARCHITECTURE §5).  `holdout` candidates are the control group: they carry no
-    channels and must not be contacted."""
+    """A stored candidate (ARCHITECTURE §5).  Holdout candidates (a program's control group: stored and measured,
+    never contacted) are never served, so `holdout` is always false here."""
 
     model_config = ConfigDict(extra="allow")
 
