@@ -6,6 +6,7 @@ Key design (mirrors the spec's DynamoDB tables):
   GSI2   = programId#offerType sorted by partitionKey#customerId
   GSI4   = programId#offerType sorted by score (descending reads; GetCandidatesByScore)
   expiresAt (epoch seconds) is the TTL; every read filters expired items, whatever the backend's deletion lag.
+  Holdout candidates (the control group) carry no GSI1/GSI2/GSI4 keys: stored, never served (`index_keys`).
 
 Backends (one contract test suite, tests/test_store_contract.py, runs against both):
   SqliteCandidateStore   resources/store_sqlite.py    embedded default: one WAL file, the keys above as columns
