@@ -60,3 +60,12 @@ def test_the_timer_and_a_warning_flush():
     assert slow.stream.getvalue().splitlines()[0].endswith("before")
     handler.close()
     slow.close()
+
+
+def test_close_ends_the_writer_thread():
+    handler = BatchedStreamHandler(CountingStream(), interval=60)
+    assert handler._thread.is_alive()
+    _logger(handler).info("last")
+    handler.close()
+    handler._thread.join(timeout=5)
+    assert not handler._thread.is_alive() and handler.stream.getvalue().endswith("last\n")

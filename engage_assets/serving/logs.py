@@ -25,7 +25,9 @@ class BatchedStreamHandler(logging.Handler):
         self.capacity = capacity
         self._pending: list[str] = []
         self._wake = threading.Event()
-        threading.Thread(target=self._run, name="log-writer", daemon=True).start()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+        self._thread.start()
 
     def emit(self, record: logging.LogRecord) -> None:  # called under self.lock (Handler.handle)
         try:
@@ -37,7 +39,7 @@ class BatchedStreamHandler(logging.Handler):
             self._wake.set()
 
     def _run(self) -> None:
-        while True:
+        while not self._closed:
             self._wake.wait(self.interval)
             self._wake.clear()
             self.flush()
@@ -54,6 +56,10 @@ class BatchedStreamHandler(logging.Handler):
             pass  # the stream is gone (closed pipe): nothing left to report it to
 
     def close(self) -> None:
+        # The writer thread ends after its next flush (no join: logging.shutdown calls close holding self.lock,
+        # which that flush may be waiting for); what is pending is written here.
+        self._closed = True
+        self._wake.set()
         self.flush()
         super().close()
 
