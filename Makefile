@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	@$(BIN)/python -m engage_assets.dbt >/dev/null
+	@$(BIN)/python -m resources.dbt >/dev/null
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
@@ -41,14 +41,14 @@ SERVE = $(BIN)/uvicorn engage_assets.serving.server:app_from_settings --factory 
 
 # Dagster UI + daemon (schedules, due-touch sensors), with the SMTP capture server and the serving API beside it.
 dev: setup
-	$(BIN)/python -m engage_assets.delivery.smtp_capture & SMTP=$$!; \
+	$(BIN)/python -m engage_assets.demo.smtp_capture & SMTP=$$!; \
 	$(SERVE) & API=$$!; \
 	trap 'kill $$SMTP $$API' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml
 
 # Local SMTP capture server (port 2525): every e-mail delivery sends becomes $(ENGAGE_HOME)/mail/<program>/<key>.eml
 smtp: setup
-	$(BIN)/python -m engage_assets.delivery.smtp_capture --workers 2
+	$(BIN)/python -m engage_assets.demo.smtp_capture --workers 2
 
 # Serving API on the embedded store (ENGAGE_HOME); no access log (paths hold customer ids): the app logs routes.
 serve: setup

@@ -8,6 +8,7 @@ results.json).  The figures are merged into results.json: a module's metrics rep
 modules' metrics are kept.  A module that raises is reported
 and the others still run; the exit status is 1 if any module failed or any bound was missed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,20 +82,28 @@ def table(metrics: dict[str, dict[str, Any]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = []
     for i, r in enumerate(rows):
-        lines.append("  ".join([r[0].ljust(widths[0]), r[1].rjust(widths[1]), r[2].ljust(widths[2]),
-                                r[3].ljust(widths[3]), r[4]]).rstrip())
+        lines.append(
+            "  ".join(
+                [r[0].ljust(widths[0]), r[1].rjust(widths[1]), r[2].ljust(widths[2]), r[3].ljust(widths[3]), r[4]]
+            ).rstrip()
+        )
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("names", nargs="*", help="run only modules whose name contains one of these")
     parser.add_argument("--quick", action="store_true", help="smaller volumes: a smoke run")
-    parser.add_argument("--results", type=Path, default=None,
-                        help=f"the JSON file to merge into (default {RESULTS.name}; with --quick {QUICK_RESULTS})")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help=f"the JSON file to merge into (default {RESULTS.name}; with --quick {QUICK_RESULTS})",
+    )
     args = parser.parse_args(argv)
     if args.results is None:
         args.results = QUICK_RESULTS if args.quick else RESULTS

@@ -13,7 +13,7 @@ Figures (`run(quick=False)`):
 - `candidates_per_minute_<program>`: source rows a partition processes per minute, each program at the spec's
   scale, beside the throughput the spec states for its batch.
 
-Data.  The 500k warehouse is the project's own: `engage_assets.datagen.generate(scale=1.0, seed=7,
+Data.  The 500k warehouse is the project's own: `engage_assets.demo.datagen.generate(scale=1.0, seed=7,
 end_date=2026-11-17)` and `dbt run` of the dbt project (every model: the three programs and the training tables),
 then the six models trained by materializing the `<program>/<model>_model` assets.  The 10M warehouse is
 bench-only: the 500k partition's source rows (the connector's WHERE clause already applied) replicated 20 times
@@ -28,6 +28,7 @@ Each repetition first empties the score cache, so every run scores every candida
 a week later most features have changed); the store keeps the partition's previous candidates, which the run
 replaces.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,16 +54,26 @@ GROUPS = ("proactive_refunds", "win_back", "churn_prevention")
 
 # The throughput each spec states for its batch, and the volumes beside it (for the spec_basis field).
 SPEC_THROUGHPUT = {
-    "proactive_refunds": (13_889, "PROACTIVE-REFUND-OFFERS.md, batch timeline: 'Total Time: 1 hour, Throughput: "
-                                  "13,889 candidates/minute' (its 50,000 order issues in 1 hour would be 833/min)"),
-    "win_back": (11_111, "WIN-BACK-CAMPAIGNS.md, batch timeline: 'Total Time: 1 hour 30 minutes, Throughput: "
-                         "11,111 candidates/minute' (its 100,000 churned customers in 1.5 hours would be 1,111/min)"),
-    "churn_prevention": (6_944, "CHURN-PREVENTION.md, batch timeline: 'Total Time: 2 hours, Throughput: 6,944 "
-                                "candidates/minute' (its 500,000 customers in 2 hours would be 4,167/min)"),
+    "proactive_refunds": (
+        13_889,
+        "PROACTIVE-REFUND-OFFERS.md, batch timeline: 'Total Time: 1 hour, Throughput: "
+        "13,889 candidates/minute' (its 50,000 order issues in 1 hour would be 833/min)",
+    ),
+    "win_back": (
+        11_111,
+        "WIN-BACK-CAMPAIGNS.md, batch timeline: 'Total Time: 1 hour 30 minutes, Throughput: "
+        "11,111 candidates/minute' (its 100,000 churned customers in 1.5 hours would be 1,111/min)",
+    ),
+    "churn_prevention": (
+        6_944,
+        "CHURN-PREVENTION.md, batch timeline: 'Total Time: 2 hours, Throughput: 6,944 "
+        "candidates/minute' (its 500,000 customers in 2 hours would be 4,167/min)",
+    ),
 }
 
 
 # ---- environment --------------------------------------------------------------------------------------------
+
 
 def _settings(home: Path):
     from engage_assets.settings import Settings
@@ -78,14 +89,14 @@ def _env(home: Path) -> None:
 
 
 def _programs() -> dict[str, Any]:
-    from engage_assets.config import load_programs
+    from engage_assets.domain.config import load_programs
     from engage_assets.settings import program_config_dir
 
     return {p.group: p for p in load_programs(program_config_dir())}
 
 
 def _last_partition(program) -> str:
-    from engage_assets.factory import partitions_for
+    from engage_assets.assets.program import partitions_for
 
     parts = partitions_for(program)
     key, last = parts.get_first_partition_key(), None
@@ -97,11 +108,12 @@ def _last_partition(program) -> str:
 
 # ---- the 500k warehouse (the project's generator and dbt models) -------------------------------------------
 
+
 def build_spec_warehouse(home: Path, scale: float) -> None:
     marker = home / f".built-scale{scale}-seed{SEED}-{END}"
     if marker.exists():
         return
-    from engage_assets.datagen import generate
+    from engage_assets.demo.datagen import generate
 
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
@@ -112,10 +124,25 @@ def build_spec_warehouse(home: Path, scale: float) -> None:
     t0 = time.perf_counter()
     dbt = Path(sys.executable).parent / "dbt"
     proc = subprocess.run(
-        [str(dbt), "run", "--quiet", "--project-dir", str(ROOT / "dbt_project"),
-         "--profiles-dir", str(ROOT / "dbt_project"), "--target", "local",
-         "--target-path", str(home / "dbt_target"), "--log-path", str(home / "dbt_logs")],
-        cwd=ROOT / "dbt_project", env=dict(os.environ), capture_output=True, text=True,
+        [
+            str(dbt),
+            "run",
+            "--quiet",
+            "--project-dir",
+            str(ROOT / "dbt_project"),
+            "--profiles-dir",
+            str(ROOT / "dbt_project"),
+            "--target",
+            "local",
+            "--target-path",
+            str(home / "dbt_target"),
+            "--log-path",
+            str(home / "dbt_logs"),
+        ],
+        cwd=ROOT / "dbt_project",
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"dbt run failed:\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}")
@@ -127,19 +154,25 @@ def build_spec_warehouse(home: Path, scale: float) -> None:
 def train_models(home: Path) -> None:
     import dagster as dg
 
-    from engage_assets.factory import build_program
-    from engage_assets.resources_for_env import local_resources
+    from engage_assets.assets.program import build_program
+    from resources.by_env import local_resources
 
     t0 = time.perf_counter()
     for program in _programs().values():
         built = build_program(program)
-        res = dg.materialize(built.assets, selection=built.model_keys, resources=local_resources(_settings(home)),
-                             run_config=QUIET, raise_on_error=True)
+        res = dg.materialize(
+            built.assets,
+            selection=built.model_keys,
+            resources=local_resources(_settings(home)),
+            run_config=QUIET,
+            raise_on_error=True,
+        )
         assert res.success
     print(f"   models trained in {time.perf_counter() - t0:.1f} s", flush=True)
 
 
 # ---- the 10M warehouse (bench-only: the 500k partition replicated) ------------------------------------------
+
 
 def build_scaled_warehouse(src_home: Path, home: Path, rows: int) -> None:
     import duckdb
@@ -152,7 +185,7 @@ def build_scaled_warehouse(src_home: Path, home: Path, rows: int) -> None:
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     shutil.copytree(src_home / "models", home / "models")
-    from engage_assets.factory import partitions_for
+    from engage_assets.assets.program import partitions_for
 
     as_of = partitions_for(program).time_window_for_partition_key(partition).end.date()
     query = program.connector.config.query.strip().rstrip(";").replace(":as_of_date", f"DATE '{as_of}'")
@@ -178,9 +211,14 @@ def build_scaled_warehouse(src_home: Path, home: Path, rows: int) -> None:
             expr = f"least(greatest({expr}, {lo}), {hi})" if lo != "NULL" else expr
             return f"CASE WHEN i.original THEN {col} ELSE {expr} END AS {col}"
 
-        jittered = ", ".join([jitter("engagement_score", "0", "1"), jitter("engagement_change", "-1", "1"),
-                              jitter("purchase_frequency"),
-                              jitter("feature_usage", "0", "1")])
+        jittered = ", ".join(
+            [
+                jitter("engagement_score", "0", "1"),
+                jitter("engagement_change", "-1", "1"),
+                jitter("purchase_frequency"),
+                jitter("feature_usage", "0", "1"),
+            ]
+        )
         con.execute(f"""CREATE TABLE marts.customer_analytics AS
             SELECT * REPLACE (i.new_id AS customer_id, {jittered})
             FROM src.marts.customer_analytics a JOIN ids i ON i.old_id = a.customer_id
@@ -196,12 +234,16 @@ def build_scaled_warehouse(src_home: Path, home: Path, rows: int) -> None:
         hist = con.execute("SELECT count(*) FROM marts.offer_history").fetchone()[0]
     finally:
         con.close()
-    print(f"   {rows:,}-row warehouse: {got:,} source rows, {hist:,} offer-history rows, built in "
-          f"{time.perf_counter() - t0:.1f} s", flush=True)
+    print(
+        f"   {rows:,}-row warehouse: {got:,} source rows, {hist:,} offer-history rows, built in "
+        f"{time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
     marker.touch()
 
 
 # ---- one partition through the six stages -------------------------------------------------------------------
+
 
 def clear_score_cache(home: Path) -> None:
     import sqlite3
@@ -253,7 +295,7 @@ def run_partition(home: Path, group: str, partition: str | None = None, sample_r
     """
     import dagster as dg
 
-    from engage_assets.factory import STAGES
+    from engage_assets.assets.program import STAGES
 
     _env(home)
     os.environ["ENGAGE_BENCH_JOB"] = f"{group}_batch"
@@ -267,9 +309,14 @@ def run_partition(home: Path, group: str, partition: str | None = None, sample_r
     sampler = _RssSampler(samples) if sample_rss else None
     t0 = time.perf_counter()
     try:
-        res = dg.execute_job(job, instance, tags={"dagster/partition": partition}, raise_on_error=True,
-                             asset_selection=[dg.AssetKey([group, s]) for s in STAGES],
-                             run_config={**QUIET, "execution": {"config": {"in_process": {}}}})
+        res = dg.execute_job(
+            job,
+            instance,
+            tags={"dagster/partition": partition},
+            raise_on_error=True,
+            asset_selection=[dg.AssetKey([group, s]) for s in STAGES],
+            run_config={**QUIET, "execution": {"config": {"in_process": {}}}},
+        )
     finally:
         if sampler is not None:
             sampler.stop()
@@ -296,7 +343,10 @@ def run_partition(home: Path, group: str, partition: str | None = None, sample_r
             mat = ev.event_specific_data.materialization  # type: ignore[union-attr]
             meta[mat.asset_key.path[-1]] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
     return {
-        "seconds": seconds, "steps": steps, "partition": partition, **({"stage_peak_rss_mb": rss_mb} if rss_mb else {}),
+        "seconds": seconds,
+        "steps": steps,
+        "partition": partition,
+        **({"stage_peak_rss_mb": rss_mb} if rss_mb else {}),
         "source_rows": int(meta["source_candidates"]["rows_read"]),
         "eligible": int(meta["eligible_candidates"]["dagster/row_count"]),
         "stored": int(meta["stored_candidates"]["dagster/row_count"]),
@@ -309,8 +359,8 @@ def baseline_scan(home: Path, group: str, partition: str) -> float:
     """A plain DuckDB scan of the partition's source rows (the connector's own query) into Arrow."""
     import duckdb
 
-    from engage_assets.factory import partitions_for
-    from resources.warehouse import bind_style
+    from engage_assets.assets.program import partitions_for
+    from resources.warehouse.base import bind_style
 
     program = _programs()[group]
     as_of = partitions_for(program).time_window_for_partition_key(partition).end.date()
@@ -347,6 +397,7 @@ def run_child(home: Path, group: str) -> dict[str, Any]:
 
 # ---- the figures --------------------------------------------------------------------------------------------
 
+
 def _best_median(values: list[float]) -> tuple[float, float]:
     return min(values), statistics.median(values)
 
@@ -370,8 +421,12 @@ def run(quick: bool = False) -> dict[str, dict[str, Any]]:
         reps = REPEATS if group == "churn_prevention" else 2
         per_program[group] = [run_partition(spec_home, group) for _ in range(reps)]
         r = per_program[group]
-        print(f"   {group}: {r[0]['source_rows']:,} source rows, " + ", ".join(f"{x['seconds']:.2f} s" for x in r)
-              + f"  stages {min(r, key=lambda x: x['seconds'])['steps']}", flush=True)
+        print(
+            f"   {group}: {r[0]['source_rows']:,} source rows, "
+            + ", ".join(f"{x['seconds']:.2f} s" for x in r)
+            + f"  stages {min(r, key=lambda x: x['seconds'])['steps']}",
+            flush=True,
+        )
 
     churn = per_program["churn_prevention"]
     best, median = _best_median([r["seconds"] for r in churn])
@@ -380,48 +435,72 @@ def run(quick: bool = False) -> dict[str, dict[str, Any]]:
     scan = baseline_scan(spec_home, "churn_prevention", partition)
     name = "churn_500k_seconds" if not quick else "churn_50k_seconds_quick"
     results[name] = {
-        "value": round(best, 2), "unit": "s", "spec": "" if quick else "<= 10", "median": round(median, 2),
-        "runs": [round(r["seconds"], 2) for r in churn], "source_rows": fastest["source_rows"],
-        "stored": fastest["stored"], "partition": partition, "stages_s": fastest["steps"],
-        "baseline_scan_s": round(scan, 3), "ratio_to_baseline_scan": round(best / scan, 1),
+        "value": round(best, 2),
+        "unit": "s",
+        "spec": "" if quick else "<= 10",
+        "median": round(median, 2),
+        "runs": [round(r["seconds"], 2) for r in churn],
+        "source_rows": fastest["source_rows"],
+        "stored": fastest["stored"],
+        "partition": partition,
+        "stages_s": fastest["steps"],
+        "baseline_scan_s": round(scan, 3),
+        "ratio_to_baseline_scan": round(best / scan, 1),
         "note": "the batch job's six stage assets via dagster.execute_job, in-process executor (Dagster's step "
-                "overhead included); baseline: the connector query alone, DuckDB to Arrow, same process",
+        "overhead included); baseline: the connector query alone, DuckDB to Arrow, same process",
     }
-    print(f"   churn partition best {best:.2f} s = {best / scan:.1f}x a plain DuckDB scan of its source "
-          f"({scan:.3f} s)", flush=True)
+    print(
+        f"   churn partition best {best:.2f} s = {best / scan:.1f}x a plain DuckDB scan of its source ({scan:.3f} s)",
+        flush=True,
+    )
 
     for group, runs in per_program.items():
         spec, basis = SPEC_THROUGHPUT[group]
         r = min(runs, key=lambda x: x["seconds"])
         per_min = r["source_rows"] / r["seconds"] * 60
         results[f"candidates_per_minute_{group}{suffix}"] = {
-            "value": round(per_min), "unit": "source candidates/min", "spec": "" if quick else f">= {spec}",
+            "value": round(per_min),
+            "unit": "source candidates/min",
+            "spec": "" if quick else f">= {spec}",
             "median": round(statistics.median(x["source_rows"] / x["seconds"] * 60 for x in runs)),
-            "source_rows": r["source_rows"], "stored": r["stored"], "seconds": round(r["seconds"], 2),
+            "source_rows": r["source_rows"],
+            "stored": r["stored"],
+            "seconds": round(r["seconds"], 2),
             "stored_per_minute": round(r["stored"] / r["seconds"] * 60),
             "spec_basis": f"{basis}; ours: source rows of the latest partition at the spec's scale / the "
-                          "partition's wall time (source_candidates → warehouse_export)",
+            "partition's wall time (source_candidates → warehouse_export)",
         }
 
     big = [run_child(big_home, "churn_prevention") for _ in range(1 if quick else 2)]
     for b in big:
-        print(f"   {b['source_rows']:,} rows: {b['seconds']:.1f} s in the run, peak RSS {b['peak_rss_mb']:,.0f} MB, "
-              f"stages {b['steps']}", flush=True)
+        print(
+            f"   {b['source_rows']:,} rows: {b['seconds']:.1f} s in the run, peak RSS {b['peak_rss_mb']:,.0f} MB, "
+            f"stages {b['steps']}",
+            flush=True,
+        )
     best, median = _best_median([b["seconds"] for b in big])
     fastest = min(big, key=lambda b: b["seconds"])
     label = "10m" if not quick else "1m"
     results[f"churn_{label}_seconds{suffix}"] = {
-        "value": round(best, 1), "unit": "s", "spec": "" if quick else "<= 120", "median": round(median, 1),
-        "runs": [round(b["seconds"], 1) for b in big], "source_rows": fastest["source_rows"],
-        "stored": fastest["stored"], "stages_s": fastest["steps"],
+        "value": round(best, 1),
+        "unit": "s",
+        "spec": "" if quick else "<= 120",
+        "median": round(median, 1),
+        "runs": [round(b["seconds"], 1) for b in big],
+        "source_rows": fastest["source_rows"],
+        "stored": fastest["stored"],
+        "stages_s": fastest["steps"],
         "process_seconds": round(fastest["process_seconds"], 1),
         "note": "a child process per run; the figure is the execute_job call (imports and Definitions excluded: "
-                "process_seconds has them); data: the 500k partition replicated with new ids (see bench_churn.py)",
+        "process_seconds has them); data: the 500k partition replicated with new ids (see bench_churn.py)",
     }
     rss = [b["peak_rss_mb"] for b in big]
     results[f"churn_{label}_peak_rss_mb{suffix}"] = {
-        "value": round(max(rss)), "unit": "MB", "spec": "" if quick else "<= 4000",
-        "runs": [round(x) for x in rss], "stage_peak_rss_mb": [b.get("stage_peak_rss_mb") for b in big],
+        "value": round(max(rss)),
+        "unit": "MB",
+        "spec": "" if quick else "<= 4000",
+        "runs": [round(x) for x in rss],
+        "stage_peak_rss_mb": [b.get("stage_peak_rss_mb") for b in big],
         "note": "ru_maxrss of the child process that ran the partition (os.wait4); per stage: psutil samples (20 ms)",
     }
     return results

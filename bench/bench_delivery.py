@@ -9,6 +9,7 @@
   the crash points (before the claim, after the claim, after the provider call, mid-batch) and re-run; value = trials
   where the capture server's files and the outbox's rows are exactly the planned set.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -22,9 +23,9 @@ import psutil
 
 
 def _throughput(n: int) -> dict[str, Any]:
-    from engage_assets.delivery.ledger import DeliveryLedger
-    from engage_assets.delivery.reliability import NOW, PROGRAM, count_received, engine_for, trial_plan
-    from engage_assets.delivery.smtp_capture import free_port, spawn_capture
+    from engage_assets.demo.reliability import NOW, PROGRAM, count_received, engine_for, trial_plan
+    from engage_assets.demo.smtp_capture import free_port, spawn_capture
+    from resources.delivery_ledger.sqlite import DeliveryLedger
 
     root = Path(tempfile.mkdtemp(prefix="bench_delivery_"))
     port = free_port()
@@ -57,14 +58,21 @@ def _throughput(n: int) -> dict[str, Any]:
         server.terminate()
         server.wait()
         shutil.rmtree(root, ignore_errors=True)
-    return {"n": n, "seconds": elapsed, "plan_seconds": t_plan, "sent": stats.total("sent"),
-            "rss_start_mb": rss_start / 2**20, "rss_peak_mb": peak[0] / 2**20, "received": received}
+    return {
+        "n": n,
+        "seconds": elapsed,
+        "plan_seconds": t_plan,
+        "sent": stats.total("sent"),
+        "rss_start_mb": rss_start / 2**20,
+        "rss_peak_mb": peak[0] / 2**20,
+        "received": received,
+    }
 
 
 def _crash_trials(trials: int, n: int) -> dict[str, Any]:
     from engage_assets.delivery.engine import CRASH_POINTS
-    from engage_assets.delivery.reliability import run_trial
-    from engage_assets.delivery.smtp_capture import free_port, spawn_capture
+    from engage_assets.demo.reliability import run_trial
+    from engage_assets.demo.smtp_capture import free_port, spawn_capture
 
     results = []
     for i in range(trials):
@@ -85,18 +93,26 @@ def run(quick: bool = False) -> dict[str, dict[str, Any]]:
     t = _throughput(n)
     out: dict[str, dict[str, Any]] = {
         "delivery_msgs_per_s": {
-            "value": round(t["sent"] / t["seconds"], 1), "unit": "msg/s", "spec": ">= 2000",
-            "touches": n, "sent": t["sent"], "seconds": round(t["seconds"], 2),
+            "value": round(t["sent"] / t["seconds"], 1),
+            "unit": "msg/s",
+            "spec": ">= 2000",
+            "touches": n,
+            "sent": t["sent"],
+            "seconds": round(t["seconds"], 2),
             "plan_seconds": round(t["plan_seconds"], 2),
             "exactly_once_at_receivers": t["received"]["exactly_once"],
-            "rss_start_mb": round(t["rss_start_mb"], 1), "rss_peak_mb": round(t["rss_peak_mb"], 1),
+            "rss_start_mb": round(t["rss_start_mb"], 1),
+            "rss_peak_mb": round(t["rss_peak_mb"], 1),
             "note": "SMTP to aiosmtpd capture (2 processes, 4 connections) + SQLite outbox; synthetic plan/render",
         },
     }
     if not quick:
         c = _crash_trials(20, 10_000)
         out["delivery_crash_trials_exactly_once"] = {
-            "value": c["ok"], "unit": "trials", "spec": "== 20", "touches_per_trial": 10_000,
+            "value": c["ok"],
+            "unit": "trials",
+            "spec": "== 20",
+            "touches_per_trial": 10_000,
             "points": sorted({r["point"] for r in c["trials"]}),
             "seconds": round(sum(r["seconds"] for r in c["trials"]), 1),
             "failures": [r for r in c["trials"] if not (r["killed"] and r["exactly_once"])][:3],

@@ -10,6 +10,7 @@ match).  The same window with two workers is measured beside it (`serving_2_work
 load generator and the writer, a second worker adds throughput but lengthens the tail.  Without wrk on PATH a
 Python load process stands in (slower: its figures are marked).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 PROGRAM = "win-back-campaigns"
 OFFERS = ("premium", "standard", "basic")
@@ -35,25 +37,38 @@ NOW = int(time.time())
 
 
 def _record(i: int, partition: str, program: str = PROGRAM) -> dict[str, Any]:
-    """A candidate shaped like engage_assets.pipeline.candidate_records writes it."""
+    """A candidate shaped like engage_assets.domain.pipeline.candidate_records writes it."""
     rng = random.Random(i)
     score = rng.random()
     offer = OFFERS[0] if score >= 0.7 else OFFERS[1] if score >= 0.4 else OFFERS[2]
     return {
-        "customerId": f"C{i:08d}", "programId": program, "partitionKey": partition, "marketplace": "US",
-        "subjectId": f"C{i:08d}", "segment": offer, "offerType": offer, "score": score,
-        "scores": {"win-back-likelihood-v3": score}, "modelVersions": {"win-back-likelihood-v3": "3f9a1c2b"},
-        "offer": {"offerType": offer, "discount": 50 if offer == "premium" else 30, "durationMonths": 6,
-                  "valueUsd": round(rng.uniform(5, 80), 2)},
-        "holdout": rng.random() < 0.1, "channels": ["email", "phone"],
+        "customerId": f"C{i:08d}",
+        "programId": program,
+        "partitionKey": partition,
+        "marketplace": "US",
+        "subjectId": f"C{i:08d}",
+        "segment": offer,
+        "offerType": offer,
+        "score": score,
+        "scores": {"win-back-likelihood-v3": score},
+        "modelVersions": {"win-back-likelihood-v3": "3f9a1c2b"},
+        "offer": {
+            "offerType": offer,
+            "discount": 50 if offer == "premium" else 30,
+            "durationMonths": 6,
+            "valueUsd": round(rng.uniform(5, 80), 2),
+        },
+        "holdout": rng.random() < 0.1,
+        "channels": ["email", "phone"],
         "context": {"days_since_last_purchase": rng.randint(90, 400), "lifetime_value": round(rng.uniform(50, 900), 2)},
-        "createdAt": "2026-01-05T02:00:00+00:00", "expiresAt": NOW + 30 * 86_400,
+        "createdAt": "2026-01-05T02:00:00+00:00",
+        "expiresAt": NOW + 30 * 86_400,
     }
 
 
 def _build_store(home: Path, n: int) -> None:
-    from resources.engagement import SqliteEngagementStore
-    from resources.store_sqlite import SqliteCandidateStore
+    from resources.engagement.base import SqliteEngagementStore
+    from resources.store.sqlite import SqliteCandidateStore
 
     # The store layout version is in the marker: v2 keeps holdout candidates out of the query indexes.
     marker = home / f"built-{n}-v2"
@@ -72,16 +87,33 @@ def _build_store(home: Path, n: int) -> None:
     store._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
     engagement = SqliteEngagementStore(path=str(home / "engagement.sqlite"))
     for i in range(2000):
-        engagement.create_call_task({
-            "taskId": f"task-{i}", "customerId": f"C{i:08d}", "programId": "churn-prevention", "segment": "critical",
-            "scriptId": "retention-call-v2", "callType": "account-manager", "score": 0.9, "offer": {"discount": 50},
-            "dueAt": NOW + (i % 48) * 3600, "priority": i % 3,
-        })
-        engagement.upsert_inbox_message({
-            "messageId": f"msg-{i}", "customerId": f"C{i % 500:08d}", "programId": "churn-prevention",
-            "messageType": "retention-offer", "templateId": "retention-in-app-v1", "offer": {"discount": 30},
-            "score": 0.7, "displayFrom": NOW - 3600, "displayUntil": NOW + 7 * 86_400,
-        })
+        engagement.create_call_task(
+            {
+                "taskId": f"task-{i}",
+                "customerId": f"C{i:08d}",
+                "programId": "churn-prevention",
+                "segment": "critical",
+                "scriptId": "retention-call-v2",
+                "callType": "account-manager",
+                "score": 0.9,
+                "offer": {"discount": 50},
+                "dueAt": NOW + (i % 48) * 3600,
+                "priority": i % 3,
+            }
+        )
+        engagement.upsert_inbox_message(
+            {
+                "messageId": f"msg-{i}",
+                "customerId": f"C{i % 500:08d}",
+                "programId": "churn-prevention",
+                "messageType": "retention-offer",
+                "templateId": "retention-in-app-v1",
+                "offer": {"discount": 30},
+                "score": 0.7,
+                "displayFrom": NOW - 3600,
+                "displayUntil": NOW + 7 * 86_400,
+            }
+        )
     marker.touch()
 
 
@@ -89,7 +121,7 @@ def _batch_writer(home: str, start_event: Any, done: Any, measured: Any) -> None
     """The concurrent batch: 25,000 candidates into a new partition (its own process, like a Dagster run).  The
     clean-up (deleting them again) waits until the measured window is over: it is a second 25,000-row write that
     the issue's workload does not include."""
-    from resources.store_sqlite import SqliteCandidateStore
+    from resources.store.sqlite import SqliteCandidateStore
 
     store = SqliteCandidateStore(path=f"{home}/store.sqlite")
     partition = "2026-02-02"
@@ -154,7 +186,9 @@ def _wrk(base: str, key: str, paths: list[str], seconds: int) -> dict[str, float
     try:
         out = subprocess.run(
             ["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", script, base],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     finally:
         os.unlink(script)
@@ -165,8 +199,12 @@ def _wrk(base: str, key: str, paths: list[str], seconds: int) -> dict[str, float
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"p50": ms("50%"), "p99": ms("99%"), "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "errors": float(non2xx.group(1)) if non2xx else 0.0}
+    return {
+        "p50": ms("50%"),
+        "p99": ms("99%"),
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "errors": float(non2xx.group(1)) if non2xx else 0.0,
+    }
 
 
 def _python_load(base: str, key: str, paths: list[str], seconds: int) -> dict[str, float]:
@@ -175,7 +213,7 @@ def _python_load(base: str, key: str, paths: list[str], seconds: int) -> dict[st
 import http.client, random, threading, time, json, sys
 paths = {paths!r}; lat = []; errors = [0]; stop = time.time() + {seconds}
 def worker():
-    c = http.client.HTTPConnection("127.0.0.1", {base.rsplit(':', 1)[1]})
+    c = http.client.HTTPConnection("127.0.0.1", {base.rsplit(":", 1)[1]})
     while time.time() < stop:
         t = time.perf_counter(); c.request("GET", random.choice(paths), headers={{"X-API-Key": "{key}"}})
         r = c.getresponse(); r.read(); lat.append(time.perf_counter() - t)
@@ -195,11 +233,29 @@ def _server(home: Path, workers: int) -> Iterator[str]:
     """The API as `make serve` starts it, with `workers` uvicorn workers; yields its base URL once healthy."""
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "engage_assets.serving.server:app_from_settings", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--loop", "uvloop",
-         "--http", "httptools", "--no-access-log", "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "engage_assets.serving.server:app_from_settings",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
         env={**os.environ, "ENGAGE_HOME": str(home), "ENGAGE_ENV": "local"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -214,27 +270,38 @@ def run(quick: bool = False) -> dict[str, dict[str, Any]]:
     from engage_assets.serving import ensure_demo_key
     from engage_assets.serving.auth import create_api_key
     from engage_assets.settings import Settings, get_settings
-    from resources.engagement import SqliteEngagementStore
+    from resources.engagement.base import SqliteEngagementStore
 
     n = 100_000 if quick else 1_000_000
     seconds = 4 if quick else 15
     home = get_settings().home / "bench_serving"
     _build_store(home, n)
     ensure_demo_key(Settings(env="local", home=home))
-    key = create_api_key(SqliteEngagementStore(path=str(home / "engagement.sqlite")), ["read:*", "agent", "inapp"],
-                         "bench", rate_per_second=1e5, burst=100_000)[1]
+    key = create_api_key(
+        SqliteEngagementStore(path=str(home / "engagement.sqlite")),
+        ["read:*", "agent", "inapp"],
+        "bench",
+        rate_per_second=1e5,
+        burst=100_000,
+    )[1]
     load = _wrk if shutil.which("wrk") else _python_load
-    by_score = [f"/v1/programs/{PROGRAM}/candidates/by-score?offerType={o}&minScore={s:.2f}&limit=50"
-                for o, lo in (("premium", 0.7), ("standard", 0.4), ("basic", 0.0)) for s in (lo, lo + 0.1, lo + 0.2)]
+    by_score = [
+        f"/v1/programs/{PROGRAM}/candidates/by-score?offerType={o}&minScore={s:.2f}&limit=50"
+        for o, lo in (("premium", 0.7), ("standard", 0.4), ("basic", 0.0))
+        for s in (lo, lo + 0.1, lo + 0.2)
+    ]
     routes = {
         "by_score": by_score,
-        "by_risk_level": [f"/v1/programs/churn-prevention/candidates/by-risk-level?riskLevel={r}&minScore={s}&limit=50"
-                          for r, s in (("critical", 0.8), ("high", 0.6), ("medium", 0.4))],
+        "by_risk_level": [
+            f"/v1/programs/churn-prevention/candidates/by-risk-level?riskLevel={r}&minScore={s}&limit=50"
+            for r, s in (("critical", 0.8), ("high", 0.6), ("medium", 0.4))
+        ],
         "by_impact": [f"/v1/programs/{PROGRAM}/candidates/by-impact?impactLevel=premium&refundType=premium&limit=50"],
         "customer": [f"/v1/customers/C{i:08d}/candidates" for i in range(0, n, max(1, n // 100))],
         "inbox": [f"/v1/customers/C{i:08d}/inbox" for i in range(0, 500, 5)],
         "call_tasks": ["/v1/programs/churn-prevention/call-tasks?limit=50"],
     }
+
     def windows(base: str) -> tuple[list[tuple[dict[str, float], float]], dict[str, float], float]:
         """The measured window, repeated (p99 on 2 shared cores varies run to run): every run, and the median one."""
         load(base, key, by_score, 2)  # warm-up: page cache, connections
@@ -248,21 +315,33 @@ def run(quick: bool = False) -> dict[str, dict[str, Any]]:
         runs2, main2, _ = windows(base)
     tool = "wrk" if load is _wrk else "python load process"
     results: dict[str, dict[str, Any]] = {
-        "serving_p99_ms": {"value": round(main["p99"], 2), "unit": "ms", "spec": "<= 10",
-                           "note": f"GetCandidatesByScore, 50/page, {n:,} candidates, 16 connections ({tool}), "
-                                   f"during a {BATCH:,}-candidate batch write, {SERVE_WORKERS} uvicorn worker(s) "
-                                   f"(make serve); median of {len(runs)} runs",
-                           "runs_p99_ms": [round(r[0]["p99"], 2) for r in runs],
-                           "runs_rps": [round(r[0]["rps"]) for r in runs]},
+        "serving_p99_ms": {
+            "value": round(main["p99"], 2),
+            "unit": "ms",
+            "spec": "<= 10",
+            "note": f"GetCandidatesByScore, 50/page, {n:,} candidates, 16 connections ({tool}), "
+            f"during a {BATCH:,}-candidate batch write, {SERVE_WORKERS} uvicorn worker(s) "
+            f"(make serve); median of {len(runs)} runs",
+            "runs_p99_ms": [round(r[0]["p99"], 2) for r in runs],
+            "runs_rps": [round(r[0]["rps"]) for r in runs],
+        },
         "serving_rps": {"value": round(main["rps"]), "unit": "req/s", "spec": ">= 2000"},
         "serving_p50_ms": {"value": round(main["p50"], 2), "unit": "ms", "spec": ""},
         "serving_errors": {"value": int(main["errors"] + main2["errors"]), "unit": "responses", "spec": "== 0"},
-        "serving_batch_write_s": {"value": round(write_s, 2), "unit": "s", "spec": "",
-                                  "note": "the concurrent 25,000-candidate replace_partition"},
-        "serving_2_workers_p99_ms": {"value": round(main2["p99"], 2), "unit": "ms", "spec": "",
-                                     "note": "the same window with 2 uvicorn workers; median run",
-                                     "runs_p99_ms": [round(r[0]["p99"], 2) for r in runs2],
-                                     "runs_rps": [round(r[0]["rps"]) for r in runs2]},
+        "serving_batch_write_s": {
+            "value": round(write_s, 2),
+            "unit": "s",
+            "spec": "",
+            "note": "the concurrent 25,000-candidate replace_partition",
+        },
+        "serving_2_workers_p99_ms": {
+            "value": round(main2["p99"], 2),
+            "unit": "ms",
+            "spec": "",
+            "note": "the same window with 2 uvicorn workers; median run",
+            "runs_p99_ms": [round(r[0]["p99"], 2) for r in runs2],
+            "runs_rps": [round(r[0]["rps"]) for r in runs2],
+        },
         "serving_2_workers_rps": {"value": round(main2["rps"]), "unit": "req/s", "spec": ""},
     }
     for name, r in per_route.items():

@@ -3,17 +3,19 @@
 Built lazily (`@dg.definitions`): the environment (ENGAGE_ENV, ENGAGE_HOME) is read when Dagster loads the
 code location, not at import.
 """
+
 from __future__ import annotations
 
 import dagster as dg
 
-from engage_assets.config import load_programs
-from engage_assets.dbt import engage_dbt_assets, raw_source_specs
-from engage_assets.delivery.assets import build_all_delivery
-from engage_assets.factory import build_program
-from engage_assets.gdpr import build_gdpr_erasure
-from engage_assets.resources_for_env import build_resources
+from engage_assets.assets.dbt import build_dbt_assets, raw_source_specs
+from engage_assets.assets.delivery import build_all_delivery
+from engage_assets.assets.gdpr import build_gdpr_erasure
+from engage_assets.assets.program import build_program
+from engage_assets.domain.config import load_programs
 from engage_assets.settings import get_settings, program_config_dir
+from resources.by_env import build_resources
+from sensors.due_touches import build_due_touch_sensor, deliver_job_name
 from sensors.run_failures import engage_run_failure_alerts
 
 WAREHOUSE_JOB = "warehouse_build"
@@ -22,17 +24,20 @@ RETRAIN_JOB = "model_retraining"
 
 def build_definitions() -> dg.Definitions:
     settings = get_settings()
+    engage_dbt_assets = build_dbt_assets()
     programs = load_programs(program_config_dir())
     built = [build_program(p) for p in programs]
     delivery = build_all_delivery(programs)
     gdpr_job, gdpr_schedule = build_gdpr_erasure(programs)
     model_keys = [k for b in built for k in b.model_keys]
     warehouse_job = dg.define_asset_job(
-        WAREHOUSE_JOB, selection=dg.AssetSelection.assets(engage_dbt_assets),
+        WAREHOUSE_JOB,
+        selection=dg.AssetSelection.assets(engage_dbt_assets),
         description="dbt build: staging → intermediate → marts, with dbt tests as asset checks.",
     )
     retrain_job = dg.define_asset_job(
-        RETRAIN_JOB, selection=dg.AssetSelection.assets(*model_keys),
+        RETRAIN_JOB,
+        selection=dg.AssetSelection.assets(*model_keys),
         description="Retrain every program's models; each is promoted only if it beats the current version.",
     )
     return dg.Definitions(
@@ -47,7 +52,7 @@ def build_definitions() -> dg.Definitions:
             *(s for b in built for s in b.schedules),
             gdpr_schedule,
         ],
-        sensors=[engage_run_failure_alerts, *delivery[2]],
+        sensors=[engage_run_failure_alerts, *(build_due_touch_sensor(p, deliver_job_name(p)) for p in programs)],
         resources=build_resources(settings),
     )
 

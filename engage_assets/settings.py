@@ -1,22 +1,82 @@
-"""The one place that reads the environment: where local state lives and which resources to use."""
+"""The one place that reads the environment: where local state lives, which backends to use, their names.
+
+`get_settings()` reads every `ENGAGE_*` variable (and `AWS_REGION`) once, through pydantic-settings, so a bad value
+is an error at load naming the variable, never at 2 AM.  Secrets (Snowflake's password, AWS keys) are not settings:
+the production resources read them through `dg.EnvVar` when a run starts, so they never sit in the definitions.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+# Names the production backends need (not secrets: table, topic and bucket names, the region), by variable.
+PROD_REQUIRED = {
+    "aws_region": "AWS_REGION",
+    "s3_bucket": "ENGAGE_S3_BUCKET",
+    "glue_database": "ENGAGE_GLUE_DATABASE",
+    "candidate_table": "ENGAGE_CANDIDATE_TABLE",
+    "score_cache_table": "ENGAGE_SCORE_CACHE_TABLE",
+    "engagement_table": "ENGAGE_ENGAGEMENT_TABLE",
+    "delivery_table": "ENGAGE_DELIVERY_TABLE",
+    "refund_table": "ENGAGE_REFUND_TABLE",
+    "alert_topic_arn": "ENGAGE_ALERT_TOPIC_ARN",
+    "push_topic_arn": "ENGAGE_PUSH_TOPIC_ARN",
+    "email_from": "ENGAGE_EMAIL_FROM",
+    "ses_configuration_set": "ENGAGE_SES_CONFIGURATION_SET",
+}
 
-@dataclass(frozen=True)
-class Settings:
-    env: str  # "local" (embedded default) or "prod"
-    home: Path  # local state: warehouse, store, exports, models
+
+class Settings(BaseSettings):
+    """Engage's settings: `ENGAGE_<FIELD>` variables (`ENGAGE_HOME`, `ENGAGE_ENV`, …), plus `AWS_REGION`."""
+
+    model_config = SettingsConfigDict(env_prefix="ENGAGE_", frozen=True, extra="ignore")
+
+    env: Literal["local", "prod"] = Field(default="local", description="local: embedded default; prod: AWS/Snowflake")
+    home: Path = Field(default=PROJECT_ROOT / "data", description="Local state: warehouse, stores, exports, models")
+    warehouse_path_override: Path | None = Field(
+        default=None, validation_alias="ENGAGE_WAREHOUSE_PATH", description="The DuckDB warehouse (default: in home)"
+    )
+    program_configs: Path = Field(default=PROJECT_ROOT / "program_configs", description="Program YAML folder")
+    # Local channels: the SMTP capture server (`make smtp`) and the link base every message's links start with.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=2525, ge=1, le=65535)
+    link_base: str = "https://shop.example.com"
+    # Production names (see PROD_REQUIRED); the region is AWS's own variable.
+    aws_region: str | None = Field(default=None, validation_alias="AWS_REGION")
+    s3_bucket: str | None = None
+    glue_database: str | None = None
+    candidate_table: str | None = None
+    score_cache_table: str | None = None
+    engagement_table: str | None = None
+    delivery_table: str | None = None
+    refund_table: str | None = None
+    alert_topic_arn: str | None = None
+    push_topic_arn: str | None = None
+    email_from: str | None = None
+    ses_configuration_set: str | None = None
+
+    @field_validator("home")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.resolve()
+
+    @model_validator(mode="after")
+    def _prod_names(self) -> Settings:
+        if self.env == "prod":
+            missing = [var for name, var in PROD_REQUIRED.items() if not getattr(self, name)]
+            if missing:
+                raise ValueError(f"ENGAGE_ENV=prod needs {', '.join(missing)}")
+        return self
 
     @property
     def warehouse_path(self) -> Path:
-        return self.home / "warehouse.duckdb"
+        return (self.warehouse_path_override or self.home / "warehouse.duckdb").resolve()
 
     @property
     def store_path(self) -> Path:
@@ -46,14 +106,23 @@ class Settings:
     def stage_root(self) -> Path:
         return self.home / "stages"
 
+    @property
+    def mail_root(self) -> Path:
+        return self.home / "mail"
+
+    @property
+    def outbox_root(self) -> Path:
+        return self.home / "outbox"
+
+    @property
+    def alerts_path(self) -> Path:
+        return self.home / "alerts.jsonl"
+
 
 def get_settings() -> Settings:
-    env = os.environ.get("ENGAGE_ENV", "local")
-    if env not in ("local", "prod"):
-        raise ValueError(f"ENGAGE_ENV must be 'local' or 'prod', got {env!r}")
-    home = Path(os.environ.get("ENGAGE_HOME", PROJECT_ROOT / "data")).resolve()
-    return Settings(env=env, home=home)
+    """The settings the environment gives now (read on every call: tests and the CLI change the environment)."""
+    return Settings()
 
 
 def program_config_dir() -> Path:
-    return Path(os.environ.get("ENGAGE_PROGRAM_CONFIGS", PROJECT_ROOT / "program_configs"))
+    return get_settings().program_configs

@@ -1,6 +1,7 @@
 """SQLite in WAL mode for stores that several processes and threads share (candidate store, engagement store,
 delivery ledger): one connection per thread and process, a busy timeout, and write transactions that take the
 write lock up front (`BEGIN IMMEDIATE`), so two writers queue instead of deadlocking on a lock upgrade."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ Stage outputs go through `ArrowParquetIOManager` (Dagster's `UPathIOManager`: on
 partition, so re-running a partition replaces its file).  Rejected rows are written beside them by
 `RejectionLogResource`, so every row a stage drops can be found with the reason it was dropped.
 """
+
 from __future__ import annotations
 
 import gc
@@ -18,16 +19,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-from engage_assets.models import ModelRegistry
-
+from engage_assets.domain.models import ModelRegistry
 
 ROW_GROUP_ROWS = 1 << 20  # pyarrow's default row-group size
 
 
 def _plain_strings(schema: pa.Schema) -> pa.Schema:
     """`schema` with dictionary-encoded columns as their value type (how rejection logs are stored)."""
-    return pa.schema([pa.field(f.name, f.type.value_type, f.nullable, f.metadata)
-                      if pa.types.is_dictionary(f.type) else f for f in schema], metadata=schema.metadata)
+    return pa.schema(
+        [
+            pa.field(f.name, f.type.value_type, f.nullable, f.metadata) if pa.types.is_dictionary(f.type) else f
+            for f in schema
+        ],
+        metadata=schema.metadata,
+    )
 
 
 def _write_table(table: pa.Table, where: Any, schema: pa.Schema) -> None:
@@ -89,8 +94,9 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
         if isinstance(obj, dict) and context.has_asset_partitions:
             paths = self._get_paths_for_partitions(context)
             if set(obj) != set(paths):
-                raise ValueError(f"{context.asset_key.to_user_string()} returned partitions {sorted(obj)}, "
-                                 f"expected {sorted(paths)}")
+                raise ValueError(
+                    f"{context.asset_key.to_user_string()} returned partitions {sorted(obj)}, expected {sorted(paths)}"
+                )
             for partition_key, path in paths.items():
                 self.make_directory(path.parent)
                 self.dump_to_path(context=context, obj=obj[partition_key], path=path)

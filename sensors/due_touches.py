@@ -11,22 +11,34 @@ import time
 
 import dagster as dg
 
-from engage_assets.config import ProgramConfig
+from engage_assets.domain.config import ProgramConfig
+from resources.delivery_ledger.resource import DeliveryLedgerResource
 
-ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-          dg.DagsterRunStatus.STARTED]
+ACTIVE = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 def due_run_key(program_id: str, due: int, latest_due_at: int) -> str:
     return f"{program_id}:due{due}:upto{latest_due_at}"
 
 
-def build_due_touch_sensor(program: ProgramConfig, job_name: str) -> dg.SensorDefinition:
-    from engage_assets.delivery.assets import DeliveryLedgerResource
+def deliver_job_name(program: ProgramConfig) -> str:
+    """The delivery job the sensor launches (`engage_assets.assets.delivery` defines it under this name)."""
+    return f"{program.group}_deliver"
 
-    @dg.sensor(name=f"{program.group}_due_touches", job_name=job_name, minimum_interval_seconds=30,
-               default_status=dg.DefaultSensorStatus.STOPPED,
-               description=f"{program.programName}: launch a delivery run when touches are due.")
+
+def build_due_touch_sensor(program: ProgramConfig, job_name: str) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=f"{program.group}_due_touches",
+        job_name=job_name,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=f"{program.programName}: launch a delivery run when touches are due.",
+    )
     def due_touches(context: dg.SensorEvaluationContext, delivery_ledger: DeliveryLedgerResource):
         ledger = delivery_ledger.ledger()
         due, latest = ledger.due_summary(program.programId, int(time.time()))

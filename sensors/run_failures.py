@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-from resources.alerts import AlertSink
+from resources.alerts.base import AlertSink
 
 MAX_ERROR_CHARS = 300
 
@@ -24,8 +24,11 @@ def failure_alert(context: dg.RunFailureSensorContext) -> dict[str, Any]:
         "job": run.job_name,
         "run_id": run.run_id,
         "partition": run.tags.get("dagster/partition")
-        or (f"{run.tags['dagster/asset_partition_range_start']}...{run.tags['dagster/asset_partition_range_end']}"
-            if "dagster/asset_partition_range_start" in run.tags else None),
+        or (
+            f"{run.tags['dagster/asset_partition_range_start']}...{run.tags['dagster/asset_partition_range_end']}"
+            if "dagster/asset_partition_range_start" in run.tags
+            else None
+        ),
         "program": run.tags.get("engage/program"),
         "failed_steps": steps,
         "error_class": getattr(step_error, "cls_name", None),
@@ -33,9 +36,12 @@ def failure_alert(context: dg.RunFailureSensorContext) -> dict[str, Any]:
     }
 
 
-@dg.run_failure_sensor(name="engage_run_failure_alerts", minimum_interval_seconds=30,
-                       description="Every failed run of this code location becomes an alert (file locally, SNS in "
-                                   "production): job, partition, failed steps, error class and first line.")
+@dg.run_failure_sensor(
+    name="engage_run_failure_alerts",
+    minimum_interval_seconds=30,
+    description="Every failed run of this code location becomes an alert (file locally, SNS in "
+    "production): job, partition, failed steps, error class and first line.",
+)
 def engage_run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertSink) -> None:
     alert = failure_alert(context)
     where = alerts.send(alert)

@@ -1,4 +1,5 @@
 """Shared fixtures: a real moto server on loopback for the AWS adapters (wire protocol, not in-process mocks)."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 They follow the planning module's contracts (plan_touches' columns, CustomerState.recheck/contacts,
 TemplateRenderer.render) so the engine is tested on its own; the end-to-end test uses the real ones.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,37 +13,73 @@ from typing import Any
 
 import pyarrow as pa
 
-from engage_assets.delivery.ledger import PLAN_COLUMNS
+from resources.delivery_ledger.sqlite import PLAN_COLUMNS
 
 
 def plan_table(program_id: str, partition_key: str, rows: list[dict[str, Any]]) -> pa.Table:
     """A touch plan in plan_touches' schema; each row needs customerId and channel, the rest has defaults."""
     out = []
-    for i, r in enumerate(rows):
+    for _i, r in enumerate(rows):
         cust, channel = r["customerId"], r["channel"]
         subject = r.get("subjectId", f"s-{cust}")
         touch = r.get("touchId", "t1")
         full = {
             "touchKey": f"{program_id}#{cust}#{subject}#{touch}#{r.get('channelId', channel)}",
-            "programId": program_id, "partitionKey": partition_key, "customerId": cust, "subjectId": subject,
-            "touchId": touch, "channel": channel, "channelId": r.get("channelId", channel),
-            "templateId": r.get("templateId", "tpl-v1"), "dueAt": r.get("dueAt", 1_000),
-            "expiresAt": r.get("expiresAt", 10**10), "conditions": json.dumps(r.get("conditions", [])),
-            "segment": r.get("segment", "high"), "offerType": "premium", "offer": json.dumps({"discount": 50}),
-            "holdout": r.get("holdout", False), "marketplace": "US", "timeZone": r.get("timeZone", "UTC"),
-            "currency": "USD", "score": float(r.get("score", 0.9)),
+            "programId": program_id,
+            "partitionKey": partition_key,
+            "customerId": cust,
+            "subjectId": subject,
+            "touchId": touch,
+            "channel": channel,
+            "channelId": r.get("channelId", channel),
+            "templateId": r.get("templateId", "tpl-v1"),
+            "dueAt": r.get("dueAt", 1_000),
+            "expiresAt": r.get("expiresAt", 10**10),
+            "conditions": json.dumps(r.get("conditions", [])),
+            "segment": r.get("segment", "high"),
+            "offerType": "premium",
+            "offer": json.dumps({"discount": 50}),
+            "holdout": r.get("holdout", False),
+            "marketplace": "US",
+            "timeZone": r.get("timeZone", "UTC"),
+            "currency": "USD",
+            "score": float(r.get("score", 0.9)),
         }
         out.append(full)
-    return pa.Table.from_pylist(out, schema=pa.schema([
-        (c, pa.int64() if c in ("dueAt", "expiresAt") else pa.bool_() if c == "holdout"
-         else pa.float64() if c == "score" else pa.string()) for c in PLAN_COLUMNS]))
+    return pa.Table.from_pylist(
+        out,
+        schema=pa.schema(
+            [
+                (
+                    c,
+                    pa.int64()
+                    if c in ("dueAt", "expiresAt")
+                    else pa.bool_()
+                    if c == "holdout"
+                    else pa.float64()
+                    if c == "score"
+                    else pa.string(),
+                )
+                for c in PLAN_COLUMNS
+            ]
+        ),
+    )
 
 
 def contact(cust: str, **over: Any) -> dict[str, Any]:
-    return {"customer_id": cust, "customer_name": f"Name {cust}", "email": f"{cust}@example.com",
-            "phone": "+15550000" + cust[-3:].rjust(3, "0") if cust[-3:].isdigit() else "+15550000000",
-            "marketplace": "US", "time_zone": "UTC", "email_opt_in": True, "sms_opt_in": True, "push_opt_in": True,
-            "phone_opt_in": True, "marketing_opt_out": False} | over
+    return {
+        "customer_id": cust,
+        "customer_name": f"Name {cust}",
+        "email": f"{cust}@example.com",
+        "phone": "+15550000" + cust[-3:].rjust(3, "0") if cust[-3:].isdigit() else "+15550000000",
+        "marketplace": "US",
+        "time_zone": "UTC",
+        "email_opt_in": True,
+        "sms_opt_in": True,
+        "push_opt_in": True,
+        "phone_opt_in": True,
+        "marketing_opt_out": False,
+    } | over
 
 
 class FakeCustomerState:
@@ -79,5 +116,8 @@ class FakeRenderer:
         if touch["templateId"] == "broken":
             raise FakeTemplateError("missing_field:discountCode")
         name = contact["customer_name"]
-        return Rendered(f"Offer for {name}", f"Hi {name},\nyour offer: {touch['offer']}\n",
-                        f"<p>Hi {name}</p>" if touch["channel"] == "email" else None)
+        return Rendered(
+            f"Offer for {name}",
+            f"Hi {name},\nyour offer: {touch['offer']}\n",
+            f"<p>Hi {name}</p>" if touch["channel"] == "email" else None,
+        )

@@ -6,7 +6,7 @@ import boto3
 import dagster as dg
 import pytest
 
-from resources.alerts import FileAlertSink, SnsAlertSink
+from resources.alerts.base import FileAlertSink, SnsAlertSink
 from sensors.run_failures import MAX_ERROR_CHARS, engage_run_failure_alerts
 
 PII = "jane.doe@example.com"
@@ -20,15 +20,20 @@ def fragile(context: dg.AssetExecutionContext) -> None:
 def _failed_run_context():
     instance = dg.DagsterInstance.ephemeral()
     job = dg.Definitions(assets=[fragile], jobs=[dg.define_asset_job("fragile_job", [fragile])]).resolve_job_def(
-        "fragile_job")
-    result = job.execute_in_process(instance=instance, partition_key="2026-11-20", raise_on_error=False,
-                                    tags={"engage/program": "proactive-refunds"})
+        "fragile_job"
+    )
+    result = job.execute_in_process(
+        instance=instance,
+        partition_key="2026-11-20",
+        raise_on_error=False,
+        tags={"engage/program": "proactive-refunds"},
+    )
     assert not result.success
     run = instance.get_run_by_id(result.run_id)
     failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
     return dg.build_run_status_sensor_context(
-        sensor_name=engage_run_failure_alerts.name, dagster_instance=instance, dagster_run=run,
-        dagster_event=failure).for_run_failure()
+        sensor_name=engage_run_failure_alerts.name, dagster_instance=instance, dagster_run=run, dagster_event=failure
+    ).for_run_failure()
 
 
 def test_failed_run_becomes_a_file_alert(tmp_path):

@@ -1,5 +1,6 @@
 """Channels against real endpoints: SES v2 and SNS on a moto server (wire protocol), SMTP against the aiosmtpd
 capture server, the outbox, and call tasks / inbox entries through the SQLite engagement store."""
+
 from __future__ import annotations
 
 import email
@@ -10,17 +11,37 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from engage_assets.delivery.smtp_capture import capture_path, running_capture
-from resources.channels import (CallTaskChannel, InboxChannel, OutboundMessage, OutboxSmsChannel, PermanentSendError,
-                                SesEmailChannel, SmtpEmailChannel, SnsPushChannel, SnsSmsChannel, TransientSendError,
-                                _aws_call)
-from resources.engagement import SqliteEngagementStore
+from engage_assets.demo.smtp_capture import capture_path, running_capture
+from resources.channels.base import (
+    CallTaskChannel,
+    InboxChannel,
+    OutboundMessage,
+    OutboxSmsChannel,
+    PermanentSendError,
+    SesEmailChannel,
+    SmtpEmailChannel,
+    SnsPushChannel,
+    SnsSmsChannel,
+    TransientSendError,
+    _aws_call,
+)
+from resources.engagement.base import SqliteEngagementStore
 
 
 def msg(channel="email", to="ann@example.com", key=None, **kw):
-    return OutboundMessage(key or uuid.uuid4().hex, "touchhash", "churn-prevention", "c1", channel, to,
-                           kw.pop("subject", "We'd love to keep you – 50% off"), kw.pop("text", "Hi Ann,\nOffer inside."),
-                           kw.pop("html", "<p>Hi Ann &amp; team</p>"), now=1_786_363_200, **kw)
+    return OutboundMessage(
+        key or uuid.uuid4().hex,
+        "touchhash",
+        "churn-prevention",
+        "c1",
+        channel,
+        to,
+        kw.pop("subject", "We'd love to keep you – 50% off"),
+        kw.pop("text", "Hi Ann,\nOffer inside."),
+        kw.pop("html", "<p>Hi Ann &amp; team</p>"),
+        now=1_786_363_200,
+        **kw,
+    )
 
 
 def test_smtp_capture_readable_eml_with_headers(tmp_path):
@@ -40,7 +61,7 @@ def test_smtp_capture_readable_eml_with_headers(tmp_path):
 
 
 def test_smtp_connection_refused_is_transient(tmp_path):
-    from engage_assets.delivery.smtp_capture import free_port
+    from engage_assets.demo.smtp_capture import free_port
 
     with pytest.raises(TransientSendError) as e:
         SmtpEmailChannel(port=free_port()).open().send(msg())
@@ -71,19 +92,27 @@ def test_sns_sms_and_push(moto_endpoint):
 
     sms = SnsSmsChannel(endpoint_url=moto_endpoint, region_name="us-east-1").open()
     mid = sms.send(msg("sms", to="+15551230001", subject=None, html=None, text="Hi Ann! Use code CART10."))
-    assert sns_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sms_messages[mid] == ("+15551230001",
-                                                                               "Hi Ann! Use code CART10.")
+    assert sns_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sms_messages[mid] == (
+        "+15551230001",
+        "Hi Ann! Use code CART10.",
+    )
     topic = boto3.client("sns", endpoint_url=moto_endpoint, region_name="us-east-1").create_topic(
-        Name=f"push-{uuid.uuid4().hex[:8]}")["TopicArn"]
-    assert SnsPushChannel(endpoint_url=moto_endpoint, region_name="us-east-1", topic_arn=topic).open().send(
-        msg("push", to=None, subject="Last Chance!", html=None, text="10% off ends today"))
+        Name=f"push-{uuid.uuid4().hex[:8]}"
+    )["TopicArn"]
+    assert (
+        SnsPushChannel(endpoint_url=moto_endpoint, region_name="us-east-1", topic_arn=topic)
+        .open()
+        .send(msg("push", to=None, subject="Last Chance!", html=None, text="10% off ends today"))
+    )
 
 
 def test_aws_error_classification():
     def raiser(code, status):
         def fn():
-            raise ClientError({"Error": {"Code": code, "Message": "x"}, "ResponseMetadata": {"HTTPStatusCode": status}},
-                              "Publish")
+            raise ClientError(
+                {"Error": {"Code": code, "Message": "x"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Publish"
+            )
+
         return fn
 
     for code, status in (("Throttling", 400), ("TooManyRequestsException", 429), ("InternalError", 500)):
@@ -95,7 +124,7 @@ def test_aws_error_classification():
 
 
 def test_sns_unreachable_is_transient():
-    from engage_assets.delivery.smtp_capture import free_port
+    from engage_assets.demo.smtp_capture import free_port
 
     channel = SnsSmsChannel(endpoint_url=f"http://127.0.0.1:{free_port()}", region_name="us-east-1")
     with pytest.raises(TransientSendError):
@@ -107,24 +136,42 @@ def test_outbox_dedupes_by_key(tmp_path):
     m = msg("sms", to="+15551230001", key="k" * 40)
     assert session.lookup(m) is None
     assert session.send(m) == session.send(m)
-    assert session.lookup(m) and session.conn.execute("SELECT count(*), max(received) FROM messages").fetchone() == (1, 2)
+    assert session.lookup(m) and session.conn.execute("SELECT count(*), max(received) FROM messages").fetchone() == (
+        1,
+        2,
+    )
 
 
 def test_phone_and_in_app_through_engagement_store(tmp_path):
     store = SqliteEngagementStore(path=str(tmp_path / "engagement.sqlite"))
-    touch = {"dueAt": 1_786_363_200, "segment": "critical", "score": 0.93, "templateId": "retention-offer-v4",
-             "offer": '{"discount": 50, "duration": 6}'}
+    touch = {
+        "dueAt": 1_786_363_200,
+        "segment": "critical",
+        "score": 0.93,
+        "templateId": "retention-offer-v4",
+        "offer": '{"discount": 50, "duration": 6}',
+    }
     call = CallTaskChannel(store).open()
-    m = msg("phone", to="+15551230001", key="t" * 32, touch=touch,
-            channel_config={"scriptId": "retention-call-v2", "callType": "account-manager", "scheduleWithin": "24h"})
+    m = msg(
+        "phone",
+        to="+15551230001",
+        key="t" * 32,
+        touch=touch,
+        channel_config={"scriptId": "retention-call-v2", "callType": "account-manager", "scheduleWithin": "24h"},
+    )
     assert call.lookup(m) is None
     assert call.send(m) == call.send(m) == "t" * 32  # idempotent by task id
     task = store.get_call_task("t" * 32)
     assert task["dueAt"] == touch["dueAt"] + 24 * 3600 and task["scriptId"] == "retention-call-v2"
     assert task["offer"]["discount"] == 50
     inbox = InboxChannel(store).open()
-    m2 = msg("in-app", to=None, key="i" * 32, touch=touch,
-             channel_config={"messageType": "retention-offer", "displayDuration": 7})
+    m2 = msg(
+        "in-app",
+        to=None,
+        key="i" * 32,
+        touch=touch,
+        channel_config={"messageType": "retention-offer", "displayDuration": 7},
+    )
     assert inbox.send(m2) == inbox.send(m2)
     entry = store.get_inbox_message("i" * 32)
     assert entry["displayUntil"] - entry["displayFrom"] == 7 * 86_400 and entry["messageType"] == "retention-offer"

@@ -1,15 +1,17 @@
 """Send-time state: consent, account status, expiry and conversion re-checked against a fresh warehouse."""
+
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import duckdb
 import pytest
 
-from engage_assets.delivery.conditions import ConversionSource, CustomerState, consent_reason
-from resources.warehouse import DuckDBWarehouse
+from engage_assets.domain.conditions import consent_reason
+from resources.customer_state import ConversionSource, CustomerState
+from resources.warehouse.base import DuckDBWarehouse
 
-AS_OF = datetime(2026, 11, 22, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 11, 22, tzinfo=UTC)
 NOW = int(AS_OF.timestamp())
 
 
@@ -36,19 +38,49 @@ def warehouse(tmp_path):
 
 
 def t(customer, channel="sms", conditions='["not_converted"]', expires=NOW + 86_400, partition="2026-11-22"):
-    return {"customerId": customer, "channel": channel, "partitionKey": partition, "conditions": conditions,
-            "expiresAt": expires}
+    return {
+        "customerId": customer,
+        "channel": channel,
+        "partitionKey": partition,
+        "conditions": conditions,
+        "expiresAt": expires,
+    }
 
 
 def test_every_reason(warehouse):
     state = CustomerState(warehouse=warehouse)
-    touches = [t("C1"), t("C2"), t("C3"), t("C4"), t("C5"), t("C6", "email"), t("C6", "push"), t("C6", "phone"),
-               t("C7"), t("C9"), t("C1", expires=NOW), t("C4", conditions='["cart_abandoned"]'),
-               t("C4", conditions="[]"), t("C1", "in-app")]
+    touches = [
+        t("C1"),
+        t("C2"),
+        t("C3"),
+        t("C4"),
+        t("C5"),
+        t("C6", "email"),
+        t("C6", "push"),
+        t("C6", "phone"),
+        t("C7"),
+        t("C9"),
+        t("C1", expires=NOW),
+        t("C4", conditions='["cart_abandoned"]'),
+        t("C4", conditions="[]"),
+        t("C1", "in-app"),
+    ]
     assert state.recheck_many(touches, AS_OF) == [
-        None, "opted_out:sms", "account_closed", "converted", "marketing_opt_out", "opted_out:email",
-        "opted_out:push", "opted_out:phone", "converted", "unknown_customer", "offer_expired", "cart_not_abandoned",
-        None, None]
+        None,
+        "opted_out:sms",
+        "account_closed",
+        "converted",
+        "marketing_opt_out",
+        "opted_out:email",
+        "opted_out:push",
+        "opted_out:phone",
+        "converted",
+        "unknown_customer",
+        "offer_expired",
+        "cart_not_abandoned",
+        None,
+        None,
+    ]
 
 
 def test_a_conversion_before_the_plan_does_not_count(warehouse):
@@ -90,7 +122,10 @@ def test_contacts_carry_locale_currency_and_consent(warehouse):
     contacts = CustomerState(warehouse=warehouse).contacts(["C2", "C4", "C9"])
     assert set(contacts) == {"C2", "C4"}
     assert (contacts["C2"]["currency"], contacts["C2"]["time_zone"], contacts["C2"]["sms_opt_in"]) == (
-        "EUR", "Europe/Berlin", False)
+        "EUR",
+        "Europe/Berlin",
+        False,
+    )
     assert contacts["C4"]["currency"] == "JPY" and contacts["C4"]["email"] == "g@example.com"
 
 
@@ -107,7 +142,7 @@ def test_consent_reason_alone():
 
 
 def test_erased_customers_get_no_contact_row_and_recheck_erased(warehouse, tmp_path):
-    from resources.engagement import SqliteEngagementStore
+    from resources.engagement.base import SqliteEngagementStore
 
     store = SqliteEngagementStore(path=str(tmp_path / "engagement.sqlite"))
     store.delete_customer("C1")

@@ -7,18 +7,21 @@ import dagster as dg
 import duckdb
 import pytest
 
-from engage_assets.datagen import generate
-from engage_assets.dbt import (
-    dbt_project,
-    dbt_resource,
-    engage_dbt_assets,
-    mart_asset_key,
-    mart_names,
-)
+from engage_assets.assets.dbt import build_dbt_assets, mart_asset_key, mart_names
+from engage_assets.demo.datagen import generate
+from resources.dbt import dbt_project, dbt_resource
+
+engage_dbt_assets = build_dbt_assets()
 
 MARTS = {
-    "order_tracking", "churned_customers", "customer_analytics", "customers", "offer_history",
-    "training_refund_outcomes", "training_winback_outcomes", "training_churn_outcomes",
+    "order_tracking",
+    "churned_customers",
+    "customer_analytics",
+    "customers",
+    "offer_history",
+    "training_refund_outcomes",
+    "training_winback_outcomes",
+    "training_churn_outcomes",
 }
 BAD_ORDER = "O_BAD_DELAY"
 RELOADED_ORDER = "O0000000001"
@@ -36,9 +39,7 @@ def _build(warehouse: Path) -> dg.ExecuteInProcessResult:
         mp.setenv("ENGAGE_WAREHOUSE_PATH", str(warehouse))
         # dbt's per-run artifacts go beside the warehouse, not into dbt_project/target.
         mp.setenv("DBT_TARGET_PATH", str(warehouse.parent / "dbt_target"))
-        return dg.materialize(
-            [engage_dbt_assets], resources={"dbt": dbt_resource("local")}, raise_on_error=False
-        )
+        return dg.materialize([engage_dbt_assets], resources={"dbt": dbt_resource("local")}, raise_on_error=False)
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +151,4 @@ def test_contract_violation_fails_the_build_naming_the_column(tmp_path):
     failures = [e for e in result.all_events if e.is_step_failure]
     message = "\n".join(e.step_failure_data.error.to_string() for e in failures)
     assert "contract" in message and "customer_complaints" in message
-    assert mart_asset_key("order_tracking") not in {
-        m.asset_key for m in result.get_asset_materialization_events()
-    }
+    assert mart_asset_key("order_tracking") not in {m.asset_key for m in result.get_asset_materialization_events()}

@@ -1,4 +1,5 @@
 """`dagster definitions validate` over the real workspace: passes as shipped, fails on a bad program config."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,14 @@ def _validate(tmp_path: Path, configs: Path | None = None) -> subprocess.Complet
     env = {**os.environ, "ENGAGE_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path)}
     if configs is not None:
         env["ENGAGE_PROGRAM_CONFIGS"] = str(configs)
-    return subprocess.run([DAGSTER, "definitions", "validate", "-w", "workspace.yaml"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [DAGSTER, "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_workspace_validates(tmp_path):

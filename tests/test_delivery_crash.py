@@ -5,13 +5,14 @@ outbox), a child process killed by SIGKILL at a random pass of the crash point, 
 Exactly once = the set of captured .eml files and outbox rows equals the set of planned idempotency keys, and the
 ledger says `sent` for every touch.  The full run (20 trials × 10,000 touches) is `bench/bench_delivery.py`.
 """
+
 from __future__ import annotations
 
 import pytest
 
 from engage_assets.delivery.engine import CRASH_POINTS
-from engage_assets.delivery.reliability import run_trial
-from engage_assets.delivery.smtp_capture import free_port, running_capture
+from engage_assets.demo.reliability import run_trial
+from engage_assets.demo.smtp_capture import free_port, running_capture
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS + ("after_send",))
@@ -31,14 +32,24 @@ def test_two_processes_at_once_send_each_touch_once(tmp_path):
     import subprocess
     import sys
 
-    from engage_assets.delivery.ledger import DeliveryLedger
-    from engage_assets.delivery.reliability import NOW, PROGRAM, count_received, trial_plan
+    from engage_assets.demo.reliability import NOW, PROGRAM, count_received, trial_plan
+    from resources.delivery_ledger.sqlite import DeliveryLedger
 
     ledger = DeliveryLedger(tmp_path / "delivery.sqlite")
     ledger.plan(trial_plan(1000), PROGRAM, "trial", NOW)
     with running_capture(tmp_path / "mail", port=free_port()) as (handler, port):
-        cmd = [sys.executable, "-m", "engage_assets.delivery.reliability", "deliver", "--root", str(tmp_path),
-               "--port", str(port), "--lease", "600"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "engage_assets.demo.reliability",
+            "deliver",
+            "--root",
+            str(tmp_path),
+            "--port",
+            str(port),
+            "--lease",
+            "600",
+        ]
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE) for _ in range(2)]
         assert [p.wait(timeout=300) for p in procs] == [0, 0]
     result = count_received(tmp_path, 1000)

@@ -1,23 +1,25 @@
 """The send loop over the real ledger, the real SMTP capture server (aiosmtpd on a free port) and the real outbox:
 conditions, caps, quiet hours, opt-outs, suppression list, rate limit, retries, outage, template errors."""
+
 from __future__ import annotations
 
 import sqlite3
 import time
-from datetime import datetime, time as dtime, timezone
+from datetime import UTC, datetime
+from datetime import time as dtime
 from pathlib import Path
 
 import pytest
 
 from engage_assets.delivery.engine import DeliveryEngine, EngineConfig
-from engage_assets.delivery.ledger import DeliveryLedger, idempotency_key
-from engage_assets.delivery.pressure import PressurePolicy, ProgramCap, quiet_until
-from engage_assets.delivery.smtp_capture import capture_path, free_port, running_capture
-from resources.channels import OutboxPushChannel, OutboxSmsChannel, SmtpEmailChannel, TokenBucket
+from engage_assets.demo.smtp_capture import capture_path, free_port, running_capture
+from engage_assets.domain.pressure import PressurePolicy, ProgramCap, quiet_until
+from resources.channels.base import OutboxPushChannel, OutboxSmsChannel, SmtpEmailChannel, TokenBucket
+from resources.delivery_ledger.sqlite import DeliveryLedger, idempotency_key
 from tests.delivery_support import FakeCustomerState, FakeRenderer, FakeTemplateError, contact, plan_table
 
 P = "win-back-campaigns"
-NOW = int(datetime(2026, 8, 10, 12, 0, tzinfo=timezone.utc).timestamp())  # noon UTC: outside quiet hours
+NOW = int(datetime(2026, 8, 10, 12, 0, tzinfo=UTC).timestamp())  # noon UTC: outside quiet hours
 NO_QUIET = PressurePolicy(quiet_start=dtime(0, 0), quiet_end=dtime(0, 0))
 
 
@@ -27,18 +29,29 @@ def capture(tmp_path):
         yield handler, port, tmp_path / "mail"
 
 
-def make_engine(tmp_path, port, contacts, reasons=None, policy=NO_QUIET, config=None, smtp_rate=5000.0,
-                mail_root=None):
+def make_engine(tmp_path, port, contacts, reasons=None, policy=NO_QUIET, config=None, smtp_rate=5000.0, mail_root=None):
     ledger = DeliveryLedger(tmp_path / "delivery.sqlite")
     channels = {
-        "email": SmtpEmailChannel(port=port, rate_per_s=smtp_rate, burst=1 if smtp_rate < 1000 else 500,
-                                  capture_dir=str(mail_root) if mail_root else None, max_connections=2),
+        "email": SmtpEmailChannel(
+            port=port,
+            rate_per_s=smtp_rate,
+            burst=1 if smtp_rate < 1000 else 500,
+            capture_dir=str(mail_root) if mail_root else None,
+            max_connections=2,
+        ),
         "sms": OutboxSmsChannel(root=str(tmp_path / "outbox")),
         "push": OutboxPushChannel(root=str(tmp_path / "outbox")),
     }
     cfg = config or EngineConfig(inline_backoff_s=0.001)
-    return ledger, DeliveryEngine(ledger, channels, FakeCustomerState(contacts, reasons), FakeRenderer(), policy, cfg,
-                                  template_errors=(FakeTemplateError,))
+    return ledger, DeliveryEngine(
+        ledger,
+        channels,
+        FakeCustomerState(contacts, reasons),
+        FakeRenderer(),
+        policy,
+        cfg,
+        template_errors=(FakeTemplateError,),
+    )
 
 
 def outbox_rows(tmp_path, channel="sms"):
@@ -53,7 +66,8 @@ def states(ledger):
 def test_plan_holdout_replan_never_unsends(tmp_path):
     ledger = DeliveryLedger(tmp_path / "d.sqlite")
     rows = [{"customerId": f"c{i}", "channel": "email"} for i in range(4)] + [
-        {"customerId": "c9", "channel": "email", "holdout": True}]
+        {"customerId": "c9", "channel": "email", "holdout": True}
+    ]
     r = ledger.plan(plan_table(P, "2026-08-03", rows), P, "2026-08-03", NOW)
     assert (r.inserted, r.held_out) == (5, 1)
     assert ledger.get(f"{P}#c9#s-c9#t1#email").reason == "held_out"
@@ -61,8 +75,12 @@ def test_plan_holdout_replan_never_unsends(tmp_path):
     with ledger.transaction() as conn:
         assert ledger.claim(conn, f"{P}#c0#s-c0#t1#email", "tok", NOW)
     ledger.mark_sent(f"{P}#c0#s-c0#t1#email", "tok", "m1", NOW)
-    rows2 = [{"customerId": "c2", "channel": "email", "dueAt": 5_000}, {"customerId": "c3", "channel": "email"},
-             {"customerId": "c5", "channel": "email"}, {"customerId": "c9", "channel": "email", "holdout": True}]
+    rows2 = [
+        {"customerId": "c2", "channel": "email", "dueAt": 5_000},
+        {"customerId": "c3", "channel": "email"},
+        {"customerId": "c5", "channel": "email"},
+        {"customerId": "c9", "channel": "email", "holdout": True},
+    ]
     r2 = ledger.plan(plan_table(P, "2026-08-03", rows2), P, "2026-08-03", NOW)
     assert (r2.inserted, r2.replaced, r2.removed, r2.kept) == (1, 2, 1, 1)
     assert ledger.get(f"{P}#c0#s-c0#t1#email").state == "sent"
@@ -94,15 +112,25 @@ def test_every_channel_delivers_once_and_mail_is_readable(tmp_path, capture):
 def test_conditions_expiry_optouts_invalid_addresses(tmp_path, capture):
     _, port, _ = capture
     contacts = {
-        "ok": contact("ok"), "conv": contact("conv"), "mkt": contact("mkt", marketing_opt_out=True),
-        "nosms": contact("nosms", sms_opt_in=False), "bademail": contact("bademail", email="not-an-email"),
-        "badphone": contact("badphone", phone="555-1234"), "exp": contact("exp"),
+        "ok": contact("ok"),
+        "conv": contact("conv"),
+        "mkt": contact("mkt", marketing_opt_out=True),
+        "nosms": contact("nosms", sms_opt_in=False),
+        "bademail": contact("bademail", email="not-an-email"),
+        "badphone": contact("badphone", phone="555-1234"),
+        "exp": contact("exp"),
     }
-    rows = [{"customerId": "ok", "channel": "email"}, {"customerId": "conv", "channel": "email"},
-            {"customerId": "mkt", "channel": "email"}, {"customerId": "nosms", "channel": "sms"},
-            {"customerId": "bademail", "channel": "email"}, {"customerId": "badphone", "channel": "sms"},
-            {"customerId": "exp", "channel": "email", "expiresAt": NOW - 1},
-            {"customerId": "gone", "channel": "email"}, {"customerId": "ok", "channel": "sms", "templateId": "broken"}]
+    rows = [
+        {"customerId": "ok", "channel": "email"},
+        {"customerId": "conv", "channel": "email"},
+        {"customerId": "mkt", "channel": "email"},
+        {"customerId": "nosms", "channel": "sms"},
+        {"customerId": "bademail", "channel": "email"},
+        {"customerId": "badphone", "channel": "sms"},
+        {"customerId": "exp", "channel": "email", "expiresAt": NOW - 1},
+        {"customerId": "gone", "channel": "email"},
+        {"customerId": "ok", "channel": "sms", "templateId": "broken"},
+    ]
     ledger, engine = make_engine(tmp_path, port, contacts, reasons={"conv": "converted"})
     ledger.plan(plan_table(P, "p1", rows), P, "p1", NOW)
     stats = engine.run([P], NOW)
@@ -121,17 +149,35 @@ def test_conditions_expiry_optouts_invalid_addresses(tmp_path, capture):
 
 def test_global_and_program_caps_across_programs(tmp_path, capture):
     _, port, _ = capture
-    policy = PressurePolicy(global_cap=3, quiet_start=dtime(0, 0), quiet_end=dtime(0, 0),
-                            program_caps={"churn-prevention": ProgramCap(1, 91)})
+    policy = PressurePolicy(
+        global_cap=3,
+        quiet_start=dtime(0, 0),
+        quiet_end=dtime(0, 0),
+        program_caps={"churn-prevention": ProgramCap(1, 91)},
+    )
     ledger, engine = make_engine(tmp_path, port, {"c1": contact("c1"), "c2": contact("c2")}, policy=policy)
     # c1: five touches over two programs: the global cap (3 in 7 days) lets three through.
-    ledger.plan(plan_table(P, "p1", [{"customerId": "c1", "channel": ch, "touchId": ch}
-                                     for ch in ("email", "sms", "push")]), P, "p1", NOW)
-    ledger.plan(plan_table("churn-prevention", "p1", [{"customerId": "c1", "channel": "email", "subjectId": "x"},
-                                                      {"customerId": "c2", "channel": "email", "subjectId": "a"},
-                                                      {"customerId": "c2", "channel": "sms", "subjectId": "a"},
-                                                      {"customerId": "c2", "channel": "email", "subjectId": "b"}]),
-                "churn-prevention", "p1", NOW)
+    ledger.plan(
+        plan_table(P, "p1", [{"customerId": "c1", "channel": ch, "touchId": ch} for ch in ("email", "sms", "push")]),
+        P,
+        "p1",
+        NOW,
+    )
+    ledger.plan(
+        plan_table(
+            "churn-prevention",
+            "p1",
+            [
+                {"customerId": "c1", "channel": "email", "subjectId": "x"},
+                {"customerId": "c2", "channel": "email", "subjectId": "a"},
+                {"customerId": "c2", "channel": "sms", "subjectId": "a"},
+                {"customerId": "c2", "channel": "email", "subjectId": "b"},
+            ],
+        ),
+        "churn-prevention",
+        "p1",
+        NOW,
+    )
     engine.run([P, "churn-prevention"], NOW)
     assert ledger.get("churn-prevention#c1#x#t1#email").reason == "global_cap"
     # c2: the program allows one subject per quarter: both touches of subject a go, subject b is capped.
@@ -144,14 +190,13 @@ def test_global_and_program_caps_across_programs(tmp_path, capture):
 
 def test_quiet_hours_defer_to_local_morning(tmp_path, capture):
     _, port, _ = capture
-    tokyo_late = int(datetime(2026, 8, 10, 14, 30, tzinfo=timezone.utc).timestamp())  # 23:30 in Tokyo
-    ledger, engine = make_engine(tmp_path, port, {"jp": contact("jp", time_zone="Asia/Tokyo")},
-                                 policy=PressurePolicy())
+    tokyo_late = int(datetime(2026, 8, 10, 14, 30, tzinfo=UTC).timestamp())  # 23:30 in Tokyo
+    ledger, engine = make_engine(tmp_path, port, {"jp": contact("jp", time_zone="Asia/Tokyo")}, policy=PressurePolicy())
     ledger.plan(plan_table(P, "p1", [{"customerId": "jp", "channel": "sms"}]), P, "p1", tokyo_late)
     stats = engine.run([P], tokyo_late)
     row = ledger.get(f"{P}#jp#s-jp#t1#sms")
     assert stats.by_channel() == {"sms": {"deferred": 1}} and row.state == "planned"
-    morning = int(datetime(2026, 8, 10, 23, 0, tzinfo=timezone.utc).timestamp())  # 08:00 in Tokyo
+    morning = int(datetime(2026, 8, 10, 23, 0, tzinfo=UTC).timestamp())  # 08:00 in Tokyo
     assert row.next_attempt_at == morning and row.reason == "deferred:quiet_hours"
     assert engine.run([P], morning).by_channel() == {"sms": {"sent": 1}}
     assert quiet_until(morning, "Asia/Tokyo", dtime(21), dtime(8)) is None
@@ -174,11 +219,25 @@ def test_suppression_list_and_bounce(tmp_path):
     ctl = Controller(Bouncer(), hostname="127.0.0.1", port=port)
     ctl.start()
     try:
-        contacts = {"b1": contact("b1", email="bounce@example.com"), "b2": contact("b2", email="bounce@example.com"),
-                    "ok": contact("ok")}
+        contacts = {
+            "b1": contact("b1", email="bounce@example.com"),
+            "b2": contact("b2", email="bounce@example.com"),
+            "ok": contact("ok"),
+        }
         ledger, engine = make_engine(tmp_path, port, contacts)
-        ledger.plan(plan_table(P, "p1", [{"customerId": "b1", "channel": "email", "dueAt": 1},
-                                         {"customerId": "ok", "channel": "email", "dueAt": 2}]), P, "p1", NOW)
+        ledger.plan(
+            plan_table(
+                P,
+                "p1",
+                [
+                    {"customerId": "b1", "channel": "email", "dueAt": 1},
+                    {"customerId": "ok", "channel": "email", "dueAt": 2},
+                ],
+            ),
+            P,
+            "p1",
+            NOW,
+        )
         engine.run([P], NOW)
         assert ledger.get(f"{P}#b1#s-b1#t1#email").reason == "bounce:smtp_550"
         assert ledger.get(f"{P}#ok#s-ok#t1#email").state == "sent"
@@ -209,8 +268,12 @@ def test_transient_errors_retried_permanent_not(tmp_path):
     try:
         contacts = {"a": contact("a"), "perm": contact("perm", customer_name="perm")}
         ledger, engine = make_engine(tmp_path, port, contacts)
-        ledger.plan(plan_table(P, "p1", [{"customerId": "a", "channel": "email"},
-                                         {"customerId": "perm", "channel": "email"}]), P, "p1", NOW)
+        ledger.plan(
+            plan_table(P, "p1", [{"customerId": "a", "channel": "email"}, {"customerId": "perm", "channel": "email"}]),
+            P,
+            "p1",
+            NOW,
+        )
         engine.run([P], NOW)
         assert ledger.get(f"{P}#a#s-a#t1#email").state == "sent"  # 451, then 250 on the inline retry
         perm = ledger.get(f"{P}#perm#s-perm#t1#email")
@@ -274,7 +337,7 @@ def test_rate_limit(tmp_path, capture):
 
 def test_idempotency_key_travels_and_capture_dedupes(tmp_path, capture):
     handler, port, mail = capture
-    from resources.channels import OutboundMessage
+    from resources.channels.base import OutboundMessage
 
     session = SmtpEmailChannel(port=port, capture_dir=str(mail)).open()
     msg = OutboundMessage(idempotency_key("k1"), "h", P, "c1", "email", "c1@example.com", "s", "t")
@@ -290,9 +353,9 @@ def test_idempotency_key_travels_and_capture_dedupes(tmp_path, capture):
 def test_due_touch_sensor_run_key_from_ledger_not_clock(tmp_path):
     import dagster as dg
 
-    from engage_assets.config import load_programs
-    from engage_assets.delivery.assets import DeliveryLedgerResource
+    from engage_assets.domain.config import load_programs
     from engage_assets.settings import program_config_dir
+    from resources.delivery_ledger.resource import DeliveryLedgerResource
     from sensors.due_touches import build_due_touch_sensor
 
     program = next(p for p in load_programs(program_config_dir()) if p.programId == "win-back-campaigns")
@@ -301,8 +364,12 @@ def test_due_touch_sensor_run_key_from_ledger_not_clock(tmp_path):
     with dg.instance_for_test() as instance:
         ctx = dg.build_sensor_context(instance=instance, resources={"delivery_ledger": res})
         assert isinstance(sensor(ctx), dg.SkipReason)
-        res.ledger().plan(plan_table(P, "p1", [{"customerId": f"c{i}", "channel": "email", "dueAt": 100 + i}
-                                               for i in range(3)]), P, "p1", NOW)
+        res.ledger().plan(
+            plan_table(P, "p1", [{"customerId": f"c{i}", "channel": "email", "dueAt": 100 + i} for i in range(3)]),
+            P,
+            "p1",
+            NOW,
+        )
         first = sensor(dg.build_sensor_context(instance=instance, resources={"delivery_ledger": res}))
         again = sensor(dg.build_sensor_context(instance=instance, resources={"delivery_ledger": res}))
         assert first.run_key == again.run_key == "win-back-campaigns:due3:upto102"
@@ -325,12 +392,20 @@ def test_sent_marks_batched_only_where_the_receiver_dedupes(tmp_path, capture):
             return super().mark_sent_many(marks, *a, **k)
 
     custs = [f"c{i:03d}" for i in range(250)]
-    _, engine = make_engine(tmp_path, port, {c: contact(c) for c in custs},
-                            config=EngineConfig(inline_backoff_s=0.001, mark_batch=100, page_size=200))
+    _, engine = make_engine(
+        tmp_path,
+        port,
+        {c: contact(c) for c in custs},
+        config=EngineConfig(inline_backoff_s=0.001, mark_batch=100, page_size=200),
+    )
     engine.ledger = ledger = CountingLedger(tmp_path / "delivery.sqlite")
-    ledger.plan(plan_table(P, "p1", [{"customerId": c, "channel": "sms" if i % 2 else "email"}
-                                     for i, c in enumerate(custs)]), P, "p1", NOW)
+    ledger.plan(
+        plan_table(P, "p1", [{"customerId": c, "channel": "sms" if i % 2 else "email"} for i, c in enumerate(custs)]),
+        P,
+        "p1",
+        NOW,
+    )
     assert engine.run([P], NOW).total("sent") == 250
-    assert calls["one"] == 125                      # every e-mail (relay: no de-duplication) marked alone
-    assert calls["many"] == [100, 25]               # SMS: page 1 (200 touches) fills one batch; page 2's 25 at its end
+    assert calls["one"] == 125  # every e-mail (relay: no de-duplication) marked alone
+    assert calls["many"] == [100, 25]  # SMS: page 1 (200 touches) fills one batch; page 2's 25 at its end
     assert states(ledger) == {("email", "sent", None): 125, ("sms", "sent", None): 125}

@@ -5,9 +5,10 @@ scale-0.01 warehouse in a temporary ENGAGE_HOME, and checks what a user of the p
 and the export agree, a bad source row is rejected and counted without failing the partition, re-running a
 partition replaces its results, schema drift fails before anything is stored, and partitions are independent.
 """
+
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -15,15 +16,24 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from engage_assets.datagen import generate
+from engage_assets.demo.datagen import generate
 
 END = date(2026, 11, 22)
 PARTITIONS = {"proactive_refunds": "2026-11-21", "churn_prevention": "2026-11-09", "win_back": "2026-10-05"}
-PROGRAM_IDS = {"proactive_refunds": "proactive-refunds", "churn_prevention": "churn-prevention",
-               "win_back": "win-back-campaigns"}
+PROGRAM_IDS = {
+    "proactive_refunds": "proactive-refunds",
+    "churn_prevention": "churn-prevention",
+    "win_back": "win-back-campaigns",
+}
 BAD_ORDER = "O_E2E_BAD_DELAY"
-STAGES = ("source_candidates", "eligible_candidates", "scored_candidates", "offers", "stored_candidates",
-          "warehouse_export")
+STAGES = (
+    "source_candidates",
+    "eligible_candidates",
+    "scored_candidates",
+    "offers",
+    "stored_candidates",
+    "warehouse_export",
+)
 
 
 class Platform:
@@ -36,16 +46,17 @@ class Platform:
 
     def run(self, job: str, partition: str | None = None) -> dg.ExecuteInProcessResult:
         return self.defs.resolve_job_def(job).execute_in_process(
-            partition_key=partition, instance=self.instance, raise_on_error=False)
+            partition_key=partition, instance=self.instance, raise_on_error=False
+        )
 
     def store(self):
-        from resources.store_sqlite import SqliteCandidateStore
+        from resources.store.sqlite import SqliteCandidateStore
 
         return SqliteCandidateStore(path=str(self.home / "store.sqlite"))
 
     def stored(self, group: str, partition: str) -> int:
         # The clock pinned to the partition's day: candidates expire candidateTTLDays after it.
-        now = datetime.fromisoformat(partition).replace(tzinfo=timezone.utc).timestamp() + 86400
+        now = datetime.fromisoformat(partition).replace(tzinfo=UTC).timestamp() + 86400
         return self.store().count(PROGRAM_IDS[group], partition, now=now)
 
     def exported(self, group: str, partition: str) -> int:
@@ -59,7 +70,8 @@ class Platform:
 
 def _metadata(result: dg.ExecuteInProcessResult, key: list[str]) -> dict:
     mats = [
-        e.event_specific_data.materialization for e in result.all_events
+        e.event_specific_data.materialization
+        for e in result.all_events
         if e.event_type_value == "ASSET_MATERIALIZATION"
         and e.event_specific_data.materialization.asset_key == dg.AssetKey(key)
     ]
@@ -120,7 +132,8 @@ def test_every_program_runs_and_store_matches_export(platform):
         eligible = _metadata(result, [group, "eligible_candidates"])["dagster/row_count"]
         assert src > eligible >= offers
         (holdout,) = platform.sql(
-            f"SELECT count(*) FILTER (WHERE holdout) FROM exports.{group} WHERE partition_key = ?", [partition])[0]
+            f"SELECT count(*) FILTER (WHERE holdout) FROM exports.{group} WHERE partition_key = ?", [partition]
+        )[0]
         assert 0 < holdout < stored
 
 
@@ -162,9 +175,12 @@ def test_partitions_are_independent(platform):
     assert a > 0 and b > 0
     # The store keeps one live candidate per customer and program (key customerId#programId): a customer in
     # both weeks is the newer week's candidate. The exports keep each week in full.
-    (overlap,) = platform.sql(f"""SELECT count(*) FROM exports.{group} a JOIN exports.{group} b
+    (overlap,) = platform.sql(
+        f"""SELECT count(*) FROM exports.{group} a JOIN exports.{group} b
                                   ON a.customer_id = b.customer_id
-                                  WHERE a.partition_key = ? AND b.partition_key = ?""", [first, second])[0]
+                                  WHERE a.partition_key = ? AND b.partition_key = ?""",
+        [first, second],
+    )[0]
     assert overlap > 0
     assert platform.exported(group, second) == b
     assert platform.exported(group, first) == a + overlap
@@ -217,8 +233,10 @@ def test_a_date_range_runs_as_one_run_and_matches_single_partition_runs(platform
     """A single-run backfill (UI, or `dagster asset materialize --partition-range`) of three days."""
     group, days = "proactive_refunds", ["2026-11-18", "2026-11-19", "2026-11-20"]
     result = platform.defs.resolve_job_def(f"{group}_batch").execute_in_process(
-        instance=platform.instance, raise_on_error=False,
-        tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]})
+        instance=platform.instance,
+        raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
+    )
     assert result.success
     meta = _metadata(result, [group, "stored_candidates"])
     assert meta["partitions"] == 3
@@ -233,12 +251,13 @@ def test_a_date_range_runs_as_one_run_and_matches_single_partition_runs(platform
 
 
 def test_a_gdpr_erased_customer_never_comes_back(platform):
-    from resources.engagement import SqliteEngagementStore
+    from resources.engagement.base import SqliteEngagementStore
 
     group, partition = "proactive_refunds", "2026-11-17"
     assert platform.run(f"{group}_batch", partition).success
     (customer,) = platform.sql(
-        f"SELECT customer_id FROM exports.{group} WHERE partition_key = ? ORDER BY customer_id LIMIT 1", [partition])[0]
+        f"SELECT customer_id FROM exports.{group} WHERE partition_key = ? ORDER BY customer_id LIMIT 1", [partition]
+    )[0]
     SqliteEngagementStore(path=str(platform.home / "engagement.sqlite")).delete_customer(customer)
     platform.store().delete_customer(customer)
     result = platform.run(f"{group}_batch", partition)
@@ -257,7 +276,7 @@ def test_deliveries_send_each_touch_once_and_never_to_the_holdout(platform, monk
     import sqlite3
     from datetime import timedelta
 
-    from engage_assets.delivery.cli import deliver_all
+    from engage_assets.cli.delivery import deliver_all
 
     group, partition = "churn_prevention", PARTITIONS["churn_prevention"]
     assert platform.run(f"{group}_batch", partition).success
@@ -265,16 +284,24 @@ def test_deliveries_send_each_touch_once_and_never_to_the_holdout(platform, monk
     first = deliver_all(platform.defs, platform.instance, clock)
     assert first[group].get("email", {}).get("sent", 0) > 0
     ledger = sqlite3.connect(platform.home / "delivery.sqlite")
-    sent = dict(ledger.execute("SELECT channel, count(*) FROM touches WHERE program_id = 'churn-prevention' "
-                               "AND state = 'sent' GROUP BY channel").fetchall())
-    held = ledger.execute("SELECT count(*) FROM touches WHERE program_id = 'churn-prevention' AND reason = "
-                          "'held_out' AND state != 'suppressed'").fetchone()[0]
+    sent = dict(
+        ledger.execute(
+            "SELECT channel, count(*) FROM touches WHERE program_id = 'churn-prevention' "
+            "AND state = 'sent' GROUP BY channel"
+        ).fetchall()
+    )
+    held = ledger.execute(
+        "SELECT count(*) FROM touches WHERE program_id = 'churn-prevention' AND reason = "
+        "'held_out' AND state != 'suppressed'"
+    ).fetchone()[0]
     assert held == 0
     emls = list((platform.home / "mail" / "churn-prevention").rglob("*.eml"))
     assert len(emls) == sent["email"]
     # Nothing held out was contacted: their customers have no captured mail.
-    (holdout_customers,) = zip(*platform.sql(
-        f"SELECT customer_id FROM exports.{group} WHERE partition_key = ? AND holdout", [partition]))
+    (holdout_customers,) = zip(
+        *platform.sql(f"SELECT customer_id FROM exports.{group} WHERE partition_key = ? AND holdout", [partition]),
+        strict=False,
+    )
     text = "\n".join(p.read_text(errors="replace") for p in emls[:500])
     assert not any(f"customer{int(c[1:])}@example.com" in text for c in holdout_customers[:200])
     # A second run at the same clock sends nothing again.
@@ -290,13 +317,20 @@ def test_refund_batch_issues_refunds_and_credits_within_budget_never_to_the_hold
     assert platform.run(f"{group}_batch", partition).success
     assert platform.run(f"{group}_batch", partition).success  # a re-run issues nothing twice
     ledger = sqlite3.connect(platform.home / "refunds.sqlite")
-    rows = ledger.execute("SELECT customer_id, subject_id, kind, amount_usd, state FROM issuances "
-                          "WHERE program_id = 'proactive-refunds' AND partition_key = ?", [partition]).fetchall()
+    rows = ledger.execute(
+        "SELECT customer_id, subject_id, kind, amount_usd, state FROM issuances "
+        "WHERE program_id = 'proactive-refunds' AND partition_key = ?",
+        [partition],
+    ).fetchall()
     assert rows and {r[2] for r in rows} <= {"refund", "credit"}
     assert len({(r[0], r[1], r[2]) for r in rows}) == len(rows)
     assert sum(r[3] for r in rows if r[4] != "rejected") <= 400_000  # proactive_refunds.yaml: budget.amount
-    holdout = {c for (c,) in platform.sql(
-        f"SELECT customer_id FROM exports.{group} WHERE partition_key = ? AND holdout", [partition])}
+    holdout = {
+        c
+        for (c,) in platform.sql(
+            f"SELECT customer_id FROM exports.{group} WHERE partition_key = ? AND holdout", [partition]
+        )
+    }
     assert holdout and not holdout & {r[0] for r in rows}
 
 
@@ -305,20 +339,28 @@ def test_refund_messages_wait_for_approval_and_go_once_processed(platform):
     import sqlite3
     from datetime import timedelta
 
-    from engage_assets.delivery.cli import deliver_all
+    from engage_assets.cli.delivery import deliver_all
 
     partition = "2026-11-16"  # planned and issued by the test above
     refunds = sqlite3.connect(platform.home / "refunds.sqlite")
     issued = refunds.execute(
         "SELECT DISTINCT customer_id, subject_id FROM issuances WHERE program_id = 'proactive-refunds' "
-        "AND partition_key = ? AND state = 'processed' ORDER BY customer_id", [partition]).fetchall()
-    reachable = {c for (c,) in platform.sql(
-        "SELECT customer_id FROM marts.customers WHERE email_opt_in AND NOT marketing_opt_out "
-        "AND account_status = 'active'")}
+        "AND partition_key = ? AND state = 'processed' ORDER BY customer_id",
+        [partition],
+    ).fetchall()
+    reachable = {
+        c
+        for (c,) in platform.sql(
+            "SELECT customer_id FROM marts.customers WHERE email_opt_in AND NOT marketing_opt_out "
+            "AND account_status = 'active'"
+        )
+    }
     customer, subject = next((c, s) for c, s in issued if c in reachable)
     with refunds:
-        refunds.execute("UPDATE issuances SET state = 'pending_approval' WHERE customer_id = ? AND subject_id = ?",
-                        [customer, subject])
+        refunds.execute(
+            "UPDATE issuances SET state = 'pending_approval' WHERE customer_id = ? AND subject_id = ?",
+            [customer, subject],
+        )
     key = f"proactive-refunds#{customer}#{subject}#initial#email"
     ledger = sqlite3.connect(platform.home / "delivery.sqlite")
 
@@ -329,13 +371,18 @@ def test_refund_messages_wait_for_approval_and_go_once_processed(platform):
     deliver_day(datetime.fromisoformat("2026-11-18T00:00:00+00:00"))
     state, reason = ledger.execute("SELECT state, reason FROM touches WHERE touch_key = ?", [key]).fetchone()
     assert (state, reason) == ("planned", "deferred:refund_pending_approval")
-    others = dict(ledger.execute(
-        "SELECT state, count(*) FROM touches WHERE program_id = 'proactive-refunds' AND partition_key = ? "
-        "AND channel = 'email' AND touch_key != ? GROUP BY state", [partition, key]).fetchall())
+    others = dict(
+        ledger.execute(
+            "SELECT state, count(*) FROM touches WHERE program_id = 'proactive-refunds' AND partition_key = ? "
+            "AND channel = 'email' AND touch_key != ? GROUP BY state",
+            [partition, key],
+        ).fetchall()
+    )
     assert others.get("sent", 0) > 0 and others.get("planned", 0) == 0
     with refunds:
-        refunds.execute("UPDATE issuances SET state = 'processed' WHERE customer_id = ? AND subject_id = ?",
-                        [customer, subject])
+        refunds.execute(
+            "UPDATE issuances SET state = 'processed' WHERE customer_id = ? AND subject_id = ?", [customer, subject]
+        )
     deliver_day(datetime.fromisoformat("2026-11-19T00:00:00+00:00"))
     assert ledger.execute("SELECT state FROM touches WHERE touch_key = ?", [key]).fetchone()[0] == "sent"
 
@@ -350,7 +397,7 @@ def test_gdpr_deletion_reaches_planned_touches_and_past_exports(platform):
 
     from engage_assets.serving.auth import create_api_key
     from engage_assets.serving.server import app_from_settings
-    from resources.engagement import SqliteEngagementStore
+    from resources.engagement.base import SqliteEngagementStore
 
     group, partition = "win_back", PARTITIONS["win_back"]
     assert platform.run(f"{group}_batch", partition).success
@@ -358,7 +405,9 @@ def test_gdpr_deletion_reaches_planned_touches_and_past_exports(platform):
     # (Other tests of this module may have sent the partition's touches already: any state will do.)
     customer, touches = ledger.execute(
         "SELECT customer_id, count(*) FROM touches WHERE program_id = 'win-back-campaigns' AND partition_key = ? "
-        "AND reason IS NOT 'held_out' GROUP BY customer_id ORDER BY customer_id LIMIT 1", [partition]).fetchone()
+        "AND reason IS NOT 'held_out' GROUP BY customer_id ORDER BY customer_id LIMIT 1",
+        [partition],
+    ).fetchone()
     assert platform.sql(f"SELECT count(*) FROM exports.{group} WHERE customer_id = ?", [customer])[0][0] >= 1
 
     key = create_api_key(SqliteEngagementStore(path=str(platform.home / "engagement.sqlite")), ["admin"], "e2e")[1]
@@ -371,11 +420,19 @@ def test_gdpr_deletion_reaches_planned_touches_and_past_exports(platform):
 
     first = platform.run("gdpr_erasure")
     assert first.success
-    meta = {k: v.value for e in first.all_events if e.event_type_value == "STEP_OUTPUT"
-            for k, v in e.event_specific_data.metadata.items()}
+    meta = {
+        k: v.value
+        for e in first.all_events
+        if e.event_type_value == "STEP_OUTPUT"
+        for k, v in e.event_specific_data.metadata.items()
+    }
     assert meta["export_rows_removed"] >= 1 and meta["export_partitions_rewritten"] >= 1
     assert platform.sql(f"SELECT count(*) FROM exports.{group} WHERE customer_id = ?", [customer])[0][0] == 0
-    again = {k: v.value for e in platform.run("gdpr_erasure").all_events if e.event_type_value == "STEP_OUTPUT"
-             for k, v in e.event_specific_data.metadata.items()}
+    again = {
+        k: v.value
+        for e in platform.run("gdpr_erasure").all_events
+        if e.event_type_value == "STEP_OUTPUT"
+        for k, v in e.event_specific_data.metadata.items()
+    }
     assert again["export_rows_removed"] == 0 and again["ledger_touches_removed"] == 0
     assert customer not in repr(first.all_events)  # counts only: no customer id in the run's events

@@ -1,15 +1,16 @@
 """One contract for both engagement store backends: SQLite (a file under tmp_path) and DynamoDB (moto server)."""
+
 from __future__ import annotations
 
-import multiprocessing
 import contextlib
+import multiprocessing
 import threading
 import uuid
 from typing import Any
 
 import pytest
 
-from resources.engagement import DynamoDbEngagementStore, EngagementStore, SqliteEngagementStore
+from resources.engagement.base import DynamoDbEngagementStore, EngagementStore, SqliteEngagementStore
 
 NOW = 1_700_000_000
 HOUR = 3600
@@ -17,18 +18,31 @@ HOUR = 3600
 
 def message(mid: str, customer: str = "c1", **kw: Any) -> dict[str, Any]:
     m = {
-        "messageId": mid, "customerId": customer, "programId": "churn-prevention", "messageType": "retention-offer",
-        "templateId": "retention-in-app-v1", "offer": {"discount": 30, "valueUsd": 12.5}, "score": 0.71,
-        "displayFrom": NOW - HOUR, "displayUntil": NOW + 7 * 24 * HOUR,
+        "messageId": mid,
+        "customerId": customer,
+        "programId": "churn-prevention",
+        "messageType": "retention-offer",
+        "templateId": "retention-in-app-v1",
+        "offer": {"discount": 30, "valueUsd": 12.5},
+        "score": 0.71,
+        "displayFrom": NOW - HOUR,
+        "displayUntil": NOW + 7 * 24 * HOUR,
     }
     return m | kw
 
 
 def task(tid: str, customer: str = "c1", due: int = NOW + 24 * HOUR, priority: int = 1, **kw: Any) -> dict[str, Any]:
     t = {
-        "taskId": tid, "customerId": customer, "programId": "churn-prevention", "segment": "critical",
-        "scriptId": "retention-call-v2", "callType": "account-manager", "score": 0.91,
-        "offer": {"discount": 50}, "dueAt": due, "priority": priority,
+        "taskId": tid,
+        "customerId": customer,
+        "programId": "churn-prevention",
+        "segment": "critical",
+        "scriptId": "retention-call-v2",
+        "callType": "account-manager",
+        "score": 0.91,
+        "offer": {"discount": 50},
+        "dueAt": due,
+        "priority": priority,
     }
     return t | kw
 
@@ -110,7 +124,9 @@ def test_call_task_idempotent_and_due_order(store):
 def test_claim_expiry_and_completion(store):
     store.create_call_task(task("t1"))
     claimed = store.claim_call_task("t1", "agent-a", 600, now=NOW)
-    assert claimed["state"] == "claimed" and claimed["claimedBy"] == "agent-a" and claimed["claimExpiresAt"] == NOW + 600
+    assert (
+        claimed["state"] == "claimed" and claimed["claimedBy"] == "agent-a" and claimed["claimExpiresAt"] == NOW + 600
+    )
     assert store.claim_call_task("t1", "agent-b", 600, now=NOW + 599) is None  # held
     assert store.due_call_tasks("churn-prevention", now=NOW + 10)[0] == []  # not claimable while held
     assert store.complete_call_task("t1", "agent-b", "accepted", now=NOW + 10) is None  # not the holder
@@ -190,8 +206,15 @@ def test_gdpr_delete_removes_and_blocks(store):
 
 
 def test_api_keys(store):
-    key = {"keyId": "k1", "keyHash": "ab" * 32, "scopes": ["read:*"], "name": "demo", "ratePerSecond": 10.0,
-           "burst": 20, "createdAt": NOW}
+    key = {
+        "keyId": "k1",
+        "keyHash": "ab" * 32,
+        "scopes": ["read:*"],
+        "name": "demo",
+        "ratePerSecond": 10.0,
+        "burst": 20,
+        "createdAt": NOW,
+    }
     assert store.create_api_key(key) is True
     assert store.create_api_key(key | {"scopes": ["admin"]}) is False
     assert store.get_api_key("k1") == key | {"revokedAt": None}

@@ -1,4 +1,5 @@
 """Exports: local Parquet + DuckDB views against a real DuckDB file, S3 + Glue against a moto server."""
+
 import datetime as dt
 import io
 import subprocess
@@ -14,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from resources.exports import LocalParquetExports, S3ParquetExports, glue_columns, hive_type
-from resources.warehouse import DuckDBWarehouse
+from resources.exports.base import LocalParquetExports, S3ParquetExports, glue_columns, hive_type
+from resources.warehouse.base import DuckDBWarehouse
 
 PROGRAM = "churn-prevention"
 
@@ -50,6 +51,7 @@ def lock_held(path: str, seconds: float):
 
 
 # ---------------------------------------------------------------------------------------------- local
+
 
 @pytest.fixture
 def local(tmp_path):
@@ -94,7 +96,9 @@ def test_local_rewrite_replaces_the_partition_and_leaves_no_temp_files(local, tm
         {"partition_key": "2026-11-21", "customerId": "c9", "score": 0.9},
         {"partition_key": "2026-11-22", "customerId": "c3", "score": 0.5},
     ]
-    files = sorted(p.relative_to(tmp_path / "exports").as_posix() for p in (tmp_path / "exports").rglob("*") if p.is_file())
+    files = sorted(
+        p.relative_to(tmp_path / "exports").as_posix() for p in (tmp_path / "exports").rglob("*") if p.is_file()
+    )
     assert files == [
         f"{PROGRAM}/partition_key=2026-11-21/candidates.parquet",
         f"{PROGRAM}/partition_key=2026-11-22/candidates.parquet",
@@ -157,6 +161,7 @@ def test_local_rejects_unsafe_names_and_empty_registration(local):
 
 # ------------------------------------------------------------------------------------------- S3 + Glue
 
+
 @pytest.fixture
 def s3_exports(moto_endpoint):
     bucket = f"engage-exports-{uuid.uuid4().hex[:8]}"
@@ -164,7 +169,10 @@ def s3_exports(moto_endpoint):
     glue = boto3.client("glue", region_name="us-east-1", endpoint_url=moto_endpoint)
     s3.create_bucket(Bucket=bucket)
     exports = S3ParquetExports(
-        bucket=bucket, prefix="engage/exports/", region_name="us-east-1", endpoint_url=moto_endpoint,
+        bucket=bucket,
+        prefix="engage/exports/",
+        region_name="us-east-1",
+        endpoint_url=moto_endpoint,
         glue_database=f"engage_exports_{uuid.uuid4().hex[:8]}",
     )
     return exports, s3, glue
@@ -233,7 +241,9 @@ def test_s3_register_again_is_idempotent_and_follows_new_columns(s3_exports):
 
     partitions = glue.get_partitions(DatabaseName=exports.glue_database, TableName="churn_prevention")["Partitions"]
     assert sorted(p["Values"][0] for p in partitions) == ["2026-11-21", "2026-11-23"]
-    columns = glue.get_table(DatabaseName=exports.glue_database, Name="churn_prevention")["Table"]["StorageDescriptor"]["Columns"]
+    columns = glue.get_table(DatabaseName=exports.glue_database, Name="churn_prevention")["Table"]["StorageDescriptor"][
+        "Columns"
+    ]
     assert columns[-1] == {"Name": "segment", "Type": "string"}
 
 
@@ -256,29 +266,36 @@ def test_hive_types_for_the_candidate_schema():
 
 def test_s3_schema_read_from_a_large_footer(s3_exports):
     """A file whose footer is bigger than the first 64 KiB range read (thousands of row groups)."""
-    from resources.exports import _parquet_schema_from_s3
+    from resources.exports.base import _parquet_schema_from_s3
 
     exports, s3, _ = s3_exports
     buffer = io.BytesIO()
     pq.write_table(pa.table({"a": list(range(20000)), "b": ["x"] * 20000}), buffer, row_group_size=10)
     assert int.from_bytes(buffer.getvalue()[-8:-4], "little") > 65536
     s3.put_object(Bucket=exports.bucket, Key="big.parquet", Body=buffer.getvalue())
-    assert _parquet_schema_from_s3(s3, exports.bucket, "big.parquet") == pa.schema([("a", pa.int64()), ("b", pa.string())])
+    assert _parquet_schema_from_s3(s3, exports.bucket, "big.parquet") == pa.schema(
+        [("a", pa.int64()), ("b", pa.string())]
+    )
 
 
 # ---------------------------------------------------------------------------------------------- GDPR erasure
 
+
 def _erasure_case(exports) -> None:
     """Three partitions; erasing c1 and c4 rewrites only the two that hold them and keeps every other row."""
-    exports.write_partition(PROGRAM, "2026-11-20", candidates(["c1", "c2"]).append_column(
-        "customer_id", pa.array(["c1", "c2"])))
+    exports.write_partition(
+        PROGRAM, "2026-11-20", candidates(["c1", "c2"]).append_column("customer_id", pa.array(["c1", "c2"]))
+    )
     exports.write_partition(PROGRAM, "2026-11-21", candidates(["c3"]).append_column("customer_id", pa.array(["c3"])))
-    exports.write_partition(PROGRAM, "2026-11-22", candidates(["c4", "c1", "c5"]).append_column(
-        "customer_id", pa.array(["c4", "c1", "c5"])))
+    exports.write_partition(
+        PROGRAM, "2026-11-22", candidates(["c4", "c1", "c5"]).append_column("customer_id", pa.array(["c4", "c1", "c5"]))
+    )
     assert exports.partition_keys(PROGRAM) == ["2026-11-20", "2026-11-21", "2026-11-22"]
     assert exports.erase_customers(PROGRAM, {"c1", "c4", "c9"}) == {"2026-11-20": 1, "2026-11-22": 2}
-    remaining = {k: exports.read_partition(PROGRAM, k, ["customer_id"]).column("customer_id").to_pylist()
-                 for k in exports.partition_keys(PROGRAM)}
+    remaining = {
+        k: exports.read_partition(PROGRAM, k, ["customer_id"]).column("customer_id").to_pylist()
+        for k in exports.partition_keys(PROGRAM)
+    }
     assert remaining == {"2026-11-20": ["c2"], "2026-11-21": ["c3"], "2026-11-22": ["c5"]}
     assert exports.read_partition(PROGRAM, "2026-11-22").column("score").to_pylist() == [0.5]  # whole rows kept
     assert exports.erase_customers(PROGRAM, {"c1", "c4"}) == {}  # idempotent: nothing left to remove

@@ -2,6 +2,7 @@
 per test).  Every test but the backend-selection one runs the same assertions against both, the engine end to end
 included, so the DynamoDB ledger keeps SQLite's semantics: plan/re-plan, due paging, exclusive token-guarded
 claims, recovery, contact pressure, suppression list, counts and erasure."""
+
 from __future__ import annotations
 
 import json
@@ -9,19 +10,20 @@ import sqlite3
 import threading
 import uuid
 from collections import Counter
-from datetime import datetime, time as dtime, timezone
+from datetime import UTC, datetime
+from datetime import time as dtime
 
 import pytest
 
 from engage_assets.delivery.engine import DeliveryEngine, EngineConfig
-from engage_assets.delivery.ledger import DeliveryLedger, address_hash
-from engage_assets.delivery.ledger_dynamodb import DynamoDbDeliveryLedger
-from engage_assets.delivery.pressure import PressurePolicy, PressureState
-from resources.channels import OutboxPushChannel, OutboxSmsChannel
+from engage_assets.domain.pressure import PressurePolicy, PressureState
+from resources.channels.base import OutboxPushChannel, OutboxSmsChannel
+from resources.delivery_ledger.dynamodb import DynamoDbDeliveryLedger
+from resources.delivery_ledger.sqlite import DeliveryLedger, address_hash
 from tests.delivery_support import FakeCustomerState, FakeRenderer, contact, plan_table
 
 P = "win-back-campaigns"
-NOW = int(datetime(2026, 8, 10, 12, 0, tzinfo=timezone.utc).timestamp())  # noon UTC: outside quiet hours
+NOW = int(datetime(2026, 8, 10, 12, 0, tzinfo=UTC).timestamp())  # noon UTC: outside quiet hours
 NO_QUIET = PressurePolicy(quiet_start=dtime(0, 0), quiet_end=dtime(0, 0))
 
 
@@ -75,7 +77,8 @@ def stored_text(ledger) -> str:
 
 def test_plan_holdout_replan_remove_never_unsends(ledger):
     rows = [{"customerId": f"c{i}", "channel": "email"} for i in range(4)] + [
-        {"customerId": "c9", "channel": "email", "holdout": True}]
+        {"customerId": "c9", "channel": "email", "holdout": True}
+    ]
     r = ledger.plan(plan_table(P, "2026-08-03", rows), P, "2026-08-03", NOW)
     assert (r.inserted, r.replaced, r.removed, r.kept, r.held_out) == (5, 0, 0, 0, 1)
     held = ledger.get(key("c9"))
@@ -84,9 +87,12 @@ def test_plan_holdout_replan_remove_never_unsends(ledger):
     assert claim(ledger, key("c0"), "tok") and ledger.mark_sent(key("c0"), "tok", "m1", NOW)
     assert claim(ledger, key("c3"), "tok") and ledger.mark_retry(key("c3"), "tok", "retry:x", 9_000, NOW)
     # The re-plan drops c1 and c0, moves c2's and c3's send times, adds c5.
-    rows2 = [{"customerId": "c2", "channel": "email", "dueAt": 5_000},
-             {"customerId": "c3", "channel": "email", "dueAt": 2_000}, {"customerId": "c5", "channel": "email"},
-             {"customerId": "c9", "channel": "email", "holdout": True}]
+    rows2 = [
+        {"customerId": "c2", "channel": "email", "dueAt": 5_000},
+        {"customerId": "c3", "channel": "email", "dueAt": 2_000},
+        {"customerId": "c5", "channel": "email"},
+        {"customerId": "c9", "channel": "email", "holdout": True},
+    ]
     r2 = ledger.plan(plan_table(P, "2026-08-03", rows2), P, "2026-08-03", NOW + 1)
     assert (r2.inserted, r2.replaced, r2.removed, r2.kept, r2.held_out) == (1, 2, 1, 1, 1)
     assert ledger.get(key("c0")).state == "sent"
@@ -106,8 +112,9 @@ def test_plan_holdout_replan_remove_never_unsends(ledger):
 
 def test_due_pages_oldest_first_keyset_paged(ledger):
     due_at = {"a": 300, "b": 100, "c": 200, "d": 100, "e": 400, "f": 200, "g": 5_000}
-    ledger.plan(plan_table(P, "p1", [{"customerId": c, "channel": "sms", "dueAt": t} for c, t in due_at.items()]),
-                P, "p1", NOW)
+    ledger.plan(
+        plan_table(P, "p1", [{"customerId": c, "channel": "sms", "dueAt": t} for c, t in due_at.items()]), P, "p1", NOW
+    )
     ledger.plan(plan_table("other", "p1", [{"customerId": "z", "channel": "sms", "dueAt": 1}]), "other", "p1", NOW)
     assert ledger.due_summary(P, 1_000) == (6, 400)
     assert ledger.next_due_at(P) == 100
@@ -129,8 +136,9 @@ def test_due_pages_oldest_first_keyset_paged(ledger):
 
 
 def test_claim_once_and_every_transition_guarded_by_the_token(ledger):
-    ledger.plan(plan_table(P, "p1", [{"customerId": c, "channel": "email"} for c in ("a", "b", "c", "d", "e")]),
-                P, "p1", NOW)
+    ledger.plan(
+        plan_table(P, "p1", [{"customerId": c, "channel": "email"} for c in ("a", "b", "c", "d", "e")]), P, "p1", NOW
+    )
     k = key("a")
     assert claim(ledger, k, "A") is True
     assert claim(ledger, k, "B") is False  # the second claimer loses
@@ -142,7 +150,13 @@ def test_claim_once_and_every_transition_guarded_by_the_token(ledger):
     assert ledger.mark_retry(k, "A", "retry:smtp_451", NOW + 60, NOW)
     row = ledger.get(k)
     assert (row.state, row.claim_token, row.claimed_at, row.attempts, row.next_attempt_at, row.reason) == (
-        "planned", None, None, 1, NOW + 60, "retry:smtp_451")
+        "planned",
+        None,
+        None,
+        1,
+        NOW + 60,
+        "retry:smtp_451",
+    )
     assert [r.touch_key for p in ledger.due(P, NOW + 59) for r in p] == [key(c) for c in "bcde"]
     assert claim(ledger, k, "C", NOW + 60) and ledger.get(k).attempts == 2
     assert not ledger.mark_failed(k, "A", "permanent:x", NOW)  # the old token lost the touch
@@ -196,9 +210,13 @@ def test_contacts_since_counts_touches_claimed_or_sent(ledger):
     assert claim(ledger, k1["in-app"], "t", NOW - 20) and ledger.mark_retry(k1["in-app"], "t", "r", NOW + 9, NOW)
     assert claim(ledger, f"{P}#c2#x#t1#email", "t", NOW - 5)
     assert contacts(ledger, ["c1", "c2", "c1", "nobody"], NOW - 60) == [
-        ("c1", P, "s-c1", "sms", NOW - 50), ("c2", P, "x", "email", NOW - 5)]
-    assert contacts(ledger, ["c1"], NOW - 200) == [("c1", P, "s-c1", "email", NOW - 100),
-                                                   ("c1", P, "s-c1", "sms", NOW - 50)]
+        ("c1", P, "s-c1", "sms", NOW - 50),
+        ("c2", P, "x", "email", NOW - 5),
+    ]
+    assert contacts(ledger, ["c1"], NOW - 200) == [
+        ("c1", P, "s-c1", "email", NOW - 100),
+        ("c1", P, "s-c1", "sms", NOW - 50),
+    ]
     assert ledger.suppress(None, f"{P}#c2#x#t1#email", "bounce:smtp_550", NOW, token="t")
     assert contacts(ledger, ["c2"], 0) == [] and contacts(ledger, [], 0) == []
     # a retried touch counts again once claimed again
@@ -211,11 +229,12 @@ def test_suppression_list_keeps_hashes_not_addresses(ledger):
     ledger.add_suppression("email", "bounce@example.com", "complaint", NOW + 1)  # first reason wins
     ledger.add_suppression("sms", "+15550000001", "invalid_address", NOW)
     with ledger.transaction() as conn:
-        assert ledger.suppressed_addresses(conn, "email", ["bounce@example.com", "BOUNCE@example.com ",
-                                                           "ok@example.com"]) == {
-            address_hash("bounce@example.com"): "bounce:smtp_550"}
+        assert ledger.suppressed_addresses(
+            conn, "email", ["bounce@example.com", "BOUNCE@example.com ", "ok@example.com"]
+        ) == {address_hash("bounce@example.com"): "bounce:smtp_550"}
         assert ledger.suppressed_addresses(conn, "sms", ["+15550000001", "bounce@example.com"]) == {
-            address_hash("+15550000001"): "invalid_address"}
+            address_hash("+15550000001"): "invalid_address"
+        }
         assert ledger.suppressed_addresses(conn, "push", []) == {}
     text = stored_text(ledger).lower()
     assert "bounce@example.com" not in text and "15550000001" not in text
@@ -223,20 +242,45 @@ def test_suppression_list_keeps_hashes_not_addresses(ledger):
 
 
 def test_counts(ledger):
-    ledger.plan(plan_table(P, "p1", [{"customerId": c, "channel": "email"} for c in ("a", "b", "c")]
-                           + [{"customerId": "h", "channel": "sms", "holdout": True}]), P, "p1", NOW)
+    ledger.plan(
+        plan_table(
+            P,
+            "p1",
+            [{"customerId": c, "channel": "email"} for c in ("a", "b", "c")]
+            + [{"customerId": "h", "channel": "sms", "holdout": True}],
+        ),
+        P,
+        "p1",
+        NOW,
+    )
     ledger.plan(plan_table("other", "p1", [{"customerId": "a", "channel": "push"}]), "other", "p1", NOW)
     assert claim(ledger, key("a"), "t") and ledger.mark_sent(key("a"), "t", "m", NOW)
     assert ledger.suppress(None, key("b"), "converted", NOW)
-    assert ledger.counts(P) == {(P, "email", "sent", None): 1, (P, "email", "suppressed", "converted"): 1,
-                                (P, "email", "planned", None): 1, (P, "sms", "suppressed", "held_out"): 1}
+    assert ledger.counts(P) == {
+        (P, "email", "sent", None): 1,
+        (P, "email", "suppressed", "converted"): 1,
+        (P, "email", "planned", None): 1,
+        (P, "sms", "suppressed", "held_out"): 1,
+    }
     assert ledger.counts() == {**ledger.counts(P), ("other", "push", "planned", None): 1}
     assert ledger.counts("nothing") == {}
 
 
 def test_erase_customers_removes_every_touch(ledger):
-    ledger.plan(plan_table(P, "p1", [{"customerId": "c1", "channel": "email"}, {"customerId": "c1", "channel": "sms"},
-                                     {"customerId": "c2", "channel": "email"}]), P, "p1", NOW)
+    ledger.plan(
+        plan_table(
+            P,
+            "p1",
+            [
+                {"customerId": "c1", "channel": "email"},
+                {"customerId": "c1", "channel": "sms"},
+                {"customerId": "c2", "channel": "email"},
+            ],
+        ),
+        P,
+        "p1",
+        NOW,
+    )
     ledger.plan(plan_table("other", "p1", [{"customerId": "c1", "channel": "push"}]), "other", "p1", NOW)
     assert claim(ledger, key("c1"), "t") and ledger.mark_sent(key("c1"), "t", "m", NOW)
     assert claim(ledger, key("c1", "sms"), "t")
@@ -255,8 +299,9 @@ def test_two_processes_claim_once_and_keep_the_cap(store, case, earlier):
     serialises them (B's transaction waits for A's commit and sees its claim); DynamoDB lets both read and fails
     B's claim because A's claim moved the customer's contact version (created it, for a first contact)."""
     first = store()
-    first.plan(plan_table(P, "p1", [{"customerId": "c1", "channel": ch} for ch in ("sms", "push", "email")]),
-               P, "p1", NOW)
+    first.plan(
+        plan_table(P, "p1", [{"customerId": "c1", "channel": ch} for ch in ("sms", "push", "email")]), P, "p1", NOW
+    )
     if earlier:  # an earlier message this week: the customer's contact record exists
         assert claim(first, key("c1"), "earlier", NOW - 3_600) and first.mark_sent(key("c1"), "earlier", "m", NOW)
     policy = PressurePolicy(global_cap=earlier + 1, quiet_start=dtime(0, 0), quiet_end=dtime(0, 0))
@@ -278,8 +323,10 @@ def test_two_processes_claim_once_and_keep_the_cap(store, case, earlier):
         if name == "A":
             a_done.set()
 
-    threads = [threading.Thread(target=process, args=("A", None, b_loaded, a_loaded)),
-               threading.Thread(target=process, args=("B", a_loaded, a_done, b_loaded))]
+    threads = [
+        threading.Thread(target=process, args=("A", None, b_loaded, a_loaded)),
+        threading.Thread(target=process, args=("B", a_loaded, a_done, b_loaded)),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -300,28 +347,55 @@ def test_engine_delivers_once_and_keeps_the_global_cap_across_runs(store, tmp_pa
     custs = [f"c{i:03d}" for i in range(12)]
     people = {c: contact(c) for c in custs}
     policy = PressurePolicy(global_cap=3, quiet_start=dtime(0, 0), quiet_end=dtime(0, 0))
-    channels = {"sms": OutboxSmsChannel(root=str(tmp_path / "outbox")),
-                "push": OutboxPushChannel(root=str(tmp_path / "outbox"))}
+    channels = {
+        "sms": OutboxSmsChannel(root=str(tmp_path / "outbox")),
+        "push": OutboxPushChannel(root=str(tmp_path / "outbox")),
+    }
 
     def engine() -> DeliveryEngine:  # each run its own ledger handle: another run worker
-        return DeliveryEngine(store(), channels, FakeCustomerState(people), FakeRenderer(), policy,
-                              EngineConfig(page_size=5, mark_batch=7, inline_backoff_s=0.001))
+        return DeliveryEngine(
+            store(),
+            channels,
+            FakeCustomerState(people),
+            FakeRenderer(),
+            policy,
+            EngineConfig(page_size=5, mark_batch=7, inline_backoff_s=0.001),
+        )
 
     ledger = store()
-    ledger.plan(plan_table(P, "p1", [{"customerId": c, "channel": ch, "touchId": ch}
-                                     for c in custs for ch in ("sms", "push")]), P, "p1", NOW)
+    ledger.plan(
+        plan_table(P, "p1", [{"customerId": c, "channel": ch, "touchId": ch} for c in custs for ch in ("sms", "push")]),
+        P,
+        "p1",
+        NOW,
+    )
     assert engine().run([P], NOW).by_channel() == {"sms": {"sent": 12}, "push": {"sent": 12}}
     assert engine().run([P], NOW + 10).total() == 0  # a second run finds nothing due
     # The next partition asks for two more touches each: the global cap (3 in 7 days) lets one through.
-    ledger.plan(plan_table(P, "p2", [{"customerId": c, "channel": ch, "touchId": f"{ch}-2", "dueAt": 2_000}
-                                     for c in custs for ch in ("sms", "push")]), P, "p2", NOW)
+    ledger.plan(
+        plan_table(
+            P,
+            "p2",
+            [
+                {"customerId": c, "channel": ch, "touchId": f"{ch}-2", "dueAt": 2_000}
+                for c in custs
+                for ch in ("sms", "push")
+            ],
+        ),
+        P,
+        "p2",
+        NOW,
+    )
     stats = engine().run([P], NOW + 60)
     assert stats.total("sent") == 12 and stats.counts[("sms", "suppressed", "global_cap")] == 12
     assert engine().run([P], NOW + 70).total() == 0
     sms, push = outbox_rows(tmp_path, "sms"), outbox_rows(tmp_path, "push")
     assert (len(sms), len(push)) == (12, 24) and {n for _, n in sms + push} == {1}  # every message once
     assert {(ch, st, r): n for (_, ch, st, r), n in ledger.counts().items()} == {
-        ("sms", "sent", None): 12, ("push", "sent", None): 24, ("sms", "suppressed", "global_cap"): 12}
+        ("sms", "sent", None): 12,
+        ("push", "sent", None): 24,
+        ("sms", "suppressed", "global_cap"): 12,
+    }
     with ledger.transaction() as conn:
         seen = ledger.contacts_since(conn, custs, NOW - 86_400)
     assert len(seen) == 36 and set(Counter(c for c, *_ in seen).values()) == {3}
@@ -331,9 +405,14 @@ def test_engine_recovers_an_in_doubt_touch_once(store, tmp_path):
     ledger = store()
     ledger.plan(plan_table(P, "p1", [{"customerId": c, "channel": "sms"} for c in ("a", "b")]), P, "p1", NOW)
     assert claim(ledger, key("a", "sms"), "dead-run", NOW - 3_600)  # its process died before sending
-    engine = DeliveryEngine(store(), {"sms": OutboxSmsChannel(root=str(tmp_path / "outbox"))},
-                            FakeCustomerState({c: contact(c) for c in ("a", "b")}), FakeRenderer(), NO_QUIET,
-                            EngineConfig(inline_backoff_s=0.001))
+    engine = DeliveryEngine(
+        store(),
+        {"sms": OutboxSmsChannel(root=str(tmp_path / "outbox"))},
+        FakeCustomerState({c: contact(c) for c in ("a", "b")}),
+        FakeRenderer(),
+        NO_QUIET,
+        EngineConfig(inline_backoff_s=0.001),
+    )
     stats = engine.run([P], NOW)
     assert stats.recovered == 1 and stats.total("sent") == 2
     assert ledger.get(key("a", "sms")).reason == "recovered:resent" and len(outbox_rows(tmp_path, "sms")) == 2
@@ -341,13 +420,14 @@ def test_engine_recovers_an_in_doubt_touch_once(store, tmp_path):
 
 
 def test_resource_selects_the_backend(tmp_path, moto_endpoint):
-    from engage_assets.delivery.assets import DeliveryLedgerResource
+    from resources.delivery_ledger.resource import DeliveryLedgerResource
 
     local = DeliveryLedgerResource(path=str(tmp_path / "d.sqlite"))
     assert type(local.ledger()) is DeliveryLedger and local.ledger().path == str(tmp_path / "d.sqlite")
     table = f"delivery-{uuid.uuid4().hex[:12]}"
-    prod = DeliveryLedgerResource(path=str(tmp_path / "unused.sqlite"), dynamodb_table=table,
-                                  region_name="us-east-1", endpoint_url=moto_endpoint)
+    prod = DeliveryLedgerResource(
+        path=str(tmp_path / "unused.sqlite"), dynamodb_table=table, region_name="us-east-1", endpoint_url=moto_endpoint
+    )
     led = prod.ledger()
     assert isinstance(led, DynamoDbDeliveryLedger) and led.table_name == table
     led.create_table()

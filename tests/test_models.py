@@ -3,6 +3,7 @@
 Because the generating probability is known, the tests can check that the model recovers it (not only that
 its AUC is "good"), which is what makes scores comparable across programs and budgets meaningful.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,14 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engage_assets.models import (
+from engage_assets.domain.models import (
+    ModelRef,
     ModelRegistry,
     build_pipeline,
     infer_categorical,
     load_pipeline,
     train_model,
 )
-from resources.scoring import ModelRef
 
 CHURN_FEATURES = ["engagement_score", "login_frequency", "purchase_frequency", "support_tickets"]
 WINBACK_FEATURES = ["lifetime_value", "churn_reason", "subscription_tenure", "engagement_history"]
@@ -100,7 +101,11 @@ def test_categorical_features_are_one_hot_and_tolerate_new_values():
     df = winback_history(20_000, seed=2)
     assert infer_categorical(df, WINBACK_FEATURES) == ["churn_reason"]
     trained = train_model(
-        "win-back-likelihood-v3", "win-back-campaigns", WINBACK_FEATURES, df, "returned",
+        "win-back-likelihood-v3",
+        "win-back-campaigns",
+        WINBACK_FEATURES,
+        df,
+        "returned",
         truth_column="true_p_returned",
     )
     assert trained.categorical == ("churn_reason",)
@@ -125,7 +130,9 @@ def test_bool_and_nullable_columns_are_numeric():
     z = -1 + 1.2 * df["item_damaged"].astype(float) + 0.2 * df["delay_days"].astype(float).fillna(3)
     df["dissatisfied"] = rng.uniform(size=n) < 1 / (1 + np.exp(-z))
     assert infer_categorical(df, ["item_damaged", "delay_days"]) == []
-    trained = train_model("satisfaction-impact-v2", "proactive-refunds", ["item_damaged", "delay_days"], df, "dissatisfied")
+    trained = train_model(
+        "satisfaction-impact-v2", "proactive-refunds", ["item_damaged", "delay_days"], df, "dissatisfied"
+    )
     assert trained.metrics["roc_auc"] > 0.6
 
 
@@ -179,7 +186,9 @@ def test_registry_round_trip(tmp_path, churn_df, churn_model):
     ref = registry.current("churn-prevention", "churn-risk-v6")
     assert promoted and isinstance(ref, ModelRef)
     assert (ref.version, ref.features, ref.endpoint) == (
-        churn_model.version, tuple(CHURN_FEATURES), "sagemaker://churn-risk-v6"
+        churn_model.version,
+        tuple(CHURN_FEATURES),
+        "sagemaker://churn-risk-v6",
     )
     assert ref.artifact_path == str(path)
     assert registry.current_models("churn-prevention") == {"churn-risk-v6": ref}
@@ -193,8 +202,9 @@ def test_registry_round_trip(tmp_path, churn_df, churn_model):
 def test_tampered_artifact_is_refused(tmp_path, churn_model):
     registry = ModelRegistry(tmp_path)
     path = registry.save(churn_model)
-    ref = ModelRef("churn-risk-v6", "churn-prevention", churn_model.version, "sagemaker://x", churn_model.features,
-                   str(path))
+    ref = ModelRef(
+        "churn-risk-v6", "churn-prevention", churn_model.version, "sagemaker://x", churn_model.features, str(path)
+    )
     path.write_bytes(path.read_bytes() + b"\0")
     with pytest.raises(ValueError, match="hashes to"):
         load_pipeline(ref)

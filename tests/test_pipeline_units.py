@@ -1,16 +1,17 @@
 """Filter chain, source validation and offers on hand-made batches: counts, reasons, holdout, budget."""
+
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from engage_assets import pipeline
-from engage_assets.config import load_programs
+from engage_assets.domain import pipeline
+from engage_assets.domain.config import load_programs
+from engage_assets.domain.sources import SchemaDriftError, check_schema, split_invalid
 from engage_assets.settings import PROJECT_ROOT
-from engage_assets.sources import SchemaDriftError, check_schema, split_invalid
 
 PROGRAMS = {p.programId: p for p in load_programs(PROJECT_ROOT / "program_configs")}
 REFUNDS = PROGRAMS["proactive-refunds"]
@@ -18,10 +19,24 @@ CHURN = PROGRAMS["churn-prevention"]
 
 
 def refund_row(**over):
-    row = dict(customer_id="C1", order_id="O1", delivery_date=date(2026, 11, 21), delay_days=5, order_value_usd=80.0,
-               item_condition="good", customer_complaints=0, refundable=True, account_status="active",
-               lifetime_value_usd=900.0, order_frequency=6, marketing_opt_out=False,
-               days_since_program_offer=None, program_offers_365d=0, all_offers_91d=0, monthly_revenue_usd=30.0)
+    row = dict(
+        customer_id="C1",
+        order_id="O1",
+        delivery_date=date(2026, 11, 21),
+        delay_days=5,
+        order_value_usd=80.0,
+        item_condition="good",
+        customer_complaints=0,
+        refundable=True,
+        account_status="active",
+        lifetime_value_usd=900.0,
+        order_frequency=6,
+        marketing_opt_out=False,
+        days_since_program_offer=None,
+        program_offers_365d=0,
+        all_offers_91d=0,
+        monthly_revenue_usd=30.0,
+    )
     row.update(over)
     return row
 
@@ -47,8 +62,13 @@ def test_refund_filter_chain_order_counts_and_reasons():
     ]
     result = pipeline.apply_filter_chain(REFUNDS, table(rows))
     assert sorted(result.table.column("customer_id").to_pylist()) == ["damaged", "ok", "old-offer"]
-    assert dict(result.removed) == {"trust": 1, "issue-severity": 2, "customer-value": 2, "eligibility": 3,
-                                    "frequency-cap": 1}
+    assert dict(result.removed) == {
+        "trust": 1,
+        "issue-severity": 2,
+        "customer-value": 2,
+        "eligibility": 3,
+        "frequency-cap": 1,
+    }
     by_customer = {r["customer_id"]: r for r in result.rejected.to_pylist()}
     assert by_customer["fraud"]["filter_id"] == "trust"
     assert by_customer["final-sale"]["filter_id"] == "eligibility"
@@ -57,18 +77,43 @@ def test_refund_filter_chain_order_counts_and_reasons():
 
 
 def test_churn_signal_needs_two_of_three():
-    base = dict(customer_id="c", account_status="active", lifetime_value_usd=900.0, subscription_tier="premium",
-                marketing_opt_out=False, days_since_program_offer=None, all_offers_91d=0,
-                engagement_change=0.0, login_frequency=5.0, historical_avg=5.0, days_since_last_purchase=10)
+    base = dict(
+        customer_id="c",
+        account_status="active",
+        lifetime_value_usd=900.0,
+        subscription_tier="premium",
+        marketing_opt_out=False,
+        days_since_program_offer=None,
+        all_offers_91d=0,
+        engagement_change=0.0,
+        login_frequency=5.0,
+        historical_avg=5.0,
+        days_since_last_purchase=10,
+    )
     rows = [
         {**base, "customer_id": "one", "engagement_change": -0.4},
         {**base, "customer_id": "two", "engagement_change": -0.4, "login_frequency": 2.0},
-        {**base, "customer_id": "three", "engagement_change": -0.4, "login_frequency": 2.0,
-         "days_since_last_purchase": 90},
-        {**base, "customer_id": "basic", "engagement_change": -0.4, "login_frequency": 2.0,
-         "subscription_tier": "standard"},
-        {**base, "customer_id": "other-program", "engagement_change": -0.4, "login_frequency": 2.0,
-         "all_offers_91d": 1},
+        {
+            **base,
+            "customer_id": "three",
+            "engagement_change": -0.4,
+            "login_frequency": 2.0,
+            "days_since_last_purchase": 90,
+        },
+        {
+            **base,
+            "customer_id": "basic",
+            "engagement_change": -0.4,
+            "login_frequency": 2.0,
+            "subscription_tier": "standard",
+        },
+        {
+            **base,
+            "customer_id": "other-program",
+            "engagement_change": -0.4,
+            "login_frequency": 2.0,
+            "all_offers_91d": 1,
+        },
     ]
     result = pipeline.apply_filter_chain(CHURN, table(rows))
     assert sorted(result.table.column("customer_id").to_pylist()) == ["three", "two"]
@@ -91,20 +136,29 @@ def test_schema_drift_names_the_column():
 
 
 def test_invalid_rows_are_rejected_with_reason_not_raised():
-    rows = [refund_row(customer_id="a"), refund_row(customer_id="b", delay_days=None),
-            refund_row(customer_id=None), refund_row(customer_id="c", order_value_usd=float("nan"))]
+    rows = [
+        refund_row(customer_id="a"),
+        refund_row(customer_id="b", delay_days=None),
+        refund_row(customer_id=None),
+        refund_row(customer_id="c", order_value_usd=float("nan")),
+    ]
     valid, rejected = split_invalid(table(rows), REFUNDS.connector.requiredColumns)
     assert valid.column("customer_id").to_pylist() == ["a"]
     assert sorted(rejected.column("rejection_reason").to_pylist()) == [
-        "customer_id is null or not a valid string", "delay_days is null or not a valid integer",
-        "order_value_usd is null or not a valid number"]
+        "customer_id is null or not a valid string",
+        "delay_days is null or not a valid integer",
+        "order_value_usd is null or not a valid number",
+    ]
 
 
 def scored_batch(n, seed=0, **cols):
     rng = np.random.default_rng(seed)
     data = {
-        "customer_id": [f"C{i:06d}" for i in range(n)], "order_id": [f"O{i:06d}" for i in range(n)],
-        "score": rng.random(n), "order_value_usd": rng.uniform(20, 200, n), "monthly_revenue_usd": rng.uniform(10, 80, n),
+        "customer_id": [f"C{i:06d}" for i in range(n)],
+        "order_id": [f"O{i:06d}" for i in range(n)],
+        "score": rng.random(n),
+        "order_value_usd": rng.uniform(20, 200, n),
+        "monthly_revenue_usd": rng.uniform(10, 80, n),
         "marketplace": ["US"] * n,
     }
     data.update(cols)
@@ -154,15 +208,32 @@ def test_scores_below_every_segment_get_no_offer():
 
 
 def test_candidate_records_carry_the_architecture_fields():
-    from datetime import datetime, timezone
-    batch = scored_batch(100, seed=2, **{"score__satisfaction_impact_v2": np.linspace(0, 1, 100),
-                                          "score__churn_risk_v3": np.linspace(1, 0, 100)})
+    from datetime import datetime
+
+    batch = scored_batch(
+        100,
+        seed=2,
+        **{"score__satisfaction_impact_v2": np.linspace(0, 1, 100), "score__churn_risk_v3": np.linspace(1, 0, 100)},
+    )
     offers = pipeline.make_offers(REFUNDS, batch).table
-    as_of = datetime(2026, 11, 22, tzinfo=timezone.utc)
+    as_of = datetime(2026, 11, 22, tzinfo=UTC)
     records = pipeline.candidate_records(REFUNDS, offers, "2026-11-21", as_of, {"satisfaction-impact-v2": "abc"})
     r = records[0]
-    assert set(r) >= {"customerId", "programId", "partitionKey", "marketplace", "subjectId", "scores",
-                      "modelVersions", "segment", "offer", "holdout", "channels", "createdAt", "expiresAt"}
+    assert set(r) >= {
+        "customerId",
+        "programId",
+        "partitionKey",
+        "marketplace",
+        "subjectId",
+        "scores",
+        "modelVersions",
+        "segment",
+        "offer",
+        "holdout",
+        "channels",
+        "createdAt",
+        "expiresAt",
+    }
     assert r["expiresAt"] == int(as_of.timestamp()) + 30 * 86400
     assert all(rec["channels"] == [] for rec in records if rec["holdout"])
     sms = [rec for rec in records if "sms" in rec["channels"]]

@@ -1,20 +1,31 @@
 """ENGAGE_ENV=prod: the same Definitions load with the production resources (Snowflake, DynamoDB, SES/SNS, S3/Glue,
 the DynamoDB delivery ledger), every secret and name read from the environment through dg.EnvVar."""
+
 from __future__ import annotations
 
 import dagster as dg
 import pytest
 
 PROD_ENV = {
-    "AWS_REGION": "eu-west-1", "ENGAGE_ALERT_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:engage-alerts",
-    "ENGAGE_CANDIDATE_TABLE": "engage-candidates", "ENGAGE_SCORE_CACHE_TABLE": "engage-score-cache",
-    "ENGAGE_ENGAGEMENT_TABLE": "engage-engagement", "ENGAGE_DELIVERY_TABLE": "engage-delivery",
+    "AWS_REGION": "eu-west-1",
+    "ENGAGE_ALERT_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:engage-alerts",
+    "ENGAGE_CANDIDATE_TABLE": "engage-candidates",
+    "ENGAGE_SCORE_CACHE_TABLE": "engage-score-cache",
+    "ENGAGE_ENGAGEMENT_TABLE": "engage-engagement",
+    "ENGAGE_DELIVERY_TABLE": "engage-delivery",
     "ENGAGE_REFUND_TABLE": "engage-refunds",
-    "ENGAGE_EMAIL_FROM": "offers@example.com", "ENGAGE_SES_CONFIGURATION_SET": "engage",
-    "ENGAGE_PUSH_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:engage-push", "ENGAGE_GLUE_DATABASE": "engage",
-    "ENGAGE_S3_BUCKET": "engage-exports", "SNOWFLAKE_ACCOUNT": "acme-xy12345", "SNOWFLAKE_USER": "engage",
-    "SNOWFLAKE_PASSWORD": "not-a-secret", "SNOWFLAKE_ROLE": "ENGAGE", "SNOWFLAKE_WAREHOUSE": "ENGAGE_WH",
-    "SNOWFLAKE_DATABASE": "ANALYTICS", "SNOWFLAKE_SCHEMA": "ENGAGE",
+    "ENGAGE_EMAIL_FROM": "offers@example.com",
+    "ENGAGE_SES_CONFIGURATION_SET": "engage",
+    "ENGAGE_PUSH_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:engage-push",
+    "ENGAGE_GLUE_DATABASE": "engage",
+    "ENGAGE_S3_BUCKET": "engage-exports",
+    "SNOWFLAKE_ACCOUNT": "acme-xy12345",
+    "SNOWFLAKE_USER": "engage",
+    "SNOWFLAKE_PASSWORD": "not-a-secret",
+    "SNOWFLAKE_ROLE": "ENGAGE",
+    "SNOWFLAKE_WAREHOUSE": "ENGAGE_WH",
+    "SNOWFLAKE_DATABASE": "ANALYTICS",
+    "SNOWFLAKE_SCHEMA": "ENGAGE",
 }
 
 
@@ -28,8 +39,8 @@ def prod_env(monkeypatch, tmp_path):
 
 def test_prod_definitions_load_with_production_resources(prod_env):
     from engage_assets.definitions import build_definitions
-    from engage_assets.delivery.ledger_dynamodb import DynamoDbDeliveryLedger
-    from engage_assets.delivery.refunds_dynamodb import DynamoDbRefundLedger
+    from resources.delivery_ledger.dynamodb import DynamoDbDeliveryLedger
+    from resources.refund_ledger.dynamodb import DynamoDbRefundLedger
 
     defs = build_definitions()
     dg.Definitions.validate_loadable(defs)
@@ -81,8 +92,10 @@ def test_create_tables_makes_every_production_table_once(prod_env, monkeypatch, 
     for name in names.values():
         table = ddb.describe_table(TableName=name)["Table"]
         assert table["TableStatus"] == "ACTIVE"
-    gsis = {n: {g["IndexName"] for g in ddb.describe_table(TableName=n)["Table"].get("GlobalSecondaryIndexes", [])}
-            for n in names.values()}
+    gsis = {
+        n: {g["IndexName"] for g in ddb.describe_table(TableName=n)["Table"].get("GlobalSecondaryIndexes", [])}
+        for n in names.values()
+    }
     assert len(gsis[names["ENGAGE_DELIVERY_TABLE"]]) == 4 and gsis[names["ENGAGE_REFUND_TABLE"]]
     assert len(gsis[names["ENGAGE_CANDIDATE_TABLE"]]) == 4 and gsis[names["ENGAGE_ENGAGEMENT_TABLE"]]
 

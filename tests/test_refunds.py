@@ -1,25 +1,26 @@
 """Refunds, credits and discount codes: auto-processing, the approval queue, the budget under concurrency, codes."""
+
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
 import sqlite3
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from engage_assets.config import load_programs
-from engage_assets.delivery import refunds
-from engage_assets.delivery.plan import plan_touches
-from engage_assets.delivery.refunds import CODE_ALPHABET, RefundLedger, candidate_issuances, subject_key
+from engage_assets.domain.config import load_programs
+from engage_assets.domain.plan import plan_touches
+from resources.refund_ledger import sqlite as refunds
+from resources.refund_ledger.sqlite import CODE_ALPHABET, RefundLedger, candidate_issuances, subject_key
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = {p.programId: p for p in load_programs(ROOT / "program_configs")}
 REFUNDS = PROGRAMS["proactive-refunds"]
-AS_OF = datetime(2026, 11, 22, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 11, 22, tzinfo=UTC)
 
 
 def with_budget(program, amount, require_approval=None):
@@ -34,11 +35,21 @@ def with_budget(program, amount, require_approval=None):
 
 def refund_plan(program, n, segment="high", offer_type="full", value_usd=100.0, start=0, holdout=False):
     """Plan rows of n refund candidates (through the real planner: two touches each for the high segment)."""
-    offers = pa.table({
-        "customer_id": [f"C{i}" for i in range(start, start + n)], "order_id": [f"O{i}" for i in range(start, start + n)],
-        "segment": [segment] * n, "offer_type": [offer_type] * n, "score": [0.9 - i * 1e-6 for i in range(n)],
-        "holdout": [holdout] * n, "offer_value_usd": [value_usd] * n, "marketplace": ["DE"] * n,
-        "order_value": [85.0] * n, "order_value_usd": [100.0] * n, "currency": ["EUR"] * n})
+    offers = pa.table(
+        {
+            "customer_id": [f"C{i}" for i in range(start, start + n)],
+            "order_id": [f"O{i}" for i in range(start, start + n)],
+            "segment": [segment] * n,
+            "offer_type": [offer_type] * n,
+            "score": [0.9 - i * 1e-6 for i in range(n)],
+            "holdout": [holdout] * n,
+            "offer_value_usd": [value_usd] * n,
+            "marketplace": ["DE"] * n,
+            "order_value": [85.0] * n,
+            "order_value_usd": [100.0] * n,
+            "currency": ["EUR"] * n,
+        }
+    )
     return plan_touches(program, offers, None, AS_OF, partition_key="2026-11-21")
 
 
@@ -61,7 +72,9 @@ def test_auto_processed_once_and_idempotent(tmp_path):
     assert again.spent_usd == first.spent_usd == 1_000.0
     rows = ledger.issued("proactive-refunds", "C0", "O0")
     assert [(r["kind"], r["amount"], r["currency"], r["state"]) for r in rows] == [
-        ("credit", 17.0, "EUR", "processed"), ("refund", 85.0, "EUR", "processed")]
+        ("credit", 17.0, "EUR", "processed"),
+        ("refund", 85.0, "EUR", "processed"),
+    ]
     assert rows[0]["code"] and rows[1]["code"] is None  # the credit carries the code the e-mail shows
 
 

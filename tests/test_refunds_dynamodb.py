@@ -3,6 +3,7 @@ per test), both opened through `RefundLedgerResource`.  The same assertions run 
 approval queue, approve/reject (a rejection frees its budget), best score first within the budget, a budget per
 partition, idempotent re-runs, unique and stable codes, states, no personal data stored, and several workers at
 once against one small budget."""
+
 from __future__ import annotations
 
 import json
@@ -19,10 +20,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pytest
 
-from engage_assets.delivery import refunds
-from engage_assets.delivery.conditions import CustomerState
-from engage_assets.delivery.refunds import CODE_ALPHABET, RefundLedger, RefundLedgerResource, subject_key
-from engage_assets.delivery.refunds_dynamodb import DynamoDbRefundLedger
+from resources.customer_state import CustomerState
+from resources.refund_ledger import sqlite as refunds
+from resources.refund_ledger.dynamodb import DynamoDbRefundLedger
+from resources.refund_ledger.sqlite import CODE_ALPHABET, RefundLedger, RefundLedgerResource, subject_key
 from tests.test_conditions import AS_OF as SEND_TIME
 from tests.test_conditions import warehouse  # noqa: F401  (the fixture: a DuckDB warehouse with customers C1-C7)
 from tests.test_refunds import REFUNDS, refund_plan, with_budget
@@ -52,8 +53,12 @@ def backend(request, tmp_path) -> Backend:
         return Backend("sqlite", resource)
     endpoint = request.getfixturevalue("moto_endpoint")
     request.getfixturevalue("atomic_moto")  # the ledger itself writes from several threads (code draws)
-    resource = RefundLedgerResource(path=str(tmp_path / "unused.sqlite"), region_name="us-east-1",
-                                    dynamodb_table=f"refunds-{uuid.uuid4().hex[:12]}", endpoint_url=endpoint)
+    resource = RefundLedgerResource(
+        path=str(tmp_path / "unused.sqlite"),
+        region_name="us-east-1",
+        dynamodb_table=f"refunds-{uuid.uuid4().hex[:12]}",
+        endpoint_url=endpoint,
+    )
     resource.ledger().create_table()
     return Backend("dynamodb", resource)
 
@@ -74,8 +79,16 @@ def atomic_moto(monkeypatch):
     from moto.dynamodb.models import DynamoDBBackend
 
     lock = threading.RLock()  # re-entrant: a transaction calls put_item/update_item inside
-    for name in ("transact_write_items", "update_item", "put_item", "delete_item", "batch_write_item", "get_item",
-                 "batch_get_item", "query"):
+    for name in (
+        "transact_write_items",
+        "update_item",
+        "put_item",
+        "delete_item",
+        "batch_write_item",
+        "get_item",
+        "batch_get_item",
+        "query",
+    ):
         original = getattr(DynamoDBBackend, name)
 
         def locked(self, *args, original_=original, **kwargs):
@@ -89,13 +102,26 @@ def atomic_moto(monkeypatch):
 def test_auto_processed_once_then_a_rerun_finds_what_was_issued(ledger):
     plan = refund_plan(REFUNDS, 10)
     first = ledger.issue(REFUNDS, plan, DAY, now=1)
-    assert vars(first) == {"processed": 10, "pending_approval": 0, "already_issued": 0, "over_budget": 0,
-                           "spent_usd": 1_000.0, "refused": []}
+    assert vars(first) == {
+        "processed": 10,
+        "pending_approval": 0,
+        "already_issued": 0,
+        "over_budget": 0,
+        "spent_usd": 1_000.0,
+        "refused": [],
+    }
     again = ledger.issue(REFUNDS, plan, DAY, now=2)
     assert (again.processed, again.already_issued, again.spent_usd) == (0, 10, 1_000.0)
     credit, refund = ledger.issued(P, "C3", "O3")
-    assert refund == {"kind": "refund", "refund_type": "full", "amount": 85.0, "currency": "EUR",
-                      "amount_usd": refund["amount_usd"], "code": None, "state": "processed"}
+    assert refund == {
+        "kind": "refund",
+        "refund_type": "full",
+        "amount": 85.0,
+        "currency": "EUR",
+        "amount_usd": refund["amount_usd"],
+        "code": None,
+        "state": "processed",
+    }
     assert (credit["kind"], credit["amount"], credit["state"]) == ("credit", 17.0, "processed")
     assert isinstance(credit["code"], str) and credit["amount_usd"] + refund["amount_usd"] == pytest.approx(100.0)
     assert ledger.issued(P, "C3", "O4") == [] and ledger.pending(P) == []
@@ -116,8 +142,19 @@ def test_approval_queue_approve_and_reject(ledger):
     assert (result.processed, result.pending_approval, result.spent_usd) == (0, 4, 400.0)  # queued holds budget
     queue = ledger.pending(P)
     assert len(queue) == 8 and {q["kind"] for q in queue} == {"refund", "credit"}
-    assert set(queue[0]) == {"issuance_id", "program_id", "partition_key", "customer_id", "subject_id", "kind",
-                             "refund_type", "amount", "currency", "amount_usd", "created_at"}
+    assert set(queue[0]) == {
+        "issuance_id",
+        "program_id",
+        "partition_key",
+        "customer_id",
+        "subject_id",
+        "kind",
+        "refund_type",
+        "amount",
+        "currency",
+        "amount_usd",
+        "created_at",
+    }
     assert (queue[0]["partition_key"], queue[0]["created_at"]) == (DAY, 10)
     assert len(ledger.pending(P, limit=3)) == 3
     ids = {c: [q["issuance_id"] for q in queue if q["customer_id"] == c] for c in ("C0", "C1")}
@@ -129,7 +166,10 @@ def test_approval_queue_approve_and_reject(ledger):
     assert ledger.approve(["not-an-id", "x#y#z#refund"], approver="ops-2") == 0
     assert ledger.spent_usd(P, DAY) == 300.0  # the rejection gave its $100 back
     assert ledger.states(P, [("C0", "O0"), ("C1", "O1"), ("C2", "O2"), ("C9", "O9")]) == {
-        ("C0", "O0"): "processed", ("C1", "O1"): "rejected", ("C2", "O2"): "pending_approval"}
+        ("C0", "O0"): "processed",
+        ("C1", "O1"): "rejected",
+        ("C2", "O2"): "pending_approval",
+    }
     assert {q["customer_id"] for q in ledger.pending(P)} == {"C2", "C3"}
     # ... so the fifth candidate fits now.
     assert ledger.issue(program, refund_plan(program, 1, start=4), DAY).pending_approval == 1
@@ -171,18 +211,24 @@ def test_nothing_personal_is_stored_or_logged(ledger, caplog):
 
 # -- discount codes -----------------------------------------------------------------------------------------------------
 def test_codes_unique_and_stable_per_program_customer_and_subject(ledger):
-    rows = [{"customerId": f"C{i}", "subjectId": f"S{i % 7}"} for i in range(120)] + [{"customerId": "C0",
-                                                                                       "subjectId": "S1"}]
+    rows = [{"customerId": f"C{i}", "subjectId": f"S{i % 7}"} for i in range(120)] + [
+        {"customerId": "C0", "subjectId": "S1"}
+    ]
     codes = ledger.issue_codes("win-back-campaigns", rows, partition_key="2026-11-02")
     assert len(codes) == 121 and len(set(codes.values())) == 121
     assert all(len(c) == 10 and set(c) <= set(CODE_ALPHABET) for c in codes.values())
     assert ledger.issue_codes("win-back-campaigns", rows[:5] + rows[-1:]) == {
         subject_key("win-back-campaigns", r["customerId"], r["subjectId"]): codes[
-            subject_key("win-back-campaigns", r["customerId"], r["subjectId"])] for r in rows[:5] + rows[-1:]}
+            subject_key("win-back-campaigns", r["customerId"], r["subjectId"])
+        ]
+        for r in rows[:5] + rows[-1:]
+    }
     assert ledger.codes_for("win-back-campaigns", [("C0", "S1"), ("C0", "S9")]) == {
-        ("C0", "S1"): codes["win-back-campaigns#C0#S1"]}
-    assert ledger.issue_codes("churn-prevention", rows[:1])["churn-prevention#C0#S0"] != codes[
-        "win-back-campaigns#C0#S0"]
+        ("C0", "S1"): codes["win-back-campaigns#C0#S1"]
+    }
+    assert (
+        ledger.issue_codes("churn-prevention", rows[:1])["churn-prevention#C0#S0"] != codes["win-back-campaigns#C0#S0"]
+    )
 
 
 def test_a_refund_credit_carries_the_candidates_code(ledger):
@@ -190,7 +236,8 @@ def test_a_refund_credit_carries_the_candidates_code(ledger):
     shown = ledger.issue_codes(REFUNDS, plan)  # a template asked first
     ledger.issue(REFUNDS, plan, DAY)
     assert [ledger.issued(P, f"C{i}", f"O{i}")[0]["code"] for i in range(3)] == [
-        shown[subject_key(P, f"C{i}", f"O{i}")] for i in range(3)]
+        shown[subject_key(P, f"C{i}", f"O{i}")] for i in range(3)
+    ]
     assert ledger.issue_codes(REFUNDS, refund_plan(REFUNDS, 4)) == ledger.issue_codes(REFUNDS, refund_plan(REFUNDS, 4))
 
 
@@ -250,8 +297,9 @@ def test_concurrent_code_issuance_gives_one_code_per_candidate(backend):
 # -- resources ----------------------------------------------------------------------------------------------------------
 def test_the_resource_selects_the_backend(tmp_path, moto_endpoint):
     assert isinstance(RefundLedgerResource(path=str(tmp_path / "r.sqlite")).ledger(), RefundLedger)
-    dynamo = RefundLedgerResource(path=str(tmp_path / "r.sqlite"), dynamodb_table="t", region_name="us-east-1",
-                                  endpoint_url=moto_endpoint).ledger()
+    dynamo = RefundLedgerResource(
+        path=str(tmp_path / "r.sqlite"), dynamodb_table="t", region_name="us-east-1", endpoint_url=moto_endpoint
+    ).ledger()
     assert isinstance(dynamo, DynamoDbRefundLedger) and (dynamo.table_name, dynamo.endpoint_url) == ("t", moto_endpoint)
 
 
@@ -261,8 +309,18 @@ def test_send_time_reads_refund_states_through_the_resource(backend, warehouse):
     queued = with_budget(REFUNDS, 10_000, require_approval=True)
     ledger.issue(queued, refund_plan(queued, 1, start=2), DAY)  # C2: waits for approval
     state = CustomerState(warehouse=warehouse, refund_ledger=backend.resource)
-    touches = [{"customerId": c, "subjectId": f"O{c[1:]}", "programId": P, "channel": "email", "conditions": "[]",
-                "partitionKey": DAY, "offer": json.dumps({"refundType": "full"})} for c in ("C1", "C2", "C4")]
+    touches = [
+        {
+            "customerId": c,
+            "subjectId": f"O{c[1:]}",
+            "programId": P,
+            "channel": "email",
+            "conditions": "[]",
+            "partitionKey": DAY,
+            "offer": json.dumps({"refundType": "full"}),
+        }
+        for c in ("C1", "C2", "C4")
+    ]
     assert state.recheck_many(touches, SEND_TIME) == [None, "wait:refund_pending_approval", "refund_not_issued"]
     # Without a refund ledger the refund is not checked (as before).
     assert CustomerState(warehouse=warehouse).recheck_many(touches, SEND_TIME) == [None, None, None]

@@ -1,9 +1,10 @@
 """Scoring resources: local artifact vs. the SageMaker runtime protocol over real HTTP on loopback.
 
 The SageMaker path is exercised with boto3's own `sagemaker-runtime` client against the stand-in endpoint
-(`engage_assets.sagemaker_endpoint`), so request signing, URL layout, error parsing and retries are the real
+(`engage_assets.demo.sagemaker_endpoint`), so request signing, URL layout, error parsing and retries are the real
 ones; only the model container is ours.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engage_assets.models import ModelRegistry, train_model
-from engage_assets.sagemaker_endpoint import serve
-from resources.scoring import (
+from engage_assets.demo.sagemaker_endpoint import serve
+from engage_assets.domain.models import ModelRegistry, train_model
+from resources.scoring.base import (
     LocalScoringResource,
     ModelRef,
     SageMakerScoringResource,
@@ -47,10 +48,15 @@ def history(n: int, seed: int) -> pd.DataFrame:
             "item_damaged": rng.uniform(0, 1, n) < 0.3,
         }
     )
-    effect = df["churn_reason"].map(dict(zip(REASONS, [0.6, 0.2, -0.2, -0.7]))).to_numpy()
-    z = -1.0 + 0.0006 * df["lifetime_value"] + effect + 0.015 * df["subscription_tenure"] + 1.2 * df[
-        "engagement_history"
-    ] + 0.5 * df["item_damaged"]
+    effect = df["churn_reason"].map(dict(zip(REASONS, [0.6, 0.2, -0.2, -0.7], strict=False))).to_numpy()
+    z = (
+        -1.0
+        + 0.0006 * df["lifetime_value"]
+        + effect
+        + 0.015 * df["subscription_tenure"]
+        + 1.2 * df["engagement_history"]
+        + 0.5 * df["item_damaged"]
+    )
     df["returned"] = rng.uniform(0, 1, n) < 1 / (1 + np.exp(-z))
     return df
 
@@ -93,7 +99,7 @@ def rows(n: int, seed: int = 11) -> pd.DataFrame:
     df.insert(0, "customer_id", [f"C{i:08d}" for i in range(n)])
     df.loc[df.index[3], "churn_reason"] = None
     df.loc[df.index[4], "lifetime_value"] = np.nan
-    df.loc[df.index[5], "churn_reason"] = "reason, with \"comma\""
+    df.loc[df.index[5], "churn_reason"] = 'reason, with "comma"'
     df.loc[df.index[6], "churn_reason"] = ""  # same as NULL on both paths
     return df.iloc[::-1]  # columns and rows in an order the model did not see
 
@@ -114,7 +120,7 @@ def test_local_and_sagemaker_give_the_same_scores(ref, endpoint):
 
 def test_scores_match_the_trained_pipeline(ref):
     X = rows(300)
-    from engage_assets.models import load_pipeline
+    from engage_assets.domain.models import load_pipeline
 
     expected = load_pipeline(ref).predict_proba(X[list(ref.features)])[:, 1]
     got = LocalScoringResource(chunk_rows=128).score(ref, X)  # chunking does not change results
@@ -192,7 +198,9 @@ def test_csv_encoding_and_response_parsing():
     X = pd.DataFrame({"a": [0.1 + 0.2, np.nan], "b": ["x,y", None], "c": [True, False]})
     assert to_csv_body(X) == b'0.30000000000000004,"x,y",1\n,,0\n'
     assert parse_predictions(b'{"predictions": [0.1, {"score": 0.2}, [0.7, 0.3]]}', "application/json") == [
-        0.1, 0.2, 0.3,
+        0.1,
+        0.2,
+        0.3,
     ]
     assert parse_predictions(b"0.1\n0.2\n", "text/csv") == [0.1, 0.2]
 
@@ -220,9 +228,21 @@ def test_endpoint_command_line(registry_ref, tmp_path):
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engage_assets.sagemaker_endpoint", "--registry", str(root), "--program", PROGRAM,
-         "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "engage_assets.demo.sagemaker_endpoint",
+            "--registry",
+            str(root),
+            "--program",
+            PROGRAM,
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -234,7 +254,7 @@ def test_endpoint_command_line(registry_ref, tmp_path):
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"endpoint did not start: {proc.stderr.read().decode()[-2000:]}")
+                    raise AssertionError(f"endpoint did not start: {proc.stderr.read().decode()[-2000:]}") from None
                 time.sleep(0.1)
         X = rows(1_001)
         remote = SageMakerScoringResource(endpoint_url=url).score(ref, X)

@@ -1,4 +1,5 @@
 """Batched request logs: every line arrives, in order, without a write per request."""
+
 from __future__ import annotations
 
 import io

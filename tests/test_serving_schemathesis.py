@@ -4,6 +4,7 @@ checked for 5xx, undocumented status codes, response-schema violations, and acce
 The app runs over the embedded stores (SQLite) with data in every index, an admin key holding every scope (so
 generated requests reach the handlers, not just the auth layer), and any well-formed program id accepted.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -16,11 +17,10 @@ from schemathesis import GenerationMode
 
 from engage_assets.serving.app import create_app
 from engage_assets.serving.auth import create_api_key
-from resources.engagement import SqliteEngagementStore
-from resources.store_sqlite import SqliteCandidateStore
+from resources.engagement.base import SqliteEngagementStore
+from resources.store.sqlite import SqliteCandidateStore
 from tests.test_engagement_store import message, task
 from tests.test_serving import NOW, Clock, seed
-
 
 # Built at import (schemathesis's eager loader; its lazy fixture loader does not run under this pytest): a private
 # temporary directory, removed when the test process exits.
@@ -44,7 +44,9 @@ STATUSES: dict[str, set[int]] = {}
 # schema-valid request must be accepted.
 CONFIG = schemathesis.config.SchemathesisConfig.from_dict(
     {
-        "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "400", "401", "403", "404", "409", "429"]}},
+        "checks": {
+            "positive_data_acceptance": {"expected-statuses": ["2xx", "400", "401", "403", "404", "409", "429"]}
+        },
         # OpenAPI-aware auth: schemathesis sends the key itself and knows when a case deliberately leaves it out.
         "auth": {"openapi": {"APIKeyHeader": {"api_key": KEY}}},
     }

@@ -1,5 +1,6 @@
 """The shared SQLite setup: many processes opening the same new file at once (a backfill's runs on a fresh
 ENGAGE_HOME) all get a WAL connection with the schema; none sees "database is locked"."""
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -9,7 +10,7 @@ from pathlib import Path
 
 
 def _open(path: str) -> str | None:
-    from engage_assets.delivery.ledger import _SCHEMA
+    from resources.delivery_ledger.sqlite import _SCHEMA
     from resources.sqlite_wal import wal_connection
 
     try:

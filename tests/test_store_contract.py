@@ -3,6 +3,7 @@
 The contract tests run against SQLite (a file under tmp_path) and DynamoDB (moto's server over HTTP, with table
 names unique to each test).  The clock is always passed explicitly (`now`), so TTL behaviour is tested exactly.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -14,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from resources.store import CandidateStore, CandidateStoreWriteError, Page
-from resources.store_dynamodb import DynamoDbCandidateStore
-from resources.store_sqlite import SqliteCandidateStore
+from resources.store.base import CandidateStore, CandidateStoreWriteError, Page
+from resources.store.dynamodb import DynamoDbCandidateStore
+from resources.store.sqlite import SqliteCandidateStore
 
 NOW = 1_700_000_000
 DAY = 86_400
@@ -24,19 +25,33 @@ P1, P2, P3 = "2024-01-01", "2024-01-02", "2024-01-03"
 
 
 def rec(
-    customer: str, program: str = "refunds", partition: str = P1, segment: str | None = "high",
-    offer_type: str | None = "refund", score: float | None = 0.5, expires_at: int = NOW + DAY, **extra: Any,
+    customer: str,
+    program: str = "refunds",
+    partition: str = P1,
+    segment: str | None = "high",
+    offer_type: str | None = "refund",
+    score: float | None = 0.5,
+    expires_at: int = NOW + DAY,
+    **extra: Any,
 ) -> dict[str, Any]:
     """A full candidate record with nested floats, ints, bools and lists: what the pipeline writes."""
     r = {
-        "customerId": customer, "programId": program, "partitionKey": partition, "marketplace": "US",
-        "subjectId": f"order-{customer}", "segment": segment, "offerType": offer_type, "score": score,
+        "customerId": customer,
+        "programId": program,
+        "partitionKey": partition,
+        "marketplace": "US",
+        "subjectId": f"order-{customer}",
+        "segment": segment,
+        "offerType": offer_type,
+        "score": score,
         "scores": {"refund-propensity": score if score is not None else 0.0, "churn-risk": 0.125},
         "modelVersions": {"refund-propensity": "a1b2c3"},
         "offer": {"amount": 12.5, "currency": "USD", "percent": 10},
-        "holdout": False, "channels": ["email", "push"],
+        "holdout": False,
+        "channels": ["email", "push"],
         "context": {"orderId": f"order-{customer}", "lateDays": 3, "nested": {"ratio": 0.30000000000000004}},
-        "createdAt": f"{partition}T02:00:00Z", "expiresAt": expires_at,
+        "createdAt": f"{partition}T02:00:00Z",
+        "expiresAt": expires_at,
     }
     r.update(extra)
     return r
@@ -67,8 +82,13 @@ def drain(fetch, limit: int) -> tuple[list[dict[str, Any]], list[int]]:
 def make_dynamodb(endpoint: str, **overrides: Any) -> DynamoDbCandidateStore:
     suffix = uuid.uuid4().hex[:12]
     store = DynamoDbCandidateStore(
-        table_name=f"candidates-{suffix}", score_cache_table_name=f"score-cache-{suffix}", region_name="us-east-1",
-        endpoint_url=endpoint, backoff_base_s=0.001, backoff_max_s=0.01, **overrides,
+        table_name=f"candidates-{suffix}",
+        score_cache_table_name=f"score-cache-{suffix}",
+        region_name="us-east-1",
+        endpoint_url=endpoint,
+        backoff_base_s=0.001,
+        backoff_max_s=0.01,
+        **overrides,
     )
     store.create_tables()
     return store
@@ -107,7 +127,7 @@ class RecordingClient:
         return getattr(self._real, name)
 
     def batch_write_item(self, RequestItems: dict, **kwargs: Any) -> dict:
-        (table, requests), = RequestItems.items()
+        ((table, requests),) = RequestItems.items()
         with self._lock:
             call_no = next(self._calls)
             self.write_calls.append(list(requests))
@@ -147,10 +167,15 @@ def test_round_trip_returns_the_record_unchanged(store):
 
 def test_ttl_is_honoured_on_every_read_path(store):
     short = NOW + 100
-    store.replace_partition("refunds", P1, [
-        rec("c1", expires_at=short, score=0.9),  # expires first
-        rec("c2", expires_at=NOW + DAY, score=0.1),
-    ], now=NOW)
+    store.replace_partition(
+        "refunds",
+        P1,
+        [
+            rec("c1", expires_at=short, score=0.9),  # expires first
+            rec("c2", expires_at=NOW + DAY, score=0.1),
+        ],
+        now=NOW,
+    )
     store.replace_partition("winback", P1, [rec("c1", program="winback", expires_at=NOW + DAY)], now=NOW)
 
     # Before expiry everything is visible (so the later absence is the TTL filter, not a write bug).
@@ -214,8 +239,12 @@ def test_cursor_is_bound_to_its_query(store):
 
 
 def test_offer_type_query_newest_partition_first(store):
-    store.replace_partition("refunds", P1, [rec(f"a{i}", partition=P1) for i in range(4)]
-                            + [rec("v1", partition=P1, offer_type="voucher")], now=NOW)
+    store.replace_partition(
+        "refunds",
+        P1,
+        [rec(f"a{i}", partition=P1) for i in range(4)] + [rec("v1", partition=P1, offer_type="voucher")],
+        now=NOW,
+    )
     store.replace_partition("refunds", P2, [rec(f"b{i}", partition=P2) for i in range(3)], now=NOW)
     store.replace_partition("winback", P3, [rec("w1", program="winback", partition=P3)], now=NOW)
 
@@ -240,8 +269,10 @@ def test_score_query_by_offer_type_across_segments(store):
     expected = {r["customerId"] for r in live if r["score"] >= 0.3}
     for limit in (3, 50):
         items, sizes = drain(
-            lambda limit, cursor: store.query_by_score("refunds", "refund", min_score=0.3, limit=limit, cursor=cursor,
-                                                       now=later), limit,
+            lambda limit, cursor: store.query_by_score(
+                "refunds", "refund", min_score=0.3, limit=limit, cursor=cursor, now=later
+            ),
+            limit,
         )
         assert len(ids(items)) == len(set(ids(items))) and set(ids(items)) == expected
         assert {r["segment"] for r in items} == {"high", "low"}
@@ -265,8 +296,10 @@ def test_segment_query_with_offer_type_filter(store):
     store.replace_partition("refunds", P1, records, now=NOW)
     for offer in ("full", "partial"):
         items, sizes = drain(
-            lambda limit, cursor: store.query_by_segment("refunds", "high", offer_type=offer, limit=limit,
-                                                         cursor=cursor, now=NOW), 4,
+            lambda limit, cursor, offer=offer: store.query_by_segment(
+                "refunds", "high", offer_type=offer, limit=limit, cursor=cursor, now=NOW
+            ),
+            4,
         )
         want = [r["customerId"] for r in sorted(records, key=lambda r: -r["score"]) if r["offerType"] == offer]
         assert ids(items) == want
@@ -279,9 +312,11 @@ def test_replace_partition_is_idempotent(store):
 
     def snapshot():
         return (
-            store.count("refunds", now=NOW), store.count("refunds", P1, now=NOW),
-            drain(lambda limit, cursor: store.query_by_segment("refunds", "high", limit=limit, cursor=cursor,
-                                                               now=NOW), 8)[0],
+            store.count("refunds", now=NOW),
+            store.count("refunds", P1, now=NOW),
+            drain(
+                lambda limit, cursor: store.query_by_segment("refunds", "high", limit=limit, cursor=cursor, now=NOW), 8
+            )[0],
             store.query_by_segment("refunds", "low", limit=100, now=NOW).items,
         )
 
@@ -300,8 +335,7 @@ def test_rerun_with_fewer_records_deletes_only_that_partitions_missing_ones(stor
     store.replace_partition("refunds", P2, [rec(f"d{i}", partition=P2) for i in range(5)], now=NOW)
     store.replace_partition("winback", P1, [rec(f"c{i}", program="winback") for i in range(5)], now=NOW)
 
-    result = store.replace_partition("refunds", P1, [rec(f"c{i}", partition=P1, score=0.7) for i in range(6)],
-                                     now=NOW)
+    result = store.replace_partition("refunds", P1, [rec(f"c{i}", partition=P1, score=0.7) for i in range(6)], now=NOW)
     assert (result.written, result.deleted) == (6, 4)
     assert store.count("refunds", P1, now=NOW) == 6
     assert store.count("refunds", P2, now=NOW) == 5
@@ -318,13 +352,17 @@ def test_rerun_with_fewer_records_deletes_only_that_partitions_missing_ones(stor
 
 def test_older_partition_never_overwrites_a_newer_one(store):
     store.replace_partition("refunds", P2, [rec("c1", partition=P2, segment="new")], now=NOW)
-    store.replace_partition("refunds", P2, [rec("c1", partition=P2, segment="new"),
-                                            rec("c3", partition=P2, expires_at=NOW + 10)], now=NOW)
+    store.replace_partition(
+        "refunds", P2, [rec("c1", partition=P2, segment="new"), rec("c3", partition=P2, expires_at=NOW + 10)], now=NOW
+    )
 
     # Backfill of the older partition: c1 holds a live P2 candidate, c3's P2 candidate has expired.
-    result = store.replace_partition("refunds", P1, [rec("c1", partition=P1, segment="old"),
-                                                     rec("c2", partition=P1),
-                                                     rec("c3", partition=P1)], now=NOW + 20)
+    result = store.replace_partition(
+        "refunds",
+        P1,
+        [rec("c1", partition=P1, segment="old"), rec("c2", partition=P1), rec("c3", partition=P1)],
+        now=NOW + 20,
+    )
     assert (result.written, result.skipped_newer, result.deleted) == (2, 1, 0)
     kept = store.get("c1", "refunds", now=NOW + 20)
     assert kept["partitionKey"] == P2 and kept["segment"] == "new"
@@ -348,8 +386,13 @@ def test_duplicate_customers_last_one_wins(store):
 
 
 def test_invalid_records_are_rejected_without_writing(store):
-    for bad in (rec("c1", program="winback"), rec("c1", partition=P2), rec("c1", score=float("nan")),
-                {k: v for k, v in rec("c1").items() if k != "expiresAt"}, rec("", score=0.1)):
+    for bad in (
+        rec("c1", program="winback"),
+        rec("c1", partition=P2),
+        rec("c1", score=float("nan")),
+        {k: v for k, v in rec("c1").items() if k != "expiresAt"},
+        rec("", score=0.1),
+    ):
         with pytest.raises(ValueError) as err:
             store.replace_partition("refunds", P1, [rec("ok"), bad], now=NOW)
         assert "c1" not in str(err.value)  # errors name the position, not the customer
@@ -404,7 +447,8 @@ def test_score_cache_put_get_ttl(store):
     store.put_cached_scores("churn-risk@v2", {"a": 0.9}, NOW + 1000)
 
     assert store.get_cached_scores("churn-risk@v1", ["a", "b", "zz", "a"], now=NOW) == {
-        "a": 0.1, "b": 0.30000000000000004,
+        "a": 0.1,
+        "b": 0.30000000000000004,
     }
     assert store.get_cached_scores("churn-risk@v2", ["a", "b"], now=NOW) == {"a": 0.9}  # namespaces isolated
     assert store.get_cached_scores("churn-risk@v1", ["a"], now=NOW + 100) == {}  # expired at expires_at
@@ -469,8 +513,10 @@ def test_dynamodb_numbers_are_decimals_on_the_wire_and_floats_back(dynamo):
 
     # Real DynamoDB may normalise "1.0" to "1": documented float fields still come back as float.
     dynamo.client().update_item(
-        TableName=dynamo.table_name, Key={"pk": {"S": "c1"}, "sk": {"S": "refunds"}},
-        UpdateExpression="SET score = :s", ExpressionAttributeValues={":s": {"N": "1"}},
+        TableName=dynamo.table_name,
+        Key={"pk": {"S": "c1"}, "sk": {"S": "refunds"}},
+        UpdateExpression="SET score = :s",
+        ExpressionAttributeValues={":s": {"N": "1"}},
     )
     got = dynamo.get("c1", "refunds", now=NOW)
     assert got["score"] == 1.0 and type(got["score"]) is float
@@ -491,10 +537,13 @@ def test_dynamodb_short_pages_keep_querying_past_expired_items(dynamo):
 def test_dynamodb_tables_have_the_documented_layout(dynamo):
     desc = dynamo.client().describe_table(TableName=dynamo.table_name)["Table"]
     assert {(k["AttributeName"], k["KeyType"]) for k in desc["KeySchema"]} == {("pk", "HASH"), ("sk", "RANGE")}
-    indexes = {i["IndexName"]: [k["AttributeName"] for k in i["KeySchema"]]
-               for i in desc["GlobalSecondaryIndexes"]}
-    assert indexes == {"gsi1": ["gsi1pk", "gsi1sk"], "gsi2": ["gsi2pk", "gsi2sk"], "gsi3": ["gsi3pk", "gsi3sk"],
-                       "gsi4": ["gsi2pk", "gsi4sk"]}
+    indexes = {i["IndexName"]: [k["AttributeName"] for k in i["KeySchema"]] for i in desc["GlobalSecondaryIndexes"]}
+    assert indexes == {
+        "gsi1": ["gsi1pk", "gsi1sk"],
+        "gsi2": ["gsi2pk", "gsi2sk"],
+        "gsi3": ["gsi3pk", "gsi3sk"],
+        "gsi4": ["gsi2pk", "gsi4sk"],
+    }
     assert {"AttributeName": "gsi1sk", "AttributeType": "N"} in desc["AttributeDefinitions"]
     assert {"AttributeName": "gsi4sk", "AttributeType": "N"} in desc["AttributeDefinitions"]
     assert desc["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
@@ -522,8 +571,7 @@ def test_sqlite_wal_one_connection_per_thread_and_concurrent_writers(tmp_path):
             s = SqliteCandidateStore(path=path)
             part = f"2024-02-{k + 1:02d}"
             for _ in range(3):
-                s.replace_partition("refunds", part, [rec(f"w{k}-{i}", partition=part) for i in range(1000)],
-                                    now=NOW)
+                s.replace_partition("refunds", part, [rec(f"w{k}-{i}", partition=part) for i in range(1000)], now=NOW)
             conns[threading.get_ident()] = id(s._conn())
             assert s.count("refunds", part, now=NOW) == 1000
             s.close()
@@ -544,10 +592,16 @@ def test_sqlite_wal_one_connection_per_thread_and_concurrent_writers(tmp_path):
 def test_sqlite_pagination_is_keyset_on_an_index(tmp_path):
     store = SqliteCandidateStore(path=str(tmp_path / "store.sqlite"))
     store.replace_partition("refunds", P1, [rec("c1")], now=NOW)
-    plan = " ".join(str(r) for r in store._conn().execute(
-        "EXPLAIN QUERY PLAN SELECT body, score, pk FROM candidates WHERE gsi1pk = ? AND expires_at > ?"
-        " AND (score, pk) < (?, ?) ORDER BY score DESC, pk DESC LIMIT ?", ("refunds#high", NOW, 0.5, "x", 6),
-    ).fetchall())
+    plan = " ".join(
+        str(r)
+        for r in store._conn()
+        .execute(
+            "EXPLAIN QUERY PLAN SELECT body, score, pk FROM candidates WHERE gsi1pk = ? AND expires_at > ?"
+            " AND (score, pk) < (?, ?) ORDER BY score DESC, pk DESC LIMIT ?",
+            ("refunds#high", NOW, 0.5, "x", 6),
+        )
+        .fetchall()
+    )
     assert "candidates_gsi1" in plan and "TEMP B-TREE" not in plan
     for query in (
         lambda: store.query_by_score("refunds", "refund", min_score=0.1, now=NOW),

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 from botocore.stub import Stubber
 
-from resources.warehouse import (
+from resources.warehouse.base import (
     AthenaQueryError,
     AthenaWarehouse,
     DuckDBWarehouse,
@@ -37,6 +37,7 @@ PARAMS = {
 
 
 # --------------------------------------------------------------------------------------------- DuckDB
+
 
 @pytest.fixture
 def duck_path(tmp_path):
@@ -147,6 +148,7 @@ def test_duckdb_warehouse_as_a_dagster_resource(duck_path):
 
 # ------------------------------------------------------------------------------------------ Snowflake
 
+
 @pytest.fixture(scope="module")
 def fakesnow_server():
     """fakesnow's HTTP server: the real snowflake-connector (and its Arrow fetch) runs against it.
@@ -165,8 +167,13 @@ def _connection_args(kwargs) -> dict:
 
 def _snowflake(kwargs) -> SnowflakeWarehouse:
     return SnowflakeWarehouse(
-        account=kwargs["account"], user=kwargs["user"], password=kwargs["password"],
-        database="ENGAGE", schema="RAW", warehouse="ENGAGE_WH", role="ENGAGE_READER",
+        account=kwargs["account"],
+        user=kwargs["user"],
+        password=kwargs["password"],
+        database="ENGAGE",
+        schema="RAW",
+        warehouse="ENGAGE_WH",
+        role="ENGAGE_READER",
         connection_args=_connection_args(kwargs),
     )
 
@@ -213,14 +220,19 @@ def test_snowflake_secret_from_env_var_inside_a_run(snowflake_orders, monkeypatc
     """The production wiring: password from dg.EnvVar, resolved by Dagster, used by an asset."""
     monkeypatch.setenv("ENGAGE_TEST_SNOWFLAKE_PASSWORD", snowflake_orders["password"])
     warehouse = SnowflakeWarehouse(
-        account=snowflake_orders["account"], user=snowflake_orders["user"],
-        password=dg.EnvVar("ENGAGE_TEST_SNOWFLAKE_PASSWORD"), database="ENGAGE", schema="RAW",
+        account=snowflake_orders["account"],
+        user=snowflake_orders["user"],
+        password=dg.EnvVar("ENGAGE_TEST_SNOWFLAKE_PASSWORD"),
+        database="ENGAGE",
+        schema="RAW",
         connection_args=_connection_args(snowflake_orders),
     )
 
     @dg.asset
     def order_count(warehouse: SnowflakeWarehouse) -> dg.MaterializeResult:
-        table = warehouse.query_arrow("SELECT COUNT(*) AS N FROM ORDERS WHERE ORDER_DATE = :d", {"d": dt.date(2026, 11, 21)})
+        table = warehouse.query_arrow(
+            "SELECT COUNT(*) AS N FROM ORDERS WHERE ORDER_DATE = :d", {"d": dt.date(2026, 11, 21)}
+        )
         return dg.MaterializeResult(metadata={"n": table.column("n")[0].as_py()})
 
     result = dg.materialize([order_count], resources={"warehouse": warehouse})
@@ -228,6 +240,7 @@ def test_snowflake_secret_from_env_var_inside_a_run(snowflake_orders, monkeypatc
 
 
 # --------------------------------------------------------------------------------------------- Athena
+
 
 def _moto_api(endpoint: str, path: str, body: dict) -> None:
     req = urllib.request.Request(
@@ -240,8 +253,11 @@ def _moto_api(endpoint: str, path: str, body: dict) -> None:
 @contextmanager
 def athena_progression(endpoint: str, times: int):
     """Make moto's query executions advance one state per `times` status polls (QUEUED→RUNNING→SUCCEEDED)."""
-    _moto_api(endpoint, "/moto-api/state-manager/set-transition",
-              {"model_name": "athena::execution", "transition": {"progression": "manual", "times": times}})
+    _moto_api(
+        endpoint,
+        "/moto-api/state-manager/set-transition",
+        {"model_name": "athena::execution", "transition": {"progression": "manual", "times": times}},
+    )
     try:
         yield
     finally:
@@ -256,16 +272,28 @@ def athena(moto_endpoint):
         Name=wg, Configuration={"ResultConfiguration": {"OutputLocation": "s3://athena-results/engage/"}}
     )
     warehouse = AthenaWarehouse(
-        region_name="us-east-1", endpoint_url=moto_endpoint, database="order_tracking", workgroup=wg,
+        region_name="us-east-1",
+        endpoint_url=moto_endpoint,
+        database="order_tracking",
+        workgroup=wg,
         poll_max_interval_s=0.05,
     )
     return warehouse, client, wg
 
 
 def _col(name: str, kind: str, **extra) -> dict:
-    return {"CatalogName": "hive", "SchemaName": "", "TableName": "", "Name": name, "Label": name, "Type": kind,
-            "Precision": extra.get("Precision", 0), "Scale": extra.get("Scale", 0), "Nullable": "UNKNOWN",
-            "CaseSensitive": kind == "varchar"}
+    return {
+        "CatalogName": "hive",
+        "SchemaName": "",
+        "TableName": "",
+        "Name": name,
+        "Label": name,
+        "Type": kind,
+        "Precision": extra.get("Precision", 0),
+        "Scale": extra.get("Scale", 0),
+        "Nullable": "UNKNOWN",
+        "CaseSensitive": kind == "varchar",
+    }
 
 
 def _row(*values) -> dict:
@@ -273,8 +301,13 @@ def _row(*values) -> dict:
 
 
 ATHENA_COLUMNS = [
-    _col("order_id", "varchar"), _col("items", "integer"), _col("total_cents", "bigint"), _col("weight", "double"),
-    _col("delayed", "boolean"), _col("promised_date", "date"), _col("shipped_at", "timestamp"),
+    _col("order_id", "varchar"),
+    _col("items", "integer"),
+    _col("total_cents", "bigint"),
+    _col("weight", "double"),
+    _col("delayed", "boolean"),
+    _col("promised_date", "date"),
+    _col("shipped_at", "timestamp"),
     _col("refund", "decimal", Precision=10, Scale=2),
 ]
 
@@ -286,8 +319,11 @@ def test_athena_passes_execution_parameters_and_types_results(athena, moto_endpo
         _row("o-1", "2", "1999", "1.5", "true", "2026-11-21", "2026-11-21 08:30:00.123", "12.50"),
         _row("o-2", None, "25", "NaN", "false", "2026-11-22", "2026-11-22 23:59:59.000", None),
     ]
-    _moto_api(moto_endpoint, "/moto-api/static/athena/query-results",
-              {"results": [{"rows": [header, *rows], "column_info": ATHENA_COLUMNS}]})
+    _moto_api(
+        moto_endpoint,
+        "/moto-api/static/athena/query-results",
+        {"results": [{"rows": [header, *rows], "column_info": ATHENA_COLUMNS}]},
+    )
     sql = (
         "SELECT * FROM shipments WHERE promised_date >= :partition_start AND promised_date < :partition_end "
         "AND carrier = :carrier AND promised_date <= :partition_end"
@@ -301,20 +337,35 @@ def test_athena_passes_execution_parameters_and_types_results(athena, moto_endpo
         "SELECT * FROM shipments WHERE promised_date >= ? AND promised_date < ? AND carrier = ? AND promised_date <= ?"
     )
     assert execution["ExecutionParameters"] == [
-        "DATE '2026-11-21'", "DATE '2026-11-22'", "'O''Hare Freight'", "DATE '2026-11-22'",
+        "DATE '2026-11-21'",
+        "DATE '2026-11-22'",
+        "'O''Hare Freight'",
+        "DATE '2026-11-22'",
     ]
     assert execution["QueryExecutionContext"]["Database"] == "order_tracking"
     assert execution["WorkGroup"] == wg
 
-    assert table.schema == pa.schema([
-        ("order_id", pa.string()), ("items", pa.int32()), ("total_cents", pa.int64()), ("weight", pa.float64()),
-        ("delayed", pa.bool_()), ("promised_date", pa.date32()), ("shipped_at", pa.timestamp("ms")),
-        ("refund", pa.decimal128(10, 2)),
-    ])
+    assert table.schema == pa.schema(
+        [
+            ("order_id", pa.string()),
+            ("items", pa.int32()),
+            ("total_cents", pa.int64()),
+            ("weight", pa.float64()),
+            ("delayed", pa.bool_()),
+            ("promised_date", pa.date32()),
+            ("shipped_at", pa.timestamp("ms")),
+            ("refund", pa.decimal128(10, 2)),
+        ]
+    )
     first, second = table.to_pylist()
     assert first == {
-        "order_id": "o-1", "items": 2, "total_cents": 1999, "weight": 1.5, "delayed": True,
-        "promised_date": dt.date(2026, 11, 21), "shipped_at": dt.datetime(2026, 11, 21, 8, 30, 0, 123000),
+        "order_id": "o-1",
+        "items": 2,
+        "total_cents": 1999,
+        "weight": 1.5,
+        "delayed": True,
+        "promised_date": dt.date(2026, 11, 21),
+        "shipped_at": dt.datetime(2026, 11, 21, 8, 30, 0, 123000),
         "refund": Decimal("12.50"),
     }
     assert second["items"] is None and second["refund"] is None and second["delayed"] is False
@@ -365,9 +416,18 @@ def test_athena_failed_query_reports_state_change_reason(monkeypatch):
     stub = Stubber(client)
     stub.add_response("start_query_execution", {"QueryExecutionId": "q-1"})
     stub.add_response("get_query_execution", {"QueryExecution": {"Status": {"State": "RUNNING"}}})
-    stub.add_response("get_query_execution", {"QueryExecution": {"Status": {
-        "State": "FAILED", "StateChangeReason": "COLUMN_NOT_FOUND: line 1:8: Column 'x' cannot be resolved",
-        "AthenaError": {"ErrorCategory": 2, "ErrorType": 1006}}}})
+    stub.add_response(
+        "get_query_execution",
+        {
+            "QueryExecution": {
+                "Status": {
+                    "State": "FAILED",
+                    "StateChangeReason": "COLUMN_NOT_FOUND: line 1:8: Column 'x' cannot be resolved",
+                    "AthenaError": {"ErrorCategory": 2, "ErrorType": 1006},
+                }
+            }
+        },
+    )
     monkeypatch.setattr(AthenaWarehouse, "aws_client", lambda self, service: client)
     with stub, pytest.raises(AthenaQueryError, match=r"q-1 FAILED: COLUMN_NOT_FOUND.*\[2/1006\]"):
         AthenaWarehouse(region_name="us-east-1", database="d", poll_max_interval_s=0.01).query_arrow("SELECT x")

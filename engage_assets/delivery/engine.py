@@ -35,16 +35,16 @@ doubt, which the rule above resolves by lookup.  One transaction per batch inste
 the ledger's cost per send.
 The lease (default 10 minutes) keeps a run from taking over the claims of another run that is still alive.
 
-Crash points for the reliability test: `ENGAGE_CRASH_AT=<point>:<n>` SIGKILLs this process at the n-th pass of
+Checkpoints (`CRASH_POINTS`): the engine calls its `checkpoint(point)` hook (a no-op by default) at
 `before_claim` (a page re-checked, nothing claimed), `after_claim` (a page claimed, nothing sent),
 `after_send` (a provider accepted the n-th message, its `sent` mark not written) or `mid_batch` (the marks of
-the first n messages of the run written, the rest of the page still claimed or sent but unmarked).
+the first n messages of the run written, the rest of the page still claimed or sent but unmarked).  The crash
+trials (`engage_assets.demo.reliability`) install a hook that SIGKILLs the process at the n-th pass of one.
 """
+
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 import time
 import uuid
@@ -52,13 +52,20 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from engage_assets.delivery.ledger import DeliveryLedger, LedgerRow, idempotency_key, key_hash
-from engage_assets.delivery.pressure import PressurePolicy, PressureState, address_of
-from resources.channels import (ChannelSession, OutboundMessage, PermanentSendError, SendError, TokenBucket,
-                                TransientSendError)
+from engage_assets.domain.pressure import PressurePolicy, PressureState, address_of
+from engage_assets.domain.templates import TemplateError
+from resources.channels.base import (
+    ChannelSession,
+    OutboundMessage,
+    PermanentSendError,
+    SendError,
+    TokenBucket,
+    TransientSendError,
+)
+from resources.delivery_ledger.sqlite import DeliveryLedger, LedgerRow, idempotency_key, key_hash
 
 log = logging.getLogger("engage.delivery")
 CRASH_POINTS = ("before_claim", "after_claim", "after_send", "mid_batch")
@@ -129,38 +136,24 @@ class DeliveryStats:
         return dict(sorted(out.items()))
 
 
-class _Crash:
-    """Test hook: SIGKILL at the n-th pass of a crash point (see the module docstring)."""
-
-    def __init__(self, spec: str | None):
-        self.point, self.at, self.seen = None, 0, 0
-        if spec:
-            point, _, n = spec.partition(":")
-            if point not in CRASH_POINTS:
-                raise ValueError(f"ENGAGE_CRASH_AT point must be one of {CRASH_POINTS}")
-            self.point, self.at = point, int(n or 1)
-
-    def __call__(self, point: str) -> None:
-        if point == self.point:
-            self.seen += 1
-            if self.seen >= self.at:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _default_template_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from engage_assets.delivery.templates import TemplateError
-    except ImportError:
-        return ()
-    return (TemplateError,)
+def _no_checkpoint(point: str) -> None:
+    """The default checkpoint hook: production runs do nothing at a checkpoint."""
 
 
 class DeliveryEngine:
-    def __init__(self, ledger: DeliveryLedger, channels: Mapping[str, ChannelFactory], state: ConditionChecker,
-                 renderer: Renderer, policy: PressurePolicy | None = None, config: EngineConfig | None = None,
-                 channel_configs: Mapping[tuple[str, str], dict[str, Any]] | None = None,
-                 template_errors: tuple[type[BaseException], ...] | None = None, crash_at: str | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        ledger: DeliveryLedger,
+        channels: Mapping[str, ChannelFactory],
+        state: ConditionChecker,
+        renderer: Renderer,
+        policy: PressurePolicy | None = None,
+        config: EngineConfig | None = None,
+        channel_configs: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+        template_errors: tuple[type[BaseException], ...] | None = None,
+        checkpoint: Callable[[str], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.ledger = ledger
         self.channels = channels
         self.state = state
@@ -168,8 +161,8 @@ class DeliveryEngine:
         self.policy = policy or PressurePolicy()
         self.cfg = config or EngineConfig()
         self.channel_configs = channel_configs or {}
-        self.template_errors = _default_template_errors() if template_errors is None else template_errors
-        self._crash = _Crash(crash_at if crash_at is not None else os.environ.get("ENGAGE_CRASH_AT"))
+        self.template_errors = (TemplateError,) if template_errors is None else template_errors
+        self.checkpoint = checkpoint or _no_checkpoint
         self.sleep = sleep
 
     # -- public ------------------------------------------------------------------------------------------------------
@@ -273,7 +266,7 @@ class _Run:
     def process_page(self, page: list[LedgerRow]) -> None:
         e, led = self.e, self.e.ledger
         now = self.clock()
-        now_dt = datetime.fromtimestamp(now, timezone.utc)
+        now_dt = datetime.fromtimestamp(now, UTC)
         touches = {r.touch_key: r.touch_dict() for r in page}
         contacts = e.state.contacts(sorted({r.customer_id for r in page}))
         pre: dict[str, str] = {}
@@ -284,18 +277,19 @@ class _Run:
             reason = e.state.recheck(touches[r.touch_key], now_dt)
             if reason:
                 pre[r.touch_key] = reason
-        self.e._crash("before_claim")
+        self.e.checkpoint("before_claim")
         claimed: list[LedgerRow] = []
         with led.transaction() as conn:
-            pressure = PressureState.load(led, conn, e.policy, now,
-                                          [touches[r.touch_key] for r in page if r.touch_key not in pre], contacts)
+            pressure = PressureState.load(
+                led, conn, e.policy, now, [touches[r.touch_key] for r in page if r.touch_key not in pre], contacts
+            )
             for r in page:
                 touch = touches[r.touch_key]
                 if r.touch_key in pre:
                     reason = pre[r.touch_key]
                     if reason.startswith(WAIT):  # not yet (e.g. its refund awaits approval): due again later
-                        if led.defer(conn, r.touch_key, now + e.cfg.wait_s, f"deferred:{reason[len(WAIT):]}", now):
-                            self.stats.add(r.channel, "deferred", reason[len(WAIT):])
+                        if led.defer(conn, r.touch_key, now + e.cfg.wait_s, f"deferred:{reason[len(WAIT) :]}", now):
+                            self.stats.add(r.channel, "deferred", reason[len(WAIT) :])
                     elif led.suppress(conn, r.touch_key, reason, now):
                         self.stats.add(r.channel, "suppressed", reason)
                     continue
@@ -314,7 +308,7 @@ class _Run:
                     pressure.record(touch)
                     claimed.append(r)
         self.processed += len(page)
-        self.e._crash("after_claim")
+        self.e.checkpoint("after_claim")
         prefetch = getattr(e.renderer, "prefetch", None)
         if prefetch is not None and claimed:  # the page's discount codes in one transaction, not one per message
             prefetch([touches[r.touch_key] for r in claimed])
@@ -325,22 +319,28 @@ class _Run:
                 by_channel.setdefault(r.channel, []).append((r, msg))
         # Every channel's sends start now: pooled channels (SMTP) send on their threads while this thread sends the
         # inline ones (outbox, store) and records their outcomes; the pooled outcomes are recorded last.
-        streams = [(self.pooled(channel, len(jobs)), self.send_all(channel, jobs))
-                   for channel, jobs in by_channel.items()]
+        streams = [
+            (self.pooled(channel, len(jobs)), self.send_all(channel, jobs)) for channel, jobs in by_channel.items()
+        ]
         for _, stream in sorted(streams, key=lambda s: s[0]):
             for r, msg, outcome in stream:
                 self.record(r, msg, contacts[r.customer_id], outcome)
         self.flush_marks()
 
-    def message(self, row: LedgerRow, touch: dict[str, Any], contact: dict[str, Any], rendered: Any
-                ) -> OutboundMessage:
+    def message(self, row: LedgerRow, touch: dict[str, Any], contact: dict[str, Any], rendered: Any) -> OutboundMessage:
         return OutboundMessage(
-            idempotency_key=idempotency_key(row.touch_key), touch_key_hash=key_hash(row.touch_key),
-            program_id=row.program_id, customer_id=row.customer_id, channel=row.channel,
+            idempotency_key=idempotency_key(row.touch_key),
+            touch_key_hash=key_hash(row.touch_key),
+            program_id=row.program_id,
+            customer_id=row.customer_id,
+            channel=row.channel,
             to=address_of(row.channel, contact),
-            subject=getattr(rendered, "subject", None), text=getattr(rendered, "text", "") or "",
-            html=getattr(rendered, "html", None), touch=touch,
-            channel_config=self.e.channel_configs.get((row.program_id, row.channel_id), {}), now=self.clock(),
+            subject=getattr(rendered, "subject", None),
+            text=getattr(rendered, "text", "") or "",
+            html=getattr(rendered, "html", None),
+            touch=touch,
+            channel_config=self.e.channel_configs.get((row.program_id, row.channel_id), {}),
+            now=self.clock(),
         )
 
     def prepare(self, row: LedgerRow, touch: dict[str, Any], contact: dict[str, Any]) -> OutboundMessage | None:
@@ -354,8 +354,9 @@ class _Run:
             return None
         return self.message(row, touch, contact, rendered)
 
-    def deliver(self, row: LedgerRow, touch: dict[str, Any], contact: dict[str, Any],
-                sent_reason: str | None = None) -> None:
+    def deliver(
+        self, row: LedgerRow, touch: dict[str, Any], contact: dict[str, Any], sent_reason: str | None = None
+    ) -> None:
         """Render, send and record one claimed touch (the recovery path)."""
         msg = self.prepare(row, touch, contact)
         if msg is not None:
@@ -366,8 +367,9 @@ class _Run:
         """Whether `n` messages of the channel go out from its thread pool (`max_connections` > 1: SMTP, SES)."""
         return n > 1 and int(getattr(self.e.channels.get(channel), "max_connections", 1) or 1) > 1
 
-    def send_all(self, channel: str, jobs: list[tuple[LedgerRow, OutboundMessage]]
-                 ) -> Iterator[tuple[LedgerRow, OutboundMessage, tuple[str, Any]]]:
+    def send_all(
+        self, channel: str, jobs: list[tuple[LedgerRow, OutboundMessage]]
+    ) -> Iterator[tuple[LedgerRow, OutboundMessage, tuple[str, Any]]]:
         """Send a page's messages of one channel; iterate for the outcomes, in order.  A pooled channel's sends are
         submitted at once to its pool, one session per thread; the others are sent as the iterator is consumed.
         The ledger is written only by the consuming thread."""
@@ -377,7 +379,7 @@ class _Run:
             workers = int(getattr(self.e.channels.get(channel), "max_connections", 1))
             self.pools[channel] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"send-{channel}")
         results = self.pools[channel].map(lambda job: self.send_one(channel, job[1]), jobs)
-        return ((r, msg, outcome) for (r, msg), outcome in zip(jobs, results))
+        return ((r, msg, outcome) for (r, msg), outcome in zip(jobs, results, strict=False))
 
     def send_one(self, channel: str, msg: OutboundMessage) -> tuple[str, Any]:
         """One provider call with in-place retries: ("sent", id) | ("transient", err) | ("permanent", err) |
@@ -392,15 +394,19 @@ class _Run:
                 provider_id = session.send(msg)
             except TransientSendError as err:
                 if attempt < e.cfg.inline_retries:
-                    e.sleep(e.cfg.inline_backoff_s * (2 ** attempt))
+                    e.sleep(e.cfg.inline_backoff_s * (2**attempt))
                     attempt += 1
                     continue
                 with self.lock:
                     self.transient_streak[channel] += 1
                     if self.transient_streak[channel] >= e.cfg.outage_after and channel not in self.down:
                         self.down.add(channel)
-                        log.warning("channel %s looks down after %d consecutive transient errors (%s); its touches "
-                                    "stay due", channel, self.transient_streak[channel], err.code)
+                        log.warning(
+                            "channel %s looks down after %d consecutive transient errors (%s); its touches stay due",
+                            channel,
+                            self.transient_streak[channel],
+                            err.code,
+                        )
                 return "transient", err
             except PermanentSendError as err:
                 return "permanent", err
@@ -408,12 +414,18 @@ class _Run:
                 self.transient_streak[channel] = 0
             return "sent", provider_id
 
-    def record(self, row: LedgerRow, msg: OutboundMessage, contact: dict[str, Any], outcome: tuple[str, Any],
-               sent_reason: str | None = None) -> None:
+    def record(
+        self,
+        row: LedgerRow,
+        msg: OutboundMessage,
+        contact: dict[str, Any],
+        outcome: tuple[str, Any],
+        sent_reason: str | None = None,
+    ) -> None:
         kind, value = outcome
         e, led, ch, now = self.e, self.e.ledger, row.channel, self.clock()
         if kind == "sent":
-            e._crash("after_send")
+            e.checkpoint("after_send")
             self.stats.add(ch, "sent", sent_reason)
             if self.dedupes.get(ch):  # an unmarked message is found again by lookup: batch the marks
                 self.marks.append((row.touch_key, value, sent_reason))
@@ -421,7 +433,7 @@ class _Run:
                     self.flush_marks()
                 return
             led.mark_sent(row.touch_key, self.token, value, now, reason=sent_reason)
-            e._crash("mid_batch")
+            e.checkpoint("mid_batch")
         elif kind == "down":
             led.mark_retry(row.touch_key, self.token, "provider_unavailable", now + e.cfg.outage_delay_s, now)
             self.stats.add(ch, "retry", "provider_unavailable")
@@ -437,7 +449,7 @@ class _Run:
         marks, self.marks = self.marks, []
         self.e.ledger.mark_sent_many(marks, self.token, self.clock())
         for _ in marks:
-            self.e._crash("mid_batch")
+            self.e.checkpoint("mid_batch")
 
     def _transient(self, row: LedgerRow, err: SendError) -> None:
         e, ch, now = self.e, row.channel, self.clock()

@@ -2,6 +2,7 @@
 
 Run it with `make serve` (uvicorn over the embedded store at ENGAGE_HOME); see `engage_assets.serving.server`.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -12,13 +13,13 @@ if TYPE_CHECKING:
 DEMO_SCOPES = ["read:*", "agent", "inapp"]
 
 
-def ensure_demo_key(settings: "Settings") -> str:
+def ensure_demo_key(settings: Settings) -> str:
     """The local demo key (read:* + agent + inapp), created once and kept in ENGAGE_HOME/demo_api_key (mode 0600,
     local only: the store holds only its hash).  Returns the key, so `make run` can print a pasteable request."""
     import os
 
     from engage_assets.serving.auth import _KEY_RE, create_api_key, hash_secret
-    from resources.engagement import SqliteEngagementStore
+    from resources.engagement.base import SqliteEngagementStore
 
     store = SqliteEngagementStore(path=str(settings.engagement_path))
     key_file = settings.home / "demo_api_key"
@@ -35,11 +36,3 @@ def ensure_demo_key(settings: "Settings") -> str:
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")
     return key
-
-
-def __getattr__(name: str):
-    if name == "create_app":
-        from engage_assets.serving.app import create_app
-
-        return create_app
-    raise AttributeError(name)

@@ -18,8 +18,9 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Callable, Iterable, Mapping
+from typing import Annotated, Any
 
 import orjson
 from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request, Security
@@ -32,8 +33,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engage_assets.serving import models as m
 from engage_assets.serving.auth import KeyVerifier, Principal, RateLimiter, create_api_key, public_key_record
-from resources.engagement import EngagementStore, SqliteEngagementStore
-from resources.store import CandidateStore, JsonPage, Page
+from resources.engagement.base import EngagementStore, SqliteEngagementStore
+from resources.store.base import CandidateStore, JsonPage, Page
 
 log = logging.getLogger("engage.serving")
 
@@ -47,8 +48,13 @@ _E403 = {403: {"model": m.Problem, "description": "The key lacks the required sc
 _E404 = {404: {"model": m.Problem, "description": "Not found"}}
 _E409 = {409: {"model": m.Problem, "description": "Conflicts with the resource's state"}}
 _E400 = {400: {"model": m.Problem, "description": "Malformed request body or invalid cursor"}}
-_E429 = {429: {"model": m.Problem, "description": "Rate limit exceeded; see Retry-After",
-               "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}}}}
+_E429 = {
+    429: {
+        "model": m.Problem,
+        "description": "Rate limit exceeded; see Retry-After",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}},
+    }
+}
 _COMMON = {**_E401, **_E403, **_E429}
 
 ProgramId = Annotated[str, Path(pattern=m.PROGRAM_PATTERN, description="programId, e.g. churn-prevention")]
@@ -60,7 +66,7 @@ MinScore = Annotated[float | None, Query(ge=0.0, le=1.0, description="Lowest sco
 
 
 def _is_inline(store: Any) -> bool:
-    from resources.store_sqlite import SqliteCandidateStore
+    from resources.store.sqlite import SqliteCandidateStore
 
     return isinstance(store, (SqliteCandidateStore, SqliteEngagementStore))
 
@@ -122,8 +128,12 @@ class _AccessLog:
             if log.isEnabledFor(logging.INFO):
                 route = scope.get("route")
                 log.info(
-                    "%s %s %d %.2fms key=%s", scope["method"], getattr(route, "path", "<unmatched>"), status,
-                    (time.perf_counter() - start) * 1000, scope.get("state", {}).get("key_id", "-"),
+                    "%s %s %d %.2fms key=%s",
+                    scope["method"],
+                    getattr(route, "path", "<unmatched>"),
+                    status,
+                    (time.perf_counter() - start) * 1000,
+                    scope.get("state", {}).get("key_id", "-"),
                 )
 
 
@@ -180,10 +190,12 @@ def create_app(
             )
         unknown = [k for k in request.query_params if k not in allowed]
         if unknown:
-            raise RequestValidationError([
-                {"loc": ("query", k[:64]), "msg": "unknown query parameter", "type": "extra_forbidden"}
-                for k in unknown
-            ])
+            raise RequestValidationError(
+                [
+                    {"loc": ("query", k[:64]), "msg": "unknown query parameter", "type": "extra_forbidden"}
+                    for k in unknown
+                ]
+            )
 
     app = FastAPI(
         dependencies=[Depends(reject_unknown_query)],
@@ -199,8 +211,9 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         # The default echoes the offending input back; drop it (it may be personal data) and keep where and why.
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-                  for e in exc.errors()]
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
         return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
@@ -209,7 +222,8 @@ def create_app(
         if exc.status_code == 405:
             # Starlette lists only the first matching route's methods; list every method of this path.
             methods = {
-                method for route in app.routes
+                method
+                for route in app.routes
                 if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
                 for method in route.methods
             }
@@ -250,56 +264,98 @@ def create_app(
             raise HTTPException(400, str(e)) from None
         if isinstance(page, JsonPage):
             return Response(_page_body(page), media_type="application/json")
-        return Response(orjson.dumps({"items": page.items, "nextCursor": page.next_cursor}),
-                        media_type="application/json")
+        return Response(
+            orjson.dumps({"items": page.items, "nextCursor": page.next_cursor}), media_type="application/json"
+        )
 
     # -- health ----------------------------------------------------------------------------------------------------
 
-    @app.get("/health", response_model=m.Health, tags=["operations"],
-             responses={422: {"model": m.Problem, "description": "Unknown query parameter"}})
+    @app.get(
+        "/health",
+        response_model=m.Health,
+        tags=["operations"],
+        responses={422: {"model": m.Problem, "description": "Unknown query parameter"}},
+    )
     async def health() -> dict[str, str]:
         """Liveness: no key needed, touches no store."""
         return {"status": "ok"}
 
     # -- candidate queries -----------------------------------------------------------------------------------------
 
-    @app.get("/v1/programs/{program}/candidates/by-impact", response_model=m.CandidatePage,
-             responses={**_COMMON, **_E404, **_E400}, tags=["candidates"])
+    @app.get(
+        "/v1/programs/{program}/candidates/by-impact",
+        response_model=m.CandidatePage,
+        responses={**_COMMON, **_E404, **_E400},
+        tags=["candidates"],
+    )
     async def get_candidates_by_impact(
-        program: ProgramId, who: Annotated[Principal, Depends(principal)],
-        impactLevel: Label, refundType: Annotated[str | None, Query(pattern=m.LABEL_PATTERN)] = None,
-        minScore: MinScore = None, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None,
+        program: ProgramId,
+        who: Annotated[Principal, Depends(principal)],
+        impactLevel: Label,
+        refundType: Annotated[str | None, Query(pattern=m.LABEL_PATTERN)] = None,
+        minScore: MinScore = None,
+        limit: Limit = DEFAULT_PAGE,
+        cursor: Cursor = None,
     ) -> Response:
         """GetCandidatesByImpact: live candidates of an impact level (GSI1), highest score first, optionally only
         one refund type."""
         check_program(who, program)
-        return await page_response(candidates.query_by_segment, program, impactLevel, min_score=minScore,
-                                   limit=limit, cursor=cursor, offer_type=refundType)
+        return await page_response(
+            candidates.query_by_segment,
+            program,
+            impactLevel,
+            min_score=minScore,
+            limit=limit,
+            cursor=cursor,
+            offer_type=refundType,
+        )
 
-    @app.get("/v1/programs/{program}/candidates/by-score", response_model=m.CandidatePage,
-             responses={**_COMMON, **_E404, **_E400}, tags=["candidates"])
+    @app.get(
+        "/v1/programs/{program}/candidates/by-score",
+        response_model=m.CandidatePage,
+        responses={**_COMMON, **_E404, **_E400},
+        tags=["candidates"],
+    )
     async def get_candidates_by_score(
-        program: ProgramId, who: Annotated[Principal, Depends(principal)], offerType: Label,
-        minScore: MinScore = None, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None,
+        program: ProgramId,
+        who: Annotated[Principal, Depends(principal)],
+        offerType: Label,
+        minScore: MinScore = None,
+        limit: Limit = DEFAULT_PAGE,
+        cursor: Cursor = None,
     ) -> Response:
         """GetCandidatesByScore: live candidates with an offer type across segments (GSI4), highest score first."""
         check_program(who, program)
-        return await page_response(candidates.query_by_score, program, offerType, min_score=minScore, limit=limit,
-                                   cursor=cursor)
+        return await page_response(
+            candidates.query_by_score, program, offerType, min_score=minScore, limit=limit, cursor=cursor
+        )
 
-    @app.get("/v1/programs/{program}/candidates/by-risk-level", response_model=m.CandidatePage,
-             responses={**_COMMON, **_E404, **_E400}, tags=["candidates"])
+    @app.get(
+        "/v1/programs/{program}/candidates/by-risk-level",
+        response_model=m.CandidatePage,
+        responses={**_COMMON, **_E404, **_E400},
+        tags=["candidates"],
+    )
     async def get_candidates_by_risk_level(
-        program: ProgramId, who: Annotated[Principal, Depends(principal)], riskLevel: Label,
-        minScore: MinScore = None, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None,
+        program: ProgramId,
+        who: Annotated[Principal, Depends(principal)],
+        riskLevel: Label,
+        minScore: MinScore = None,
+        limit: Limit = DEFAULT_PAGE,
+        cursor: Cursor = None,
     ) -> Response:
         """GetCandidatesByRiskLevel: live candidates of a risk level (GSI1) at or above minScore, highest first."""
         check_program(who, program)
-        return await page_response(candidates.query_by_segment, program, riskLevel, min_score=minScore,
-                                   limit=limit, cursor=cursor)
+        return await page_response(
+            candidates.query_by_segment, program, riskLevel, min_score=minScore, limit=limit, cursor=cursor
+        )
 
-    @app.get("/v1/customers/{customerId}/candidates", response_model=m.CustomerCandidates,
-             responses=_COMMON, tags=["candidates"])
+    @app.get(
+        "/v1/customers/{customerId}/candidates",
+        response_model=m.CustomerCandidates,
+        responses=_COMMON,
+        tags=["candidates"],
+    )
     async def get_customer_candidates(
         customerId: CustomerId, who: Annotated[Principal, Depends(principal)]
     ) -> Response:
@@ -316,7 +372,8 @@ def create_app(
 
     @app.get("/v1/customers/{customerId}/inbox", response_model=m.Inbox, responses=_COMMON, tags=["in-app"])
     async def get_inbox(
-        customerId: CustomerId, _who: Annotated[Principal, require("inapp")],
+        customerId: CustomerId,
+        _who: Annotated[Principal, require("inapp")],
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
     ) -> dict[str, Any]:
         """The customer's in-app messages inside their display window, not dismissed."""
@@ -331,16 +388,24 @@ def create_app(
 
     MessageId = Annotated[str, Path(pattern=m.ID_PATTERN)]
 
-    @app.post("/v1/customers/{customerId}/inbox/{messageId}/seen", response_model=m.InboxMessage,
-              responses={**_COMMON, **_E404}, tags=["in-app"])
+    @app.post(
+        "/v1/customers/{customerId}/inbox/{messageId}/seen",
+        response_model=m.InboxMessage,
+        responses={**_COMMON, **_E404},
+        tags=["in-app"],
+    )
     async def mark_seen(
         customerId: CustomerId, messageId: MessageId, _who: Annotated[Principal, require("inapp")]
     ) -> dict[str, Any]:
         """Mark a message seen (it keeps displaying; a dismissed message stays dismissed)."""
         return await _set_state(customerId, messageId, "seen")
 
-    @app.post("/v1/customers/{customerId}/inbox/{messageId}/dismiss", response_model=m.InboxMessage,
-              responses={**_COMMON, **_E404}, tags=["in-app"])
+    @app.post(
+        "/v1/customers/{customerId}/inbox/{messageId}/dismiss",
+        response_model=m.InboxMessage,
+        responses={**_COMMON, **_E404},
+        tags=["in-app"],
+    )
     async def dismiss(
         customerId: CustomerId, messageId: MessageId, _who: Annotated[Principal, require("inapp")]
     ) -> dict[str, Any]:
@@ -351,12 +416,18 @@ def create_app(
 
     TaskId = Annotated[str, Path(pattern=m.ID_PATTERN)]
 
-    @app.get("/v1/programs/{program}/call-tasks", response_model=m.CallTaskPage,
-             responses={**_COMMON, **_E404, **_E400}, tags=["call tasks"])
+    @app.get(
+        "/v1/programs/{program}/call-tasks",
+        response_model=m.CallTaskPage,
+        responses={**_COMMON, **_E404, **_E400},
+        tags=["call tasks"],
+    )
     async def list_call_tasks(
-        program: ProgramId, _who: Annotated[Principal, require("agent")],
+        program: ProgramId,
+        _who: Annotated[Principal, require("agent")],
         dueBefore: Annotated[int | None, Query(ge=0, le=2**40, description="Only tasks due by then (epoch s)")] = None,
-        limit: Limit = DEFAULT_PAGE, cursor: Cursor = None,
+        limit: Limit = DEFAULT_PAGE,
+        cursor: Cursor = None,
     ) -> dict[str, Any]:
         """Claimable call tasks of a program (open, or claimed with an expired claim), earliest due first."""
         if known_programs is not None and program not in known_programs:
@@ -369,8 +440,7 @@ def create_app(
             raise HTTPException(400, str(e)) from None
         return {"items": items, "nextCursor": next_cursor}
 
-    @app.get("/v1/call-tasks/{taskId}", response_model=m.CallTask, responses={**_COMMON, **_E404},
-             tags=["call tasks"])
+    @app.get("/v1/call-tasks/{taskId}", response_model=m.CallTask, responses={**_COMMON, **_E404}, tags=["call tasks"])
     async def get_call_task(taskId: TaskId, _who: Annotated[Principal, require("agent")]) -> dict[str, Any]:
         """One call task."""
         task = await on_engagement(engagement.get_call_task, taskId)
@@ -382,13 +452,20 @@ def create_app(
         task = await on_engagement(engagement.get_call_task, task_id)
         if task is None:
             return HTTPException(404, "no such call task")
-        return HTTPException(409, f"cannot {what}: the task is {task['state']}"
-                             + (" by another agent" if task["state"] == "claimed" else ""))
+        return HTTPException(
+            409,
+            f"cannot {what}: the task is {task['state']}" + (" by another agent" if task["state"] == "claimed" else ""),
+        )
 
-    @app.post("/v1/call-tasks/{taskId}/claim", response_model=m.CallTask,
-              responses={**_COMMON, **_E404, **_E409, **_E400}, tags=["call tasks"])
+    @app.post(
+        "/v1/call-tasks/{taskId}/claim",
+        response_model=m.CallTask,
+        responses={**_COMMON, **_E404, **_E409, **_E400},
+        tags=["call tasks"],
+    )
     async def claim_call_task(
-        taskId: TaskId, who: Annotated[Principal, require("agent")],
+        taskId: TaskId,
+        who: Annotated[Principal, require("agent")],
         body: Annotated[m.ClaimRequest | None, Body()] = None,
     ) -> dict[str, Any]:
         """Claim a task for this key's agent until the claim expires (renewing one's own claim is allowed).
@@ -399,8 +476,12 @@ def create_app(
             raise await _task_conflict(taskId, "claim")
         return task
 
-    @app.post("/v1/call-tasks/{taskId}/complete", response_model=m.CallTask,
-              responses={**_COMMON, **_E404, **_E409, **_E400}, tags=["call tasks"])
+    @app.post(
+        "/v1/call-tasks/{taskId}/complete",
+        response_model=m.CallTask,
+        responses={**_COMMON, **_E404, **_E409, **_E400},
+        tags=["call tasks"],
+    )
     async def complete_call_task(
         taskId: TaskId, body: m.CompleteRequest, who: Annotated[Principal, require("agent")]
     ) -> dict[str, Any]:
@@ -425,17 +506,26 @@ def create_app(
         removed = await on_engagement(engagement.delete_customer, customerId, now=clock())
         n_candidates = await on_candidates(candidates.delete_customer, customerId)
         other = {name: await run_in_threadpool(fn, customerId) for name, fn in extra_erasers.items()}
-        log.info("gdpr deletion by key=%s: candidates=%d inbox=%d tasks=%d", who.key_id, n_candidates,
-                 removed["inboxMessages"], removed["callTasks"])
+        log.info(
+            "gdpr deletion by key=%s: candidates=%d inbox=%d tasks=%d",
+            who.key_id,
+            n_candidates,
+            removed["inboxMessages"],
+            removed["callTasks"],
+        )
         return {"customerId": customerId, "candidates": n_candidates, **removed, "other": other}
 
     # -- admin: keys -----------------------------------------------------------------------------------------------
 
     KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
 
-    @app.post("/v1/admin/api-keys", response_model=m.ApiKeyCreated, status_code=201,
-              responses={**_COMMON, **_E400},
-              tags=["admin"])
+    @app.post(
+        "/v1/admin/api-keys",
+        response_model=m.ApiKeyCreated,
+        status_code=201,
+        responses={**_COMMON, **_E400},
+        tags=["admin"],
+    )
     async def create_key(body: m.ApiKeyCreate, _who: Annotated[Principal, require("admin")]) -> dict[str, Any]:
         """Create a key; the response holds the key itself, which is not stored and cannot be shown again."""
         record, key = await on_engagement(
@@ -448,8 +538,9 @@ def create_app(
         """Every key (without hashes)."""
         return {"items": [public_key_record(k) for k in await on_engagement(engagement.list_api_keys)]}
 
-    @app.delete("/v1/admin/api-keys/{keyId}", response_model=m.ApiKeyInfo, responses={**_COMMON, **_E404},
-                tags=["admin"])
+    @app.delete(
+        "/v1/admin/api-keys/{keyId}", response_model=m.ApiKeyInfo, responses={**_COMMON, **_E404}, tags=["admin"]
+    )
     async def revoke_key(keyId: KeyId, _who: Annotated[Principal, require("admin")]) -> dict[str, Any]:
         """Revoke a key (idempotent): it stops working at once in this process, within seconds elsewhere."""
         await on_engagement(engagement.revoke_api_key, keyId, now=clock())
@@ -461,18 +552,27 @@ def create_app(
 
     # -- the candidate pages' fast path (see _FastPages) --------------------------------------------------------
 
-    if fast_paths and inline_candidates and inline_engagement and all(
-        hasattr(candidates, q) for q in ("query_by_score_json", "query_by_segment_json")
+    if (
+        fast_paths
+        and inline_candidates
+        and inline_engagement
+        and all(hasattr(candidates, q) for q in ("query_by_score_json", "query_by_segment_json"))
     ):
         fast = {  # last path segment -> (label parameter, optional label parameter, store query)
             "by-score": ("offerType", None, candidates.query_by_score_json),
             "by-impact": ("impactLevel", "refundType", candidates.query_by_segment_json),
             "by-risk-level": ("riskLevel", None, candidates.query_by_segment_json),
         }
-        api_routes = {r.path.rsplit("/", 1)[1]: r for r in app.routes
-                      if isinstance(r, APIRoute) and r.path.startswith("/v1/programs/{program}/candidates/")}
-        app.add_middleware(_FastPages, routes={k: (api_routes[k], v) for k, v in fast.items()},
-                           serve=_fast_page_server(verifier, limiter, known_programs, clock))
+        api_routes = {
+            r.path.rsplit("/", 1)[1]: r
+            for r in app.routes
+            if isinstance(r, APIRoute) and r.path.startswith("/v1/programs/{program}/candidates/")
+        }
+        app.add_middleware(
+            _FastPages,
+            routes={k: (api_routes[k], v) for k, v in fast.items()},
+            serve=_fast_page_server(verifier, limiter, known_programs, clock),
+        )
     app.add_middleware(_AccessLog)  # outermost: it logs the fast path's requests too
     return app
 
@@ -529,8 +629,11 @@ def _fast_page_server(
             return False  # FastAPI answers the 429 (an empty bucket stays empty: nothing is taken twice)
         scope["route"] = route  # for the access log, as routing would have set it
         scope.setdefault("state", {})["key_id"] = who.key_id
-        kwargs: dict[str, Any] = {"min_score": None if min_score is None else float(min_score),
-                                  "limit": DEFAULT_PAGE if limit is None else int(limit), "cursor": cursor}
+        kwargs: dict[str, Any] = {
+            "min_score": None if min_score is None else float(min_score),
+            "limit": DEFAULT_PAGE if limit is None else int(limit),
+            "cursor": cursor,
+        }
         if option_name:
             kwargs["offer_type"] = option
         try:
@@ -539,8 +642,13 @@ def _fast_page_server(
             await JSONResponse({"detail": str(e)}, status_code=400)(scope, None, send)
             return True
         body = _page_body(page)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(body)).encode()), *_start_headers]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode()), *_start_headers],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
         return True
 

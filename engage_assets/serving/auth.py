@@ -7,6 +7,7 @@ for a high-entropy secret, and would cost milliseconds on every request).
 Scopes: `read:<programId>` / `read:*` (candidate queries and the customer view), `agent` (call tasks), `inapp`
 (the in-app inbox), `admin` (keys, GDPR deletion), `ingest` (event ingest and webhooks, other issues' routes).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from resources.engagement import EngagementStore
+from resources.engagement.base import EngagementStore
 
 SCOPES = ("read:*", "agent", "inapp", "admin", "ingest")
 SCOPE_PATTERN = r"^(read:(\*|[a-z][a-z0-9-]{0,63})|agent|inapp|admin|ingest)$"
@@ -40,8 +41,13 @@ def new_api_key() -> tuple[str, str, str]:
 
 
 def create_api_key(
-    store: EngagementStore, scopes: list[str], name: str, rate_per_second: float = DEFAULT_RATE_PER_SECOND,
-    burst: int = DEFAULT_BURST, key_id: str | None = None, now: float | None = None,
+    store: EngagementStore,
+    scopes: list[str],
+    name: str,
+    rate_per_second: float = DEFAULT_RATE_PER_SECOND,
+    burst: int = DEFAULT_BURST,
+    key_id: str | None = None,
+    now: float | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Store a new key; returns (its stored record without the hash, the key itself: shown once, never stored)."""
     for scope in scopes:
@@ -52,8 +58,13 @@ def create_api_key(
     if key_id != generated_id:
         key = f"ek_{key_id}_{key.split('_', 2)[2]}"
     record = {
-        "keyId": key_id, "keyHash": key_hash, "scopes": sorted(set(scopes)), "name": name,
-        "ratePerSecond": float(rate_per_second), "burst": int(burst), "createdAt": int(now or time.time()),
+        "keyId": key_id,
+        "keyHash": key_hash,
+        "scopes": sorted(set(scopes)),
+        "name": name,
+        "ratePerSecond": float(rate_per_second),
+        "burst": int(burst),
+        "createdAt": int(now or time.time()),
     }
     if not store.create_api_key(record):
         raise ValueError("key id exists")
@@ -127,7 +138,9 @@ class KeyVerifier:
         if not hmac.compare_digest(record["keyHash"], hash_secret(secret)):
             return None
         return Principal(
-            key_id=key_id, scopes=frozenset(record["scopes"]), rate_per_second=float(record["ratePerSecond"]),
+            key_id=key_id,
+            scopes=frozenset(record["scopes"]),
+            rate_per_second=float(record["ratePerSecond"]),
             burst=int(record["burst"]),
         )
 

@@ -8,6 +8,7 @@ for tens of milliseconds: a p99 spike) and a background thread writes the queued
 `interval` seconds, at once for a warning or worse, and on close (graceful shutdown: `logging.shutdown` flushes).  A SIGKILL can lose the last `interval` of request lines, never an error line's
 predecessors once the error is logged.
 """
+
 from __future__ import annotations
 
 import logging

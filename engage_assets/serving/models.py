@@ -1,4 +1,5 @@
 """Request and response models of the serving API: they are its OpenAPI document."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal

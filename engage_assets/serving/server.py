@@ -1,40 +1,20 @@
 """uvicorn entry point: `uvicorn engage_assets.serving.server:app_from_settings --factory` (what `make serve` runs).
 
-Local (ENGAGE_ENV=local): the embedded SQLite stores under ENGAGE_HOME.  Production: DynamoDB tables named by
-ENGAGE_CANDIDATE_TABLE, ENGAGE_SCORE_CACHE_TABLE and ENGAGE_ENGAGEMENT_TABLE in AWS_REGION, and the delivery ledger
-in ENGAGE_DELIVERY_TABLE (GDPR deletions clear the customer's touches there) (read through
-dg.EnvVar when the app is built, never at import).
+The stores and the delivery ledger are the ones `resources.by_env` selects for the environment (SQLite under
+ENGAGE_HOME locally; DynamoDB tables in production); GDPR deletions also clear the customer's touches in the ledger.
 """
+
 from __future__ import annotations
 
 import logging
 
-import dagster as dg
 from fastapi import FastAPI
 
-from engage_assets.config import load_programs
+from engage_assets.domain.config import load_programs
 from engage_assets.serving.app import create_app
 from engage_assets.serving.logs import configure as configure_logging
-from engage_assets.settings import Settings, get_settings, program_config_dir
-
-
-def serving_stores(settings: Settings) -> tuple[object, object]:
-    if settings.env == "local":
-        from resources.engagement import SqliteEngagementStore
-        from resources.store_sqlite import SqliteCandidateStore
-
-        return (SqliteCandidateStore(path=str(settings.store_path)),
-                SqliteEngagementStore(path=str(settings.engagement_path)))
-    from resources.engagement import DynamoDbEngagementStore
-    from resources.store_dynamodb import DynamoDbCandidateStore
-
-    region = dg.EnvVar("AWS_REGION").get_value()
-    return (
-        DynamoDbCandidateStore(table_name=dg.EnvVar("ENGAGE_CANDIDATE_TABLE").get_value(),
-                               score_cache_table_name=dg.EnvVar("ENGAGE_SCORE_CACHE_TABLE").get_value(),
-                               region_name=region),
-        DynamoDbEngagementStore(table_name=dg.EnvVar("ENGAGE_ENGAGEMENT_TABLE").get_value(), region_name=region),
-    )
+from engage_assets.settings import get_settings
+from resources.by_env import delivery_ledger, serving_stores
 
 
 def app_from_settings() -> FastAPI:
@@ -43,17 +23,6 @@ def app_from_settings() -> FastAPI:
     configure_logging(logging.INFO)  # request logs written in batches (engage_assets.serving.logs)
     settings = get_settings()
     candidates, engagement = serving_stores(settings)
-    programs = [p.programId for p in load_programs(program_config_dir())]
-    ledger = delivery_ledger(settings)
+    programs = [p.programId for p in load_programs(settings.program_configs)]
+    ledger = delivery_ledger(settings).ledger()
     return create_app(candidates, engagement, programs=programs, erasers={"deliveryTouches": ledger.erase_customer})
-
-
-def delivery_ledger(settings: Settings) -> object:
-    """The delivery ledger the environment selects (the SQLite file locally, the DynamoDB table in production)."""
-    from engage_assets.delivery.assets import DeliveryLedgerResource
-
-    if settings.env == "local":
-        return DeliveryLedgerResource(path=str(settings.ledger_path)).ledger()
-    return DeliveryLedgerResource(path=str(settings.ledger_path),
-                                  dynamodb_table=dg.EnvVar("ENGAGE_DELIVERY_TABLE").get_value(),
-                                  region_name=dg.EnvVar("AWS_REGION").get_value()).ledger()

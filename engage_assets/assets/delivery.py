@@ -1,0 +1,215 @@
+"""Dagster wiring of delivery, per program: `[group, "touch_plan"]`, `[group, "deliveries"]`, `<group>_deliver`, and
+the due-touch sensor.
+
+- `touch_plan` is partitioned like the program's other assets: it reads the partition's `offers`, asks the planner
+  (`plan.plan_touches`) for the touches, and writes them to the delivery ledger (re-running a partition replaces
+  touches still planned; nothing sent is ever touched again).
+- `deliveries` is NOT partitioned: what is due at a moment spans partitions (a cart's +72 h touch, win-back's +3 days
+  SMS, a retry of last week's outage), so one delivery run takes every due touch of the program as of its send clock
+  (`as_of` in run config, default the run's start).  It depends on every touch_plan partition (lineage only).
+- `<group>_deliver` runs `deliveries` in process (ARCHITECTURE §10: no per-step subprocess for a latency-sensitive
+  job); the due-touch sensor (`sensors/due_touches.py`) launches it.
+"""
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+from pydantic import Field
+
+from engage_assets.assets.dbt import WAREHOUSE_POOL
+from engage_assets.assets.program import SINGLE_RUN, PartitionWindow, each_partition, partitions_for
+from engage_assets.delivery.engine import DeliveryEngine, DeliveryStats, EngineConfig
+from engage_assets.domain.config import ProgramConfig
+from engage_assets.domain.contacts import CONTACT_COLUMNS
+from engage_assets.domain.plan import plan_touches
+from engage_assets.domain.templates import TemplateRenderer, config_texts
+from resources.channels.base import CallTaskChannel, DeliveryChannel, InboxChannel
+from resources.customer_state import CustomerState
+from resources.delivery_ledger.resource import DeliveryLedgerResource
+from resources.engagement.base import EngagementStore
+from resources.pressure import ContactPressureResource
+from resources.refund_ledger.sqlite import RefundLedgerResource
+from resources.warehouse.base import WarehouseResource
+from sensors.due_touches import deliver_job_name
+
+
+class DeliveryRunConfig(dg.Config):
+    as_of: str | None = Field(
+        default=None,
+        description="Send clock (ISO 8601, UTC if naive); default: now. A demo "
+        "delivers 'as of' the next 10:00 local with it.",
+    )
+    max_touches: int | None = Field(default=None, description="Stop after this many due touches (bounded run).")
+    claim_lease_s: int = Field(
+        default=600, description="A `sending` claim older than this is resolved by the recovery rule."
+    )
+
+
+def send_clock(as_of: str | None) -> int:
+    if not as_of:
+        return int(time.time())
+    dt = datetime.fromisoformat(as_of)
+    return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
+
+
+def stats_metadata(stats: DeliveryStats) -> dict[str, Any]:
+    """Counts only: by channel and outcome, and by channel/outcome/reason (no ids, no addresses)."""
+    reasons = stats.by_reason()
+    table = ["| channel/outcome/reason | touches |", "|---|---:|"] + [f"| {k} | {v:,} |" for k, v in reasons.items()]
+    return {
+        "sent": stats.total("sent"),
+        "suppressed": stats.total("suppressed"),
+        "failed": stats.total("failed"),
+        "retry": stats.total("retry"),
+        "deferred": stats.total("deferred"),
+        "recovered": stats.recovered,
+        "by_channel": dg.MetadataValue.json(stats.by_channel()),
+        "by_reason": dg.MetadataValue.md("\n".join(table)) if reasons else "none",
+        "seconds": round(stats.seconds, 2),
+        "msgs_per_s": round(stats.total("sent") / stats.seconds, 1) if stats.seconds else 0.0,
+    }
+
+
+def channel_configs(programs: list[ProgramConfig]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(p.programId, ch.channelId): ch.config.model_dump(exclude_none=True) for p in programs for ch in p.channels}
+
+
+def build_delivery(
+    program: ProgramConfig, all_programs: list[ProgramConfig] | None = None
+) -> tuple[list[Any], list[Any]]:
+    """(assets, jobs) of one program's delivery; its due-touch sensor is `sensors.due_touches`."""
+    g = program.group
+    parts = partitions_for(program)
+    tags = {"engage/program": program.programId}
+    programs = all_programs or [program]
+
+    @dg.asset(
+        key=dg.AssetKey([g, "touch_plan"]),
+        group_name=g,
+        partitions_def=parts,
+        tags=tags,
+        kinds={"sqlite"},
+        backfill_policy=SINGLE_RUN,
+        pool=WAREHOUSE_POOL,
+        ins={"offers": dg.AssetIn(dg.AssetKey([g, "offers"]))},
+        description="The touches each candidate's channels ask for (send time 10:00 local, delays, "
+        "conditions), written to the delivery ledger; holdout candidates are recorded as held out. "
+        "Re-running a partition replaces touches still planned and never un-sends.",
+    )
+    def touch_plan(
+        context: dg.AssetExecutionContext,
+        offers,
+        warehouse: WarehouseResource,
+        delivery_ledger: DeliveryLedgerResource,
+        refund_ledger: RefundLedgerResource,
+    ):
+        ledger = delivery_ledger.ledger()
+
+        def one(window: PartitionWindow, offers) -> tuple[Any, dict[str, Any]]:
+            now = datetime.combine(window.end, datetime.min.time(), tzinfo=UTC)
+            customers = _customers_for(warehouse, offers)
+            plan = plan_touches(program, offers, customers, now, partition_key=window.partition_key)
+            result = ledger.plan(plan, program.programId, window.partition_key, int(time.time()))
+            refunds: dict[str, Any] = {}
+            if program.refundStrategy is not None:
+                # Refunds and credits are issued with the plan (auto-processed, or queued where the segment
+                # requires approval), within the partition's budget, idempotently per candidate.
+                issued = refund_ledger.ledger().issue(program, plan, window.partition_key)
+                refunds = {f"refunds/{k}": v for k, v in vars(issued).items() if isinstance(v, (int, float))}
+            by_channel: dict[str, int] = {}
+            if plan.num_rows:
+                for row in plan.group_by("channel").aggregate([("channel", "count")]).to_pylist():
+                    by_channel[row["channel"]] = row["channel_count"]
+            return plan, {
+                "dagster/row_count": plan.num_rows,
+                "held_out": result.held_out,
+                "inserted": result.inserted,
+                "replaced_planned": result.replaced,
+                "removed_planned": result.removed,
+                "kept_past_planned": result.kept,
+                **{f"touches/{k}": v for k, v in sorted(by_channel.items())},
+                **refunds,
+            }
+
+        value, meta = each_partition(context, parts, offers, one)
+        context.add_output_metadata(meta)
+        return value
+
+    @dg.asset(
+        key=dg.AssetKey([g, "deliveries"]),
+        group_name=g,
+        tags=tags,
+        deps=[touch_plan],
+        kinds={"smtp", "sqlite"},
+        description="Every due touch of the program as of the send clock: re-check conditions, contact "
+        "pressure, claim, render, send, record. Counts by channel, outcome and reason.",
+    )
+    def deliveries(
+        context: dg.AssetExecutionContext,
+        config: DeliveryRunConfig,
+        delivery_ledger: DeliveryLedgerResource,
+        contact_pressure: ContactPressureResource,
+        email_channel: DeliveryChannel,
+        sms_channel: DeliveryChannel,
+        push_channel: DeliveryChannel,
+        engagement: EngagementStore,
+        customer_state: CustomerState,
+        refund_ledger: RefundLedgerResource,
+    ) -> dg.MaterializeResult:
+        engine = DeliveryEngine(
+            delivery_ledger.ledger(),
+            {
+                "email": email_channel,
+                "sms": sms_channel,
+                "push": push_channel,
+                "phone": CallTaskChannel(engagement),
+                "in-app": InboxChannel(engagement),
+            },
+            customer_state.use_erasures(engagement),
+            TemplateRenderer(messages=config_texts(programs), codes=refund_ledger.ledger()),
+            contact_pressure.policy(programs),
+            EngineConfig(max_touches=config.max_touches, claim_lease_s=config.claim_lease_s),
+            channel_configs=channel_configs(programs),
+        )
+        stats = engine.run([program.programId], send_clock(config.as_of))
+        context.log.info(
+            f"{program.programId}: sent {stats.total('sent')}, suppressed {stats.total('suppressed')}, "
+            f"failed {stats.total('failed')}, retry {stats.total('retry')}"
+        )
+        return dg.MaterializeResult(metadata=stats_metadata(stats))
+
+    job = dg.define_asset_job(
+        deliver_job_name(program),
+        selection=dg.AssetSelection.assets(deliveries),
+        tags=tags,
+        executor_def=dg.in_process_executor,
+        description=f"{program.programName}: deliver every due touch (in process).",
+    )
+    return [touch_plan, deliveries], [job]
+
+
+def _customers_for(warehouse: WarehouseResource, offers) -> Any:
+    """The offers' customers' contact and locale fields from marts.customers (read only)."""
+    ids = sorted(set(offers.column("customer_id").cast(pa.string()).to_pylist())) if offers.num_rows else []
+    if not ids:
+        return pa.table({c: pa.array([], pa.string()) for c in CONTACT_COLUMNS})
+    cols = ", ".join(CONTACT_COLUMNS)
+    out = []
+    for i in range(0, len(ids), 5_000):
+        chunk = ids[i : i + 5_000]
+        in_list = ", ".join("'" + c.replace("'", "''") + "'" for c in chunk)
+        out.append(
+            warehouse.query_arrow(
+                f"SELECT {cols} FROM marts.customers WHERE CAST(customer_id AS VARCHAR) IN ({in_list})"
+            )
+        )
+    return pa.concat_tables(out)
+
+
+def build_all_delivery(programs: list[ProgramConfig]) -> tuple[list[Any], list[Any]]:
+    """Every program's delivery: (assets, jobs)."""
+    built = [build_delivery(p, programs) for p in programs]
+    return [a for b in built for a in b[0]], [j for b in built for j in b[1]]

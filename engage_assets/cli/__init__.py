@@ -1,0 +1,287 @@
+"""`engage` command line: generate the embedded warehouse and run every batch program end to end.
+
+    engage run [--scale 1.0] [--regenerate]   warehouse → dbt build → models → each program's latest partition
+    engage generate --scale 0.1               (re)write the raw tables only
+
+Runs go through the Dagster instance at DAGSTER_HOME, so `make dev` shows them, with their metadata, in the UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+
+from engage_assets.settings import get_settings
+
+
+def _materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            mat = event.event_specific_data.materialization  # type: ignore[union-attr]
+            out[mat.asset_key.to_user_string()] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    return out
+
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+"""The runs' events go to the Dagster instance (the UI shows them); the terminal gets warnings and the summary."""
+
+
+def execute(
+    job: dg.JobDefinition, instance: dg.DagsterInstance, log_path: Any = None, **kwargs: Any
+) -> dg.ExecuteInProcessResult:
+    """Run a job in process, quietly: tool output (dbt's log stream) goes to `log_path` when given."""
+
+    if log_path is None:
+        return job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET, **kwargs)
+    with open(log_path, "w") as log, contextlib.redirect_stdout(log):
+        return job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET, **kwargs)
+
+
+def latest_partition(job: dg.JobDefinition) -> str:
+    parts = job.partitions_def
+    assert parts is not None
+    key = parts.get_last_partition_key()
+    assert key is not None, "no complete partition yet"
+    return key
+
+
+def _print_program(name: str, partition: str, meta: dict[str, dict[str, Any]], group: str, seconds: float) -> None:
+    def m(stage: str) -> dict[str, Any]:
+        return meta.get(f"{group}/{stage}", {})
+
+    src, elig, scored, offers = m("source_candidates"), m("eligible_candidates"), m("scored_candidates"), m("offers")
+    stored, export = m("stored_candidates"), m("warehouse_export")
+    print(f"\n== {name}  (partition {partition}, {seconds:.1f} s)")
+    print(
+        f"   source rows            {src.get('rows_read', 0):>10,}   rejected as invalid: {src.get('rejected_invalid', 0):,}"
+    )
+    n = src.get("dagster/row_count", 0)
+    print(f"   valid source rows      {n:>10,}")
+    for key, removed in elig.items():
+        if key.startswith("removed/"):
+            n -= removed
+            print(f"   after {key[8:]:<17}{n:>10,}   (-{removed:,})")
+    print(
+        f"   scored                 {scored.get('dagster/row_count', 0):>10,}   "
+        + "  ".join(f"{k[14:]}={v}" for k, v in scored.items() if k.startswith("model_version/"))
+    )
+    for key, removed in offers.items():
+        if key.startswith("removed/") and removed:
+            print(f"   dropped at offers: {key[8:]:<12}{removed:>7,}")
+    print("   score distribution by segment:")
+    for seg, d in (offers.get("segments") or {}).items():
+        print(
+            f"     {seg:<12} {d['count']:>8,}  mean {d['mean']:.3f}  p10 {d['p10']:.3f}  p90 {d['p90']:.3f}"
+            f"  holdout {d['holdout']:,}"
+        )
+    print(
+        "   offers by type:        " + ", ".join(f"{k[7:]}={v:,}" for k, v in offers.items() if k.startswith("offers/"))
+    )
+    print(f"   holdout (control)      {offers.get('holdout', 0):>10,}")
+    print(
+        f"   offer cost             ${offers.get('offer_cost_usd', 0):>12,.2f} of ${offers.get('budget_usd', 0):,.0f}"
+    )
+    print(
+        f"   stored candidates      {stored.get('stored_in_partition', 0):>10,}   (expire {stored.get('expires_at', '?')})"
+    )
+    print(f"   export                 {export.get('path', '?')}")
+    print(f"   warehouse table        {export.get('table', '?')}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("ENGAGE_WAREHOUSE_PATH", str(settings.warehouse_path))
+    t_all = time.perf_counter()
+    if args.regenerate or not settings.warehouse_path.exists():
+        from engage_assets.demo.datagen import generate
+
+        print(f"Generating the embedded warehouse at {settings.warehouse_path} (scale {args.scale}) ...")
+        t0 = time.perf_counter()
+        counts = generate(settings.warehouse_path, scale=args.scale, seed=args.seed)
+        for name, n in counts.items():
+            print(f"   raw.{name:<22}{n:>12,}")
+        print(f"   generated in {time.perf_counter() - t0:.1f} s")
+
+    from engage_assets.definitions import RETRAIN_JOB, WAREHOUSE_JOB, build_definitions
+    from engage_assets.domain.config import load_programs
+    from engage_assets.settings import program_config_dir
+
+    defs = build_definitions()
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    print("\nBuilding the warehouse with dbt (staging → intermediate → marts, tests as asset checks) ...")
+    t0 = time.perf_counter()
+    dbt_log = settings.home / "dbt_build.log"
+    res = execute(defs.resolve_job_def(WAREHOUSE_JOB), instance, log_path=dbt_log)
+    checks = [e for e in res.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    passed = sum(1 for e in checks if e.event_specific_data.passed)  # type: ignore[union-attr]
+    if not res.success:
+        print(f"dbt build failed; see {dbt_log} and the run in the Dagster UI (make dev).", file=sys.stderr)
+        return 1
+    print(
+        f"   {len(_materializations(res))} dbt models built, {passed}/{len(checks)} dbt tests passed "
+        f"(asset checks) in {time.perf_counter() - t0:.1f} s; dbt's log: {dbt_log}"
+    )
+
+    print("\nTraining models (promoted only if better than the current version) ...")
+    t0 = time.perf_counter()
+    res = execute(defs.resolve_job_def(RETRAIN_JOB), instance)
+    if not res.success:
+        print("model training failed", file=sys.stderr)
+        return 1
+    for key, meta in sorted(_materializations(res).items()):
+        print(
+            f"   {key:<48} v{meta.get('version')}  AUC {meta.get('holdout/roc_auc', float('nan')):.3f}"
+            f"  promoted={meta.get('promoted')}"
+        )
+    print(f"   trained in {time.perf_counter() - t0:.1f} s")
+
+    failed = False
+    for program in load_programs(program_config_dir()):
+        job = defs.resolve_job_def(f"{program.group}_batch")
+        partition = args.partition or latest_partition(job)
+        t0 = time.perf_counter()
+        res = execute(job, instance, partition_key=partition)
+        if not res.success:
+            failed = True
+            print(f"\n== {program.programName}: run FAILED for partition {partition}", file=sys.stderr)
+            for event in res.all_events:
+                if event.is_failure:
+                    print(f"   {event.message}", file=sys.stderr)
+            continue
+        _print_program(program.programName, partition, _materializations(res), program.group, time.perf_counter() - t0)
+    if not failed:
+        _deliver(defs, instance, settings)
+    _print_serving_example(settings)
+    print(f"\nAll done in {time.perf_counter() - t_all:.1f} s.  State: {settings.home}")
+    print("Open the Dagster UI with `make dev` (http://127.0.0.1:3000) to see lineage, runs and metadata.")
+    return 1 if failed else 0
+
+
+def _deliver(defs: Any, instance: dg.DagsterInstance, settings: Any, hours: int = 24, step: int = 3) -> None:
+    """The due-touch sensors' work over the next day, run now: deliveries with a send clock every `step` hours
+    (touches go out at 10:00 in each customer's zone, quiet hours defer, delays such as +3 days wait)."""
+    from datetime import timedelta
+
+    from engage_assets.cli.delivery import deliver_all
+    from engage_assets.domain.config import load_programs
+    from engage_assets.settings import program_config_dir
+    from resources.delivery_ledger.sqlite import DeliveryLedger
+
+    print(
+        f"\nDelivering: the due-touch sensors' next {hours} hours, a send clock every {step} h (e-mail to the "
+        "local SMTP capture, SMS/push to the outbox, call tasks and in-app inbox in the engagement store) ..."
+    )
+    t0 = time.perf_counter()
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    for k in range(1, hours // step + 1):
+        deliver_all(defs, instance, start + timedelta(hours=step * k), log_level="WARNING")
+    ledger = DeliveryLedger(settings.ledger_path)
+    for program in load_programs(program_config_dir()):
+        counts = ledger.counts(program.programId)
+        by_channel: dict[str, dict[str, int]] = {}
+        by_reason: dict[str, int] = {}
+        for (_, channel, state, reason), n in counts.items():
+            by_channel.setdefault(channel, {})[state] = by_channel.get(channel, {}).get(state, 0) + n
+            if state in ("suppressed", "failed") and reason:
+                by_reason[f"{channel}:{reason}"] = by_reason.get(f"{channel}:{reason}", 0) + n
+        print(f"   {program.programName}:")
+        for channel, states in sorted(by_channel.items()):
+            print(f"     {channel:<8} " + "  ".join(f"{s}={n:,}" for s, n in sorted(states.items())))
+        if by_reason:
+            print(
+                "     suppressed/failed by reason: "
+                + ", ".join(f"{r}={n:,}" for r, n in sorted(by_reason.items(), key=lambda kv: -kv[1]))
+            )
+    ledger.close()
+    print(f"   captured e-mails (readable .eml files): {settings.home / 'mail'}")
+    print(f"   SMS and push outbox: {settings.home / 'outbox'};  delivered in {time.perf_counter() - t0:.1f} s")
+
+
+def _print_serving_example(settings: Any) -> None:
+    """The serving API over the candidates just stored: a local demo key and a request to paste."""
+    from engage_assets.serving import ensure_demo_key
+
+    key = ensure_demo_key(settings)
+    print("\nServing API (start it with `make serve`; the demo key is local, in ENGAGE_HOME/demo_api_key):")
+    print(
+        f"   curl -s -H 'X-API-Key: {key}' \\\n"
+        "     'http://127.0.0.1:8000/v1/programs/churn-prevention/candidates/by-risk-level?riskLevel=critical"
+        "&minScore=0.8&limit=5'"
+    )
+    print(
+        f"   curl -s -H 'X-API-Key: {key}' \\\n"
+        "     'http://127.0.0.1:8000/v1/programs/win-back-campaigns/candidates/by-score?minScore=0.7"
+        "&offerType=premium&limit=5'"
+    )
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from engage_assets.demo.datagen import generate
+
+    settings = get_settings()
+    path = args.warehouse or settings.warehouse_path
+    counts = generate(path, scale=args.scale, seed=args.seed)
+    for name, n in counts.items():
+        print(f"raw.{name:<22}{n:>12,}")
+    return 0
+
+
+def cmd_create_tables(args: argparse.Namespace) -> int:
+    """ENGAGE_ENV=prod: create the DynamoDB tables the production resources name (candidate store and score cache,
+    engagement store, delivery ledger, refund ledger) with their indexes; existing tables are left as they are."""
+    import dagster as dg
+
+    from resources.by_env import build_resources
+
+    settings = get_settings()
+    if settings.env == "local":
+        print("create-tables is for ENGAGE_ENV=prod (the local stores are SQLite files, created on first use)")
+        return 2
+    resources = build_resources(settings)
+    wanted = {
+        "store": "create_tables",
+        "engagement": "create_table",
+        "delivery_ledger": "create_table",
+        "refund_ledger": "create_table",
+    }
+    with dg.build_resources({k: resources[k] for k in wanted}) as built:  # dg.EnvVar values resolved here
+        for name, method in wanted.items():
+            resource = getattr(built, name)
+            target = resource.ledger() if name.endswith("_ledger") else resource
+            getattr(target, method)()
+            tables = [getattr(target, a) for a in ("table_name", "score_cache_table_name") if hasattr(target, a)]
+            print(f"{name:<16} {', '.join(tables)}: ready")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="engage", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="warehouse → dbt → models → every batch program's latest partition")
+    run.add_argument("--scale", type=float, default=1.0, help="generator volume, 1.0 = the spec's")
+    run.add_argument("--seed", type=int, default=7)
+    run.add_argument("--regenerate", action="store_true", help="rewrite the raw tables even if they exist")
+    run.add_argument("--partition", default=None, help="partition key instead of each program's latest")
+    run.set_defaults(fn=cmd_run)
+    gen = sub.add_parser("generate", help="(re)write the raw tables of the embedded warehouse")
+    gen.add_argument("--scale", type=float, default=1.0)
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--warehouse", default=None)
+    gen.set_defaults(fn=cmd_generate)
+    tables = sub.add_parser("create-tables", help="ENGAGE_ENV=prod: create the DynamoDB tables (idempotent)")
+    tables.set_defaults(fn=cmd_create_tables)
+    args = parser.parse_args(argv)
+    sys.exit(args.fn(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,361 @@
+"""The batch program's stages as plain functions over Arrow tables; the Dagster glue lives in `factory`.
+
+source → eligible (filter chain) → scored (models, score cache) → offers (segments, dedup, holdout, budget)
+→ candidate records (store) → export table.  Each function is vectorised over the whole batch (DuckDB or
+NumPy), so the same code serves 500 rows or 10 million.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from engage_assets.domain.config import ProgramConfig, Segment
+from engage_assets.domain.filters import compile_chain, rejection_index_sql
+
+REJECTION_COLUMNS = ("customer_id", "subject_id", "stage", "filter_id", "reason")
+
+
+@dataclass
+class StageResult:
+    table: pa.Table
+    rejected: pa.Table  # REJECTION_COLUMNS
+    removed: OrderedDict[str, int] = field(default_factory=OrderedDict)
+
+
+def _constant(n: int, value: str) -> pa.Array:
+    """`value` n times, dictionary-encoded: one byte per row instead of a copy of the string per row."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int8)), pa.array([value], pa.string()))
+
+
+def _rejections(table: pa.Table, subject_column: str, stage: str, filter_ids: pa.Array, reasons: pa.Array) -> pa.Table:
+    """REJECTION_COLUMNS for `table`'s rows.  `stage` (and `filter_ids`/`reasons` where the caller passes them so)
+    are dictionary-encoded strings: a 10M-row partition's rejections cost ids plus a few bytes a row; the rejection
+    log writes them as plain strings (`RejectionLogResource`)."""
+
+    def text(a: Any) -> Any:
+        return a if pa.types.is_dictionary(a.type) else a.cast(pa.string())
+
+    return pa.table(
+        {
+            "customer_id": table.column("customer_id").cast(pa.string()),
+            "subject_id": table.column(subject_column).cast(pa.string()),
+            "stage": _constant(table.num_rows, stage),
+            "filter_id": text(filter_ids),
+            "reason": text(reasons),
+        }
+    )
+
+
+def empty_rejections() -> pa.Table:
+    return pa.table({c: pa.array([], pa.string()) for c in REJECTION_COLUMNS})
+
+
+def source_rejections(program: ProgramConfig, rejected: pa.Table) -> pa.Table:
+    n = rejected.num_rows
+    return _rejections(
+        rejected,
+        program.connector.subjectColumn,
+        "source_candidates",
+        _constant(n, "source-validation"),
+        rejected.column("rejection_reason"),
+    )
+
+
+def apply_filter_chain(program: ProgramConfig, table: pa.Table) -> StageResult:
+    """Run the config's filter chain in order; one DuckDB pass finds, per row, the first filter it fails.
+
+    Only the rejected rows' positions and filter indexes leave DuckDB: the batch is never copied, so a partition of
+    10 million rows costs its eligible rows, the rejected rows' ids and a few bytes per row (not a second copy of
+    every column).  Positions, not output order, align the labels with the rows.
+    """
+    chain = compile_chain(program.ordered_filters(), set(table.column_names))
+    n = table.num_rows
+    first_failed = np.full(n, -1, dtype=np.int32)
+    con = duckdb.connect()
+    try:
+        # Registering is zero-copy and DuckDB reads only the columns the conditions name.
+        con.register("batch", table.append_column("__engage_pos", pa.array(np.arange(n, dtype=np.int64))))
+        failed = con.sql(
+            f"SELECT __engage_pos AS pos, f FROM (SELECT __engage_pos, {rejection_index_sql(chain)} AS f "
+            "FROM batch) WHERE f IS NOT NULL"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    first_failed[failed.column("pos").to_numpy()] = failed.column("f").to_numpy()
+    keep = first_failed < 0
+    rejected_rows = np.flatnonzero(~keep)
+    codes = pa.array(first_failed[rejected_rows], pa.int32())
+    counts = np.bincount(codes.to_numpy(), minlength=len(chain)) if len(rejected_rows) else np.zeros(len(chain), int)
+    removed = OrderedDict((f.filter_id, int(counts[i])) for i, f in enumerate(chain))
+    subject = program.connector.subjectColumn
+    ids = table.select(list(dict.fromkeys(["customer_id", subject]))).take(pa.array(rejected_rows))
+    return StageResult(
+        table.filter(pa.array(keep)),
+        _rejections(
+            ids,
+            subject,
+            "eligible_candidates",
+            pa.DictionaryArray.from_arrays(codes, pa.array([f.filter_id for f in chain], pa.string())),
+            pa.DictionaryArray.from_arrays(codes, pa.array([f.reason for f in chain], pa.string())),
+        ),
+        removed,
+    )
+
+
+# ---- scoring ---------------------------------------------------------------------------------------------
+
+
+def feature_frame(table: pa.Table, features: list[str]) -> pd.DataFrame:
+    missing = [f for f in features if f not in table.column_names]
+    if missing:
+        raise ValueError(f"the candidates lack model feature column(s) {missing}")
+    return table.select(features).to_pandas()
+
+
+def cache_keys(table: pa.Table, subject_column: str, features: pd.DataFrame) -> list[str]:
+    """Cache key per row: subject + a hash of its feature values (a changed feature is a cache miss)."""
+    digest = pd.util.hash_pandas_object(features, index=False).to_numpy()
+    subjects = table.column(subject_column).cast(pa.string()).to_pylist()
+    return [f"{s}:{d:016x}" for s, d in zip(subjects, digest, strict=False)]
+
+
+def score_column(model_id: str) -> str:
+    return "score__" + model_id.replace("-", "_").replace(".", "_")
+
+
+# ---- offers ----------------------------------------------------------------------------------------------
+
+
+def holdout_mask(customer_ids: list[str], program_id: str, percent: float, salt: str) -> np.ndarray:
+    """Deterministic control group: md5(salt|program|customer) → bucket in [0, 10000)."""
+    threshold = int(round(percent * 100))
+    out = np.empty(len(customer_ids), dtype=bool)
+    prefix = f"{salt}|{program_id}|".encode()
+    for i, cid in enumerate(customer_ids):
+        out[i] = int.from_bytes(hashlib.md5(prefix + cid.encode()).digest()[:4], "big") % 10_000 < threshold
+    return out
+
+
+def _segment_index(scores: np.ndarray, segments: list[Segment]) -> np.ndarray:
+    """Index into `segments` (sorted by range) per score, -1 where no segment covers it; the top bound is inclusive."""
+    idx = np.full(len(scores), -1, dtype=np.int64)
+    top = max(s.scoreRange[1] for s in segments)
+    for i, seg in enumerate(segments):
+        lo, hi = seg.scoreRange
+        inside = (scores >= lo) & ((scores < hi) | ((hi == top) & (scores <= hi)))
+        idx[inside] = i
+    return idx
+
+
+def offer_cost_usd(program: ProgramConfig, seg: Segment, table: pa.Table, rows: np.ndarray) -> np.ndarray:
+    """Money an offer costs: refund/credit amounts, or discount × monthly revenue × months."""
+    n = len(rows)
+    if seg.refundType == "full":
+        return table.column("order_value_usd").to_numpy()[rows] + (seg.additionalCredit or 0.0)
+    if seg.refundType == "partial":
+        return np.full(n, seg.refundAmount or 0.0) + (seg.additionalCredit or 0.0)
+    if seg.refundType == "credit" or seg.creditAmount is not None:
+        return np.full(n, seg.creditAmount or 0.0)
+    monthly = table.column("monthly_revenue_usd").to_numpy(zero_copy_only=False)[rows]
+    monthly = np.nan_to_num(monthly.astype(float), nan=0.0)
+    return (seg.discount or 0.0) / 100.0 * monthly * (seg.duration or 1)
+
+
+def make_offers(program: ProgramConfig, scored: pa.Table) -> StageResult:
+    """Segment by score, keep one subject per customer, mark the holdout, and spend at most the budget."""
+    subject = program.connector.subjectColumn
+    segments = sorted(program.strategy.segments, key=lambda s: s.scoreRange[0])
+    scores = scored.column("score").to_numpy()
+    seg_idx = _segment_index(scores, segments)
+    drop_reason = np.full(scored.num_rows, None, dtype=object)
+    drop_filter = np.full(scored.num_rows, None, dtype=object)
+    no_seg = seg_idx < 0
+    drop_filter[no_seg], drop_reason[no_seg] = "segment", "score below every offer segment"
+
+    # Deduplicate: one live candidate per customer and program (the store's primary key).
+    order = np.lexsort((-scores,))  # highest score first
+    cust = scored.column("customer_id").to_numpy(zero_copy_only=False)
+    _, first = np.unique(cust[order], return_index=True)
+    keep_dup = np.zeros(scored.num_rows, dtype=bool)
+    keep_dup[order[first]] = True
+    dup = ~keep_dup & ~no_seg
+    drop_filter[dup], drop_reason[dup] = "deduplication", "another subject of this customer scored higher"
+
+    alive = ~no_seg & ~dup
+    holdout = np.zeros(scored.num_rows, dtype=bool)
+    alive_idx = np.flatnonzero(alive)
+    holdout[alive_idx] = holdout_mask(
+        [str(c) for c in cust[alive_idx]], program.programId, program.holdout.percent, program.holdout.salt
+    )
+
+    cost = np.zeros(scored.num_rows)
+    for i, seg in enumerate(segments):
+        rows = np.flatnonzero(alive & (seg_idx == i))
+        if len(rows):
+            cost[rows] = offer_cost_usd(program, seg, scored, rows)
+    # Budget: the audience is the best-scored prefix whose contacted offers fit the budget.  The holdout is cut
+    # at the same rank (it costs nothing, but must stay comparable to the treated group for lift).
+    ranked = np.flatnonzero(alive)
+    ranked = ranked[np.argsort(-scores[ranked], kind="stable")]
+    spent = np.cumsum(np.where(holdout[ranked], 0.0, cost[ranked]))
+    over = ranked[spent > program.budget.amount]
+    drop_filter[over], drop_reason[over] = "budget", f"program budget of ${program.budget.amount:,.0f} spent"
+    alive[over] = False
+
+    kept = np.flatnonzero(alive)
+    seg_names = np.array([s.name for s in segments] + [None], dtype=object)
+    offer_types = np.array([s.offer_type for s in segments] + [None], dtype=object)
+    out = scored.take(pa.array(kept)).append_column("segment", pa.array(seg_names[seg_idx[kept]].tolist(), pa.string()))
+    out = out.append_column("offer_type", pa.array(offer_types[seg_idx[kept]].tolist(), pa.string()))
+    out = out.append_column("offer_value_usd", pa.array(np.round(cost[kept], 2)))
+    out = out.append_column("holdout", pa.array(holdout[kept]))
+    dropped = np.flatnonzero(~alive)
+    rejected = _rejections(
+        scored.take(pa.array(dropped)),
+        subject,
+        "offers",
+        pa.array(drop_filter[dropped].tolist(), pa.string()),
+        pa.array(drop_reason[dropped].tolist(), pa.string()),
+    )
+    removed = OrderedDict((k, int((drop_filter == k).sum())) for k in ("segment", "deduplication", "budget"))
+    return StageResult(out, rejected, removed)
+
+
+# ---- candidate records -----------------------------------------------------------------------------------
+
+
+def _static_channels(program: ProgramConfig, seg: Segment | None) -> list[str]:
+    """Enabled channels whose segment conditions hold (send-time conditions are the delivery's job)."""
+    out = []
+    top = seg is not None and seg.scoreRange[1] >= 1.0
+    for ch in program.channels:
+        if not ch.enabled:
+            continue
+        cfg = ch.config.model_dump(exclude_none=True)
+        if (cfg.get("highImpactOnly") or cfg.get("criticalRiskOnly") or cfg.get("highScoreOnly")) and not top:
+            continue
+        out.append(ch.channelId)
+    return out
+
+
+def offer_details(seg: Segment) -> dict[str, Any]:
+    details = {k: v for k, v in seg.model_dump(exclude_none=True).items() if k != "scoreRange"}
+    details["offerType"] = seg.offer_type
+    return details
+
+
+CONTEXT_FOR_RECORD = (
+    "time_zone",
+    "subscription_tier",
+    "order_id",
+    "delay_days",
+    "item_condition",
+    "order_value",
+    "currency",
+    "churn_reason",
+    "churn_date",
+    "engagement_score",
+)
+
+
+def candidate_records(
+    program: ProgramConfig,
+    offers: pa.Table,
+    partition_key: str,
+    as_of: datetime,
+    model_versions: Mapping[str, str],
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """The unified candidate record (ARCHITECTURE §5) per offer row."""
+    now = now or datetime.now(UTC)
+    expires = int((as_of + timedelta(days=program.candidateTTLDays)).timestamp())
+    segs = {s.name: s for s in program.strategy.segments}
+    subject = program.connector.subjectColumn
+    score_cols = {m.modelId: score_column(m.modelId) for m in program.scoringModels}
+    cols = offers.to_pydict()
+    ctx_cols = [c for c in CONTEXT_FOR_RECORD if c in cols]
+    channels = {name: _static_channels(program, seg) for name, seg in segs.items()}
+    details = {name: offer_details(seg) for name, seg in segs.items()}
+    created = now.isoformat()
+    records = []
+    for i in range(offers.num_rows):
+        seg = cols["segment"][i]
+        hold = bool(cols["holdout"][i])
+        offer = dict(details[seg])
+        offer["valueUsd"] = cols["offer_value_usd"][i]
+        records.append(
+            {
+                "customerId": cols["customer_id"][i],
+                "programId": program.programId,
+                "partitionKey": partition_key,
+                "marketplace": cols["marketplace"][i] if "marketplace" in cols else None,
+                "subjectId": str(cols[subject][i]),
+                "segment": seg,
+                "offerType": cols["offer_type"][i],
+                "score": float(cols["score"][i]),
+                "scores": {m: float(cols[c][i]) for m, c in score_cols.items()},
+                "modelVersions": dict(model_versions),
+                "offer": offer,
+                "holdout": hold,
+                "channels": [] if hold else channels[seg],
+                "context": {c: _jsonable(cols[c][i]) for c in ctx_cols},
+                "createdAt": created,
+                "expiresAt": expires,
+            }
+        )
+    return records
+
+
+def _jsonable(v: Any) -> Any:
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return v
+
+
+def export_table(
+    program: ProgramConfig, offers: pa.Table, partition_key: str, model_versions: Mapping[str, str]
+) -> pa.Table:
+    """What analysts query: one row per stored candidate, flat columns, no PII."""
+    keep = [c for c in offers.column_names if not c.startswith("_")]
+    out = offers.select(keep)
+    n = out.num_rows
+    out = out.append_column("program_id", pa.array([program.programId] * n, pa.string()))
+    out = out.append_column("partition_key", pa.array([partition_key] * n, pa.string()))
+    return out.append_column("model_versions", pa.array([json.dumps(dict(model_versions), sort_keys=True)] * n))
+
+
+def funnel_markdown(stages: list[tuple[str, int]]) -> str:
+    lines = ["| stage | rows | removed |", "|---|---:|---:|"]
+    prev = None
+    for name, n in stages:
+        lines.append(f"| {name} | {n:,} | {'' if prev is None else f'{prev - n:,}'} |")
+        prev = n
+    return "\n".join(lines)
+
+
+def score_distribution(offers: pa.Table) -> dict[str, dict[str, Any]]:
+    """Per segment: count, mean and quantiles of the segmenting score, holdout size."""
+    if offers.num_rows == 0:
+        return {}
+    df = offers.select(["segment", "score", "holdout"]).to_pandas()
+    out = {}
+    for seg, g in df.groupby("segment", sort=True):
+        out[str(seg)] = {
+            "count": int(len(g)),
+            "holdout": int(g["holdout"].sum()),
+            "mean": round(float(g["score"].mean()), 3),
+            "p10": round(float(g["score"].quantile(0.1)), 3),
+            "p90": round(float(g["score"].quantile(0.9)), 3),
+        }
+    return out

@@ -1,0 +1,229 @@
+"""Contact pressure: one set of rules over every program and channel, decided at send time.
+
+The history it reads is the delivery ledger itself (every touch claimed or sent, with its time), so the check and
+the claim it allows commit in one ledger transaction: two delivery processes can never both spend a customer's
+last slot.  A touch is, in this order:
+
+1. suppressed — no contact record (`no_contact`), marketing opt-out (`opted_out:marketing`), channel opt-out
+   (`opted_out:<channel>`), an invalid address (`invalid_address:<channel>`), an address on the suppression list
+   (`suppression_list:<why>` — bounces, complaints, invalid addresses), the program's cap (`program_cap`:
+   from the program's `frequency-cap` filter, at most N distinct subjects per customer in its window), or the
+   global cap (`global_cap`: at most `global_cap` touches on counted channels per customer per `global_window_days`);
+2. deferred — inside the customer's local quiet hours on a quiet-hours channel: it stays planned, due at the end of
+   the quiet window (reason `deferred:quiet_hours`);
+3. allowed — then claimed in the same transaction, and counted for the customer's later touches.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from engage_assets.domain.config import ProgramConfig
+from resources.delivery_ledger.sqlite import DeliveryLedger, address_hash
+
+EMAIL_RE = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+PHONE_RE = re.compile(r"^\+[1-9]\d{7,14}$")  # E.164
+OPT_IN_FIELD = {"email": "email_opt_in", "sms": "sms_opt_in", "push": "push_opt_in", "phone": "phone_opt_in"}
+ADDRESS_FIELD = {"email": "email", "sms": "phone", "phone": "phone"}
+
+
+@dataclass(frozen=True)
+class ProgramCap:
+    max_subjects: int
+    window_days: int
+
+
+def program_cap(program: ProgramConfig) -> ProgramCap | None:
+    """The program's own contact cap, from its `frequency-cap` filter: at most N subjects per customer per window.
+
+    The filter enforces the cap on offers when the audience is built; delivery enforces it again at send time,
+    across partitions whose touches are still due (a backfill, a re-plan, an overlapping week).
+    """
+    for f in program.filterChain:
+        if f.filterId != "frequency-cap":
+            continue
+        p = f.parameters
+        if p.get("maxOffersPerQuarter"):
+            return ProgramCap(int(p["maxOffersPerQuarter"]), 91)
+        if p.get("maxRefundsPerYear"):
+            return ProgramCap(int(p["maxRefundsPerYear"]), 365)
+        if p.get("maxWinBackAttempts"):
+            return ProgramCap(int(p["maxWinBackAttempts"]), 365)
+    return None
+
+
+@dataclass(frozen=True)
+class PressurePolicy:
+    global_cap: int = 5
+    global_window_days: int = 7
+    counted_channels: frozenset[str] = frozenset({"email", "sms", "push", "phone"})  # in-app interrupts no one
+    quiet_start: time = time(21, 0)
+    quiet_end: time = time(8, 0)
+    quiet_channels: frozenset[str] = frozenset({"email", "sms", "push"})  # call tasks wait for working hours anyway
+    default_time_zone: str = "UTC"
+    program_caps: dict[str, ProgramCap] = field(default_factory=dict)
+
+    @property
+    def lookback_s(self) -> int:
+        days = max([self.global_window_days, *(c.window_days for c in self.program_caps.values())])
+        return days * 86_400
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # "allow" | "suppress" | "defer"
+    reason: str | None = None
+    until: int | None = None
+
+
+ALLOW = Decision("allow")
+
+
+class PressureState:
+    """The recent contacts of one batch's customers, loaded inside the claiming transaction and kept current as
+    touches of the batch are allowed."""
+
+    def __init__(self, policy: PressurePolicy, now: int):
+        self.policy = policy
+        self.now = now
+        self.counted: dict[str, list[int]] = defaultdict(list)
+        self.subjects: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+        self.suppressed: dict[tuple[str, str], str] = {}
+
+    @classmethod
+    def load(
+        cls,
+        ledger: DeliveryLedger,
+        conn: sqlite3.Connection,
+        policy: PressurePolicy,
+        now: int,
+        touches: list[dict[str, Any]],
+        contacts: dict[str, dict[str, Any]],
+    ) -> PressureState:
+        state = cls(policy, now)
+        for cust, program, subject, channel, at in ledger.contacts_since(
+            conn, (t["customerId"] for t in touches), now - policy.lookback_s
+        ):
+            state._add(cust, program, subject, channel, at)
+        by_channel: dict[str, set[str]] = defaultdict(set)
+        for t in touches:
+            addr = address_of(t["channel"], contacts.get(t["customerId"]))
+            if addr:
+                by_channel[t["channel"]].add(addr)
+        for channel, addrs in by_channel.items():
+            for h, reason in ledger.suppressed_addresses(conn, channel, addrs).items():
+                state.suppressed[(channel, h)] = reason
+        return state
+
+    def _add(self, cust: str, program: str, subject: str, channel: str, at: int) -> None:
+        if channel in self.policy.counted_channels:
+            self.counted[cust].append(at)
+        prev = self.subjects[(cust, program)].get(subject)
+        self.subjects[(cust, program)][subject] = at if prev is None else max(prev, at)
+
+    def record(self, touch: dict[str, Any]) -> None:
+        """Count an allowed (claimed) touch for the rest of the batch."""
+        self._add(touch["customerId"], touch["programId"], str(touch["subjectId"]), touch["channel"], self.now)
+
+    def check(self, touch: dict[str, Any], contact: dict[str, Any] | None) -> Decision:
+        p, ch, now = self.policy, touch["channel"], self.now
+        if contact is None:
+            return Decision("suppress", "no_contact")
+        if _truthy(contact.get("marketing_opt_out")):
+            return Decision("suppress", "opted_out:marketing")
+        opt = OPT_IN_FIELD.get(ch)
+        if opt is not None and opt in contact and not _truthy(contact.get(opt)):
+            return Decision("suppress", f"opted_out:{ch}")
+        if ch in ADDRESS_FIELD:
+            addr = address_of(ch, contact)
+            if not valid_address(ch, addr):
+                return Decision("suppress", f"invalid_address:{ch}")
+            listed = self.suppressed.get((ch, address_hash(addr)))  # type: ignore[arg-type]
+            if listed:
+                return Decision("suppress", f"suppression_list:{listed}")
+        cap = p.program_caps.get(touch["programId"])
+        if cap is not None:
+            since = now - cap.window_days * 86_400
+            others = {
+                s
+                for s, at in self.subjects[(touch["customerId"], touch["programId"])].items()
+                if at >= since and s != str(touch["subjectId"])
+            }
+            if len(others) >= cap.max_subjects:
+                return Decision("suppress", "program_cap")
+        if ch in p.counted_channels:
+            since = now - p.global_window_days * 86_400
+            if sum(1 for at in self.counted[touch["customerId"]] if at >= since) >= p.global_cap:
+                return Decision("suppress", "global_cap")
+        if ch in p.quiet_channels:
+            tz = contact.get("time_zone") or touch.get("timeZone") or p.default_time_zone
+            until = quiet_until(now, tz, p.quiet_start, p.quiet_end, p.default_time_zone)
+            if until is not None:
+                return Decision("defer", "deferred:quiet_hours", until)
+        return ALLOW
+
+
+def address_of(channel: str, contact: dict[str, Any] | None) -> str | None:
+    if contact is None or channel not in ADDRESS_FIELD:
+        return None
+    value = contact.get(ADDRESS_FIELD[channel])
+    return None if value is None else str(value).strip()
+
+
+def valid_address(channel: str, address: str | None) -> bool:
+    if not address:
+        return False
+    if channel == "email":
+        return len(address) <= 254 and EMAIL_RE.match(address) is not None
+    if channel in ("sms", "phone"):
+        return PHONE_RE.match(address) is not None
+    return True
+
+
+@lru_cache(maxsize=256)
+def _zone(name: str, default: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(default)
+
+
+def quiet_until(now: int, tz: str, start: time, end: time, default_tz: str = "UTC") -> int | None:
+    """End of the quiet window (epoch s) if `now` falls inside it in time zone `tz`; None outside it.
+
+    The window may wrap midnight (21:00–08:00).  Computed on local wall-clock time, so DST shifts are honoured.
+    """
+    if start == end:
+        return None
+    zone = _zone(tz, default_tz)
+    local = datetime.fromtimestamp(now, zone)
+    t = local.time()
+    wraps = start > end
+    inside = (t >= start or t < end) if wraps else (start <= t < end)
+    if not inside:
+        return None
+    day = local.date() + timedelta(days=1) if (wraps and t >= start) else local.date()
+    return int(datetime.combine(day, end, tzinfo=zone).timestamp())
+
+
+def _truthy(v: Any) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("1", "true", "t", "yes", "y")
+    return bool(v)
+
+
+def policy_for(programs: Iterable[ProgramConfig], **overrides: Any) -> PressurePolicy:
+    """The pressure policy with every program's cap from its config (and global settings from `overrides`)."""
+    caps = {p.programId: c for p in programs if (c := program_cap(p)) is not None}
+    return PressurePolicy(program_caps=caps, **overrides)

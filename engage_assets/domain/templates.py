@@ -1,0 +1,242 @@
+"""Message templates: the spec's subjects, bodies, SMS texts, call scripts and in-app cards, rendered safely.
+
+Files live under `engage_assets/delivery/message_templates/<programId>/<channel>/<templateId>.<part>.j2` with
+parts `subject`, `txt` and `html` (e-mail), `txt` (SMS, push, call script, in-app; `subject` is the in-app card's
+and the push notification's title).  Texts the spec writes into a channel's config win over files: `message` (SMS
+text), `subject` (e-mail subject), `title` / `body` (push).  Their `{field}` placeholders are translated to the
+sandbox's variables — the text itself is never evaluated as a template and never goes through `str.format`.
+
+Rendering is Jinja2's `SandboxedEnvironment` (no attribute games), `StrictUndefined` (a missing field raises
+`TemplateError` and that one message fails; nothing goes out with a raw placeholder), HTML autoescape for `.html`
+parts only.  Templates are compiled once per renderer.  Personalisation: customerName, firstName, refundType,
+discountPercent, discountCode, duration, link, cartLink, refundAmount / creditAmount formatted in the order's or
+the marketplace's currency and locale (Babel).
+
+`discountCode` comes from the refund ledger's `issue_codes` (one random code per candidate, unique by
+constraint): `prefetch(touches)` issues a page's codes in one transaction; a touch not prefetched is issued on its
+own.  A touch that already carries `discountCode` keeps it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+from babel.numbers import format_currency
+from jinja2 import StrictUndefined, TemplateNotFound, UndefinedError
+from jinja2.exceptions import SecurityError
+from jinja2.exceptions import TemplateError as JinjaTemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from engage_assets.domain.config import ProgramConfig
+from engage_assets.domain.plan import MARKETPLACES
+
+DEFAULT_LINK_BASE = "https://shop.example.com"
+TEMPLATE_ROOT = Path(__file__).resolve().parent / "message_templates"
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# `{refundType}` in the spec's texts reads "we've issued a {refundType}": the phrase, not the config's key.
+REFUND_PHRASES = {"full": "full refund", "partial": "partial refund", "credit": "store credit"}
+# Config texts by part: which channel config field fills which template part.
+CONFIG_TEXTS = {"message": "txt", "subject": "subject", "title": "subject", "body": "txt"}
+OFFER_FIELDS = ("duration", "includeUpgrade", "includePersonalCall", "impactLevel", "riskLevel", "discountPercent")
+
+
+class TemplateError(Exception):
+    """One message cannot be rendered; `reason` says why without personal data."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    subject: str | None
+    text: str
+    html: str | None
+
+
+class CodeSource(Protocol):
+    """Discount codes per candidate (`resources.refund_ledger.sqlite.RefundLedger`)."""
+
+    def issue_codes(self, program: Any, rows: Iterable[Mapping[str, Any]]) -> dict[str, str]: ...
+
+
+def yaml_message_to_jinja(message: str) -> str:
+    """`Hi {customerName}!` → `{% raw %}Hi {% endraw %}{{ customerName }}{% raw %}!{% endraw %}`: literal text stays
+    literal (even if it looks like Jinja), only `{word}` placeholders become variables."""
+    out, pos = [], 0
+    for m in PLACEHOLDER.finditer(message):
+        if m.start() > pos:
+            out.append(_raw(message[pos : m.start()]))
+        out.append("{{ " + m.group(1) + " }}")
+        pos = m.end()
+    if pos < len(message):
+        out.append(_raw(message[pos:]))
+    return "".join(out)
+
+
+def _raw(text: str) -> str:
+    # `endraw` inside literal text would close the raw block: split it so it can't.
+    return "{% raw %}" + text.replace("endraw", "end{% endraw %}{% raw %}raw") + "{% endraw %}"
+
+
+@lru_cache(maxsize=65_536)
+def money(amount: float | None, currency: str, marketplace: str | None) -> str | None:
+    """An amount in its currency, written the marketplace's way (`85,00 €` in DE, `¥1,200` in JP)."""
+    if amount is None:
+        return None
+    locale = MARKETPLACES.get(marketplace or "", ("", "", "en_US"))[2]
+    return format_currency(amount, currency, locale=locale)
+
+
+def subject_key(touch: Mapping[str, Any]) -> str:
+    return f"{touch['programId']}#{touch['customerId']}#{touch['subjectId']}"
+
+
+class TemplateRenderer:
+    """Loads each template once; renders a touch for a contact.  With no arguments the program configs (for the
+    config texts) and the refund ledger (for codes) are found from the settings."""
+
+    def __init__(
+        self,
+        root: Path | None = None,
+        messages: Mapping[tuple, str] | None = None,
+        link_base: str | None = None,
+        codes: CodeSource | None = None,
+    ):
+        self.root = root or TEMPLATE_ROOT
+        self.env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+        self.html_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
+        # {(programId, channelId, part): text}; a two-part key (programId, channelId) means the text part.
+        texts = messages or {}
+        self.texts = {(k[0], k[1], k[2] if len(k) > 2 else "txt"): v for k, v in texts.items()}
+        self.link_base = (link_base or DEFAULT_LINK_BASE).rstrip("/")
+        self._codes_source = codes
+        self._codes: dict[str, str] = {}
+        self._cache: dict[tuple[str, ...], Any] = {}
+
+    # -- discount codes ----------------------------------------------------------------------------------------------
+    @property
+    def code_source(self) -> CodeSource:
+        if self._codes_source is None:
+            raise TemplateError("no_code_source")
+        return self._codes_source
+
+    def prefetch(self, touches: Iterable[Mapping[str, Any]]) -> None:
+        """Issue (or look up) the codes of a page of touches in one go, so `render` finds them in memory."""
+        by_program: dict[str, list[Mapping[str, Any]]] = {}
+        for t in touches:
+            if not t.get("discountCode") and not t.get("holdout") and subject_key(t) not in self._codes:
+                by_program.setdefault(t["programId"], []).append(t)
+        for program_id, rows in by_program.items():
+            self._codes.update(self.code_source.issue_codes(program_id, rows))
+        if len(self._codes) > 200_000:  # a long-running renderer keeps only what recent pages need
+            self._codes = dict(list(self._codes.items())[-100_000:])
+
+    def code_for(self, touch: Mapping[str, Any]) -> str:
+        if touch.get("discountCode"):
+            return str(touch["discountCode"])
+        key = subject_key(touch)
+        if key not in self._codes:
+            self.prefetch([touch])
+        return self._codes[key]
+
+    # -- templates ---------------------------------------------------------------------------------------------------
+    def _template(self, program: str, channel: str, template_id: str, part: str, channel_id: str | None = None):
+        key = (program, channel, template_id, part, channel_id or "")
+        if key not in self._cache:
+            text = self.texts.get((program, channel_id or "", part))
+            env = self.html_env if part == "html" else self.env
+            if text is not None:
+                self._cache[key] = env.from_string(yaml_message_to_jinja(text))
+            else:
+                path = self.root / program / channel / f"{template_id}.{part}.j2"
+                self._cache[key] = env.from_string(path.read_text()) if path.exists() else None
+        return self._cache[key]
+
+    def context(self, touch: Mapping[str, Any], contact: Mapping[str, Any]) -> dict[str, Any]:
+        """The variables a template sees.  A field the touch or contact lacks is left out (StrictUndefined turns
+        its use into a `missing_field` failure)."""
+        offer = touch.get("offer") or {}
+        offer = json.loads(offer) if isinstance(offer, str) else dict(offer)
+        marketplace = touch.get("marketplace") or contact.get("marketplace")
+        currency = (
+            touch.get("currency") or contact.get("currency") or MARKETPLACES.get(marketplace or "", ("", "USD"))[1]
+        )
+        code = self.code_for(touch)
+        ctx: dict[str, Any] = {
+            "segment": touch.get("segment"),
+            "offerType": touch.get("offerType"),
+            "offer": offer,
+            "discountCode": code,
+            "link": f"{self.link_base}/offers/{code}",
+            "cartLink": f"{self.link_base}/cart/{touch['subjectId']}?code={code}",
+            "marketplace": marketplace,
+            "currency": currency,
+        }
+        name = contact.get("customer_name")
+        if name and str(name).strip():
+            ctx["customerName"] = str(name).strip()
+            ctx["firstName"] = ctx["customerName"].split()[0]
+        if offer.get("refundType") is not None:
+            ctx["refundType"] = REFUND_PHRASES.get(offer["refundType"], offer["refundType"])
+        for f in OFFER_FIELDS:
+            if offer.get(f) is not None:
+                ctx[f] = offer[f]
+        for f in ("refundAmount", "creditAmount"):
+            if offer.get(f) is not None:
+                ctx[f] = money(float(offer[f]), currency, marketplace)
+        return ctx
+
+    def render(self, touch: Mapping[str, Any], contact: Mapping[str, Any]) -> RenderedMessage:
+        """The touch's message for this contact; raises `TemplateError(reason)` (that message fails, no other)."""
+        program, channel = touch["programId"], touch["channel"]
+        template_id, channel_id = touch.get("templateId") or "", touch.get("channelId")
+        try:
+            ctx = self.context(touch, contact)
+            text_t = self._template(program, channel, template_id, "txt", channel_id)
+            if text_t is None:
+                raise TemplateError(f"no_template:{program}/{channel}/{template_id}")
+            text = text_t.render(ctx).strip()
+            subject = html = None
+            if channel in ("email", "in-app", "push"):
+                subject_t = self._template(program, channel, template_id, "subject", channel_id)
+                subject = subject_t.render(ctx).strip() if subject_t is not None else None
+            if channel == "email":
+                html_t = self._template(program, channel, template_id, "html", channel_id)
+                html = html_t.render(ctx) if html_t is not None else None
+        except UndefinedError as e:
+            raise TemplateError(f"missing_field:{_field_of(e)}") from None
+        except SecurityError:
+            raise TemplateError("sandbox_violation") from None
+        except (JinjaTemplateError, TemplateNotFound, ValueError, TypeError) as e:
+            raise TemplateError(f"template_error:{type(e).__name__}") from None
+        if channel == "email" and not subject:
+            raise TemplateError(f"no_subject:{program}/{channel}/{template_id}")
+        return RenderedMessage(subject=subject, text=text, html=html)
+
+
+def _field_of(error: UndefinedError) -> str:
+    m = re.search(r"'(\w+)' is undefined", str(error))
+    if m:
+        return m.group(1)
+    m = re.search(r"has no attribute '(\w+)'", str(error))
+    return m.group(1) if m else "unknown"
+
+
+def config_texts(programs: Iterable[ProgramConfig]) -> dict[tuple[str, str, str], str]:
+    """The texts the program configs write inline (subject, message, title, body) by (program, channel, part)."""
+    out = {}
+    for program in programs:
+        for ch in program.channels:
+            for field, part in CONFIG_TEXTS.items():
+                text = getattr(ch.config, field)
+                if text:
+                    out[(program.programId, ch.channelId, part)] = text
+    return out

@@ -1,0 +1,139 @@
+"""The one switch between the embedded default and production (ARCHITECTURE §4): same code above it.
+
+`ENGAGE_ENV=local` (default): DuckDB, SQLite, in-process models, Parquet under ENGAGE_HOME, the SMTP capture and
+outboxes.  `ENGAGE_ENV=prod`: Snowflake (dagster-snowflake), DynamoDB, SageMaker, S3 + Glue, SES/SNS.  Names (tables,
+topics, bucket, region) come from the settings, read and checked at load; secrets through `dg.EnvVar`, read when a
+run starts, never stored in code.  The serving API picks its stores here too (`serving_stores`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from engage_assets.settings import Settings
+from resources.alerts.base import FileAlertSink, SnsAlertSink
+from resources.channels import base as channels
+from resources.customer_state import CustomerState
+from resources.dbt import dbt_resource
+from resources.delivery_ledger.resource import DeliveryLedgerResource
+from resources.engagement.base import DynamoDbEngagementStore, EngagementStore, SqliteEngagementStore
+from resources.exports.base import LocalParquetExports, S3ParquetExports
+from resources.pressure import ContactPressureResource
+from resources.refund_ledger.sqlite import RefundLedgerResource
+from resources.scoring.base import LocalScoringResource, SageMakerScoringResource
+from resources.staging import ArrowParquetIOManager, ModelStoreResource, RejectionLogResource
+from resources.store.base import CandidateStore
+from resources.store.dynamodb import DynamoDbCandidateStore
+from resources.store.sqlite import SqliteCandidateStore
+from resources.warehouse.base import DuckDBWarehouse, SnowflakeWarehouse
+
+
+def local_resources(settings: Settings) -> dict[str, Any]:
+    """The embedded default: every part on this machine, state under ENGAGE_HOME."""
+    warehouse = DuckDBWarehouse(path=str(settings.warehouse_path))
+    refunds = RefundLedgerResource(path=str(settings.refund_ledger_path))
+    candidates, engagement = serving_stores(settings)
+    return {
+        "warehouse": warehouse,
+        "store": candidates,
+        "scoring": LocalScoringResource(),
+        "exports": LocalParquetExports(root=str(settings.export_root), warehouse_path=str(settings.warehouse_path)),
+        "models": ModelStoreResource(root=str(settings.model_root)),
+        "rejections": RejectionLogResource(base_path=str(settings.stage_root)),
+        "io_manager": ArrowParquetIOManager(base_path=str(settings.stage_root)),
+        "dbt": dbt_resource("local"),
+        "alerts": FileAlertSink(path=str(settings.alerts_path)),
+        "engagement": engagement,
+        "delivery_ledger": delivery_ledger(settings),
+        "refund_ledger": refunds,
+        "contact_pressure": ContactPressureResource(),
+        "customer_state": CustomerState(warehouse=warehouse, refund_ledger=refunds),
+        "email_channel": channels.SmtpEmailChannel(
+            host=settings.smtp_host, port=settings.smtp_port, capture_dir=str(settings.mail_root)
+        ),
+        "sms_channel": channels.OutboxSmsChannel(root=str(settings.outbox_root)),
+        "push_channel": channels.OutboxPushChannel(root=str(settings.outbox_root)),
+    }
+
+
+def snowflake_warehouse() -> SnowflakeWarehouse:
+    """Snowflake, every credential from the environment when a run starts (dagster-snowflake's resource fields)."""
+    return SnowflakeWarehouse(
+        account=dg.EnvVar("SNOWFLAKE_ACCOUNT"),
+        user=dg.EnvVar("SNOWFLAKE_USER"),
+        password=dg.EnvVar("SNOWFLAKE_PASSWORD"),
+        role=dg.EnvVar("SNOWFLAKE_ROLE"),
+        warehouse=dg.EnvVar("SNOWFLAKE_WAREHOUSE"),
+        database=dg.EnvVar("SNOWFLAKE_DATABASE"),
+        schema=dg.EnvVar("SNOWFLAKE_SCHEMA"),
+    )
+
+
+def prod_resources(settings: Settings) -> dict[str, Any]:
+    """Production: Snowflake, DynamoDB, SageMaker, S3 + Glue, SES/SNS; the ledgers are DynamoDB tables that run
+    workers on several machines share."""
+    region = settings.aws_region
+    warehouse = snowflake_warehouse()
+    stages = f"s3://{settings.s3_bucket}/stages"
+    refunds = RefundLedgerResource(
+        path=str(settings.refund_ledger_path), region_name=region, dynamodb_table=settings.refund_table
+    )
+    candidates, engagement = serving_stores(settings)
+    return {
+        "warehouse": warehouse,
+        "store": candidates,
+        "scoring": SageMakerScoringResource(region_name=region),
+        "exports": S3ParquetExports(
+            bucket=settings.s3_bucket, prefix="exports", glue_database=settings.glue_database, region_name=region
+        ),
+        # Models are trained by the platform and deployed to SageMaker endpoints; the registry keeps the
+        # artifacts and metrics on the code location's volume.
+        "models": ModelStoreResource(root=str(settings.model_root)),
+        "rejections": RejectionLogResource(base_path=stages),
+        "io_manager": ArrowParquetIOManager(base_path=stages),
+        "dbt": dbt_resource("prod"),
+        "engagement": engagement,
+        "alerts": SnsAlertSink(topic_arn=settings.alert_topic_arn, region_name=region),
+        "delivery_ledger": delivery_ledger(settings),
+        "refund_ledger": refunds,
+        "contact_pressure": ContactPressureResource(),
+        # Refund states are read from the shared DynamoDB refund ledger (a worker's SQLite file would not hold them).
+        "customer_state": CustomerState(warehouse=warehouse, refund_ledger=refunds),
+        "email_channel": channels.SesEmailChannel(
+            region_name=region, from_address=settings.email_from, configuration_set=settings.ses_configuration_set
+        ),
+        "sms_channel": channels.SnsSmsChannel(region_name=region),
+        "push_channel": channels.SnsPushChannel(region_name=region, topic_arn=settings.push_topic_arn),
+    }
+
+
+def serving_stores(settings: Settings) -> tuple[CandidateStore, EngagementStore]:
+    """The candidate and engagement stores the environment selects (the serving API and the programs share them)."""
+    if settings.env == "local":
+        return (
+            SqliteCandidateStore(path=str(settings.store_path)),
+            SqliteEngagementStore(path=str(settings.engagement_path)),
+        )
+    return (
+        DynamoDbCandidateStore(
+            table_name=settings.candidate_table,
+            score_cache_table_name=settings.score_cache_table,
+            region_name=settings.aws_region,
+        ),
+        DynamoDbEngagementStore(table_name=settings.engagement_table, region_name=settings.aws_region),
+    )
+
+
+def delivery_ledger(settings: Settings) -> DeliveryLedgerResource:
+    """The delivery ledger every program, sensor and the serving API's GDPR deletion share."""
+    if settings.env == "local":
+        return DeliveryLedgerResource(path=str(settings.ledger_path))
+    return DeliveryLedgerResource(
+        path=str(settings.ledger_path), dynamodb_table=settings.delivery_table, region_name=settings.aws_region
+    )
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    return local_resources(settings) if settings.env == "local" else prod_resources(settings)

@@ -1,0 +1,97 @@
+"""The dbt project and the `dbt` CLI resource: the manifest prepared on demand, one target per environment.
+
+The manifest (and so the asset graph) is always parsed with the `local` target: it needs no credentials, and the
+graph is the same whichever warehouse a run writes to.  The runtime target (`local` DuckDB or `prod` Snowflake) is
+only a property of the `dbt` resource.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from functools import cache
+from pathlib import Path
+
+from dagster_dbt import DbtCliResource, DbtProject
+
+from engage_assets.settings import PROJECT_ROOT
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+MANIFEST_TARGET = "local"
+TARGETS = ("local", "prod")
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, target=MANIFEST_TARGET)
+
+
+def _dbt_executable() -> str:
+    """The `dbt` beside this interpreter (a venv that is not on PATH), else whatever `dbt` is on PATH."""
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
+
+
+def prepare_manifest(force: bool = False) -> Path:
+    """Build `dbt_project/target/manifest.json` with `dbt parse` if it is missing (or always, with force).
+
+    Returns the manifest's path. dbt parses into a private target folder and the manifest is moved into
+    place atomically, so several processes preparing at once never read a half-written file. (dagster-dbt's
+    own preparer would look for `dbt` on PATH, which a virtualenv that is not activated does not put there.)
+    """
+    manifest_path = dbt_project.manifest_path
+    if manifest_path.exists() and not force:
+        return manifest_path
+    target_dir = manifest_path.parent
+    target_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=target_dir))
+    try:
+        partial = target_dir / "partial_parse.msgpack"
+        if partial.exists():  # reuse dbt's parse cache: a re-parse takes a second instead of several
+            shutil.copy2(partial, scratch / partial.name)
+        # A plain `dbt parse` (not DbtCliResource.cli, which also probes `dbt --version` and opens an adapter).
+        parse = subprocess.run(
+            [
+                _dbt_executable(),
+                "parse",
+                "--quiet",
+                "--project-dir",
+                str(dbt_project.project_dir),
+                "--profiles-dir",
+                str(dbt_project.profiles_dir),
+                "--target",
+                MANIFEST_TARGET,
+                "--target-path",
+                str(scratch),
+            ],
+            cwd=dbt_project.project_dir,
+            env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+            capture_output=True,
+            text=True,
+        )
+        if parse.returncode != 0:
+            raise RuntimeError(f"dbt parse failed ({parse.returncode}):\n{parse.stdout}{parse.stderr}")
+        if (scratch / partial.name).exists():
+            os.replace(scratch / partial.name, partial)
+        os.replace(scratch / "manifest.json", manifest_path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return manifest_path
+
+
+@cache
+def ensure_manifest() -> Path:
+    """The manifest for building definitions: re-parsed under `dagster dev` (so edits to the models show up),
+    otherwise built once when missing (a fresh clone) and used as is."""
+    return prepare_manifest(force=dbt_project.preparer.using_dagster_dev())
+
+
+def dbt_resource(target: str = "local") -> DbtCliResource:
+    """The `dbt` resource for a target of dbt_project/profiles.yml: "local" (DuckDB) or "prod" (Snowflake)."""
+    if target not in TARGETS:
+        raise ValueError(f"dbt target must be one of {TARGETS}, got {target!r}")
+    return DbtCliResource(project_dir=dbt_project, target=target, dbt_executable=_dbt_executable())
+
+
+if __name__ == "__main__":
+    print(prepare_manifest(force="--force" in sys.argv[1:]))

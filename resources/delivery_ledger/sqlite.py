@@ -1,0 +1,510 @@
+"""The delivery ledger: one row per touch, the single source of truth for "was this message sent?".
+
+A touch is keyed by `touchKey` = "{programId}#{customerId}#{subjectId}#{touchId}#{channelId}" and moves through
+
+    planned ──claim──▶ sending ──▶ sent
+       ▲  │               │  └────▶ failed       (permanent error, template error, retries exhausted)
+       │  └─▶ suppressed   └───────▶ planned      (transient error / provider outage: attempts+1, next_attempt_at)
+       └──── (re-plan of a partition replaces only touches still `planned`; nothing ever leaves `sent`)
+
+A touch is claimed (planned → sending, with a claim token and time) in a committed transaction before the
+provider is called, and the provider call carries `idempotency_key(touchKey)`.  Every state change after the claim
+is guarded by the claim token, so a process that lost its claim cannot overwrite a newer outcome.
+
+Touches left in `sending` (the process died between the claim and recording the outcome) are "in doubt"; the
+engine resolves them with the rule in `engage_assets.delivery.engine` (RECOVERY RULE): provider lookup by
+idempotency key, else re-send with the same key.
+
+SQLite in WAL mode with a busy timeout: several delivery runs (processes) share the file; every write is one
+statement or one `BEGIN IMMEDIATE` transaction.  The same file holds the contact-pressure data (who was contacted
+when, and the suppression list), so a pressure check and the claim it allows commit together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from resources.sqlite_wal import close_connection, wal_connection, write_transaction
+
+STATES = ("planned", "sending", "sent", "suppressed", "failed")
+HELD_OUT = "held_out"
+
+# The planner's columns (engage_assets.domain.plan.plan_touches) the ledger keeps as real columns; the rest of
+# a plan row travels in `payload` (JSON) and comes back in `touch_dict`.
+_KEY_COLUMNS = (
+    "touchKey",
+    "programId",
+    "partitionKey",
+    "customerId",
+    "subjectId",
+    "touchId",
+    "channel",
+    "channelId",
+    "templateId",
+    "dueAt",
+    "expiresAt",
+)
+PAYLOAD_COLUMNS = (
+    "conditions",
+    "segment",
+    "offerType",
+    "offer",
+    "holdout",
+    "marketplace",
+    "timeZone",
+    "currency",
+    "score",
+)
+PLAN_COLUMNS = _KEY_COLUMNS + PAYLOAD_COLUMNS
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS touches (
+    touch_key       TEXT PRIMARY KEY,
+    program_id      TEXT NOT NULL,
+    partition_key   TEXT NOT NULL,
+    customer_id     TEXT NOT NULL,
+    subject_id      TEXT NOT NULL,
+    touch_id        TEXT NOT NULL,
+    channel         TEXT NOT NULL,
+    channel_id      TEXT NOT NULL,
+    template_id     TEXT,
+    due_at          INTEGER NOT NULL,
+    expires_at      INTEGER,
+    next_attempt_at INTEGER NOT NULL,
+    state           TEXT NOT NULL,
+    reason          TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    claim_token     TEXT,
+    claimed_at      INTEGER,
+    sent_at         INTEGER,
+    provider_id     TEXT,
+    updated_at      INTEGER NOT NULL,
+    payload         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS touches_due ON touches (program_id, next_attempt_at, touch_key) WHERE state = 'planned';
+CREATE INDEX IF NOT EXISTS touches_in_doubt ON touches (program_id, claimed_at) WHERE state = 'sending';
+CREATE INDEX IF NOT EXISTS touches_partition ON touches (program_id, partition_key, state);
+CREATE INDEX IF NOT EXISTS touches_contact ON touches (customer_id, claimed_at) WHERE state IN ('sending', 'sent');
+CREATE TABLE IF NOT EXISTS suppression_list (
+    channel      TEXT NOT NULL,
+    address_hash TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    PRIMARY KEY (channel, address_hash)
+) WITHOUT ROWID;
+"""
+
+_COLS = (
+    "touch_key, program_id, partition_key, customer_id, subject_id, touch_id, channel, channel_id, template_id, "
+    "due_at, expires_at, next_attempt_at, state, reason, attempts, claim_token, claimed_at, sent_at, "
+    "provider_id, payload"
+)
+
+
+def idempotency_key(touch_key: str) -> str:
+    """The provider-facing idempotency key of a touch: stable, fixed length, and free of customer ids."""
+    return hashlib.sha256(b"engage-delivery-v1:" + touch_key.encode()).hexdigest()[:40]
+
+
+def key_hash(touch_key: str) -> str:
+    """A short stable reference to a touch for logs and errors (never the key itself: it holds a customer id)."""
+    return hashlib.sha256(touch_key.encode()).hexdigest()[:12]
+
+
+def address_hash(address: str) -> str:
+    """Suppression-list key of an address (lower-cased, trimmed): the list never stores a raw e-mail or phone."""
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    touch_key: str
+    program_id: str
+    partition_key: str
+    customer_id: str
+    subject_id: str
+    touch_id: str
+    channel: str
+    channel_id: str
+    template_id: str | None
+    due_at: int
+    expires_at: int | None
+    next_attempt_at: int
+    state: str
+    reason: str | None
+    attempts: int
+    claim_token: str | None
+    claimed_at: int | None
+    sent_at: int | None
+    provider_id: str | None
+    payload: str
+
+    def touch_dict(self) -> dict[str, Any]:
+        """The plan row as the planner produced it (the shape `recheck` and `render` take)."""
+        d = json.loads(self.payload)
+        d.update(
+            touchKey=self.touch_key,
+            programId=self.program_id,
+            partitionKey=self.partition_key,
+            customerId=self.customer_id,
+            subjectId=self.subject_id,
+            touchId=self.touch_id,
+            channel=self.channel,
+            channelId=self.channel_id,
+            templateId=self.template_id,
+            dueAt=self.due_at,
+            expiresAt=self.expires_at,
+        )
+        return d
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    inserted: int  # new touches (planned or held out)
+    replaced: int  # touches still planned whose plan row was rewritten
+    removed: int  # planned touches of the partition the new plan no longer has
+    kept: int  # touches already past `planned` (sending/sent/suppressed/failed): left as they are
+    held_out: int  # holdout rows of this plan (recorded as suppressed/held_out, never sent)
+
+
+class DeliveryLedger:
+    """The ledger file (see the module docstring).  One connection per (process, thread), opened lazily."""
+
+    def __init__(self, path: str | os.PathLike[str], busy_timeout_ms: int = 60_000):
+        self.path = str(path)
+        self.busy_timeout_ms = busy_timeout_ms
+
+    # -- connection ------------------------------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        return wal_connection(self.path, self.busy_timeout_ms, _SCHEMA)
+
+    def close(self) -> None:
+        close_connection(self.path, _SCHEMA)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: takes the write lock up front, so no deadlock upgrades)."""
+        with write_transaction(self._conn()) as conn:
+            yield conn
+
+    # -- planning --------------------------------------------------------------------------------------------------
+    def plan(self, table: pa.Table, program_id: str, partition_key: str, now: int) -> PlanResult:
+        """Insert a partition's touch plan; re-planning replaces only touches still `planned` and never un-sends.
+
+        Holdout rows are recorded as `suppressed` with reason `held_out`.  Planned touches of the partition that
+        the new plan no longer contains are removed (the candidate left the audience); touches past `planned` stay.
+        """
+        missing = [c for c in PLAN_COLUMNS if c not in table.column_names]
+        if missing:
+            raise ValueError(f"touch plan lacks column(s) {missing}")
+        inserted = replaced = kept = held = 0
+        with self.transaction() as conn:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS plan_keys (touch_key TEXT PRIMARY KEY) WITHOUT ROWID")
+            conn.execute("DELETE FROM plan_keys")
+            for batch in table.select(list(PLAN_COLUMNS)).to_batches(max_chunksize=5_000):
+                rows = batch.to_pylist()
+                params = []
+                for r in rows:
+                    if r["programId"] != program_id or r["partitionKey"] != partition_key:
+                        raise ValueError("touch plan row belongs to another program or partition")
+                    state, reason = ("suppressed", HELD_OUT) if r["holdout"] else ("planned", None)
+                    held += state == "suppressed"
+                    payload = json.dumps({c: r[c] for c in PAYLOAD_COLUMNS}, separators=(",", ":"))
+                    params.append(
+                        (
+                            r["touchKey"],
+                            program_id,
+                            partition_key,
+                            str(r["customerId"]),
+                            str(r["subjectId"]),
+                            str(r["touchId"]),
+                            r["channel"],
+                            r["channelId"],
+                            r["templateId"],
+                            int(r["dueAt"]),
+                            None if r["expiresAt"] is None else int(r["expiresAt"]),
+                            int(r["dueAt"]),
+                            state,
+                            reason,
+                            now,
+                            payload,
+                        )
+                    )
+                existing = dict(
+                    _chunked_in(
+                        conn, "SELECT touch_key, state FROM touches WHERE touch_key IN ({})", [p[0] for p in params]
+                    )
+                )
+                for p in params:
+                    st = existing.get(p[0])
+                    if st is None:
+                        inserted += 1
+                    elif st == "planned":
+                        replaced += 1
+                    else:
+                        kept += 1
+                conn.executemany("INSERT OR IGNORE INTO plan_keys VALUES (?)", [(p[0],) for p in params])
+                conn.executemany(
+                    "INSERT INTO touches (touch_key, program_id, partition_key, customer_id, subject_id, touch_id,"
+                    " channel, channel_id, template_id, due_at, expires_at, next_attempt_at, state, reason,"
+                    " updated_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (touch_key) DO UPDATE SET"
+                    "   template_id = excluded.template_id, due_at = excluded.due_at,"
+                    "   expires_at = excluded.expires_at,"
+                    "   next_attempt_at = CASE WHEN touches.attempts = 0 THEN excluded.next_attempt_at"
+                    "                          ELSE max(touches.next_attempt_at, excluded.next_attempt_at) END,"
+                    "   state = excluded.state, reason = excluded.reason, updated_at = excluded.updated_at,"
+                    "   payload = excluded.payload"
+                    " WHERE touches.state = 'planned'",
+                    params,
+                )
+            removed = conn.execute(
+                "DELETE FROM touches WHERE program_id = ? AND partition_key = ? AND state = 'planned'"
+                " AND touch_key NOT IN (SELECT touch_key FROM plan_keys)",
+                (program_id, partition_key),
+            ).rowcount
+            conn.execute("DELETE FROM plan_keys")
+        return PlanResult(inserted, replaced, removed, kept, held)
+
+    # -- reading ---------------------------------------------------------------------------------------------------
+    def due(self, program_id: str, now: int, page_size: int = 500) -> Iterator[list[LedgerRow]]:
+        """Pages of touches in `planned` with next_attempt_at <= now, oldest first (keyset paging: memory stays
+        one page however many touches are due)."""
+        after: tuple[int, str] = (-(2**62), "")
+        while True:
+            rows = (
+                self._conn()
+                .execute(
+                    f"SELECT {_COLS} FROM touches WHERE state = 'planned' AND program_id = ? AND next_attempt_at <= ?"
+                    " AND (next_attempt_at, touch_key) > (?, ?) ORDER BY next_attempt_at, touch_key LIMIT ?",
+                    (program_id, now, after[0], after[1], page_size),
+                )
+                .fetchall()
+            )
+            if not rows:
+                return
+            page = [LedgerRow(*r) for r in rows]
+            after = (page[-1].next_attempt_at, page[-1].touch_key)
+            yield page
+
+    def in_doubt(self, program_id: str, claimed_before: int, page_size: int = 500) -> Iterator[list[LedgerRow]]:
+        """Pages of touches left in `sending` whose claim is older than `claimed_before` (their process died)."""
+        after = ""
+        while True:
+            rows = (
+                self._conn()
+                .execute(
+                    f"SELECT {_COLS} FROM touches WHERE state = 'sending' AND program_id = ? AND claimed_at <= ?"
+                    " AND touch_key > ? ORDER BY touch_key LIMIT ?",
+                    (program_id, claimed_before, after, page_size),
+                )
+                .fetchall()
+            )
+            if not rows:
+                return
+            page = [LedgerRow(*r) for r in rows]
+            after = page[-1].touch_key
+            yield page
+
+    def get(self, touch_key: str) -> LedgerRow | None:
+        row = self._conn().execute(f"SELECT {_COLS} FROM touches WHERE touch_key = ?", (touch_key,)).fetchone()
+        return None if row is None else LedgerRow(*row)
+
+    def due_summary(self, program_id: str, now: int) -> tuple[int, int | None]:
+        """(number of due touches, latest next_attempt_at among them): what the due-touch sensor keys runs on."""
+        n, latest = (
+            self._conn()
+            .execute(
+                "SELECT count(*), max(next_attempt_at) FROM touches WHERE state = 'planned' AND program_id = ?"
+                " AND next_attempt_at <= ?",
+                (program_id, now),
+            )
+            .fetchone()
+        )
+        return int(n), latest
+
+    def next_due_at(self, program_id: str) -> int | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT min(next_attempt_at) FROM touches WHERE state = 'planned' AND program_id = ?", (program_id,)
+            )
+            .fetchone()
+        )
+        return row[0]
+
+    def counts(self, program_id: str | None = None) -> dict[tuple[str, str, str, str | None], int]:
+        """{(programId, channel, state, reason): n} over the whole ledger (or one program)."""
+        sql = "SELECT program_id, channel, state, reason, count(*) FROM touches"
+        args: tuple[Any, ...] = ()
+        if program_id is not None:
+            sql += " WHERE program_id = ?"
+            args = (program_id,)
+        sql += " GROUP BY program_id, channel, state, reason"
+        return {(p, c, s, r): n for p, c, s, r, n in self._conn().execute(sql, args)}
+
+    def contacts_since(
+        self, conn: sqlite3.Connection, customer_ids: Iterable[str], since: int
+    ) -> list[tuple[str, str, str, str, int]]:
+        """(customer_id, program_id, subject_id, channel, claimed_at) of touches claimed or sent since `since`."""
+        return _chunked_in(
+            conn,
+            "SELECT customer_id, program_id, subject_id, channel, claimed_at FROM touches"
+            " WHERE customer_id IN ({}) AND state IN ('sending', 'sent') AND claimed_at >= ?",
+            list(dict.fromkeys(customer_ids)),
+            tail=(since,),
+        )
+
+    def erase_customer(self, customer_id: str) -> int:
+        """GDPR erasure: remove every touch of the customer (planned ones never go out; the rest carried their
+        offer and personalisation).  A run holding one of them in `sending` finds its mark matches nothing."""
+        return self.erase_customers([customer_id])
+
+    def erase_customers(self, customer_ids: Iterable[str]) -> int:
+        ids, n = list(dict.fromkeys(customer_ids)), 0
+        with self.transaction() as conn:
+            for i in range(0, len(ids), 900):
+                chunk = ids[i : i + 900]
+                n += conn.execute(
+                    f"DELETE FROM touches WHERE customer_id IN ({', '.join('?' * len(chunk))})", chunk
+                ).rowcount
+        return n
+
+    # -- suppression list ------------------------------------------------------------------------------------------
+    def add_suppression(self, channel: str, address: str, reason: str, now: int) -> None:
+        """Put an address on the suppression list (bounce, complaint, invalid address); first reason wins."""
+        self._conn().execute(
+            "INSERT OR IGNORE INTO suppression_list VALUES (?, ?, ?, ?)", (channel, address_hash(address), reason, now)
+        )
+
+    def suppressed_addresses(self, conn: sqlite3.Connection, channel: str, addresses: Iterable[str]) -> dict[str, str]:
+        """{address_hash: reason} of the given addresses that are on the channel's suppression list."""
+        hashes = list({address_hash(a) for a in addresses})
+        return dict(
+            _chunked_in(
+                conn,
+                "SELECT address_hash, reason FROM suppression_list WHERE channel = ? AND address_hash IN ({})",
+                hashes,
+                head=(channel,),
+            )
+        )
+
+    # -- transitions (inside a transaction from `transaction()`, or alone) --------------------------------------------
+    def claim(self, conn: sqlite3.Connection, touch_key: str, token: str, now: int) -> bool:
+        """planned → sending with our token; False if another process got there first."""
+        return (
+            conn.execute(
+                "UPDATE touches SET state = 'sending', claim_token = ?, claimed_at = ?, attempts = attempts + 1,"
+                " updated_at = ? WHERE touch_key = ? AND state = 'planned'",
+                (token, now, now, touch_key),
+            ).rowcount
+            == 1
+        )
+
+    def reclaim(self, touch_key: str, old_token: str | None, token: str, now: int) -> bool:
+        """Take over an in-doubt claim (sending with `old_token`) for the recovery rule."""
+        return (
+            self._conn()
+            .execute(
+                "UPDATE touches SET claim_token = ?, claimed_at = ?, updated_at = ? WHERE touch_key = ?"
+                " AND state = 'sending' AND claim_token IS ?",
+                (token, now, now, touch_key, old_token),
+            )
+            .rowcount
+            == 1
+        )
+
+    def suppress(
+        self, conn: sqlite3.Connection | None, touch_key: str, reason: str, now: int, token: str | None = None
+    ) -> bool:
+        """planned (or our claimed touch) → suppressed with a reason."""
+        c = conn or self._conn()
+        if token is None:
+            sql, args = "WHERE touch_key = ? AND state = 'planned'", (touch_key,)
+        else:
+            sql, args = "WHERE touch_key = ? AND state = 'sending' AND claim_token = ?", (touch_key, token)
+        return (
+            c.execute(
+                f"UPDATE touches SET state = 'suppressed', reason = ?, updated_at = ? {sql}", (reason, now, *args)
+            ).rowcount
+            == 1
+        )
+
+    def defer(self, conn: sqlite3.Connection | None, touch_key: str, until: int, reason: str, now: int) -> bool:
+        """Keep a planned touch planned but not due before `until` (quiet hours, channel outage)."""
+        return (conn or self._conn()).execute(
+            "UPDATE touches SET next_attempt_at = ?, reason = ?, updated_at = ? WHERE touch_key = ?"
+            " AND state = 'planned'",
+            (until, reason, now, touch_key),
+        ).rowcount == 1
+
+    def mark_sent(self, touch_key: str, token: str, provider_id: str, now: int, reason: str | None = None) -> bool:
+        return (
+            self._conn()
+            .execute(
+                "UPDATE touches SET state = 'sent', provider_id = ?, sent_at = ?, reason = ?, updated_at = ?"
+                " WHERE touch_key = ? AND state = 'sending' AND claim_token = ?",
+                (provider_id, now, reason, now, touch_key, token),
+            )
+            .rowcount
+            == 1
+        )
+
+    def mark_sent_many(self, marks: Iterable[tuple[str, str, str | None]], token: str, now: int) -> int:
+        """`mark_sent` for many (touch_key, provider_id, reason) in one transaction; returns how many were marked."""
+        with self.transaction() as conn:
+            return conn.executemany(
+                "UPDATE touches SET state = 'sent', provider_id = ?, sent_at = ?, reason = ?, updated_at = ?"
+                " WHERE touch_key = ? AND state = 'sending' AND claim_token = ?",
+                [(pid, now, reason, now, key, token) for key, pid, reason in marks],
+            ).rowcount
+
+    def mark_failed(self, touch_key: str, token: str, reason: str, now: int) -> bool:
+        return (
+            self._conn()
+            .execute(
+                "UPDATE touches SET state = 'failed', reason = ?, updated_at = ? WHERE touch_key = ?"
+                " AND state = 'sending' AND claim_token = ?",
+                (reason, now, touch_key, token),
+            )
+            .rowcount
+            == 1
+        )
+
+    def mark_retry(self, touch_key: str, token: str, reason: str, next_attempt_at: int, now: int) -> bool:
+        """sending → planned, due again at `next_attempt_at` (transient error or outage; attempts stay counted)."""
+        return (
+            self._conn()
+            .execute(
+                "UPDATE touches SET state = 'planned', reason = ?, next_attempt_at = ?, claim_token = NULL,"
+                " claimed_at = NULL, updated_at = ? WHERE touch_key = ? AND state = 'sending' AND claim_token = ?",
+                (reason, next_attempt_at, now, touch_key, token),
+            )
+            .rowcount
+            == 1
+        )
+
+
+def _chunked_in(
+    conn: sqlite3.Connection,
+    sql: str,
+    values: list[Any],
+    head: tuple[Any, ...] = (),
+    tail: tuple[Any, ...] = (),
+    size: int = 900,
+) -> list[tuple]:
+    """Run `sql` with its `IN ({})` filled with up to `size` placeholders at a time (SQLite's variable limit)."""
+    out: list[tuple] = []
+    for i in range(0, len(values), size):
+        chunk = values[i : i + size]
+        out.extend(conn.execute(sql.format(", ".join("?" * len(chunk))), (*head, *chunk, *tail)).fetchall())
+    return out

@@ -1,0 +1,449 @@
+"""SQLite candidate store: the embedded default (ENGAGE_ENV=local), same key design as DynamoDB.
+
+Why it looks the way it does:
+- Several Dagster run processes (and dbt, and the serving API) touch the file at once, so the database runs in
+  WAL mode (readers never block the single writer) with a busy timeout (a second writer waits instead of failing
+  with "database is locked"), and every write is one `BEGIN IMMEDIATE` transaction (the writer lock is taken up
+  front, so two writers never deadlock upgrading a read lock).
+- sqlite3 connections must not be shared between threads (nor inherited across fork), so each (process, thread,
+  file) gets its own connection, opened lazily.  The serving API can call one resource instance from many threads.
+- The DynamoDB indexes become SQL indexes with the table's key appended as a tie-breaker, so pagination is keyset
+  (`(score, pk) < (?, ?)`) on an index, never OFFSET: page 1,000 costs what page 1 costs.
+- The record is stored whole as JSON (`body`) and returned unchanged; the other columns are copies used for keys,
+  indexes and the TTL filter.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import dagster as dg
+
+from resources.sqlite_wal import close_connection, wal_connection, write_transaction
+from resources.store.base import (
+    CandidateStore,
+    JsonPage,
+    Page,
+    Record,
+    WriteResult,
+    decode_cursor,
+    encode_cursor,
+    index_keys,
+    resolve_now,
+    validate_records,
+)
+
+try:  # orjson is ~5x faster on 25k records; the stdlib is the fallback, with the same output for JSON-clean data
+    import orjson
+
+    def _dumps(obj: Any) -> str:
+        return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+    _loads = orjson.loads
+except ImportError:  # pragma: no cover - depends on the environment
+    import json
+
+    def _dumps(obj: Any) -> str:
+        return json.dumps(obj, separators=(",", ":"), default=lambda o: o.item())  # numpy scalars
+
+    _loads = json.loads
+
+_log = dg.get_dagster_logger("engage.store")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS candidates (
+    pk            TEXT PRIMARY KEY,      -- customerId#programId
+    customer_id   TEXT NOT NULL,
+    program_id    TEXT NOT NULL,
+    partition_key TEXT NOT NULL,
+    segment       TEXT,
+    offer_type    TEXT,
+    score         REAL,
+    expires_at    INTEGER NOT NULL,
+    created_at    TEXT,
+    gsi1pk        TEXT,                  -- programId#segment   (NULL: not in the segment index)
+    gsi2pk        TEXT,                  -- programId#offerType (NULL: not in the offer-type index)
+    gsi2sk        TEXT NOT NULL,         -- partitionKey#customerId
+    write_id      TEXT NOT NULL,         -- the replace_partition call that last wrote the row
+    body          TEXT NOT NULL          -- the record, JSON
+);
+CREATE INDEX IF NOT EXISTS candidates_gsi1 ON candidates (gsi1pk, score DESC, pk DESC);
+CREATE INDEX IF NOT EXISTS candidates_gsi2 ON candidates (gsi2pk, gsi2sk DESC, pk DESC);
+CREATE INDEX IF NOT EXISTS candidates_gsi4 ON candidates (gsi2pk, score DESC, pk DESC) WHERE score IS NOT NULL;
+CREATE INDEX IF NOT EXISTS candidates_partition ON candidates (program_id, partition_key);
+CREATE INDEX IF NOT EXISTS candidates_customer ON candidates (customer_id);
+CREATE TABLE IF NOT EXISTS score_cache (
+    namespace  TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    score      REAL NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+"""
+
+# An existing row is replaced when the incoming one is from the same or a newer partition, or when the existing
+# one has expired: an expired item counts as absent, so the outcome never depends on when expired rows are purged
+# (DynamoDB's TTL deletes lazily; both backends must agree).
+_UPSERT = """
+INSERT INTO candidates (pk, customer_id, program_id, partition_key, segment, offer_type, score, expires_at,
+                        created_at, gsi1pk, gsi2pk, gsi2sk, write_id, body)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (pk) DO UPDATE SET
+    partition_key = excluded.partition_key, segment = excluded.segment, offer_type = excluded.offer_type,
+    score = excluded.score, expires_at = excluded.expires_at, created_at = excluded.created_at,
+    gsi1pk = excluded.gsi1pk, gsi2pk = excluded.gsi2pk, gsi2sk = excluded.gsi2sk,
+    write_id = excluded.write_id, body = excluded.body
+WHERE excluded.partition_key >= candidates.partition_key OR candidates.expires_at <= ?
+"""
+
+# Every row of this (program, partition) that the current call did not write is no longer a candidate.
+_DELETE_STALE = "DELETE FROM candidates WHERE program_id = ? AND partition_key = ? AND write_id <> ?"
+
+_COUNT_PARTITION = "SELECT COUNT(*) FROM candidates WHERE program_id = ? AND partition_key = ?"
+
+
+class SqliteCandidateStore(CandidateStore):
+    """Candidate store in one SQLite file (WAL), safe for many processes and threads.
+
+    `path` must be a file path (not ":memory:": every thread opens its own connection, which would each see a
+    different in-memory database).
+    """
+
+    path: str
+    busy_timeout_ms: int = 30_000
+
+    # -- connections -------------------------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection to `path`, opened (and the schema ensured) on first use."""
+        # 64 MiB page cache: a 25k-record partition's index pages stay cached.
+        return wal_connection(self.path, self.busy_timeout_ms, _SCHEMA, pragmas=("cache_size = -65536",))
+
+    def close(self) -> None:
+        """Close this thread's connection (other threads' connections close when their threads end)."""
+        close_connection(self.path, _SCHEMA)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with write_transaction(self._conn()) as conn:
+            yield conn
+
+    # -- writes ------------------------------------------------------------------------------------------------
+
+    def replace_partition(
+        self, program_id: str, partition_key: str, records: Sequence[Record], now: float | None = None
+    ) -> WriteResult:
+        """Upsert `records` and delete the partition's other rows, in one transaction (readers see before or after).
+
+        `written` counts rows inserted or updated; a record whose customer already holds a live candidate from a
+        newer partition of the program is counted in `skipped_newer` and left alone.
+        """
+        now_ = resolve_now(now)
+        unique, duplicates = validate_records(program_id, partition_key, records)
+        write_id = uuid.uuid4().hex
+        rows = []
+        for rec in unique:
+            customer_id = rec["customerId"]
+            segment, offer_type, score = rec.get("segment"), rec.get("offerType"), rec.get("score")
+            rows.append(
+                (
+                    f"{customer_id}#{program_id}",
+                    customer_id,
+                    program_id,
+                    partition_key,
+                    segment,
+                    offer_type,
+                    None if score is None else float(score),
+                    int(rec["expiresAt"]),
+                    rec.get("createdAt"),
+                    *index_keys(rec, program_id),
+                    f"{partition_key}#{customer_id}",
+                    write_id,
+                    _dumps(rec),
+                    now_,
+                )
+            )
+        with self._write() as conn:
+            written = conn.executemany(_UPSERT, rows).rowcount if rows else 0
+            # Every row written now sits in this partition, so stale rows exist only if the partition holds more
+            # rows than were written: an index-only count saves the delete's row-by-row scan on plain re-runs.
+            in_partition = conn.execute(_COUNT_PARTITION, (program_id, partition_key)).fetchone()[0]
+            deleted = (
+                conn.execute(_DELETE_STALE, (program_id, partition_key, write_id)).rowcount
+                if in_partition > written
+                else 0
+            )
+        result = WriteResult(
+            written=written,
+            deleted=deleted,
+            skipped_newer=len(rows) - written,
+            batches=1,
+            extra={"duplicates_dropped": duplicates} if duplicates else {},
+        )
+        _log.info(
+            "candidate store (sqlite): %s/%s written=%d deleted=%d skipped_newer=%d duplicates_dropped=%d",
+            program_id,
+            partition_key,
+            result.written,
+            result.deleted,
+            result.skipped_newer,
+            duplicates,
+        )
+        return result
+
+    def delete_customer(self, customer_id: str) -> int:
+        """Erase every candidate of the customer in every program (expired ones included): erasure requests."""
+        with self._write() as conn:
+            return conn.execute("DELETE FROM candidates WHERE customer_id = ?", (customer_id,)).rowcount
+
+    def purge_expired(self, now: float | None = None) -> int:
+        """Physically delete expired candidates and cache entries (SQLite has no TTL sweeper; reads ignore them)."""
+        now_ = resolve_now(now)
+        with self._write() as conn:
+            n = conn.execute("DELETE FROM candidates WHERE expires_at <= ?", (now_,)).rowcount
+            n += conn.execute("DELETE FROM score_cache WHERE expires_at <= ?", (now_,)).rowcount
+        return n
+
+    # -- reads -------------------------------------------------------------------------------------------------
+
+    def get(self, customer_id: str, program_id: str, now: float | None = None) -> Record | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT body FROM candidates WHERE pk = ? AND expires_at > ?",
+                (f"{customer_id}#{program_id}", resolve_now(now)),
+            )
+            .fetchone()
+        )
+        return None if row is None else _loads(row[0])
+
+    def query_by_segment(
+        self,
+        program_id: str,
+        segment: str,
+        min_score: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        now: float | None = None,
+        offer_type: str | None = None,
+    ) -> Page:
+        """Keyset pagination on (score DESC, pk DESC) over index candidates_gsi1."""
+        return _page(*self._segment_rows(program_id, segment, min_score, limit, cursor, now, offer_type))
+
+    def query_by_segment_json(
+        self,
+        program_id: str,
+        segment: str,
+        min_score: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        now: float | None = None,
+        offer_type: str | None = None,
+    ) -> JsonPage:
+        """`query_by_segment` as JSON: the stored records spliced into an array (the serving API's hot path)."""
+        return _json_page(*self._segment_rows(program_id, segment, min_score, limit, cursor, now, offer_type))
+
+    def _segment_rows(
+        self,
+        program_id: str,
+        segment: str,
+        min_score: float | None,
+        limit: int,
+        cursor: str | None,
+        now: float | None,
+        offer_type: str | None,
+    ) -> tuple[list[tuple[Any, Any, str]], int, str, str]:
+        extra, extra_params = ("AND offer_type = ?", [offer_type]) if offer_type is not None else ("", [])
+        scope = f"{program_id}#{segment}"
+        kind = "sqlite-gsi1" if offer_type is None else f"sqlite-gsi1:{offer_type}"
+        return self._by_score(
+            "gsi1pk", "candidates_gsi1", kind, scope, min_score, limit, cursor, now, extra, extra_params
+        )
+
+    def query_by_score(
+        self,
+        program_id: str,
+        offer_type: str,
+        min_score: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        now: float | None = None,
+    ) -> Page:
+        """Keyset pagination on (score DESC, pk DESC) over index candidates_gsi4 (offer type by score)."""
+        return _page(
+            *self._by_score(
+                "gsi2pk",
+                "candidates_gsi4",
+                "sqlite-gsi4",
+                f"{program_id}#{offer_type}",
+                min_score,
+                limit,
+                cursor,
+                now,
+                "AND score IS NOT NULL",
+                [],
+            )
+        )
+
+    def query_by_score_json(
+        self,
+        program_id: str,
+        offer_type: str,
+        min_score: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        now: float | None = None,
+    ) -> JsonPage:
+        """`query_by_score` as JSON: the stored records spliced into an array (the serving API's hot path)."""
+        return _json_page(
+            *self._by_score(
+                "gsi2pk",
+                "candidates_gsi4",
+                "sqlite-gsi4",
+                f"{program_id}#{offer_type}",
+                min_score,
+                limit,
+                cursor,
+                now,
+                "AND score IS NOT NULL",
+                [],
+            )
+        )
+
+    def _by_score(
+        self,
+        key_col: str,
+        index: str,
+        kind: str,
+        scope: str,
+        min_score: float | None,
+        limit: int,
+        cursor: str | None,
+        now: float | None,
+        extra: str,
+        extra_params: list[Any],
+    ) -> tuple[list[tuple[Any, Any, str]], int, str, str]:
+        """(rows of (body, score, pk), limit, cursor kind, cursor scope): one more row than `limit` if there is more."""
+        _check_limit(limit)
+        # INDEXED BY: the planner must never pick another index (or a scan) for a serving read.
+        sql = (
+            f"SELECT body, score, pk FROM candidates INDEXED BY {index} WHERE {key_col} = ? AND expires_at > ? {extra}"
+        )
+        params: list[Any] = [scope, resolve_now(now), *extra_params]
+        if min_score is not None:
+            sql += " AND score >= ?"
+            params.append(float(min_score))
+        if cursor is not None:
+            last_score, last_pk = _position(decode_cursor(cursor, kind, scope), (float, int), str)
+            sql += " AND (score, pk) < (?, ?)"
+            params += [float(last_score), last_pk]
+        sql += " ORDER BY score DESC, pk DESC LIMIT ?"
+        params.append(limit + 1)  # one more than asked: tells whether there is a next page
+        return self._conn().execute(sql, params).fetchall(), limit, kind, scope
+
+    def query_by_offer_type(
+        self,
+        program_id: str,
+        offer_type: str,
+        limit: int = 50,
+        cursor: str | None = None,
+        now: float | None = None,
+    ) -> Page:
+        """Keyset pagination on (partitionKey#customerId DESC) over index candidates_gsi2: newest partition first."""
+        _check_limit(limit)
+        scope = f"{program_id}#{offer_type}"
+        sql = "SELECT body, gsi2sk, pk FROM candidates WHERE gsi2pk = ? AND expires_at > ?"
+        params: list[Any] = [scope, resolve_now(now)]
+        if cursor is not None:
+            last_sk, last_pk = _position(decode_cursor(cursor, "sqlite-gsi2", scope), str, str)
+            sql += " AND (gsi2sk, pk) < (?, ?)"
+            params += [last_sk, last_pk]
+        sql += " ORDER BY gsi2sk DESC, pk DESC LIMIT ?"
+        params.append(limit + 1)
+        rows = self._conn().execute(sql, params).fetchall()
+        return _page(rows, limit, "sqlite-gsi2", scope)
+
+    def customer_candidates(self, customer_id: str, now: float | None = None) -> list[Record]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT body FROM candidates WHERE customer_id = ? AND expires_at > ? ORDER BY program_id",
+                (customer_id, resolve_now(now)),
+            )
+            .fetchall()
+        )
+        return [_loads(r[0]) for r in rows]
+
+    def count(self, program_id: str, partition_key: str | None = None, now: float | None = None) -> int:
+        sql = "SELECT COUNT(*) FROM candidates WHERE program_id = ? AND expires_at > ?"
+        params: list[Any] = [program_id, resolve_now(now)]
+        if partition_key is not None:
+            sql += " AND partition_key = ?"
+            params.append(partition_key)
+        return int(self._conn().execute(sql, params).fetchone()[0])
+
+    # -- score cache -------------------------------------------------------------------------------------------
+
+    def get_cached_scores(self, namespace: str, keys: Iterable[str], now: float | None = None) -> dict[str, float]:
+        """One query for any number of keys: the key list travels as one JSON parameter (no 999-variable limit)."""
+        key_list = list(dict.fromkeys(keys))
+        if not key_list:
+            return {}
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT key, score FROM score_cache WHERE namespace = ? AND expires_at > ?"
+                " AND key IN (SELECT value FROM json_each(?))",
+                (namespace, resolve_now(now), _dumps(key_list)),
+            )
+            .fetchall()
+        )
+        return {k: float(s) for k, s in rows}
+
+    def put_cached_scores(self, namespace: str, scores: Mapping[str, float], expires_at: int) -> int:
+        rows = [(namespace, k, float(v), int(expires_at)) for k, v in scores.items()]
+        if not rows:
+            return 0
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO score_cache (namespace, key, score, expires_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (namespace, key) DO UPDATE SET score = excluded.score, expires_at = excluded.expires_at",
+                rows,
+            )
+        return len(rows)
+
+
+def _check_limit(limit: int) -> None:
+    if not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive int, got {limit!r}")
+
+
+def _position(pos: Any, first_type: Any, second_type: Any) -> tuple[Any, Any]:
+    if (
+        not isinstance(pos, list)
+        or len(pos) != 2
+        or isinstance(pos[0], bool)
+        or not isinstance(pos[0], first_type)
+        or not isinstance(pos[1], second_type)
+    ):
+        raise ValueError("invalid cursor for this query")
+    return pos[0], pos[1]
+
+
+def _page(rows: list[tuple[Any, Any, str]], limit: int, kind: str, scope: str) -> Page:
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = encode_cursor(kind, scope, [rows[-1][1], rows[-1][2]]) if more else None
+    return Page(items=[_loads(r[0]) for r in rows], next_cursor=cursor)
+
+
+def _json_page(rows: list[tuple[Any, Any, str]], limit: int, kind: str, scope: str) -> JsonPage:
+    """Like `_page`, but the bodies are spliced as stored (each is one record's JSON, as `_dumps` wrote it)."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = encode_cursor(kind, scope, [rows[-1][1], rows[-1][2]]) if more else None
+    return JsonPage(items=("[" + ",".join([r[0] for r in rows]) + "]").encode(), next_cursor=cursor)
