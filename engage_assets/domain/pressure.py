@@ -16,18 +16,17 @@ last slot.  A touch is, in this order:
 
 from __future__ import annotations
 
+import hashlib
 import re
-import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engage_assets.domain.config import ProgramConfig
-from resources.delivery_ledger.sqlite import DeliveryLedger, address_hash
 
 EMAIL_RE = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -90,6 +89,21 @@ class Decision:
 ALLOW = Decision("allow")
 
 
+def address_hash(address: str) -> str:
+    """Suppression-list key of an address (lower-cased, trimmed): the list never stores a raw e-mail or phone."""
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+class ContactHistory(Protocol):
+    """What pressure reads from a delivery ledger inside its claiming transaction (`conn`: that ledger's handle)."""
+
+    def contacts_since(
+        self, conn: Any, customer_ids: Iterable[str], since: int
+    ) -> Iterable[tuple[str, str, str, str, int]]: ...
+
+    def suppressed_addresses(self, conn: Any, channel: str, addresses: Iterable[str]) -> dict[str, str]: ...
+
+
 class PressureState:
     """The recent contacts of one batch's customers, loaded inside the claiming transaction and kept current as
     touches of the batch are allowed."""
@@ -104,8 +118,8 @@ class PressureState:
     @classmethod
     def load(
         cls,
-        ledger: DeliveryLedger,
-        conn: sqlite3.Connection,
+        ledger: ContactHistory,
+        conn: Any,
         policy: PressurePolicy,
         now: int,
         touches: list[dict[str, Any]],

@@ -14,7 +14,7 @@ from typing import Any
 
 import dagster as dg
 
-from resources.warehouse.base import AwsClientConfig
+from resources.aws import AwsClientConfig
 
 
 class AlertSink(dg.ConfigurableResource, ABC):

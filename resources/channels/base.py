@@ -39,9 +39,9 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from resources.aws import AwsClientConfig
 from resources.engagement.base import EngagementStore
 from resources.sqlite_wal import retry_locked
-from resources.warehouse.base import AwsClientConfig
 
 _SAFE_PROGRAM = re.compile(r"[^a-z0-9_-]")
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from engage_assets.domain.pressure import address_hash
 from resources.sqlite_wal import close_connection, wal_connection, write_transaction
 
 STATES = ("planned", "sending", "sent", "suppressed", "failed")
@@ -118,11 +119,6 @@ def idempotency_key(touch_key: str) -> str:
 def key_hash(touch_key: str) -> str:
     """A short stable reference to a touch for logs and errors (never the key itself: it holds a customer id)."""
     return hashlib.sha256(touch_key.encode()).hexdigest()[:12]
-
-
-def address_hash(address: str) -> str:
-    """Suppression-list key of an address (lower-cased, trimmed): the list never stores a raw e-mail or phone."""
-    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
 
 
 @dataclass(frozen=True)

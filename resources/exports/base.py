@@ -27,7 +27,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from resources.warehouse.base import AwsClientConfig, connect_duckdb
+from resources.aws import AwsClientConfig
+from resources.warehouse.base import connect_duckdb
 
 
 class ExportResource(dg.ConfigurableResource, ABC):
