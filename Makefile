@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export ENGAGE_WAREHOUSE_PATH ?= $(ENGAGE_HOME)/warehouse.duckdb
 SCALE ?= 1.0
 
-.PHONY: setup run test dev bench validate clean serve smtp
+.PHONY: setup run test lint dev bench validate clean serve smtp
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -29,7 +29,14 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 run: setup
 	$(BIN)/engage run --scale $(SCALE)
 
-test: setup
+# The house rules first (seconds), then the suite: lint and format, layers (import-linter), types, tests.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+test: setup lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 # One worker by default: on 2 cores shared with a batch writer (and the bench's load generator) the tail is shorter

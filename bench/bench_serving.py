@@ -14,6 +14,7 @@ Python load process stands in (slower: its figures are marked).
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import random
@@ -28,6 +29,12 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from engage_assets.serving import ensure_demo_key
+from engage_assets.serving.auth import create_api_key
+from engage_assets.settings import Settings, get_settings
+from resources.engagement.sqlite import SqliteEngagementStore
+from resources.store.sqlite import SqliteCandidateStore
 
 PROGRAM = "win-back-campaigns"
 OFFERS = ("premium", "standard", "basic")
@@ -67,9 +74,6 @@ def _record(i: int, partition: str, program: str = PROGRAM) -> dict[str, Any]:
 
 
 def _build_store(home: Path, n: int) -> None:
-    from resources.engagement.base import SqliteEngagementStore
-    from resources.store.sqlite import SqliteCandidateStore
-
     # The store layout version is in the marker: v2 keeps holdout candidates out of the query indexes.
     marker = home / f"built-{n}-v2"
     if marker.exists():
@@ -121,8 +125,6 @@ def _batch_writer(home: str, start_event: Any, done: Any, measured: Any) -> None
     """The concurrent batch: 25,000 candidates into a new partition (its own process, like a Dagster run).  The
     clean-up (deleting them again) waits until the measured window is over: it is a second 25,000-row write that
     the issue's workload does not include."""
-    from resources.store.sqlite import SqliteCandidateStore
-
     store = SqliteCandidateStore(path=f"{home}/store.sqlite")
     partition = "2026-02-02"
     records = [_record(2 * 10**7 + i, partition) for i in range(BATCH)]
@@ -223,8 +225,6 @@ ts = [threading.Thread(target=worker) for _ in range(16)]
 lat.sort(); print(json.dumps({{"p50": lat[len(lat)//2]*1000, "p99": lat[int(len(lat)*.99)]*1000,
                                "rps": len(lat)/{seconds}, "errors": errors[0]}}))
 """
-    import json
-
     return json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
 
 
@@ -267,11 +267,6 @@ def _server(home: Path, workers: int) -> Iterator[str]:
 
 
 def run(quick: bool = False) -> dict[str, dict[str, Any]]:
-    from engage_assets.serving import ensure_demo_key
-    from engage_assets.serving.auth import create_api_key
-    from engage_assets.settings import Settings, get_settings
-    from resources.engagement.base import SqliteEngagementStore
-
     n = 100_000 if quick else 1_000_000
     seconds = 4 if quick else 15
     home = get_settings().home / "bench_serving"
@@ -352,6 +347,4 @@ def run(quick: bool = False) -> dict[str, dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    import json
-
     print(json.dumps(run(quick="--quick" in sys.argv), indent=2))

@@ -12,7 +12,7 @@ from engage_assets.assets.dbt import build_dbt_assets, raw_source_specs
 from engage_assets.assets.delivery import build_all_delivery
 from engage_assets.assets.gdpr import build_gdpr_erasure
 from engage_assets.assets.program import build_program
-from engage_assets.domain.config import load_programs
+from engage_assets.domain.config import load_programs, require_batch
 from engage_assets.settings import get_settings, program_config_dir
 from resources.by_env import build_resources
 from sensors.due_touches import build_due_touch_sensor, deliver_job_name
@@ -25,7 +25,8 @@ RETRAIN_JOB = "model_retraining"
 def build_definitions() -> dg.Definitions:
     settings = get_settings()
     engage_dbt_assets = build_dbt_assets()
-    programs = load_programs(program_config_dir())
+    # A reactive program (eventSources) validates but is not built yet: refuse it rather than skip it silently.
+    programs = require_batch(load_programs(program_config_dir()))
     built = [build_program(p) for p in programs]
     delivery = build_all_delivery(programs)
     gdpr_job, gdpr_schedule = build_gdpr_erasure(programs)

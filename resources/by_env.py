@@ -13,27 +13,40 @@ from typing import Any
 import dagster as dg
 
 from engage_assets.settings import Settings
-from resources.alerts.base import FileAlertSink, SnsAlertSink
-from resources.channels import base as channels
+from resources.alerts.file import FileAlertSink
+from resources.alerts.sns import SnsAlertSink
+from resources.channels.outbox import OutboxPushChannel, OutboxSmsChannel
+from resources.channels.ses import SesEmailChannel
+from resources.channels.smtp import SmtpEmailChannel
+from resources.channels.sns import SnsPushChannel, SnsSmsChannel
 from resources.customer_state import CustomerState
 from resources.dbt import dbt_resource
-from resources.delivery_ledger.resource import DeliveryLedgerResource
-from resources.engagement.base import DynamoDbEngagementStore, EngagementStore, SqliteEngagementStore
-from resources.exports.base import LocalParquetExports, S3ParquetExports
+from resources.delivery_ledger.resource import (
+    DeliveryLedgerResource,
+    DynamoDbDeliveryLedgerResource,
+    SqliteDeliveryLedgerResource,
+)
+from resources.engagement.base import EngagementStore
+from resources.engagement.dynamodb import DynamoDbEngagementStore
+from resources.engagement.sqlite import SqliteEngagementStore
+from resources.exports.local import LocalParquetExports
+from resources.exports.s3 import S3ParquetExports
 from resources.pressure import ContactPressureResource
-from resources.refund_ledger.sqlite import RefundLedgerResource
-from resources.scoring.base import LocalScoringResource, SageMakerScoringResource
+from resources.refund_ledger.resource import DynamoDbRefundLedgerResource, SqliteRefundLedgerResource
+from resources.scoring.local import LocalScoringResource
+from resources.scoring.sagemaker import SageMakerScoringResource
 from resources.staging import ArrowParquetIOManager, ModelStoreResource, RejectionLogResource
 from resources.store.base import CandidateStore
 from resources.store.dynamodb import DynamoDbCandidateStore
 from resources.store.sqlite import SqliteCandidateStore
-from resources.warehouse.base import DuckDBWarehouse, SnowflakeWarehouse
+from resources.warehouse.duckdb import DuckDBWarehouse
+from resources.warehouse.snowflake import SnowflakeWarehouse
 
 
 def local_resources(settings: Settings) -> dict[str, Any]:
     """The embedded default: every part on this machine, state under ENGAGE_HOME."""
     warehouse = DuckDBWarehouse(path=str(settings.warehouse_path))
-    refunds = RefundLedgerResource(path=str(settings.refund_ledger_path))
+    refunds = SqliteRefundLedgerResource(path=str(settings.refund_ledger_path))
     candidates, engagement = serving_stores(settings)
     return {
         "warehouse": warehouse,
@@ -50,11 +63,11 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         "refund_ledger": refunds,
         "contact_pressure": ContactPressureResource(),
         "customer_state": CustomerState(warehouse=warehouse, refund_ledger=refunds),
-        "email_channel": channels.SmtpEmailChannel(
+        "email_channel": SmtpEmailChannel(
             host=settings.smtp_host, port=settings.smtp_port, capture_dir=str(settings.mail_root)
         ),
-        "sms_channel": channels.OutboxSmsChannel(root=str(settings.outbox_root)),
-        "push_channel": channels.OutboxPushChannel(root=str(settings.outbox_root)),
+        "sms_channel": OutboxSmsChannel(root=str(settings.outbox_root)),
+        "push_channel": OutboxPushChannel(root=str(settings.outbox_root)),
     }
 
 
@@ -77,9 +90,7 @@ def prod_resources(settings: Settings) -> dict[str, Any]:
     region = settings.aws_region
     warehouse = snowflake_warehouse()
     stages = f"s3://{settings.s3_bucket}/stages"
-    refunds = RefundLedgerResource(
-        path=str(settings.refund_ledger_path), region_name=region, dynamodb_table=settings.refund_table
-    )
+    refunds = DynamoDbRefundLedgerResource(table_name=settings.refund_table, region_name=region)
     candidates, engagement = serving_stores(settings)
     return {
         "warehouse": warehouse,
@@ -101,11 +112,11 @@ def prod_resources(settings: Settings) -> dict[str, Any]:
         "contact_pressure": ContactPressureResource(),
         # Refund states are read from the shared DynamoDB refund ledger (a worker's SQLite file would not hold them).
         "customer_state": CustomerState(warehouse=warehouse, refund_ledger=refunds),
-        "email_channel": channels.SesEmailChannel(
+        "email_channel": SesEmailChannel(
             region_name=region, from_address=settings.email_from, configuration_set=settings.ses_configuration_set
         ),
-        "sms_channel": channels.SnsSmsChannel(region_name=region),
-        "push_channel": channels.SnsPushChannel(region_name=region, topic_arn=settings.push_topic_arn),
+        "sms_channel": SnsSmsChannel(region_name=region),
+        "push_channel": SnsPushChannel(region_name=region, topic_arn=settings.push_topic_arn),
     }
 
 
@@ -129,10 +140,8 @@ def serving_stores(settings: Settings) -> tuple[CandidateStore, EngagementStore]
 def delivery_ledger(settings: Settings) -> DeliveryLedgerResource:
     """The delivery ledger every program, sensor and the serving API's GDPR deletion share."""
     if settings.env == "local":
-        return DeliveryLedgerResource(path=str(settings.ledger_path))
-    return DeliveryLedgerResource(
-        path=str(settings.ledger_path), dynamodb_table=settings.delivery_table, region_name=settings.aws_region
-    )
+        return SqliteDeliveryLedgerResource(path=str(settings.ledger_path))
+    return DynamoDbDeliveryLedgerResource(table_name=settings.delivery_table, region_name=settings.aws_region)
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:

@@ -31,7 +31,8 @@ from pydantic import PrivateAttr
 from engage_assets.domain.conditions import announces_refund, consent_reason, epoch, plan_date
 from engage_assets.domain.contacts import CONTACT_COLUMNS
 from engage_assets.domain.plan import MARKETPLACES
-from resources.refund_ledger.sqlite import RefundLedger, RefundLedgerResource
+from resources.refund_ledger.base import RefundLedgerBackend
+from resources.refund_ledger.resource import RefundLedgerResource
 from resources.warehouse.base import WarehouseResource
 
 PAGE = 2_000  # ids per IN list
@@ -41,7 +42,8 @@ PAGE = 2_000  # ids per IN list
 class ConversionSource(Protocol):
     """Who converted after a date: the one place delivery learns about conversions (one call per batch)."""
 
-    def converted_since(self, customer_ids: list[str], since: date) -> set[str]: ...
+    def converted_since(self, customer_ids: list[str], since: date) -> set[str]:
+        """Which of these customers converted after `since`."""
 
 
 class WarehouseConversions:
@@ -51,6 +53,7 @@ class WarehouseConversions:
         self.warehouse = warehouse
 
     def converted_since(self, customer_ids: list[str], since: date) -> set[str]:
+        """Which of these customers converted after `since`."""
         out: set[str] = set()
         for chunk in _chunks(customer_ids):
             ids = _in_list(chunk)
@@ -73,11 +76,9 @@ class CustomerState(dg.ConfigurableResource):
     """Fresh contact and consent data (marts.customers) and conversion state, read at send time."""
 
     warehouse: WarehouseResource
-    # Where refunds and credits are recorded: a refund program's message goes out only once its refund or credit
-    # was processed (it says so), waits while it awaits approval, and is dropped if it was refused.
-    refund_ledger_path: str | None = None
-    # Or the refund ledger resource itself (production: its DynamoDB table, shared by every worker); when set it is
-    # read instead of `refund_ledger_path`.
+    # Where refunds and credits are recorded (SQLite locally, the DynamoDB table every worker shares in production):
+    # a refund program's message goes out only once its refund or credit was processed (it says so), waits while
+    # it awaits approval, and is dropped if it was refused.  None: no refund checks.
     refund_ledger: RefundLedgerResource | None = None
     # The current page's contacts and conversions: one query per page of due touches, not one per touch.
     _page_contacts: dict = PrivateAttr(default_factory=dict)
@@ -85,7 +86,7 @@ class CustomerState(dg.ConfigurableResource):
     _source: Any = PrivateAttr(default=None)
     _erasures: Any = PrivateAttr(default=None)
     _page_erased: set = PrivateAttr(default_factory=set)
-    _refunds: Any = PrivateAttr(default=None)  # the ledger `refund_ledger` opened (one client for every touch)
+    _refunds: RefundLedgerBackend | None = PrivateAttr(default=None)  # `refund_ledger` opened, once per resource
 
     def use_conversions(self, source: ConversionSource) -> CustomerState:
         """Read conversions from another source (e.g. outcome webhooks) instead of the warehouse."""
@@ -168,7 +169,7 @@ class CustomerState(dg.ConfigurableResource):
             return "converted"
         if "cart_abandoned" in conditions and self._converted(touch):
             return "cart_not_abandoned"
-        if (self.refund_ledger is not None or self.refund_ledger_path) and announces_refund(touch):
+        if self.refund_ledger is not None and announces_refund(touch):
             state = self._refund_state(touch)
             if state == "pending_approval":
                 return "wait:refund_pending_approval"
@@ -177,12 +178,10 @@ class CustomerState(dg.ConfigurableResource):
         return None
 
     def _refund_state(self, touch: dict[str, Any]) -> str | None:
-        if self.refund_ledger is not None:
-            if self._refunds is None:
-                self._refunds = self.refund_ledger.ledger()
-            ledger = self._refunds
-        else:
-            ledger = RefundLedger(self.refund_ledger_path)
+        assert self.refund_ledger is not None  # recheck asks only when there is a ledger
+        if self._refunds is None:
+            self._refunds = self.refund_ledger.ledger()
+        ledger = self._refunds
         key = (str(touch["customerId"]), str(touch["subjectId"]))
         return ledger.states(touch["programId"], [key]).get(key)
 

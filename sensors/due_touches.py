@@ -48,7 +48,7 @@ def build_due_touch_sensor(program: ProgramConfig, job_name: str) -> dg.SensorDe
         active = context.instance.get_runs(dg.RunsFilter(job_name=job_name, statuses=ACTIVE), limit=1)
         if active:
             return dg.SkipReason(f"{due} touches due; run {active[0].run_id} is still delivering")
-        key = due_run_key(program.programId, due, int(latest))
+        key = due_run_key(program.programId, due, int(latest or 0))
         context.update_cursor(json.dumps({"last_run_key": key}))
         return dg.RunRequest(run_key=key, tags={"engage/program": program.programId, "engage/due": str(due)})
 

@@ -16,9 +16,9 @@ MAX_ERROR_CHARS = 300
 def failure_alert(context: dg.RunFailureSensorContext) -> dict[str, Any]:
     run = context.dagster_run
     steps = sorted({e.step_key for e in context.get_step_failure_events() if e.step_key})
-    error = context.failure_event.event_specific_data.error if context.failure_event.event_specific_data else None
-    first_steps = [e for e in context.get_step_failure_events() if e.event_specific_data]
-    step_error = first_steps[0].event_specific_data.error if first_steps else error  # type: ignore[union-attr]
+    # The first failed step's error says most; a run that failed outside any step has only the run's own error.
+    errors = [_error_of(e) for e in context.get_step_failure_events()]
+    step_error = next((e for e in errors if e is not None), None) or _error_of(context.failure_event)
     message = (getattr(step_error, "message", "") or context.failure_event.message or "").strip().splitlines()
     return {
         "job": run.job_name,
@@ -34,6 +34,11 @@ def failure_alert(context: dg.RunFailureSensorContext) -> dict[str, Any]:
         "error_class": getattr(step_error, "cls_name", None),
         "error": (message[0] if message else "")[:MAX_ERROR_CHARS],
     }
+
+
+def _error_of(event: dg.DagsterEvent) -> Any:
+    """The serialisable error a failure event carries (`SerializableErrorInfo`), if any."""
+    return getattr(event.event_specific_data, "error", None)
 
 
 @dg.run_failure_sensor(

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from resources.delivery_ledger.sqlite import PLAN_COLUMNS
+from resources.delivery_ledger.base import PLAN_COLUMNS
 
 
 def plan_table(program_id: str, partition_key: str, rows: list[dict[str, Any]]) -> pa.Table:

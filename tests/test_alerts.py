@@ -6,7 +6,8 @@ import boto3
 import dagster as dg
 import pytest
 
-from resources.alerts.base import FileAlertSink, SnsAlertSink
+from resources.alerts.file import FileAlertSink
+from resources.alerts.sns import SnsAlertSink
 from sensors.run_failures import MAX_ERROR_CHARS, engage_run_failure_alerts
 
 PII = "jane.doe@example.com"

@@ -12,20 +12,14 @@ import pytest
 from botocore.exceptions import ClientError
 
 from engage_assets.demo.smtp_capture import capture_path, running_capture
-from resources.channels.base import (
-    CallTaskChannel,
-    InboxChannel,
-    OutboundMessage,
-    OutboxSmsChannel,
-    PermanentSendError,
-    SesEmailChannel,
-    SmtpEmailChannel,
-    SnsPushChannel,
-    SnsSmsChannel,
-    TransientSendError,
-    _aws_call,
-)
-from resources.engagement.base import SqliteEngagementStore
+from resources.channels.aws_errors import aws_call
+from resources.channels.base import OutboundMessage, PermanentSendError, TransientSendError
+from resources.channels.engagement_channels import CallTaskChannel, InboxChannel
+from resources.channels.outbox import OutboxSmsChannel
+from resources.channels.ses import SesEmailChannel
+from resources.channels.smtp import SmtpEmailChannel
+from resources.channels.sns import SnsPushChannel, SnsSmsChannel
+from resources.engagement.sqlite import SqliteEngagementStore
 
 
 def msg(channel="email", to="ann@example.com", key=None, **kw):
@@ -117,9 +111,9 @@ def test_aws_error_classification():
 
     for code, status in (("Throttling", 400), ("TooManyRequestsException", 429), ("InternalError", 500)):
         with pytest.raises(TransientSendError):
-            _aws_call(raiser(code, status))
+            aws_call(raiser(code, status))
     with pytest.raises(PermanentSendError) as e:
-        _aws_call(raiser("InvalidParameter", 400))
+        aws_call(raiser("InvalidParameter", 400))
     assert e.value.bounce
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from engage_assets.domain.conditions import consent_reason
 from resources.customer_state import ConversionSource, CustomerState
-from resources.warehouse.base import DuckDBWarehouse
+from resources.warehouse.duckdb import DuckDBWarehouse
 
 AS_OF = datetime(2026, 11, 22, tzinfo=UTC)
 NOW = int(AS_OF.timestamp())
@@ -142,7 +142,7 @@ def test_consent_reason_alone():
 
 
 def test_erased_customers_get_no_contact_row_and_recheck_erased(warehouse, tmp_path):
-    from resources.engagement.base import SqliteEngagementStore
+    from resources.engagement.sqlite import SqliteEngagementStore
 
     store = SqliteEngagementStore(path=str(tmp_path / "engagement.sqlite"))
     store.delete_customer("C1")

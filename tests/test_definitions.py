@@ -45,3 +45,13 @@ def test_bad_program_config_fails_validation_with_file_and_field(tmp_path):
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert "churn_prevention.yaml" in out and "minSignalsRequired" in out
+
+
+def test_a_reactive_program_is_refused_not_skipped(tmp_path):
+    configs = tmp_path / "configs"
+    shutil.copytree(ROOT / "program_configs", configs)
+    shutil.copy(ROOT / "tests" / "fixtures" / "abandoned-cart-recovery.yaml", configs / "abandoned_cart.yaml")
+    result = _validate(tmp_path, configs)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "abandoned-cart-recovery: reactive programs (eventSources) validate but are not built yet" in out

@@ -14,8 +14,11 @@ import pytest
 from engage_assets.delivery.engine import DeliveryEngine, EngineConfig
 from engage_assets.demo.smtp_capture import capture_path, free_port, running_capture
 from engage_assets.domain.pressure import PressurePolicy, ProgramCap, quiet_until
-from resources.channels.base import OutboxPushChannel, OutboxSmsChannel, SmtpEmailChannel, TokenBucket
-from resources.delivery_ledger.sqlite import DeliveryLedger, idempotency_key
+from resources.channels.outbox import OutboxPushChannel, OutboxSmsChannel
+from resources.channels.smtp import SmtpEmailChannel
+from resources.channels.throttle import TokenBucket
+from resources.delivery_ledger.base import idempotency_key
+from resources.delivery_ledger.sqlite import DeliveryLedger
 from tests.delivery_support import FakeCustomerState, FakeRenderer, FakeTemplateError, contact, plan_table
 
 P = "win-back-campaigns"
@@ -355,12 +358,12 @@ def test_due_touch_sensor_run_key_from_ledger_not_clock(tmp_path):
 
     from engage_assets.domain.config import load_programs
     from engage_assets.settings import program_config_dir
-    from resources.delivery_ledger.resource import DeliveryLedgerResource
+    from resources.delivery_ledger.resource import SqliteDeliveryLedgerResource
     from sensors.due_touches import build_due_touch_sensor
 
     program = next(p for p in load_programs(program_config_dir()) if p.programId == "win-back-campaigns")
     sensor = build_due_touch_sensor(program, "win_back_deliver")
-    res = DeliveryLedgerResource(path=str(tmp_path / "d.sqlite"))
+    res = SqliteDeliveryLedgerResource(path=str(tmp_path / "d.sqlite"))
     with dg.instance_for_test() as instance:
         ctx = dg.build_sensor_context(instance=instance, resources={"delivery_ledger": res})
         assert isinstance(sensor(ctx), dg.SkipReason)

@@ -251,7 +251,7 @@ def test_a_date_range_runs_as_one_run_and_matches_single_partition_runs(platform
 
 
 def test_a_gdpr_erased_customer_never_comes_back(platform):
-    from resources.engagement.base import SqliteEngagementStore
+    from resources.engagement.sqlite import SqliteEngagementStore
 
     group, partition = "proactive_refunds", "2026-11-17"
     assert platform.run(f"{group}_batch", partition).success
@@ -397,7 +397,7 @@ def test_gdpr_deletion_reaches_planned_touches_and_past_exports(platform):
 
     from engage_assets.serving.auth import create_api_key
     from engage_assets.serving.server import app_from_settings
-    from resources.engagement.base import SqliteEngagementStore
+    from resources.engagement.sqlite import SqliteEngagementStore
 
     group, partition = "win_back", PARTITIONS["win_back"]
     assert platform.run(f"{group}_batch", partition).success

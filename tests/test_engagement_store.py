@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from resources.engagement.base import DynamoDbEngagementStore, EngagementStore, SqliteEngagementStore
+from resources.engagement.base import EngagementStore
+from resources.engagement.dynamodb import DynamoDbEngagementStore
+from resources.engagement.sqlite import SqliteEngagementStore
 
 NOW = 1_700_000_000
 HOUR = 3600

@@ -15,8 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from resources.exports.base import LocalParquetExports, S3ParquetExports, glue_columns, hive_type
-from resources.warehouse.base import DuckDBWarehouse
+from resources.exports.local import LocalParquetExports
+from resources.exports.s3 import S3ParquetExports, glue_columns, hive_type
+from resources.warehouse.duckdb import DuckDBWarehouse
 
 PROGRAM = "churn-prevention"
 
@@ -266,14 +267,14 @@ def test_hive_types_for_the_candidate_schema():
 
 def test_s3_schema_read_from_a_large_footer(s3_exports):
     """A file whose footer is bigger than the first 64 KiB range read (thousands of row groups)."""
-    from resources.exports.base import _parquet_schema_from_s3
+    from resources.exports.s3 import parquet_schema_from_s3
 
     exports, s3, _ = s3_exports
     buffer = io.BytesIO()
     pq.write_table(pa.table({"a": list(range(20000)), "b": ["x"] * 20000}), buffer, row_group_size=10)
     assert int.from_bytes(buffer.getvalue()[-8:-4], "little") > 65536
     s3.put_object(Bucket=exports.bucket, Key="big.parquet", Body=buffer.getvalue())
-    assert _parquet_schema_from_s3(s3, exports.bucket, "big.parquet") == pa.schema(
+    assert parquet_schema_from_s3(s3, exports.bucket, "big.parquet") == pa.schema(
         [("a", pa.int64()), ("b", pa.string())]
     )
 

@@ -17,7 +17,7 @@ import pytest
 
 from engage_assets.delivery.engine import DeliveryEngine, EngineConfig
 from engage_assets.domain.pressure import PressurePolicy, PressureState
-from resources.channels.base import OutboxPushChannel, OutboxSmsChannel
+from resources.channels.outbox import OutboxPushChannel, OutboxSmsChannel
 from resources.delivery_ledger.dynamodb import DynamoDbDeliveryLedger
 from resources.delivery_ledger.sqlite import DeliveryLedger, address_hash
 from tests.delivery_support import FakeCustomerState, FakeRenderer, contact, plan_table
@@ -419,18 +419,22 @@ def test_engine_recovers_an_in_doubt_touch_once(store, tmp_path):
     assert engine.run([P], NOW + 3_600).total() == 0
 
 
-def test_resource_selects_the_backend(tmp_path, moto_endpoint):
-    from resources.delivery_ledger.resource import DeliveryLedgerResource
+def test_each_resource_opens_its_backend(tmp_path, moto_endpoint):
+    from resources.delivery_ledger.resource import (
+        DeliveryLedgerResource,
+        DynamoDbDeliveryLedgerResource,
+        SqliteDeliveryLedgerResource,
+    )
 
-    local = DeliveryLedgerResource(path=str(tmp_path / "d.sqlite"))
+    local = SqliteDeliveryLedgerResource(path=str(tmp_path / "d.sqlite"))
+    assert isinstance(local, DeliveryLedgerResource)
     assert type(local.ledger()) is DeliveryLedger and local.ledger().path == str(tmp_path / "d.sqlite")
     table = f"delivery-{uuid.uuid4().hex[:12]}"
-    prod = DeliveryLedgerResource(
-        path=str(tmp_path / "unused.sqlite"), dynamodb_table=table, region_name="us-east-1", endpoint_url=moto_endpoint
-    )
+    prod = DynamoDbDeliveryLedgerResource(table_name=table, region_name="us-east-1", endpoint_url=moto_endpoint)
+    assert isinstance(prod, DeliveryLedgerResource)
     led = prod.ledger()
     assert isinstance(led, DynamoDbDeliveryLedger) and led.table_name == table
-    led.create_table()
+    prod.create_table()
     led.plan(plan_table(P, "p1", [{"customerId": "a", "channel": "sms", "dueAt": 7}]), P, "p1", NOW)
     assert prod.ledger().due_summary(P, NOW) == (1, 7)
     assert not (tmp_path / "unused.sqlite").exists()

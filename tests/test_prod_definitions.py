@@ -41,6 +41,7 @@ def test_prod_definitions_load_with_production_resources(prod_env):
     from engage_assets.definitions import build_definitions
     from resources.delivery_ledger.dynamodb import DynamoDbDeliveryLedger
     from resources.refund_ledger.dynamodb import DynamoDbRefundLedger
+    from resources.refund_ledger.resource import DynamoDbRefundLedgerResource
 
     defs = build_definitions()
     dg.Definitions.validate_loadable(defs)
@@ -55,7 +56,8 @@ def test_prod_definitions_load_with_production_resources(prod_env):
     with dg.build_resources({"refund_ledger": r["refund_ledger"], "customer_state": r["customer_state"]}) as built:
         refunds, state = built.refund_ledger.ledger(), built.customer_state
     assert isinstance(refunds, DynamoDbRefundLedger) and refunds.table_name == "engage-refunds"
-    assert state.refund_ledger is not None and state.refund_ledger.dynamodb_table == "engage-refunds"
+    assert isinstance(state.refund_ledger, DynamoDbRefundLedgerResource)
+    assert state.refund_ledger.table_name == "engage-refunds"
 
 
 def test_without_a_required_variable_prod_fails_naming_it(prod_env, monkeypatch):

@@ -14,8 +14,9 @@ import pytest
 
 from engage_assets.domain.config import load_programs
 from engage_assets.domain.plan import plan_touches
-from resources.refund_ledger import sqlite as refunds
-from resources.refund_ledger.sqlite import CODE_ALPHABET, RefundLedger, candidate_issuances, subject_key
+from resources.refund_ledger import base as refunds
+from resources.refund_ledger.base import CODE_ALPHABET, candidate_issuances, subject_key
+from resources.refund_ledger.sqlite import RefundLedger
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = {p.programId: p for p in load_programs(ROOT / "program_configs")}

@@ -1,5 +1,5 @@
 """One contract for both refund ledgers: SQLite (a file under tmp_path) and DynamoDB (a real moto server, a table
-per test), both opened through `RefundLedgerResource`.  The same assertions run on both: auto-processing and the
+per test), each opened through its `RefundLedgerResource` class.  The same assertions run on both: auto-processing and the
 approval queue, approve/reject (a rejection frees its budget), best score first within the budget, a budget per
 partition, idempotent re-runs, unique and stable codes, states, no personal data stored, and several workers at
 once against one small budget."""
@@ -21,9 +21,15 @@ import pyarrow as pa
 import pytest
 
 from resources.customer_state import CustomerState
-from resources.refund_ledger import sqlite as refunds
+from resources.refund_ledger import base as refunds
+from resources.refund_ledger.base import CODE_ALPHABET, subject_key
 from resources.refund_ledger.dynamodb import DynamoDbRefundLedger
-from resources.refund_ledger.sqlite import CODE_ALPHABET, RefundLedger, RefundLedgerResource, subject_key
+from resources.refund_ledger.resource import (
+    DynamoDbRefundLedgerResource,
+    RefundLedgerResource,
+    SqliteRefundLedgerResource,
+)
+from resources.refund_ledger.sqlite import RefundLedger
 from tests.test_conditions import AS_OF as SEND_TIME
 from tests.test_conditions import warehouse  # noqa: F401  (the fixture: a DuckDB warehouse with customers C1-C7)
 from tests.test_refunds import REFUNDS, refund_plan, with_budget
@@ -46,20 +52,17 @@ class Backend:
 @pytest.fixture(params=["sqlite", "dynamodb"])
 def backend(request, tmp_path) -> Backend:
     if request.param == "sqlite":
-        resource = RefundLedgerResource(path=str(tmp_path / "refunds.sqlite"))
+        sqlite = SqliteRefundLedgerResource(path=str(tmp_path / "refunds.sqlite"))
         # The file and its schema exist before workers open it (as the table does): SQLite answers "database is
         # locked" to threads that switch a new file to WAL at the same moment.
-        resource.ledger().conn()
-        return Backend("sqlite", resource)
+        sqlite.ledger().conn()
+        return Backend("sqlite", sqlite)
     endpoint = request.getfixturevalue("moto_endpoint")
     request.getfixturevalue("atomic_moto")  # the ledger itself writes from several threads (code draws)
-    resource = RefundLedgerResource(
-        path=str(tmp_path / "unused.sqlite"),
-        region_name="us-east-1",
-        dynamodb_table=f"refunds-{uuid.uuid4().hex[:12]}",
-        endpoint_url=endpoint,
+    resource = DynamoDbRefundLedgerResource(
+        table_name=f"refunds-{uuid.uuid4().hex[:12]}", region_name="us-east-1", endpoint_url=endpoint
     )
-    resource.ledger().create_table()
+    resource.create_table()
     return Backend("dynamodb", resource)
 
 
@@ -295,11 +298,12 @@ def test_concurrent_code_issuance_gives_one_code_per_candidate(backend):
 
 
 # -- resources ----------------------------------------------------------------------------------------------------------
-def test_the_resource_selects_the_backend(tmp_path, moto_endpoint):
-    assert isinstance(RefundLedgerResource(path=str(tmp_path / "r.sqlite")).ledger(), RefundLedger)
-    dynamo = RefundLedgerResource(
-        path=str(tmp_path / "r.sqlite"), dynamodb_table="t", region_name="us-east-1", endpoint_url=moto_endpoint
-    ).ledger()
+def test_each_resource_opens_its_backend(tmp_path, moto_endpoint):
+    sqlite = SqliteRefundLedgerResource(path=str(tmp_path / "r.sqlite"))
+    assert isinstance(sqlite, RefundLedgerResource) and isinstance(sqlite.ledger(), RefundLedger)
+    resource = DynamoDbRefundLedgerResource(table_name="t", region_name="us-east-1", endpoint_url=moto_endpoint)
+    assert isinstance(resource, RefundLedgerResource)
+    dynamo = resource.ledger()
     assert isinstance(dynamo, DynamoDbRefundLedger) and (dynamo.table_name, dynamo.endpoint_url) == ("t", moto_endpoint)
 
 

@@ -20,14 +20,9 @@ import pytest
 
 from engage_assets.demo.sagemaker_endpoint import serve
 from engage_assets.domain.models import ModelRegistry, train_model
-from resources.scoring.base import (
-    LocalScoringResource,
-    ModelRef,
-    SageMakerScoringResource,
-    ScoringError,
-    parse_predictions,
-    to_csv_body,
-)
+from resources.scoring.base import ModelRef, ScoringError
+from resources.scoring.local import LocalScoringResource
+from resources.scoring.sagemaker import SageMakerScoringResource, parse_predictions, to_csv_body
 
 FEATURES = ["lifetime_value", "churn_reason", "subscription_tenure", "engagement_history", "item_damaged"]
 REASONS = ["price", "features", "competition", "support"]

@@ -17,7 +17,7 @@ from schemathesis import GenerationMode
 
 from engage_assets.serving.app import create_app
 from engage_assets.serving.auth import create_api_key
-from resources.engagement.base import SqliteEngagementStore
+from resources.engagement.sqlite import SqliteEngagementStore
 from resources.store.sqlite import SqliteCandidateStore
 from tests.test_engagement_store import message, task
 from tests.test_serving import NOW, Clock, seed

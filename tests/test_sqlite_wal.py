@@ -10,11 +10,11 @@ from pathlib import Path
 
 
 def _open(path: str) -> str | None:
-    from resources.delivery_ledger.sqlite import _SCHEMA
+    from resources.delivery_ledger.sqlite import SCHEMA
     from resources.sqlite_wal import wal_connection
 
     try:
-        conn = wal_connection(path, 60_000, _SCHEMA)
+        conn = wal_connection(path, 60_000, SCHEMA)
         conn.execute("SELECT count(*) FROM touches").fetchone()
         return conn.execute("PRAGMA journal_mode").fetchone()[0]
     except sqlite3.OperationalError as err:

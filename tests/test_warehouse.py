@@ -19,15 +19,9 @@ import pyarrow as pa
 import pytest
 from botocore.stub import Stubber
 
-from resources.warehouse.base import (
-    AthenaQueryError,
-    AthenaWarehouse,
-    DuckDBWarehouse,
-    SnowflakeWarehouse,
-    WarehouseLockedError,
-    athena_literal,
-    athena_results_to_arrow,
-)
+from resources.warehouse.athena import AthenaQueryError, AthenaWarehouse, athena_literal, athena_results_to_arrow
+from resources.warehouse.duckdb import DuckDBWarehouse, WarehouseLockedError
+from resources.warehouse.snowflake import SnowflakeWarehouse
 
 PARAMS = {
     "partition_start": dt.date(2026, 11, 21),

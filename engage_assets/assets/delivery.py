@@ -12,6 +12,7 @@ the due-touch sensor.
 """
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,17 +22,18 @@ from pydantic import Field
 
 from engage_assets.assets.dbt import WAREHOUSE_POOL
 from engage_assets.assets.program import SINGLE_RUN, PartitionWindow, each_partition, partitions_for
-from engage_assets.delivery.engine import DeliveryEngine, DeliveryStats, EngineConfig
+from engage_assets.delivery.engine import ChannelFactory, DeliveryEngine, DeliveryStats, EngineConfig
+from engage_assets.domain.channels import CHANNEL_SPECS, channel_resource_keys
 from engage_assets.domain.config import ProgramConfig
 from engage_assets.domain.contacts import CONTACT_COLUMNS
 from engage_assets.domain.plan import plan_touches
 from engage_assets.domain.templates import TemplateRenderer, config_texts
-from resources.channels.base import CallTaskChannel, DeliveryChannel, InboxChannel
+from resources.channels.engagement_channels import CallTaskChannel, InboxChannel
 from resources.customer_state import CustomerState
 from resources.delivery_ledger.resource import DeliveryLedgerResource
 from resources.engagement.base import EngagementStore
 from resources.pressure import ContactPressureResource
-from resources.refund_ledger.sqlite import RefundLedgerResource
+from resources.refund_ledger.resource import RefundLedgerResource
 from resources.warehouse.base import WarehouseResource
 from sensors.due_touches import deliver_job_name
 
@@ -71,6 +73,28 @@ def stats_metadata(stats: DeliveryStats) -> dict[str, Any]:
         "seconds": round(stats.seconds, 2),
         "msgs_per_s": round(stats.total("sent") / stats.seconds, 1) if stats.seconds else 0.0,
     }
+
+
+# What `deliveries` reads besides the channels' own resources (`channel_resource_keys()`, from the registry).
+DELIVERY_RESOURCE_KEYS = {"delivery_ledger", "contact_pressure", "engagement", "customer_state", "refund_ledger"}
+# Channels the engagement store serves, by the registry's `store_queue`: call tasks and the in-app inbox.
+STORE_QUEUE_CHANNELS: dict[str, Callable[[EngagementStore], ChannelFactory]] = {
+    "call_tasks": CallTaskChannel,
+    "inbox": InboxChannel,
+}
+
+
+def delivery_channels(resources: Any, engagement: EngagementStore) -> dict[str, ChannelFactory]:
+    """Channel type → its sender, for every type in the channel registry: the resource its spec names
+    (`email_channel`, …) from `resources` (a run's `context.resources`), or the engagement-store queue it is
+    served by."""
+    out: dict[str, ChannelFactory] = {}
+    for spec in CHANNEL_SPECS:
+        if spec.resource_key is not None:
+            out[spec.type] = getattr(resources, spec.resource_key)
+        elif spec.store_queue is not None:
+            out[spec.type] = STORE_QUEUE_CHANNELS[spec.store_queue](engagement)
+    return out
 
 
 def channel_configs(programs: list[ProgramConfig]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -144,30 +168,21 @@ def build_delivery(
         tags=tags,
         deps=[touch_plan],
         kinds={"smtp", "sqlite"},
+        required_resource_keys=DELIVERY_RESOURCE_KEYS | set(channel_resource_keys()),
         description="Every due touch of the program as of the send clock: re-check conditions, contact "
         "pressure, claim, render, send, record. Counts by channel, outcome and reason.",
     )
-    def deliveries(
-        context: dg.AssetExecutionContext,
-        config: DeliveryRunConfig,
-        delivery_ledger: DeliveryLedgerResource,
-        contact_pressure: ContactPressureResource,
-        email_channel: DeliveryChannel,
-        sms_channel: DeliveryChannel,
-        push_channel: DeliveryChannel,
-        engagement: EngagementStore,
-        customer_state: CustomerState,
-        refund_ledger: RefundLedgerResource,
-    ) -> dg.MaterializeResult:
+    def deliveries(context: dg.AssetExecutionContext, config: DeliveryRunConfig) -> dg.MaterializeResult:
+        # Resources by key (the registry names the channels' keys), so a new channel needs no new parameter here.
+        resources = context.resources
+        delivery_ledger: DeliveryLedgerResource = resources.delivery_ledger
+        contact_pressure: ContactPressureResource = resources.contact_pressure
+        engagement: EngagementStore = resources.engagement
+        customer_state: CustomerState = resources.customer_state
+        refund_ledger: RefundLedgerResource = resources.refund_ledger
         engine = DeliveryEngine(
             delivery_ledger.ledger(),
-            {
-                "email": email_channel,
-                "sms": sms_channel,
-                "push": push_channel,
-                "phone": CallTaskChannel(engagement),
-                "in-app": InboxChannel(engagement),
-            },
+            delivery_channels(resources, engagement),
             customer_state.use_erasures(engagement),
             TemplateRenderer(messages=config_texts(programs), codes=refund_ledger.ledger()),
             contact_pressure.policy(programs),

@@ -13,15 +13,22 @@ import contextlib
 import os
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 
-from engage_assets.settings import get_settings
+from engage_assets.cli.delivery import deliver_all
+from engage_assets.domain.config import load_programs
+from engage_assets.settings import Settings, get_settings, program_config_dir
+from resources.delivery_ledger.sqlite import DeliveryLedger
+
+# The heavier parts (the Dagster definitions, the production resources, the serving app, the generator) are imported
+# by the commands that use them, so `engage generate` and `engage create-tables` start without loading them all.
 
 
 def _materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
+    """{asset key: its materialization's metadata values} of a run."""
     out: dict[str, dict[str, Any]] = {}
     for event in result.all_events:
         if event.event_type_value == "ASSET_MATERIALIZATION":
@@ -46,6 +53,7 @@ def execute(
 
 
 def latest_partition(job: dg.JobDefinition) -> str:
+    """The job's last complete partition."""
     parts = job.partitions_def
     assert parts is not None
     key = parts.get_last_partition_key()
@@ -54,6 +62,8 @@ def latest_partition(job: dg.JobDefinition) -> str:
 
 
 def _print_program(name: str, partition: str, meta: dict[str, dict[str, Any]], group: str, seconds: float) -> None:
+    """One program run's funnel, scores, segments, offers, store and export, from its assets' metadata."""
+
     def m(stage: str) -> dict[str, Any]:
         return meta.get(f"{group}/{stage}", {})
 
@@ -96,86 +106,101 @@ def _print_program(name: str, partition: str, meta: dict[str, dict[str, Any]], g
     print(f"   warehouse table        {export.get('table', '?')}")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("ENGAGE_WAREHOUSE_PATH", str(settings.warehouse_path))
-    t_all = time.perf_counter()
-    if args.regenerate or not settings.warehouse_path.exists():
-        from engage_assets.demo.datagen import generate
+def _generate_if_needed(args: argparse.Namespace, settings: Settings) -> None:
+    """Write the raw tables when asked to (`--regenerate`) or when there is no warehouse yet."""
+    if not (args.regenerate or not settings.warehouse_path.exists()):
+        return
+    from engage_assets.demo.datagen import generate
 
-        print(f"Generating the embedded warehouse at {settings.warehouse_path} (scale {args.scale}) ...")
-        t0 = time.perf_counter()
-        counts = generate(settings.warehouse_path, scale=args.scale, seed=args.seed)
-        for name, n in counts.items():
-            print(f"   raw.{name:<22}{n:>12,}")
-        print(f"   generated in {time.perf_counter() - t0:.1f} s")
+    print(f"Generating the embedded warehouse at {settings.warehouse_path} (scale {args.scale}) ...")
+    t0 = time.perf_counter()
+    counts = generate(settings.warehouse_path, scale=args.scale, seed=args.seed)
+    for name, n in counts.items():
+        print(f"   raw.{name:<22}{n:>12,}")
+    print(f"   generated in {time.perf_counter() - t0:.1f} s")
 
-    from engage_assets.definitions import RETRAIN_JOB, WAREHOUSE_JOB, build_definitions
-    from engage_assets.domain.config import load_programs
-    from engage_assets.settings import program_config_dir
 
-    defs = build_definitions()
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+def _build_warehouse(defs: dg.Definitions, instance: dg.DagsterInstance, settings: Settings, job_name: str) -> bool:
+    """dbt build through Dagster, its log to a file; whether it succeeded."""
     print("\nBuilding the warehouse with dbt (staging → intermediate → marts, tests as asset checks) ...")
     t0 = time.perf_counter()
     dbt_log = settings.home / "dbt_build.log"
-    res = execute(defs.resolve_job_def(WAREHOUSE_JOB), instance, log_path=dbt_log)
+    res = execute(defs.resolve_job_def(job_name), instance, log_path=dbt_log)
     checks = [e for e in res.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    passed = sum(1 for e in checks if e.event_specific_data.passed)  # type: ignore[union-attr]
+    passed = len([e for e in checks if e.event_specific_data.passed])  # type: ignore[union-attr]
     if not res.success:
         print(f"dbt build failed; see {dbt_log} and the run in the Dagster UI (make dev).", file=sys.stderr)
-        return 1
+        return False
     print(
         f"   {len(_materializations(res))} dbt models built, {passed}/{len(checks)} dbt tests passed "
         f"(asset checks) in {time.perf_counter() - t0:.1f} s; dbt's log: {dbt_log}"
     )
+    return True
 
+
+def _train_models(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str) -> bool:
+    """The retraining job; prints each model's version, holdout AUC and promotion; whether it succeeded."""
     print("\nTraining models (promoted only if better than the current version) ...")
     t0 = time.perf_counter()
-    res = execute(defs.resolve_job_def(RETRAIN_JOB), instance)
+    res = execute(defs.resolve_job_def(job_name), instance)
     if not res.success:
         print("model training failed", file=sys.stderr)
-        return 1
+        return False
     for key, meta in sorted(_materializations(res).items()):
         print(
             f"   {key:<48} v{meta.get('version')}  AUC {meta.get('holdout/roc_auc', float('nan')):.3f}"
             f"  promoted={meta.get('promoted')}"
         )
     print(f"   trained in {time.perf_counter() - t0:.1f} s")
+    return True
 
+
+def _run_programs(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str | None) -> bool:
+    """Each program's batch job for `partition` (default: its latest); whether every run succeeded."""
     failed = False
     for program in load_programs(program_config_dir()):
         job = defs.resolve_job_def(f"{program.group}_batch")
-        partition = args.partition or latest_partition(job)
+        key = partition or latest_partition(job)
         t0 = time.perf_counter()
-        res = execute(job, instance, partition_key=partition)
+        res = execute(job, instance, partition_key=key)
         if not res.success:
             failed = True
-            print(f"\n== {program.programName}: run FAILED for partition {partition}", file=sys.stderr)
+            print(f"\n== {program.programName}: run FAILED for partition {key}", file=sys.stderr)
             for event in res.all_events:
                 if event.is_failure:
                     print(f"   {event.message}", file=sys.stderr)
             continue
-        _print_program(program.programName, partition, _materializations(res), program.group, time.perf_counter() - t0)
-    if not failed:
+        _print_program(program.programName, key, _materializations(res), program.group, time.perf_counter() - t0)
+    return not failed
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """`engage run`: warehouse → dbt build → models → each program's batch → a day of deliveries."""
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("ENGAGE_WAREHOUSE_PATH", str(settings.warehouse_path))
+    t_all = time.perf_counter()
+    _generate_if_needed(args, settings)
+    from engage_assets.definitions import RETRAIN_JOB, WAREHOUSE_JOB, build_definitions
+
+    defs = build_definitions()
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    if not _build_warehouse(defs, instance, settings, WAREHOUSE_JOB) or not _train_models(defs, instance, RETRAIN_JOB):
+        return 1
+    succeeded = _run_programs(defs, instance, args.partition)
+    if succeeded:
         _deliver(defs, instance, settings)
     _print_serving_example(settings)
     print(f"\nAll done in {time.perf_counter() - t_all:.1f} s.  State: {settings.home}")
     print("Open the Dagster UI with `make dev` (http://127.0.0.1:3000) to see lineage, runs and metadata.")
-    return 1 if failed else 0
+    return 0 if succeeded else 1
 
 
-def _deliver(defs: Any, instance: dg.DagsterInstance, settings: Any, hours: int = 24, step: int = 3) -> None:
+def _deliver(
+    defs: dg.Definitions, instance: dg.DagsterInstance, settings: Settings, hours: int = 24, step: int = 3
+) -> None:
     """The due-touch sensors' work over the next day, run now: deliveries with a send clock every `step` hours
     (touches go out at 10:00 in each customer's zone, quiet hours defer, delays such as +3 days wait)."""
-    from datetime import timedelta
-
-    from engage_assets.cli.delivery import deliver_all
-    from engage_assets.domain.config import load_programs
-    from engage_assets.settings import program_config_dir
-    from resources.delivery_ledger.sqlite import DeliveryLedger
-
     print(
         f"\nDelivering: the due-touch sensors' next {hours} hours, a send clock every {step} h (e-mail to the "
         "local SMTP capture, SMS/push to the outbox, call tasks and in-app inbox in the engagement store) ..."
@@ -186,27 +211,31 @@ def _deliver(defs: Any, instance: dg.DagsterInstance, settings: Any, hours: int 
         deliver_all(defs, instance, start + timedelta(hours=step * k), log_level="WARNING")
     ledger = DeliveryLedger(settings.ledger_path)
     for program in load_programs(program_config_dir()):
-        counts = ledger.counts(program.programId)
-        by_channel: dict[str, dict[str, int]] = {}
-        by_reason: dict[str, int] = {}
-        for (_, channel, state, reason), n in counts.items():
-            by_channel.setdefault(channel, {})[state] = by_channel.get(channel, {}).get(state, 0) + n
-            if state in ("suppressed", "failed") and reason:
-                by_reason[f"{channel}:{reason}"] = by_reason.get(f"{channel}:{reason}", 0) + n
-        print(f"   {program.programName}:")
-        for channel, states in sorted(by_channel.items()):
-            print(f"     {channel:<8} " + "  ".join(f"{s}={n:,}" for s, n in sorted(states.items())))
-        if by_reason:
-            print(
-                "     suppressed/failed by reason: "
-                + ", ".join(f"{r}={n:,}" for r, n in sorted(by_reason.items(), key=lambda kv: -kv[1]))
-            )
+        _print_ledger_counts(program.programName, ledger.counts(program.programId))
     ledger.close()
     print(f"   captured e-mails (readable .eml files): {settings.home / 'mail'}")
     print(f"   SMS and push outbox: {settings.home / 'outbox'};  delivered in {time.perf_counter() - t0:.1f} s")
 
 
-def _print_serving_example(settings: Any) -> None:
+def _print_ledger_counts(name: str, counts: dict[tuple[str, str, str, str | None], int]) -> None:
+    """One program's touches by channel and state, and the suppressed/failed ones by reason (most first)."""
+    by_channel: dict[str, dict[str, int]] = {}
+    by_reason: dict[str, int] = {}
+    for (_, channel, state, reason), n in counts.items():
+        by_channel.setdefault(channel, {})[state] = by_channel.get(channel, {}).get(state, 0) + n
+        if state in ("suppressed", "failed") and reason:
+            by_reason[f"{channel}:{reason}"] = by_reason.get(f"{channel}:{reason}", 0) + n
+    print(f"   {name}:")
+    for channel, states in sorted(by_channel.items()):
+        print(f"     {channel:<8} " + "  ".join(f"{s}={n:,}" for s, n in sorted(states.items())))
+    if by_reason:
+        print(
+            "     suppressed/failed by reason: "
+            + ", ".join(f"{r}={n:,}" for r, n in sorted(by_reason.items(), key=lambda kv: -kv[1]))
+        )
+
+
+def _print_serving_example(settings: Settings) -> None:
     """The serving API over the candidates just stored: a local demo key and a request to paste."""
     from engage_assets.serving import ensure_demo_key
 
@@ -225,6 +254,7 @@ def _print_serving_example(settings: Any) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    """`engage generate`: (re)write the raw tables only."""
     from engage_assets.demo.datagen import generate
 
     settings = get_settings()
@@ -238,8 +268,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_create_tables(args: argparse.Namespace) -> int:
     """ENGAGE_ENV=prod: create the DynamoDB tables the production resources name (candidate store and score cache,
     engagement store, delivery ledger, refund ledger) with their indexes; existing tables are left as they are."""
-    import dagster as dg
-
     from resources.by_env import build_resources
 
     settings = get_settings()
@@ -255,8 +283,7 @@ def cmd_create_tables(args: argparse.Namespace) -> int:
     }
     with dg.build_resources({k: resources[k] for k in wanted}) as built:  # dg.EnvVar values resolved here
         for name, method in wanted.items():
-            resource = getattr(built, name)
-            target = resource.ledger() if name.endswith("_ledger") else resource
+            target = getattr(built, name)  # the DynamoDB resources create their own tables
             getattr(target, method)()
             tables = [getattr(target, a) for a in ("table_name", "score_cache_table_name") if hasattr(target, a)]
             print(f"{name:<16} {', '.join(tables)}: ready")
@@ -264,6 +291,7 @@ def cmd_create_tables(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The `engage` entry point: parse the command line, run the command, exit with its status."""
     parser = argparse.ArgumentParser(prog="engage", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="warehouse → dbt → models → every batch program's latest partition")

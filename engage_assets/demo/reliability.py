@@ -26,7 +26,8 @@ from typing import Any
 import pyarrow as pa
 
 from engage_assets.delivery.engine import CRASH_POINTS
-from resources.delivery_ledger.sqlite import PLAN_COLUMNS, DeliveryLedger, idempotency_key
+from resources.delivery_ledger.base import PLAN_COLUMNS, idempotency_key
+from resources.delivery_ledger.sqlite import DeliveryLedger
 
 PROGRAM = "reliability-trial"
 NOW = 1_786_363_200  # 2026-08-10 12:00 UTC
@@ -126,7 +127,8 @@ def engine_for(root: Path, port: int, lease_s: int, smtp_connections: int = 4, p
 
     from engage_assets.delivery.engine import DeliveryEngine, EngineConfig
     from engage_assets.domain.pressure import PressurePolicy
-    from resources.channels.base import OutboxPushChannel, OutboxSmsChannel, SmtpEmailChannel
+    from resources.channels.outbox import OutboxPushChannel, OutboxSmsChannel
+    from resources.channels.smtp import SmtpEmailChannel
 
     channels = {
         "email": SmtpEmailChannel(

@@ -6,7 +6,9 @@ gives the eligible rows, every rejected row with its filter and reason, and the 
 The same compiled SQL runs over a warehouse-sized Arrow table or over a single event.
 
 History columns the enrichment step provides (see `engage_assets.domain.sources`): `days_since_program_offer`,
-`program_offers_365d` (this program), `all_offers_91d` (every program: cross-program pressure).
+`program_offers_365d` (this program), `all_offers_91d` (every program: cross-program pressure).  The abandoned-cart
+rules read the cart event's `cart_value` and `all_items_in_stock`, and `recovery_messages_7d` (recovery messages
+the customer had from the program in the last 7 days).
 """
 
 from __future__ import annotations
@@ -75,12 +77,19 @@ class FrequencyCapParams(_Params):
     maxRefundsPerYear: int | None = Field(default=None, ge=1)
     maxOffersPerQuarter: int | None = Field(default=None, ge=1)
     maxWinBackAttempts: int | None = Field(default=None, ge=1)
+    maxRecoveryEmailsPerWeek: int | None = Field(default=None, ge=1)
 
     def model_post_init(self, _: Any) -> None:
-        if self.maxRefundsPerYear is None and self.maxOffersPerQuarter is None and self.maxWinBackAttempts is None:
-            raise ValueError(
-                "frequency-cap needs at least one of maxRefundsPerYear, maxOffersPerQuarter, maxWinBackAttempts"
-            )
+        if all(getattr(self, name) is None for name in type(self).model_fields):
+            raise ValueError(f"frequency-cap needs at least one of {', '.join(type(self).model_fields)}")
+
+
+class CartValueParams(_Params):
+    minCartValue: float = Field(ge=0)
+
+
+class InventoryParams(_Params):
+    requireInStock: bool = True
 
 
 def _q(values: Sequence[str]) -> str:
@@ -146,6 +155,8 @@ def _cap_keep(p: FrequencyCapParams, cols: set[str]) -> str:
         parts.append(f"coalesce(all_offers_91d, 0) < {p.maxOffersPerQuarter}")
     if p.maxWinBackAttempts is not None:
         parts.append(f"win_back_attempts < {p.maxWinBackAttempts}")
+    if p.maxRecoveryEmailsPerWeek is not None:
+        parts.append(f"coalesce(recovery_messages_7d, 0) < {p.maxRecoveryEmailsPerWeek}")
     return " AND ".join(parts)
 
 
@@ -154,7 +165,13 @@ def _cap_columns(p: FrequencyCapParams) -> list[str]:
         ([] if p.maxRefundsPerYear is None else ["program_offers_365d"])
         + ([] if p.maxOffersPerQuarter is None else ["all_offers_91d"])
         + ([] if p.maxWinBackAttempts is None else ["win_back_attempts"])
+        + ([] if p.maxRecoveryEmailsPerWeek is None else ["recovery_messages_7d"])
     )
+
+
+def _inventory_keep(p: InventoryParams, cols: set[str]) -> str:
+    # An unknown stock state is not "in stock": a recovery message must not push an item the shop cannot ship.
+    return "coalesce(all_items_in_stock, false)" if p.requireInStock else "true"
 
 
 FILTER_RULES: dict[str, FilterRule] = {
@@ -216,6 +233,18 @@ FILTER_RULES: dict[str, FilterRule] = {
         _cap_columns,
         _cap_keep,
         lambda p: "frequency cap reached",
+    ),
+    "cart-value": FilterRule(
+        CartValueParams,
+        lambda p: ["cart_value"],
+        lambda p, c: f"cart_value >= {p.minCartValue}",
+        lambda p: f"cart value < {p.minCartValue:g}",
+    ),
+    "inventory": FilterRule(
+        InventoryParams,
+        lambda p: ["all_items_in_stock"] if p.requireInStock else [],
+        _inventory_keep,
+        lambda p: "an item in the cart is out of stock",
     ),
 }
 

@@ -6,7 +6,7 @@ Timing (from each channel's config, the spec's words):
   the offer row), else the marketplace's; `timezone: <IANA zone>` pins one zone for everybody.
 - `delayDays` (win-back SMS +3 days): local calendar days after the channel's base time, so a DST change never
   moves 10:00 to 09:00.  A channel without `sendTime` (the refund SMS confirmation) goes with the program's first
-  timed channel.
+  timed channel, if its type takes a send time at all (the registry's `takes_send_time`: email, SMS, push).
 - `delayMinutes` / `delayHours` (abandoned cart +60 min / +24 h / +72 h): elapsed time after the candidate's event
   (`event_at`, `abandoned_at` or `cart_abandoned_at` in the offers, epoch seconds or a timestamp), else after the
   plan's clock.  A touch whose time has already passed when it is planned is due at once.
@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engage_assets.domain.channels import channel_spec
 from engage_assets.domain.config import Channel, ProgramConfig, Segment
 from engage_assets.domain.pipeline import offer_details
 
@@ -129,6 +130,11 @@ def template_id(ch: Channel) -> str:
     return c.templateId or c.scriptId or c.messageType or f"{ch.channelId}-default"
 
 
+def followed_send_time(timed: Channel | None, ch: Channel) -> str | None:
+    """The program's first `sendTime` (of channel `timed`), for a channel without its own whose type takes one."""
+    return timed.config.sendTime if timed is not None and channel_spec(ch.type).takes_send_time else None
+
+
 def eligible_segments(program: ProgramConfig, ch: Channel) -> set[str] | None:
     """Names of the segments a channel's static condition admits (None: every segment)."""
     segs = program.strategy.segments
@@ -189,7 +195,7 @@ def _lookup(keys: pa.Array, table: pa.Table | None, column: str) -> pa.Array | N
     """`table[column]` of the row whose customer_id equals each key (null where none)."""
     col = _col(table, column)
     ids = _col(table, "customer_id")
-    if col is None or ids is None or table.num_rows == 0:
+    if table is None or col is None or ids is None or table.num_rows == 0:
         return None
     idx = pc.index_in(keys, value_set=_strings(ids, table.num_rows))
     return col.combine_chunks().take(idx)
@@ -310,7 +316,7 @@ def plan_touches(
             continue
         take = pa.array(rows)
         days, minutes = _delay(ch)
-        hhmm = ch.config.sendTime or (timed.config.sendTime if timed and ch.type in ("email", "sms", "push") else None)
+        hhmm = ch.config.sendTime or followed_send_time(timed, ch)
         if hhmm:
             pinned = ch.config.timezone if ch.config.timezone not in (None, "local") else None
             base_cfg = ch.config if ch.config.sendTime else timed.config  # type: ignore[union-attr]

@@ -26,15 +26,19 @@ from functools import lru_cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engage_assets.domain.config import ProgramConfig
+from engage_assets.domain import channels as registry
+from engage_assets.domain.config import ProgramBase
 
 EMAIL_RE = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
 )
 PHONE_RE = re.compile(r"^\+[1-9]\d{7,14}$")  # E.164
-OPT_IN_FIELD = {"email": "email_opt_in", "sms": "sms_opt_in", "push": "push_opt_in", "phone": "phone_opt_in"}
-ADDRESS_FIELD = {"email": "email", "sms": "phone", "phone": "phone"}
+# From the channel registry: channel type → opt-in column, → address column.
+OPT_IN_FIELD = registry.consent_columns()
+ADDRESS_FIELD = registry.address_columns()
+# How an address column's value must look (a column without a pattern: any non-empty value).
+ADDRESS_PATTERNS: dict[str, re.Pattern[str]] = {"email": EMAIL_RE, "phone": PHONE_RE}
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class ProgramCap:
     window_days: int
 
 
-def program_cap(program: ProgramConfig) -> ProgramCap | None:
+def program_cap(program: ProgramBase) -> ProgramCap | None:
     """The program's own contact cap, from its `frequency-cap` filter: at most N subjects per customer per window.
 
     The filter enforces the cap on offers when the audience is built; delivery enforces it again at send time,
@@ -66,10 +70,10 @@ def program_cap(program: ProgramConfig) -> ProgramCap | None:
 class PressurePolicy:
     global_cap: int = 5
     global_window_days: int = 7
-    counted_channels: frozenset[str] = frozenset({"email", "sms", "push", "phone"})  # in-app interrupts no one
+    counted_channels: frozenset[str] = registry.counted_channels()  # the registry's: in-app interrupts no one
     quiet_start: time = time(21, 0)
     quiet_end: time = time(8, 0)
-    quiet_channels: frozenset[str] = frozenset({"email", "sms", "push"})  # call tasks wait for working hours anyway
+    quiet_channels: frozenset[str] = registry.quiet_hours_channels()  # the registry's: calls wait for working hours
     default_time_zone: str = "UTC"
     program_caps: dict[str, ProgramCap] = field(default_factory=dict)
 
@@ -196,13 +200,13 @@ def address_of(channel: str, contact: dict[str, Any] | None) -> str | None:
 
 
 def valid_address(channel: str, address: str | None) -> bool:
+    """Whether `address` looks like a deliverable address of the channel's address column (e-mail, E.164 phone)."""
     if not address:
         return False
-    if channel == "email":
-        return len(address) <= 254 and EMAIL_RE.match(address) is not None
-    if channel in ("sms", "phone"):
-        return PHONE_RE.match(address) is not None
-    return True
+    pattern = ADDRESS_PATTERNS.get(ADDRESS_FIELD.get(channel, ""))
+    if pattern is EMAIL_RE and len(address) > 254:
+        return False
+    return pattern is None or pattern.match(address) is not None
 
 
 @lru_cache(maxsize=256)
@@ -237,7 +241,7 @@ def _truthy(v: Any) -> bool:
     return bool(v)
 
 
-def policy_for(programs: Iterable[ProgramConfig], **overrides: Any) -> PressurePolicy:
+def policy_for(programs: Iterable[ProgramBase], **overrides: Any) -> PressurePolicy:
     """The pressure policy with every program's cap from its config (and global settings from `overrides`)."""
     caps = {p.programId: c for p in programs if (c := program_cap(p)) is not None}
     return PressurePolicy(program_caps=caps, **overrides)

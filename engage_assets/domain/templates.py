@@ -1,10 +1,12 @@
 """Message templates: the spec's subjects, bodies, SMS texts, call scripts and in-app cards, rendered safely.
 
-Files live under `engage_assets/delivery/message_templates/<programId>/<channel>/<templateId>.<part>.j2` with
-parts `subject`, `txt` and `html` (e-mail), `txt` (SMS, push, call script, in-app; `subject` is the in-app card's
-and the push notification's title).  Texts the spec writes into a channel's config win over files: `message` (SMS
-text), `subject` (e-mail subject), `title` / `body` (push).  Their `{field}` placeholders are translated to the
-sandbox's variables — the text itself is never evaluated as a template and never goes through `str.format`.
+Files live under `engage_assets/domain/message_templates/<programId>/<channel>/<templateId>.<part>.j2` with
+the parts each channel type renders (the channel registry's `parts`: `subject`, `txt` and `html` for e-mail, `txt`
+for SMS and call scripts, `subject` + `txt` for push and in-app, `subject` being the notification's or card's
+title).  Texts the spec writes into a channel's config win over files, each filling the part the registry's `texts`
+names: `message` (SMS text), `subject` (e-mail subject), `title` / `body` (push, in-app).  Their `{field}`
+placeholders are translated to the sandbox's variables — the text itself is never evaluated as a template and
+never goes through `str.format`.
 
 Rendering is Jinja2's `SandboxedEnvironment` (no attribute games), `StrictUndefined` (a missing field raises
 `TemplateError` and that one message fails; nothing goes out with a raw placeholder), HTML autoescape for `.html`
@@ -33,7 +35,8 @@ from jinja2.exceptions import SecurityError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-from engage_assets.domain.config import ProgramConfig
+from engage_assets.domain.channels import CHANNELS
+from engage_assets.domain.config import ProgramBase
 from engage_assets.domain.plan import MARKETPLACES
 
 DEFAULT_LINK_BASE = "https://shop.example.com"
@@ -41,8 +44,6 @@ TEMPLATE_ROOT = Path(__file__).resolve().parent / "message_templates"
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 # `{refundType}` in the spec's texts reads "we've issued a {refundType}": the phrase, not the config's key.
 REFUND_PHRASES = {"full": "full refund", "partial": "partial refund", "credit": "store credit"}
-# Config texts by part: which channel config field fills which template part.
-CONFIG_TEXTS = {"message": "txt", "subject": "subject", "title": "subject", "body": "txt"}
 OFFER_FIELDS = ("duration", "includeUpgrade", "includePersonalCall", "impactLevel", "riskLevel", "discountPercent")
 
 
@@ -198,6 +199,9 @@ class TemplateRenderer:
         """The touch's message for this contact; raises `TemplateError(reason)` (that message fails, no other)."""
         program, channel = touch["programId"], touch["channel"]
         template_id, channel_id = touch.get("templateId") or "", touch.get("channelId")
+        spec = CHANNELS.get(channel)
+        if spec is None:
+            raise TemplateError(f"unknown_channel:{channel}")
         try:
             ctx = self.context(touch, contact)
             text_t = self._template(program, channel, template_id, "txt", channel_id)
@@ -205,10 +209,10 @@ class TemplateRenderer:
                 raise TemplateError(f"no_template:{program}/{channel}/{template_id}")
             text = text_t.render(ctx).strip()
             subject = html = None
-            if channel in ("email", "in-app", "push"):
+            if "subject" in spec.parts:
                 subject_t = self._template(program, channel, template_id, "subject", channel_id)
                 subject = subject_t.render(ctx).strip() if subject_t is not None else None
-            if channel == "email":
+            if "html" in spec.parts:
                 html_t = self._template(program, channel, template_id, "html", channel_id)
                 html = html_t.render(ctx) if html_t is not None else None
         except UndefinedError as e:
@@ -217,7 +221,7 @@ class TemplateRenderer:
             raise TemplateError("sandbox_violation") from None
         except (JinjaTemplateError, TemplateNotFound, ValueError, TypeError) as e:
             raise TemplateError(f"template_error:{type(e).__name__}") from None
-        if channel == "email" and not subject:
+        if spec.requires_subject and not subject:
             raise TemplateError(f"no_subject:{program}/{channel}/{template_id}")
         return RenderedMessage(subject=subject, text=text, html=html)
 
@@ -230,12 +234,13 @@ def _field_of(error: UndefinedError) -> str:
     return m.group(1) if m else "unknown"
 
 
-def config_texts(programs: Iterable[ProgramConfig]) -> dict[tuple[str, str, str], str]:
-    """The texts the program configs write inline (subject, message, title, body) by (program, channel, part)."""
+def config_texts(programs: Iterable[ProgramBase]) -> dict[tuple[str, str, str], str]:
+    """The texts the program configs write inline (subject, message, title, body) by (program, channel, part):
+    the registry says which config field fills which part of each channel type."""
     out = {}
     for program in programs:
         for ch in program.channels:
-            for field, part in CONFIG_TEXTS.items():
+            for field, part in CHANNELS[ch.type].texts.items():
                 text = getattr(ch.config, field)
                 if text:
                     out[(program.programId, ch.channelId, part)] = text

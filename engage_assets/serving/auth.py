@@ -23,13 +23,20 @@ from resources.engagement.base import EngagementStore
 
 SCOPES = ("read:*", "agent", "inapp", "admin", "ingest")
 SCOPE_PATTERN = r"^(read:(\*|[a-z][a-z0-9-]{0,63})|agent|inapp|admin|ingest)$"
-_KEY_RE = re.compile(r"^ek_([0-9a-f]{16})_([A-Za-z0-9_-]{20,128})$")
+KEY_PATTERN = re.compile(r"^ek_([0-9a-f]{16})_([A-Za-z0-9_-]{20,128})$")  # groups: key id, secret
 
 DEFAULT_RATE_PER_SECOND = 50.0
 DEFAULT_BURST = 100
 
 
+def parse_api_key(presented: str) -> tuple[str, str] | None:
+    """(key id, secret) of a well-formed key, else None."""
+    match = KEY_PATTERN.match(presented)
+    return None if match is None else (match.group(1), match.group(2))
+
+
 def hash_secret(secret: str) -> str:
+    """The stored form of a key's secret (SHA-256, hex)."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -72,6 +79,7 @@ def create_api_key(
 
 
 def public_key_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored key record without its hash: what the API shows."""
     return {k: v for k, v in record.items() if k != "keyHash"}
 
 
@@ -85,9 +93,11 @@ class Principal:
     burst: int
 
     def can_read(self, program_id: str) -> bool:
+        """Whether this key may read the program's candidates."""
         return "read:*" in self.scopes or f"read:{program_id}" in self.scopes
 
     def has(self, scope: str) -> bool:
+        """Whether this key holds the scope."""
         return scope in self.scopes
 
     @property
@@ -103,13 +113,14 @@ class KeyVerifier:
     DynamoDB round trip in production).  A revoked key stops working within `cache_seconds` in other processes,
     at once in this one."""
 
-    def __init__(self, store: EngagementStore, cache_seconds: float = 10.0):
+    def __init__(self, store: EngagementStore, cache_seconds: float = 10.0) -> None:
         self._store = store
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self._lock = threading.Lock()
 
     def forget(self, key_id: str) -> None:
+        """Drop the cached record (a revocation takes effect at once in this process)."""
         with self._lock:
             self._cache.pop(key_id, None)
 
@@ -126,12 +137,11 @@ class KeyVerifier:
         return record
 
     def verify(self, presented: str | None) -> Principal | None:
-        if not presented:
+        """The key's Principal, or None for a missing, malformed, unknown, revoked or wrong key."""
+        parsed = parse_api_key(presented) if presented else None
+        if parsed is None:
             return None
-        match = _KEY_RE.match(presented)
-        if match is None:
-            return None
-        key_id, secret = match.groups()
+        key_id, secret = parsed
         record = self._record(key_id)
         if record is None or record.get("revokedAt") is not None:
             return None

@@ -12,6 +12,7 @@ predecessors once the error is logged.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import TextIO
 
@@ -19,7 +20,10 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 class BatchedStreamHandler(logging.Handler):
-    def __init__(self, stream: TextIO, interval: float = 0.5, capacity: int = 2_000):
+    """Formats each record at once, writes the queued lines from a background thread (see the module's docstring):
+    every `interval` seconds, at once for a warning or worse or `capacity` pending lines, and on close."""
+
+    def __init__(self, stream: TextIO, interval: float = 0.5, capacity: int = 2_000) -> None:
         super().__init__()
         self.stream = stream
         self.interval = interval
@@ -31,6 +35,7 @@ class BatchedStreamHandler(logging.Handler):
         self._thread.start()
 
     def emit(self, record: logging.LogRecord) -> None:  # called under self.lock (Handler.handle)
+        """Queue the formatted record; wake the writer for a warning or worse, or a full queue."""
         try:
             self._pending.append(self.format(record))  # formatted here: spread over requests, not in bursts
         except Exception:  # noqa: BLE001 - logging must never take the service down
@@ -46,6 +51,7 @@ class BatchedStreamHandler(logging.Handler):
             self.flush()
 
     def flush(self) -> None:
+        """Write the pending lines in one write."""
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
             batch, self._pending = self._pending, []
         if not batch:
@@ -57,6 +63,7 @@ class BatchedStreamHandler(logging.Handler):
             pass  # the stream is gone (closed pipe): nothing left to report it to
 
     def close(self) -> None:
+        """Stop the writer thread and write what is pending."""
         # The writer thread ends after its next flush (no join: logging.shutdown calls close holding self.lock,
         # which that flush may be waiting for); what is pending is written here.
         self._closed = True
@@ -67,14 +74,12 @@ class BatchedStreamHandler(logging.Handler):
 
 def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
     """`logging.basicConfig` with the batched handler: a no-op when the root logger already has handlers."""
-    import sys
-
     root = logging.getLogger()
     if root.handlers:
         return
     # The logging HOWTO's "Optimization": the request line needs no caller frame, thread or process fields, and
     # computing them is most of a record's cost.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = BatchedStreamHandler(stream or sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))

@@ -22,52 +22,26 @@ when, and the suppression list), so a pressure check and the claim it allows com
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
 from engage_assets.domain.pressure import address_hash
+from resources.delivery_ledger.base import (
+    HELD_OUT,
+    PLAN_COLUMNS,
+    LedgerRow,
+    PlanResult,
+    check_plan,
+    plan_payload,
+)
 from resources.sqlite_wal import close_connection, wal_connection, write_transaction
 
-STATES = ("planned", "sending", "sent", "suppressed", "failed")
-HELD_OUT = "held_out"
-
-# The planner's columns (engage_assets.domain.plan.plan_touches) the ledger keeps as real columns; the rest of
-# a plan row travels in `payload` (JSON) and comes back in `touch_dict`.
-_KEY_COLUMNS = (
-    "touchKey",
-    "programId",
-    "partitionKey",
-    "customerId",
-    "subjectId",
-    "touchId",
-    "channel",
-    "channelId",
-    "templateId",
-    "dueAt",
-    "expiresAt",
-)
-PAYLOAD_COLUMNS = (
-    "conditions",
-    "segment",
-    "offerType",
-    "offer",
-    "holdout",
-    "marketplace",
-    "timeZone",
-    "currency",
-    "score",
-)
-PLAN_COLUMNS = _KEY_COLUMNS + PAYLOAD_COLUMNS
-
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS touches (
     touch_key       TEXT PRIMARY KEY,
     program_id      TEXT NOT NULL,
@@ -111,69 +85,8 @@ _COLS = (
 )
 
 
-def idempotency_key(touch_key: str) -> str:
-    """The provider-facing idempotency key of a touch: stable, fixed length, and free of customer ids."""
-    return hashlib.sha256(b"engage-delivery-v1:" + touch_key.encode()).hexdigest()[:40]
-
-
-def key_hash(touch_key: str) -> str:
-    """A short stable reference to a touch for logs and errors (never the key itself: it holds a customer id)."""
-    return hashlib.sha256(touch_key.encode()).hexdigest()[:12]
-
-
-@dataclass(frozen=True)
-class LedgerRow:
-    touch_key: str
-    program_id: str
-    partition_key: str
-    customer_id: str
-    subject_id: str
-    touch_id: str
-    channel: str
-    channel_id: str
-    template_id: str | None
-    due_at: int
-    expires_at: int | None
-    next_attempt_at: int
-    state: str
-    reason: str | None
-    attempts: int
-    claim_token: str | None
-    claimed_at: int | None
-    sent_at: int | None
-    provider_id: str | None
-    payload: str
-
-    def touch_dict(self) -> dict[str, Any]:
-        """The plan row as the planner produced it (the shape `recheck` and `render` take)."""
-        d = json.loads(self.payload)
-        d.update(
-            touchKey=self.touch_key,
-            programId=self.program_id,
-            partitionKey=self.partition_key,
-            customerId=self.customer_id,
-            subjectId=self.subject_id,
-            touchId=self.touch_id,
-            channel=self.channel,
-            channelId=self.channel_id,
-            templateId=self.template_id,
-            dueAt=self.due_at,
-            expiresAt=self.expires_at,
-        )
-        return d
-
-
-@dataclass(frozen=True)
-class PlanResult:
-    inserted: int  # new touches (planned or held out)
-    replaced: int  # touches still planned whose plan row was rewritten
-    removed: int  # planned touches of the partition the new plan no longer has
-    kept: int  # touches already past `planned` (sending/sent/suppressed/failed): left as they are
-    held_out: int  # holdout rows of this plan (recorded as suppressed/held_out, never sent)
-
-
 class DeliveryLedger:
-    """The ledger file (see the module docstring).  One connection per (process, thread), opened lazily."""
+    """The ledger file (see the module docstring; the contract is `base.DeliveryLedgerBackend`).  One connection per (process, thread), opened lazily."""
 
     def __init__(self, path: str | os.PathLike[str], busy_timeout_ms: int = 60_000):
         self.path = str(path)
@@ -181,10 +94,11 @@ class DeliveryLedger:
 
     # -- connection ------------------------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
-        return wal_connection(self.path, self.busy_timeout_ms, _SCHEMA)
+        return wal_connection(self.path, self.busy_timeout_ms, SCHEMA)
 
     def close(self) -> None:
-        close_connection(self.path, _SCHEMA)
+        """Close this thread's connection to the file (other threads' close when their threads end)."""
+        close_connection(self.path, SCHEMA)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -199,55 +113,24 @@ class DeliveryLedger:
         Holdout rows are recorded as `suppressed` with reason `held_out`.  Planned touches of the partition that
         the new plan no longer contains are removed (the candidate left the audience); touches past `planned` stay.
         """
-        missing = [c for c in PLAN_COLUMNS if c not in table.column_names]
-        if missing:
-            raise ValueError(f"touch plan lacks column(s) {missing}")
+        check_plan(table)
         inserted = replaced = kept = held = 0
         with self.transaction() as conn:
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS plan_keys (touch_key TEXT PRIMARY KEY) WITHOUT ROWID")
             conn.execute("DELETE FROM plan_keys")
             for batch in table.select(list(PLAN_COLUMNS)).to_batches(max_chunksize=5_000):
                 rows = batch.to_pylist()
-                params = []
-                for r in rows:
-                    if r["programId"] != program_id or r["partitionKey"] != partition_key:
-                        raise ValueError("touch plan row belongs to another program or partition")
-                    state, reason = ("suppressed", HELD_OUT) if r["holdout"] else ("planned", None)
-                    held += state == "suppressed"
-                    payload = json.dumps({c: r[c] for c in PAYLOAD_COLUMNS}, separators=(",", ":"))
-                    params.append(
-                        (
-                            r["touchKey"],
-                            program_id,
-                            partition_key,
-                            str(r["customerId"]),
-                            str(r["subjectId"]),
-                            str(r["touchId"]),
-                            r["channel"],
-                            r["channelId"],
-                            r["templateId"],
-                            int(r["dueAt"]),
-                            None if r["expiresAt"] is None else int(r["expiresAt"]),
-                            int(r["dueAt"]),
-                            state,
-                            reason,
-                            now,
-                            payload,
-                        )
-                    )
+                params = [_plan_params(r, program_id, partition_key, now) for r in rows]
+                held += sum(p[12] == "suppressed" for p in params)
                 existing = dict(
                     _chunked_in(
                         conn, "SELECT touch_key, state FROM touches WHERE touch_key IN ({})", [p[0] for p in params]
                     )
                 )
-                for p in params:
-                    st = existing.get(p[0])
-                    if st is None:
-                        inserted += 1
-                    elif st == "planned":
-                        replaced += 1
-                    else:
-                        kept += 1
+                states = [existing.get(p[0]) for p in params]
+                inserted += states.count(None)
+                replaced += states.count("planned")
+                kept += len(states) - states.count(None) - states.count("planned")
                 conn.executemany("INSERT OR IGNORE INTO plan_keys VALUES (?)", [(p[0],) for p in params])
                 conn.executemany(
                     "INSERT INTO touches (touch_key, program_id, partition_key, customer_id, subject_id, touch_id,"
@@ -312,6 +195,7 @@ class DeliveryLedger:
             yield page
 
     def get(self, touch_key: str) -> LedgerRow | None:
+        """One touch, or None."""
         row = self._conn().execute(f"SELECT {_COLS} FROM touches WHERE touch_key = ?", (touch_key,)).fetchone()
         return None if row is None else LedgerRow(*row)
 
@@ -329,6 +213,7 @@ class DeliveryLedger:
         return int(n), latest
 
     def next_due_at(self, program_id: str) -> int | None:
+        """The earliest next_attempt_at of a planned touch of the program, or None."""
         row = (
             self._conn()
             .execute(
@@ -366,6 +251,7 @@ class DeliveryLedger:
         return self.erase_customers([customer_id])
 
     def erase_customers(self, customer_ids: Iterable[str]) -> int:
+        """`erase_customer` for several customers in one transaction; how many touches were removed."""
         ids, n = list(dict.fromkeys(customer_ids)), 0
         with self.transaction() as conn:
             for i in range(0, len(ids), 900):
@@ -395,99 +281,109 @@ class DeliveryLedger:
         )
 
     # -- transitions (inside a transaction from `transaction()`, or alone) --------------------------------------------
+    def _changed_one(self, conn: sqlite3.Connection | None, sql: str, args: tuple[Any, ...]) -> bool:
+        """Run one guarded UPDATE: True if it changed the touch (its guard held)."""
+        return (conn or self._conn()).execute(sql, args).rowcount == 1
+
     def claim(self, conn: sqlite3.Connection, touch_key: str, token: str, now: int) -> bool:
         """planned → sending with our token; False if another process got there first."""
-        return (
-            conn.execute(
-                "UPDATE touches SET state = 'sending', claim_token = ?, claimed_at = ?, attempts = attempts + 1,"
-                " updated_at = ? WHERE touch_key = ? AND state = 'planned'",
-                (token, now, now, touch_key),
-            ).rowcount
-            == 1
+        return self._changed_one(
+            conn,
+            "UPDATE touches SET state = 'sending', claim_token = ?, claimed_at = ?, attempts = attempts + 1,"
+            " updated_at = ? WHERE touch_key = ? AND state = 'planned'",
+            (token, now, now, touch_key),
         )
 
     def reclaim(self, touch_key: str, old_token: str | None, token: str, now: int) -> bool:
         """Take over an in-doubt claim (sending with `old_token`) for the recovery rule."""
-        return (
-            self._conn()
-            .execute(
-                "UPDATE touches SET claim_token = ?, claimed_at = ?, updated_at = ? WHERE touch_key = ?"
-                " AND state = 'sending' AND claim_token IS ?",
-                (token, now, now, touch_key, old_token),
-            )
-            .rowcount
-            == 1
+        return self._changed_one(
+            None,
+            "UPDATE touches SET claim_token = ?, claimed_at = ?, updated_at = ? WHERE touch_key = ?"
+            " AND state = 'sending' AND claim_token IS ?",
+            (token, now, now, touch_key, old_token),
         )
 
     def suppress(
         self, conn: sqlite3.Connection | None, touch_key: str, reason: str, now: int, token: str | None = None
     ) -> bool:
         """planned (or our claimed touch) → suppressed with a reason."""
-        c = conn or self._conn()
         if token is None:
             sql, args = "WHERE touch_key = ? AND state = 'planned'", (touch_key,)
         else:
             sql, args = "WHERE touch_key = ? AND state = 'sending' AND claim_token = ?", (touch_key, token)
-        return (
-            c.execute(
-                f"UPDATE touches SET state = 'suppressed', reason = ?, updated_at = ? {sql}", (reason, now, *args)
-            ).rowcount
-            == 1
+        return self._changed_one(
+            conn, f"UPDATE touches SET state = 'suppressed', reason = ?, updated_at = ? {sql}", (reason, now, *args)
         )
 
     def defer(self, conn: sqlite3.Connection | None, touch_key: str, until: int, reason: str, now: int) -> bool:
         """Keep a planned touch planned but not due before `until` (quiet hours, channel outage)."""
-        return (conn or self._conn()).execute(
+        return self._changed_one(
+            conn,
             "UPDATE touches SET next_attempt_at = ?, reason = ?, updated_at = ? WHERE touch_key = ?"
             " AND state = 'planned'",
             (until, reason, now, touch_key),
-        ).rowcount == 1
+        )
 
     def mark_sent(self, touch_key: str, token: str, provider_id: str, now: int, reason: str | None = None) -> bool:
-        return (
-            self._conn()
-            .execute(
-                "UPDATE touches SET state = 'sent', provider_id = ?, sent_at = ?, reason = ?, updated_at = ?"
-                " WHERE touch_key = ? AND state = 'sending' AND claim_token = ?",
-                (provider_id, now, reason, now, touch_key, token),
-            )
-            .rowcount
-            == 1
-        )
+        """sending (with our token) → sent."""
+        return self._changed_one(None, _MARK_SENT, (provider_id, now, reason, now, touch_key, token))
 
     def mark_sent_many(self, marks: Iterable[tuple[str, str, str | None]], token: str, now: int) -> int:
         """`mark_sent` for many (touch_key, provider_id, reason) in one transaction; returns how many were marked."""
         with self.transaction() as conn:
             return conn.executemany(
-                "UPDATE touches SET state = 'sent', provider_id = ?, sent_at = ?, reason = ?, updated_at = ?"
-                " WHERE touch_key = ? AND state = 'sending' AND claim_token = ?",
-                [(pid, now, reason, now, key, token) for key, pid, reason in marks],
+                _MARK_SENT, [(pid, now, reason, now, key, token) for key, pid, reason in marks]
             ).rowcount
 
     def mark_failed(self, touch_key: str, token: str, reason: str, now: int) -> bool:
-        return (
-            self._conn()
-            .execute(
-                "UPDATE touches SET state = 'failed', reason = ?, updated_at = ? WHERE touch_key = ?"
-                " AND state = 'sending' AND claim_token = ?",
-                (reason, now, touch_key, token),
-            )
-            .rowcount
-            == 1
+        """sending (with our token) → failed."""
+        return self._changed_one(
+            None,
+            "UPDATE touches SET state = 'failed', reason = ?, updated_at = ? WHERE touch_key = ?"
+            " AND state = 'sending' AND claim_token = ?",
+            (reason, now, touch_key, token),
         )
 
     def mark_retry(self, touch_key: str, token: str, reason: str, next_attempt_at: int, now: int) -> bool:
         """sending → planned, due again at `next_attempt_at` (transient error or outage; attempts stay counted)."""
-        return (
-            self._conn()
-            .execute(
-                "UPDATE touches SET state = 'planned', reason = ?, next_attempt_at = ?, claim_token = NULL,"
-                " claimed_at = NULL, updated_at = ? WHERE touch_key = ? AND state = 'sending' AND claim_token = ?",
-                (reason, next_attempt_at, now, touch_key, token),
-            )
-            .rowcount
-            == 1
+        return self._changed_one(
+            None,
+            "UPDATE touches SET state = 'planned', reason = ?, next_attempt_at = ?, claim_token = NULL,"
+            " claimed_at = NULL, updated_at = ? WHERE touch_key = ? AND state = 'sending' AND claim_token = ?",
+            (reason, next_attempt_at, now, touch_key, token),
         )
+
+
+def _plan_params(r: dict[str, Any], program_id: str, partition_key: str, now: int) -> tuple[Any, ...]:
+    """A plan row as the touches INSERT's parameters (holdout rows: suppressed/held_out; the row must belong to
+    this program and partition)."""
+    if r["programId"] != program_id or r["partitionKey"] != partition_key:
+        raise ValueError("touch plan row belongs to another program or partition")
+    state, reason = ("suppressed", HELD_OUT) if r["holdout"] else ("planned", None)
+    return (
+        r["touchKey"],
+        program_id,
+        partition_key,
+        str(r["customerId"]),
+        str(r["subjectId"]),
+        str(r["touchId"]),
+        r["channel"],
+        r["channelId"],
+        r["templateId"],
+        int(r["dueAt"]),
+        None if r["expiresAt"] is None else int(r["expiresAt"]),
+        int(r["dueAt"]),
+        state,
+        reason,
+        now,
+        plan_payload(r),
+    )
+
+
+_MARK_SENT = (
+    "UPDATE touches SET state = 'sent', provider_id = ?, sent_at = ?, reason = ?, updated_at = ?"
+    " WHERE touch_key = ? AND state = 'sending' AND claim_token = ?"
+)
 
 
 def _chunked_in(

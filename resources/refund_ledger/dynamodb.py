@@ -1,9 +1,10 @@
 """The refund ledger on one DynamoDB table: production (ENGAGE_ENV=prod), where run workers on several machines
 issue refunds, credits and codes at once and a SQLite file cannot be shared.
 
-Same interface, return types and guarantees as `resources.refund_ledger.sqlite.RefundLedger` (read its docstring
+Same interface (`base.RefundLedgerBackend`), return types and guarantees as `resources.refund_ledger.sqlite.RefundLedger` (read its docstring
 first); this docstring says only how the table holds it and where DynamoDB forces a different mechanism.  The
-plumbing (client, batch reads, conditional updates, transactions and their retries) is `ledger_dynamodb`'s.
+plumbing (client, batch reads, conditional updates, transactions and their retries) is `resources.dynamodb`'s; the
+keys and values are built in `resources.refund_ledger.dynamodb_keys`, the shared rules are in `base`.
 
 Items (every key a String; `pk`/`sk` the table key; <p>, <c>, <s> the program, customer and subject ids with '%'
 and '#' escaped as %25 and %23, so key parts never run into each other):
@@ -37,7 +38,7 @@ writing, `issue` reads the chunk's parts, codes and the budget item (consistent)
 fit, so a spent budget costs no writes; the transactions then run one at a time, best score first (they all
 update the one budget item: parallel ones would only conflict).
 
-CODE RULE.  A candidate without a code gets one drawn with `refunds.new_code` and written by one TransactWriteItems
+CODE RULE.  A candidate without a code gets one drawn with `base.new_code` and written by one TransactWriteItems
 of its code item (attribute_not_exists: another worker may have given it one meanwhile, which is then read and
 kept) and the code name item (attribute_not_exists: a collision draws again, at most MAX_CODE_DRAWS times).  An
 issuing candidate gets its code before its issuance transaction; should the budget then refuse it (a race with
@@ -62,153 +63,45 @@ No names, e-mails or phone numbers are stored, and no log line or error names a 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 
 from engage_assets.domain.config import ProgramConfig
-from resources.delivery_ledger.dynamodb import _DE, _RETRYABLE, DynamoDbTable, _gsi, _ord, _Update
-from resources.refund_ledger import sqlite as refunds
-from resources.refund_ledger.sqlite import (
+from resources.dynamodb import RETRYABLE_CANCELLATIONS, DynamoDbTable, Update, deserialize, gsi, sortable_int
+from resources.refund_ledger import base
+from resources.refund_ledger.base import (
     MAX_CODE_DRAWS,
-    Issuance,
     IssueResult,
-    _ids,
-    _rows,
-    candidate_issuances,
+    Offer,
+    candidate_ids,
+    candidate_state,
+    plan_rows,
+    ranked_offers,
     subject_key,
 )
-
-QUEUE = "queue"
-KINDS = ("credit", "refund")  # an issuance's sort key; `issued` lists them in this order, as SQLite's ORDER BY kind
-_CODE_SK = "code"
-_INTS = {"createdAt", "decidedAt"}  # every other Number is money (float out, Decimal in)
-# The columns SQLite returns, as attributes here.
-_PENDING = (
-    ("program_id", "programId"),
-    ("partition_key", "partitionKey"),
-    ("customer_id", "customerId"),
-    ("subject_id", "subjectId"),
-    ("kind", "kind"),
-    ("refund_type", "refundType"),
-    ("amount", "amount"),
-    ("currency", "currency"),
-    ("amount_usd", "amountUsd"),
-    ("created_at", "createdAt"),
-)
-_ISSUED = (
-    ("kind", "kind"),
-    ("refund_type", "refundType"),
-    ("amount", "amount"),
-    ("currency", "currency"),
-    ("amount_usd", "amountUsd"),
-    ("code", "code"),
-    ("state", "state"),
+from resources.refund_ledger.dynamodb_keys import (
+    CODE_SK,
+    ISSUED_ATTRS,
+    KINDS,
+    PENDING_ATTRS,
+    QUEUE,
+    budget_key,
+    candidate_key,
+    candidate_part,
+    code_name_key,
+    committed,
+    issuance_key,
+    item_key,
+    item_values,
+    money,
+    offer_cost,
 )
 
-
-def _part(value: str) -> str:
-    """An id as a key part: '%' and '#' escaped, so `a#b` + `c` and `a` + `b#c` stay two keys."""
-    return str(value).replace("%", "%25").replace("#", "%23")
-
-
-def _candidate(program_id: str, customer: str, subject: str) -> str:
-    """The candidate's part of its keys, and of its issuance ids."""
-    return f"{_part(program_id)}#{_part(customer)}#{_part(subject)}"
-
-
-def _key(pk: str, sk: str) -> dict[str, Any]:
-    return {"pk": {"S": pk}, "sk": {"S": sk}}
-
-
-def _candidate_key(program_id: str, customer: str, subject: str, sk: str) -> dict[str, Any]:
-    return _key(f"K#{_candidate(program_id, customer, subject)}", sk)
-
-
-def _budget_key(program_id: str, partition_key: str) -> dict[str, Any]:
-    return _key(f"B#{_part(program_id)}#{_part(partition_key)}", "B")
-
-
-def _id_key(issuance_id: str) -> dict[str, Any] | None:
-    """The key of an issuance id (None: not one of this ledger's ids)."""
-    head, _, kind = str(issuance_id).rpartition("#")
-    return _key(f"K#{head}", kind) if kind in KINDS and head.count("#") == 2 else None
-
-
-def _money(value: Any) -> Decimal:
-    """An amount as DynamoDB stores it: an exact Decimal (boto3 refuses floats)."""
-    return Decimal(str(value))
-
-
-def _values(raw: dict[str, Any]) -> dict[str, Any]:
-    """An item as plain values: money as float, times as int (as SQLite returns them)."""
-    out = {}
-    for name, value in raw.items():
-        v = _DE.deserialize(value)
-        out[name] = (int(v) if name in _INTS else float(v)) if isinstance(v, Decimal) else v
-    return out
-
-
-def _candidate_state(states: set[str]) -> str:
-    """A candidate's state from its parts' (see `RefundLedger.states`)."""
-    if states == {"processed"}:
-        return "processed"
-    return "pending_approval" if "pending_approval" in states else "rejected"
-
-
-def _committed(codes: list[str] | None) -> bool:
-    """A transaction's outcome from `_transact`: committed, or a condition failed; anything else raises (the
-    cancellation codes name no customer)."""
-    if codes is None:
-        return True
-    if "ConditionalCheckFailed" in codes:
-        return False
-    raise RuntimeError(f"refund ledger transaction cancelled: {codes}; re-running is safe")
-
-
-@dataclass(frozen=True)
-class _Offer:
-    """A candidate to issue: its ids, its parts, whether it waits for approval, and its cost (USD)."""
-
-    customer: str
-    subject: str
-    parts: list[Issuance]
-    approval: bool
-
-    @property
-    def cost(self) -> Decimal:
-        return sum((_money(p.amount_usd) for p in self.parts), Decimal(0))
-
-
-def _offers(program: ProgramConfig, plan: pa.Table | Iterable[Mapping[str, Any]]) -> list[_Offer]:
-    """The program's candidates in the plan with something to issue, best score first (ties by ids), once each;
-    holdout candidates are never contacted and get nothing."""
-    strategy = program.refundStrategy
-    assert strategy is not None
-    segments = {s.name: s for s in strategy.segments}
-    first: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in _rows(plan):
-        if not row.get("holdout"):
-            first.setdefault(_ids(row), row)
-    out = []
-    for (customer, subject), row in sorted(first.items(), key=lambda kv: (-(kv[1].get("score") or 0.0), kv[0])):
-        offer = row.get("offer") or {}
-        parts = candidate_issuances(
-            program, json.loads(offer) if isinstance(offer, str) else dict(offer), str(row.get("currency") or "USD")
-        )
-        segment = segments.get(row.get("segment"))
-        if parts:
-            out.append(
-                _Offer(
-                    customer, subject, parts, bool(segment and segment.requireApproval) or strategy.autoProcess is False
-                )
-            )
-    return out
+_SETTLED = RETRYABLE_CANCELLATIONS | {"None"}  # codes of a transaction only conflicts cancelled
 
 
 class DynamoDbRefundLedger(DynamoDbTable):
@@ -218,14 +111,14 @@ class DynamoDbRefundLedger(DynamoDbTable):
 
     def create_table(self) -> None:
         """Create the table with its approval-queue GSI (pay per request); an existing table is left as is."""
-        self._create_table(
+        self.ensure_table(
             ("pk", "sk", "queuePk", "queueSk"),
             [
-                _gsi(
+                gsi(
                     QUEUE,
                     "queuePk",
                     "queueSk",
-                    {"ProjectionType": "INCLUDE", "NonKeyAttributes": [attr for _, attr in _PENDING]},
+                    {"ProjectionType": "INCLUDE", "NonKeyAttributes": [attr for _, attr in PENDING_ATTRS]},
                 )
             ],
         )
@@ -244,7 +137,7 @@ class DynamoDbRefundLedger(DynamoDbTable):
         if program.refundStrategy is None:
             raise ValueError(f"{program.programId} has no refundStrategy")
         now = int(now if now is not None else time.time())
-        offers = _offers(program, plan)
+        offers = ranked_offers(program, plan)
         result = IssueResult()
         for start in range(0, len(offers), chunk):
             self._issue_chunk(program, offers[start : start + chunk], partition_key, now, result)
@@ -252,17 +145,17 @@ class DynamoDbRefundLedger(DynamoDbTable):
         return result
 
     def _issue_chunk(
-        self, program: ProgramConfig, offers: list[_Offer], partition_key: str, now: int, result: IssueResult
+        self, program: ProgramConfig, offers: list[Offer], partition_key: str, now: int, result: IssueResult
     ) -> None:
-        pid, budget = program.programId, _money(program.budget.amount)
-        keys = [_candidate_key(pid, o.customer, o.subject, sk) for o in offers for sk in (*KINDS, _CODE_SK)]
+        pid, budget = program.programId, money(program.budget.amount)
+        keys = [candidate_key(pid, o.customer, o.subject, sk) for o in offers for sk in (*KINDS, CODE_SK)]
         issued: set[tuple[str, str]] = set()
         codes: dict[tuple[str, str], str] = {}
         spent = Decimal(0)
-        for raw in self._get_many([*keys, _budget_key(pid, partition_key)]):
+        for raw in self.get_items([*keys, budget_key(pid, partition_key)]):
             if raw["sk"]["S"] == "B":
-                spent = _DE.deserialize(raw.get("spent", {"N": "0"}))
-            elif raw["sk"]["S"] == _CODE_SK:
+                spent = deserialize(raw.get("spent", {"N": "0"}))
+            elif raw["sk"]["S"] == CODE_SK:
                 codes[(raw["customerId"]["S"], raw["subjectId"]["S"])] = raw["code"]["S"]
             else:
                 issued.add((raw["customerId"]["S"], raw["subjectId"]["S"]))
@@ -270,14 +163,16 @@ class DynamoDbRefundLedger(DynamoDbTable):
         for o in offers:  # what cannot fit now is refused without a write (spent only grows, but by a rejection)
             if (o.customer, o.subject) in issued:
                 result.already_issued += 1
-            elif o.cost > room:
+            elif offer_cost(o) > room:
                 result.over_budget += 1
                 result.refused.append(subject_key(pid, o.customer, o.subject))
             else:
-                room -= o.cost
+                room -= offer_cost(o)
                 todo.append(o)
         missing = [(o.customer, o.subject) for o in todo if (o.customer, o.subject) not in codes]
-        codes.update(zip(missing, self._map(lambda k: self._code(pid, k, partition_key, now), missing), strict=False))
+        codes.update(
+            zip(missing, self.parallel(lambda k: self._code(pid, k, partition_key, now), missing), strict=False)
+        )
         for o in todo:
             outcome = self._issue_one(pid, o, partition_key, budget, codes[(o.customer, o.subject)], now)
             setattr(result, outcome, getattr(result, outcome) + 1)
@@ -285,15 +180,15 @@ class DynamoDbRefundLedger(DynamoDbTable):
                 result.refused.append(subject_key(pid, o.customer, o.subject))
 
     def _issue_one(
-        self, program_id: str, offer: _Offer, partition_key: str, budget: Decimal, code: str, now: int
+        self, program_id: str, offer: Offer, partition_key: str, budget: Decimal, code: str, now: int
     ) -> str:
         """One candidate's issuance transaction (BUDGET RULE): the IssueResult counter it adds to."""
         state = "pending_approval" if offer.approval else "processed"
-        candidate = _candidate(program_id, offer.customer, offer.subject)
+        candidate = candidate_part(program_id, offer.customer, offer.subject)
         updates = []
         for part in offer.parts:
             u = (
-                _Update(_candidate_key(program_id, offer.customer, offer.subject, part.kind))
+                Update(candidate_key(program_id, offer.customer, offer.subject, part.kind))
                 .where(pk=None)
                 .set(
                     programId=program_id,
@@ -302,9 +197,9 @@ class DynamoDbRefundLedger(DynamoDbTable):
                     subjectId=offer.subject,
                     kind=part.kind,
                     refundType=part.refund_type,
-                    amount=_money(part.amount),
+                    amount=money(part.amount),
                     currency=part.currency,
-                    amountUsd=_money(part.amount_usd),
+                    amountUsd=money(part.amount_usd),
                     state=state,
                     createdAt=now,
                     code=code if part.kind == "credit" else None,
@@ -312,32 +207,37 @@ class DynamoDbRefundLedger(DynamoDbTable):
                 )
             )
             if offer.approval:
-                u.set(queuePk=program_id, queueSk=f"{_ord(now)}#{candidate}#{part.kind}")
+                u.set(queuePk=program_id, queueSk=f"{sortable_int(now)}#{candidate}#{part.kind}")
             updates.append(u)
         updates.append(
-            _Update(_budget_key(program_id, partition_key))
-            .where_at_most("spent", budget - offer.cost)
-            .add("spent", offer.cost)
+            Update(budget_key(program_id, partition_key))
+            .where_at_most("spent", budget - offer_cost(offer))
+            .add("spent", offer_cost(offer))
         )
-        for _ in range(MAX_CODE_DRAWS):
-            codes = self._transact(updates)
-            if codes is None:
-                return state
-            if "ConditionalCheckFailed" in codes[:-1]:
-                return "already_issued"  # another worker issued this candidate meanwhile
-            if codes[-1] == "ConditionalCheckFailed":
-                return "over_budget"  # another worker spent the room meanwhile
-            if not set(codes) <= _RETRYABLE | {"None"}:
-                _committed(codes)  # raises
+        codes = self.transact_updates(updates, self._conflict_attempts())
+        if codes is None:
+            return state
+        if "ConditionalCheckFailed" in codes[:-1]:
+            return "already_issued"  # another worker issued this candidate meanwhile
+        if codes[-1] == "ConditionalCheckFailed":
+            return "over_budget"  # another worker spent the room meanwhile
+        if not set(codes) <= _SETTLED:
+            committed(codes)  # raises
         raise RuntimeError("a refund issuance kept conflicting with other transactions; re-running is safe")
 
+    def _conflict_attempts(self) -> int:
+        """Attempts of a transaction on the budget item, which every worker of the partition updates: more than
+        `DynamoDbTable`'s default, since conflicts there are expected, not exceptional."""
+        return MAX_CODE_DRAWS * (self.conflict_retries + 1)
+
     def spent_usd(self, program_id: str, partition_key: str) -> float:
+        """The partition's committed spend in USD (every state but rejected)."""
         raw = (
             self.client()
-            .get_item(TableName=self.table_name, Key=_budget_key(program_id, partition_key), ConsistentRead=True)
+            .get_item(TableName=self.table_name, Key=budget_key(program_id, partition_key), ConsistentRead=True)
             .get("Item")
         )
-        return round(_values(raw).get("spent", 0.0), 2) if raw else 0.0
+        return round(item_values(raw).get("spent", 0.0), 2) if raw else 0.0
 
     # -- the approval queue -------------------------------------------------------------------------------------------
     def pending(self, program_id: str, limit: int = 1_000) -> list[dict[str, Any]]:
@@ -346,19 +246,20 @@ class DynamoDbRefundLedger(DynamoDbTable):
         if limit == 0:
             return out
         page = {"PageSize": min(limit, 1_000)} if limit > 0 else {}  # a negative limit: all, as in SQLite
-        for raw in self._query(
+        for raw in self.query_items(
             IndexName=QUEUE,
             KeyConditionExpression="queuePk = :p",
             ExpressionAttributeValues={":p": {"S": program_id}},
             PaginationConfig=page,
         ):
-            d = _values(raw)
-            out.append({"issuance_id": f"{d['pk'][2:]}#{d['sk']}", **{c: d.get(a) for c, a in _PENDING}})
+            d = item_values(raw)
+            out.append({"issuance_id": f"{d['pk'][2:]}#{d['sk']}", **{c: d.get(a) for c, a in PENDING_ATTRS}})
             if len(out) == limit:
                 break
         return out
 
     def approve(self, issuance_ids: Iterable[str], approver: str, now: int | None = None) -> int:
+        """Approve queued issuances (pending_approval → processed); how many were."""
         return self._decide(issuance_ids, "processed", approver, now)
 
     def reject(self, issuance_ids: Iterable[str], approver: str, now: int | None = None) -> int:
@@ -369,39 +270,39 @@ class DynamoDbRefundLedger(DynamoDbTable):
         """pending_approval → state, conditional on the state (a decision is final); a rejection also gives its
         amount back to the budget item in the same transaction."""
         now = int(now if now is not None else time.time())
-        keys = [k for i in dict.fromkeys(issuance_ids) if (k := _id_key(i)) is not None]
-        waiting = [d for raw in self._get_many(keys) if (d := _values(raw))["state"] == "pending_approval"]
+        keys = [k for i in dict.fromkeys(issuance_ids) if (k := issuance_key(i)) is not None]
+        waiting = [d for raw in self.get_items(keys) if (d := item_values(raw))["state"] == "pending_approval"]
 
         def decide(d: dict[str, Any]) -> bool:
-            u = _Update(_key(d["pk"], d["sk"])).where(state="pending_approval").remove("queuePk", "queueSk")
+            u = Update(item_key(d["pk"], d["sk"])).where(state="pending_approval").remove("queuePk", "queueSk")
             u.set(state=state, decidedAt=now, decidedBy=approver)
             if state != "rejected":
-                return self._update(u) is not None
-            refund = _Update(_budget_key(d["programId"], d["partitionKey"])).add("spent", -_money(d["amountUsd"]))
-            for _ in range(MAX_CODE_DRAWS):
-                codes = self._transact([u, refund])
-                if codes is None or not set(codes) <= _RETRYABLE | {"None"}:
-                    return _committed(codes)
+                return self.update_item(u) is not None
+            refund = Update(budget_key(d["programId"], d["partitionKey"])).add("spent", -money(d["amountUsd"]))
+            codes = self.transact_updates([u, refund], self._conflict_attempts())
+            if codes is None or not set(codes) <= _SETTLED:
+                return committed(codes)
             raise RuntimeError("a rejection kept conflicting with other transactions; re-running is safe")
 
-        return sum(self._map(decide, waiting))
+        return sum(self.parallel(decide, waiting))
 
     def issued(self, program_id: str, customer_id: str, subject_id: str) -> list[dict[str, Any]]:
+        """The candidate's issuances (kind, type, amounts, code, state), by kind."""
         parts = [
-            _values(raw)
-            for raw in self._get_many([_candidate_key(program_id, customer_id, subject_id, kind) for kind in KINDS])
+            item_values(raw)
+            for raw in self.get_items([candidate_key(program_id, customer_id, subject_id, kind) for kind in KINDS])
         ]
-        return [{c: d.get(a) for c, a in _ISSUED} for d in sorted(parts, key=lambda d: d["kind"])]
+        return [{c: d.get(a) for c, a in ISSUED_ATTRS} for d in sorted(parts, key=lambda d: d["kind"])]
 
     def states(self, program_id: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """The state of each (customer, subject)'s issuance (as `RefundLedger.states`): one BatchGetItem per 50
         keys; keys never issued are absent."""
         seen: dict[tuple[str, str], set[str]] = {}
-        for raw in self._get_many(
-            [_candidate_key(program_id, c, s, kind) for c, s in dict.fromkeys(keys) for kind in KINDS]
+        for raw in self.get_items(
+            [candidate_key(program_id, c, s, kind) for c, s in dict.fromkeys(keys) for kind in KINDS]
         ):
             seen.setdefault((raw["customerId"]["S"], raw["subjectId"]["S"]), set()).add(raw["state"]["S"])
-        return {k: _candidate_state(v) for k, v in seen.items()}
+        return {k: candidate_state(v) for k, v in seen.items()}
 
     # -- discount codes -----------------------------------------------------------------------------------------------
     def _code(self, program_id: str, key: tuple[str, str], partition_key: str | None, now: int) -> str:
@@ -412,16 +313,16 @@ class DynamoDbRefundLedger(DynamoDbTable):
         )
         attrs = {k: v for k, v in attrs.items() if v is not None}
         for _ in range(MAX_CODE_DRAWS):
-            code = refunds.new_code()  # through the module: one stand-in (tests) serves both ledgers
-            codes = self._transact(
+            code = base.new_code()  # through the module: one stand-in (tests) serves both ledgers
+            codes = self.transact_updates(
                 [
-                    _Update(_candidate_key(program_id, customer, subject, _CODE_SK))
+                    Update(candidate_key(program_id, customer, subject, CODE_SK))
                     .where(pk=None)
                     .set(code=code, **attrs),
-                    _Update(_key(f"CODE#{code}", "CODE")).where(pk=None).set(**attrs),
+                    Update(code_name_key(code)).where(pk=None).set(**attrs),
                 ]
             )
-            if _committed(codes):
+            if committed(codes):
                 return code
             if codes and codes[0] == "ConditionalCheckFailed":  # another worker gave it one meanwhile
                 found = self.codes_for(program_id, [key]).get(key)
@@ -441,15 +342,17 @@ class DynamoDbRefundLedger(DynamoDbTable):
         are drawn `write_concurrency` at a time."""
         pid = program if isinstance(program, str) else program.programId
         now = int(now if now is not None else time.time())
-        keys = list(dict.fromkeys(_ids(r) for r in _rows(rows) if not r.get("holdout")))
+        keys = list(dict.fromkeys(candidate_ids(r) for r in plan_rows(rows) if not r.get("holdout")))
         found = self.codes_for(pid, keys)
         missing = [k for k in keys if k not in found]
-        found.update(zip(missing, self._map(lambda k: self._code(pid, k, partition_key, now), missing), strict=False))
+        found.update(
+            zip(missing, self.parallel(lambda k: self._code(pid, k, partition_key, now), missing), strict=False)
+        )
         return {subject_key(pid, c, s): found[(c, s)] for c, s in keys}
 
     def codes_for(self, program_id: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """Codes already issued (read only; consistent)."""
         return {
             (raw["customerId"]["S"], raw["subjectId"]["S"]): raw["code"]["S"]
-            for raw in self._get_many([_candidate_key(program_id, c, s, _CODE_SK) for c, s in dict.fromkeys(keys)])
+            for raw in self.get_items([candidate_key(program_id, c, s, CODE_SK) for c, s in dict.fromkeys(keys)])
         }

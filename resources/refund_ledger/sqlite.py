@@ -21,32 +21,32 @@ No names, e-mails or phone numbers are stored here, and none appear in errors.
 
 from __future__ import annotations
 
-import json
-import secrets
 import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import dagster as dg
 import pyarrow as pa
 
 from engage_assets.domain.config import ProgramConfig
+from resources.refund_ledger import base
+from resources.refund_ledger.base import (
+    MAX_CODE_DRAWS,
+    IssueResult,
+    Offer,
+    candidate_ids,
+    candidate_state,
+    plan_rows,
+    ranked_offers,
+    subject_key,
+)
 from resources.sqlite_wal import close_connection, wal_connection, write_transaction
 
-if TYPE_CHECKING:
-    from resources.refund_ledger.dynamodb import DynamoDbRefundLedger
-
-CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
-CODE_LENGTH = 10
-MAX_CODE_DRAWS = 8
-STATES = ("pending_approval", "processed", "rejected")
 _CODE_COLUMNS = "t.customer_id, t.subject_id, t.code"
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS issuances (
     issuance_id   TEXT PRIMARY KEY,
     program_id    TEXT NOT NULL,
@@ -78,70 +78,6 @@ CREATE TABLE IF NOT EXISTS discount_codes (
 """
 
 
-def subject_key(program_id: str, customer_id: str, subject_id: str) -> str:
-    """The key a candidate's code is found under: the touch key's first three parts."""
-    return f"{program_id}#{customer_id}#{subject_id}"
-
-
-def new_code() -> str:
-    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-
-
-@dataclass(frozen=True)
-class Issuance:
-    kind: str  # refund | credit
-    refund_type: str  # full | partial | credit
-    amount: float  # in `currency`
-    currency: str
-    amount_usd: float  # what the budget counts
-
-
-@dataclass
-class IssueResult:
-    processed: int = 0  # candidates issued now and processed
-    pending_approval: int = 0  # candidates issued now into the approval queue
-    already_issued: int = 0  # candidates issued by an earlier run (idempotent re-run)
-    over_budget: int = 0  # candidates refused: their cost did not fit the budget
-    spent_usd: float = 0.0  # the partition's committed spend after this call
-    refused: list[str] = field(default_factory=list)  # subject keys refused for budget
-
-
-def candidate_issuances(program: ProgramConfig, offer: Mapping[str, Any], currency: str) -> list[Issuance]:
-    """What one candidate of the refund program is given, from its plan offer (amounts already in `currency`;
-    `valueUsd` is the candidate's whole cost in USD, split over its issuances by amount)."""
-    refund_type = offer.get("refundType")
-    refund, credit = offer.get("refundAmount"), offer.get("creditAmount")
-    parts: list[tuple[str, float]] = []
-    if refund_type == "full" and refund is not None:
-        parts.append(("refund", float(refund)))
-    elif refund_type == "partial" and refund is not None:
-        parts.append(("credit", float(refund)))  # the spec: "We've added $20 credit to your account"
-    if credit is not None:
-        parts.append(("credit", float(credit)))
-    merged: dict[str, float] = {}
-    for kind, amount in parts:
-        merged[kind] = merged.get(kind, 0.0) + amount
-    total = sum(merged.values())
-    value_usd = float(offer.get("valueUsd") or 0.0)
-    return [
-        Issuance(
-            kind, str(refund_type), round(amount, 2), currency, round(value_usd * amount / total, 2) if total else 0.0
-        )
-        for kind, amount in merged.items()
-        if amount > 0
-    ]
-
-
-def _rows(rows: pa.Table | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return rows.to_pylist() if isinstance(rows, pa.Table) else [dict(r) for r in rows]
-
-
-def _ids(row: Mapping[str, Any]) -> tuple[str, str]:
-    customer = str(row.get("customerId", row.get("customer_id")))
-    subject = row.get("subjectId")
-    return customer, str(subject if subject is not None else row.get("subject_id", customer))
-
-
 def _by_keys(
     conn: sqlite3.Connection, columns: str, table: str, program_id: str, keys: list[tuple[str, str]]
 ) -> Iterable[tuple]:
@@ -158,17 +94,20 @@ def _by_keys(
 
 
 class RefundLedger:
-    """Refunds, credits and codes issued, per program and partition (see the module docstring)."""
+    """Refunds, credits and codes issued, per program and partition (see the module docstring); satisfies
+    `base.RefundLedgerBackend`."""
 
     def __init__(self, path: str | Path, busy_timeout_ms: int = 60_000):
         self.path = str(path)
         self.busy_timeout_ms = busy_timeout_ms
 
     def conn(self) -> sqlite3.Connection:
-        return wal_connection(self.path, self.busy_timeout_ms, _SCHEMA)
+        """This process's and thread's connection (WAL, busy timeout, schema applied)."""
+        return wal_connection(self.path, self.busy_timeout_ms, SCHEMA)
 
     def close(self) -> None:
-        close_connection(self.path, _SCHEMA)
+        """Close this thread's connection to the file (other threads' close when their threads end)."""
+        close_connection(self.path, SCHEMA)
 
     # -- refunds and credits ------------------------------------------------------------------------------------------
     def issue(
@@ -182,89 +121,71 @@ class RefundLedger:
         """Issue the refunds and credits of a refund program's candidates (plan rows: one per touch is fine, a
         candidate is issued once), best score first, never past the partition's budget.  Holdout candidates get
         nothing (they are never contacted)."""
-        if program.refundStrategy is None:
-            raise ValueError(f"{program.programId} has no refundStrategy")
         now = int(now if now is not None else time.time())
-        segs = {s.name: s for s in program.refundStrategy.segments}
-        auto = program.refundStrategy.autoProcess is not False
-        seen: dict[tuple[str, str], dict[str, Any]] = {}
-        for r in _rows(plan):
-            if r.get("holdout"):
-                continue
-            seen.setdefault(_ids(r), r)
-        ranked = sorted(seen.items(), key=lambda kv: (-(kv[1].get("score") or 0.0), kv[0]))
+        offers = ranked_offers(program, plan)  # raises ValueError for a program without a refundStrategy
         result = IssueResult()
-        for start in range(0, max(len(ranked), 1), chunk):
-            self._issue_chunk(program, ranked[start : start + chunk], partition_key, now, segs, auto, result)
+        for start in range(0, max(len(offers), 1), chunk):
+            self._issue_chunk(program, offers[start : start + chunk], partition_key, now, result)
         result.spent_usd = self.spent_usd(program.programId, partition_key)
         return result
 
     def _issue_chunk(
-        self,
-        program: ProgramConfig,
-        items: list,
-        partition_key: str,
-        now: int,
-        segs: dict,
-        auto: bool,
-        result: IssueResult,
+        self, program: ProgramConfig, offers: list[Offer], partition_key: str, now: int, result: IssueResult
     ) -> None:
+        """One BEGIN IMMEDIATE transaction: the budget check and the inserts of these candidates commit together."""
         pid, budget = program.programId, float(program.budget.amount)
         conn = self.conn()
         with write_transaction(conn):
             spent = self._spent(conn, pid, partition_key)
-            for (customer, subject), r in items:
-                offer = r.get("offer") or {}
-                offer = json.loads(offer) if isinstance(offer, str) else dict(offer)
-                seg = segs.get(r.get("segment"))
-                currency = str(r.get("currency") or "USD")
-                issuances = candidate_issuances(program, offer, currency)
-                if not issuances:
-                    continue
+            for o in offers:
                 have = conn.execute(
                     "SELECT COUNT(*) FROM issuances WHERE program_id = ? AND customer_id = ? AND subject_id = ?",
-                    (pid, customer, subject),
+                    (pid, o.customer, o.subject),
                 ).fetchone()[0]
                 if have:
                     result.already_issued += 1
                     continue
-                cost = sum(i.amount_usd for i in issuances)
+                cost = sum(i.amount_usd for i in o.parts)
                 if spent + cost > budget + 1e-9:
                     result.over_budget += 1
-                    result.refused.append(subject_key(pid, customer, subject))
+                    result.refused.append(subject_key(pid, o.customer, o.subject))
                     continue
-                approval = bool(seg and seg.requireApproval) or not auto
-                state = "pending_approval" if approval else "processed"
-                code = self._code(conn, pid, customer, subject, partition_key, now)
-                conn.executemany(
-                    "INSERT INTO issuances (issuance_id, program_id, partition_key, customer_id, subject_id, kind, "
-                    "refund_type, amount, currency, amount_usd, code, state, created_at, decided_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            uuid.uuid4().hex,
-                            pid,
-                            partition_key,
-                            customer,
-                            subject,
-                            i.kind,
-                            i.refund_type,
-                            i.amount,
-                            i.currency,
-                            i.amount_usd,
-                            code if i.kind == "credit" else None,
-                            state,
-                            now,
-                            None if approval else now,
-                        )
-                        for i in issuances
-                    ],
-                )
+                code = self._code(conn, pid, o.customer, o.subject, partition_key, now)
+                self._insert(conn, pid, partition_key, o, code, now)
                 spent += cost
-                if approval:
+                if o.approval:
                     result.pending_approval += 1
                 else:
                     result.processed += 1
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, pid: str, partition_key: str, o: Offer, code: str, now: int) -> None:
+        """A candidate's issuances: processed now, or queued for approval."""
+        state = "pending_approval" if o.approval else "processed"
+        conn.executemany(
+            "INSERT INTO issuances (issuance_id, program_id, partition_key, customer_id, subject_id, kind, "
+            "refund_type, amount, currency, amount_usd, code, state, created_at, decided_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    uuid.uuid4().hex,
+                    pid,
+                    partition_key,
+                    o.customer,
+                    o.subject,
+                    i.kind,
+                    i.refund_type,
+                    i.amount,
+                    i.currency,
+                    i.amount_usd,
+                    code if i.kind == "credit" else None,
+                    state,
+                    now,
+                    None if o.approval else now,
+                )
+                for i in o.parts
+            ],
+        )
 
     @staticmethod
     def _spent(conn: sqlite3.Connection, program_id: str, partition_key: str) -> float:
@@ -277,6 +198,7 @@ class RefundLedger:
         )
 
     def spent_usd(self, program_id: str, partition_key: str) -> float:
+        """The partition's committed spend in USD (every state but rejected)."""
         return round(self._spent(self.conn(), program_id, partition_key), 2)
 
     # -- the approval queue -------------------------------------------------------------------------------------------
@@ -292,6 +214,7 @@ class RefundLedger:
         return [dict(zip(cols, row, strict=False)) for row in cur.fetchall()]
 
     def approve(self, issuance_ids: Iterable[str], approver: str, now: int | None = None) -> int:
+        """Approve queued issuances (pending_approval → processed); how many were."""
         return self._decide(issuance_ids, "processed", approver, now)
 
     def reject(self, issuance_ids: Iterable[str], approver: str, now: int | None = None) -> int:
@@ -312,6 +235,7 @@ class RefundLedger:
             )
 
     def issued(self, program_id: str, customer_id: str, subject_id: str) -> list[dict[str, Any]]:
+        """The candidate's issuances (kind, type, amounts, code, state), by kind."""
         cur = self.conn().execute(
             "SELECT kind, refund_type, amount, currency, amount_usd, code, state FROM issuances WHERE program_id = ? "
             "AND customer_id = ? AND subject_id = ? ORDER BY kind",
@@ -327,10 +251,7 @@ class RefundLedger:
         seen: dict[tuple[str, str], set[str]] = {}
         for c, s, state in _by_keys(self.conn(), "t.customer_id, t.subject_id, t.state", "issuances", program_id, keys):
             seen.setdefault((c, s), set()).add(state)
-        return {
-            k: "processed" if v == {"processed"} else ("pending_approval" if "pending_approval" in v else "rejected")
-            for k, v in seen.items()
-        }
+        return {k: candidate_state(v) for k, v in seen.items()}
 
     # -- discount codes -----------------------------------------------------------------------------------------------
     def _code(
@@ -365,7 +286,7 @@ class RefundLedger:
             conn.executemany(
                 "INSERT OR IGNORE INTO discount_codes (code, program_id, customer_id, subject_id, partition_key, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [(new_code(), program_id, c, s, partition_key, now) for c, s in todo],
+                [(base.new_code(), program_id, c, s, partition_key, now) for c, s in todo],
             )
         raise RuntimeError(f"could not draw unique discount codes for {len(todo)} candidates")
 
@@ -380,7 +301,7 @@ class RefundLedger:
         issued once per candidate, the same code on every later call.  Holdout rows get no code."""
         pid = program if isinstance(program, str) else program.programId
         now = int(now if now is not None else time.time())
-        keys = [_ids(r) for r in _rows(rows) if not r.get("holdout")]
+        keys = [candidate_ids(r) for r in plan_rows(rows) if not r.get("holdout")]
         if not keys:
             return {}
         conn = self.conn()
@@ -399,23 +320,3 @@ class RefundLedger:
                 self.conn(), _CODE_COLUMNS, "discount_codes", program_id, list(dict.fromkeys(keys))
             )
         }
-
-
-class RefundLedgerResource(dg.ConfigurableResource):
-    """Where the refund ledger lives: SQLite (WAL) at `path` (`Settings.refund_ledger_path`), or, when
-    `dynamodb_table` is set (production: run workers on several machines), that DynamoDB table
-    (`refunds_dynamodb.DynamoDbRefundLedger`; `path` is then unused)."""
-
-    path: str
-    dynamodb_table: str | None = None  # the refund ledger's DynamoDB table (production)
-    region_name: str | None = None  # AWS region of `dynamodb_table`
-    endpoint_url: str | None = None  # a custom DynamoDB endpoint (tests: a moto server)
-
-    def ledger(self) -> RefundLedger | DynamoDbRefundLedger:
-        if self.dynamodb_table:
-            from resources.refund_ledger.dynamodb import DynamoDbRefundLedger  # boto3 only where used
-
-            return DynamoDbRefundLedger(
-                self.dynamodb_table, region_name=self.region_name, endpoint_url=self.endpoint_url
-            )
-        return RefundLedger(self.path)

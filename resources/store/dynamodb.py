@@ -21,71 +21,59 @@ Score cache table (`score_cache_table_name`): pk = namespace#key (HASH only, spr
 expiresAt (Number, TTL).
 
 Writes: BatchWriteItem in batches of exactly 25 requests, UnprocessedItems retried with capped exponential backoff
-and full jitter, at most `max_attempts` calls per batch, then CandidateStoreWriteError.  BatchWriteItem takes no
-condition, so "never overwrite a newer partition's candidate" is a read (BatchGetItem, 100 keys a call) before the
-write.  Known window: a concurrent writer of a newer partition between that read and the write (or between the
-GSI3 read and a stale-item delete) can be overwritten; runs of one program are serialised by Dagster, and
-re-running the newer partition repairs it.
+and full jitter (`resources.dynamodb.write_all`), at most `max_attempts` calls per batch, then
+CandidateStoreWriteError.  BatchWriteItem takes no condition, so "never overwrite a newer partition's candidate" is
+a read (BatchGetItem, 100 keys a call) before the write.  Known window: a concurrent writer of a newer partition
+between that read and the write (or between the GSI3 read and a stale-item delete) can be overwritten; runs of one
+program are serialised by Dagster, and re-running the newer partition repairs it.  The items themselves (keys,
+numbers, cursors) are built in `resources.store.dynamodb_items`.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import math
-import random
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-import boto3
 import dagster as dg
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.config import Config
 from pydantic import PrivateAttr
 
+from resources.dynamodb import (
+    GET_BATCH,
+    RetryPolicy,
+    UnprocessedError,
+    batch_get,
+    create_table,
+    dynamodb_client,
+    number,
+    query_count,
+    query_items,
+    write_all,
+)
 from resources.store.base import (
     CandidateStore,
     CandidateStoreWriteError,
     Page,
     Record,
     WriteResult,
-    index_keys,
     resolve_now,
     validate_records,
 )
+from resources.store.dynamodb_items import (
+    CANDIDATE_ATTRIBUTES,
+    CANDIDATE_INDEXES,
+    GSI1,
+    GSI2,
+    GSI3,
+    GSI4,
+    INDEX_KEYS,
+    decode_key,
+    encode_key,
+    from_item,
+    to_item,
+)
 
 _log = dg.get_dagster_logger("engage.store")
-
-WRITE_BATCH = 25  # BatchWriteItem's maximum
-GET_BATCH = 100  # BatchGetItem's maximum
-
-GSI1, GSI2, GSI3, GSI4 = "gsi1", "gsi2", "gsi3", "gsi4"
-_KEY_ATTRS = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk", "gsi4sk")
-_INDEX_KEYS = {
-    GSI1: ("gsi1pk", "gsi1sk"),
-    GSI2: ("gsi2pk", "gsi2sk"),
-    GSI3: ("gsi3pk", "gsi3sk"),
-    GSI4: ("gsi2pk", "gsi4sk"),
-}
-_FLOAT_FIELDS = ("score",)  # documented float fields: DynamoDB may normalise 1.0 to "1"; they come back as float
-_FLOAT_MAP_FIELDS = ("scores",)
-
-
-_session_lock = threading.Lock()
-_shared_session: boto3.session.Session | None = None
-
-
-def _get_session() -> boto3.session.Session:
-    """One boto3 session per process: a new session re-parses the service models (~0.3 s); clients made from one
-    session are thread-safe, the session itself is not: call it under _session_lock."""
-    global _shared_session
-    if _shared_session is None:
-        _shared_session = boto3.session.Session()
-    return _shared_session
 
 
 class DynamoDbCandidateStore(CandidateStore):
@@ -107,134 +95,55 @@ class DynamoDbCandidateStore(CandidateStore):
     def client(self) -> Any:
         """The boto3 DynamoDB client, created once (lazily: constructing the resource needs no AWS access)."""
         if self._client is None:
-            with _session_lock:
-                if self._client is None:
-                    self._client = _get_session().client(
-                        "dynamodb",
-                        region_name=self.region_name,
-                        endpoint_url=self.endpoint_url,
-                        config=Config(retries={"mode": "standard", "max_attempts": 10}),  # throttling, 5xx
-                    )
+            self._client = dynamodb_client(self.region_name, self.endpoint_url)  # a race makes two: both work
         return self._client
 
     def create_tables(self) -> None:
         """Create both tables (pay per request) and enable their TTL; a table that already exists is left as is."""
-        client = self.client()
-        s = {"AttributeType": "S"}
-        self._create_table(
+        create_table(
+            self.client(),
             self.table_name,
             key_schema=[("pk", "HASH"), ("sk", "RANGE")],
-            attributes={
-                "pk": s,
-                "sk": s,
-                "gsi1pk": s,
-                "gsi1sk": {"AttributeType": "N"},
-                "gsi2pk": s,
-                "gsi2sk": s,
-                "gsi3pk": s,
-                "gsi3sk": s,
-                "gsi4sk": {"AttributeType": "N"},
-            },
-            indexes=[
-                (GSI1, "gsi1pk", "gsi1sk", {"ProjectionType": "ALL"}),
-                (GSI2, "gsi2pk", "gsi2sk", {"ProjectionType": "ALL"}),
-                (GSI3, "gsi3pk", "gsi3sk", {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["expiresAt"]}),
-                (GSI4, "gsi2pk", "gsi4sk", {"ProjectionType": "ALL"}),
-            ],
+            attributes=CANDIDATE_ATTRIBUTES,
+            indexes=CANDIDATE_INDEXES,
+            ttl_attribute="expiresAt",
         )
-        self._create_table(self.score_cache_table_name, key_schema=[("pk", "HASH")], attributes={"pk": s}, indexes=[])
-        for name in (self.table_name, self.score_cache_table_name):
-            client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-            ttl = client.describe_time_to_live(TableName=name).get("TimeToLiveDescription", {})
-            if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
-                client.update_time_to_live(
-                    TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
-                )
-
-    def _create_table(self, name: str, key_schema: list, attributes: dict, indexes: list) -> None:
-        client = self.client()
-        kwargs: dict[str, Any] = {
-            "TableName": name,
-            "BillingMode": "PAY_PER_REQUEST",
-            "KeySchema": [{"AttributeName": a, "KeyType": t} for a, t in key_schema],
-            "AttributeDefinitions": [{"AttributeName": a, **t} for a, t in attributes.items()],
-        }
-        if indexes:
-            kwargs["GlobalSecondaryIndexes"] = [
-                {
-                    "IndexName": index,
-                    "KeySchema": [{"AttributeName": h, "KeyType": "HASH"}, {"AttributeName": r, "KeyType": "RANGE"}],
-                    "Projection": projection,
-                }
-                for index, h, r, projection in indexes
-            ]
-        try:
-            client.create_table(**kwargs)
-        except client.exceptions.ResourceInUseException:
-            pass  # exists: creating is idempotent
-
-    def _backoff(self, attempt: int) -> None:
-        """Full jitter (AWS architecture blog): spreads retries of concurrent writers instead of synchronising them."""
-        time.sleep(random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt)))
-
-    def _batch_write(self, table: str, requests: list[dict]) -> int:
-        """One BatchWriteItem batch (<= 25 requests) to completion; returns how many retry calls it took."""
-        pending = requests
-        for attempt in range(1, self.max_attempts + 1):
-            response = self.client().batch_write_item(RequestItems={table: pending})
-            pending = response.get("UnprocessedItems", {}).get(table, [])
-            if not pending:
-                return attempt - 1
-            if attempt < self.max_attempts:
-                self._backoff(attempt)
-        raise CandidateStoreWriteError(
-            f"BatchWriteItem to {table}: {len(pending)} of {len(requests)} requests still unprocessed after "
-            f"{self.max_attempts} attempts (throttled?); re-running is safe"
+        create_table(
+            self.client(),
+            self.score_cache_table_name,
+            key_schema=[("pk", "HASH")],
+            attributes={"pk": "S"},
+            ttl_attribute="expiresAt",
         )
+
+    def _policy(self) -> RetryPolicy:
+        return RetryPolicy(max_attempts=self.max_attempts, base_s=self.backoff_base_s, max_s=self.backoff_max_s)
 
     def _write_all(self, table: str, requests: list[dict]) -> tuple[int, int]:
         """All requests in batches of exactly 25 (the last one smaller); returns (batches, retries)."""
-        batches = [requests[i : i + WRITE_BATCH] for i in range(0, len(requests), WRITE_BATCH)]
-        retries = sum(self._map(lambda b: self._batch_write(table, b), batches))
-        return len(batches), retries
+        try:
+            return write_all(self.client(), table, requests, self._policy(), self.write_concurrency)
+        except UnprocessedError as err:
+            raise CandidateStoreWriteError(str(err)) from err
 
     def _batch_get(self, table: str, keys: list[dict], projection: str, names: dict[str, str]) -> list[dict]:
         """BatchGetItem for any number of keys (100 a call), UnprocessedKeys retried like unprocessed writes."""
-
-        def one(chunk: list[dict]) -> list[dict]:
-            request: dict[str, Any] = {
-                table: {"Keys": chunk, "ProjectionExpression": projection, "ExpressionAttributeNames": names}
-            }
-            items: list[dict] = []
-            for attempt in range(1, self.max_attempts + 1):
-                response = self.client().batch_get_item(RequestItems=request)
-                items += response.get("Responses", {}).get(table, [])
-                request = response.get("UnprocessedKeys") or {}
-                if not request.get(table, {}).get("Keys"):
-                    return items
-                if attempt < self.max_attempts:
-                    self._backoff(attempt)
-            raise CandidateStoreWriteError(
-                f"BatchGetItem on {table}: keys still unprocessed after {self.max_attempts} attempts"
+        try:
+            return batch_get(
+                self.client(),
+                table,
+                keys,
+                projection=projection,
+                names=names,
+                policy=self._policy(),
+                concurrency=self.write_concurrency,
             )
-
-        chunks = [keys[i : i + GET_BATCH] for i in range(0, len(keys), GET_BATCH)]
-        return [item for items in self._map(one, chunks) for item in items]
-
-    def _map(self, fn: Callable[[Any], Any], jobs: list[Any]) -> list[Any]:
-        if len(jobs) <= 1 or self.write_concurrency <= 1:
-            return [fn(j) for j in jobs]
-        with ThreadPoolExecutor(max_workers=min(self.write_concurrency, len(jobs))) as pool:
-            return list(pool.map(fn, jobs))
+        except UnprocessedError as err:
+            raise CandidateStoreWriteError(str(err)) from err
 
     def _query(self, **kwargs: Any) -> Iterator[dict]:
         """Every raw item of a Query, page after page."""
-        while True:
-            response = self.client().query(**kwargs)
-            yield from response.get("Items", [])
-            if "LastEvaluatedKey" not in response:
-                return
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return query_items(self.client(), **kwargs)
 
     # -- writes ------------------------------------------------------------------------------------------------
 
@@ -246,26 +155,51 @@ class DynamoDbCandidateStore(CandidateStore):
         An existing item counts as "newer" only if it is live: an expired item is treated as absent, whatever
         TTL's deletion lag (the SQLite backend decides the same way).
         """
-        now_ = resolve_now(now)
         unique, duplicates = validate_records(program_id, partition_key, records)
-        keys = [{"pk": {"S": r["customerId"]}, "sk": {"S": program_id}} for r in unique]
-        existing = self._batch_get(
-            self.table_name, keys, "#pk, #p, #e", {"#pk": "pk", "#p": "partitionKey", "#e": "expiresAt"}
-        )
-        newer = {
-            item["pk"]["S"]
-            for item in existing
-            if item.get("partitionKey", {}).get("S", "") > partition_key and float(item["expiresAt"]["N"]) > now_
-        }
+        newer = self._newer_elsewhere(program_id, partition_key, unique, resolve_now(now))
         puts = [
-            {"PutRequest": {"Item": _to_item(r, program_id, partition_key)}}
+            {"PutRequest": {"Item": to_item(r, program_id, partition_key)}}
             for r in unique
             if r["customerId"] not in newer
         ]
         put_batches, put_retries = self._write_all(self.table_name, puts)
+        stale = self._stale_deletes(program_id, partition_key, {r["customerId"] for r in unique})
+        delete_batches, delete_retries = self._write_all(self.table_name, stale)
+        result = WriteResult(
+            written=len(puts),
+            deleted=len(stale),
+            skipped_newer=len(newer),
+            batches=put_batches + delete_batches,
+            retries=put_retries + delete_retries,
+            extra={
+                "put_batches": put_batches,
+                "delete_batches": delete_batches,
+                "get_calls": math.ceil(len(unique) / GET_BATCH),
+                "duplicates_dropped": duplicates,
+            },
+        )
+        _log.info(
+            "candidate store (dynamodb): %s/%s written=%d deleted=%d skipped_newer=%d batches=%d retries=%d",
+            *(program_id, partition_key, result.written, result.deleted, result.skipped_newer),
+            *(result.batches, result.retries),
+        )
+        return result
 
-        wanted = {r["customerId"] for r in unique}
-        stale = [
+    def _newer_elsewhere(self, program_id: str, partition_key: str, records: list[Record], now: float) -> set[str]:
+        """Customers whose live item in the store is from a newer partition (BatchGetItem of keys and partitions)."""
+        keys = [{"pk": {"S": r["customerId"]}, "sk": {"S": program_id}} for r in records]
+        existing = self._batch_get(
+            self.table_name, keys, "#pk, #p, #e", {"#pk": "pk", "#p": "partitionKey", "#e": "expiresAt"}
+        )
+        return {
+            item["pk"]["S"]
+            for item in existing
+            if item.get("partitionKey", {}).get("S", "") > partition_key and float(item["expiresAt"]["N"]) > now
+        }
+
+    def _stale_deletes(self, program_id: str, partition_key: str, wanted: set[str]) -> list[dict[str, Any]]:
+        """DeleteRequests for the partition's items whose customer is not in `wanted` (GSI3, keys only)."""
+        return [
             {"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}}
             for item in self._query(
                 TableName=self.table_name,
@@ -276,32 +210,6 @@ class DynamoDbCandidateStore(CandidateStore):
             )
             if item["pk"]["S"] not in wanted
         ]
-        delete_batches, delete_retries = self._write_all(self.table_name, stale)
-
-        result = WriteResult(
-            written=len(puts),
-            deleted=len(stale),
-            skipped_newer=len(newer),
-            batches=put_batches + delete_batches,
-            retries=put_retries + delete_retries,
-            extra={
-                "put_batches": put_batches,
-                "delete_batches": delete_batches,
-                "get_calls": math.ceil(len(keys) / GET_BATCH),
-                "duplicates_dropped": duplicates,
-            },
-        )
-        _log.info(
-            "candidate store (dynamodb): %s/%s written=%d deleted=%d skipped_newer=%d batches=%d retries=%d",
-            program_id,
-            partition_key,
-            result.written,
-            result.deleted,
-            result.skipped_newer,
-            result.batches,
-            result.retries,
-        )
-        return result
 
     def delete_customer(self, customer_id: str) -> int:
         """Erase the customer's items in every program (expired ones included): one Query, batch deletes."""
@@ -321,6 +229,7 @@ class DynamoDbCandidateStore(CandidateStore):
     # -- reads -------------------------------------------------------------------------------------------------
 
     def get(self, customer_id: str, program_id: str, now: float | None = None) -> Record | None:
+        """The customer's live candidate of the program, or None (GetItem)."""
         item = (
             self.client()
             .get_item(TableName=self.table_name, Key={"pk": {"S": customer_id}, "sk": {"S": program_id}})
@@ -328,7 +237,7 @@ class DynamoDbCandidateStore(CandidateStore):
         )
         if item is None or float(item["expiresAt"]["N"]) <= resolve_now(now):
             return None
-        return _from_item(item)
+        return from_item(item)
 
     def query_by_segment(
         self,
@@ -340,11 +249,12 @@ class DynamoDbCandidateStore(CandidateStore):
         now: float | None = None,
         offer_type: str | None = None,
     ) -> Page:
+        """See `CandidateStore.query_by_segment` (GSI1, highest score first)."""
         condition = "gsi1pk = :h"
         values: dict[str, Any] = {":h": {"S": f"{program_id}#{segment}"}}
         if min_score is not None:
             condition += " AND gsi1sk >= :min"
-            values[":min"] = {"N": _number(float(min_score))}
+            values[":min"] = {"N": number(float(min_score))}
         extra = None
         if offer_type is not None:
             extra = "offerType = :ot"
@@ -360,11 +270,12 @@ class DynamoDbCandidateStore(CandidateStore):
         cursor: str | None = None,
         now: float | None = None,
     ) -> Page:
+        """See `CandidateStore.query_by_score` (GSI4, highest score first)."""
         condition = "gsi2pk = :h"
         values: dict[str, Any] = {":h": {"S": f"{program_id}#{offer_type}"}}
         if min_score is not None:
             condition += " AND gsi4sk >= :min"
-            values[":min"] = {"N": _number(float(min_score))}
+            values[":min"] = {"N": number(float(min_score))}
         return self._page(GSI4, condition, values, limit, cursor, now)
 
     def query_by_offer_type(
@@ -375,6 +286,7 @@ class DynamoDbCandidateStore(CandidateStore):
         cursor: str | None = None,
         now: float | None = None,
     ) -> Page:
+        """See `CandidateStore.query_by_offer_type` (GSI2, newest partition first)."""
         return self._page(GSI2, "gsi2pk = :h", {":h": {"S": f"{program_id}#{offer_type}"}}, limit, cursor, now)
 
     def _page(
@@ -396,69 +308,64 @@ class DynamoDbCandidateStore(CandidateStore):
         """
         if not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive int, got {limit!r}")
-        hash_attr, range_attr = _INDEX_KEYS[index]
+        hash_attr, range_attr = INDEX_KEYS[index]
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "IndexName": index,
             "KeyConditionExpression": condition,
             "FilterExpression": "#e > :now" + (f" AND {extra_filter}" if extra_filter else ""),
             "ExpressionAttributeNames": {"#e": "expiresAt"},
-            "ExpressionAttributeValues": {**values, ":now": {"N": _number(resolve_now(now))}},
+            "ExpressionAttributeValues": {**values, ":now": {"N": number(resolve_now(now))}},
             "ScanIndexForward": False,
             "Limit": limit + 1,
         }
         if cursor is not None:
-            kwargs["ExclusiveStartKey"] = _decode_key(cursor, ("pk", "sk", hash_attr, range_attr), values[":h"])
+            kwargs["ExclusiveStartKey"] = decode_key(cursor, ("pk", "sk", hash_attr, range_attr), values[":h"])
         items: list[dict] = []
         for raw in self._query(**kwargs):
             if len(items) == limit:  # a live item beyond the page: there is a next page
                 last = items[-1]
                 return Page(
-                    items=[_from_item(i) for i in items],
-                    next_cursor=_encode_key({a: last[a] for a in ("pk", "sk", hash_attr, range_attr)}),
+                    items=[from_item(i) for i in items],
+                    next_cursor=encode_key({a: last[a] for a in ("pk", "sk", hash_attr, range_attr)}),
                 )
             items.append(raw)
-        return Page(items=[_from_item(i) for i in items], next_cursor=None)
+        return Page(items=[from_item(i) for i in items], next_cursor=None)
 
     def customer_candidates(self, customer_id: str, now: float | None = None) -> list[Record]:
+        """The customer's live candidates in every program (one Query)."""
         return [
-            _from_item(item)
+            from_item(item)
             for item in self._query(
                 TableName=self.table_name,
                 KeyConditionExpression="pk = :c",
                 FilterExpression="#e > :now",
                 ExpressionAttributeNames={"#e": "expiresAt"},
-                ExpressionAttributeValues={":c": {"S": customer_id}, ":now": {"N": _number(resolve_now(now))}},
+                ExpressionAttributeValues={":c": {"S": customer_id}, ":now": {"N": number(resolve_now(now))}},
             )
         ]
 
     def count(self, program_id: str, partition_key: str | None = None, now: float | None = None) -> int:
         """Select=COUNT on GSI3 (keys and expiresAt only): no item is transferred."""
         condition = "gsi3pk = :p"
-        values = {":p": {"S": program_id}, ":now": {"N": _number(resolve_now(now))}}
+        values = {":p": {"S": program_id}, ":now": {"N": number(resolve_now(now))}}
         if partition_key is not None:
             condition += " AND begins_with(gsi3sk, :prefix)"
             values[":prefix"] = {"S": f"{partition_key}#"}
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "IndexName": GSI3,
-            "KeyConditionExpression": condition,
-            "FilterExpression": "#e > :now",
-            "ExpressionAttributeNames": {"#e": "expiresAt"},
-            "ExpressionAttributeValues": values,
-            "Select": "COUNT",
-        }
-        total = 0
-        while True:
-            response = self.client().query(**kwargs)
-            total += response["Count"]
-            if "LastEvaluatedKey" not in response:
-                return total
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return query_count(
+            self.client(),
+            TableName=self.table_name,
+            IndexName=GSI3,
+            KeyConditionExpression=condition,
+            FilterExpression="#e > :now",
+            ExpressionAttributeNames={"#e": "expiresAt"},
+            ExpressionAttributeValues=values,
+        )
 
     # -- score cache -------------------------------------------------------------------------------------------
 
     def get_cached_scores(self, namespace: str, keys: Iterable[str], now: float | None = None) -> dict[str, float]:
+        """Cached scores still live (BatchGetItem); keys without one are absent."""
         by_pk = {f"{namespace}#{k}": k for k in dict.fromkeys(keys)}
         if not by_pk:
             return {}
@@ -474,12 +381,13 @@ class DynamoDbCandidateStore(CandidateStore):
         }
 
     def put_cached_scores(self, namespace: str, scores: Mapping[str, float], expires_at: int) -> int:
+        """Write scores to the cache until `expires_at` (BatchWriteItem); how many."""
         requests = [
             {
                 "PutRequest": {
                     "Item": {
                         "pk": {"S": f"{namespace}#{k}"},
-                        "score": {"N": _number(float(v))},
+                        "score": {"N": number(float(v))},
                         "expiresAt": {"N": str(int(expires_at))},
                     }
                 }
@@ -488,106 +396,3 @@ class DynamoDbCandidateStore(CandidateStore):
         ]
         self._write_all(self.score_cache_table_name, requests)
         return len(requests)
-
-
-# -- conversions ---------------------------------------------------------------------------------------------------
-
-
-def _number(value: float | int) -> str:
-    """A DynamoDB Number's wire form.  repr() of a float is the shortest string that reads back to the same
-    float, so Decimal(repr(x)) -> float is exact; NaN and infinities have no DynamoDB representation."""
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("DynamoDB cannot store NaN or infinite numbers")
-        return repr(value)
-    return str(value)
-
-
-def to_dynamo(value: Any) -> Any:
-    """Python (JSON-like) value -> what boto3's TypeSerializer accepts: floats become Decimal, tuples lists."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, float):  # numpy float64 included (a float subclass)
-        return Decimal(_number(float(value)))
-    if isinstance(value, int):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): to_dynamo(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_dynamo(v) for v in value]
-    if hasattr(value, "item"):  # other numpy scalars (int64, bool_)
-        return to_dynamo(value.item())
-    raise ValueError(f"cannot store a value of type {type(value).__name__} in DynamoDB")
-
-
-def from_dynamo(value: Any) -> Any:
-    """Inverse of `to_dynamo` after TypeDeserializer: Decimal -> int when written as an integer, else float."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value)
-    if isinstance(value, dict):
-        return {k: from_dynamo(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [from_dynamo(v) for v in value]
-    return value
-
-
-_SER = TypeSerializer()
-_DESER = TypeDeserializer()
-
-
-def _to_item(rec: Record, program_id: str, partition_key: str) -> dict[str, Any]:
-    """A record as a low-level DynamoDB item: its fields plus the key attributes of the table and the GSIs."""
-    clash = [k for k in rec if k in _KEY_ATTRS]
-    if clash:
-        raise ValueError(f"candidate record fields {clash} collide with the store's key attributes")
-    customer_id = rec["customerId"]
-    item = {k: _SER.serialize(to_dynamo(v)) for k, v in rec.items()}
-    item["pk"] = {"S": customer_id}
-    item["sk"] = {"S": program_id}
-    gsi1pk, gsi2pk = index_keys(rec, program_id)
-    score = rec.get("score")
-    if gsi1pk is not None:
-        item["gsi1pk"] = {"S": gsi1pk}
-        item["gsi1sk"] = {"N": _number(float(score))}
-    if gsi2pk is not None:
-        item["gsi2pk"] = {"S": gsi2pk}
-        item["gsi2sk"] = {"S": f"{partition_key}#{customer_id}"}
-        if score is not None:
-            item["gsi4sk"] = {"N": _number(float(score))}
-    item["gsi3pk"] = {"S": program_id}
-    item["gsi3sk"] = {"S": f"{partition_key}#{customer_id}"}
-    return item
-
-
-def _from_item(item: Mapping[str, Any]) -> Record:
-    """A low-level item back to the record that was written: key attributes dropped, numbers as int/float."""
-    rec = {k: from_dynamo(_DESER.deserialize(v)) for k, v in item.items() if k not in _KEY_ATTRS}
-    for f in _FLOAT_FIELDS:
-        if isinstance(rec.get(f), int) and not isinstance(rec[f], bool):
-            rec[f] = float(rec[f])
-    for f in _FLOAT_MAP_FIELDS:
-        if isinstance(rec.get(f), dict):
-            rec[f] = {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in rec[f].items()}
-    return rec
-
-
-def _encode_key(key: Mapping[str, Any]) -> str:
-    """Cursor = URL-safe base64 of the low-level ExclusiveStartKey (opaque to callers)."""
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode_key(cursor: str, attrs: Sequence[str], hash_value: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate a cursor: exactly this index's key attributes, and the same index partition as the query."""
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        ok = (
-            isinstance(key, dict)
-            and set(key) == set(attrs)
-            and key[attrs[2]] == dict(hash_value)
-            and all(isinstance(v, dict) and len(v) == 1 for v in key.values())
-        )
-    except (ValueError, TypeError):
-        ok = False
-    if not ok:
-        raise ValueError("invalid cursor for this query")
-    return key

@@ -1,0 +1,68 @@
+"""Asset factory: one program YAML → its Dagster asset family, checks, partitioned job and schedule.
+
+Keys are `[group, stage]` for the stages source_candidates → eligible_candidates → scored_candidates → offers →
+stored_candidates → warehouse_export, and `[group, "<model>_model"]` for each model the program trains.
+Each program is partitioned on its own cadence, read from `batchSchedule`, and its schedule uses that cron.
+
+One module per stage (`source`, `eligible`, `scoring`, `offers`, `store`, `export`), the offers checks in `checks`,
+the partitions in `partitions` and the job and schedule in `jobs`; `build_program` assembles them.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+
+from engage_assets.assets.program.common import STAGES, model_asset_name
+from engage_assets.assets.program.eligible import eligible_asset
+from engage_assets.assets.program.export import export_asset
+from engage_assets.assets.program.jobs import batch_job, batch_schedule
+from engage_assets.assets.program.offers import offers_asset
+from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition, partitions_for
+from engage_assets.assets.program.scoring import model_asset, model_keys, scored_asset
+from engage_assets.assets.program.source import source_asset
+from engage_assets.assets.program.store import store_asset
+from engage_assets.domain.config import ProgramConfig
+
+__all__ = [
+    "SINGLE_RUN",
+    "STAGES",
+    "PartitionWindow",
+    "ProgramDefs",
+    "build_program",
+    "each_partition",
+    "model_asset_name",
+    "partitions_for",
+]
+
+
+@dataclass
+class ProgramDefs:
+    """What one program contributes to the definitions."""
+
+    assets: list[Any]
+    asset_checks: list[Any]
+    jobs: list[Any]
+    schedules: list[Any]
+    model_keys: list[dg.AssetKey]
+
+
+def build_program(program: ProgramConfig) -> ProgramDefs:
+    """The program's model assets, its six stage assets (in `STAGES` order), its batch job and schedule."""
+    parts = partitions_for(program)
+    stage_assets = [
+        source_asset(program, parts),
+        eligible_asset(program, parts),
+        scored_asset(program, parts),
+        offers_asset(program, parts),
+        store_asset(program, parts),
+        export_asset(program, parts),
+    ]
+    job = batch_job(program, parts, stage_assets)
+    return ProgramDefs(
+        assets=[*(model_asset(program, spec) for spec in program.scoringModels), *stage_assets],
+        asset_checks=[],
+        jobs=[job],
+        schedules=[batch_schedule(program, job)],
+        model_keys=model_keys(program),
+    )

@@ -1,0 +1,178 @@
+"""The program's models (`[group, "<model>_model"]`: train, promote if improved) and `[group, "scored_candidates"]`
+(every model's score from its promoted version, through the score cache)."""
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+
+from engage_assets.assets.dbt import WAREHOUSE_POOL, mart_asset_key
+from engage_assets.assets.program.common import (
+    MODEL_VERSIONS_KEY,
+    model_asset_name,
+    program_tags,
+    stage_key,
+    versions_json,
+)
+from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition
+from engage_assets.domain import pipeline
+from engage_assets.domain.config import ProgramConfig, ScoringModel
+from engage_assets.domain.models import ModelRef, ModelRegistry, train_model
+from resources.scoring.base import ScoringResource
+from resources.staging import ModelStoreResource
+from resources.store.base import CandidateStore
+from resources.warehouse.base import WarehouseResource
+
+
+def model_keys(program: ProgramConfig) -> list[dg.AssetKey]:
+    """The keys of the program's model assets, in config order."""
+    return [stage_key(program, model_asset_name(m.modelId)) for m in program.scoringModels]
+
+
+def model_asset(program: ProgramConfig, spec: ScoringModel) -> dg.AssetsDefinition:
+    """One model of the program: trained on its mart, promoted only if it beats the current version."""
+
+    @dg.asset(
+        key=stage_key(program, model_asset_name(spec.modelId)),
+        group_name=program.group,
+        deps=[mart_asset_key(spec.trainingTable)],
+        pool=WAREHOUSE_POOL,
+        kinds={"scikit-learn"},
+        tags=program_tags(program),
+        description=f"{spec.modelId}: trained on `{spec.trainingTable}` to predict `{spec.label}`; "
+        "promoted only if it beats the current version on the holdout (deploy if improved).",
+    )
+    def _model(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, models: ModelStoreResource
+    ) -> dg.MaterializeResult:
+        """Train a candidate version and let the registry decide whether it replaces the current one."""
+        columns = list(dict.fromkeys([*spec.features, spec.label] + ([spec.truthColumn] if spec.truthColumn else [])))
+        data = warehouse.query_arrow(f"SELECT {', '.join(columns)} FROM marts.{spec.trainingTable}").to_pandas()
+        trained = train_model(
+            spec.modelId, program.programId, spec.features, data, spec.label, truth_column=spec.truthColumn
+        )
+        registry = models.registry()
+        promoted, reason = registry.promote_if_improved(trained)
+        current = registry.current(program.programId, spec.modelId)
+        context.log.info(f"{spec.modelId} {trained.version}: {reason}")
+        return dg.MaterializeResult(
+            metadata={
+                "version": trained.version,
+                "promoted": promoted,
+                "promotion_reason": reason,
+                "current_version": current.version if current else None,
+                "training_rows": len(data),
+                **{f"holdout/{k}": float(v) for k, v in trained.metrics.items() if isinstance(v, (int, float))},
+            }
+        )
+
+    return _model
+
+
+def promoted_refs(program: ProgramConfig, registry: ModelRegistry) -> dict[str, ModelRef]:
+    """{model_id: promoted version} for every model of the program; a model never promoted fails the run."""
+    refs = {}
+    for spec in program.scoringModels:
+        ref = registry.current(program.programId, spec.modelId, endpoint=spec.endpoint)
+        if ref is None:
+            raise dg.Failure(
+                description=f"model {spec.modelId!r} has no promoted version yet: materialize "
+                f"{stage_key(program, model_asset_name(spec.modelId)).to_user_string()} first"
+            )
+        refs[spec.modelId] = ref
+    return refs
+
+
+def score_with_cache(
+    program: ProgramConfig,
+    features: Sequence[str],
+    ref: ModelRef,
+    table: pa.Table,
+    scoring: ScoringResource,
+    store: CandidateStore,
+    now: float,
+) -> tuple[np.ndarray, int]:
+    """Scores for every row; rows seen within scoreCacheTTLDays with the same features come from the cache."""
+    n = table.num_rows
+    if n == 0:
+        return np.zeros(0), 0
+    frame = pipeline.feature_frame(table, list(features))
+    if program.scoreCacheTTLDays == 0:
+        return scoring.score(ref, frame), 0
+    keys = pipeline.cache_keys(table, program.connector.subjectColumn, frame)
+    namespace = f"{program.programId}/{ref.model_id}@{ref.version}"
+    cached = store.get_cached_scores(namespace, keys, now=now)
+    scores = np.empty(n)
+    miss = np.fromiter((k not in cached for k in keys), dtype=bool, count=n)
+    hit_idx = np.flatnonzero(~miss)
+    scores[hit_idx] = [cached[keys[i]] for i in hit_idx]
+    miss_idx = np.flatnonzero(miss)
+    if len(miss_idx):
+        fresh = scoring.score(ref, frame.iloc[miss_idx].reset_index(drop=True))
+        scores[miss_idx] = fresh
+        expires = int(now + program.scoreCacheTTLDays * 86400)
+        store.put_cached_scores(namespace, {keys[i]: float(s) for i, s in zip(miss_idx, fresh, strict=False)}, expires)
+    return scores, int(len(hit_idx))
+
+
+def score_partition(
+    program: ProgramConfig,
+    refs: dict[str, ModelRef],
+    scoring: ScoringResource,
+    store: CandidateStore,
+    table: pa.Table,
+) -> tuple[pa.Table, dict[str, Any]]:
+    """One partition's rows with a score column per model, `score` (the segment model's) and the versions used."""
+    now = time.time()
+    meta: dict[str, Any] = {}
+    for spec in program.scoringModels:
+        ref = refs[spec.modelId]
+        scores, hits = score_with_cache(program, spec.features, ref, table, scoring, store, now)
+        table = table.append_column(pipeline.score_column(spec.modelId), pa.array(scores))
+        meta[f"model_version/{spec.modelId}"] = ref.version
+        meta[f"cache_hits/{spec.modelId}"] = hits
+    table = table.append_column("score", table.column(pipeline.score_column(program.segment_model)))
+    versions = {m: r.version for m, r in refs.items()}
+    table = table.replace_schema_metadata({MODEL_VERSIONS_KEY: versions_json(versions)})
+    if table.num_rows:
+        s = table.column("score").to_numpy()
+        meta.update({"score/mean": float(s.mean()), "score/p50": float(np.median(s))})
+    return table, {"dagster/row_count": table.num_rows, **meta}
+
+
+def scored_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinition) -> dg.AssetsDefinition:
+    """The program's `scored_candidates` asset, reading `eligible_candidates`, after every model asset."""
+
+    @dg.asset(
+        key=stage_key(program, "scored_candidates"),
+        group_name=program.group,
+        partitions_def=parts,
+        tags=program_tags(program),
+        kinds={"scikit-learn"},
+        backfill_policy=SINGLE_RUN,
+        ins={"eligible": dg.AssetIn(stage_key(program, "eligible_candidates"))},
+        deps=model_keys(program),
+        description="Every configured model's score, from the promoted version (stamped per score), "
+        "through the score cache (TTL scoreCacheTTLDays).",
+    )
+    def scored_candidates(
+        context: dg.AssetExecutionContext,
+        eligible: Any,
+        scoring: ScoringResource,
+        store: CandidateStore,
+        models: ModelStoreResource,
+    ) -> Any:
+        """The scored rows of each partition of the run."""
+        refs = promoted_refs(program, models.registry())
+
+        def one(window: PartitionWindow, table: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
+            return score_partition(program, refs, scoring, store, table)
+
+        value, meta = each_partition(context, parts, eligible, one)
+        context.add_output_metadata(meta)
+        return value
+
+    return scored_candidates

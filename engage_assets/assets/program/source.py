@@ -1,0 +1,99 @@
+"""`[group, "source_candidates"]`: the connector's query for the partition, with customer context; invalid rows out."""
+
+import time
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engage_assets.assets.dbt import WAREHOUSE_POOL, mart_asset_key
+from engage_assets.assets.program.common import counts_md, program_tags, stage_key
+from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition
+from engage_assets.domain import pipeline
+from engage_assets.domain.config import ProgramConfig
+from engage_assets.domain.sources import SchemaDriftError, check_schema, enrichment_sql, probe_sql, split_invalid
+from resources.engagement.base import EngagementStore
+from resources.staging import RejectionLogResource
+from resources.warehouse.base import WarehouseResource
+
+
+def rejection_reasons(invalid: pa.Table) -> dict[str, int]:
+    """{rejection_reason: rows} of the rejected rows."""
+    reasons = {}
+    if invalid.num_rows:
+        for c in invalid.group_by("rejection_reason").aggregate([("rejection_reason", "count")]).to_pylist():
+            reasons[c["rejection_reason"]] = c["rejection_reason_count"]
+    return reasons
+
+
+def source_partition(
+    program: ProgramConfig,
+    warehouse: WarehouseResource,
+    rejections: RejectionLogResource,
+    erased: pa.Array,
+    window: PartitionWindow,
+) -> tuple[pa.Table, dict[str, Any]]:
+    """One partition's valid source rows and metadata; a schema drift fails the run before the full query."""
+    connector = program.connector
+    params = window.params(program.programId)
+    probe = warehouse.query_arrow(probe_sql(program), params)
+    try:
+        check_schema(probe.schema, connector.requiredColumns, f"{connector.connectorId} ({connector.config.table})")
+    except SchemaDriftError as e:
+        raise dg.Failure(description=str(e)) from None
+    t0 = time.perf_counter()
+    table = warehouse.query_arrow(enrichment_sql(program, probe.column_names), params)
+    rows_read = table.num_rows
+    if len(erased):
+        table = table.filter(pc.invert(pc.is_in(table.column("customer_id").cast(pa.string()), erased)))
+    valid, invalid = split_invalid(table, connector.requiredColumns)
+    rej = pipeline.source_rejections(program, invalid)
+    path = rejections.write(program.group, "source_candidates", window.partition_key, rej)
+    reasons = rejection_reasons(invalid)
+    return valid, {
+        "dagster/row_count": valid.num_rows,
+        "rows_read": rows_read,
+        "excluded_erased": rows_read - table.num_rows,
+        "rejected_invalid": invalid.num_rows,
+        "rejections": counts_md(reasons, "reason") if reasons else "none",
+        "rejections_path": path,
+        "as_of_date": window.end.isoformat(),
+        "query_seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def source_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinition) -> dg.AssetsDefinition:
+    """The program's `source_candidates` asset: it reads the connector's table and the customer marts."""
+    connector = program.connector
+
+    @dg.asset(
+        key=stage_key(program, "source_candidates"),
+        group_name=program.group,
+        partitions_def=parts,
+        pool=WAREHOUSE_POOL,
+        tags=program_tags(program),
+        backfill_policy=SINGLE_RUN,
+        deps=[mart_asset_key(connector.config.table), mart_asset_key("customers"), mart_asset_key("offer_history")],
+        kinds={"duckdb" if connector.type != "snowflake" else "snowflake", "pyarrow"},
+        description=f"{program.programName}: the `{connector.connectorId}` query for the partition, with customer "
+        "context and offer history; rows with a NULL or ill-typed required field are rejected.",
+    )
+    def source_candidates(
+        context: dg.AssetExecutionContext,
+        warehouse: WarehouseResource,
+        rejections: RejectionLogResource,
+        engagement: EngagementStore,
+    ) -> Any:
+        """The valid source rows of each partition of the run."""
+        # Customers erased under GDPR never become candidates again, and leave no trace in the rejection logs.
+        erased = pa.array(sorted(engagement.deleted_customers()), pa.string())
+
+        def one(window: PartitionWindow, _: Any) -> tuple[pa.Table, dict[str, Any]]:
+            return source_partition(program, warehouse, rejections, erased, window)
+
+        value, meta = each_partition(context, parts, None, one)
+        context.add_output_metadata(meta)
+        return value
+
+    return source_candidates

@@ -1,0 +1,59 @@
+"""`[group, "stored_candidates"]`: the partition's candidates in the candidate store, replacing the partition."""
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+
+from engage_assets.assets.program.common import model_versions, program_tags, stage_key
+from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition
+from engage_assets.domain import pipeline
+from engage_assets.domain.config import ProgramConfig
+from resources.store.base import CandidateStore
+
+
+def store_partition(
+    program: ProgramConfig, store: CandidateStore, window: PartitionWindow, offers: pa.Table
+) -> tuple[None, dict[str, Any]]:
+    """Write one partition's candidates (expiring `candidateTTLDays` after its as-of date); metadata only."""
+    as_of = datetime.combine(window.end, datetime.min.time(), tzinfo=UTC)
+    t0 = time.perf_counter()
+    records = pipeline.candidate_records(program, offers, window.partition_key, as_of, model_versions(offers))
+    result = store.replace_partition(program.programId, window.partition_key, records)
+    return None, {
+        "dagster/row_count": len(records),
+        "written": result.written,
+        "deleted_stale": result.deleted,
+        "skipped_newer": result.skipped_newer,
+        "stored_in_partition": store.count(program.programId, window.partition_key, now=time.time()),
+        "expires_at": (as_of + timedelta(days=program.candidateTTLDays)).isoformat(),
+        "store_seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def store_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinition) -> dg.AssetsDefinition:
+    """The program's `stored_candidates` asset, reading `offers`."""
+
+    @dg.asset(
+        key=stage_key(program, "stored_candidates"),
+        group_name=program.group,
+        partitions_def=parts,
+        tags=program_tags(program),
+        backfill_policy=SINGLE_RUN,
+        ins={"offers": dg.AssetIn(stage_key(program, "offers"))},
+        description="The partition's candidates in the candidate store (idempotent: a re-run replaces "
+        "the partition's items; expiresAt = as-of date + candidateTTLDays).",
+    )
+    def stored_candidates(
+        context: dg.AssetExecutionContext, offers: Any, store: CandidateStore
+    ) -> dg.MaterializeResult:
+        """Store each partition of the run."""
+
+        def one(window: PartitionWindow, table: pa.Table) -> tuple[None, dict[str, Any]]:
+            return store_partition(program, store, window, table)
+
+        return dg.MaterializeResult(metadata=each_partition(context, parts, offers, one)[1])
+
+    return stored_candidates

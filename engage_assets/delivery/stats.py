@@ -1,0 +1,40 @@
+"""What a delivery run did, as counts (never an address or a name)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DeliveryStats:
+    """Counts of what a run did: {(channel, outcome, reason): n}; outcome ∈ sent, suppressed, failed, retry,
+    deferred.  Reasons are codes (never an address or a name)."""
+
+    counts: Counter = field(default_factory=Counter)
+    recovered: int = 0
+    seconds: float = 0.0
+
+    def add(self, channel: str, outcome: str, reason: str | None = None, n: int = 1) -> None:
+        """Count `n` touches of the channel with this outcome and reason."""
+        self.counts[(channel, outcome, reason or "")] += n
+
+    def total(self, outcome: str | None = None) -> int:
+        """Touches with this outcome (every outcome when None)."""
+        return sum(n for (_, o, _r), n in self.counts.items() if outcome is None or o == outcome)
+
+    def by_channel(self) -> dict[str, dict[str, int]]:
+        """{channel: {outcome: n}}."""
+        out: dict[str, dict[str, int]] = {}
+        for (ch, outcome, _), n in sorted(self.counts.items()):
+            out.setdefault(ch, {}).setdefault(outcome, 0)
+            out[ch][outcome] += n
+        return out
+
+    def by_reason(self) -> dict[str, int]:
+        """{"channel/outcome/reason": n} of everything but plain sends."""
+        out: Counter = Counter()
+        for (ch, outcome, reason), n in self.counts.items():
+            if outcome != "sent" or reason:
+                out[f"{ch}/{outcome}/{reason or '-'}"] += n
+        return dict(sorted(out.items()))

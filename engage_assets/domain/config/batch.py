@@ -1,0 +1,167 @@
+"""A batch program: a warehouse query (`dataConnectors`) run on a schedule (`batchSchedule`), date partitions."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import ClassVar, Literal
+
+import dagster as dg
+from pydantic import Field, field_validator, model_validator
+
+from engage_assets.domain.config.common import (
+    Budget,
+    ColumnType,
+    ConfigModel,
+    OfferStrategy,
+    ScoringModel,
+    check_unique_model_ids,
+)
+from engage_assets.domain.config.program import ProgramBase
+
+
+class ConnectorConfig(ConfigModel):
+    """Where the candidates come from: the mart and the query over it."""
+
+    account: str | None = None
+    database: str | None = None
+    schema_: str | None = Field(default=None, alias="schema")
+    table: str = Field(description="The mart the query reads; the Dagster asset it depends on.")
+    query: str = Field(description="SQL with :partition_start, :partition_end, :as_of_date bind parameters.")
+
+    @field_validator("query")
+    @classmethod
+    def _no_current_date(cls, query: str) -> str:
+        if re.search(r"\bCURRENT_DATE\b|\bnow\(\)|\bYESTERDAY\b", query, re.IGNORECASE):
+            raise ValueError(
+                "use the bind parameters :partition_start / :partition_end / :as_of_date instead of the clock, "
+                "so a backfill reproduces its day"
+            )
+        return query
+
+
+class DataConnector(ConfigModel):
+    """One warehouse source, with the columns (and types) its query must return."""
+
+    connectorId: str
+    type: Literal["athena", "snowflake", "duckdb"]
+    config: ConnectorConfig
+    subjectColumn: str = "customer_id"
+    requiredColumns: dict[str, ColumnType] = Field(
+        description="Columns the query must return, with their type: drift fails the run before anything is stored."
+    )
+
+    @model_validator(mode="after")
+    def _keys_required(self) -> DataConnector:
+        for col in ("customer_id", self.subjectColumn):
+            if col not in self.requiredColumns:
+                raise ValueError(f"requiredColumns must include {col!r}")
+        return self
+
+
+class Deduplication(ConfigModel):
+    """A batch's duplicates: one candidate per customer, the highest score kept."""
+
+    key: Literal["customer_id"] = "customer_id"
+    keep: Literal["highest_score"] = "highest_score"
+
+
+_EB_DOW = {"SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6}
+
+
+def _weekday(token: str) -> str:
+    """An EventBridge day-of-week field (1 = Sunday, names, ranges, lists, `#n`) in standard cron (0 = Sunday)."""
+
+    def one(t: str) -> str:
+        t = t.upper()
+        if t in _EB_DOW:
+            return str(_EB_DOW[t])
+        if t.isdigit() and 1 <= int(t) <= 7:
+            return str(int(t) - 1)
+        raise ValueError(f"bad day-of-week {t!r}")
+
+    if token in ("?", "*"):
+        return "*"
+    if "#" in token:
+        day, nth = token.split("#", 1)
+        if not nth.isdigit() or not 1 <= int(nth) <= 5:
+            raise ValueError(f"bad nth weekday {token!r}")
+        return f"{one(day)}#{nth}"
+    return ",".join("-".join(one(p) for p in part.split("-")) for part in token.split(","))
+
+
+def eventbridge_to_cron(expr: str) -> str:
+    """Translate an EventBridge `cron(m h dom mon dow year)` to the five-field cron Dagster uses.
+
+    EventBridge numbers weekdays 1 = Sunday … 7 = Saturday; standard cron 0 = Sunday.  `?` becomes `*`.
+    Only `*` is accepted in the year field.  `MON#1` (first Monday) becomes `1#1`.
+    """
+    m = re.fullmatch(r"\s*cron\((.*)\)\s*", expr)
+    if not m:
+        raise ValueError(f"batchSchedule must look like cron(m h dom mon dow year), got {expr!r}")
+    fields = m.group(1).split()
+    if len(fields) != 6:
+        raise ValueError(f"EventBridge cron takes 6 fields (m h dom mon dow year), got {len(fields)} in {expr!r}")
+    minute, hour, dom, month, dow, year = fields
+    if year not in ("*", "?"):
+        raise ValueError("only '*' is supported in the year field")
+    if dom != "?" and dow != "?" and "*" not in (dom, dow):
+        raise ValueError("one of day-of-month and day-of-week must be '?'")
+    cron = " ".join([minute, hour, "*" if dom == "?" else dom, month, _weekday(dow)])
+    try:  # Dagster's own cron parser decides, through its public API
+        dg.TimeWindowPartitionsDefinition(cron_schedule=cron, start="2020-01-01", fmt="%Y-%m-%d")
+    except dg.DagsterInvalidDefinitionError:
+        raise ValueError(f"{expr!r} translates to {cron!r}, which is not a valid cron") from None
+    return cron
+
+
+class ProgramConfig(ProgramBase):
+    """A batch program (refunds, win-back, churn): one warehouse query per date partition, on `batchSchedule`."""
+
+    kind: ClassVar[str] = "batch"
+
+    dataConnectors: list[DataConnector] = Field(min_length=1, max_length=1)
+    scoringModels: list[ScoringModel] = Field(min_length=1)
+    refundStrategy: OfferStrategy | None = None
+    offerStrategy: OfferStrategy | None = None
+    budget: Budget
+    deduplication: Deduplication = Deduplication()
+    batchSchedule: str
+    partitionsStart: date
+
+    @field_validator("batchSchedule")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        eventbridge_to_cron(v)
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProgramConfig:
+        if (self.refundStrategy is None) == (self.offerStrategy is None):
+            raise ValueError("exactly one of refundStrategy and offerStrategy is required")
+        ids = check_unique_model_ids(self.scoringModels)
+        seg_score = self.strategy.segmentScore
+        if seg_score is not None and seg_score not in ids:
+            raise ValueError(f"segmentScore {seg_score!r} is not one of the scoringModels {ids}")
+        return self
+
+    # ---- derived views -------------------------------------------------------------------------------
+    @property
+    def strategy(self) -> OfferStrategy:
+        """The program's offer strategy (refunds or offers: exactly one is set)."""
+        return self.refundStrategy or self.offerStrategy  # type: ignore[return-value]
+
+    @property
+    def cron(self) -> str:
+        """The schedule (and partition cadence) as a five-field cron."""
+        return eventbridge_to_cron(self.batchSchedule)
+
+    @property
+    def connector(self) -> DataConnector:
+        """The program's one data connector."""
+        return self.dataConnectors[0]
+
+    @property
+    def segment_model(self) -> str:
+        """The modelId whose score picks the segment."""
+        return self.strategy.segmentScore or self.scoringModels[0].modelId

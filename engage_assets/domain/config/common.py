@@ -1,0 +1,165 @@
+"""Config parts every program kind shares: the base model, errors, scoring models, filters, offer segments,
+holdout and budget."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from engage_assets.domain.filters import FILTER_RULES, validate_filter_parameters
+
+
+class ConfigError(ValueError):
+    """A program config is invalid; the message names the file, the field path and the reason."""
+
+
+class ConfigModel(BaseModel):
+    """Base of every config model: unknown fields are errors, values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+ColumnType = Literal["string", "integer", "number", "boolean", "date", "timestamp"]
+Marketplace = Literal["US", "UK", "DE", "FR", "JP", "IN", "BR", "AU"]
+
+
+class ScoringModelBase(ConfigModel):
+    """A model the program scores with.  The reactive spec names only the endpoint and features; the platform
+    trains a model when the config also names its labelled history (`trainingTable`, `label`)."""
+
+    modelId: str
+    endpoint: str
+    features: list[str] = Field(min_length=1)
+    trainingTable: str | None = Field(default=None, description="Mart with labelled history for this model")
+    label: str | None = None
+    truthColumn: str | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if not v.startswith("sagemaker://") or len(v) <= len("sagemaker://"):
+            raise ValueError("endpoint must look like sagemaker://<endpoint-name>")
+        return v
+
+
+class ScoringModel(ScoringModelBase):
+    """A batch program's model: the platform trains it on `trainingTable`'s `label`, so both are required."""
+
+    trainingTable: str = Field(description="Mart with labelled history for this model")
+    label: str
+
+
+def check_unique_model_ids(models: Iterable[ScoringModelBase]) -> list[str]:
+    """The models' ids, in order; ValueError when one repeats (scores are keyed by modelId)."""
+    ids = [m.modelId for m in models]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"scoringModels modelIds must be unique, got {ids}")
+    return ids
+
+
+class FilterSpec(ConfigModel):
+    """One step of the filter chain; a business rule is named by its `filterId` (see `domain.filters`)."""
+
+    filterId: str
+    type: Literal["trust", "business-rule", "eligibility"]
+    order: int = Field(ge=1)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known(self) -> FilterSpec:
+        if self.rule not in FILTER_RULES:
+            known = sorted(k for k in FILTER_RULES if k not in ("trust", "eligibility"))
+            raise ValueError(f"unknown business-rule filter {self.filterId!r}; known: {', '.join(known)}")
+        validate_filter_parameters(self.rule, self.parameters)
+        return self
+
+    @property
+    def rule(self) -> str:
+        """The rule that runs: the filter's id for a business rule, else its type."""
+        return self.filterId if self.type == "business-rule" else self.type
+
+
+class Segment(ConfigModel):
+    """One offer segment: a score range and what the segment is offered.
+
+    `impactLevel` / `riskLevel` name the segment (refunds / churn); win-back segments are named by offerType.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    scoreRange: tuple[float, float]
+    impactLevel: str | None = None
+    riskLevel: str | None = None
+    offerType: str | None = None
+    refundType: str | None = None
+    discount: float | None = Field(default=None, ge=0, le=100)
+    duration: int | None = Field(default=None, ge=1)
+    refundAmount: float | None = Field(default=None, ge=0)
+    creditAmount: float | None = Field(default=None, ge=0)
+    additionalCredit: float | None = Field(default=None, ge=0)
+    requireApproval: bool = False
+
+    @field_validator("scoreRange")
+    @classmethod
+    def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = v
+        if not (0.0 <= lo < hi <= 1.0):
+            raise ValueError(f"scoreRange must satisfy 0 <= low < high <= 1, got [{lo}, {hi}]")
+        return v
+
+    @property
+    def name(self) -> str:
+        """The segment's name: its impact or risk level, else its offer type, else its score range."""
+        return self.impactLevel or self.riskLevel or self.offerType or f"{self.scoreRange[0]}-{self.scoreRange[1]}"
+
+    @property
+    def offer_type(self) -> str:
+        """What the segment is offered: the refund type, else the offer type, else the segment's name."""
+        return self.refundType or self.offerType or self.name
+
+
+class OfferStrategy(ConfigModel):
+    """`refundStrategy` / `offerStrategy`: contiguous score segments, each with its offer."""
+
+    enabled: bool = True
+    autoProcess: bool | None = None
+    segmentedOffers: bool = True
+    segmentScore: str | None = Field(default=None, description="modelId whose score picks the segment")
+    segments: list[Segment] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _contiguous(self) -> OfferStrategy:
+        ordered = sorted(self.segments, key=lambda s: s.scoreRange[0])
+        for a, b in zip(ordered, ordered[1:], strict=False):
+            if b.scoreRange[0] < a.scoreRange[1]:
+                raise ValueError(
+                    f"segments {a.name!r} {list(a.scoreRange)} and {b.name!r} {list(b.scoreRange)} overlap"
+                )
+            if b.scoreRange[0] > a.scoreRange[1]:
+                raise ValueError(
+                    f"gap between segments {a.name!r} and {b.name!r}: scores in "
+                    f"[{a.scoreRange[1]}, {b.scoreRange[0]}) would get no offer"
+                )
+        names = [s.name for s in self.segments]
+        if len(set(names)) != len(names):
+            raise ValueError(f"segment names must be unique, got {names}")
+        return self
+
+
+class Holdout(ConfigModel):
+    """The control group: a deterministic share of candidates stored and measured, never contacted."""
+
+    percent: float = Field(default=10.0, ge=0, lt=100)
+    salt: str = "engage-holdout-v1"
+
+
+class Budget(ConfigModel):
+    """The most money one partition's offers may cost."""
+
+    amount: float = Field(gt=0, description="Most money the offers of one partition may cost")
+    currency: Literal["USD"] = "USD"
+
+
+# The spec names the win-back program "win-back-campaigns"; its Dagster group is the shorter `win_back`.
+GROUP_NAMES = {"win-back-campaigns": "win_back"}

@@ -1,0 +1,42 @@
+"""What every program kind shares: identity, marketplaces, the filter chain, channels, holdout, lifetimes."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field, model_validator
+
+from engage_assets.domain.config.channels import Channel
+from engage_assets.domain.config.common import GROUP_NAMES, ConfigModel, FilterSpec, Holdout, Marketplace
+
+
+class ProgramBase(ConfigModel):
+    """The fields and views a batch program (`ProgramConfig`) and a reactive one (`ReactiveProgram`) share."""
+
+    kind: ClassVar[str] = ""
+
+    programId: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    programName: str
+    enabled: bool = True
+    marketplaces: list[Marketplace] = Field(min_length=1)
+    filterChain: list[FilterSpec]
+    channels: list[Channel] = Field(default_factory=list)
+    holdout: Holdout = Holdout()
+    candidateTTLDays: int = Field(ge=1, le=365)
+    scoreCacheTTLDays: int = Field(default=30, ge=0, le=365)
+
+    @model_validator(mode="after")
+    def _unique_filter_orders(self) -> ProgramBase:
+        orders = [f.order for f in self.filterChain]
+        if len(set(orders)) != len(orders):
+            raise ValueError(f"filterChain orders must be unique, got {orders}")
+        return self
+
+    @property
+    def group(self) -> str:
+        """Dagster group and asset-key prefix: `proactive-refunds` → `proactive_refunds`."""
+        return GROUP_NAMES.get(self.programId, self.programId.replace("-", "_"))
+
+    def ordered_filters(self) -> list[FilterSpec]:
+        """The filter chain in the order it runs."""
+        return sorted(self.filterChain, key=lambda f: f.order)

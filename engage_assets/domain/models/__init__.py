@@ -1,0 +1,44 @@
+"""Model training, evaluation and the file-system model registry (ARCHITECTURE.md §6).
+
+Pure functions and plain classes, no Dagster: the assets call them, tests call them directly, and the SageMaker
+stand-in (`engage_assets.demo.sagemaker_endpoint`) loads what they write.
+
+- `features`: feature typing and coercion, the one-hot encoder (the first steps of the pickled pipeline);
+- `training`: the pipeline (logistic regression), training on a canonical split, evaluation, the version hash;
+- `registry`: `ModelRegistry` (save, promote if improved, current version) and `load_pipeline` (cached, verified).
+
+Why the pipeline starts with a coercion step: scores must be identical whether rows arrive as a DataFrame
+(local scoring) or as CSV text (the SageMaker protocol).  Putting the raw-value -> typed-value conversion inside
+the pickled pipeline makes the artifact self-contained, so both paths run exactly the same code.
+
+`coerce_features` and `OneHot` must stay importable from this package: the pickled artifacts name them as
+`engage_assets.domain.models.<name>` (see `features.PICKLED_AS`).
+"""
+
+from engage_assets.domain.models.features import MISSING_CATEGORY, OneHot, coerce_features, infer_categorical
+from engage_assets.domain.models.registry import LOWER_IS_BETTER, ModelRef, ModelRegistry, load_pipeline
+from engage_assets.domain.models.training import (
+    Holdout,
+    TrainedModel,
+    build_pipeline,
+    content_version,
+    evaluate,
+    train_model,
+)
+
+__all__ = [
+    "LOWER_IS_BETTER",
+    "MISSING_CATEGORY",
+    "Holdout",
+    "ModelRef",
+    "ModelRegistry",
+    "OneHot",
+    "TrainedModel",
+    "build_pipeline",
+    "coerce_features",
+    "content_version",
+    "evaluate",
+    "infer_categorical",
+    "load_pipeline",
+    "train_model",
+]

@@ -1,0 +1,240 @@
+"""The file-system model registry (content-addressed; nothing is ever overwritten) and the pipeline loader.
+
+Registry layout:
+    <root>/<program_id>/<model_id>/<version>/model.joblib   the serialized pipeline; version = hash of it
+    <root>/<program_id>/<model_id>/<version>/metrics.json   features, holdout metrics, provenance
+    <root>/<program_id>/<model_id>/current.json             pointer to the promoted version
+    <root>/<program_id>/<model_id>/promotions.jsonl         every promotion decision, for audit
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import sklearn
+from sklearn.pipeline import Pipeline
+
+from engage_assets.domain.models.training import TrainedModel, content_version, evaluate, serialize
+
+# Metrics where a smaller value is better; every other metric is "higher is better".
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "truth_mae"})
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One promoted model version, and where its artifact is."""
+
+    model_id: str  # e.g. "churn-risk-v6"
+    program_id: str  # models are trained per program: the same modelId may use other features elsewhere
+    version: str  # content hash of the promoted artifact
+    endpoint: str  # "sagemaker://churn-risk-v6"
+    features: tuple[str, ...]
+    artifact_path: str  # local path of the joblib artifact
+
+
+_CACHE: OrderedDict[tuple[str, str], Pipeline] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 32
+
+
+def load_pipeline(ref: ModelRef) -> Pipeline:
+    """The fitted pipeline behind `ref`, cached per (artifact, version) for the life of the process.
+
+    The file's hash is checked against the version, so a score is never stamped with a version it did not come
+    from (a replaced or truncated artifact fails loudly instead).
+    """
+    key = (os.path.realpath(ref.artifact_path), ref.version)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    blob = Path(ref.artifact_path).read_bytes()
+    actual = content_version(blob, ref.features)
+    if actual != ref.version:
+        raise ValueError(
+            f"artifact {ref.artifact_path} hashes to {actual}, not {ref.version} "
+            f"(corrupt, replaced, or the ref's features differ from the trained ones)"
+        )
+    pipeline = joblib.load(io.BytesIO(blob))
+    with _CACHE_LOCK:
+        _CACHE[key] = pipeline
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return pipeline
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Readers (scoring runs, the endpoint) never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _gain(metric: str, candidate: float, incumbent: float) -> float:
+    """How much better the candidate is (positive: better), whichever direction the metric runs."""
+    return candidate - incumbent if metric not in LOWER_IS_BETTER else incumbent - candidate
+
+
+class ModelRegistry:
+    """Versions on a file system (local dir or a mounted volume); `current.json` marks the promoted one."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def _model_dir(self, program_id: str, model_id: str) -> Path:
+        return self.root / program_id / model_id
+
+    def _version_dir(self, program_id: str, model_id: str, version: str) -> Path:
+        return self._model_dir(program_id, model_id) / version
+
+    def save(self, trained: TrainedModel) -> Path:
+        """Write model.joblib + metrics.json for the version; returns the artifact path.  Idempotent."""
+        vdir = self._version_dir(trained.program_id, trained.model_id, trained.version)
+        artifact = vdir / "model.joblib"
+        blob = trained.artifact or serialize(trained.pipeline)
+        if content_version(blob, trained.features) != trained.version:
+            raise ValueError(f"{trained.model_id}: artifact does not match version {trained.version}")
+        if not artifact.exists():
+            _write_atomic(artifact, blob)
+        meta = vdir / "metrics.json"
+        if not meta.exists():
+            doc = {
+                "model_id": trained.model_id,
+                "program_id": trained.program_id,
+                "version": trained.version,
+                "features": list(trained.features),
+                "categorical": list(trained.categorical),
+                "label": trained.label,
+                "metrics": trained.metrics,
+                "sklearn_version": sklearn.__version__,
+                "saved_at": _now(),
+            }
+            _write_atomic(meta, json.dumps(doc, indent=2, sort_keys=True).encode())
+        return artifact
+
+    def metadata(self, program_id: str, model_id: str, version: str) -> dict[str, Any]:
+        """The version's metrics.json."""
+        path = self._version_dir(program_id, model_id, version) / "metrics.json"
+        return json.loads(path.read_text())
+
+    def _ref(self, program_id: str, model_id: str, version: str, endpoint: str | None) -> ModelRef:
+        meta = self.metadata(program_id, model_id, version)
+        return ModelRef(
+            model_id=model_id,
+            program_id=program_id,
+            version=version,
+            endpoint=endpoint or f"sagemaker://{model_id}",
+            features=tuple(meta["features"]),
+            artifact_path=str(self._version_dir(program_id, model_id, version) / "model.joblib"),
+        )
+
+    def current(self, program_id: str, model_id: str, endpoint: str | None = None) -> ModelRef | None:
+        """The promoted version, or None before the first training.  `endpoint` defaults to sagemaker://<id>."""
+        pointer = self._model_dir(program_id, model_id) / "current.json"
+        if not pointer.exists():
+            return None
+        version = json.loads(pointer.read_text())["version"]
+        return self._ref(program_id, model_id, version, endpoint)
+
+    def current_models(self, program_id: str) -> dict[str, ModelRef]:
+        """model_id -> promoted ModelRef for every model of a program (what an endpoint server serves)."""
+        pdir = self.root / program_id
+        out: dict[str, ModelRef] = {}
+        if pdir.is_dir():
+            for mdir in sorted(p for p in pdir.iterdir() if p.is_dir()):
+                ref = self.current(program_id, mdir.name)
+                if ref is not None:
+                    out[mdir.name] = ref
+        return out
+
+    def load(self, ref: ModelRef) -> Pipeline:
+        """The fitted pipeline of a version (cached; see `load_pipeline`)."""
+        return load_pipeline(ref)
+
+    def _incumbent_value(self, trained: TrainedModel, current: ModelRef, metric: str) -> tuple[float, str]:
+        """The incumbent's metric, on the candidate's own holdout when possible.
+
+        Comparing stored metrics from different holdouts lets sampling noise decide promotions; scoring both
+        models on the same rows removes it.  Falls back to the stored value when the holdout is not in memory
+        (e.g. a model loaded from disk) or the incumbent uses features the candidate's holdout lacks.
+        """
+        h = trained.holdout
+        if (
+            h is not None
+            and set(current.features) <= set(h.X.columns)
+            and (metric != "truth_mae" or h.truth is not None)
+        ):
+            try:
+                values = evaluate(self.load(current), h.X[list(current.features)], h.y, h.truth)
+                if metric in values:
+                    return values[metric], "same holdout"
+            except Exception:  # noqa: BLE001 - an unloadable incumbent is judged by its stored metrics
+                pass
+        stored = self.metadata(current.program_id, current.model_id, current.version)["metrics"]
+        if metric not in stored:
+            raise ValueError(f"current {current.model_id}@{current.version} has no metric {metric!r}")
+        return float(stored[metric]), "stored holdout"
+
+    def _decide(
+        self, trained: TrainedModel, current: ModelRef | None, metric: str, min_gain: float
+    ) -> tuple[bool, str, float | None]:
+        """(promoted, reason, the incumbent's metric when it was compared)."""
+        candidate_value = float(trained.metrics[metric])
+        if current is None:
+            return True, f"first {trained.model_id} model ({metric}={candidate_value:.4f})", None
+        if current.version == trained.version:
+            return False, f"version {trained.version} is already current", None
+        incumbent, basis = self._incumbent_value(trained, current, metric)
+        gain = _gain(metric, candidate_value, incumbent)
+        promoted = gain > min_gain
+        verdict = "improves on" if promoted else "does not improve on"
+        reason = (
+            f"{trained.version} {verdict} {current.version}: {metric} {candidate_value:.4f} vs "
+            f"{incumbent:.4f} ({basis}), gain {gain:+.4f}, required > {min_gain:g}"
+        )
+        return promoted, reason, incumbent
+
+    def promote_if_improved(
+        self, trained: TrainedModel, metric: str = "roc_auc", min_gain: float = 0.0
+    ) -> tuple[bool, str]:
+        """Save the candidate; make it current only if it beats the current version by more than `min_gain`.
+
+        "Deploy if improved": the first model is always promoted; an equal or worse candidate stays on disk
+        (auditable, re-promotable) but scoring keeps using the incumbent.  For log_loss/brier/truth_mae lower is
+        better.  Every decision is appended to promotions.jsonl.
+        """
+        if metric not in trained.metrics:
+            raise ValueError(f"candidate has no metric {metric!r}; has {sorted(trained.metrics)}")
+        self.save(trained)
+        current = self.current(trained.program_id, trained.model_id)
+        promoted, reason, incumbent = self._decide(trained, current, metric, min_gain)
+        record = {
+            "at": _now(),
+            "version": trained.version,
+            "promoted": promoted,
+            "metric": metric,
+            "value": float(trained.metrics[metric]),
+            "incumbent_version": current.version if current else None,
+            "incumbent_value": incumbent,
+            "reason": reason,
+        }
+        mdir = self._model_dir(trained.program_id, trained.model_id)
+        if promoted:
+            _write_atomic(mdir / "current.json", json.dumps(record, indent=2, sort_keys=True).encode())
+        with open(mdir / "promotions.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+        return promoted, reason

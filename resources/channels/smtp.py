@@ -1,0 +1,124 @@
+"""E-mail over real SMTP (local: the capture server, `make smtp`; or any relay)."""
+
+from __future__ import annotations
+
+import smtplib
+
+from pydantic import Field
+
+from resources.channels.base import (
+    ChannelSession,
+    EmailChannel,
+    OutboundMessage,
+    PermanentSendError,
+    SendError,
+    TransientSendError,
+    capture_path,
+)
+from resources.channels.mime import mime_bytes
+
+
+class SmtpEmailChannel(EmailChannel):
+    """Real SMTP (smtplib) to `host:port`: locally the capture server (`make smtp`), or any relay.
+
+    One connection per session, reused for every message (the server's 250 for each DATA is the acceptance); a
+    dropped connection is reopened on the next send.  With `capture_dir` (the capture server's root) the channel can
+    look up whether a message with a key was already captured.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 2525
+    timeout_s: float = 10.0
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    capture_dir: str | None = Field(default=None, description="Capture server root (local): enables lookup.")
+    rate_per_s: float = 5_000.0
+    burst: int = 500
+    max_connections: int = 4  # one aiosmtpd process takes ~1,000 msg/s; run the capture server with --workers
+
+    def open(self) -> SmtpSession:
+        """A session holding one SMTP connection (opened on the first send)."""
+        return SmtpSession(self)
+
+
+def smtp_error(code: int, recipient: bool = False) -> SendError:
+    """Classify an SMTP reply code: 4xx transient; 5xx permanent, a bounce when the mailbox itself was refused."""
+    if 400 <= code < 500:
+        return TransientSendError(f"smtp_{code}")
+    # 550/551/553: mailbox unavailable / not local / name not allowed → the address bounces.
+    return PermanentSendError(f"smtp_{code}", bounce=recipient or code in (550, 551, 553))
+
+
+class SmtpSession(ChannelSession):
+    """One SMTP connection, reused for every message; reopened after a drop."""
+
+    def __init__(self, cfg: SmtpEmailChannel):
+        self.cfg = cfg
+        self.smtp: smtplib.SMTP | None = None
+        self.dedupes_by_key = cfg.capture_dir is not None  # the capture server de-duplicates; a relay may not
+
+    def _connect(self) -> smtplib.SMTP:
+        if self.smtp is None:
+            try:
+                smtp = smtplib.SMTP(self.cfg.host, self.cfg.port, timeout=self.cfg.timeout_s)
+                if self.cfg.starttls:
+                    smtp.starttls()
+                if self.cfg.username:
+                    smtp.login(self.cfg.username, self.cfg.password or "")
+            except smtplib.SMTPResponseException as e:
+                raise smtp_error(e.smtp_code) from None
+            except (OSError, smtplib.SMTPException):
+                raise TransientSendError("smtp_connect") from None
+            self.smtp = smtp
+        return self.smtp
+
+    def _drop(self) -> None:
+        if self.smtp is not None:
+            try:
+                self.smtp.close()
+            except Exception:  # noqa: BLE001 - closing a broken socket
+                pass
+            self.smtp = None
+
+    def send(self, message: OutboundMessage) -> str:
+        """Send over the session's connection; the message id is derived from the idempotency key."""
+        if not message.to:
+            raise PermanentSendError("no_address", suppress=True)
+        data = mime_bytes(message, self.cfg.from_address)
+        smtp = self._connect()
+        try:
+            refused = smtp.sendmail(self.cfg.from_address, [message.to], data)
+        except smtplib.SMTPRecipientsRefused as e:
+            code = next(iter(e.recipients.values()))[0] if e.recipients else 550
+            raise smtp_error(code, recipient=True) from None
+        except smtplib.SMTPResponseException as e:
+            if e.smtp_code in (421,):
+                self._drop()
+            raise smtp_error(e.smtp_code) from None
+        except (smtplib.SMTPServerDisconnected, OSError):
+            self._drop()
+            raise TransientSendError("smtp_disconnected") from None
+        except smtplib.SMTPException:
+            self._drop()
+            raise TransientSendError("smtp_error") from None
+        if refused:
+            raise smtp_error(550, recipient=True)
+        return f"<{message.idempotency_key}@engage.local>"
+
+    def lookup(self, message: OutboundMessage) -> str | None:
+        """Whether the capture server filed a message with this key (only with `capture_dir`)."""
+        if self.cfg.capture_dir is None:
+            return None
+        if capture_path(self.cfg.capture_dir, message.program_id, message.idempotency_key).exists():
+            return f"<{message.idempotency_key}@engage.local>"
+        return None
+
+    def close(self) -> None:
+        """Say QUIT and close the connection, ignoring a connection that already broke."""
+        if self.smtp is not None:
+            try:
+                self.smtp.quit()
+            except Exception:  # noqa: BLE001
+                pass
+            self.smtp = None

@@ -1,0 +1,131 @@
+"""The embedded warehouse: one DuckDB file that dbt-duckdb builds and connectors read (the local default)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from pydantic import Field
+from tenacity import RetryError, Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+from resources.warehouse.base import WarehouseResource, bind_style, until_deadline, used_params
+
+
+class WarehouseLockedError(RuntimeError):
+    """Another process kept the DuckDB file's lock for longer than the configured wait."""
+
+
+_LOCK_CONFLICT = "Could not set lock on file"
+
+
+def _is_lock_conflict(exc: BaseException) -> bool:
+    # Only a lock conflict is worth waiting for: a missing file or a bad setting fails at once.
+    return isinstance(exc, duckdb.IOException) and _LOCK_CONFLICT in str(exc)
+
+
+def connect_duckdb(
+    path: str,
+    *,
+    read_only: bool = True,
+    threads: int | None = None,
+    lock_timeout_s: float = 60.0,
+    memory_limit: str | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """Open a DuckDB file, retrying with jittered backoff while another process holds a conflicting lock.
+
+    DuckDB lets one process open a file read-write (or many read-only); every Dagster run, and dbt, is its
+    own process, so a run that opens the file while another writes must wait rather than fail. Only a lock
+    conflict is retried: a missing file or a bad setting fails at once.
+    """
+    config: dict[str, Any] = {}
+    if threads is not None:
+        config["threads"] = threads
+    if memory_limit is not None:
+        config["memory_limit"] = memory_limit
+    retrying = Retrying(
+        retry=retry_if_exception(_is_lock_conflict),
+        stop=stop_after_delay(lock_timeout_s),
+        # Jitter spreads out several waiting runs so they do not retry in lock-step (~50 ms doubling to 2 s).
+        wait=until_deadline(wait_random_exponential(multiplier=0.1, max=2.0), lock_timeout_s),
+    )
+    try:
+        return retrying(duckdb.connect, path, read_only=read_only, config=config)
+    except RetryError as exc:
+        last = exc.last_attempt.exception()
+        mode = "read-only" if read_only else "read-write"
+        raise WarehouseLockedError(
+            f"DuckDB file {path} could not be opened {mode}: another process held a conflicting "
+            f"lock for {lock_timeout_s:.0f} s. DuckDB allows one writing process per file; give "
+            f"warehouse-writing assets (dbt included) one Dagster pool of size 1 and open read-only "
+            f"where only reading. DuckDB said: {last}"
+        ) from last
+
+
+def _duckdb_relation_to_arrow(rel: duckdb.DuckDBPyRelation) -> pa.Table:
+    # duckdb 2.0 names it to_arrow_table; 1.x (allowed by pyproject) has fetch_arrow_table.
+    to_arrow = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
+    return to_arrow()
+
+
+class DuckDBWarehouse(WarehouseResource):
+    """The embedded warehouse: one DuckDB file that dbt-duckdb builds and connectors read.
+
+    Not built on dagster-duckdb's `DuckDBResource`, whose `get_connection` always opens read-write and
+    retries *any* `IOException` (a missing file included) ten times with exponential sleeps (~100 s). Here
+    reads open read-only, so many runs can read at once, and only a lock conflict is retried, within
+    `lock_timeout_s`. `get_connection()` keeps DuckDBResource's shape for code that wants a raw connection.
+    """
+
+    path: str = Field(description="Path of the DuckDB database file.")
+    read_only: bool = Field(
+        default=True,
+        description="Open read-only (the default): several processes may then read the file at once.",
+    )
+    threads: int | None = Field(default=None, description="DuckDB worker threads; None keeps DuckDB's default.")
+    lock_timeout_s: float = Field(
+        default=60.0, description="How long to wait for another process's lock on the file before failing."
+    )
+    memory_limit: str | None = Field(
+        default="1GB",
+        description="DuckDB's memory limit for a query (None: DuckDB's default, 80% of RAM). The Arrow result "
+        "comes on top of it; a larger join or aggregation spills to `<path>.tmp`. 1GB keeps a 10M-row partition's "
+        "source query under the 4 GB a batch run may use, at a few seconds' cost.",
+    )
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the file, closed on exit (same shape as dagster-duckdb's DuckDBResource)."""
+        conn = connect_duckdb(
+            self.path,
+            read_only=self.read_only,
+            threads=self.threads,
+            lock_timeout_s=self.lock_timeout_s,
+            memory_limit=self.memory_limit,
+        )
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run the query with DuckDB's `$name` parameters; the file is opened only for this query."""
+        query, names = bind_style(sql, "dollar")
+        values = used_params(names, params)
+        with self.get_connection() as conn:
+            rel = conn.sql(query, params=values or None)
+            if rel is None:
+                raise ValueError("query_arrow expects a query that returns rows")
+            return _duckdb_relation_to_arrow(rel)
+
+    def columns(self, relation: str) -> dict[str, str]:
+        """Column name -> DuckDB type of a table or view (e.g. `main.orders`), in column order.
+
+        For schema checks before a run reads a relation. The name is resolved as a catalog name by DuckDB,
+        never spliced into SQL.
+        """
+        with self.get_connection() as conn:
+            rel = conn.table(relation)
+            return {name: str(dtype) for name, dtype in zip(rel.columns, rel.types, strict=False)}

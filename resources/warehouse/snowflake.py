@@ -1,0 +1,83 @@
+"""The production warehouse: Snowflake through dagster-snowflake's `SnowflakeResource`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+from pydantic import Field
+
+from resources.warehouse.base import WarehouseResource, bind_style, used_params
+
+
+class SnowflakeWarehouse(WarehouseResource):
+    """Snowflake through dagster-snowflake's `SnowflakeResource` (its connection handling, auth and config).
+
+    The fields are the SnowflakeResource fields a connector needs; secrets come from `dg.EnvVar`:
+
+        SnowflakeWarehouse(account=dg.EnvVar("SNOWFLAKE_ACCOUNT"), user=dg.EnvVar("SNOWFLAKE_USER"),
+                           password=dg.EnvVar("SNOWFLAKE_PASSWORD"), database="ENGAGE", schema="MARTS",
+                           warehouse="ENGAGE_WH", role="ENGAGE_READER")
+
+    The SnowflakeResource is built per query rather than held as a nested resource field because importing
+    dagster_snowflake (Snowpark, snowflake.core) takes seconds, and every local run process imports this
+    module (through `resources.by_env`) without ever touching Snowflake. Parameters are bound in the
+    connector's default `pyformat` style.
+    """
+
+    account: str = Field(description="Snowflake account identifier.")
+    user: str = Field(description="User login name.")
+    password: str | None = Field(default=None, description="Password (use dg.EnvVar).")
+    private_key: str | None = Field(default=None, description="PEM private key for key-pair auth (use dg.EnvVar).")
+    private_key_password: str | None = Field(default=None, description="Passphrase of the private key.")
+    database: str | None = Field(default=None, description="Default database.")
+    schema_: str | None = Field(default=None, alias="schema", description="Default schema.")
+    warehouse: str | None = Field(default=None, description="Virtual warehouse to run queries on.")
+    role: str | None = Field(default=None, description="Role to assume.")
+    connection_args: dict[str, Any] | None = Field(
+        default=None,
+        description="Further snowflake.connector.connect arguments (SnowflakeResource's "
+        "additional_snowflake_connection_args), e.g. session_parameters.",
+    )
+
+    def snowflake_resource(self) -> Any:
+        """The dagster-snowflake resource for this config (imported on first use)."""
+        # Deferred on purpose, not to dodge a cycle: importing dagster_snowflake costs ~6 s, and every local run
+        # process imports this module through resources.by_env without ever using Snowflake.
+        from dagster_snowflake import SnowflakeResource
+
+        config: dict[str, Any] = {
+            "account": self.account,
+            "user": self.user,
+            "password": self.password,
+            "private_key": self.private_key,
+            "private_key_password": self.private_key_password,
+            "database": self.database,
+            "schema": self.schema_,
+            "warehouse": self.warehouse,
+            "role": self.role,
+            "additional_snowflake_connection_args": self.connection_args,
+        }
+        return SnowflakeResource(**{k: v for k, v in config.items() if v is not None})
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run the query and fetch the result as Arrow; column names lower-cased (Snowflake upper-cases them).
+
+        Lower-casing makes a program's column names the same on DuckDB and Snowflake.
+        """
+        _, names = bind_style(sql, "pyformat")
+        values = used_params(names, params)
+        if values:
+            # With parameters the connector formats the query with `%`: a literal % (LIKE 'a%') must be doubled.
+            query, _ = bind_style(sql.replace("%", "%%"), "pyformat")
+        else:
+            query = sql
+        with self.snowflake_resource().get_connection() as conn:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(query, values or None)
+                table = cursor.fetch_arrow_all(force_return_table=True)
+            finally:
+                cursor.close()
+        return table.rename_columns([name.lower() for name in table.column_names])
