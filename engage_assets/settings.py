@@ -43,6 +43,8 @@ class Settings(BaseSettings):
         default=None, validation_alias="ENGAGE_WAREHOUSE_PATH", description="The DuckDB warehouse (default: in home)"
     )
     program_configs: Path = Field(default=PROJECT_ROOT / "program_configs", description="Program YAML folder")
+    # Dagster's own variable: where the instance (runs, schedules, sensors) lives; unset means an ephemeral one.
+    dagster_home: Path | None = Field(default=None, validation_alias="DAGSTER_HOME")
     # Local channels: the SMTP capture server (`make smtp`) and the link base every message's links start with.
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=2525, ge=1, le=65535)
@@ -73,6 +75,13 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError(f"ENGAGE_ENV=prod needs {', '.join(missing)}")
         return self
+
+    def required(self, name: str) -> str:
+        """A production name (see PROD_REQUIRED) that must be set: its value, or an error naming its variable."""
+        value = getattr(self, name)
+        if not value:
+            raise ValueError(f"{PROD_REQUIRED.get(name, name)} is not set")
+        return str(value)
 
     @property
     def warehouse_path(self) -> Path:

@@ -101,20 +101,15 @@ def channel_configs(programs: list[ProgramConfig]) -> dict[tuple[str, str], dict
     return {(p.programId, ch.channelId): ch.config.model_dump(exclude_none=True) for p in programs for ch in p.channels}
 
 
-def build_delivery(
-    program: ProgramConfig, all_programs: list[ProgramConfig] | None = None
-) -> tuple[list[Any], list[Any]]:
-    """(assets, jobs) of one program's delivery; its due-touch sensor is `sensors.due_touches`."""
+def touch_plan_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinition) -> dg.AssetsDefinition:
+    """`[group, "touch_plan"]` of one program: plan each partition's offers and write the touches to the ledger."""
     g = program.group
-    parts = partitions_for(program)
-    tags = {"engage/program": program.programId}
-    programs = all_programs or [program]
 
     @dg.asset(
         key=dg.AssetKey([g, "touch_plan"]),
         group_name=g,
         partitions_def=parts,
-        tags=tags,
+        tags={"engage/program": program.programId},
         kinds={"sqlite"},
         backfill_policy=SINGLE_RUN,
         pool=WAREHOUSE_POOL,
@@ -137,16 +132,6 @@ def build_delivery(
             customers = _customers_for(warehouse, offers)
             plan = plan_touches(program, offers, customers, now, partition_key=window.partition_key)
             result = ledger.plan(plan, program.programId, window.partition_key, int(time.time()))
-            refunds: dict[str, Any] = {}
-            if program.refundStrategy is not None:
-                # Refunds and credits are issued with the plan (auto-processed, or queued where the segment
-                # requires approval), within the partition's budget, idempotently per candidate.
-                issued = refund_ledger.ledger().issue(program, plan, window.partition_key)
-                refunds = {f"refunds/{k}": v for k, v in vars(issued).items() if isinstance(v, (int, float))}
-            by_channel: dict[str, int] = {}
-            if plan.num_rows:
-                for row in plan.group_by("channel").aggregate([("channel", "count")]).to_pylist():
-                    by_channel[row["channel"]] = row["channel_count"]
             return plan, {
                 "dagster/row_count": plan.num_rows,
                 "held_out": result.held_out,
@@ -154,41 +139,56 @@ def build_delivery(
                 "replaced_planned": result.replaced,
                 "removed_planned": result.removed,
                 "kept_past_planned": result.kept,
-                **{f"touches/{k}": v for k, v in sorted(by_channel.items())},
-                **refunds,
+                **touches_by_channel(plan),
+                **_issue_refunds(program, refund_ledger, plan, window.partition_key),
             }
 
         value, meta = each_partition(context, parts, offers, one)
         context.add_output_metadata(meta)
         return value
 
+    return touch_plan
+
+
+def touches_by_channel(plan: pa.Table) -> dict[str, int]:
+    """`touches/<channel>` → planned touches of that channel (sorted by channel), for a touch_plan partition."""
+    by_channel: dict[str, int] = {}
+    if plan.num_rows:
+        for row in plan.group_by("channel").aggregate([("channel", "count")]).to_pylist():
+            by_channel[row["channel"]] = row["channel_count"]
+    return {f"touches/{k}": v for k, v in sorted(by_channel.items())}
+
+
+def _issue_refunds(
+    program: ProgramConfig, refund_ledger: RefundLedgerResource, plan: pa.Table, partition_key: str
+) -> dict[str, Any]:
+    """`refunds/<count>` metadata of the refunds and credits issued with a plan (none without a refund strategy)."""
+    if program.refundStrategy is None:
+        return {}
+    # Refunds and credits are issued with the plan (auto-processed, or queued where the segment requires
+    # approval), within the partition's budget, idempotently per candidate.
+    issued = refund_ledger.ledger().issue(program, plan, partition_key)
+    return {f"refunds/{k}": v for k, v in vars(issued).items() if isinstance(v, (int, float))}
+
+
+def deliveries_asset(program: ProgramConfig, programs: list[ProgramConfig]) -> dg.AssetsDefinition:
+    """`[group, "deliveries"]` of one program: send every due touch as of the run's send clock (not partitioned).
+
+    `programs` are every program of the deployment: templates, contact pressure and channel configs span them."""
+    g = program.group
+
     @dg.asset(
         key=dg.AssetKey([g, "deliveries"]),
         group_name=g,
-        tags=tags,
-        deps=[touch_plan],
+        tags={"engage/program": program.programId},
+        deps=[dg.AssetKey([g, "touch_plan"])],
         kinds={"smtp", "sqlite"},
         required_resource_keys=DELIVERY_RESOURCE_KEYS | set(channel_resource_keys()),
         description="Every due touch of the program as of the send clock: re-check conditions, contact "
         "pressure, claim, render, send, record. Counts by channel, outcome and reason.",
     )
     def deliveries(context: dg.AssetExecutionContext, config: DeliveryRunConfig) -> dg.MaterializeResult:
-        # Resources by key (the registry names the channels' keys), so a new channel needs no new parameter here.
-        resources = context.resources
-        delivery_ledger: DeliveryLedgerResource = resources.delivery_ledger
-        contact_pressure: ContactPressureResource = resources.contact_pressure
-        engagement: EngagementStore = resources.engagement
-        customer_state: CustomerState = resources.customer_state
-        refund_ledger: RefundLedgerResource = resources.refund_ledger
-        engine = DeliveryEngine(
-            delivery_ledger.ledger(),
-            delivery_channels(resources, engagement),
-            customer_state.use_erasures(engagement),
-            TemplateRenderer(messages=config_texts(programs), codes=refund_ledger.ledger()),
-            contact_pressure.policy(programs),
-            EngineConfig(max_touches=config.max_touches, claim_lease_s=config.claim_lease_s),
-            channel_configs=channel_configs(programs),
-        )
+        engine = delivery_engine(context.resources, programs, config)
         stats = engine.run([program.programId], send_clock(config.as_of))
         context.log.info(
             f"{program.programId}: sent {stats.total('sent')}, suppressed {stats.total('suppressed')}, "
@@ -196,10 +196,38 @@ def build_delivery(
         )
         return dg.MaterializeResult(metadata=stats_metadata(stats))
 
+    return deliveries
+
+
+def delivery_engine(resources: Any, programs: list[ProgramConfig], config: DeliveryRunConfig) -> DeliveryEngine:
+    """The engine of one delivery run, from a run's `context.resources` and its run config."""
+    # Resources by key (the registry names the channels' keys), so a new channel needs no new parameter here.
+    delivery_ledger: DeliveryLedgerResource = resources.delivery_ledger
+    contact_pressure: ContactPressureResource = resources.contact_pressure
+    engagement: EngagementStore = resources.engagement
+    customer_state: CustomerState = resources.customer_state
+    refund_ledger: RefundLedgerResource = resources.refund_ledger
+    return DeliveryEngine(
+        delivery_ledger.ledger(),
+        delivery_channels(resources, engagement),
+        customer_state.use_erasures(engagement),
+        TemplateRenderer(messages=config_texts(programs), codes=refund_ledger.ledger()),
+        contact_pressure.policy(programs),
+        EngineConfig(max_touches=config.max_touches, claim_lease_s=config.claim_lease_s),
+        channel_configs=channel_configs(programs),
+    )
+
+
+def build_delivery(
+    program: ProgramConfig, all_programs: list[ProgramConfig] | None = None
+) -> tuple[list[Any], list[Any]]:
+    """(assets, jobs) of one program's delivery; its due-touch sensor is `sensors.due_touches`."""
+    touch_plan = touch_plan_asset(program, partitions_for(program))
+    deliveries = deliveries_asset(program, all_programs or [program])
     job = dg.define_asset_job(
         deliver_job_name(program),
         selection=dg.AssetSelection.assets(deliveries),
-        tags=tags,
+        tags={"engage/program": program.programId},
         executor_def=dg.in_process_executor,
         description=f"{program.programName}: deliver every due touch (in process).",
     )

@@ -132,17 +132,16 @@ class DynamoDbDeliveryLedger(DynamoDbLedgerClaims):
                 plan_keys.add(r["touchKey"])
             keys = list({i["touchKey"]: touch_pk(i["touchKey"]) for i in items}.values())
             current = {(d := plain_item(raw))["touchKey"]: d for raw in self.get_items(keys)}
-            outcomes.update(
-                self.parallel(lambda i, current=current: self._put_planned(i, current.get(i["touchKey"])), items)
-            )
+            outcomes.update(self.parallel(self._put_planned, [(i, current.get(i["touchKey"])) for i in items]))
         self.client().put_item(TableName=self.table_name, Item={"pk": {"S": PROGRAMS}, "sk": {"S": program_id}})
         removed = self._remove_unplanned(program_id, partition_key, plan_keys)
         return PlanResult(outcomes["inserted"], outcomes["replaced"], removed, outcomes["kept"], held)
 
-    def _put_planned(self, item: dict[str, Any], current: dict[str, Any] | None) -> str:
+    def _put_planned(self, job: tuple[dict[str, Any], dict[str, Any] | None]) -> str:
         """Write one plan row: "inserted" (new), "replaced" (was still planned) or "kept" (past planned).  A write
         whose condition fails (a claim, another re-plan got there first) reads the touch again and decides again:
-        an optimistic read-modify-write, not a backoff (nothing was throttled)."""
+        an optimistic read-modify-write, not a backoff (nothing was throttled).  `job`: (item, the touch read)."""
+        item, current = job
         for _ in range(self.conflict_retries + 1):
             if current is not None and current.get("state") != "planned":
                 return "kept"

@@ -58,7 +58,8 @@ def to_row(raw: dict[str, Any]) -> LedgerRow:
     """A raw touch item as the row SQLite would return (absent attributes None, attempts 0)."""
     d = plain_item(raw)
     d.setdefault("attempts", 0)
-    return LedgerRow(*(d.get(a) for a in ROW_ATTRS))
+    values: list[Any] = [d.get(a) for a in ROW_ATTRS]
+    return LedgerRow(*values)
 
 
 def leave_planned(u: Update) -> Update:

@@ -307,6 +307,7 @@ class DeliveryLedger:
         self, conn: sqlite3.Connection | None, touch_key: str, reason: str, now: int, token: str | None = None
     ) -> bool:
         """planned (or our claimed touch) → suppressed with a reason."""
+        args: tuple[str, ...]
         if token is None:
             sql, args = "WHERE touch_key = ? AND state = 'planned'", (touch_key,)
         else:

@@ -273,7 +273,7 @@ class SqliteEngagementStore(EngagementStore):
 
     def deleted_among(self, customer_ids: Iterable[str]) -> set[str]:
         """Those of `customer_ids` that were deleted, 900 ids a query."""
-        ids, out = list(dict.fromkeys(customer_ids)), set()
+        ids, out = list(dict.fromkeys(customer_ids)), set[str]()
         for i in range(0, len(ids), 900):
             chunk = ids[i : i + 900]
             out.update(

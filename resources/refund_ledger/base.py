@@ -129,7 +129,7 @@ def ranked_offers(program: ProgramConfig, plan: pa.Table | Iterable[Mapping[str,
         parts = candidate_issuances(
             program, json.loads(offer) if isinstance(offer, str) else dict(offer), str(row.get("currency") or "USD")
         )
-        segment = segments.get(row.get("segment"))
+        segment = segments.get(str(row["segment"])) if row.get("segment") is not None else None
         approval = bool(segment and segment.requireApproval) or strategy.autoProcess is False
         if parts:
             out.append(Offer(customer, subject, parts, approval))

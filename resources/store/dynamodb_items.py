@@ -46,6 +46,7 @@ def to_item(rec: Record, program_id: str, partition_key: str) -> dict[str, Any]:
     gsi1pk, gsi2pk = index_keys(rec, program_id)
     score = rec.get("score")
     if gsi1pk is not None:
+        assert score is not None  # index_keys gives a GSI1 key only to a record with a score
         item["gsi1pk"] = {"S": gsi1pk}
         item["gsi1sk"] = {"N": number(float(score))}
     if gsi2pk is not None:
