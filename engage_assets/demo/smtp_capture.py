@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from engage_assets.settings import get_settings
 from resources.channels.base import IDEMPOTENCY_HEADER, PROGRAM_HEADER, capture_path
 
 DEFAULT_HOST = "127.0.0.1"
@@ -165,9 +166,8 @@ def spawn_capture(
     raise RuntimeError("smtp capture did not start listening")
 
 
-def main(argv: list[str] | None = None) -> None:
-    from engage_assets.settings import get_settings
-
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (see the module docstring); `--reuse-port` is internal: `serve` passes it to its workers."""
     ap = argparse.ArgumentParser(description="Local SMTP capture server: messages become .eml files")
     ap.add_argument("--host", default=DEFAULT_HOST)
     ap.add_argument("--port", type=int, default=DEFAULT_PORT)
@@ -179,22 +179,21 @@ def main(argv: list[str] | None = None) -> None:
         help="processes sharing the port (SO_REUSEPORT): one aiosmtpd process takes ~1,000 msg/s",
     )
     ap.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    root = Path(args.root) if args.root else get_settings().home / "mail"
-    handler = CaptureHandler(root)
-    reuse = args.reuse_port or args.workers > 1
-    controller = _controller(handler, args.host, args.port, reuse_port=reuse)
-    controller.start()
-    children = [
+    return ap.parse_args(argv)
+
+
+def spawn_workers(host: str, port: int, root: Path, count: int) -> list[subprocess.Popen]:
+    """`count` more capture processes sharing `port` (SO_REUSEPORT), filing under the same `root`."""
+    return [
         subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "engage_assets.demo.smtp_capture",
                 "--host",
-                args.host,
+                host,
                 "--port",
-                str(args.port),
+                str(port),
                 "--root",
                 str(root),
                 "--workers",
@@ -203,18 +202,34 @@ def main(argv: list[str] | None = None) -> None:
             ],
             stdout=subprocess.DEVNULL,
         )
-        for _ in range(args.workers - 1)
+        for _ in range(count)
     ]
+
+
+def wait_for_stop() -> None:
+    """Block until SIGTERM or SIGINT."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Serve until SIGTERM/SIGINT: this process, plus `--workers - 1` more on the same port, stopped with it.
+    A `--reuse-port` worker prints nothing (its parent speaks for all of them)."""
+    root = Path(args.root) if args.root else get_settings().home / "mail"
+    handler = CaptureHandler(root)
+    reuse = args.reuse_port or args.workers > 1
+    controller = _controller(handler, args.host, args.port, reuse_port=reuse)
+    controller.start()
+    children = spawn_workers(args.host, args.port, root, args.workers - 1)
     if not args.reuse_port:
         print(
             f"smtp capture listening on {args.host}:{args.port} ({args.workers} process(es)), "
             f"filing messages under {root}",
             flush=True,
         )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    wait_for_stop()
     for child in children:
         child.terminate()
     for child in children:
@@ -227,6 +242,11 @@ def main(argv: list[str] | None = None) -> None:
             "(this process)",
             flush=True,
         )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m engage_assets.demo.smtp_capture`: parse the command line, then serve."""
+    serve(parse_args(argv))
 
 
 if __name__ == "__main__":

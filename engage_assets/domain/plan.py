@@ -27,6 +27,7 @@ Vectorised: per-row work is Arrow/numpy; Python loops run over segments, channel
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -35,8 +36,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engage_assets.domain.channels import channel_spec
-from engage_assets.domain.config import Channel, ProgramConfig, Segment
-from engage_assets.domain.pipeline import offer_details
+from engage_assets.domain.config import Channel, ProgramConfig
+from engage_assets.domain.plan_columns import column, epoch_seconds, lookup, offer_json, strings
 
 # The spec's eight marketplaces: default time zone, currency and locale (a customer's own zone wins).
 MARKETPLACES: dict[str, tuple[str, str, str]] = {
@@ -52,8 +53,6 @@ MARKETPLACES: dict[str, tuple[str, str, str]] = {
 STATIC_CONDITIONS = ("highImpactOnly", "criticalRiskOnly", "highScoreOnly")
 DYNAMIC_CONDITIONS = {"onlyIfNotConverted": "not_converted", "onlyIfCartAbandoned": "cart_abandoned"}
 EVENT_COLUMNS = ("event_at", "abandoned_at", "cart_abandoned_at")
-# Offer amounts computed per row (the rest of the offer is the segment's terms, the same for every row).
-_ROW_AMOUNTS = ("valueUsd", "refundAmount", "creditAmount")
 
 PLAN_SCHEMA = pa.schema(
     [
@@ -152,99 +151,27 @@ def eligible_segments(program: ProgramConfig, ch: Channel) -> set[str] | None:
     return allowed
 
 
-def _static_offer(seg: Segment) -> dict:
-    offer = offer_details(seg)
-    if seg.discount is not None:
-        offer["discountPercent"] = int(seg.discount) if float(seg.discount).is_integer() else seg.discount
-    for k in _ROW_AMOUNTS:
-        offer.pop(k, None)
-    return offer
+@dataclass(frozen=True)
+class _Candidates:
+    """The per-row columns every channel's touches share (one entry per offer row of a program segment)."""
 
-
-def _col(table: pa.Table | None, name: str) -> pa.ChunkedArray | None:
-    return table.column(name) if table is not None and name in table.column_names else None
-
-
-def _strings(arr: pa.ChunkedArray | pa.Array | None, n: int) -> pa.Array:
-    if arr is None:
-        return pa.nulls(n, pa.string())
-    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-    return arr.cast(pa.string())
-
-
-def _floats(arr: pa.ChunkedArray | None, n: int) -> np.ndarray:
-    if arr is None:
-        return np.full(n, np.nan)
-    return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False).astype(float)
-
-
-def _epoch_seconds(arr: pa.ChunkedArray, n: int, default: int) -> np.ndarray:
-    """An event column (epoch seconds, or a timestamp/date) as int64 epoch seconds; nulls → `default`."""
-    arr = arr.combine_chunks()
-    if pa.types.is_timestamp(arr.type):
-        unit = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[arr.type.unit]
-        secs = pc.divide(arr.cast(pa.int64()), unit)
-    elif pa.types.is_date(arr.type):
-        secs = pc.multiply(arr.cast(pa.date32()).cast(pa.int32()).cast(pa.int64()), 86_400)
-    else:
-        secs = pc.cast(arr, pa.int64())
-    return pc.fill_null(secs, default).to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def _lookup(keys: pa.Array, table: pa.Table | None, column: str) -> pa.Array | None:
-    """`table[column]` of the row whose customer_id equals each key (null where none)."""
-    col = _col(table, column)
-    ids = _col(table, "customer_id")
-    if table is None or col is None or ids is None or table.num_rows == 0:
-        return None
-    idx = pc.index_in(keys, value_set=_strings(ids, table.num_rows))
-    return col.combine_chunks().take(idx)
-
-
-def _json_numbers(values: np.ndarray) -> pa.Array:
-    """Floats as JSON number text rounded to cents, `null` where missing."""
-    arr = pa.array(np.round(values, 2), from_pandas=True)
-    return pc.fill_null(arr.cast(pa.string()), "null")
-
-
-def _offer_json(program: ProgramConfig, offers: pa.Table, seg_idx: np.ndarray, segments: list[Segment]) -> pa.Array:
-    """The offer as the templates see it, one JSON object per row: the segment's terms, `discountPercent`,
-    `valueUsd`, and amounts in the order's (or the marketplace's) currency: `refundAmount` is the order value for a
-    full refund, the config's USD amounts are converted with the order's own rate."""
-    n = offers.num_rows
-    value_usd = _floats(_col(offers, "offer_value_usd"), n)
-    order_value = _floats(_col(offers, "order_value"), n)
-    order_usd = _floats(_col(offers, "order_value_usd"), n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fx = order_value / order_usd
-    fx = np.where(np.isfinite(fx) & (fx > 0), fx, 1.0)  # local units per USD
-    refund = np.full(n, np.nan)
-    credit = np.full(n, np.nan)
-    prefixes = []
-    for i, seg in enumerate(segments):
-        rows = seg_idx == i
-        if seg.refundType == "full":
-            refund[rows] = order_value[rows]
-        if seg.refundAmount is not None:
-            fill = rows & np.isnan(refund)
-            refund[fill] = seg.refundAmount * fx[fill]
-        amount = seg.creditAmount if seg.creditAmount is not None else seg.additionalCredit
-        if amount is not None:
-            credit[rows] = amount * fx[rows]
-        body = json.dumps(_static_offer(seg), sort_keys=True, separators=(",", ":"))
-        prefixes.append(body[:-1] + ("," if body != "{}" else ""))
-    prefix = pa.array(np.array(prefixes, dtype=object)[seg_idx], pa.string())
-    return pc.binary_join_element_wise(
-        prefix,
-        '"valueUsd":',
-        _json_numbers(value_usd),
-        ',"refundAmount":',
-        _json_numbers(refund),
-        ',"creditAmount":',
-        _json_numbers(credit),
-        "}",
-        "",
-    )
+    partition_key: str
+    now: datetime
+    seg_idx: np.ndarray  # row → index into the program's segments
+    segment: pa.Array
+    customer: pa.Array
+    subject: pa.Array
+    marketplace: pa.Array
+    zone: pa.Array
+    currency: pa.Array
+    pair_idx: np.ndarray  # row → index into `zones`
+    zones: list[str]  # the zone of each distinct (marketplace, customer zone) pair
+    event_s: np.ndarray | None  # the candidate's event, epoch seconds (None: the offers carry no event column)
+    expires: int
+    offer: pa.Array
+    offer_type: pa.Array
+    holdout: pa.Array
+    score: pa.Array
 
 
 def plan_touches(
@@ -264,28 +191,70 @@ def plan_touches(
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     partition_key = partition_key or _partition_key(offers)
-    segments = list(program.strategy.segments)
-    seg_names = [s.name for s in segments]
-    seg_all = _strings(_col(offers, "segment"), offers.num_rows)
-    offers = offers.filter(pc.fill_null(pc.is_in(seg_all, value_set=pa.array(seg_names, pa.string())), False))
-    n = offers.num_rows
-    if n == 0:
+    seg_names = pa.array([s.name for s in program.strategy.segments], pa.string())
+    seg_all = strings(column(offers, "segment"), offers.num_rows)
+    offers = offers.filter(pc.fill_null(pc.is_in(seg_all, value_set=seg_names), False))
+    if offers.num_rows == 0:
         return PLAN_SCHEMA.empty_table()
-    seg_arr = _strings(offers.column("segment"), n)
-    seg_idx = pc.index_in(seg_arr, value_set=pa.array(seg_names, pa.string())).to_numpy().astype(np.int64)
+    cands = _candidates(program, offers, customers, now, partition_key)
+    timed = next((ch for ch in channels if ch.config.sendTime), None)
+    parts = []
+    for ch in channels:
+        rows = _channel_rows(program, ch, cands.seg_idx)
+        if len(rows) == 0:
+            continue
+        parts.append(_touch_table(program, ch, cands, rows, _due_at(ch, timed, cands, rows)))
+    return pa.concat_tables(parts) if parts else PLAN_SCHEMA.empty_table()
 
-    customer = _strings(offers.column("customer_id"), n)
+
+def _candidates(
+    program: ProgramConfig, offers: pa.Table, customers: pa.Table | None, now: datetime, partition_key: str
+) -> _Candidates:
+    """The shared per-row columns of `offers` (already restricted to the program's segments)."""
+    n = offers.num_rows
+    segments = list(program.strategy.segments)
+    seg_arr = strings(offers.column("segment"), n)
+    seg_names = pa.array([s.name for s in segments], pa.string())
+    seg_idx = pc.index_in(seg_arr, value_set=seg_names).to_numpy().astype(np.int64)
+    customer = strings(offers.column("customer_id"), n)
     subject_col = program.connector.subjectColumn
-    subject = _strings(_col(offers, subject_col), n) if subject_col in offers.column_names else customer
+    subject = strings(column(offers, subject_col), n) if subject_col in offers.column_names else customer
     marketplace = pc.coalesce(
-        _strings(_col(offers, "marketplace"), n), _strings(_lookup(customer, customers, "marketplace"), n)
+        strings(column(offers, "marketplace"), n), strings(lookup(customer, customers, "marketplace"), n)
     )
     raw_zone = pc.coalesce(
-        _strings(_lookup(customer, customers, "time_zone"), n), _strings(_col(offers, "time_zone"), n)
+        strings(lookup(customer, customers, "time_zone"), n), strings(column(offers, "time_zone"), n)
     )
-    currency = pc.coalesce(_strings(_col(offers, "currency"), n), _strings(_lookup(customer, customers, "currency"), n))
+    currency = pc.coalesce(strings(column(offers, "currency"), n), strings(lookup(customer, customers, "currency"), n))
+    pair_idx, zones, zone, default_currency = _locales(marketplace, raw_zone)
+    now_s = int(now.timestamp())
+    event_col = next((c for c in EVENT_COLUMNS if c in offers.column_names), None)
+    return _Candidates(
+        partition_key=partition_key,
+        now=now,
+        seg_idx=seg_idx,
+        segment=seg_arr,
+        customer=customer,
+        subject=subject,
+        marketplace=marketplace,
+        zone=zone,
+        currency=pc.coalesce(currency, default_currency),
+        pair_idx=pair_idx,
+        zones=zones,
+        event_s=epoch_seconds(offers.column(event_col), n, now_s) if event_col else None,
+        expires=now_s + program.candidateTTLDays * 86_400,
+        offer=offer_json(program, offers, seg_idx, segments),
+        offer_type=strings(column(offers, "offer_type"), n),
+        holdout=pc.fill_null(offers.column("holdout").combine_chunks().cast(pa.bool_()), False),
+        score=pc.cast(offers.column("score").combine_chunks(), pa.float64()),
+    )
 
-    # Time zone and default currency per distinct (marketplace, zone) pair: a handful of Python calls, not n.
+
+def _locales(marketplace: pa.Array, raw_zone: pa.Array) -> tuple[np.ndarray, list[str], pa.Array, pa.Array]:
+    """(row → pair index, zone per distinct pair, zone per row, marketplace's default currency per row).
+
+    Time zone and default currency are resolved per distinct (marketplace, zone) pair: a handful of Python calls,
+    not one per row."""
     pair = pc.binary_join_element_wise(pc.fill_null(marketplace, ""), pc.fill_null(raw_zone, ""), "|")
     pairs = pc.unique(pair)
     pair_idx = pc.index_in(pair, value_set=pairs).to_numpy().astype(np.int64)
@@ -293,72 +262,71 @@ def plan_touches(
     uniq_zone = [zone_for(mp or None, tz or None) for mp, tz in uniq]
     uniq_cur = [MARKETPLACES.get(mp, (None, "USD"))[1] for mp, _ in uniq]
     zone = pa.array(np.array(uniq_zone, dtype=object)[pair_idx], pa.string())
-    currency = pc.coalesce(currency, pa.array(np.array(uniq_cur, dtype=object)[pair_idx], pa.string()))
+    currency = pa.array(np.array(uniq_cur, dtype=object)[pair_idx], pa.string())
+    return pair_idx, uniq_zone, zone, currency
 
-    now_s = int(now.timestamp())
-    event_col = next((c for c in EVENT_COLUMNS if c in offers.column_names), None)
-    event_s = _epoch_seconds(offers.column(event_col), n, now_s) if event_col else None
-    expires = now_s + program.candidateTTLDays * 86_400
-    offer = _offer_json(program, offers, seg_idx, segments)
-    holdout = pc.fill_null(offers.column("holdout").combine_chunks().cast(pa.bool_()), False)
-    offer_type = _strings(_col(offers, "offer_type"), n)
-    score = pc.cast(offers.column("score").combine_chunks(), pa.float64())
-    timed = next((ch for ch in channels if ch.config.sendTime), None)
 
-    parts = []
-    for ch in channels:
-        allowed = eligible_segments(program, ch)
-        if allowed is None:
-            rows = np.arange(n)
-        else:
-            rows = np.flatnonzero(np.isin(seg_idx, [i for i, s in enumerate(seg_names) if s in allowed]))
-        if len(rows) == 0:
-            continue
-        take = pa.array(rows)
-        days, minutes = _delay(ch)
-        hhmm = ch.config.sendTime or followed_send_time(timed, ch)
-        if hhmm:
-            pinned = ch.config.timezone if ch.config.timezone not in (None, "local") else None
-            base_cfg = ch.config if ch.config.sendTime else timed.config  # type: ignore[union-attr]
-            pinned = pinned or (base_cfg.timezone if base_cfg.timezone not in (None, "local") else None)
-            per_zone = np.array(
-                [next_local_time(now, pinned or z, hhmm, days, minutes) for z in uniq_zone], dtype=np.int64
-            )
-            due = per_zone[pair_idx[rows]]
-        else:
-            base = event_s[rows] if event_s is not None else np.full(len(rows), now_s, dtype=np.int64)
-            due = base + days * 86_400 + minutes * 60
-        tid = touch_id(ch)
-        cust, subj = customer.take(take), subject.take(take)
-        m = len(rows)
-        parts.append(
-            pa.table(
-                {
-                    "touchKey": pc.binary_join_element_wise(program.programId, cust, subj, tid, ch.channelId, "#"),
-                    "programId": pa.array([program.programId] * m, pa.string()),
-                    "partitionKey": pa.array([partition_key] * m, pa.string()),
-                    "customerId": cust,
-                    "subjectId": subj,
-                    "touchId": pa.array([tid] * m, pa.string()),
-                    "channel": pa.array([ch.type] * m, pa.string()),
-                    "channelId": pa.array([ch.channelId] * m, pa.string()),
-                    "templateId": pa.array([template_id(ch)] * m, pa.string()),
-                    "dueAt": pa.array(due, pa.int64()),
-                    "expiresAt": pa.array(np.full(m, expires, dtype=np.int64)),
-                    "conditions": pa.array([json.dumps(channel_conditions(ch))] * m, pa.string()),
-                    "segment": seg_arr.take(take),
-                    "offerType": offer_type.take(take),
-                    "offer": offer.take(take),
-                    "holdout": holdout.take(take),
-                    "marketplace": marketplace.take(take),
-                    "timeZone": zone.take(take),
-                    "currency": currency.take(take),
-                    "score": score.take(take),
-                },
-                schema=PLAN_SCHEMA,
-            )
+def _channel_rows(program: ProgramConfig, ch: Channel, seg_idx: np.ndarray) -> np.ndarray:
+    """Indices of the rows whose segment the channel's static condition admits."""
+    allowed = eligible_segments(program, ch)
+    if allowed is None:
+        return np.arange(len(seg_idx))
+    admitted = [i for i, s in enumerate(program.strategy.segments) if s.name in allowed]
+    return np.flatnonzero(np.isin(seg_idx, admitted))
+
+
+def _due_at(ch: Channel, timed: Channel | None, cands: _Candidates, rows: np.ndarray) -> np.ndarray:
+    """Send time (epoch seconds) of the channel's touch for each of `rows`: the next local `sendTime` (the
+    channel's own or the program's first) plus local days, else the candidate's event (or the clock) plus the
+    delay."""
+    days, minutes = _delay(ch)
+    hhmm = ch.config.sendTime or followed_send_time(timed, ch)
+    if hhmm:
+        pinned = ch.config.timezone if ch.config.timezone not in (None, "local") else None
+        base_cfg = ch.config if ch.config.sendTime else timed.config  # type: ignore[union-attr]
+        pinned = pinned or (base_cfg.timezone if base_cfg.timezone not in (None, "local") else None)
+        per_zone = np.array(
+            [next_local_time(cands.now, pinned or z, hhmm, days, minutes) for z in cands.zones], dtype=np.int64
         )
-    return pa.concat_tables(parts) if parts else PLAN_SCHEMA.empty_table()
+        return per_zone[cands.pair_idx[rows]]
+    now_s = int(cands.now.timestamp())
+    base = cands.event_s[rows] if cands.event_s is not None else np.full(len(rows), now_s, dtype=np.int64)
+    return base + days * 86_400 + minutes * 60
+
+
+def _touch_table(
+    program: ProgramConfig, ch: Channel, cands: _Candidates, rows: np.ndarray, due: np.ndarray
+) -> pa.Table:
+    """The channel's touch rows (PLAN_SCHEMA) for the candidates at `rows`, due at `due`."""
+    take = pa.array(rows)
+    tid = touch_id(ch)
+    cust, subj = cands.customer.take(take), cands.subject.take(take)
+    m = len(rows)
+    return pa.table(
+        {
+            "touchKey": pc.binary_join_element_wise(program.programId, cust, subj, tid, ch.channelId, "#"),
+            "programId": pa.array([program.programId] * m, pa.string()),
+            "partitionKey": pa.array([cands.partition_key] * m, pa.string()),
+            "customerId": cust,
+            "subjectId": subj,
+            "touchId": pa.array([tid] * m, pa.string()),
+            "channel": pa.array([ch.type] * m, pa.string()),
+            "channelId": pa.array([ch.channelId] * m, pa.string()),
+            "templateId": pa.array([template_id(ch)] * m, pa.string()),
+            "dueAt": pa.array(due, pa.int64()),
+            "expiresAt": pa.array(np.full(m, cands.expires, dtype=np.int64)),
+            "conditions": pa.array([json.dumps(channel_conditions(ch))] * m, pa.string()),
+            "segment": cands.segment.take(take),
+            "offerType": cands.offer_type.take(take),
+            "offer": cands.offer.take(take),
+            "holdout": cands.holdout.take(take),
+            "marketplace": cands.marketplace.take(take),
+            "timeZone": cands.zone.take(take),
+            "currency": cands.currency.take(take),
+            "score": cands.score.take(take),
+        },
+        schema=PLAN_SCHEMA,
+    )
 
 
 def _partition_key(offers: pa.Table) -> str:

@@ -8,9 +8,9 @@ Why it looks the way it does:
 - sqlite3 connections must not be shared between threads (nor inherited across fork), so each (process, thread,
   file) gets its own connection, opened lazily.  The serving API can call one resource instance from many threads.
 - The DynamoDB indexes become SQL indexes with the table's key appended as a tie-breaker, so pagination is keyset
-  (`(score, pk) < (?, ?)`) on an index, never OFFSET: page 1,000 costs what page 1 costs.
+  (`(score, pk) < (?, ?)`) on an index, never OFFSET: page 1,000 costs what page 1 costs (`sqlite_pages.py`).
 - The record is stored whole as JSON (`body`) and returned unchanged; the other columns are copies used for keys,
-  indexes and the TTL filter.
+  indexes and the TTL filter (`sqlite_schema.py`).
 """
 
 from __future__ import annotations
@@ -31,79 +31,22 @@ from resources.store.base import (
     Record,
     WriteResult,
     decode_cursor,
-    encode_cursor,
-    index_keys,
     resolve_now,
     validate_records,
 )
-
-try:  # orjson is ~5x faster on 25k records; the stdlib is the fallback, with the same output for JSON-clean data
-    import orjson
-
-    def _dumps(obj: Any) -> str:
-        return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-
-    _loads = orjson.loads
-except ImportError:  # pragma: no cover - depends on the environment
-    import json
-
-    def _dumps(obj: Any) -> str:
-        return json.dumps(obj, separators=(",", ":"), default=lambda o: o.item())  # numpy scalars
-
-    _loads = json.loads
+from resources.store.sqlite_pages import PageRows, by_score_sql, check_limit, cursor_position, json_page, page
+from resources.store.sqlite_schema import (
+    COUNT_PARTITION,
+    DELETE_STALE,
+    SCHEMA,
+    UPSERT,
+    UPSERT_SCORES,
+    dumps,
+    loads,
+    upsert_rows,
+)
 
 _log = dg.get_dagster_logger("engage.store")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS candidates (
-    pk            TEXT PRIMARY KEY,      -- customerId#programId
-    customer_id   TEXT NOT NULL,
-    program_id    TEXT NOT NULL,
-    partition_key TEXT NOT NULL,
-    segment       TEXT,
-    offer_type    TEXT,
-    score         REAL,
-    expires_at    INTEGER NOT NULL,
-    created_at    TEXT,
-    gsi1pk        TEXT,                  -- programId#segment   (NULL: not in the segment index)
-    gsi2pk        TEXT,                  -- programId#offerType (NULL: not in the offer-type index)
-    gsi2sk        TEXT NOT NULL,         -- partitionKey#customerId
-    write_id      TEXT NOT NULL,         -- the replace_partition call that last wrote the row
-    body          TEXT NOT NULL          -- the record, JSON
-);
-CREATE INDEX IF NOT EXISTS candidates_gsi1 ON candidates (gsi1pk, score DESC, pk DESC);
-CREATE INDEX IF NOT EXISTS candidates_gsi2 ON candidates (gsi2pk, gsi2sk DESC, pk DESC);
-CREATE INDEX IF NOT EXISTS candidates_gsi4 ON candidates (gsi2pk, score DESC, pk DESC) WHERE score IS NOT NULL;
-CREATE INDEX IF NOT EXISTS candidates_partition ON candidates (program_id, partition_key);
-CREATE INDEX IF NOT EXISTS candidates_customer ON candidates (customer_id);
-CREATE TABLE IF NOT EXISTS score_cache (
-    namespace  TEXT NOT NULL,
-    key        TEXT NOT NULL,
-    score      REAL NOT NULL,
-    expires_at INTEGER NOT NULL,
-    PRIMARY KEY (namespace, key)
-) WITHOUT ROWID;
-"""
-
-# An existing row is replaced when the incoming one is from the same or a newer partition, or when the existing
-# one has expired: an expired item counts as absent, so the outcome never depends on when expired rows are purged
-# (DynamoDB's TTL deletes lazily; both backends must agree).
-_UPSERT = """
-INSERT INTO candidates (pk, customer_id, program_id, partition_key, segment, offer_type, score, expires_at,
-                        created_at, gsi1pk, gsi2pk, gsi2sk, write_id, body)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (pk) DO UPDATE SET
-    partition_key = excluded.partition_key, segment = excluded.segment, offer_type = excluded.offer_type,
-    score = excluded.score, expires_at = excluded.expires_at, created_at = excluded.created_at,
-    gsi1pk = excluded.gsi1pk, gsi2pk = excluded.gsi2pk, gsi2sk = excluded.gsi2sk,
-    write_id = excluded.write_id, body = excluded.body
-WHERE excluded.partition_key >= candidates.partition_key OR candidates.expires_at <= ?
-"""
-
-# Every row of this (program, partition) that the current call did not write is no longer a candidate.
-_DELETE_STALE = "DELETE FROM candidates WHERE program_id = ? AND partition_key = ? AND write_id <> ?"
-
-_COUNT_PARTITION = "SELECT COUNT(*) FROM candidates WHERE program_id = ? AND partition_key = ?"
 
 
 class SqliteCandidateStore(CandidateStore):
@@ -121,11 +64,11 @@ class SqliteCandidateStore(CandidateStore):
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection to `path`, opened (and the schema ensured) on first use."""
         # 64 MiB page cache: a 25k-record partition's index pages stay cached.
-        return wal_connection(self.path, self.busy_timeout_ms, _SCHEMA, pragmas=("cache_size = -65536",))
+        return wal_connection(self.path, self.busy_timeout_ms, SCHEMA, pragmas=("cache_size = -65536",))
 
     def close(self) -> None:
         """Close this thread's connection (other threads' connections close when their threads end)."""
-        close_connection(self.path, _SCHEMA)
+        close_connection(self.path, SCHEMA)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -145,35 +88,14 @@ class SqliteCandidateStore(CandidateStore):
         now_ = resolve_now(now)
         unique, duplicates = validate_records(program_id, partition_key, records)
         write_id = uuid.uuid4().hex
-        rows = []
-        for rec in unique:
-            customer_id = rec["customerId"]
-            segment, offer_type, score = rec.get("segment"), rec.get("offerType"), rec.get("score")
-            rows.append(
-                (
-                    f"{customer_id}#{program_id}",
-                    customer_id,
-                    program_id,
-                    partition_key,
-                    segment,
-                    offer_type,
-                    None if score is None else float(score),
-                    int(rec["expiresAt"]),
-                    rec.get("createdAt"),
-                    *index_keys(rec, program_id),
-                    f"{partition_key}#{customer_id}",
-                    write_id,
-                    _dumps(rec),
-                    now_,
-                )
-            )
+        rows = upsert_rows(unique, program_id, partition_key, write_id, now_)
         with self._write() as conn:
-            written = conn.executemany(_UPSERT, rows).rowcount if rows else 0
+            written = conn.executemany(UPSERT, rows).rowcount if rows else 0
             # Every row written now sits in this partition, so stale rows exist only if the partition holds more
             # rows than were written: an index-only count saves the delete's row-by-row scan on plain re-runs.
-            in_partition = conn.execute(_COUNT_PARTITION, (program_id, partition_key)).fetchone()[0]
+            in_partition = conn.execute(COUNT_PARTITION, (program_id, partition_key)).fetchone()[0]
             deleted = (
-                conn.execute(_DELETE_STALE, (program_id, partition_key, write_id)).rowcount
+                conn.execute(DELETE_STALE, (program_id, partition_key, write_id)).rowcount
                 if in_partition > written
                 else 0
             )
@@ -211,6 +133,7 @@ class SqliteCandidateStore(CandidateStore):
     # -- reads -------------------------------------------------------------------------------------------------
 
     def get(self, customer_id: str, program_id: str, now: float | None = None) -> Record | None:
+        """The customer's live candidate in the program, or None."""
         row = (
             self._conn()
             .execute(
@@ -219,7 +142,7 @@ class SqliteCandidateStore(CandidateStore):
             )
             .fetchone()
         )
-        return None if row is None else _loads(row[0])
+        return None if row is None else loads(row[0])
 
     def query_by_segment(
         self,
@@ -232,7 +155,7 @@ class SqliteCandidateStore(CandidateStore):
         offer_type: str | None = None,
     ) -> Page:
         """Keyset pagination on (score DESC, pk DESC) over index candidates_gsi1."""
-        return _page(*self._segment_rows(program_id, segment, min_score, limit, cursor, now, offer_type))
+        return page(*self._segment_rows(program_id, segment, min_score, limit, cursor, now, offer_type))
 
     def query_by_segment_json(
         self,
@@ -245,7 +168,7 @@ class SqliteCandidateStore(CandidateStore):
         offer_type: str | None = None,
     ) -> JsonPage:
         """`query_by_segment` as JSON: the stored records spliced into an array (the serving API's hot path)."""
-        return _json_page(*self._segment_rows(program_id, segment, min_score, limit, cursor, now, offer_type))
+        return json_page(*self._segment_rows(program_id, segment, min_score, limit, cursor, now, offer_type))
 
     def _segment_rows(
         self,
@@ -256,7 +179,7 @@ class SqliteCandidateStore(CandidateStore):
         cursor: str | None,
         now: float | None,
         offer_type: str | None,
-    ) -> tuple[list[tuple[Any, Any, str]], int, str, str]:
+    ) -> tuple[PageRows, int, str, str]:
         extra, extra_params = ("AND offer_type = ?", [offer_type]) if offer_type is not None else ("", [])
         scope = f"{program_id}#{segment}"
         kind = "sqlite-gsi1" if offer_type is None else f"sqlite-gsi1:{offer_type}"
@@ -274,20 +197,7 @@ class SqliteCandidateStore(CandidateStore):
         now: float | None = None,
     ) -> Page:
         """Keyset pagination on (score DESC, pk DESC) over index candidates_gsi4 (offer type by score)."""
-        return _page(
-            *self._by_score(
-                "gsi2pk",
-                "candidates_gsi4",
-                "sqlite-gsi4",
-                f"{program_id}#{offer_type}",
-                min_score,
-                limit,
-                cursor,
-                now,
-                "AND score IS NOT NULL",
-                [],
-            )
-        )
+        return page(*self._score_rows(program_id, offer_type, min_score, limit, cursor, now))
 
     def query_by_score_json(
         self,
@@ -299,19 +209,29 @@ class SqliteCandidateStore(CandidateStore):
         now: float | None = None,
     ) -> JsonPage:
         """`query_by_score` as JSON: the stored records spliced into an array (the serving API's hot path)."""
-        return _json_page(
-            *self._by_score(
-                "gsi2pk",
-                "candidates_gsi4",
-                "sqlite-gsi4",
-                f"{program_id}#{offer_type}",
-                min_score,
-                limit,
-                cursor,
-                now,
-                "AND score IS NOT NULL",
-                [],
-            )
+        return json_page(*self._score_rows(program_id, offer_type, min_score, limit, cursor, now))
+
+    def _score_rows(
+        self,
+        program_id: str,
+        offer_type: str,
+        min_score: float | None,
+        limit: int,
+        cursor: str | None,
+        now: float | None,
+    ) -> tuple[PageRows, int, str, str]:
+        scope = f"{program_id}#{offer_type}"
+        return self._by_score(
+            "gsi2pk",
+            "candidates_gsi4",
+            "sqlite-gsi4",
+            scope,
+            min_score,
+            limit,
+            cursor,
+            now,
+            "AND score IS NOT NULL",
+            [],
         )
 
     def _by_score(
@@ -326,23 +246,9 @@ class SqliteCandidateStore(CandidateStore):
         now: float | None,
         extra: str,
         extra_params: list[Any],
-    ) -> tuple[list[tuple[Any, Any, str]], int, str, str]:
+    ) -> tuple[PageRows, int, str, str]:
         """(rows of (body, score, pk), limit, cursor kind, cursor scope): one more row than `limit` if there is more."""
-        _check_limit(limit)
-        # INDEXED BY: the planner must never pick another index (or a scan) for a serving read.
-        sql = (
-            f"SELECT body, score, pk FROM candidates INDEXED BY {index} WHERE {key_col} = ? AND expires_at > ? {extra}"
-        )
-        params: list[Any] = [scope, resolve_now(now), *extra_params]
-        if min_score is not None:
-            sql += " AND score >= ?"
-            params.append(float(min_score))
-        if cursor is not None:
-            last_score, last_pk = _position(decode_cursor(cursor, kind, scope), (float, int), str)
-            sql += " AND (score, pk) < (?, ?)"
-            params += [float(last_score), last_pk]
-        sql += " ORDER BY score DESC, pk DESC LIMIT ?"
-        params.append(limit + 1)  # one more than asked: tells whether there is a next page
+        sql, params = by_score_sql(key_col, index, kind, scope, min_score, limit, cursor, now, extra, extra_params)
         return self._conn().execute(sql, params).fetchall(), limit, kind, scope
 
     def query_by_offer_type(
@@ -354,20 +260,21 @@ class SqliteCandidateStore(CandidateStore):
         now: float | None = None,
     ) -> Page:
         """Keyset pagination on (partitionKey#customerId DESC) over index candidates_gsi2: newest partition first."""
-        _check_limit(limit)
+        check_limit(limit)
         scope = f"{program_id}#{offer_type}"
         sql = "SELECT body, gsi2sk, pk FROM candidates WHERE gsi2pk = ? AND expires_at > ?"
         params: list[Any] = [scope, resolve_now(now)]
         if cursor is not None:
-            last_sk, last_pk = _position(decode_cursor(cursor, "sqlite-gsi2", scope), str, str)
+            last_sk, last_pk = cursor_position(decode_cursor(cursor, "sqlite-gsi2", scope), str, str)
             sql += " AND (gsi2sk, pk) < (?, ?)"
             params += [last_sk, last_pk]
         sql += " ORDER BY gsi2sk DESC, pk DESC LIMIT ?"
         params.append(limit + 1)
         rows = self._conn().execute(sql, params).fetchall()
-        return _page(rows, limit, "sqlite-gsi2", scope)
+        return page(rows, limit, "sqlite-gsi2", scope)
 
     def customer_candidates(self, customer_id: str, now: float | None = None) -> list[Record]:
+        """The customer's live candidates in every program, by program id."""
         rows = (
             self._conn()
             .execute(
@@ -376,9 +283,10 @@ class SqliteCandidateStore(CandidateStore):
             )
             .fetchall()
         )
-        return [_loads(r[0]) for r in rows]
+        return [loads(r[0]) for r in rows]
 
     def count(self, program_id: str, partition_key: str | None = None, now: float | None = None) -> int:
+        """Live candidates of the program (of one partition, if given)."""
         sql = "SELECT COUNT(*) FROM candidates WHERE program_id = ? AND expires_at > ?"
         params: list[Any] = [program_id, resolve_now(now)]
         if partition_key is not None:
@@ -398,52 +306,17 @@ class SqliteCandidateStore(CandidateStore):
             .execute(
                 "SELECT key, score FROM score_cache WHERE namespace = ? AND expires_at > ?"
                 " AND key IN (SELECT value FROM json_each(?))",
-                (namespace, resolve_now(now), _dumps(key_list)),
+                (namespace, resolve_now(now), dumps(key_list)),
             )
             .fetchall()
         )
         return {k: float(s) for k, s in rows}
 
     def put_cached_scores(self, namespace: str, scores: Mapping[str, float], expires_at: int) -> int:
+        """Upsert the scores (one transaction); the number written."""
         rows = [(namespace, k, float(v), int(expires_at)) for k, v in scores.items()]
         if not rows:
             return 0
         with self._write() as conn:
-            conn.executemany(
-                "INSERT INTO score_cache (namespace, key, score, expires_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (namespace, key) DO UPDATE SET score = excluded.score, expires_at = excluded.expires_at",
-                rows,
-            )
+            conn.executemany(UPSERT_SCORES, rows)
         return len(rows)
-
-
-def _check_limit(limit: int) -> None:
-    if not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"limit must be a positive int, got {limit!r}")
-
-
-def _position(pos: Any, first_type: Any, second_type: Any) -> tuple[Any, Any]:
-    if (
-        not isinstance(pos, list)
-        or len(pos) != 2
-        or isinstance(pos[0], bool)
-        or not isinstance(pos[0], first_type)
-        or not isinstance(pos[1], second_type)
-    ):
-        raise ValueError("invalid cursor for this query")
-    return pos[0], pos[1]
-
-
-def _page(rows: list[tuple[Any, Any, str]], limit: int, kind: str, scope: str) -> Page:
-    more = len(rows) > limit
-    rows = rows[:limit]
-    cursor = encode_cursor(kind, scope, [rows[-1][1], rows[-1][2]]) if more else None
-    return Page(items=[_loads(r[0]) for r in rows], next_cursor=cursor)
-
-
-def _json_page(rows: list[tuple[Any, Any, str]], limit: int, kind: str, scope: str) -> JsonPage:
-    """Like `_page`, but the bodies are spliced as stored (each is one record's JSON, as `_dumps` wrote it)."""
-    more = len(rows) > limit
-    rows = rows[:limit]
-    cursor = encode_cursor(kind, scope, [rows[-1][1], rows[-1][2]]) if more else None
-    return JsonPage(items=("[" + ",".join([r[0] for r in rows]) + "]").encode(), next_cursor=cursor)

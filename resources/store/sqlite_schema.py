@@ -1,0 +1,116 @@
+"""The SQLite candidate store's stored form: the schema, the write statements, and the JSON codec of `body`.
+
+The DynamoDB indexes become SQL indexes with the table's key appended as a tie-breaker, so pagination is keyset
+(`(score, pk) < (?, ?)`) on an index, never OFFSET.  The record is stored whole as JSON (`body`) and returned
+unchanged; the other columns are copies used for keys, indexes and the TTL filter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from resources.store.base import Record, index_keys
+
+try:  # orjson is ~5x faster on 25k records; the stdlib is the fallback, with the same output for JSON-clean data
+    import orjson
+
+    def dumps(obj: Any) -> str:
+        """`obj` as compact JSON text (numpy scalars as numbers)."""
+        return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+    loads = orjson.loads
+except ImportError:  # pragma: no cover - depends on the environment
+    import json
+
+    def dumps(obj: Any) -> str:
+        """`obj` as compact JSON text (numpy scalars as numbers)."""
+        return json.dumps(obj, separators=(",", ":"), default=lambda o: o.item())  # numpy scalars
+
+    loads = json.loads
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS candidates (
+    pk            TEXT PRIMARY KEY,      -- customerId#programId
+    customer_id   TEXT NOT NULL,
+    program_id    TEXT NOT NULL,
+    partition_key TEXT NOT NULL,
+    segment       TEXT,
+    offer_type    TEXT,
+    score         REAL,
+    expires_at    INTEGER NOT NULL,
+    created_at    TEXT,
+    gsi1pk        TEXT,                  -- programId#segment   (NULL: not in the segment index)
+    gsi2pk        TEXT,                  -- programId#offerType (NULL: not in the offer-type index)
+    gsi2sk        TEXT NOT NULL,         -- partitionKey#customerId
+    write_id      TEXT NOT NULL,         -- the replace_partition call that last wrote the row
+    body          TEXT NOT NULL          -- the record, JSON
+);
+CREATE INDEX IF NOT EXISTS candidates_gsi1 ON candidates (gsi1pk, score DESC, pk DESC);
+CREATE INDEX IF NOT EXISTS candidates_gsi2 ON candidates (gsi2pk, gsi2sk DESC, pk DESC);
+CREATE INDEX IF NOT EXISTS candidates_gsi4 ON candidates (gsi2pk, score DESC, pk DESC) WHERE score IS NOT NULL;
+CREATE INDEX IF NOT EXISTS candidates_partition ON candidates (program_id, partition_key);
+CREATE INDEX IF NOT EXISTS candidates_customer ON candidates (customer_id);
+CREATE TABLE IF NOT EXISTS score_cache (
+    namespace  TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    score      REAL NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+"""
+
+# An existing row is replaced when the incoming one is from the same or a newer partition, or when the existing
+# one has expired: an expired item counts as absent, so the outcome never depends on when expired rows are purged
+# (DynamoDB's TTL deletes lazily; both backends must agree).
+UPSERT = """
+INSERT INTO candidates (pk, customer_id, program_id, partition_key, segment, offer_type, score, expires_at,
+                        created_at, gsi1pk, gsi2pk, gsi2sk, write_id, body)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (pk) DO UPDATE SET
+    partition_key = excluded.partition_key, segment = excluded.segment, offer_type = excluded.offer_type,
+    score = excluded.score, expires_at = excluded.expires_at, created_at = excluded.created_at,
+    gsi1pk = excluded.gsi1pk, gsi2pk = excluded.gsi2pk, gsi2sk = excluded.gsi2sk,
+    write_id = excluded.write_id, body = excluded.body
+WHERE excluded.partition_key >= candidates.partition_key OR candidates.expires_at <= ?
+"""
+
+# Every row of this (program, partition) that the current call did not write is no longer a candidate.
+DELETE_STALE = "DELETE FROM candidates WHERE program_id = ? AND partition_key = ? AND write_id <> ?"
+
+COUNT_PARTITION = "SELECT COUNT(*) FROM candidates WHERE program_id = ? AND partition_key = ?"
+
+UPSERT_SCORES = (
+    "INSERT INTO score_cache (namespace, key, score, expires_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (namespace, key) DO UPDATE SET score = excluded.score, expires_at = excluded.expires_at"
+)
+
+
+def upsert_rows(
+    records: Sequence[Record], program_id: str, partition_key: str, write_id: str, now: float
+) -> list[tuple[Any, ...]]:
+    """The `UPSERT` parameters of each record: its key, index and TTL columns, the JSON body, and `now` (an
+    expired existing row is replaced whatever its partition)."""
+    rows = []
+    for rec in records:
+        customer_id = rec["customerId"]
+        segment, offer_type, score = rec.get("segment"), rec.get("offerType"), rec.get("score")
+        rows.append(
+            (
+                f"{customer_id}#{program_id}",
+                customer_id,
+                program_id,
+                partition_key,
+                segment,
+                offer_type,
+                None if score is None else float(score),
+                int(rec["expiresAt"]),
+                rec.get("createdAt"),
+                *index_keys(rec, program_id),
+                f"{partition_key}#{customer_id}",
+                write_id,
+                dumps(rec),
+                now,
+            )
+        )
+    return rows
