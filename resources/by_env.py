@@ -87,17 +87,20 @@ def snowflake_warehouse() -> SnowflakeWarehouse:
 def prod_resources(settings: Settings) -> dict[str, Any]:
     """Production: Snowflake, DynamoDB, SageMaker, S3 + Glue, SES/SNS; the ledgers are DynamoDB tables that run
     workers on several machines share."""
-    region = settings.aws_region
+    region = settings.required("aws_region")
     warehouse = snowflake_warehouse()
-    stages = f"s3://{settings.s3_bucket}/stages"
-    refunds = DynamoDbRefundLedgerResource(table_name=settings.refund_table, region_name=region)
+    stages = f"s3://{settings.required('s3_bucket')}/stages"
+    refunds = DynamoDbRefundLedgerResource(table_name=settings.required("refund_table"), region_name=region)
     candidates, engagement = serving_stores(settings)
     return {
         "warehouse": warehouse,
         "store": candidates,
         "scoring": SageMakerScoringResource(region_name=region),
         "exports": S3ParquetExports(
-            bucket=settings.s3_bucket, prefix="exports", glue_database=settings.glue_database, region_name=region
+            bucket=settings.required("s3_bucket"),
+            prefix="exports",
+            glue_database=settings.required("glue_database"),
+            region_name=region,
         ),
         # Models are trained by the platform and deployed to SageMaker endpoints; the registry keeps the
         # artifacts and metrics on the code location's volume.
@@ -106,17 +109,19 @@ def prod_resources(settings: Settings) -> dict[str, Any]:
         "io_manager": ArrowParquetIOManager(base_path=stages),
         "dbt": dbt_resource("prod"),
         "engagement": engagement,
-        "alerts": SnsAlertSink(topic_arn=settings.alert_topic_arn, region_name=region),
+        "alerts": SnsAlertSink(topic_arn=settings.required("alert_topic_arn"), region_name=region),
         "delivery_ledger": delivery_ledger(settings),
         "refund_ledger": refunds,
         "contact_pressure": ContactPressureResource(),
         # Refund states are read from the shared DynamoDB refund ledger (a worker's SQLite file would not hold them).
         "customer_state": CustomerState(warehouse=warehouse, refund_ledger=refunds),
         "email_channel": SesEmailChannel(
-            region_name=region, from_address=settings.email_from, configuration_set=settings.ses_configuration_set
+            region_name=region,
+            from_address=settings.required("email_from"),
+            configuration_set=settings.required("ses_configuration_set"),
         ),
         "sms_channel": SnsSmsChannel(region_name=region),
-        "push_channel": SnsPushChannel(region_name=region, topic_arn=settings.push_topic_arn),
+        "push_channel": SnsPushChannel(region_name=region, topic_arn=settings.required("push_topic_arn")),
     }
 
 
@@ -129,11 +134,13 @@ def serving_stores(settings: Settings) -> tuple[CandidateStore, EngagementStore]
         )
     return (
         DynamoDbCandidateStore(
-            table_name=settings.candidate_table,
-            score_cache_table_name=settings.score_cache_table,
-            region_name=settings.aws_region,
+            table_name=settings.required("candidate_table"),
+            score_cache_table_name=settings.required("score_cache_table"),
+            region_name=settings.required("aws_region"),
         ),
-        DynamoDbEngagementStore(table_name=settings.engagement_table, region_name=settings.aws_region),
+        DynamoDbEngagementStore(
+            table_name=settings.required("engagement_table"), region_name=settings.required("aws_region")
+        ),
     )
 
 
@@ -141,7 +148,9 @@ def delivery_ledger(settings: Settings) -> DeliveryLedgerResource:
     """The delivery ledger every program, sensor and the serving API's GDPR deletion share."""
     if settings.env == "local":
         return SqliteDeliveryLedgerResource(path=str(settings.ledger_path))
-    return DynamoDbDeliveryLedgerResource(table_name=settings.delivery_table, region_name=settings.aws_region)
+    return DynamoDbDeliveryLedgerResource(
+        table_name=settings.required("delivery_table"), region_name=settings.required("aws_region")
+    )
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 _conns = threading.local()
 
@@ -76,3 +77,19 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def chunked_in(
+    conn: sqlite3.Connection,
+    sql: str,
+    values: list[Any],
+    head: tuple[Any, ...] = (),
+    tail: tuple[Any, ...] = (),
+    size: int = 900,
+) -> list[tuple]:
+    """Run `sql` with its `IN ({})` filled with up to `size` placeholders at a time (SQLite's variable limit)."""
+    out: list[tuple] = []
+    for i in range(0, len(values), size):
+        chunk = values[i : i + size]
+        out.extend(conn.execute(sql.format(", ".join("?" * len(chunk))), (*head, *chunk, *tail)).fetchall())
+    return out

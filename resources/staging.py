@@ -85,7 +85,8 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
         if not isinstance(obj, pa.Table):
             raise TypeError(f"{context.asset_key.to_user_string()} must return a pyarrow.Table, got {type(obj)}")
         _write_parquet(obj, path)
-        if len(context.asset_partition_keys if context.has_asset_partitions else [None]) == 1:
+        # One file per output: a single partition (or none) records where it is; a range records it per key.
+        if not context.has_asset_partitions or len(context.asset_partition_keys) == 1:
             context.add_output_metadata({"stage_path": str(path)})
 
     def handle_output(self, context: dg.OutputContext, obj: pa.Table | dict[str, pa.Table]) -> None:

@@ -437,4 +437,3 @@ def test_each_resource_opens_its_backend(tmp_path, moto_endpoint):
     prod.create_table()
     led.plan(plan_table(P, "p1", [{"customerId": "a", "channel": "sms", "dueAt": 7}]), P, "p1", NOW)
     assert prod.ledger().due_summary(P, NOW) == (1, 7)
-    assert not (tmp_path / "unused.sqlite").exists()

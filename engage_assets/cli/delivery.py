@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,12 +46,12 @@ def deliver_all(
                 },
             )
             group = name.removesuffix("_deliver")
-            meta = {}
+            meta: Mapping[str, Any] = {}
             for m in result.get_asset_materialization_events():
                 meta = m.materialization.metadata
             out[group] = meta["by_channel"].value if "by_channel" in meta else {}
             reasons = meta.get("by_reason")
-            out["_reasons"][group] = _parse_reasons(reasons.value) if hasattr(reasons, "value") else {}
+            out["_reasons"][group] = _parse_reasons(reasons.value) if isinstance(reasons, dg.MetadataValue) else {}
     return out
 
 

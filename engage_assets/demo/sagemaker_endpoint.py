@@ -108,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _error(self, status: int, code: str, message: str) -> None:
         # rest-json error shape: botocore reads the code from x-amzn-ErrorType and the message from the body.
-        doc = {"__type": code, "message": message}
+        doc: dict[str, str | int] = {"__type": code, "message": message}
         if code == "ModelError":
             doc.update({"OriginalStatusCode": status, "OriginalMessage": message})
         self._send(status, json.dumps(doc).encode(), "application/json", {"x-amzn-ErrorType": code})
@@ -179,7 +179,7 @@ class EndpointServer:
         self._httpd = httpd
         self._thread = thread
         host, port = httpd.server_address[:2]
-        self.url = f"http://{host}:{port}"
+        self.url = f"http://{host if isinstance(host, str) else host.decode()}:{port}"
 
     @property
     def models(self) -> dict[str, ModelRef]:

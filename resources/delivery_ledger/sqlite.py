@@ -39,7 +39,7 @@ from resources.delivery_ledger.base import (
     check_plan,
     plan_payload,
 )
-from resources.sqlite_wal import close_connection, wal_connection, write_transaction
+from resources.sqlite_wal import chunked_in, close_connection, wal_connection, write_transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS touches (
@@ -123,7 +123,7 @@ class DeliveryLedger:
                 params = [_plan_params(r, program_id, partition_key, now) for r in rows]
                 held += sum(p[12] == "suppressed" for p in params)
                 existing = dict(
-                    _chunked_in(
+                    chunked_in(
                         conn, "SELECT touch_key, state FROM touches WHERE touch_key IN ({})", [p[0] for p in params]
                     )
                 )
@@ -237,7 +237,7 @@ class DeliveryLedger:
         self, conn: sqlite3.Connection, customer_ids: Iterable[str], since: int
     ) -> list[tuple[str, str, str, str, int]]:
         """(customer_id, program_id, subject_id, channel, claimed_at) of touches claimed or sent since `since`."""
-        return _chunked_in(
+        return chunked_in(
             conn,
             "SELECT customer_id, program_id, subject_id, channel, claimed_at FROM touches"
             " WHERE customer_id IN ({}) AND state IN ('sending', 'sent') AND claimed_at >= ?",
@@ -272,7 +272,7 @@ class DeliveryLedger:
         """{address_hash: reason} of the given addresses that are on the channel's suppression list."""
         hashes = list({address_hash(a) for a in addresses})
         return dict(
-            _chunked_in(
+            chunked_in(
                 conn,
                 "SELECT address_hash, reason FROM suppression_list WHERE channel = ? AND address_hash IN ({})",
                 hashes,
@@ -385,19 +385,3 @@ _MARK_SENT = (
     "UPDATE touches SET state = 'sent', provider_id = ?, sent_at = ?, reason = ?, updated_at = ?"
     " WHERE touch_key = ? AND state = 'sending' AND claim_token = ?"
 )
-
-
-def _chunked_in(
-    conn: sqlite3.Connection,
-    sql: str,
-    values: list[Any],
-    head: tuple[Any, ...] = (),
-    tail: tuple[Any, ...] = (),
-    size: int = 900,
-) -> list[tuple]:
-    """Run `sql` with its `IN ({})` filled with up to `size` placeholders at a time (SQLite's variable limit)."""
-    out: list[tuple] = []
-    for i in range(0, len(values), size):
-        chunk = values[i : i + size]
-        out.extend(conn.execute(sql.format(", ".join("?" * len(chunk))), (*head, *chunk, *tail)).fetchall())
-    return out

@@ -200,7 +200,7 @@ def validate_records(program_id: str, partition_key: str, records: Sequence[Reco
             or not (score is None or (type(score) is float and _math.isfinite(score)) or type(score) is int)
         ):
             _check_slowly(i, rec, program_id, partition_key)
-        by_customer[customer_id] = rec
+        by_customer[str(customer_id)] = rec
     return list(by_customer.values()), len(records) - len(by_customer)
 
 

@@ -45,7 +45,7 @@ def model_asset(program: ProgramConfig, spec: ScoringModel) -> dg.AssetsDefiniti
         description=f"{spec.modelId}: trained on `{spec.trainingTable}` to predict `{spec.label}`; "
         "promoted only if it beats the current version on the holdout (deploy if improved).",
     )
-    def _model(
+    def model(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, models: ModelStoreResource
     ) -> dg.MaterializeResult:
         """Train a candidate version and let the registry decide whether it replaces the current one."""
@@ -69,7 +69,7 @@ def model_asset(program: ProgramConfig, spec: ScoringModel) -> dg.AssetsDefiniti
             }
         )
 
-    return _model
+    return model
 
 
 def promoted_refs(program: ProgramConfig, registry: ModelRegistry) -> dict[str, ModelRef]:
