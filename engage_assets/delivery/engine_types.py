@@ -31,8 +31,12 @@ class Renderer(Protocol):
 class ChannelFactory(Protocol):
     """A channel resource: its send rate and how to open a session."""
 
-    rate_per_s: float
-    burst: int
+    # Read-only: the channel resources are frozen pydantic models.
+    @property
+    def rate_per_s(self) -> float: ...
+
+    @property
+    def burst(self) -> int: ...
 
     def open(self) -> ChannelSession: ...
 
