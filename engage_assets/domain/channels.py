@@ -22,7 +22,7 @@ A new channel type (say WhatsApp) touches, after this registry:
 4. `engage_assets/domain/message_templates/<program>/<channel>/`: its templates, for each program that uses it;
 5. the warehouse, only if it brings a new consent or address column: the dbt staging model and customers mart
    (`dbt_project/models/staging/stg_customers.sql`, `dbt_project/models/marts/customers.sql` and its `.yml`) and
-   the demo generator's customer columns (`engage_assets/demo/datagen.py`): `CONTACT_COLUMNS` is read from the mart;
+   the demo generator's customer columns (`engage_assets/demo/datagen/population.py`): `CONTACT_COLUMNS` is read from the mart;
 6. the program YAMLs that use it.
 A channel the engagement store serves (`store_queue`) reuses the call-task queue or the inbox; a third kind of queue
 would also need the store's table and the serving API's routes.  Nothing else: the config model, consent, pressure,
