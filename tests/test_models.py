@@ -251,3 +251,13 @@ def test_incumbent_judged_on_stored_metrics_when_holdout_is_gone(tmp_path, churn
     assert not promoted and "stored holdout" in reason
     with pytest.raises(ValueError, match="no metric"):
         registry.promote_if_improved(worse, metric="truth_mae")
+
+
+def test_artifacts_pickled_before_the_move_still_load():
+    """Promoted models trained before the code moved into engage_assets.domain name `engage_assets.models.OneHot`."""
+    import pickle
+
+    from engage_assets.domain import models
+
+    old = pickle.dumps(models.OneHot, protocol=0).replace(b"engage_assets.domain.models", b"engage_assets.models")
+    assert b"engage_assets.models" in old and pickle.loads(old) is models.OneHot

@@ -7,26 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from resources.delivery_ledger.base import HELD_OUT, LedgerRow, plan_payload
+from resources.delivery_ledger.base import HELD_OUT, KEY_COLUMNS, LedgerRow, plan_payload
 from resources.dynamodb import Update, plain_item, sortable_int
 
 DUE, DOUBT, PROG, CUST = "due", "doubt", "prog", "cust"
 PROGRAMS = "PROGRAMS"  # the pk of the program registry items (`counts()` walks them without a Scan)
 CONTACT_RETENTION_S = 395 * 86_400  # longer than any cap window (the longest is a year)
 PRUNE_PER_CLAIM = 20  # old contact entries one claim removes (keeps its update expression small)
-# LedgerRow's fields in order, as attribute names
-ROW_ATTRS = (
-    "touchKey",
-    "programId",
-    "partitionKey",
-    "customerId",
-    "subjectId",
-    "touchId",
-    "channel",
-    "channelId",
-    "templateId",
-    "dueAt",
-    "expiresAt",
+# LedgerRow's fields in order, as attribute names: the plan's key columns, then the delivery state.
+ROW_ATTRS = KEY_COLUMNS + (
     "nextAttemptAt",
     "state",
     "reason",

@@ -25,7 +25,9 @@ def offers_partition(
     out = result.table.replace_schema_metadata({MODEL_VERSIONS_KEY: versions})
     by_type: dict[str, int] = {}
     if out.num_rows:
-        for row in out.group_by("offer_type").aggregate([("offer_type", "count")]).to_pylist():
+        # Sorted: Arrow's threaded group-by returns the groups in any order, and the metadata should read the same.
+        counts = out.group_by("offer_type").aggregate([("offer_type", "count")]).to_pylist()
+        for row in sorted(counts, key=lambda r: str(r["offer_type"])):
             by_type[row["offer_type"]] = row["offer_type_count"]
     holdout = np.asarray(out.column("holdout"), dtype=bool)
     return out, {

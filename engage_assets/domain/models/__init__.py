@@ -15,6 +15,8 @@ the pickled pipeline makes the artifact self-contained, so both paths run exactl
 `engage_assets.domain.models.<name>` (see `features.PICKLED_AS`).
 """
 
+import sys
+
 from engage_assets.domain.models.features import MISSING_CATEGORY, OneHot, coerce_features, infer_categorical
 from engage_assets.domain.models.registry import LOWER_IS_BETTER, ModelRef, ModelRegistry, load_pipeline
 from engage_assets.domain.models.training import (
@@ -25,6 +27,10 @@ from engage_assets.domain.models.training import (
     evaluate,
     train_model,
 )
+
+# Artifacts trained before this code moved into engage_assets.domain name their classes `engage_assets.models.<name>`
+# in the pickle; the alias lets the registry keep loading those promoted models (and compare new ones against them).
+sys.modules.setdefault("engage_assets.models", sys.modules[__name__])
 
 __all__ = [
     "LOWER_IS_BETTER",
