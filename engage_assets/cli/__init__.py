@@ -178,13 +178,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     """`engage run`: warehouse → dbt build → models → each program's batch → a day of deliveries."""
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
+    # dbt (a subprocess) reads the warehouse path from its profile's env_var: hand it the one the settings chose.
     os.environ.setdefault("ENGAGE_WAREHOUSE_PATH", str(settings.warehouse_path))
     t_all = time.perf_counter()
     _generate_if_needed(args, settings)
     from engage_assets.definitions import RETRAIN_JOB, WAREHOUSE_JOB, build_definitions
 
     defs = build_definitions()
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    instance = dg.DagsterInstance.get() if settings.dagster_home else dg.DagsterInstance.ephemeral()
     if not _build_warehouse(defs, instance, settings, WAREHOUSE_JOB) or not _train_models(defs, instance, RETRAIN_JOB):
         return 1
     succeeded = _run_programs(defs, instance, args.partition)
