@@ -14,6 +14,7 @@ from engage_assets.serving import ensure_demo_key
 from engage_assets.serving.app import MAX_PAGE, create_app
 from engage_assets.serving.auth import create_api_key
 from engage_assets.serving.context import ServingContext, get_context
+from engage_assets.serving.dependencies import reject_unknown_query
 from engage_assets.settings import Settings
 from resources.engagement.sqlite import SqliteEngagementStore
 from resources.store.sqlite import SqliteCandidateStore
@@ -526,6 +527,10 @@ def withheld_context() -> ServingContext:
     raise ContextWithheld
 
 
+async def any_query() -> None:
+    """Stands in for the app-wide check of query names, so a request the fast path declines reaches the route."""
+
+
 def test_fast_path_answers_like_the_fastapi_routes(tmp_path):
     candidates = SqliteCandidateStore(path=str(tmp_path / "store.sqlite"))
     engagement = SqliteEngagementStore(path=str(tmp_path / "engagement.sqlite"))
@@ -541,6 +546,7 @@ def test_fast_path_answers_like_the_fastapi_routes(tmp_path):
     # their dependencies), by-score still answers a plainly valid request, and passes anything else on to FastAPI.
     bare_app = create_app(candidates, engagement, programs=PROGRAMS, clock=clock)
     bare_app.dependency_overrides[get_context] = withheld_context
+    bare_app.dependency_overrides[reject_unknown_query] = any_query
     with TestClient(bare_app) as bare:
         headers = {"X-API-Key": keys["reader"]}
         assert customer_ids(bare.get(BY_SCORE, params={"offerType": "premium", "minScore": 0.5}, headers=headers)) == [

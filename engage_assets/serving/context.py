@@ -63,7 +63,13 @@ class ServingContext:
             raise HTTPException(404, "unknown program")
 
 
-def get_context(request: Request) -> ServingContext:
-    """The dependency that hands a route its app's ServingContext."""
+def context_of(request: Request) -> ServingContext:
+    """The ServingContext of the request's app."""
     context: ServingContext = request.app.state.serving
     return context
+
+
+async def get_context(request: Request) -> ServingContext:
+    """The dependency that hands a route its app's ServingContext.  `async` on purpose: FastAPI runs a plain `def`
+    dependency in the thread pool, a hop that doubled the cost of every route that is not on the fast path."""
+    return context_of(request)

@@ -10,18 +10,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 
 from engage_assets.serving.auth import Principal
-from engage_assets.serving.context import ServingContext, get_context
+from engage_assets.serving.context import ServingContext, context_of, get_context
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`ek_<keyId>_<secret>`")
 
 Context = Annotated[ServingContext, Depends(get_context)]
 
 
-async def principal(
-    request: Request, context: Context, api_key: Annotated[str | None, Security(api_key_header)]
-) -> Principal:
+async def principal(request: Request, api_key: Annotated[str | None, Security(api_key_header)]) -> Principal:
     """The calling key: 401 without a valid one, 429 once its rate is spent.  Its id goes on the request's state
-    for the access log (the only caller identity logged)."""
+    for the access log (the only caller identity logged).  The context is read from the request, not depended on:
+    every dependency FastAPI solves costs each request (this one runs on every call)."""
+    context = context_of(request)
     verify = context.verifier.verify
     found = verify(api_key) if context.inline_engagement else await run_in_threadpool(verify, api_key)
     if found is None:
@@ -52,10 +52,11 @@ InApp = Annotated[Principal, Depends(RequireScope("inapp"))]
 Admin = Annotated[Principal, Depends(RequireScope("admin"))]
 
 
-async def reject_unknown_query(request: Request, context: Context) -> None:
+async def reject_unknown_query(request: Request) -> None:
     """A misspelt parameter (`minscore=0.8`) must fail loudly, not silently return every score."""
     if not request.query_params:
         return
+    context = context_of(request)
     route = request.scope.get("route")
     allowed = context.query_names.get(id(route))
     if allowed is None:  # the documented query parameters (OpenAPI is the contract), computed once per route
