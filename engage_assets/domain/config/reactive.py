@@ -9,67 +9,25 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from engage_assets.domain.config.common import Budget, ConfigModel, ScoringModelBase, check_unique_model_ids
 from engage_assets.domain.config.program import ProgramBase
+from engage_assets.domain.events.patterns import EventPattern, compile_pattern, normalize_pattern
 
-# EventBridge content filters (a mapping with one of these keys, inside a value list).
-CONTENT_FILTERS = frozenset(
-    {"prefix", "suffix", "anything-but", "numeric", "exists", "cidr", "equals-ignore-case", "wildcard"}
-)
-NUMERIC_OPERATORS = frozenset({"<", "<=", "=", ">", ">="})
 DEDUP_PLACEHOLDERS = frozenset({"customerId", "cartId", "programId", "subjectId"})
 HOURLY_CRON = "0 * * * *"
 # Hourly partitions from a fixed day, so the partition set never moves; a program may set its own start.
 DEFAULT_PARTITIONS_START = date(2026, 1, 1)
 
 
-def _check_content_filter(f: dict[Any, Any], where: str) -> None:
-    if len(f) != 1 or next(iter(f)) not in CONTENT_FILTERS:
-        raise ValueError(
-            f"{where}: a mapping inside a value list is a content filter with one of "
-            f"{', '.join(sorted(CONTENT_FILTERS))}; got {sorted(map(str, f))}"
-        )
-    name, arg = next(iter(f.items()))
-    if name == "exists" and not isinstance(arg, bool):
-        raise ValueError(f"{where}: exists takes true or false")
-    if name == "numeric":
-        pairs = arg if isinstance(arg, list) and arg and len(arg) % 2 == 0 else None
-        if pairs is None or any(
-            op not in NUMERIC_OPERATORS or isinstance(n, bool) or not isinstance(n, int | float)
-            for op, n in zip(pairs[::2], pairs[1::2], strict=True)
-        ):
-            raise ValueError(f"{where}: numeric takes operator/number pairs, e.g. ['>=', 50]")
-
-
-def check_event_pattern(pattern: Any, where: str = "") -> None:
-    """Check an EventBridge event pattern's structure: a non-empty mapping whose leaves are non-empty lists of
-    values or content filters, whose inner nodes are mappings (and `$or` a list of mappings).  `where` is the path
-    inside the pattern the errors name (empty at the top)."""
-    if not isinstance(pattern, dict) or not pattern:
-        raise ValueError(f"{where or 'the pattern'}: must be a non-empty mapping")
-    for key, value in pattern.items():
-        at = f"{where}.{key}" if where else str(key)
-        if key == "$or":
-            if not isinstance(value, list) or len(value) < 2:
-                raise ValueError(f"{at}: takes a list of at least two patterns")
-            for i, alternative in enumerate(value):
-                check_event_pattern(alternative, f"{at}.{i}")
-        elif isinstance(value, dict):
-            check_event_pattern(value, at)
-        elif isinstance(value, list):
-            if not value:
-                raise ValueError(f"{at}: an empty list matches no event")
-            for item in value:
-                if isinstance(item, dict):
-                    _check_content_filter(item, at)
-                elif item is not None and not isinstance(item, str | int | float | bool):
-                    raise ValueError(f"{at}: list items are values or content filters, got {type(item).__name__}")
-        else:
-            raise ValueError(f"{at}: must be a list of values (write [{value!r}]) or a nested mapping")
+def check_event_pattern(pattern: Any) -> None:
+    """Check an EventBridge event pattern as Engage deploys it (normalized, see
+    `engage_assets.domain.events.patterns`): `PatternError` (a ValueError) names the path of the bad part."""
+    compile_pattern(normalize_pattern(pattern))
 
 
 class EventSourceConfig(ConfigModel):
@@ -84,6 +42,17 @@ class EventSourceConfig(ConfigModel):
     def _pattern(cls, v: dict[str, Any]) -> dict[str, Any]:
         check_event_pattern(v)
         return v
+
+    @cached_property
+    def matcher(self) -> EventPattern:
+        """The normalized pattern, compiled once: `matcher.matches(event)` answers as the deployed rule does."""
+        return compile_pattern(normalize_pattern(self.eventPattern))
+
+    @property
+    def normalized_pattern(self) -> dict[str, Any]:
+        """The pattern deployed to EventBridge and matched locally: `eventPattern` with the spec's `[lo, hi]`
+        ranges under `detail` read as numeric ranges (`eventPattern` itself stays as written)."""
+        return self.matcher.pattern
 
 
 class EventSource(ConfigModel):
@@ -100,6 +69,11 @@ class EventSource(ConfigModel):
         if self.type == "sqs" and not self.config.queueUrl:
             raise ValueError("an sqs source needs config.queueUrl")
         return self
+
+    @property
+    def pattern(self) -> dict[str, Any]:
+        """The source's normalized event pattern (`config.normalized_pattern`)."""
+        return self.config.normalized_pattern
 
 
 class DiscountStrategy(ConfigModel):

@@ -1,0 +1,43 @@
+"""Events for reactive programs, pure logic (no I/O): EventBridge event patterns (`patterns`, with the content
+filters in `operators`) and the event shapes (`envelope`: the EventBridge envelope, PutEvents entries and limits, the
+cart event details, `parse_event`)."""
+
+from engage_assets.domain.events.envelope import (
+    CartAbandoned,
+    CartItem,
+    CartPurchased,
+    EventEnvelope,
+    InventoryChanged,
+    ParsedEvent,
+    PutEventsEntry,
+    PutEventsRequestError,
+    PutEventsResultEntry,
+    Rejected,
+    entry_size,
+    parse_event,
+    put_events_response,
+    validate_put_events,
+)
+from engage_assets.domain.events.operators import PatternError
+from engage_assets.domain.events.patterns import EventPattern, compile_pattern, normalize_pattern
+
+__all__ = [
+    "CartAbandoned",
+    "CartItem",
+    "CartPurchased",
+    "EventEnvelope",
+    "EventPattern",
+    "InventoryChanged",
+    "ParsedEvent",
+    "PatternError",
+    "PutEventsEntry",
+    "PutEventsRequestError",
+    "PutEventsResultEntry",
+    "Rejected",
+    "compile_pattern",
+    "entry_size",
+    "normalize_pattern",
+    "parse_event",
+    "put_events_response",
+    "validate_put_events",
+]
