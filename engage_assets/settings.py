@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     push_topic_arn: str | None = None
     email_from: str | None = None
     ses_configuration_set: str | None = None
+    # The reactive (abandoned-cart) program's SQS queue and its dead-letter queue: not in PROD_REQUIRED until that
+    # program runs in production.
+    cart_queue_url: str | None = None
+    cart_dlq_url: str | None = None
 
     @field_validator("home")
     @classmethod
@@ -80,7 +84,7 @@ class Settings(BaseSettings):
         """A production name (see PROD_REQUIRED) that must be set: its value, or an error naming its variable."""
         value = getattr(self, name)
         if not value:
-            raise ValueError(f"{PROD_REQUIRED.get(name, name)} is not set")
+            raise ValueError(f"{PROD_REQUIRED.get(name, f'ENGAGE_{name.upper()}')} is not set")
         return str(value)
 
     @property
@@ -126,6 +130,10 @@ class Settings(BaseSettings):
     @property
     def alerts_path(self) -> Path:
         return self.home / "alerts.jsonl"
+
+    @property
+    def events_path(self) -> Path:
+        return self.home / "events.sqlite"
 
 
 def get_settings() -> Settings:

@@ -29,6 +29,9 @@ from resources.delivery_ledger.resource import (
 from resources.engagement.base import EngagementStore
 from resources.engagement.dynamodb import DynamoDbEngagementStore
 from resources.engagement.sqlite import SqliteEngagementStore
+from resources.events.base import EventSource
+from resources.events.local import LocalEventQueue
+from resources.events.sqs import SqsEventSource
 from resources.exports.local import LocalParquetExports
 from resources.exports.s3 import S3ParquetExports
 from resources.pressure import ContactPressureResource
@@ -150,6 +153,17 @@ def delivery_ledger(settings: Settings) -> DeliveryLedgerResource:
         return SqliteDeliveryLedgerResource(path=str(settings.ledger_path))
     return DynamoDbDeliveryLedgerResource(
         table_name=settings.required("delivery_table"), region_name=settings.required("aws_region")
+    )
+
+
+def event_source(settings: Settings) -> EventSource:
+    """The reactive programs' event source: the local queue file, or the SQS queue an EventBridge rule feeds."""
+    if settings.env == "local":
+        return LocalEventQueue(path=str(settings.events_path))
+    return SqsEventSource(
+        queue_url=settings.required("cart_queue_url"),
+        dlq_url=settings.required("cart_dlq_url"),
+        region_name=settings.required("aws_region"),
     )
 
 
