@@ -5,7 +5,12 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from engage_assets.assets.dbt import build_dbt_assets, mart_asset_key, mart_names
 from engage_assets.demo.datagen import generate
@@ -22,7 +27,10 @@ MARTS = {
     "training_refund_outcomes",
     "training_winback_outcomes",
     "training_churn_outcomes",
+    "carts",
+    "training_cart_outcomes",
 }
+PURCHASE_INTENT_FEATURES = ["purchase_history", "cart_value", "email_engagement", "discount_sensitivity"]
 BAD_ORDER = "O_BAD_DELAY"
 RELOADED_ORDER = "O0000000001"
 
@@ -138,6 +146,48 @@ def test_order_tracking_keeps_unparseable_delay_and_newest_load(built):
             " (SELECT count(*) FROM marts.order_tracking)"
         ).fetchone()
         assert raw_orders == mart_orders
+
+
+def test_carts_mart_has_every_status_with_its_timestamps(built):
+    warehouse, _ = built
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute(
+            """SELECT status, count(*),
+                      count(*) FILTER (WHERE (purchased_at IS NOT NULL) = (status = 'purchased')
+                                         AND (expired_at IS NOT NULL) = (status = 'expired')),
+                      count(*) FILTER (WHERE cart_value = cart_value_usd AND cart_value_usd IS NOT NULL)
+               FROM marts.carts GROUP BY status"""
+        ).fetchall()
+        assert {r[0] for r in rows} == {"abandoned", "purchased", "expired"}
+        assert all(n == consistent == in_usd for _, n, consistent, in_usd in rows)
+        # Every cart of the raw table is in the mart once; the latest day's carts are mostly still open.
+        raw_carts, latest_open, latest = con.execute(
+            """SELECT (SELECT count(DISTINCT cart_id) FROM raw.carts),
+                      count(*) FILTER (WHERE status = 'abandoned'), count(*)
+               FROM marts.carts WHERE abandoned_at >= (SELECT date_trunc('day', max(abandoned_at)) FROM marts.carts)"""
+        ).fetchone()
+        assert raw_carts == con.execute("SELECT count(*) FROM marts.carts").fetchone()[0]
+        assert latest > 0 and latest_open / latest > 0.6
+        in_stock = "SELECT bool_or(all_items_in_stock) AND NOT bool_and(all_items_in_stock) FROM marts.carts"
+        assert con.execute(in_stock).fetchone()[0]  # some carts have an item out of stock, most do not
+
+
+def test_training_cart_outcomes_train_a_purchase_intent_model(built):
+    warehouse, _ = built
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        frame = con.execute(
+            f"""SELECT {", ".join(PURCHASE_INTENT_FEATURES)}, CAST(purchased_within_7d AS INTEGER) AS label
+                FROM marts.training_cart_outcomes ORDER BY cart_id"""
+        ).df()
+    labels = frame["label"].to_numpy()
+    assert set(np.unique(labels)) == {0, 1}
+    assert 0.05 < labels.mean() < 0.8
+    features = frame[PURCHASE_INTENT_FEATURES].to_numpy(dtype=float)
+    assert not np.isnan(features).any()
+    half = len(frame) // 2
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(features[:half], labels[:half])
+    auc = roc_auc_score(labels[half:], model.predict_proba(features[half:])[:, 1])
+    assert auc > 0.65, auc
 
 
 def test_contract_violation_fails_the_build_naming_the_column(tmp_path):

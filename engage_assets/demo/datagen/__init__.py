@@ -2,13 +2,15 @@
 
 The populations are drawn so that the spec's funnels come out of the real filters (refunds 50,000 a day →
 about 10,000; win-back 100,000 in the 30–90 day window → about 15,000; churn 500,000 with signals → about
-25,000), and the labelled history comes from a known logistic process (`true_p_*` columns) so the platform's
-models can be trained and judged against the truth.  Everything is vectorised NumPy handed to DuckDB as
+25,000; abandoned carts about 145 a day, derived in `carts`), and the labelled history comes from a known
+logistic process (`true_p_*` columns, `true_purchase_prob`) so the platform's models can be trained and judged
+against the truth.  Everything is vectorised NumPy handed to DuckDB as
 Arrow; string columns (ids, names, e-mail addresses) are formatted inside DuckDB.
 
 `common` holds the reference data and volumes, `population` the operational tables, `outcomes` the labelled
-history, `load` the DuckDB side.  Every table draws from one random generator in a fixed order (`raw_tables`), so a
-seed gives the same warehouse.
+history, `carts` (with `commerce`: inventory, payment methods, e-mail engagement) the abandoned carts and their
+labelled outcomes, `load` the DuckDB side.  Every table draws from one random generator in a fixed order
+(`raw_tables`), so a seed gives the same warehouse.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from engage_assets.demo.datagen.carts import cart_tables
 from engage_assets.demo.datagen.common import (
     AT_RISK_PER_WEEK,
     CHURN_EVENTS_PER_DAY,
@@ -52,7 +55,7 @@ def populations(scale: float) -> Populations:
 def raw_tables(rng: np.random.Generator, pops: Populations, end: date, scale: float) -> dict[str, pa.Table]:
     """Every raw table, drawn in this order from `rng` (the order is part of what a seed means)."""
     cust, mkt = customers(rng, pops, end)
-    return {
+    tables = {
         "customers": cust,
         "order_tracking": order_tracking(rng, pops, end, max(int(ORDER_ISSUES_PER_DAY * scale), 50), mkt),
         "churned_customers": churned_customers(rng, pops, end, max(int(CHURN_EVENTS_PER_DAY * scale), 10)),
@@ -62,6 +65,9 @@ def raw_tables(rng: np.random.Generator, pops: Populations, end: date, scale: fl
         "winback_outcomes": winback_outcomes(rng, max(int(120_000 * scale), 4_000), pops, end),
         "churn_outcomes": churn_outcomes(rng, max(int(200_000 * scale), 4_000), pops, end),
     }
+    # Drawn last, so adding them left every table above byte-identical for a seed.
+    tables.update(cart_tables(rng, pops, end, scale, cust, mkt))
+    return tables
 
 
 def generate(

@@ -20,6 +20,8 @@ LAST_NAMES = (
     "Schmidt Taylor Lee"
 ).split()
 CID = "printf('C%08d', cid)"
+KID = "printf('CART-%09d', kid)"
+PID = "printf('P%05d', pid)"
 
 
 def raw_selects(loaded: datetime) -> dict[str, str]:
@@ -49,6 +51,12 @@ def raw_selects(loaded: datetime) -> dict[str, str]:
         "refund_outcomes": f"SELECT printf('I%09d', iid) AS issue_id, {CID} AS customer_id, * EXCLUDE (iid, cid)",
         "winback_outcomes": f"SELECT {CID} AS customer_id, * EXCLUDE (cid)",
         "churn_outcomes": f"SELECT {CID} AS customer_id, * EXCLUDE (cid)",
+        "inventory": f"SELECT {PID} AS product_id, * EXCLUDE (pid)",
+        "customer_payment_methods": f"SELECT {CID} AS customer_id, * EXCLUDE (cid)",
+        "email_engagement": f"SELECT {CID} AS customer_id, * EXCLUDE (cid)",
+        "carts": f"SELECT {KID} AS cart_id, {CID} AS customer_id, * EXCLUDE (kid, cid)",
+        "cart_items": f"SELECT {KID} AS cart_id, {PID} AS product_id, * EXCLUDE (kid, pid)",
+        "cart_outcomes": f"SELECT {KID} AS cart_id, {CID} AS customer_id, * EXCLUDE (kid, cid)",
     }
 
 
