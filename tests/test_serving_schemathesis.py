@@ -1,8 +1,9 @@
 """Schemathesis over the serving API's OpenAPI document: generated valid and invalid requests to every operation,
 checked for 5xx, undocumented status codes, response-schema violations, and acceptance of invalid input.
 
-The app runs over the embedded stores (SQLite) with data in every index, an admin key holding every scope (so
-generated requests reach the handlers, not just the auth layer), and any well-formed program id accepted.
+The app runs over the embedded stores (SQLite) with data in every index, an event queue for ingest, an admin key
+holding every scope (so generated requests reach the handlers, not just the auth layer), and any well-formed program
+id accepted.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from schemathesis import GenerationMode
 from engage_assets.serving.app import create_app
 from engage_assets.serving.auth import create_api_key
 from resources.engagement.sqlite import SqliteEngagementStore
+from resources.events.local import LocalEventQueue
 from resources.store.sqlite import SqliteCandidateStore
 from tests.test_engagement_store import message, task
 from tests.test_serving import NOW, Clock, seed
@@ -35,7 +37,8 @@ def _build_app():
         engagement.upsert_inbox_message(message(f"m{i}", customer=f"c{i % 2}"))
         engagement.create_call_task(task(f"t{i}", customer=f"c{i % 2}", due=NOW + i * 3600))
     key = create_api_key(engagement, ["read:*", "agent", "inapp", "admin", "ingest"], "schemathesis", 1e5, 100_000)[1]
-    return create_app(candidates, engagement, clock=Clock()), key
+    events = LocalEventQueue(path=f"{_home.name}/events.sqlite")  # POST /v1/events answers 503 without one
+    return create_app(candidates, engagement, clock=Clock(), events=events), key
 
 
 APP, KEY = _build_app()

@@ -2,6 +2,7 @@
 
     engage run [--scale 1.0] [--regenerate]   warehouse → dbt build → models → each program's latest partition
     engage generate --scale 0.1               (re)write the raw tables only
+    engage events put [FILE] | stats          PutEvents entries into the event queue; its counts
 
 Runs go through the Dagster instance at DAGSTER_HOME, so `make dev` shows them, with their metadata, in the UI.
 """
@@ -19,6 +20,7 @@ from typing import Any
 import dagster as dg
 
 from engage_assets.cli.delivery import deliver_all
+from engage_assets.cli.events import add_commands as add_events_commands
 from engage_assets.domain.config import load_programs
 from engage_assets.settings import Settings, get_settings, program_config_dir
 from resources.delivery_ledger.sqlite import DeliveryLedger
@@ -308,6 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     gen.set_defaults(fn=cmd_generate)
     tables = sub.add_parser("create-tables", help="ENGAGE_ENV=prod: create the DynamoDB tables (idempotent)")
     tables.set_defaults(fn=cmd_create_tables)
+    add_events_commands(sub)
     args = parser.parse_args(argv)
     sys.exit(args.fn(args))
 

@@ -1,5 +1,5 @@
 """The serving API (FastAPI): candidates by the spec's queries, the customer view, the in-app inbox, call tasks,
-GDPR deletion and key management, over a CandidateStore and an EngagementStore.
+GDPR deletion, key management and event ingest, over a CandidateStore, an EngagementStore and an EventSource.
 
 Why it looks the way it does:
 - `create_app(...)` takes its stores (and the clock) as arguments: tests run the same app over SQLite and DynamoDB
@@ -27,13 +27,14 @@ from engage_assets.serving.fast_pages import FastPages, fast_routes
 from engage_assets.serving.params import DEFAULT_PAGE, MAX_PAGE
 from engage_assets.serving.routes import ROUTERS
 from resources.engagement.base import EngagementStore
+from resources.events.base import EventSource
 from resources.store.base import CandidateStore
 
 __all__ = ["DEFAULT_PAGE", "MAX_PAGE", "create_app"]
 
 DESCRIPTION = (
     "Candidates (GetCandidatesByImpact / ByScore / ByRiskLevel), the in-app inbox, call tasks, "
-    "GDPR deletion and API keys.  Every route but /health needs an `X-API-Key`."
+    "GDPR deletion, API keys and event ingest (PutEvents).  Every route but /health needs an `X-API-Key`."
 )
 
 
@@ -57,6 +58,7 @@ def create_app(
     clock: Callable[[], float] = time.time,
     key_cache_seconds: float = 10.0,
     fast_paths: bool = True,
+    events: EventSource | None = None,
 ) -> FastAPI:
     """The serving app over the given stores.
 
@@ -64,6 +66,7 @@ def create_app(
     erasers:  extra GDPR erasers by name (event queue, delivery ledger…), each `customer_id -> items removed`.
     clock:    epoch seconds; the stores' `now` (tests pin it to check expiry).
     fast_paths: serve the candidate pages through `FastPages` (embedded stores only); False: FastAPI alone.
+    events:   where `POST /v1/events` sends accepted events; None: the route answers 503.
     """
     context = ServingContext(
         candidates=candidates,
@@ -72,6 +75,7 @@ def create_app(
         erasers=dict(erasers or {}),
         verifier=KeyVerifier(engagement, cache_seconds=key_cache_seconds),
         clock=clock,
+        events=events,
     )
     app = FastAPI(
         dependencies=[Depends(reject_unknown_query)],

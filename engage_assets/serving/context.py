@@ -1,5 +1,5 @@
-"""What the routes share: the stores, the known programs, the erasers, the clock, the key verifier and the rate
-limiter, in one `ServingContext` kept on `app.state.serving` and handed to the routes by `Depends(get_context)`.
+"""What the routes share: the stores, the known programs, the erasers, the clock, the key verifier, the rate
+limiter and the event source (ingest), in one `ServingContext` kept on `app.state.serving` and handed to the routes by `Depends(get_context)`.
 
 SQLite calls run inline on the event loop (a keyset page is ~0.2 ms, a thread hop costs more); network-bound
 backends (DynamoDB) run in the thread pool: `on_candidates` / `on_engagement` choose.
@@ -18,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from engage_assets.serving.auth import KeyVerifier, RateLimiter
 from resources.engagement.base import EngagementStore
 from resources.engagement.sqlite import SqliteEngagementStore
+from resources.events.base import EventSource
 from resources.store.base import CandidateStore
 from resources.store.sqlite import SqliteCandidateStore
 
@@ -39,6 +40,7 @@ class ServingContext:
     erasers: dict[str, Callable[[str], int]]  # extra GDPR erasers by name: customer_id -> items removed
     verifier: KeyVerifier
     clock: Callable[[], float] = time.time
+    events: EventSource | None = None  # where POST /v1/events sends; None: ingest not configured (503)
     limiter: RateLimiter = field(default_factory=RateLimiter)
     inline_candidates: bool = field(init=False)
     inline_engagement: bool = field(init=False)

@@ -50,6 +50,7 @@ Caller = Annotated[Principal, Depends(principal)]  # any valid key; the candidat
 Agent = Annotated[Principal, Depends(RequireScope("agent"))]
 InApp = Annotated[Principal, Depends(RequireScope("inapp"))]
 Admin = Annotated[Principal, Depends(RequireScope("admin"))]
+Ingest = Annotated[Principal, Depends(RequireScope("ingest"))]
 
 
 async def reject_unknown_query(request: Request) -> None:

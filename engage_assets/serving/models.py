@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engage_assets.domain.events import PutEventsEntry
+from engage_assets.domain.events.envelope import MAX_ENTRIES, MAX_REQUEST_BYTES
 from engage_assets.serving.auth import SCOPE_PATTERN
 
 PROGRAM_PATTERN = r"^[a-z][a-z0-9-]{0,63}$"
@@ -137,6 +139,40 @@ class ApiKeyCreated(ApiKeyInfo):
 
 class ApiKeyList(BaseModel):
     items: list[ApiKeyInfo]
+
+
+class PutEventsRequest(BaseModel):
+    """EventBridge's PutEvents request: the entries to publish (checked as EventBridge checks them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    Entries: list[PutEventsEntry] = Field(
+        description=f"1-{MAX_ENTRIES} entries, at most {MAX_REQUEST_BYTES // 1024} KiB in all (Source, DetailType, "
+        "Detail and Resources in UTF-8, 14 bytes for a Time); a request over either limit is a 400.",
+        json_schema_extra={"minItems": 1, "maxItems": MAX_ENTRIES},
+    )
+
+
+class PutEventsAccepted(BaseModel):
+    """An accepted entry: the id of the event as its consumers see it (the envelope's `id`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    EventId: str
+
+
+class PutEventsFailed(BaseModel):
+    """A refused entry (not enqueued): InvalidArgument or MalformedDetail (fix the entry), InternalFailure (retry)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ErrorCode: str
+    ErrorMessage: str
+
+
+class PutEventsResponse(BaseModel):
+    FailedEntryCount: int
+    Entries: list[PutEventsAccepted | PutEventsFailed] = Field(description="One result per entry, in request order.")
 
 
 class Health(BaseModel):

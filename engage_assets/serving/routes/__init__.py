@@ -3,7 +3,7 @@
 
 from fastapi import APIRouter
 
-from engage_assets.serving.routes import admin, call_tasks, candidates, gdpr, inapp, operations
+from engage_assets.serving.routes import admin, call_tasks, candidates, events, gdpr, inapp, operations
 
 ROUTERS: tuple[APIRouter, ...] = (
     operations.router,
@@ -12,6 +12,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     call_tasks.router,
     gdpr.router,
     admin.router,
+    events.router,
 )
 
 __all__ = ["ROUTERS"]
