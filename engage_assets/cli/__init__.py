@@ -3,6 +3,7 @@
     engage run [--scale 1.0] [--regenerate]   warehouse → dbt build → models → each program's latest partition
     engage generate --scale 0.1               (re)write the raw tables only
     engage events put [FILE] | stats          PutEvents entries into the event queue; its counts
+    engage simulate carts --rate R --duration D   simulated cart events (demo/load) through the ingest path
 
 Runs go through the Dagster instance at DAGSTER_HOME, so `make dev` shows them, with their metadata, in the UI.
 """
@@ -21,6 +22,7 @@ import dagster as dg
 
 from engage_assets.cli.delivery import deliver_all
 from engage_assets.cli.events import add_commands as add_events_commands
+from engage_assets.cli.simulate import add_commands as add_simulate_commands
 from engage_assets.domain.config import load_programs
 from engage_assets.settings import Settings, get_settings, program_config_dir
 from resources.delivery_ledger.sqlite import DeliveryLedger
@@ -311,6 +313,7 @@ def main(argv: list[str] | None = None) -> None:
     tables = sub.add_parser("create-tables", help="ENGAGE_ENV=prod: create the DynamoDB tables (idempotent)")
     tables.set_defaults(fn=cmd_create_tables)
     add_events_commands(sub)
+    add_simulate_commands(sub)
     args = parser.parse_args(argv)
     sys.exit(args.fn(args))
 
