@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     # program runs in production.
     cart_queue_url: str | None = None
     cart_dlq_url: str | None = None
+    # The reactive decision path's table of dedup claims and cart state (purchases, stock); same caveat.
+    reactive_table: str | None = None
 
     @field_validator("home")
     @classmethod

@@ -15,12 +15,18 @@ import dagster as dg
 from engage_assets.settings import Settings
 from resources.alerts.file import FileAlertSink
 from resources.alerts.sns import SnsAlertSink
+from resources.cart_state.base import CartStateStore
+from resources.cart_state.dynamodb import DynamoDbCartState
+from resources.cart_state.sqlite import SqliteCartState
 from resources.channels.outbox import OutboxPushChannel, OutboxSmsChannel
 from resources.channels.ses import SesEmailChannel
 from resources.channels.smtp import SmtpEmailChannel
 from resources.channels.sns import SnsPushChannel, SnsSmsChannel
 from resources.customer_state import CustomerState
 from resources.dbt import dbt_resource
+from resources.dedup.base import DedupStore
+from resources.dedup.dynamodb import DynamoDbDedupStore
+from resources.dedup.sqlite import SqliteDedupStore
 from resources.delivery_ledger.resource import (
     DeliveryLedgerResource,
     DynamoDbDeliveryLedgerResource,
@@ -169,3 +175,33 @@ def event_source(settings: Settings) -> EventSource:
 
 def build_resources(settings: Settings) -> dict[str, Any]:
     return local_resources(settings) if settings.env == "local" else prod_resources(settings)
+
+
+def reactive_state(settings: Settings) -> tuple[DedupStore, CartStateStore]:
+    """The reactive programs' event state: de-duplication claims and cart state (purchases, stock changes): one
+    SQLite file under ENGAGE_HOME, or one DynamoDB table (ENGAGE_REACTIVE_TABLE) every consumer shares."""
+    if settings.env == "local":
+        path = str(settings.home / "reactive.sqlite")
+        return SqliteDedupStore(path=path), SqliteCartState(path=path)
+    table, region = settings.required("reactive_table"), settings.required("aws_region")
+    return DynamoDbDedupStore(table_name=table, region_name=region), DynamoDbCartState(
+        table_name=table, region_name=region
+    )
+
+
+def reactive_resources(settings: Settings) -> dict[str, Any]:
+    """What the reactive decision path (`engage_assets.reactive`) reads and writes, for the environment."""
+    candidates, _ = serving_stores(settings)
+    dedup, cart_state = reactive_state(settings)
+    local = settings.env == "local"
+    return {
+        "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)) if local else snowflake_warehouse(),
+        "scoring": LocalScoringResource()
+        if local
+        else SageMakerScoringResource(region_name=settings.required("aws_region")),
+        "models": ModelStoreResource(root=str(settings.model_root)),
+        "store": candidates,
+        "delivery_ledger": delivery_ledger(settings),
+        "dedup": dedup,
+        "cart_state": cart_state,
+    }

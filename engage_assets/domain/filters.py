@@ -8,7 +8,9 @@ The same compiled SQL runs over a warehouse-sized Arrow table or over a single e
 History columns the enrichment step provides (see `engage_assets.domain.sources`): `days_since_program_offer`,
 `program_offers_365d` (this program), `all_offers_91d` (every program: cross-program pressure).  The abandoned-cart
 rules read the cart event's `cart_value` and `all_items_in_stock`, and `recovery_messages_7d` (recovery messages
-the customer had from the program in the last 7 days).
+the customer had from the program in the last 7 days).  Two checks apply where the batch carries their column (as
+`refundable` does for eligibility): trust requires `payment_method_on_file`, eligibility requires `cart_active` (the
+cart was neither purchased nor expired).  A rule's reason names only what it checked on that batch.
 """
 
 from __future__ import annotations
@@ -101,11 +103,18 @@ class FilterRule:
     params: type[_Params]
     columns: Callable[[Any], list[str]]  # columns the rule reads
     keep: Callable[[Any, set[str]], str]  # SQL keep-condition (params, available columns)
-    reason: Callable[[Any], str]  # why a row failed, for people
+    reason: Callable[[Any, set[str]], str]  # why a row failed, for people (params, available columns)
 
 
 def _trust_keep(p: TrustParams, cols: set[str]) -> str:
-    return f"account_status IN ({_q(p.allowedAccountStatuses)})"
+    keep = f"account_status IN ({_q(p.allowedAccountStatuses)})"
+    return f"{keep} AND coalesce(payment_method_on_file, false)" if "payment_method_on_file" in cols else keep
+
+
+def _trust_reason(p: TrustParams, cols: set[str]) -> str:
+    """Why a row failed trust, naming the payment check only where the batch carries its column."""
+    reason = f"account status not in {p.allowedAccountStatuses}"
+    return f"{reason} or no payment method on file" if "payment_method_on_file" in cols else reason
 
 
 def _severity_keep(p: IssueSeverityParams, cols: set[str]) -> str:
@@ -131,7 +140,16 @@ def _eligibility_keep(p: EligibilityParams, cols: set[str]) -> str:
         parts.append("NOT coalesce(marketing_opt_out, false)")
     if p.requireRefundable or (p.requireRefundable is None and "refundable" in cols):
         parts.append("refundable")
+    if "cart_active" in cols:
+        parts.append("cart_active")
     return " AND ".join(parts)
+
+
+def _eligibility_reason(p: EligibilityParams, cols: set[str]) -> str:
+    """Why a row failed eligibility: a cart batch's checks, or a batch program's."""
+    if "cart_active" in cols:
+        return "opted out, or the cart was purchased or expired"
+    return f"offer from this program in the last {p.lookbackDays} days, opted out, or order not refundable"
 
 
 def _eligibility_columns(p: EligibilityParams) -> list[str]:
@@ -179,13 +197,13 @@ FILTER_RULES: dict[str, FilterRule] = {
         TrustParams,
         lambda p: ["account_status"],
         _trust_keep,
-        lambda p: f"account status not in {p.allowedAccountStatuses}",
+        _trust_reason,
     ),
     "issue-severity": FilterRule(
         IssueSeverityParams,
         lambda p: ["delay_days", "item_condition", "customer_complaints"],
         _severity_keep,
-        lambda p: f"delay <= {p.minDelayDays} days and not damaged, or customer already complained",
+        lambda p, c: f"delay <= {p.minDelayDays} days and not damaged, or customer already complained",
     ),
     "customer-value": FilterRule(
         CustomerValueParams,
@@ -195,7 +213,7 @@ FILTER_RULES: dict[str, FilterRule] = {
             + (["subscription_tier"] if p.minSubscriptionTier else [])
         ),
         _value_keep,
-        lambda p: (
+        lambda p, c: (
             f"lifetime value < ${p.minLifetimeValue:g}"
             + (f" or fewer than {p.minOrderFrequency:g} orders/year" if p.minOrderFrequency is not None else "")
             + (f" or tier below {p.minSubscriptionTier}" if p.minSubscriptionTier else "")
@@ -205,13 +223,13 @@ FILTER_RULES: dict[str, FilterRule] = {
         EligibilityParams,
         _eligibility_columns,
         _eligibility_keep,
-        lambda p: f"offer from this program in the last {p.lookbackDays} days, opted out, or order not refundable",
+        _eligibility_reason,
     ),
     "churn-timing": FilterRule(
         ChurnTimingParams,
         lambda p: ["days_since_churn"],
         lambda p, c: f"days_since_churn BETWEEN {p.minDaysSinceChurn} AND {p.maxDaysSinceChurn}",
-        lambda p: f"churned outside {p.minDaysSinceChurn}-{p.maxDaysSinceChurn} days ago",
+        lambda p, c: f"churned outside {p.minDaysSinceChurn}-{p.maxDaysSinceChurn} days ago",
     ),
     "churn-reason": FilterRule(
         ChurnReasonParams,
@@ -220,31 +238,31 @@ FILTER_RULES: dict[str, FilterRule] = {
             f"churn_reason IN ({_q(p.addressableReasons)})"
             + (f" AND churn_reason NOT IN ({_q(p.excludeReasons)})" if p.excludeReasons else "")
         ),
-        lambda p: "churn reason not addressable",
+        lambda p, c: "churn reason not addressable",
     ),
     "churn-signal": FilterRule(
         ChurnSignalParams,
         lambda p: ["engagement_change", "login_frequency", "historical_avg", "days_since_last_purchase"],
         _signal_keep,
-        lambda p: f"fewer than {p.minSignalsRequired} churn signals",
+        lambda p, c: f"fewer than {p.minSignalsRequired} churn signals",
     ),
     "frequency-cap": FilterRule(
         FrequencyCapParams,
         _cap_columns,
         _cap_keep,
-        lambda p: "frequency cap reached",
+        lambda p, c: "frequency cap reached",
     ),
     "cart-value": FilterRule(
         CartValueParams,
         lambda p: ["cart_value"],
         lambda p, c: f"cart_value >= {p.minCartValue}",
-        lambda p: f"cart value < {p.minCartValue:g}",
+        lambda p, c: f"cart value < {p.minCartValue:g}",
     ),
     "inventory": FilterRule(
         InventoryParams,
         lambda p: ["all_items_in_stock"] if p.requireInStock else [],
         _inventory_keep,
-        lambda p: "an item in the cart is out of stock",
+        lambda p, c: "an item in the cart is out of stock",
     ),
 }
 
@@ -283,7 +301,9 @@ def compile_chain(filters: Sequence[Any], available: set[str]) -> list[CompiledF
         if missing:
             raise ValueError(f"filter {spec.filterId!r} needs column(s) {missing} that the source does not provide")
         compiled.append(
-            CompiledFilter(spec.filterId, rule.keep(params, available), rule.reason(params), rule.columns(params))
+            CompiledFilter(
+                spec.filterId, rule.keep(params, available), rule.reason(params, available), rule.columns(params)
+            )
         )
     return compiled
 

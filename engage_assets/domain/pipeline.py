@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from engage_assets.domain.config import ProgramConfig, Segment
+from engage_assets.domain.config import ProgramConfig, ReactiveProgram, Segment
+from engage_assets.domain.duck import cursor
 from engage_assets.domain.filters import compile_chain, rejection_index_sql
 
 REJECTION_COLUMNS = ("customer_id", "subject_id", "stage", "filter_id", "reason")
@@ -72,8 +72,11 @@ def source_rejections(program: ProgramConfig, rejected: pa.Table) -> pa.Table:
     )
 
 
-def apply_filter_chain(program: ProgramConfig, table: pa.Table) -> StageResult:
+def apply_filter_chain(program: ProgramConfig | ReactiveProgram, table: pa.Table) -> StageResult:
     """Run the config's filter chain in order; one DuckDB pass finds, per row, the first filter it fails.
+
+    A batch program's partition and a reactive program's micro-batch of events go through the same compiled SQL;
+    rows are keyed by `customer_id` and the program's `subject_column` (the connector's, or the cart).
 
     Only the rejected rows' positions and filter indexes leave DuckDB: the batch is never copied, so a partition of
     10 million rows costs its eligible rows, the rejected rows' ids and a few bytes per row (not a second copy of
@@ -82,7 +85,7 @@ def apply_filter_chain(program: ProgramConfig, table: pa.Table) -> StageResult:
     chain = compile_chain(program.ordered_filters(), set(table.column_names))
     n = table.num_rows
     first_failed = np.full(n, -1, dtype=np.int32)
-    con = duckdb.connect()
+    con = cursor()  # a cursor on the shared in-process database (`domain.duck`)
     try:
         # Registering is zero-copy and DuckDB reads only the columns the conditions name.
         con.register("batch", table.append_column("__engage_pos", pa.array(np.arange(n, dtype=np.int64))))
@@ -98,7 +101,7 @@ def apply_filter_chain(program: ProgramConfig, table: pa.Table) -> StageResult:
     codes = pa.array(first_failed[rejected_rows], pa.int32())
     counts = np.bincount(codes.to_numpy(), minlength=len(chain)) if len(rejected_rows) else np.zeros(len(chain), int)
     removed = OrderedDict((f.filter_id, int(counts[i])) for i, f in enumerate(chain))
-    subject = program.connector.subjectColumn
+    subject = program.subject_column
     ids = table.select(list(dict.fromkeys(["customer_id", subject]))).take(pa.array(rejected_rows))
     return StageResult(
         table.filter(pa.array(keep)),

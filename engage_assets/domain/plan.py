@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engage_assets.domain.channels import channel_spec
-from engage_assets.domain.config import Channel, ProgramConfig
+from engage_assets.domain.config import Channel, ProgramConfig, ReactiveProgram
 from engage_assets.domain.plan_columns import column, epoch_seconds, lookup, offer_json, strings
 
 # The spec's eight marketplaces: default time zone, currency and locale (a customer's own zone wins).
@@ -53,6 +53,8 @@ MARKETPLACES: dict[str, tuple[str, str, str]] = {
 STATIC_CONDITIONS = ("highImpactOnly", "criticalRiskOnly", "highScoreOnly")
 DYNAMIC_CONDITIONS = {"onlyIfNotConverted": "not_converted", "onlyIfCartAbandoned": "cart_abandoned"}
 EVENT_COLUMNS = ("event_at", "abandoned_at", "cart_abandoned_at")
+# A batch program, or a reactive one (its `strategy` is derived from its discount strategy).
+PlannedProgram = ProgramConfig | ReactiveProgram
 
 PLAN_SCHEMA = pa.schema(
     [
@@ -134,7 +136,7 @@ def followed_send_time(timed: Channel | None, ch: Channel) -> str | None:
     return timed.config.sendTime if timed is not None and channel_spec(ch.type).takes_send_time else None
 
 
-def eligible_segments(program: ProgramConfig, ch: Channel) -> set[str] | None:
+def eligible_segments(program: PlannedProgram, ch: Channel) -> set[str] | None:
     """Names of the segments a channel's static condition admits (None: every segment)."""
     segs = program.strategy.segments
     top = {s.name for s in segs if s.scoreRange[1] >= 1.0}
@@ -175,7 +177,7 @@ class _Candidates:
 
 
 def plan_touches(
-    program: ProgramConfig,
+    program: PlannedProgram,
     offers: pa.Table,
     customers: pa.Table | None,
     now: datetime,
@@ -208,7 +210,7 @@ def plan_touches(
 
 
 def _candidates(
-    program: ProgramConfig, offers: pa.Table, customers: pa.Table | None, now: datetime, partition_key: str
+    program: PlannedProgram, offers: pa.Table, customers: pa.Table | None, now: datetime, partition_key: str
 ) -> _Candidates:
     """The shared per-row columns of `offers` (already restricted to the program's segments)."""
     n = offers.num_rows
@@ -217,7 +219,7 @@ def _candidates(
     seg_names = pa.array([s.name for s in segments], pa.string())
     seg_idx = pc.index_in(seg_arr, value_set=seg_names).to_numpy().astype(np.int64)
     customer = strings(offers.column("customer_id"), n)
-    subject_col = program.connector.subjectColumn
+    subject_col = program.subject_column
     subject = strings(column(offers, subject_col), n) if subject_col in offers.column_names else customer
     marketplace = pc.coalesce(
         strings(column(offers, "marketplace"), n), strings(lookup(customer, customers, "marketplace"), n)
@@ -266,7 +268,7 @@ def _locales(marketplace: pa.Array, raw_zone: pa.Array) -> tuple[np.ndarray, lis
     return pair_idx, uniq_zone, zone, currency
 
 
-def _channel_rows(program: ProgramConfig, ch: Channel, seg_idx: np.ndarray) -> np.ndarray:
+def _channel_rows(program: PlannedProgram, ch: Channel, seg_idx: np.ndarray) -> np.ndarray:
     """Indices of the rows whose segment the channel's static condition admits."""
     allowed = eligible_segments(program, ch)
     if allowed is None:
@@ -295,7 +297,7 @@ def _due_at(ch: Channel, timed: Channel | None, cands: _Candidates, rows: np.nda
 
 
 def _touch_table(
-    program: ProgramConfig, ch: Channel, cands: _Candidates, rows: np.ndarray, due: np.ndarray
+    program: PlannedProgram, ch: Channel, cands: _Candidates, rows: np.ndarray, due: np.ndarray
 ) -> pa.Table:
     """The channel's touch rows (PLAN_SCHEMA) for the candidates at `rows`, due at `due`."""
     take = pa.array(rows)

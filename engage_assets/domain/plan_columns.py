@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engage_assets.domain.config import ProgramConfig, Segment
+from engage_assets.domain.config import ProgramConfig, ReactiveProgram, Segment
 from engage_assets.domain.pipeline import offer_details
 
 # Offer amounts computed per row (the rest of the offer is the segment's terms, the same for every row).
@@ -78,7 +78,9 @@ def _json_numbers(values: np.ndarray) -> pa.Array:
     return pc.fill_null(arr.cast(pa.string()), "null")
 
 
-def offer_json(program: ProgramConfig, offers: pa.Table, seg_idx: np.ndarray, segments: list[Segment]) -> pa.Array:
+def offer_json(
+    program: ProgramConfig | ReactiveProgram, offers: pa.Table, seg_idx: np.ndarray, segments: list[Segment]
+) -> pa.Array:
     """The offer as the templates see it, one JSON object per row: the segment's terms, `discountPercent`,
     `valueUsd`, and amounts in the order's (or the marketplace's) currency: `refundAmount` is the order value for a
     full refund, the config's USD amounts are converted with the order's own rate."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -51,6 +51,11 @@ class WarehouseResource(dg.ConfigurableResource, ABC):
     @abstractmethod
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Run a read-only query with `:name` bind parameters and return the result as Arrow."""
+
+    def query_arrow_many(self, queries: Sequence[str]) -> list[pa.Table]:
+        """Run several read-only queries (no bind parameters), one result each, in order.  A backend may share one
+        connection among them (the event path's enrichment reads: one file open instead of one per query)."""
+        return [self.query_arrow(sql) for sql in queries]
 
 
 def used_params(names: list[str], params: Mapping[str, Any] | None) -> dict[str, Any]:

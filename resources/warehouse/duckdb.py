@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -119,6 +119,17 @@ class DuckDBWarehouse(WarehouseResource):
             if rel is None:
                 raise ValueError("query_arrow expects a query that returns rows")
             return _duckdb_relation_to_arrow(rel)
+
+    def query_arrow_many(self, queries: Sequence[str]) -> list[pa.Table]:
+        """Run the queries on one connection (the file is opened once for all of them)."""
+        with self.get_connection() as conn:
+            out = []
+            for sql in queries:
+                rel = conn.sql(sql)
+                if rel is None:
+                    raise ValueError("query_arrow_many expects queries that return rows")
+                out.append(_duckdb_relation_to_arrow(rel))
+            return out
 
     def columns(self, relation: str) -> dict[str, str]:
         """Column name -> DuckDB type of a table or view (e.g. `main.orders`), in column order.

@@ -162,6 +162,11 @@ class ProgramConfig(ProgramBase):
         return self.dataConnectors[0]
 
     @property
+    def subject_column(self) -> str:
+        """The connector's subject column."""
+        return self.connector.subjectColumn
+
+    @property
     def segment_model(self) -> str:
         """The modelId whose score picks the segment."""
         return self.strategy.segmentScore or self.scoringModels[0].modelId

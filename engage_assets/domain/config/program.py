@@ -37,6 +37,11 @@ class ProgramBase(ConfigModel):
         """Dagster group and asset-key prefix: `proactive-refunds` → `proactive_refunds`."""
         return GROUP_NAMES.get(self.programId, self.programId.replace("-", "_"))
 
+    @property
+    def subject_column(self) -> str:
+        """The column that names a candidate's subject (an order, a cart); the customer by default."""
+        return "customer_id"
+
     def ordered_filters(self) -> list[FilterSpec]:
         """The filter chain in the order it runs."""
         return sorted(self.filterChain, key=lambda f: f.order)

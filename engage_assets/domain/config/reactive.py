@@ -1,8 +1,15 @@
 """A reactive program: events (`eventSources`) start the chain, one candidate per event, hourly partitions.
 
-The abandoned-cart spec's config validates as written.  The platform does not build reactive programs yet
-(`engage_assets.definitions` refuses them with a clear error): this module fixes the config's shape so the
-event-driven path has a checked contract to land on.
+The abandoned-cart spec's config validates as written.  The decision path (`engage_assets.reactive`) runs it; the
+Dagster definitions do not build reactive programs yet (`engage_assets.definitions` refuses them with a clear error).
+
+The offer is a discount (`discountStrategy`).  Its rule, as offer segments over the purchase-intent score (`strategy`,
+so the planner and the templates read a reactive offer as they read a batch one):
+- a cart whose shopper will likely buy anyway (intent >= 0.5) gets `defaultDiscount`;
+- with `dynamicDiscounting`, lower intent gets more, in steps of 5 points from the default up to `maxDiscount`
+  (never above it), the intent range [0, 0.5) cut into equal bands: default 10, max 20 gives 15 % for
+  [0.25, 0.5) and 20 % for [0, 0.25);
+- without it (or with the strategy disabled or absent) every cart gets the default (or no discount).
 """
 
 from __future__ import annotations
@@ -14,7 +21,14 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from engage_assets.domain.config.common import Budget, ConfigModel, ScoringModelBase, check_unique_model_ids
+from engage_assets.domain.config.common import (
+    Budget,
+    ConfigModel,
+    OfferStrategy,
+    ScoringModelBase,
+    Segment,
+    check_unique_model_ids,
+)
 from engage_assets.domain.config.program import ProgramBase
 from engage_assets.domain.events.patterns import EventPattern, compile_pattern, normalize_pattern
 
@@ -22,6 +36,9 @@ DEDUP_PLACEHOLDERS = frozenset({"customerId", "cartId", "programId", "subjectId"
 HOURLY_CRON = "0 * * * *"
 # Hourly partitions from a fixed day, so the partition set never moves; a program may set its own start.
 DEFAULT_PARTITIONS_START = date(2026, 1, 1)
+# The discount rule (module docstring): intent at or above this gets the default; discounts grow in these steps.
+HIGH_INTENT = 0.5
+DISCOUNT_STEP = 5.0
 
 
 def check_event_pattern(pattern: Any) -> None:
@@ -90,6 +107,36 @@ class DiscountStrategy(ConfigModel):
             raise ValueError(f"defaultDiscount {self.defaultDiscount:g} exceeds maxDiscount {self.maxDiscount:g}")
         return self
 
+    def levels(self) -> list[float]:
+        """The discounts the rule gives, lowest first: the default, then steps of 5 points up to `maxDiscount`."""
+        if not self.dynamicDiscounting:
+            return [self.defaultDiscount]
+        out = [self.defaultDiscount]
+        while out[-1] < self.maxDiscount:
+            out.append(min(out[-1] + DISCOUNT_STEP, self.maxDiscount))
+        return out
+
+    def segments(self) -> list[Segment]:
+        """The rule as offer segments over the purchase-intent score (module docstring), highest intent first."""
+        if not self.enabled:
+            return [discount_segment(0.0, 1.0, None)]
+        levels = self.levels()
+        extra = len(levels) - 1
+        if extra == 0:
+            return [discount_segment(0.0, 1.0, levels[0])]
+        bands = [discount_segment(HIGH_INTENT, 1.0, levels[0])]
+        for i, level in enumerate(levels[1:], start=1):
+            bands.append(
+                discount_segment(HIGH_INTENT * (extra - i) / extra, HIGH_INTENT * (extra - i + 1) / extra, level)
+            )
+        return bands
+
+
+def discount_segment(low: float, high: float, percent: float | None) -> Segment:
+    """An offer segment of the discount rule: intents in [low, high) get `percent` % off (None: a plain reminder)."""
+    offer_type = "reminder" if percent is None else f"discount_{percent:g}pct"
+    return Segment(scoreRange=(low, high), offerType=offer_type, discount=percent)
+
 
 class EventDeduplication(ConfigModel):
     """One candidate per key within `ttlDays`: a repeated event (a cart abandoned twice) is not a second one."""
@@ -137,3 +184,16 @@ class ReactiveProgram(ProgramBase):
     def cron(self) -> str:
         """The partition cadence: hourly (events are processed as they arrive; this is not a schedule)."""
         return HOURLY_CRON
+
+    @property
+    def subject_column(self) -> str:
+        """A reactive candidate's subject: the cart."""
+        return "cart_id"
+
+    @cached_property
+    def strategy(self) -> OfferStrategy:
+        """The discount rule as offer segments (module docstring); a plain reminder without a discount strategy."""
+        segments = (
+            self.discountStrategy or DiscountStrategy(enabled=False, defaultDiscount=0, maxDiscount=0)
+        ).segments()
+        return OfferStrategy(segments=segments)
