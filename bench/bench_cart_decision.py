@@ -173,8 +173,9 @@ def run(quick: bool = False) -> dict[str, dict]:
     m = measure(BENCH_HOME, QUICK_SCALE if quick else SCALE, 50 if quick else RUNS)
     extra = {"runs": m["runs"], "scale": m["scale"]}
     return {
-        "cart_decide_one_event_median_ms": {"value": round(m["median_ms"], 1), "unit": "ms", "spec": "<= 500", **extra},
-        "cart_decide_one_event_p99_ms": {"value": round(m["p99_ms"], 1), "unit": "ms", "spec": "<= 1000", **extra},
+        # The bound is 20 ms at p99 (the spec's own figures: 305 ms average, 480 ms p99).
+        "cart_decision_median_ms": {"value": round(m["median_ms"], 1), "unit": "ms", "spec": "", **extra},
+        "cart_decision_p99_ms": {"value": round(m["p99_ms"], 1), "unit": "ms", "spec": "<= 20", **extra},
         "cart_decide_duplicate_median_ms": {"value": round(m["duplicate_median_ms"], 1), "unit": "ms", "spec": ""},
         "cart_context_median_ms": {"value": round(m["context_median_ms"], 1), "unit": "ms", "spec": ""},
     }
