@@ -1,5 +1,8 @@
 """Engage's Dagster definitions: the dbt warehouse, one asset family per program YAML, jobs and schedules.
 
+A batch program (`dataConnectors`) gets the date-partitioned family of `engage_assets.assets.program`; a reactive one
+(`eventSources`) the hourly family of `engage_assets.assets.reactive` and a cart-event sensor.
+
 Built lazily (`@dg.definitions`): the environment (ENGAGE_ENV, ENGAGE_HOME) is read when Dagster loads the
 code location, not at import.
 """
@@ -12,9 +15,11 @@ from engage_assets.assets.dbt import build_dbt_assets, raw_source_specs
 from engage_assets.assets.delivery import build_all_delivery
 from engage_assets.assets.gdpr import build_gdpr_erasure
 from engage_assets.assets.program import build_program
-from engage_assets.domain.config import load_programs, require_batch
+from engage_assets.assets.reactive import build_reactive_program, decide_job_name
+from engage_assets.domain.config import ProgramBase, ProgramConfig, ReactiveProgram, load_programs
 from engage_assets.settings import get_settings, program_config_dir
 from resources.by_env import build_resources
+from sensors.cart_events import build_cart_event_sensor
 from sensors.due_touches import build_due_touch_sensor, deliver_job_name
 from sensors.run_failures import engage_run_failure_alerts
 
@@ -25,10 +30,11 @@ RETRAIN_JOB = "model_retraining"
 def build_definitions() -> dg.Definitions:
     settings = get_settings()
     engage_dbt_assets = build_dbt_assets()
-    # A reactive program (eventSources) validates but is not built yet: refuse it rather than skip it silently.
-    programs = require_batch(load_programs(program_config_dir()))
-    built = [build_program(p) for p in programs]
-    delivery = build_all_delivery(programs)
+    everyone: list[ProgramBase] = list(load_programs(program_config_dir()))
+    programs = [p for p in everyone if isinstance(p, ProgramConfig)]
+    reactive = [p for p in everyone if isinstance(p, ReactiveProgram)]
+    built = [build_program(p) for p in programs] + [build_reactive_program(p, everyone) for p in reactive]
+    delivery = build_all_delivery(programs, everyone)
     gdpr_job, gdpr_schedule = build_gdpr_erasure(programs)
     model_keys = [k for b in built for k in b.model_keys]
     warehouse_job = dg.define_asset_job(
@@ -53,7 +59,11 @@ def build_definitions() -> dg.Definitions:
             *(s for b in built for s in b.schedules),
             gdpr_schedule,
         ],
-        sensors=[engage_run_failure_alerts, *(build_due_touch_sensor(p, deliver_job_name(p)) for p in programs)],
+        sensors=[
+            engage_run_failure_alerts,
+            *(build_due_touch_sensor(p, deliver_job_name(p)) for p in everyone),
+            *(build_cart_event_sensor(p, decide_job_name(p)) for p in reactive),
+        ],
         resources=build_resources(settings),
     )
 

@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     def events_path(self) -> Path:
         return self.home / "events.sqlite"
 
+    @property
+    def event_batch_root(self) -> Path:
+        """Where the cart-event sensor writes the batches `cart_decisions` reads (`resources.event_batches`)."""
+        return self.home / "event_batches"
+
 
 def get_settings() -> Settings:
     """The settings the environment gives now (read on every call: tests and the CLI change the environment)."""

@@ -35,6 +35,7 @@ from resources.delivery_ledger.resource import (
 from resources.engagement.base import EngagementStore
 from resources.engagement.dynamodb import DynamoDbEngagementStore
 from resources.engagement.sqlite import SqliteEngagementStore
+from resources.event_batches import EventBatchStore
 from resources.events.base import EventSource
 from resources.events.local import LocalEventQueue
 from resources.events.sqs import SqsEventSource
@@ -174,7 +175,21 @@ def event_source(settings: Settings) -> EventSource:
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
-    return local_resources(settings) if settings.env == "local" else prod_resources(settings)
+    base = local_resources(settings) if settings.env == "local" else prod_resources(settings)
+    return {**base, **event_resources(settings)}
+
+
+def event_resources(settings: Settings) -> dict[str, Any]:
+    """What the reactive programs' sensor and `cart_decisions` add: the event queue, the durable batch files
+    between them, the dedup claims and the cart state (in production: ENGAGE_CART_QUEUE_URL, ENGAGE_CART_DLQ_URL,
+    ENGAGE_REACTIVE_TABLE)."""
+    dedup, cart_state = reactive_state(settings)
+    return {
+        "events": event_source(settings),
+        "event_batches": EventBatchStore(root=str(settings.event_batch_root)),
+        "dedup": dedup,
+        "cart_state": cart_state,
+    }
 
 
 def reactive_state(settings: Settings) -> tuple[DedupStore, CartStateStore]:

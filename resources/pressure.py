@@ -8,7 +8,7 @@ from datetime import time as dtime
 import dagster as dg
 from pydantic import Field
 
-from engage_assets.domain.config import ProgramConfig
+from engage_assets.domain.config import ProgramBase
 from engage_assets.domain.pressure import PressurePolicy, program_cap
 
 
@@ -20,7 +20,7 @@ class ContactPressureResource(dg.ConfigurableResource):
     quiet_start: str = Field(default="21:00", description="Local quiet hours start (HH:MM).")
     quiet_end: str = Field(default="08:00", description="Local quiet hours end (HH:MM).")
 
-    def policy(self, programs: list[ProgramConfig]) -> PressurePolicy:
+    def policy(self, programs: list[ProgramBase]) -> PressurePolicy:
         def hhmm(v: str) -> dtime:
             h, m = v.split(":")
             return dtime(int(h), int(m))

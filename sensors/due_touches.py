@@ -11,7 +11,7 @@ import time
 
 import dagster as dg
 
-from engage_assets.domain.config import ProgramConfig
+from engage_assets.domain.config import ProgramBase
 from resources.delivery_ledger.resource import DeliveryLedgerResource
 
 ACTIVE = [
@@ -26,12 +26,12 @@ def due_run_key(program_id: str, due: int, latest_due_at: int) -> str:
     return f"{program_id}:due{due}:upto{latest_due_at}"
 
 
-def deliver_job_name(program: ProgramConfig) -> str:
+def deliver_job_name(program: ProgramBase) -> str:
     """The delivery job the sensor launches (`engage_assets.assets.delivery` defines it under this name)."""
     return f"{program.group}_deliver"
 
 
-def build_due_touch_sensor(program: ProgramConfig, job_name: str) -> dg.SensorDefinition:
+def build_due_touch_sensor(program: ProgramBase, job_name: str) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"{program.group}_due_touches",
         job_name=job_name,

@@ -15,7 +15,7 @@ CONFIGS = PROJECT_ROOT / "program_configs"
 
 def test_spec_programs_load_with_their_cadence():
     programs = {p.programId: p for p in load_programs(CONFIGS)}
-    assert set(programs) == {"proactive-refunds", "win-back-campaigns", "churn-prevention"}
+    assert set(programs) == {"proactive-refunds", "win-back-campaigns", "churn-prevention", "abandoned-cart-recovery"}
     assert programs["proactive-refunds"].cron == "0 2 * * *"
     assert programs["churn-prevention"].cron == "0 2 * * 1"
     assert programs["win-back-campaigns"].cron == "0 2 * * 1#1"
@@ -26,7 +26,12 @@ def test_spec_programs_load_with_their_cadence():
         "eligibility",
         "frequency-cap",
     ]
-    assert {p.group for p in programs.values()} == {"proactive_refunds", "win_back", "churn_prevention"}
+    assert {p.group for p in programs.values()} == {
+        "proactive_refunds",
+        "win_back",
+        "churn_prevention",
+        "abandoned_cart_recovery",
+    }
     refunds = programs["proactive-refunds"]
     assert [s.refundType for s in refunds.strategy.segments] == ["full", "partial", "credit"]
     assert refunds.candidateTTLDays == 30 and programs["win-back-campaigns"].candidateTTLDays == 90

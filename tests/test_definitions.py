@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,11 +48,21 @@ def test_bad_program_config_fails_validation_with_file_and_field(tmp_path):
     assert "churn_prevention.yaml" in out and "minSignalsRequired" in out
 
 
-def test_a_reactive_program_is_refused_not_skipped(tmp_path):
-    configs = tmp_path / "configs"
-    shutil.copytree(ROOT / "program_configs", configs)
-    shutil.copy(ROOT / "tests" / "fixtures" / "abandoned-cart-recovery.yaml", configs / "abandoned_cart.yaml")
-    result = _validate(tmp_path, configs)
-    out = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert "abandoned-cart-recovery: reactive programs (eventSources) validate but are not built yet" in out
+def test_the_reactive_program_builds(tmp_path, monkeypatch):
+    """The shipped abandoned-cart program (eventSources) is built, not refused: its assets, jobs and sensors."""
+    monkeypatch.setenv("ENGAGE_HOME", str(tmp_path / "home"))
+    from engage_assets.definitions import build_definitions
+
+    repo = build_definitions().get_repository_def()
+    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert {
+        "abandoned_cart_recovery/purchase_intent_v4_model",
+        "abandoned_cart_recovery/cart_decisions",
+        "abandoned_cart_recovery/deliveries",
+    } <= keys
+    assert {"abandoned_cart_recovery_decide", "abandoned_cart_recovery_deliver"} <= {
+        j.name for j in repo.get_all_jobs()
+    }
+    sensors = {s.name: s for s in repo.sensor_defs}
+    assert sensors["abandoned_cart_recovery_cart_events"].default_status == dg.DefaultSensorStatus.RUNNING
+    assert "abandoned_cart_recovery_due_touches" in sensors

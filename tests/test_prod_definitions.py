@@ -19,6 +19,9 @@ PROD_ENV = {
     "ENGAGE_PUSH_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:engage-push",
     "ENGAGE_GLUE_DATABASE": "engage",
     "ENGAGE_S3_BUCKET": "engage-exports",
+    "ENGAGE_CART_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/engage-cart-events",
+    "ENGAGE_CART_DLQ_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/engage-cart-events-dlq",
+    "ENGAGE_REACTIVE_TABLE": "engage-reactive",
     "SNOWFLAKE_ACCOUNT": "acme-xy12345",
     "SNOWFLAKE_USER": "engage",
     "SNOWFLAKE_PASSWORD": "not-a-secret",
@@ -72,8 +75,8 @@ def test_without_a_required_variable_prod_fails_naming_it(prod_env, monkeypatch)
 
 
 def test_create_tables_makes_every_production_table_once(prod_env, monkeypatch, moto_endpoint, capsys):
-    """`engage create-tables` against a moto server: the candidate, score-cache, engagement, delivery and refund
-    tables exist with their indexes; a second call changes nothing."""
+    """`engage create-tables` against a moto server: the candidate, score-cache, engagement, delivery, refund and
+    reactive tables exist with their indexes; a second call changes nothing."""
     import boto3
 
     from engage_assets.cli import main
@@ -89,7 +92,7 @@ def test_create_tables_makes_every_production_table_once(prod_env, monkeypatch, 
         with pytest.raises(SystemExit) as done:
             main(["create-tables"])
         assert done.value.code == 0
-    assert capsys.readouterr().out.count(": ready") == 8
+    assert capsys.readouterr().out.count(": ready") == 10
     ddb = boto3.client("dynamodb", region_name=PROD_ENV["AWS_REGION"], endpoint_url=moto_endpoint)
     for name in names.values():
         table = ddb.describe_table(TableName=name)["Table"]

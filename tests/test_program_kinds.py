@@ -15,7 +15,6 @@ from engage_assets.domain.config import (
     ReactiveProgram,
     load_program,
     load_programs,
-    require_batch,
     validate_program,
 )
 from engage_assets.domain.filters import compile_chain
@@ -79,10 +78,15 @@ def test_the_cart_filters_compile_over_the_cart_columns():
         compile_chain(program.ordered_filters(), available - {"cart_value"})
 
 
-def test_batch_configs_stay_batch_programs():
+def test_shipped_configs_are_three_batch_programs_and_the_cart_program():
     programs = load_programs(CONFIGS)
-    assert programs and all(isinstance(p, ProgramConfig) and p.kind == "batch" for p in programs)
-    assert require_batch(programs) == programs
+    batch = [p for p in programs if isinstance(p, ProgramConfig)]
+    assert len(batch) == 3 and all(p.kind == "batch" for p in batch)
+    (cart,) = [p for p in programs if isinstance(p, ReactiveProgram)]
+    assert cart.programId == "abandoned-cart-recovery" and cart.kind == "reactive"
+    # The shipped config is the spec's block, plus the platform's partitionsStart.
+    shipped = yaml.safe_load((CONFIGS / "abandoned_cart_recovery.yaml").read_text())
+    assert {k: v for k, v in shipped.items() if k != "partitionsStart"} == _cart()
 
 
 @pytest.mark.parametrize(
@@ -200,10 +204,8 @@ def test_each_type_gets_its_own_config_model_and_schema():
     assert type(bare.config).__name__ == "InAppChannelConfig"
 
 
-def test_reactive_programs_are_refused_by_the_build(tmp_path):
+def test_a_folder_of_both_kinds_loads_both(tmp_path):
     (tmp_path / "cart.yaml").write_text(CART.read_text())
     (tmp_path / "churn.yaml").write_text((CONFIGS / "churn_prevention.yaml").read_text())
     programs = load_programs(tmp_path)
     assert {p.kind for p in programs} == {"batch", "reactive"}
-    with pytest.raises(ConfigError, match="abandoned-cart-recovery: reactive programs .eventSources. validate but are"):
-        require_batch(programs)

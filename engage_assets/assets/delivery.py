@@ -7,6 +7,8 @@ the due-touch sensor.
 - `deliveries` is NOT partitioned: what is due at a moment spans partitions (a cart's +72 h touch, win-back's +3 days
   SMS, a retry of last week's outage), so one delivery run takes every due touch of the program as of its send clock
   (`as_of` in run config, default the run's start).  It depends on every touch_plan partition (lineage only).
+- a reactive program (abandoned cart) has no `touch_plan`: its `cart_decisions` plans the touches
+  (`engage_assets.assets.reactive`), its `deliveries` re-checks `not_converted` against the cart state's purchases.
 - `<group>_deliver` runs `deliveries` in process (ARCHITECTURE §10: no per-step subprocess for a latency-sensitive
   job); the due-touch sensor (`sensors/due_touches.py`) launches it.
 """
@@ -24,10 +26,11 @@ from engage_assets.assets.dbt import WAREHOUSE_POOL
 from engage_assets.assets.program import SINGLE_RUN, PartitionWindow, each_partition, partitions_for
 from engage_assets.delivery.engine import ChannelFactory, DeliveryEngine, DeliveryStats, EngineConfig
 from engage_assets.domain.channels import CHANNEL_SPECS, channel_resource_keys
-from engage_assets.domain.config import ProgramConfig
+from engage_assets.domain.config import ProgramBase, ProgramConfig, ReactiveProgram
 from engage_assets.domain.contacts import CONTACT_COLUMNS
 from engage_assets.domain.plan import plan_touches
 from engage_assets.domain.templates import TemplateRenderer, config_texts
+from resources.cart_state.base import CartConversions, CartStateStore
 from resources.channels.engagement_channels import CallTaskChannel, InboxChannel
 from resources.customer_state import CustomerState
 from resources.delivery_ledger.resource import DeliveryLedgerResource
@@ -97,7 +100,7 @@ def delivery_channels(resources: Any, engagement: EngagementStore) -> dict[str, 
     return out
 
 
-def channel_configs(programs: list[ProgramConfig]) -> dict[tuple[str, str], dict[str, Any]]:
+def channel_configs(programs: list[ProgramBase]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(p.programId, ch.channelId): ch.config.model_dump(exclude_none=True) for p in programs for ch in p.channels}
 
 
@@ -171,24 +174,31 @@ def _issue_refunds(
     return {f"refunds/{k}": v for k, v in vars(issued).items() if isinstance(v, (int, float))}
 
 
-def deliveries_asset(program: ProgramConfig, programs: list[ProgramConfig]) -> dg.AssetsDefinition:
+def deliveries_asset(
+    program: ProgramBase, programs: list[ProgramBase], upstream: str = "touch_plan"
+) -> dg.AssetsDefinition:
     """`[group, "deliveries"]` of one program: send every due touch as of the run's send clock (not partitioned).
 
-    `programs` are every program of the deployment: templates, contact pressure and channel configs span them."""
+    `programs` are every program of the deployment: templates, contact pressure and channel configs span them.
+    `upstream`: the asset that plans the touches (`touch_plan`; a reactive program's `cart_decisions`).  A reactive
+    program's `not_converted` touches are re-checked against the purchases its cart state records
+    (`CartConversions`), so a cart bought after its e-mail gets no SMS nor push."""
     g = program.group
+    reactive = isinstance(program, ReactiveProgram)
+    keys = DELIVERY_RESOURCE_KEYS | set(channel_resource_keys()) | ({"cart_state"} if reactive else set())
 
     @dg.asset(
         key=dg.AssetKey([g, "deliveries"]),
         group_name=g,
         tags={"engage/program": program.programId},
-        deps=[dg.AssetKey([g, "touch_plan"])],
+        deps=[dg.AssetKey([g, upstream])],
         kinds={"smtp", "sqlite"},
-        required_resource_keys=DELIVERY_RESOURCE_KEYS | set(channel_resource_keys()),
+        required_resource_keys=keys,
         description="Every due touch of the program as of the send clock: re-check conditions, contact "
         "pressure, claim, render, send, record. Counts by channel, outcome and reason.",
     )
     def deliveries(context: dg.AssetExecutionContext, config: DeliveryRunConfig) -> dg.MaterializeResult:
-        engine = delivery_engine(context.resources, programs, config)
+        engine = delivery_engine(context.resources, programs, config, cart_conversions=reactive)
         stats = engine.run([program.programId], send_clock(config.as_of))
         context.log.info(
             f"{program.programId}: sent {stats.total('sent')}, suppressed {stats.total('suppressed')}, "
@@ -199,14 +209,20 @@ def deliveries_asset(program: ProgramConfig, programs: list[ProgramConfig]) -> d
     return deliveries
 
 
-def delivery_engine(resources: Any, programs: list[ProgramConfig], config: DeliveryRunConfig) -> DeliveryEngine:
-    """The engine of one delivery run, from a run's `context.resources` and its run config."""
+def delivery_engine(
+    resources: Any, programs: list[ProgramBase], config: DeliveryRunConfig, cart_conversions: bool = False
+) -> DeliveryEngine:
+    """The engine of one delivery run, from a run's `context.resources` and its run config; with
+    `cart_conversions`, conversions are the cart purchases of `resources.cart_state`."""
     # Resources by key (the registry names the channels' keys), so a new channel needs no new parameter here.
     delivery_ledger: DeliveryLedgerResource = resources.delivery_ledger
     contact_pressure: ContactPressureResource = resources.contact_pressure
     engagement: EngagementStore = resources.engagement
     customer_state: CustomerState = resources.customer_state
     refund_ledger: RefundLedgerResource = resources.refund_ledger
+    if cart_conversions:
+        cart_state: CartStateStore = resources.cart_state
+        customer_state = customer_state.use_conversions(CartConversions(cart_state))
     return DeliveryEngine(
         delivery_ledger.ledger(),
         delivery_channels(resources, engagement),
@@ -219,19 +235,23 @@ def delivery_engine(resources: Any, programs: list[ProgramConfig], config: Deliv
 
 
 def build_delivery(
-    program: ProgramConfig, all_programs: list[ProgramConfig] | None = None
+    program: ProgramConfig, all_programs: list[ProgramBase] | None = None
 ) -> tuple[list[Any], list[Any]]:
     """(assets, jobs) of one program's delivery; its due-touch sensor is `sensors.due_touches`."""
     touch_plan = touch_plan_asset(program, partitions_for(program))
-    deliveries = deliveries_asset(program, all_programs or [program])
-    job = dg.define_asset_job(
+    deliveries = deliveries_asset(program, list(all_programs or [program]))
+    return [touch_plan, deliveries], [deliver_job(program, deliveries)]
+
+
+def deliver_job(program: ProgramBase, deliveries: dg.AssetsDefinition) -> Any:
+    """`<group>_deliver`: the program's `deliveries`, in process (the due-touch sensor launches it)."""
+    return dg.define_asset_job(
         deliver_job_name(program),
         selection=dg.AssetSelection.assets(deliveries),
         tags={"engage/program": program.programId},
         executor_def=dg.in_process_executor,
         description=f"{program.programName}: deliver every due touch (in process).",
     )
-    return [touch_plan, deliveries], [job]
 
 
 def _customers_for(warehouse: WarehouseResource, offers) -> Any:
@@ -252,7 +272,11 @@ def _customers_for(warehouse: WarehouseResource, offers) -> Any:
     return pa.concat_tables(out)
 
 
-def build_all_delivery(programs: list[ProgramConfig]) -> tuple[list[Any], list[Any]]:
-    """Every program's delivery: (assets, jobs)."""
-    built = [build_delivery(p, programs) for p in programs]
+def build_all_delivery(
+    programs: list[ProgramConfig], all_programs: list[ProgramBase] | None = None
+) -> tuple[list[Any], list[Any]]:
+    """Every batch program's delivery: (assets, jobs); `all_programs` (default `programs`) are every program of the
+    deployment, reactive ones included (templates, contact pressure and channel configs span them)."""
+    everyone = list(all_programs or programs)
+    built = [build_delivery(p, everyone) for p in programs]
     return [a for b in built for a in b[0]], [j for b in built for j in b[1]]

@@ -23,7 +23,7 @@ import dagster as dg
 from engage_assets.cli.delivery import deliver_all
 from engage_assets.cli.events import add_commands as add_events_commands
 from engage_assets.cli.simulate import add_commands as add_simulate_commands
-from engage_assets.domain.config import load_programs
+from engage_assets.domain.config import ProgramConfig, ReactiveProgram, load_programs
 from engage_assets.settings import Settings, get_settings, program_config_dir
 from resources.delivery_ledger.sqlite import DeliveryLedger
 
@@ -162,7 +162,8 @@ def _train_models(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: 
 def _run_programs(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str | None) -> bool:
     """Each program's batch job for `partition` (default: its latest); whether every run succeeded."""
     failed = False
-    for program in load_programs(program_config_dir()):
+    # The batch programs; a reactive one (abandoned cart) has no batch job: its sensor decides events as they come.
+    for program in (p for p in load_programs(program_config_dir()) if isinstance(p, ProgramConfig)):
         job = defs.resolve_job_def(f"{program.group}_batch")
         key = partition or latest_partition(job)
         t0 = time.perf_counter()
@@ -179,7 +180,8 @@ def _run_programs(defs: dg.Definitions, instance: dg.DagsterInstance, partition:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """`engage run`: warehouse → dbt build → models → each program's batch → a day of deliveries."""
+    """`engage run`: warehouse → dbt build → models → each program's batch → a cart burst through the reactive
+    programs' sensor and decision runs → a day of deliveries."""
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     # dbt (a subprocess) reads the warehouse path from its profile's env_var: hand it the one the settings chose.
@@ -193,6 +195,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not _build_warehouse(defs, instance, settings, WAREHOUSE_JOB) or not _train_models(defs, instance, RETRAIN_JOB):
         return 1
     succeeded = _run_programs(defs, instance, args.partition)
+    reactive = [p for p in load_programs(program_config_dir()) if isinstance(p, ReactiveProgram)]
+    if succeeded and reactive:
+        from engage_assets.cli.carts import run_cart_burst
+
+        succeeded = run_cart_burst(defs, instance, settings, reactive)
     if succeeded:
         _deliver(defs, instance, settings)
     _print_serving_example(settings)
@@ -272,7 +279,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_create_tables(args: argparse.Namespace) -> int:
     """ENGAGE_ENV=prod: create the DynamoDB tables the production resources name (candidate store and score cache,
-    engagement store, delivery ledger, refund ledger) with their indexes; existing tables are left as they are."""
+    engagement store, delivery ledger, refund ledger, the reactive table) with their indexes; existing tables are left
+    as they are."""
     from resources.by_env import build_resources
 
     settings = get_settings()
@@ -285,6 +293,8 @@ def cmd_create_tables(args: argparse.Namespace) -> int:
         "engagement": "create_table",
         "delivery_ledger": "create_table",
         "refund_ledger": "create_table",
+        # The reactive programs' table: dedup claims (with their TTL attribute) and cart state share it.
+        "dedup": "create_table",
     }
     with dg.build_resources({k: resources[k] for k in wanted}) as built:  # dg.EnvVar values resolved here
         for name, method in wanted.items():

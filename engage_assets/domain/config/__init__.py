@@ -39,7 +39,6 @@ from engage_assets.domain.config.loader import (
     load_program,
     load_programs,
     program_kind,
-    require_batch,
     validate_program,
 )
 from engage_assets.domain.config.program import ProgramBase
@@ -87,6 +86,5 @@ __all__ = [
     "load_program",
     "load_programs",
     "program_kind",
-    "require_batch",
     "validate_program",
 ]

@@ -98,14 +98,3 @@ def load_programs(directory: Path) -> list[ProgramConfig | ReactiveProgram]:
             raise ConfigError(f"programId {p.programId!r} is defined twice")
         seen[p.programId] = p.programName
     return [p for p in programs if p.enabled]
-
-
-def require_batch(programs: list[ProgramConfig | ReactiveProgram]) -> list[ProgramConfig]:
-    """The programs, all batch ones; ConfigError on a reactive program, which validates but is not built yet."""
-    for p in programs:
-        if isinstance(p, ReactiveProgram):
-            raise ConfigError(
-                f"{p.programId}: reactive programs (eventSources) validate but are not built yet: "
-                "the event-driven path lands with the abandoned-cart issue"
-            )
-    return [p for p in programs if isinstance(p, ProgramConfig)]

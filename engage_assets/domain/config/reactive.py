@@ -1,7 +1,8 @@
 """A reactive program: events (`eventSources`) start the chain, one candidate per event, hourly partitions.
 
 The abandoned-cart spec's config validates as written.  The decision path (`engage_assets.reactive`) runs it; the
-Dagster definitions do not build reactive programs yet (`engage_assets.definitions` refuses them with a clear error).
+Dagster definitions build it with `engage_assets.assets.reactive` (hourly `cart_decisions`, fed by the cart-event
+sensor).
 
 The offer is a discount (`discountStrategy`).  Its rule, as offer segments over the purchase-intent score (`strategy`,
 so the planner and the templates read a reactive offer as they read a batch one):

@@ -1,0 +1,213 @@
+"""The abandoned-cart program in Dagster: the cart-event sensor (durable batches before the ack, stable run keys,
+malformed events quarantined) and `cart_decisions` (one hour's batches decided on a small warehouse, idempotent)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from engage_assets.assets.reactive import build_reactive_program, decide_job_name
+from engage_assets.assets.reactive.decisions import cart_decisions_asset
+from engage_assets.domain.config import ReactiveProgram, load_programs
+from engage_assets.settings import PROJECT_ROOT
+from resources.cart_state.sqlite import SqliteCartState
+from resources.dedup.sqlite import SqliteDedupStore
+from resources.delivery_ledger.resource import SqliteDeliveryLedgerResource
+from resources.event_batches import EventBatchStore, batch_id_of
+from resources.events.local import LocalEventQueue
+from resources.scoring.local import LocalScoringResource
+from resources.staging import ModelStoreResource
+from resources.store.sqlite import SqliteCandidateStore
+from resources.warehouse.duckdb import DuckDBWarehouse
+from sensors.cart_events import build_cart_event_sensor, drain_events, hour_partition
+from tests.test_cart_decision import PROGRAM, envelope, model_root, people, warehouse  # noqa: F401 - fixtures
+
+OP = f"{PROGRAM.group}__cart_decisions"
+
+
+def cart_body(customer: str, cart: str, at: datetime, value: float = 150.0) -> str:
+    detail = {
+        "customerId": customer,
+        "cartId": cart,
+        "cartValue": value,
+        "currency": "USD",
+        "itemCount": 1,
+        "items": [{"id": "P00000", "name": "item", "price": value}],
+        "abandonmentReason": "session_timeout",
+        "timestamp": at.isoformat(),
+    }
+    return json.dumps(envelope("CartAbandoned", detail, f"ev-{cart}", at))
+
+
+@pytest.fixture
+def queue(tmp_path) -> LocalEventQueue:
+    return LocalEventQueue(path=str(tmp_path / "events.sqlite"), visibility_timeout_s=0)
+
+
+@pytest.fixture
+def batches(tmp_path) -> EventBatchStore:
+    return EventBatchStore(root=str(tmp_path / "event_batches"))
+
+
+def tick(queue: LocalEventQueue, batches: EventBatchStore):
+    sensor = build_cart_event_sensor(PROGRAM, decide_job_name(PROGRAM))
+    with dg.build_sensor_context(resources={"events": queue, "event_batches": batches}) as context:
+        return sensor(context), context
+
+
+# ---- the sensor ---------------------------------------------------------------------------------------------------
+
+
+def test_the_program_config_is_the_spec_block_and_builds():
+    programs = [p for p in load_programs(PROJECT_ROOT / "program_configs") if isinstance(p, ReactiveProgram)]
+    assert [p.programId for p in programs] == ["abandoned-cart-recovery"]
+    built = build_reactive_program(programs[0], list(programs))
+    assert {a.key.to_user_string() for a in built.assets} == {
+        "abandoned_cart_recovery/purchase_intent_v4_model",
+        "abandoned_cart_recovery/cart_decisions",
+        "abandoned_cart_recovery/deliveries",
+    }
+    deliveries = next(a for a in built.assets if a.key.path[-1] == "deliveries")
+    # The cart's later touches are re-checked against the purchases the cart state records (CartConversions).
+    assert "cart_state" in deliveries.required_resource_keys
+    assert deliveries.asset_deps[deliveries.key] == {dg.AssetKey(["abandoned_cart_recovery", "cart_decisions"])}
+
+
+def test_good_events_become_durable_batches_with_stable_run_keys(queue, batches):
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    bodies = [cart_body(f"C{i}", f"K{i}", hour + timedelta(minutes=10 * i)) for i in range(3)]
+    bodies += [cart_body("C9", "K9", hour + timedelta(hours=1, minutes=5))]
+    sent = [r.message_id for r in queue.send(bodies)]
+    result, context = tick(queue, batches)
+
+    assert all(isinstance(r, dg.RunRequest) for r in result)
+    by_partition = {r.partition_key: r for r in result}
+    assert set(by_partition) == {hour_partition(hour), hour_partition(hour + timedelta(hours=1))}
+    first = by_partition[hour_partition(hour)]
+    expected_id = batch_id_of(sent[:3])
+    assert first.run_key == f"{PROGRAM.programId}:{expected_id}"
+    assert first.run_config == {"ops": {OP: {"config": {"batch_ids": [expected_id]}}}}
+    stored = batches.read(PROGRAM.programId, hour_partition(hour), expected_id)
+    assert [line.message_id for line in stored] == sent[:3] and [line.body for line in stored] == bodies[:3]
+    assert queue.approximate_depth() == 0  # acked, after the files were written
+    assert json.loads(context.cursor) == {"batches": 2, "last_batch": result[-1].tags["engage/batch"],
+                                          "quarantined": 0, "received": 4}  # fmt: skip
+
+
+def test_a_malformed_body_is_quarantined_with_its_reason(queue, batches):
+    at = datetime.now(UTC) - timedelta(hours=2)
+    queue.send(["{not json", cart_body("C1", "K1", at), cart_body("C2", "K2", datetime(2020, 1, 1, tzinfo=UTC))])
+    result, _ = tick(queue, batches)
+    assert [r.partition_key for r in result] == [hour_partition(at)]
+    dead = queue.dead_letters(10)
+    assert len(dead) == 2 and "outside_partitions" in {d.reason for d in dead}
+    assert all(d.reason for d in dead) and queue.approximate_depth() == 0
+
+
+def test_an_empty_queue_is_a_skip(queue, batches):
+    result, _ = tick(queue, batches)
+    assert isinstance(result, dg.SkipReason)
+
+
+def test_a_redelivered_batch_gets_the_same_id_and_run_key(queue, batches, monkeypatch):
+    at = datetime.now(UTC) - timedelta(hours=1)
+    queue.send([cart_body("C1", "K1", at), cart_body("C2", "K2", at)])
+
+    def crash(self, receipts):
+        raise RuntimeError("killed between the write and the ack")
+
+    with monkeypatch.context() as m:
+        m.setattr(LocalEventQueue, "delete", crash)
+        with pytest.raises(RuntimeError):
+            drain_events(PROGRAM, queue, batches)
+    assert queue.approximate_depth() == 2  # not acked: delivered again
+    first_ids = batches.batch_ids(PROGRAM.programId, hour_partition(at))
+    result, _ = tick(queue, batches)
+    assert [r.run_key for r in result] == [f"{PROGRAM.programId}:{first_ids[0]}"]
+    assert batches.batch_ids(PROGRAM.programId, hour_partition(at)) == first_ids
+    assert queue.approximate_depth() == 0
+
+
+# ---- cart_decisions -----------------------------------------------------------------------------------------------
+
+
+def ledger_rows(path) -> int:
+    with sqlite3.connect(path) as con:
+        return con.execute("SELECT count(*) FROM touches").fetchone()[0]
+
+
+def test_cart_decisions_decides_an_hour_and_a_replay_adds_nothing(tmp_path, warehouse, model_root, people, queue):  # noqa: F811
+    program = PROGRAM.model_copy(update={"partitionsStart": datetime(2020, 1, 1).date()})
+    store = EventBatchStore(root=str(tmp_path / "event_batches"))
+    now = max(people["now"], datetime.now(UTC))
+    at = min(people["now"], datetime.now(UTC)).replace(minute=5, second=0, microsecond=0) - timedelta(hours=1)
+    good = people["good"][:3]
+    queue.send([cart_body(c, f"cart-{c}", at + timedelta(minutes=i)) for i, c in enumerate(good)])
+    queue.send([cart_body("C99999999", "cart-stranger", at), cart_body(good[0], "cart-small", at, value=20.0)])
+    drained = drain_events(program, queue, store)
+    assert len(drained.batches) == 1 and drained.batches[0].size == 5
+    partition = drained.batches[0].partition
+
+    resources = {
+        "warehouse": DuckDBWarehouse(path=str(warehouse)),
+        "scoring": LocalScoringResource(),
+        "models": ModelStoreResource(root=str(model_root)),
+        "store": SqliteCandidateStore(path=str(tmp_path / "store.sqlite")),
+        "delivery_ledger": SqliteDeliveryLedgerResource(path=str(tmp_path / "delivery.sqlite")),
+        "dedup": SqliteDedupStore(path=str(tmp_path / "reactive.sqlite")),
+        "cart_state": SqliteCartState(path=str(tmp_path / "reactive.sqlite")),
+        "event_batches": store,
+    }
+    asset = cart_decisions_asset(program)
+    config = {"ops": {OP: {"config": {"as_of": now.isoformat()}}}}
+
+    def run(key: str = partition) -> dict:
+        result = dg.materialize([asset], resources=resources, partition_key=key, run_config=config)
+        assert result.success
+        (mat,) = result.asset_materializations_for_node(OP)
+        return {k: v.value for k, v in mat.metadata.items()}
+
+    meta = run()
+    assert meta["batches"] == 1 and meta["stage/received"] == 5 and meta["stage/claimed"] == 5
+    assert meta["quarantined/unknown_customer"] == 1 and meta["removed/cart-value"] == 1
+    assert meta["dagster/row_count"] == meta["stage/stored"] > 0
+    assert meta["touches/email"] > 0 and meta["touches_inserted"] == meta["stage/touches"]
+    assert "| cart-value |" in meta["funnel"]
+    touches = ledger_rows(tmp_path / "delivery.sqlite")
+    assert touches == meta["stage/touches"] > 0
+
+    again = run()  # the hour replayed: every key already decided
+    # the stranger was quarantined (its claim released), so it is claimed and quarantined again
+    assert again["stage/claimed"] == 1 and again["duplicates"] == 4 and again["dagster/row_count"] == 0
+    assert again["touches_inserted"] == 0 and ledger_rows(tmp_path / "delivery.sqlite") == touches
+    empty = run("2021-01-01-00:00")  # an hour without batches: nothing to decide
+    assert empty["batches"] == 0 and empty["stage/received"] == 0 and empty["dagster/row_count"] == 0
+
+
+# ---- `engage run`'s cart burst ------------------------------------------------------------------------------------
+
+
+def test_the_cli_burst_drains_the_queue_through_the_decide_job(tmp_path, warehouse, model_root, monkeypatch, capsys):  # noqa: F811
+    import shutil
+
+    from engage_assets.cli.carts import run_cart_burst
+    from engage_assets.definitions import build_definitions
+    from engage_assets.settings import get_settings
+
+    monkeypatch.setenv("ENGAGE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ENGAGE_WAREHOUSE_PATH", str(warehouse))
+    settings = get_settings()
+    shutil.copytree(model_root, settings.model_root)
+    defs = build_definitions()
+    programs = [p for p in load_programs(PROJECT_ROOT / "program_configs") if isinstance(p, ReactiveProgram)]
+    with dg.instance_for_test() as instance:
+        assert run_cart_burst(defs, instance, settings, programs, count=200)
+        runs = instance.get_runs(dg.RunsFilter(job_name=decide_job_name(programs[0])))
+    out = capsys.readouterr().out
+    assert "200 simulated cart events" in out and "events received" in out and "candidates stored" in out
+    assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    assert LocalEventQueue(path=str(settings.events_path)).approximate_depth() == 0
