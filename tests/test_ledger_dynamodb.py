@@ -292,6 +292,32 @@ def test_erase_customers_removes_every_touch(ledger):
     assert ledger.erase_customer("c2") == 1 and ledger.erase_customers([]) == 0
 
 
+def test_partition_subjects_and_suppress_planned(ledger):
+    """The cart expiry's two operations: the partitions of a key range (one per cart), and the touches still planned
+    in some partitions suppressed with a reason; a claimed or sent touch, and other partitions, are left."""
+    old, new = "2026-08-01T10:00:00Z~cart-1", "2026-08-08T10:00:00Z~cart-2"
+    for part, cust in ((old, "c1"), (new, "c2")):
+        rows = [{"customerId": cust, "subjectId": part[-6:], "channel": ch} for ch in ("email", "sms", "push")]
+        ledger.plan(plan_table(P, part, rows), P, part, NOW)
+    ledger.plan(plan_table("other", old, [{"customerId": "z", "channel": "sms"}]), "other", old, NOW)
+    k = {ch: f"{P}#c1#cart-1#t1#{ch}" for ch in ("email", "sms", "push")}
+    assert claim(ledger, k["email"], "tok") and ledger.mark_sent(k["email"], "tok", "m1", NOW)
+    assert claim(ledger, k["push"], "tok2")  # in flight: left as it is
+    assert ledger.partition_subjects(P, "2026-07-01T00:00:00Z~", "2026-08-08T10:00:00Z~") == {old: ("c1", "cart-1")}
+    assert ledger.partition_subjects(P, "2026-07-01", "2026-09-01") == {old: ("c1", "cart-1"), new: ("c2", "cart-2")}
+    assert ledger.partition_subjects(P, "2026-09-01", "2026-07-01") == {}
+    assert ledger.suppress_planned(P, [old, old, "nothing"], "expired", NOW + 5) == 1
+    assert [(ledger.get(k[ch]).state, ledger.get(k[ch]).reason) for ch in ("email", "sms", "push")] == [
+        ("sent", None),
+        ("suppressed", "expired"),
+        ("sending", None),
+    ]
+    assert ledger.suppress_planned(P, [old], "expired", NOW + 6) == 0  # idempotent
+    assert ledger.suppress_planned(P, [], "expired", NOW) == 0
+    assert ledger.due_summary(P, NOW)[0] == 3  # the new cart's touches are still due
+    assert ledger.get("other#z#s-z#t1#sms").state == "planned"
+
+
 @pytest.mark.parametrize("earlier", [0, 1], ids=["first-contact", "contacted-before"])
 @pytest.mark.parametrize("case", ["same_touch", "same_customer_over_cap"])
 def test_two_processes_claim_once_and_keep_the_cap(store, case, earlier):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -12,11 +13,16 @@ import pytest
 
 from engage_assets.assets.reactive import build_reactive_program, decide_job_name
 from engage_assets.assets.reactive.decisions import cart_decisions_asset
+from engage_assets.assets.reactive.expiry import build_cart_expiry, cart_expiry_job_name, expire_carts
 from engage_assets.domain.config import ReactiveProgram, load_programs
+from engage_assets.reactive.events import partition_key
 from engage_assets.settings import PROJECT_ROOT
+from resources.cart_state.dynamodb import DynamoDbCartState
 from resources.cart_state.sqlite import SqliteCartState
 from resources.dedup.sqlite import SqliteDedupStore
+from resources.delivery_ledger.dynamodb import DynamoDbDeliveryLedger
 from resources.delivery_ledger.resource import SqliteDeliveryLedgerResource
+from resources.delivery_ledger.sqlite import DeliveryLedger
 from resources.event_batches import EventBatchStore, batch_id_of
 from resources.events.local import LocalEventQueue
 from resources.scoring.local import LocalScoringResource
@@ -24,6 +30,7 @@ from resources.staging import ModelStoreResource
 from resources.store.sqlite import SqliteCandidateStore
 from resources.warehouse.duckdb import DuckDBWarehouse
 from sensors.cart_events import build_cart_event_sensor, drain_events, hour_partition
+from tests.delivery_support import plan_table
 from tests.test_cart_decision import PROGRAM, envelope, model_root, people, warehouse  # noqa: F401 - fixtures
 
 OP = f"{PROGRAM.group}__cart_decisions"
@@ -211,3 +218,91 @@ def test_the_cli_burst_drains_the_queue_through_the_decide_job(tmp_path, warehou
     assert "200 simulated cart events" in out and "events received" in out and "candidates stored" in out
     assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     assert LocalEventQueue(path=str(settings.events_path)).approximate_depth() == 0
+
+
+# ---- cart expiry --------------------------------------------------------------------------------------------------
+
+NOW = datetime(2026, 8, 20, 12, 30, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def expiry_parts(request, tmp_path):
+    """(ledger, cart state) on one backend pair: SQLite files, or DynamoDB tables on the moto server."""
+    if request.param == "sqlite":
+        return DeliveryLedger(tmp_path / "delivery.sqlite"), SqliteCartState(path=str(tmp_path / "reactive.sqlite"))
+    endpoint, suffix = request.getfixturevalue("moto_endpoint"), uuid.uuid4().hex[:12]
+    ledger = DynamoDbDeliveryLedger(f"delivery-{suffix}", region_name="us-east-1", endpoint_url=endpoint)
+    ledger.create_table()
+    state = DynamoDbCartState(table_name=f"reactive-{suffix}", region_name="us-east-1", endpoint_url=endpoint)
+    state.create_table()
+    return ledger, state
+
+
+def decided_cart(ledger, customer: str, cart: str, abandoned: datetime) -> dict[str, str]:
+    """A cart's touches as `cart_decisions` plans them (its own partition; e-mail, SMS, push); their touch keys."""
+    part = partition_key(abandoned, cart)
+    rows = [{"customerId": customer, "subjectId": cart, "channel": ch} for ch in ("email", "sms", "push")]
+    ledger.plan(plan_table(PROGRAM.programId, part, rows), PROGRAM.programId, part, int(abandoned.timestamp()))
+    return {ch: f"{PROGRAM.programId}#{customer}#{cart}#t1#{ch}" for ch in ("email", "sms", "push")}
+
+
+def states(ledger, keys: dict[str, str]) -> dict[str, tuple]:
+    return {ch: (ledger.get(k).state, ledger.get(k).reason) for ch, k in keys.items()}
+
+
+def test_cart_expiry_cancels_an_old_carts_planned_touches_once(expiry_parts):
+    ledger, cart_state = expiry_parts
+    old = decided_cart(ledger, "C1", "cart-old", NOW - timedelta(days=8))
+    recent = decided_cart(ledger, "C2", "cart-recent", NOW - timedelta(days=2))
+    at = int((NOW - timedelta(days=8)).timestamp())
+    with ledger.transaction() as conn:
+        assert ledger.claim(conn, old["email"], "tok", at)
+    assert ledger.mark_sent(old["email"], "tok", "msg-1", at)
+
+    assert expire_carts(PROGRAM, ledger, cart_state, NOW) == {
+        "carts_seen": 1,
+        "carts_expired": 1,
+        "touches_cancelled": 2,
+    }
+    assert states(ledger, old) == {
+        "email": ("sent", None),
+        "sms": ("suppressed", "expired"),
+        "push": ("suppressed", "expired"),
+    }
+    assert set(states(ledger, recent).values()) == {("planned", None)}
+    assert cart_state.expired_carts(PROGRAM.programId, ["cart-old", "cart-recent"]) == {"cart-old": NOW.timestamp()}
+    # Twice: nothing left to change, the first expiry time stands.
+    later = NOW + timedelta(minutes=30)
+    assert expire_carts(PROGRAM, ledger, cart_state, later) == {
+        "carts_seen": 1,
+        "carts_expired": 0,
+        "touches_cancelled": 0,
+    }
+    assert cart_state.expired_carts(PROGRAM.programId, ["cart-old"]) == {"cart-old": NOW.timestamp()}
+    assert cart_state.expire_carts("another-program", [("C1", "cart-old")], NOW.timestamp()) == [("C1", "cart-old")]
+    # Six days later the recent cart is past the TTL too.
+    assert expire_carts(PROGRAM, ledger, cart_state, NOW + timedelta(days=6))["touches_cancelled"] == 3
+    assert set(states(ledger, recent).values()) == {("suppressed", "expired")}
+
+
+def test_the_cart_expiry_job_runs_hourly_with_counts(tmp_path):
+    job, schedule = build_cart_expiry(PROGRAM)
+    assert job.name == cart_expiry_job_name(PROGRAM) == "abandoned_cart_recovery_cart_expiry"
+    assert schedule.cron_schedule == "0 * * * *" and schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    disabled = PROGRAM.model_copy(update={"enabled": False})
+    assert build_cart_expiry(disabled)[1].default_status == dg.DefaultScheduleStatus.STOPPED
+
+    ledger_path = tmp_path / "delivery.sqlite"
+    decided_cart(DeliveryLedger(ledger_path), "C1", "cart-old", NOW - timedelta(days=8))
+    resources = {
+        "delivery_ledger": SqliteDeliveryLedgerResource(path=str(ledger_path)),
+        "cart_state": SqliteCartState(path=str(tmp_path / "reactive.sqlite")),
+    }
+    op = f"{PROGRAM.group}__expire_carts"
+    config = {"ops": {op: {"config": {"as_of": NOW.isoformat()}}}}
+    for expected in ((1, 3), (0, 0)):
+        result = job.execute_in_process(resources=resources, run_config=config)
+        assert result.success
+        (out,) = [e for e in result.all_events if e.is_successful_output]
+        meta = {k: v.value for k, v in out.event_specific_data.metadata.items()}
+        assert (meta["carts_expired"], meta["touches_cancelled"]) == expected and meta["carts_seen"] == 1

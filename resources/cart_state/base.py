@@ -6,7 +6,9 @@ knows.  The delivery engine reads purchases at send time through `CartConversion
 (`resources.customer_state`): a cart touch planned `onlyIfNotConverted` whose customer bought a cart since the plan
 is suppressed `converted`.
 
-Purchases are kept per cart; stock per product, the newest change winning (events arrive in any order).
+Purchases are kept per cart; stock per product, the newest change winning (events arrive in any order).  A cart the
+program decided is marked expired once its abandonment is older than the cart TTL (the hourly `<group>_cart_expiry`
+job, `engage_assets.assets.reactive.expiry`): the first mark stands, so expiring a cart twice changes nothing.
 """
 
 from __future__ import annotations
@@ -60,6 +62,15 @@ class CartStateStore(dg.ConfigurableResource, ABC):
     @abstractmethod
     def stock(self, product_ids: Sequence[str]) -> dict[str, StockChange]:
         """The newest recorded change of each product that has one."""
+
+    @abstractmethod
+    def expire_carts(self, program_id: str, carts: Sequence[tuple[str, str]], now: float) -> list[tuple[str, str]]:
+        """Mark these (customer_id, cart_id) carts of the program expired at `now` (epoch seconds); the ones newly
+        marked, in order.  A cart already expired keeps its first time and is not returned (idempotent)."""
+
+    @abstractmethod
+    def expired_carts(self, program_id: str, cart_ids: Sequence[str]) -> dict[str, float]:
+        """{cart_id: expired_at} of the given carts the program expired."""
 
 
 class CartConversions:

@@ -5,6 +5,7 @@ Items (`pk` String HASH; Numbers in epoch seconds):
   buyer#<customerId>    purchased_at                          the customer's latest purchase (conditional update:
                                                               only a later time replaces it), for `purchasers_since`
   stock#<productId>     in_stock, changed_at                  put only if absent or not newer than this change
+  expired#<programId>#<cartId>   customer_id, expired_at     a cart the program expired; put only if absent
 Every write is conditional, so events applied in any order, and twice, leave the same items.
 """
 
@@ -58,7 +59,7 @@ class DynamoDbCartState(CartStateStore):
             return {}
         raw = batch_get(self.client(), self.table_name, keys, consistent=True, policy=RetryPolicy())
         items = [{k: from_dynamo(deserialize(v)) for k, v in item.items()} for item in raw]
-        return {item["pk"].split("#", 1)[1]: item for item in items}
+        return {item["pk"].removeprefix(f"{prefix}#"): item for item in items}
 
     def _put(self, item: dict[str, Any], condition: str, values: dict[str, Any] | None = None) -> bool:
         request: dict[str, Any] = {"TableName": self.table_name, "Item": item, "ConditionExpression": condition}
@@ -113,3 +114,20 @@ class DynamoDbCartState(CartStateStore):
             p: StockChange(p, bool(item["in_stock"]), float(item["changed_at"]))
             for p, item in self._get("stock", product_ids).items()
         }
+
+    def expire_carts(self, program_id: str, carts: Sequence[tuple[str, str]], now: float) -> list[tuple[str, str]]:
+        """Mark the carts expired, one conditional put each (the first mark stands)."""
+        out = []
+        for customer_id, cart_id in dict.fromkeys(carts):
+            item = {
+                "pk": {"S": f"expired#{program_id}#{cart_id}"},
+                "customer_id": {"S": customer_id},
+                "expired_at": _n(now),
+            }
+            if self._put(item, "attribute_not_exists(pk)"):
+                out.append((customer_id, cart_id))
+        return out
+
+    def expired_carts(self, program_id: str, cart_ids: Sequence[str]) -> dict[str, float]:
+        """{cart_id: expired_at} of the expired ones."""
+        return {c: float(item["expired_at"]) for c, item in self._get(f"expired#{program_id}", cart_ids).items()}

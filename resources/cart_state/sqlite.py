@@ -21,6 +21,13 @@ CREATE TABLE IF NOT EXISTS stock_changes (
     in_stock   INTEGER NOT NULL,
     changed_at REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS expired_carts (
+    program_id  TEXT NOT NULL,
+    cart_id     TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    expired_at  REAL NOT NULL,
+    PRIMARY KEY (program_id, cart_id)
+) WITHOUT ROWID;
 """
 
 UPSERT_STOCK = """
@@ -85,3 +92,21 @@ class SqliteCartState(CartStateStore):
             list(dict.fromkeys(product_ids)),
         )
         return {p: StockChange(p, bool(s), float(t)) for p, s, t in rows}
+
+    def expire_carts(self, program_id: str, carts: Sequence[tuple[str, str]], now: float) -> list[tuple[str, str]]:
+        """Mark the carts expired in one transaction; the first mark stands (INSERT OR IGNORE)."""
+        if not carts:
+            return []
+        insert = "INSERT OR IGNORE INTO expired_carts VALUES (?, ?, ?, ?)"
+        with write_transaction(self._conn()) as conn:
+            return [(c, k) for c, k in dict.fromkeys(carts) if conn.execute(insert, (program_id, k, c, now)).rowcount]
+
+    def expired_carts(self, program_id: str, cart_ids: Sequence[str]) -> dict[str, float]:
+        """{cart_id: expired_at} of the expired ones."""
+        rows = chunked_in(
+            self._conn(),
+            "SELECT cart_id, expired_at FROM expired_carts WHERE program_id = ? AND cart_id IN ({})",
+            list(dict.fromkeys(cart_ids)),
+            head=(program_id,),
+        )
+        return {c: float(t) for c, t in rows}

@@ -139,6 +139,14 @@ class DeliveryLedgerBackend(Protocol):
     def plan(self, table: pa.Table, program_id: str, partition_key: str, now: int) -> PlanResult:
         """Insert a partition's touch plan; re-planning replaces only touches still `planned`, never un-sends."""
 
+    def partition_subjects(self, program_id: str, start: str, end: str) -> dict[str, tuple[str, str]]:
+        """{partition_key: (customer_id, subject_id)} of one touch of each of the program's partitions with
+        start <= partition_key < end (a reactive program's partition is one cart: `<abandoned at>Z~<cart id>`)."""
+
+    def suppress_planned(self, program_id: str, partition_keys: Iterable[str], reason: str, now: int) -> int:
+        """Every touch of these partitions still `planned` → suppressed with `reason` (a touch claimed, sent or
+        already suppressed is left as it is); how many changed."""
+
     def due(self, program_id: str, now: int, page_size: int = 500) -> Iterator[list[LedgerRow]]:
         """Pages of touches in `planned` with next_attempt_at <= now, oldest first."""
 

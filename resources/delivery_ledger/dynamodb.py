@@ -173,9 +173,9 @@ class DynamoDbDeliveryLedger(DynamoDbLedgerClaims):
             current = None if raw is None else plain_item(raw)
         raise RuntimeError(f"touch {key_hash(item['touchKey'])}: plan write kept conflicting; re-running is safe")
 
-    def _remove_unplanned(self, program_id: str, partition_key: str, plan_keys: set[str]) -> int:
-        """Delete the partition's planned touches the new plan no longer has (conditional: still planned)."""
-        stale = [
+    def _planned_in(self, program_id: str, partition_key: str) -> list[str]:
+        """The item pks (`T#<touchKey>`) of the partition's touches in `planned` (the `prog` index)."""
+        return [
             item["pk"]["S"]
             for item in self.query_items(
                 IndexName=PROG,
@@ -189,8 +189,11 @@ class DynamoDbDeliveryLedger(DynamoDbLedgerClaims):
                     ":pk": {"S": partition_key},
                 },
             )
-            if item["pk"]["S"][2:] not in plan_keys
         ]
+
+    def _remove_unplanned(self, program_id: str, partition_key: str, plan_keys: set[str]) -> int:
+        """Delete the partition's planned touches the new plan no longer has (conditional: still planned)."""
+        stale = [pk for pk in self._planned_in(program_id, partition_key) if pk[2:] not in plan_keys]
 
         def delete(pk: str) -> bool:
             # A touch claimed meanwhile fails the condition and stays, as in SQLite.
@@ -205,6 +208,32 @@ class DynamoDbDeliveryLedger(DynamoDbLedgerClaims):
             return deleted is not None
 
         return sum(self.parallel(delete, stale))
+
+    # -- partitions ------------------------------------------------------------------------------------------------
+    def partition_subjects(self, program_id: str, start: str, end: str) -> dict[str, tuple[str, str]]:
+        """{partition_key: (customer_id, subject_id)} of the program's partitions with start <= key < end: a Query
+        of `prog` over the range, then one touch per partition read (the index does not project those two)."""
+        if start >= end:
+            return {}
+        first: dict[str, str] = {}
+        for raw in self.query_items(
+            IndexName=PROG,
+            KeyConditionExpression="progPk = :p AND progSk BETWEEN :start AND :end",
+            ProjectionExpression="pk, partitionKey",
+            ExpressionAttributeValues={":p": {"S": program_id}, ":start": {"S": start}, ":end": {"S": end}},
+        ):
+            part = raw["partitionKey"]["S"]
+            if start <= part < end:
+                first.setdefault(part, raw["pk"]["S"][2:])
+        touches = [plain_item(raw) for raw in self.get_items([touch_pk(k) for k in first.values()])]
+        return {t["partitionKey"]: (t["customerId"], t["subjectId"]) for t in touches}
+
+    def suppress_planned(self, program_id: str, partition_keys: Iterable[str], reason: str, now: int) -> int:
+        """The partitions' touches still `planned` → suppressed with `reason`, each a conditional update (`suppress`:
+        a touch claimed meanwhile is left), `write_concurrency` at a time; how many changed."""
+        found = self.parallel(lambda p: self._planned_in(program_id, p), list(dict.fromkeys(partition_keys)))
+        keys = [pk[2:] for pks in found for pk in pks]
+        return sum(self.parallel(lambda k: self.suppress(None, k, reason, now), keys))
 
     # -- reading ---------------------------------------------------------------------------------------------------
     def _index_pages(self, index: str, program_id: str, below: str, page_size: int) -> Iterator[list[LedgerRow]]:

@@ -39,6 +39,7 @@ from resources.delivery_ledger.base import (
     check_plan,
     plan_payload,
 )
+from resources.delivery_ledger.sqlite_partitions import partition_subjects, suppress_planned
 from resources.sqlite_wal import chunked_in, close_connection, wal_connection, write_transaction
 
 SCHEMA = """
@@ -153,6 +154,15 @@ class DeliveryLedger:
             ).rowcount
             conn.execute("DELETE FROM plan_keys")
         return PlanResult(inserted, replaced, removed, kept, held)
+
+    def partition_subjects(self, program_id: str, start: str, end: str) -> dict[str, tuple[str, str]]:
+        """{partition_key: (customer_id, subject_id)} of the program's partitions with start <= key < end."""
+        return partition_subjects(self._conn(), program_id, start, end)
+
+    def suppress_planned(self, program_id: str, partition_keys: Iterable[str], reason: str, now: int) -> int:
+        """The partitions' touches still `planned` → suppressed with `reason`, in one transaction; how many."""
+        with self.transaction() as conn:
+            return suppress_planned(conn, program_id, partition_keys, reason, now)
 
     # -- reading ---------------------------------------------------------------------------------------------------
     def due(self, program_id: str, now: int, page_size: int = 500) -> Iterator[list[LedgerRow]]:
