@@ -11,7 +11,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+import dagster as dg
 
 _conns = threading.local()
 
@@ -93,3 +95,20 @@ def chunked_in(
         chunk = values[i : i + size]
         out.extend(conn.execute(sql.format(", ".join("?" * len(chunk))), (*head, *chunk, *tail)).fetchall())
     return out
+
+
+class SqliteFileResource(dg.ConfigurableResource):
+    """A resource kept in one SQLite file (WAL): a connection per (process, thread), its `SCHEMA` ensured on first
+    use.  The stores that live in a file of their own mix it in beside their interface."""
+
+    SCHEMA: ClassVar[str] = ""
+    path: str
+    busy_timeout_ms: int = 30_000
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection (schema ensured on first use)."""
+        return wal_connection(self.path, self.busy_timeout_ms, self.SCHEMA)
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        close_connection(self.path, self.SCHEMA)

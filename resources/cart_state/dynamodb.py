@@ -14,16 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import PrivateAttr
-
 from resources.cart_state.base import CartPurchase, CartStateStore, StockChange
 from resources.dynamodb import (
+    DynamoDbTableResource,
     RetryPolicy,
     batch_get,
     conditional_write,
     create_table,
     deserialize,
-    dynamodb_client,
     from_dynamo,
     number,
 )
@@ -34,19 +32,8 @@ def _n(value: float) -> dict[str, str]:
     return {"N": number(float(value))}
 
 
-class DynamoDbCartState(CartStateStore):
+class DynamoDbCartState(DynamoDbTableResource, CartStateStore):
     """Purchases and stock changes in one DynamoDB table (module docstring)."""
-
-    table_name: str
-    region_name: str | None = None
-    endpoint_url: str | None = None  # tests: a moto server
-    _client: Any = PrivateAttr(default=None)
-
-    def client(self) -> Any:
-        """The boto3 client (made on first use)."""
-        if self._client is None:
-            self._client = dynamodb_client(self.region_name, self.endpoint_url)
-        return self._client
 
     def create_table(self) -> None:
         """Create the table (idempotent)."""

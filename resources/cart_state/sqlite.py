@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from resources.cart_state.base import CartPurchase, CartStateStore, StockChange
-from resources.sqlite_wal import chunked_in, close_connection, wal_connection, write_transaction
+from resources.sqlite_wal import SqliteFileResource, chunked_in, write_transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cart_purchases (
@@ -37,19 +36,10 @@ WHERE excluded.changed_at >= stock_changes.changed_at
 """
 
 
-class SqliteCartState(CartStateStore):
+class SqliteCartState(SqliteFileResource, CartStateStore):
     """Cart purchases and stock changes in one SQLite file (WAL); `path` must be a file path."""
 
-    path: str
-    busy_timeout_ms: int = 30_000
-
-    def _conn(self) -> sqlite3.Connection:
-        """This thread's connection (schema ensured on first use)."""
-        return wal_connection(self.path, self.busy_timeout_ms, SCHEMA)
-
-    def close(self) -> None:
-        """Close this thread's connection."""
-        close_connection(self.path, SCHEMA)
+    SCHEMA = SCHEMA
 
     def record_purchases(self, purchases: Sequence[CartPurchase]) -> int:
         """Record purchases; a cart's first purchase stands."""

@@ -13,16 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import PrivateAttr
-
 from resources.dedup.base import DONE, PENDING, DedupStore
 from resources.dynamodb import (
+    DynamoDbTableResource,
     RetryPolicy,
     batch_get,
     conditional_write,
     create_table,
     deserialize,
-    dynamodb_client,
     from_dynamo,
     number,
     parallel_map,
@@ -36,20 +34,10 @@ def _key(key: str) -> dict[str, Any]:
     return {"pk": {"S": f"dedup#{key}"}}
 
 
-class DynamoDbDedupStore(DedupStore):
+class DynamoDbDedupStore(DynamoDbTableResource, DedupStore):
     """Claims in one DynamoDB table (module docstring)."""
 
-    table_name: str
-    region_name: str | None = None
-    endpoint_url: str | None = None  # tests: a moto server
     concurrency: int = 8
-    _client: Any = PrivateAttr(default=None)
-
-    def client(self) -> Any:
-        """The boto3 client (made on first use)."""
-        if self._client is None:
-            self._client = dynamodb_client(self.region_name, self.endpoint_url)
-        return self._client
 
     def create_table(self) -> None:
         """Create the table with `expires_at` as its TTL attribute (idempotent)."""

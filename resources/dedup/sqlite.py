@@ -7,12 +7,11 @@ the same key serialise on the write lock, so exactly one gets it.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Sequence
 
 from resources.dedup.base import DONE, PENDING, DedupStore
-from resources.sqlite_wal import chunked_in, close_connection, wal_connection, write_transaction
+from resources.sqlite_wal import SqliteFileResource, chunked_in, write_transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS dedup_keys (
@@ -33,19 +32,10 @@ WHERE dedup_keys.expires_at <= excluded.claimed_at
 """
 
 
-class SqliteDedupStore(DedupStore):
+class SqliteDedupStore(SqliteFileResource, DedupStore):
     """Claims in one SQLite file (WAL), safe for many processes and threads; `path` must be a file path."""
 
-    path: str
-    busy_timeout_ms: int = 30_000
-
-    def _conn(self) -> sqlite3.Connection:
-        """This thread's connection (schema ensured on first use)."""
-        return wal_connection(self.path, self.busy_timeout_ms, SCHEMA)
-
-    def close(self) -> None:
-        """Close this thread's connection."""
-        close_connection(self.path, SCHEMA)
+    SCHEMA = SCHEMA
 
     def claim(self, keys: Sequence[str], ttl_s: int, now: float) -> set[str]:
         """Claim the keys nobody holds; the claimed ones come back (see `DedupStore.claim`)."""

@@ -15,6 +15,7 @@ ledgers): clients, values, requests, multi-request calls and their retries.
 from resources.dynamodb.client import (
     CONDITION_FAILED,
     RETRYABLE_CANCELLATIONS,
+    DynamoDbTableResource,
     LazyClient,
     conditional_write,
     dynamodb_client,
@@ -60,6 +61,7 @@ __all__ = [
     "TRANSACTION_POLICY",
     "WRITE_BATCH",
     "DynamoDbTable",
+    "DynamoDbTableResource",
     "LazyClient",
     "RetryPolicy",
     "UnprocessedError",

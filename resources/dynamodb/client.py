@@ -7,8 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
+import dagster as dg
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from pydantic import PrivateAttr
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 """The error code of a write whose ConditionExpression did not hold."""
@@ -90,3 +92,18 @@ def put_if_absent(client: Any, table_name: str, item: dict[str, Any]) -> bool:
         )
         is not None
     )
+
+
+class DynamoDbTableResource(dg.ConfigurableResource):
+    """A resource kept in one DynamoDB table: its name, region and endpoint, and a client made on first use."""
+
+    table_name: str
+    region_name: str | None = None
+    endpoint_url: str | None = None  # tests: a moto server
+    _client: Any = PrivateAttr(default=None)
+
+    def client(self) -> Any:
+        """The boto3 client (made on first use)."""
+        if self._client is None:
+            self._client = dynamodb_client(self.region_name, self.endpoint_url)
+        return self._client
