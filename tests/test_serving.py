@@ -669,3 +669,15 @@ def test_sqlite_json_pages_equal_the_decoded_pages(tmp_path):
             cursor = page.next_cursor
             if cursor is None:
                 break
+
+
+def test_request_bodies_take_no_boolean_for_a_number(tmp_path):
+    """Schemathesis found `{"burst": true}` accepted as burst 1: request bodies are strict."""
+    engagement = SqliteEngagementStore(path=str(tmp_path / "engagement.sqlite"))
+    app = create_app(SqliteCandidateStore(path=str(tmp_path / "store.sqlite")), engagement)
+    admin = create_api_key(engagement, ["admin"], "admin")[1]
+    with TestClient(app) as client:
+        body = {"name": "k", "scopes": ["agent"], "burst": True}
+        assert client.post("/v1/admin/api-keys", json=body, headers={"X-API-Key": admin}).status_code == 422
+        body["burst"] = 5
+        assert client.post("/v1/admin/api-keys", json=body, headers={"X-API-Key": admin}).status_code == 201

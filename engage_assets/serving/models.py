@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from engage_assets.domain.events import PutEventsEntry
 from engage_assets.domain.events.envelope import MAX_ENTRIES, MAX_REQUEST_BYTES
@@ -14,6 +14,17 @@ PROGRAM_PATTERN = r"^[a-z][a-z0-9-]{0,63}$"
 LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # segment names, offer/refund types
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"  # customer, message and task ids
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,2048}$"
+
+
+def _not_a_boolean(value: object) -> object:
+    """JSON `true` is not a number (pydantic's lax mode would read it as 1); `31753.0` still is an integer."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_not_a_boolean)]
+RealNumber = Annotated[float, BeforeValidator(_not_a_boolean)]
 
 
 class Candidate(BaseModel):
@@ -95,7 +106,9 @@ class CallTaskPage(BaseModel):
 class ClaimRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    claimSeconds: int = Field(900, ge=60, le=8 * 3600, description="How long the claim holds before it expires.")
+    claimSeconds: WholeNumber = Field(
+        900, ge=60, le=8 * 3600, description="How long the claim holds before it expires."
+    )
 
 
 class CompleteRequest(BaseModel):
@@ -119,8 +132,8 @@ class ApiKeyCreate(BaseModel):
     scopes: list[Annotated[str, Field(pattern=SCOPE_PATTERN)]] = Field(
         min_length=1, max_length=16, description="read:<programId>, read:*, agent, inapp, admin, ingest"
     )
-    ratePerSecond: float = Field(50.0, gt=0, le=100_000)
-    burst: int = Field(100, ge=1, le=100_000)
+    ratePerSecond: RealNumber = Field(50.0, gt=0, le=100_000)
+    burst: WholeNumber = Field(100, ge=1, le=100_000)
 
 
 class ApiKeyInfo(BaseModel):
