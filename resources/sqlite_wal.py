@@ -102,12 +102,13 @@ class SqliteFileResource(dg.ConfigurableResource):
     use.  The stores that live in a file of their own mix it in beside their interface."""
 
     SCHEMA: ClassVar[str] = ""
+    PRAGMAS: ClassVar[tuple[str, ...]] = ()  # extra per-connection pragmas
     path: str
     busy_timeout_ms: int = 30_000
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection (schema ensured on first use)."""
-        return wal_connection(self.path, self.busy_timeout_ms, self.SCHEMA)
+        return wal_connection(self.path, self.busy_timeout_ms, self.SCHEMA, pragmas=self.PRAGMAS)
 
     def close(self) -> None:
         """Close this thread's connection."""

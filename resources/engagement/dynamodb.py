@@ -7,13 +7,12 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson  # reads the stored JSON bodies ~5x faster than json.loads (the serving API's list routes)
-from pydantic import PrivateAttr
 
 from resources.dynamodb import (
+    DynamoDbTableResource,
     batch_get,
     conditional_write,
     create_table,
-    dynamodb_client,
     gsi,
     put_if_absent,
     query_items,
@@ -32,7 +31,7 @@ from resources.engagement.base import (
 )
 
 
-class DynamoDbEngagementStore(EngagementStore):
+class DynamoDbEngagementStore(DynamoDbTableResource, EngagementStore):
     """One DynamoDB table (pk, sk strings) holding every engagement item; two sparse GSIs:
 
       item            pk                   sk        gsi1pk / gsi1sk                          gsi2pk (customer)
@@ -47,17 +46,7 @@ class DynamoDbEngagementStore(EngagementStore):
     (`body`) next to the attributes used in keys and conditions.
     """
 
-    table_name: str
-    region_name: str
-    endpoint_url: str | None = None
-
-    _client: Any = PrivateAttr(default=None)
-
-    def client(self) -> Any:
-        """The boto3 DynamoDB client, made on first use (constructing the resource needs no AWS access)."""
-        if self._client is None:
-            self._client = dynamodb_client(self.region_name, self.endpoint_url)  # a race makes two: both work
-        return self._client
+    region_name: str  # required here: the engagement table is never region-less
 
     def create_table(self) -> None:
         """Create the table and its two GSIs (pay per request); an existing table is left as is."""

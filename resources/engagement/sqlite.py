@@ -22,7 +22,7 @@ from resources.engagement.base import (
     now_epoch,
     require_fields,
 )
-from resources.sqlite_wal import close_connection, wal_connection, write_transaction
+from resources.sqlite_wal import SqliteFileResource, write_transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
@@ -66,18 +66,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
 _NOT_DELETED = "NOT EXISTS (SELECT 1 FROM deletions WHERE customer_id = ?)"
 
 
-class SqliteEngagementStore(EngagementStore):
+class SqliteEngagementStore(SqliteFileResource, EngagementStore):
     """The embedded engagement store: one SQLite file in WAL mode, a connection per (process, thread)."""
 
-    path: str
-    busy_timeout_ms: int = 30_000
-
-    def _conn(self) -> sqlite3.Connection:
-        return wal_connection(self.path, self.busy_timeout_ms, SCHEMA)
-
-    def close(self) -> None:
-        """Close this thread's connection to the file (other threads' close when their threads end)."""
-        close_connection(self.path, SCHEMA)
+    SCHEMA = SCHEMA
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

@@ -19,7 +19,7 @@ import uuid
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
 
 from resources.events.base import MAX_RECEIVES, EventSource, Message, SendResult, check_reason
-from resources.sqlite_wal import close_connection, wal_connection, write_transaction
+from resources.sqlite_wal import SqliteFileResource, write_transaction
 from resources.warehouse.base import until_deadline
 
 SCHEMA = """
@@ -55,21 +55,13 @@ def parse_receipt(receipt_handle: str) -> int:
     return int(seq)
 
 
-class LocalEventQueue(EventSource):
+class LocalEventQueue(SqliteFileResource, EventSource):
     """A durable queue in a SQLite file (WAL): visibility timeouts, receive counts, redrive to a dead-letter table,
     delete by receipt.  Safe for several processes and threads (a connection per process and thread)."""
 
-    path: str
+    SCHEMA = SCHEMA
     visibility_timeout_s: int = 30
     max_receive_count: int = 5
-    busy_timeout_ms: int = 30_000
-
-    def _conn(self) -> sqlite3.Connection:
-        return wal_connection(self.path, self.busy_timeout_ms, SCHEMA)
-
-    def close(self) -> None:
-        """Close this thread's connection to the file (other threads' close when their threads end)."""
-        close_connection(self.path, SCHEMA)
 
     def send(self, bodies: list[str]) -> list[SendResult]:
         """Insert every body in one transaction; each gets a new message id."""

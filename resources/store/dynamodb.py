@@ -36,15 +36,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
-from pydantic import PrivateAttr
 
 from resources.dynamodb import (
     GET_BATCH,
+    DynamoDbTableResource,
     RetryPolicy,
     UnprocessedError,
     batch_get,
     create_table,
-    dynamodb_client,
     number,
     query_count,
     query_items,
@@ -76,27 +75,17 @@ from resources.store.dynamodb_items import (
 _log = dg.get_dagster_logger("engage.store")
 
 
-class DynamoDbCandidateStore(CandidateStore):
+class DynamoDbCandidateStore(DynamoDbTableResource, CandidateStore):
     """Candidate store on two DynamoDB tables (see the module docstring for the key layout)."""
 
-    table_name: str
     score_cache_table_name: str
-    region_name: str
-    endpoint_url: str | None = None
+    region_name: str  # required here, unlike the shared base
     max_attempts: int = 8  # BatchWriteItem/BatchGetItem calls per batch before giving up on unprocessed items
     backoff_base_s: float = 0.05
     backoff_max_s: float = 5.0
     write_concurrency: int = 4  # batches in flight at once (boto3 clients are thread-safe)
 
-    _client: Any = PrivateAttr(default=None)
-
     # -- plumbing ----------------------------------------------------------------------------------------------
-
-    def client(self) -> Any:
-        """The boto3 DynamoDB client, created once (lazily: constructing the resource needs no AWS access)."""
-        if self._client is None:
-            self._client = dynamodb_client(self.region_name, self.endpoint_url)  # a race makes two: both work
-        return self._client
 
     def create_tables(self) -> None:
         """Create both tables (pay per request) and enable their TTL; a table that already exists is left as is."""

@@ -23,7 +23,7 @@ from typing import Any
 
 import dagster as dg
 
-from resources.sqlite_wal import close_connection, wal_connection, write_transaction
+from resources.sqlite_wal import SqliteFileResource, write_transaction
 from resources.store.base import (
     CandidateStore,
     JsonPage,
@@ -49,26 +49,15 @@ from resources.store.sqlite_schema import (
 _log = dg.get_dagster_logger("engage.store")
 
 
-class SqliteCandidateStore(CandidateStore):
+class SqliteCandidateStore(SqliteFileResource, CandidateStore):
     """Candidate store in one SQLite file (WAL), safe for many processes and threads.
 
     `path` must be a file path (not ":memory:": every thread opens its own connection, which would each see a
     different in-memory database).
     """
 
-    path: str
-    busy_timeout_ms: int = 30_000
-
-    # -- connections -------------------------------------------------------------------------------------------
-
-    def _conn(self) -> sqlite3.Connection:
-        """This thread's connection to `path`, opened (and the schema ensured) on first use."""
-        # 64 MiB page cache: a 25k-record partition's index pages stay cached.
-        return wal_connection(self.path, self.busy_timeout_ms, SCHEMA, pragmas=("cache_size = -65536",))
-
-    def close(self) -> None:
-        """Close this thread's connection (other threads' connections close when their threads end)."""
-        close_connection(self.path, SCHEMA)
+    SCHEMA = SCHEMA
+    PRAGMAS = ("cache_size = -65536",)  # 64 MiB page cache: a 25k-record partition's index pages stay cached
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
