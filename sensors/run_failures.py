@@ -44,6 +44,7 @@ def _error_of(event: dg.DagsterEvent) -> Any:
 @dg.run_failure_sensor(
     name="engage_run_failure_alerts",
     minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
     description="Every failed run of this code location becomes an alert (file locally, SNS in "
     "production): job, partition, failed steps, error class and first line.",
 )

@@ -21,12 +21,15 @@ the rest of the run: its claimed touches go back to planned and its due touches 
 address also goes on the suppression list).
 
 RECOVERY RULE (touches left in `sending` by a process that died between its claim and recording the outcome):
-at the start of every run, each `sending` touch claimed more than `claim_lease_s` ago is re-claimed under the new
-run's token and resolved WITHOUT re-checking conditions or pressure (both passed at claim time, and the message
-may already be out):
+at the start of every run (`engage_assets.delivery.recovery`), each `sending` touch claimed more than
+`claim_lease_s` ago is re-claimed under the new run's token and resolved (the due-touch sensor launches a run
+for such touches by itself, `sensors.due_touches`):
   a. if the channel can look the idempotency key up (capture server files, outbox rows, call tasks, inbox
-     entries) and finds it → `sent` (reason `recovered:found`);
-  b. otherwise the message is sent again WITH THE SAME idempotency key → `sent` (reason `recovered:resent`).
+     entries) and finds it → `sent` (reason `recovered:found`), with no re-check: the message is out;
+  b. otherwise it is re-checked before it goes out again: its conditions (erased, opted out, converted …) →
+     `suppressed`; consent, address and suppression list → `suppressed`; quiet hours → back to `planned`, due
+     when they end (the caps are not re-applied: its own claim counted in them);
+  c. else the message is sent again WITH THE SAME idempotency key → `sent` (reason `recovered:resent`).
      Channels that de-duplicate by that key (the capture server, the outbox, the engagement store) turn a
      duplicate into a no-op, so delivery is exactly-once end to end.  SES and SNS do not de-duplicate: there the
      in-doubt window is the messages between one provider call and its `sent` mark (one message per crashed
@@ -61,6 +64,7 @@ from engage_assets.delivery.engine_types import (
     EngineParts,
     Renderer,
 )
+from engage_assets.delivery.recovery import recover
 from engage_assets.delivery.stats import DeliveryStats
 from engage_assets.domain.pressure import PressurePolicy
 from engage_assets.domain.templates import TemplateError
@@ -128,7 +132,7 @@ class DeliveryEngine:
         t0 = time.perf_counter()
         try:
             for program_id in program_ids:
-                run.recover(program_id)
+                recover(run, program_id)
                 for page in self.ledger.due(program_id, clock(), self.cfg.page_size):
                     run.process_page(page)
                     if self.cfg.max_touches is not None and run.processed >= self.cfg.max_touches:

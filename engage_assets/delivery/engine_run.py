@@ -1,7 +1,7 @@
 """One run of the delivery engine: its sessions, token buckets, channel health, batched marks and counts.
 
 The steps (recovery, a page's re-check → pressure + claim → render → send → record) are described in
-`engage_assets.delivery.engine`'s docstring.
+`engage_assets.delivery.engine`'s docstring; the recovery of in-doubt touches is `engage_assets.delivery.recovery`.
 """
 
 from __future__ import annotations
@@ -83,37 +83,6 @@ class EngineRun:
         bucket = self.buckets[channel]
         with bucket.lock:
             bucket.take()
-
-    # -- recovery ----------------------------------------------------------------------------------------------------
-    def recover(self, program_id: str) -> None:
-        """The RECOVERY RULE: resolve the program's touches left in `sending` longer than the claim lease."""
-        led = self.e.ledger
-        now = self.clock()
-        for page in led.in_doubt(program_id, now - self.e.cfg.claim_lease_s, self.e.cfg.page_size):
-            contacts = self.e.state.contacts(sorted({r.customer_id for r in page}))
-            for row in page:
-                if led.reclaim(row.touch_key, row.claim_token, self.token, now):  # else another run resolved it
-                    self.recover_one(row, contacts.get(row.customer_id))
-
-    def recover_one(self, row: LedgerRow, contact: dict[str, Any] | None) -> None:
-        """One re-claimed touch: `sent` if the channel finds its key, else sent again with the same key."""
-        led = self.e.ledger
-        touch = row.touch_dict()
-        try:
-            session = self.session(row.channel)
-            found = session.lookup(self.message(row, touch, contact or {}, rendered=None))
-        except SendError:
-            found = None
-        if found is not None:
-            led.mark_sent(row.touch_key, self.token, found, self.clock(), reason="recovered:found")
-            self.stats.add(row.channel, "sent", "recovered:found")
-            self.stats.recovered += 1
-        elif contact is None:
-            led.suppress(None, row.touch_key, "no_contact", self.clock(), token=self.token)
-            self.stats.add(row.channel, "suppressed", "no_contact")
-        else:
-            self.stats.recovered += 1
-            self.deliver(row, touch, contact, sent_reason="recovered:resent")
 
     # -- the main path -----------------------------------------------------------------------------------------------
     def process_page(self, page: list[LedgerRow]) -> None:

@@ -155,7 +155,18 @@ class PressureState:
         self._add(touch["customerId"], touch["programId"], str(touch["subjectId"]), touch["channel"], self.now)
 
     def check(self, touch: dict[str, Any], contact: dict[str, Any] | None) -> Decision:
-        p, ch, now = self.policy, touch["channel"], self.now
+        """The decision for a touch about to be claimed: consent, address and suppression list, the program's and
+        the global cap, then quiet hours (the module docstring's order)."""
+        return self.consent(touch, contact) or self.caps(touch) or self.quiet(touch, contact)
+
+    def check_claimed(self, touch: dict[str, Any], contact: dict[str, Any] | None) -> Decision:
+        """The decision for a touch already claimed that is about to be sent again (the engine's recovery):
+        consent, address and suppression list, then quiet hours.  Not the caps: its own claim counted in them."""
+        return self.consent(touch, contact) or self.quiet(touch, contact)
+
+    def consent(self, touch: dict[str, Any], contact: dict[str, Any] | None) -> Decision | None:
+        """Suppressed for want of a contact, consent or a deliverable address, or for a listed address; else None."""
+        ch = touch["channel"]
         if contact is None:
             return Decision("suppress", "no_contact")
         if _truthy(contact.get("marketing_opt_out")):
@@ -170,6 +181,11 @@ class PressureState:
             listed = self.suppressed.get((ch, address_hash(addr)))  # type: ignore[arg-type]
             if listed:
                 return Decision("suppress", f"suppression_list:{listed}")
+        return None
+
+    def caps(self, touch: dict[str, Any]) -> Decision | None:
+        """Suppressed by the program's cap or the global cap; else None."""
+        p, ch, now = self.policy, touch["channel"], self.now
         cap = p.program_caps.get(touch["programId"])
         if cap is not None:
             since = now - cap.window_days * 86_400
@@ -184,9 +200,14 @@ class PressureState:
             since = now - p.global_window_days * 86_400
             if sum(1 for at in self.counted[touch["customerId"]] if at >= since) >= p.global_cap:
                 return Decision("suppress", "global_cap")
+        return None
+
+    def quiet(self, touch: dict[str, Any], contact: dict[str, Any] | None) -> Decision:
+        """Deferred to the end of the customer's local quiet hours on a quiet-hours channel; else allowed."""
+        p, ch = self.policy, touch["channel"]
         if ch in p.quiet_channels:
-            tz = contact.get("time_zone") or touch.get("timeZone") or p.default_time_zone
-            until = quiet_until(now, tz, p.quiet_start, p.quiet_end, p.default_time_zone)
+            tz = (contact or {}).get("time_zone") or touch.get("timeZone") or p.default_time_zone
+            until = quiet_until(self.now, tz, p.quiet_start, p.quiet_end, p.default_time_zone)
             if until is not None:
                 return Decision("defer", "deferred:quiet_hours", until)
         return ALLOW

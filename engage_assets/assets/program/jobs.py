@@ -28,5 +28,7 @@ def batch_job(
 
 
 def batch_schedule(program: ProgramConfig, job: Any) -> Any:
-    """`<group>_schedule`: the batch job on the partitions' cron, each tick running the partition that just ended."""
-    return dg.build_schedule_from_partitioned_job(job, name=f"{program.group}_schedule")
+    """`<group>_schedule`: the batch job on the partitions' cron, each tick running the partition that just ended.
+    It runs by default for an enabled program (`enabled: true`) and is stopped for a disabled one."""
+    status = dg.DefaultScheduleStatus.RUNNING if program.enabled else dg.DefaultScheduleStatus.STOPPED
+    return dg.build_schedule_from_partitioned_job(job, name=f"{program.group}_schedule", default_status=status)
