@@ -25,7 +25,9 @@ PROGRAM_IDS = {
     "churn_prevention": "churn-prevention",
     "win_back": "win-back-campaigns",
 }
-BAD_ORDER = "O_E2E_BAD_DELAY"
+BAD_ORDER = "O_E2E_BAD_DELAY"  # an undamaged order: the severity rule needs its delay
+DAMAGED_BAD_ORDER = "O_E2E_BAD_DELAY_DAMAGED"  # a damaged order: qualifies whatever its delay says
+NO_FX_ORDER = "O_E2E_NO_FX"  # in a currency with no FX rate: no USD value, so no offer can be priced
 STAGES = (
     "source_candidates",
     "eligible_candidates",
@@ -102,13 +104,24 @@ def platform(tmp_path_factory):
             mp.setenv(k, v)
         generate(home / "warehouse.duckdb", scale=0.01, seed=11, end_date=END)
         with duckdb.connect(str(home / "warehouse.duckdb")) as con:
-            # One order issue of the refunds partition whose delay the tracking system exported as garbage.
-            con.execute(
-                """INSERT INTO raw.order_tracking BY NAME
-                   SELECT * REPLACE (?::VARCHAR AS order_id, 'n/a' AS delay_days)
-                   FROM raw.order_tracking WHERE delivery_date = DATE '2026-11-21' LIMIT 1""",
-                [BAD_ORDER],
-            )
+            # Order issues of the refunds partition whose delay the tracking system exported as garbage (one
+            # undamaged, one damaged), and one in a currency fx_rates lacks; each copies an active customer's order.
+            for order_id, condition, delay, currency in (
+                (BAD_ORDER, "good", "n/a", None),
+                (DAMAGED_BAD_ORDER, "damaged", "n/a", None),
+                (NO_FX_ORDER, "damaged", "5", "XXX"),
+            ):
+                con.execute(
+                    """INSERT INTO raw.order_tracking BY NAME
+                       SELECT * REPLACE (?::VARCHAR AS order_id, ?::VARCHAR AS delay_days,
+                                         coalesce(?::VARCHAR, currency) AS currency, ?::VARCHAR AS item_condition,
+                                         0 AS customer_complaints)
+                       FROM raw.order_tracking
+                       WHERE delivery_date = DATE '2026-11-21'
+                         AND customer_id IN (SELECT customer_id FROM raw.customers WHERE account_status = 'active')
+                       ORDER BY order_id LIMIT 1""",
+                    [order_id, delay, currency, condition],
+                )
         p = Platform(home)
         assert p.run("warehouse_build").success, "dbt build failed"
         assert p.run("model_retraining").success, "model training failed"
@@ -140,14 +153,24 @@ def test_every_program_runs_and_store_matches_export(platform):
 def test_bad_source_row_is_rejected_with_reason_and_partition_succeeds(platform):
     result = platform.run("proactive_refunds_batch", PARTITIONS["proactive_refunds"])
     assert result.success
+    # The order with no USD value is invalid at the source (a NULL required number never passes).
     meta = _metadata(result, ["proactive_refunds", "source_candidates"])
     assert meta["rejected_invalid"] >= 1
-    assert "delay_days" in meta["rejections"]
-    rejected = pq.read_table(meta["rejections_path"]).to_pylist()
-    assert any(r["subject_id"] == BAD_ORDER and "delay_days" in r["reason"] for r in rejected)
-    # It is not in the store or the export.
-    (n,) = platform.sql("SELECT count(*) FROM exports.proactive_refunds WHERE order_id = ?", [BAD_ORDER])[0]
-    assert n == 0
+    assert "order_value_usd" in meta["rejections"]
+    source_rejected = {r["subject_id"]: r["reason"] for r in pq.read_table(meta["rejections_path"]).to_pylist()}
+    assert "order_value_usd" in source_rejected[NO_FX_ORDER]
+    # The unparseable delay is the severity rule's to judge: it rejects the undamaged order, naming the delay...
+    eligible = _metadata(result, ["proactive_refunds", "eligible_candidates"])
+    filtered = {r["subject_id"]: r for r in pq.read_table(eligible["rejections_path"]).to_pylist()}
+    assert BAD_ORDER not in source_rejected
+    assert filtered[BAD_ORDER]["filter_id"] == "issue-severity" and "delay_days" in filtered[BAD_ORDER]["reason"]
+    # ...and never the damaged one, which qualifies by its damage ("delayed OR damaged").
+    assert DAMAGED_BAD_ORDER not in source_rejected
+    assert filtered.get(DAMAGED_BAD_ORDER, {}).get("filter_id") != "issue-severity"
+    # Neither rejected order is in the store or the export.
+    for order in (BAD_ORDER, NO_FX_ORDER):
+        (n,) = platform.sql("SELECT count(*) FROM exports.proactive_refunds WHERE order_id = ?", [order])[0]
+        assert n == 0
 
 
 def test_rerun_replaces_the_partition(platform):

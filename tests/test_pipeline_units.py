@@ -76,20 +76,24 @@ def test_refund_filter_chain_order_counts_and_reasons():
     assert all(r["stage"] == "eligible_candidates" for r in by_customer.values())
 
 
+# An at-risk customer with no churn signal who passes every other churn-prevention filter.
+CHURN_BASE = dict(
+    customer_id="c",
+    account_status="active",
+    lifetime_value_usd=900.0,
+    subscription_tier="premium",
+    marketing_opt_out=False,
+    days_since_program_offer=None,
+    all_offers_91d=0,
+    engagement_change=0.0,
+    login_frequency=5.0,
+    historical_avg=5.0,
+    days_since_last_purchase=10,
+)
+
+
 def test_churn_signal_needs_two_of_three():
-    base = dict(
-        customer_id="c",
-        account_status="active",
-        lifetime_value_usd=900.0,
-        subscription_tier="premium",
-        marketing_opt_out=False,
-        days_since_program_offer=None,
-        all_offers_91d=0,
-        engagement_change=0.0,
-        login_frequency=5.0,
-        historical_avg=5.0,
-        days_since_last_purchase=10,
-    )
+    base = CHURN_BASE
     rows = [
         {**base, "customer_id": "one", "engagement_change": -0.4},
         {**base, "customer_id": "two", "engagement_change": -0.4, "login_frequency": 2.0},

@@ -1,16 +1,23 @@
 """The filter chain: typed rules compiled to one vectorised SQL pass over the whole batch.
 
-Each rule turns its config parameters into a *keep* condition over candidate columns.  The chain becomes a
-single `CASE` expression that gives the first filter (in config order) a row fails, so one scan of the batch
-gives the eligible rows, every rejected row with its filter and reason, and the per-filter removed counts.
-The same compiled SQL runs over a warehouse-sized Arrow table or over a single event.
+Each rule turns its config parameters (`engage_assets.domain.filter_params`, which says the comparison each
+threshold uses) into one or more *checks*: a keep condition over candidate columns and the reason a row fails it.
+A check is three-valued (SQL's Kleene logic): TRUE keeps the row, FALSE rejects it with the check's reason, NULL (a
+value the check needs is missing) rejects it with the check's *unknown* reason, which names the missing value.  A
+row is never rejected for a value its rule does not need: `delay_days > 2 OR item_condition = 'damaged'` is TRUE
+for a damaged order whatever its delay.
+
+The chain becomes a single `CASE` expression that gives, per row, the first check (in config order) it fails and
+whether it failed on FALSE or on NULL, so one scan of the batch gives the eligible rows, every rejected row with its
+filter and its specific reason, and the per-filter removed counts.  The same compiled SQL runs over a
+warehouse-sized Arrow table or over a single event.
 
 History columns the enrichment step provides (see `engage_assets.domain.sources`): `days_since_program_offer`,
 `program_offers_365d` (this program), `all_offers_91d` (every program: cross-program pressure).  The abandoned-cart
 rules read the cart event's `cart_value` and `all_items_in_stock`, and `recovery_messages_7d` (recovery messages
 the customer had from the program in the last 7 days).  Two checks apply where the batch carries their column (as
 `refundable` does for eligibility): trust requires `payment_method_on_file`, eligibility requires `cart_active` (the
-cart was neither purchased nor expired).  A rule's reason names only what it checked on that batch.
+cart was neither purchased nor expired).  A rule's reasons name only what it checked on that batch.
 """
 
 from __future__ import annotations
@@ -19,79 +26,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import numpy as np
+from pydantic import ValidationError
 
-TIER_RANK = {"basic": 0, "standard": 1, "premium": 2, "premium_plus": 3}
-
-
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TrustParams(_Params):
-    allowedAccountStatuses: list[str] = Field(default_factory=lambda: ["active"], min_length=1)
-
-
-class IssueSeverityParams(_Params):
-    minDelayDays: int = Field(ge=0)
-    includeDamaged: bool = True
-    excludeExistingComplaints: bool = True
-
-
-class CustomerValueParams(_Params):
-    minLifetimeValue: float = Field(default=0, ge=0)
-    minOrderFrequency: float | None = Field(default=None, ge=0)
-    minSubscriptionTier: str | None = None
-
-    def model_post_init(self, _: Any) -> None:
-        if self.minSubscriptionTier is not None and self.minSubscriptionTier not in TIER_RANK:
-            raise ValueError(f"minSubscriptionTier must be one of {list(TIER_RANK)}")
-
-
-class EligibilityParams(_Params):
-    lookbackDays: int = Field(default=90, ge=1)
-    excludeOptedOut: bool = True
-    requireRefundable: bool | None = None  # None: required when the source has a `refundable` column
-
-
-class ChurnTimingParams(_Params):
-    minDaysSinceChurn: int = Field(ge=0)
-    maxDaysSinceChurn: int = Field(ge=0)
-
-    def model_post_init(self, _: Any) -> None:
-        if self.maxDaysSinceChurn < self.minDaysSinceChurn:
-            raise ValueError("maxDaysSinceChurn must be >= minDaysSinceChurn")
-
-
-class ChurnReasonParams(_Params):
-    addressableReasons: list[str] = Field(min_length=1)
-    excludeReasons: list[str] = Field(default_factory=list)
-
-
-class ChurnSignalParams(_Params):
-    minEngagementDecline: float = Field(gt=0, le=1)
-    maxLoginFrequencyRatio: float = Field(gt=0, le=1)
-    minDaysSinceLastPurchase: int = Field(ge=0)
-    minSignalsRequired: int = Field(ge=1, le=3)
-
-
-class FrequencyCapParams(_Params):
-    maxRefundsPerYear: int | None = Field(default=None, ge=1)
-    maxOffersPerQuarter: int | None = Field(default=None, ge=1)
-    maxWinBackAttempts: int | None = Field(default=None, ge=1)
-    maxRecoveryEmailsPerWeek: int | None = Field(default=None, ge=1)
-
-    def model_post_init(self, _: Any) -> None:
-        if all(getattr(self, name) is None for name in type(self).model_fields):
-            raise ValueError(f"frequency-cap needs at least one of {', '.join(type(self).model_fields)}")
-
-
-class CartValueParams(_Params):
-    minCartValue: float = Field(ge=0)
-
-
-class InventoryParams(_Params):
-    requireInStock: bool = True
+from engage_assets.domain.filter_params import (
+    TIER_RANK,
+    CartValueParams,
+    ChurnReasonParams,
+    ChurnSignalParams,
+    ChurnTimingParams,
+    CustomerValueParams,
+    EligibilityParams,
+    FilterParams,
+    FrequencyCapParams,
+    InventoryParams,
+    IssueSeverityParams,
+    TrustParams,
+)
 
 
 def _q(values: Sequence[str]) -> str:
@@ -99,83 +50,176 @@ def _q(values: Sequence[str]) -> str:
 
 
 @dataclass(frozen=True)
+class Check:
+    """One keep condition of a rule: TRUE keeps, FALSE rejects with `reason`, NULL with `unknown` (or `reason`)."""
+
+    keep_sql: str
+    reason: str
+    unknown: str | None = None
+
+    @property
+    def unknown_reason(self) -> str:
+        return self.unknown or self.reason
+
+
+@dataclass(frozen=True)
 class FilterRule:
-    params: type[_Params]
+    """A rule: its parameter model, the columns it reads, and either its checks or one keep condition and reason
+    (each a function of the parameters and the batch's available columns)."""
+
+    params: type[FilterParams]
     columns: Callable[[Any], list[str]]  # columns the rule reads
-    keep: Callable[[Any, set[str]], str]  # SQL keep-condition (params, available columns)
-    reason: Callable[[Any, set[str]], str]  # why a row failed, for people (params, available columns)
+    keep: Callable[[Any, set[str]], str] | None = None  # one SQL keep-condition …
+    reason: Callable[[Any, set[str]], str] | None = None  # … and why a row failed it
+    checks: Callable[[Any, set[str]], list[Check]] | None = None  # or several checks, in order
+
+    def checks_for(self, params: Any, available: set[str]) -> list[Check]:
+        if self.checks is not None:
+            return self.checks(params, available)
+        if self.keep is None or self.reason is None:
+            raise TypeError("a FilterRule needs checks, or keep and reason")
+        return [Check(self.keep(params, available), self.reason(params, available))]
 
 
-def _trust_keep(p: TrustParams, cols: set[str]) -> str:
-    keep = f"account_status IN ({_q(p.allowedAccountStatuses)})"
-    return f"{keep} AND coalesce(payment_method_on_file, false)" if "payment_method_on_file" in cols else keep
+def _trust_checks(p: TrustParams, cols: set[str]) -> list[Check]:
+    checks = [
+        Check(
+            f"account_status IN ({_q(p.allowedAccountStatuses)})",
+            f"account status not in {p.allowedAccountStatuses}",
+            "account status unknown",
+        )
+    ]
+    if "payment_method_on_file" in cols:
+        checks.append(Check("coalesce(payment_method_on_file, false)", "no payment method on file"))
+    return checks
 
 
-def _trust_reason(p: TrustParams, cols: set[str]) -> str:
-    """Why a row failed trust, naming the payment check only where the batch carries its column."""
-    reason = f"account status not in {p.allowedAccountStatuses}"
-    return f"{reason} or no payment method on file" if "payment_method_on_file" in cols else reason
-
-
-def _severity_keep(p: IssueSeverityParams, cols: set[str]) -> str:
-    issue = f"delay_days > {p.minDelayDays}"
+def _severity_checks(p: IssueSeverityParams, cols: set[str]) -> list[Check]:
+    days = p.minDelayDays
     if p.includeDamaged:
-        issue = f"({issue} OR item_condition = 'damaged')"
-    return f"{issue} AND customer_complaints = 0" if p.excludeExistingComplaints else issue
+        checks = [
+            # Only an order that is not damaged needs its delay; a damaged one qualifies whatever the delay says.
+            Check(
+                "delay_days IS NOT NULL OR item_condition = 'damaged'",
+                "delay_days unknown (not an integer) and item not damaged",
+                "delay_days and item_condition unknown",
+            ),
+            Check(
+                f"delay_days > {days} OR item_condition = 'damaged'",
+                f"delayed {days} days or less and item not damaged",
+                f"delayed {days} days or less and item_condition unknown",
+            ),
+        ]
+    else:
+        checks = [Check(f"delay_days > {days}", f"delayed {days} days or less", "delay_days unknown (not an integer)")]
+    if p.excludeExistingComplaints:
+        checks.append(
+            Check("customer_complaints = 0", "customer already complained about the order", "complaints unknown")
+        )
+    return checks
 
 
-def _value_keep(p: CustomerValueParams, cols: set[str]) -> str:
-    parts = [f"lifetime_value_usd >= {p.minLifetimeValue}"]
+def _value_checks(p: CustomerValueParams, cols: set[str]) -> list[Check]:
+    checks = [
+        Check(
+            f"lifetime_value_usd >= {p.minLifetimeValue}",
+            f"lifetime value below ${p.minLifetimeValue:g}",
+            "lifetime value unknown",
+        )
+    ]
     if p.minOrderFrequency is not None:
-        parts.append(f"order_frequency >= {p.minOrderFrequency}")
+        checks.append(
+            Check(
+                f"order_frequency >= {p.minOrderFrequency}",
+                f"fewer than {p.minOrderFrequency:g} orders in the last year",
+                "order frequency unknown",
+            )
+        )
     if p.minSubscriptionTier is not None:
         allowed = [t for t, r in TIER_RANK.items() if r >= TIER_RANK[p.minSubscriptionTier]]
-        parts.append(f"subscription_tier IN ({_q(allowed)})")
-    return " AND ".join(parts)
+        checks.append(
+            Check(
+                f"subscription_tier IN ({_q(allowed)})",
+                f"subscription tier below {p.minSubscriptionTier}",
+                "subscription tier unknown",
+            )
+        )
+    return checks
 
 
-def _eligibility_keep(p: EligibilityParams, cols: set[str]) -> str:
-    parts = [f"coalesce(days_since_program_offer > {p.lookbackDays}, true)"]
+def _eligibility_checks(p: EligibilityParams, cols: set[str]) -> list[Check]:
+    checks = [
+        Check(
+            f"coalesce(days_since_program_offer > {p.lookbackDays}, true)",
+            f"offer from this program in the last {p.lookbackDays} days",
+        )
+    ]
     if p.excludeOptedOut:
-        parts.append("NOT coalesce(marketing_opt_out, false)")
+        checks.append(Check("NOT coalesce(marketing_opt_out, false)", "opted out of marketing"))
     if p.requireRefundable or (p.requireRefundable is None and "refundable" in cols):
-        parts.append("refundable")
+        checks.append(Check("refundable", "order not refundable", "refundability unknown"))
     if "cart_active" in cols:
-        parts.append("cart_active")
-    return " AND ".join(parts)
-
-
-def _eligibility_reason(p: EligibilityParams, cols: set[str]) -> str:
-    """Why a row failed eligibility: a cart batch's checks, or a batch program's."""
-    if "cart_active" in cols:
-        return "opted out, or the cart was purchased or expired"
-    return f"offer from this program in the last {p.lookbackDays} days, opted out, or order not refundable"
+        checks.append(Check("cart_active", "the cart was purchased or expired", "cart state unknown"))
+    return checks
 
 
 def _eligibility_columns(p: EligibilityParams) -> list[str]:
     return ["days_since_program_offer", "marketing_opt_out"] + (["refundable"] if p.requireRefundable else [])
 
 
-def _signal_keep(p: ChurnSignalParams, cols: set[str]) -> str:
+def _signal_checks(p: ChurnSignalParams, cols: set[str]) -> list[Check]:
     signals = [
-        f"CAST(engagement_change <= -{p.minEngagementDecline} AS INTEGER)",
-        f"CAST(login_frequency < {p.maxLoginFrequencyRatio} * historical_avg AS INTEGER)",
-        f"CAST(days_since_last_purchase >= {p.minDaysSinceLastPurchase} AS INTEGER)",
+        f"engagement_change <= -{p.minEngagementDecline}",
+        f"login_frequency < {p.maxLoginFrequencyRatio} * historical_avg",
+        f"days_since_last_purchase >= {p.minDaysSinceLastPurchase}",
     ]
-    return f"({' + '.join(f'coalesce({s}, 0)' for s in signals)}) >= {p.minSignalsRequired}"
+    known = " + ".join(f"coalesce(CAST(({s}) AS INTEGER), 0)" for s in signals)
+    unknown = " + ".join(f"CAST(({s}) IS NULL AS INTEGER)" for s in signals)
+    need = p.minSignalsRequired
+    # Kleene "at least N of these": TRUE when the known signals suffice, NULL when only unknown ones could.
+    keep = f"CASE WHEN ({known}) >= {need} THEN true WHEN ({known}) + ({unknown}) >= {need} THEN NULL ELSE false END"
+    return [
+        Check(
+            keep,
+            f"fewer than {need} churn signals",
+            f"fewer than {need} churn signals known (signal inputs unknown)",
+        )
+    ]
 
 
-def _cap_keep(p: FrequencyCapParams, cols: set[str]) -> str:
-    parts = []
+def _cap_checks(p: FrequencyCapParams, cols: set[str]) -> list[Check]:
+    checks = []
     if p.maxRefundsPerYear is not None:
-        parts.append(f"coalesce(program_offers_365d, 0) < {p.maxRefundsPerYear}")
+        n = p.maxRefundsPerYear
+        checks.append(
+            Check(
+                f"coalesce(program_offers_365d, 0) < {n}",
+                f"frequency cap: {n} or more offers from this program in the last 365 days",
+            )
+        )
     if p.maxOffersPerQuarter is not None:
-        parts.append(f"coalesce(all_offers_91d, 0) < {p.maxOffersPerQuarter}")
+        n = p.maxOffersPerQuarter
+        checks.append(
+            Check(f"coalesce(all_offers_91d, 0) < {n}", f"frequency cap: {n} or more offers in the last 91 days")
+        )
     if p.maxWinBackAttempts is not None:
-        parts.append(f"win_back_attempts < {p.maxWinBackAttempts}")
+        n = p.maxWinBackAttempts
+        checks.append(
+            Check(
+                f"win_back_attempts < {n}",
+                f"frequency cap: {n} or more win-back attempts",
+                "frequency cap: win-back attempts unknown",
+            )
+        )
     if p.maxRecoveryEmailsPerWeek is not None:
-        parts.append(f"coalesce(recovery_messages_7d, 0) < {p.maxRecoveryEmailsPerWeek}")
-    return " AND ".join(parts)
+        n = p.maxRecoveryEmailsPerWeek
+        checks.append(
+            Check(
+                f"coalesce(recovery_messages_7d, 0) < {n}",
+                f"frequency cap: {n} or more recovery messages in the last 7 days",
+            )
+        )
+    return checks
 
 
 def _cap_columns(p: FrequencyCapParams) -> list[str]:
@@ -187,23 +231,27 @@ def _cap_columns(p: FrequencyCapParams) -> list[str]:
     )
 
 
-def _inventory_keep(p: InventoryParams, cols: set[str]) -> str:
+def _churn_reason_checks(p: ChurnReasonParams, cols: set[str]) -> list[Check]:
+    checks = [
+        Check(f"churn_reason IN ({_q(p.addressableReasons)})", "churn reason not addressable", "churn reason unknown")
+    ]
+    if p.excludeReasons:
+        checks.append(Check(f"churn_reason NOT IN ({_q(p.excludeReasons)})", "churn reason excluded"))
+    return checks
+
+
+def _inventory_checks(p: InventoryParams, cols: set[str]) -> list[Check]:
     # An unknown stock state is not "in stock": a recovery message must not push an item the shop cannot ship.
-    return "coalesce(all_items_in_stock, false)" if p.requireInStock else "true"
+    keep = "coalesce(all_items_in_stock, false)" if p.requireInStock else "true"
+    return [Check(keep, "an item in the cart is out of stock")]
 
 
 FILTER_RULES: dict[str, FilterRule] = {
-    "trust": FilterRule(
-        TrustParams,
-        lambda p: ["account_status"],
-        _trust_keep,
-        _trust_reason,
-    ),
+    "trust": FilterRule(TrustParams, lambda p: ["account_status"], checks=_trust_checks),
     "issue-severity": FilterRule(
         IssueSeverityParams,
-        lambda p: ["delay_days", "item_condition", "customer_complaints"],
-        _severity_keep,
-        lambda p, c: f"delay <= {p.minDelayDays} days and not damaged, or customer already complained",
+        lambda p: ["delay_days", "item_condition"] + (["customer_complaints"] if p.excludeExistingComplaints else []),
+        checks=_severity_checks,
     ),
     "customer-value": FilterRule(
         CustomerValueParams,
@@ -212,62 +260,41 @@ FILTER_RULES: dict[str, FilterRule] = {
             + (["order_frequency"] if p.minOrderFrequency is not None else [])
             + (["subscription_tier"] if p.minSubscriptionTier else [])
         ),
-        _value_keep,
-        lambda p, c: (
-            f"lifetime value < ${p.minLifetimeValue:g}"
-            + (f" or fewer than {p.minOrderFrequency:g} orders/year" if p.minOrderFrequency is not None else "")
-            + (f" or tier below {p.minSubscriptionTier}" if p.minSubscriptionTier else "")
-        ),
+        checks=_value_checks,
     ),
-    "eligibility": FilterRule(
-        EligibilityParams,
-        _eligibility_columns,
-        _eligibility_keep,
-        _eligibility_reason,
-    ),
+    "eligibility": FilterRule(EligibilityParams, _eligibility_columns, checks=_eligibility_checks),
     "churn-timing": FilterRule(
         ChurnTimingParams,
         lambda p: ["days_since_churn"],
-        lambda p, c: f"days_since_churn BETWEEN {p.minDaysSinceChurn} AND {p.maxDaysSinceChurn}",
-        lambda p, c: f"churned outside {p.minDaysSinceChurn}-{p.maxDaysSinceChurn} days ago",
+        checks=lambda p, c: [
+            Check(
+                f"days_since_churn BETWEEN {p.minDaysSinceChurn} AND {p.maxDaysSinceChurn}",
+                f"churned outside {p.minDaysSinceChurn}-{p.maxDaysSinceChurn} days ago",
+                "days since churn unknown",
+            )
+        ],
     ),
-    "churn-reason": FilterRule(
-        ChurnReasonParams,
-        lambda p: ["churn_reason"],
-        lambda p, c: (
-            f"churn_reason IN ({_q(p.addressableReasons)})"
-            + (f" AND churn_reason NOT IN ({_q(p.excludeReasons)})" if p.excludeReasons else "")
-        ),
-        lambda p, c: "churn reason not addressable",
-    ),
+    "churn-reason": FilterRule(ChurnReasonParams, lambda p: ["churn_reason"], checks=_churn_reason_checks),
     "churn-signal": FilterRule(
         ChurnSignalParams,
         lambda p: ["engagement_change", "login_frequency", "historical_avg", "days_since_last_purchase"],
-        _signal_keep,
-        lambda p, c: f"fewer than {p.minSignalsRequired} churn signals",
+        checks=_signal_checks,
     ),
-    "frequency-cap": FilterRule(
-        FrequencyCapParams,
-        _cap_columns,
-        _cap_keep,
-        lambda p, c: "frequency cap reached",
-    ),
+    "frequency-cap": FilterRule(FrequencyCapParams, _cap_columns, checks=_cap_checks),
     "cart-value": FilterRule(
         CartValueParams,
         lambda p: ["cart_value"],
-        lambda p, c: f"cart_value >= {p.minCartValue}",
-        lambda p, c: f"cart value < {p.minCartValue:g}",
+        checks=lambda p, c: [
+            Check(f"cart_value >= {p.minCartValue}", f"cart value < {p.minCartValue:g}", "cart value unknown")
+        ],
     ),
     "inventory": FilterRule(
-        InventoryParams,
-        lambda p: ["all_items_in_stock"] if p.requireInStock else [],
-        _inventory_keep,
-        lambda p, c: "an item in the cart is out of stock",
+        InventoryParams, lambda p: ["all_items_in_stock"] if p.requireInStock else [], checks=_inventory_checks
     ),
 }
 
 
-def validate_filter_parameters(rule: str, parameters: dict[str, Any]) -> _Params:
+def validate_filter_parameters(rule: str, parameters: dict[str, Any]) -> FilterParams:
     """Parse a rule's parameters; raise ValueError with the rule's name and the bad field."""
     try:
         return FILTER_RULES[rule].params.model_validate(parameters)
@@ -286,9 +313,10 @@ def validate_filter_parameters(rule: str, parameters: dict[str, Any]) -> _Params
 @dataclass(frozen=True)
 class CompiledFilter:
     filter_id: str
-    keep_sql: str
-    reason: str
+    keep_sql: str  # all the checks at once (TRUE: kept)
+    reason: str  # every reason the filter can give, for a summary; a rejected row carries its check's own
     columns: list[str]
+    checks: tuple[Check, ...] = ()
 
 
 def compile_chain(filters: Sequence[Any], available: set[str]) -> list[CompiledFilter]:
@@ -300,18 +328,47 @@ def compile_chain(filters: Sequence[Any], available: set[str]) -> list[CompiledF
         missing = [c for c in rule.columns(params) if c not in available]
         if missing:
             raise ValueError(f"filter {spec.filterId!r} needs column(s) {missing} that the source does not provide")
-        compiled.append(
-            CompiledFilter(
-                spec.filterId, rule.keep(params, available), rule.reason(params, available), rule.columns(params)
-            )
-        )
+        checks = tuple(rule.checks_for(params, available))
+        keep = checks[0].keep_sql if len(checks) == 1 else " AND ".join(f"({c.keep_sql})" for c in checks)
+        reason = "; or ".join(dict.fromkeys(c.reason for c in checks))
+        compiled.append(CompiledFilter(spec.filterId, keep, reason, rule.columns(params), checks))
     return compiled
 
 
-def rejection_index_sql(chain: Sequence[CompiledFilter]) -> str:
-    """`CASE WHEN NOT coalesce(keep_1, false) THEN 0 ... END`: the position in `chain` of the first filter a row
-    fails, or NULL (a small integer per row; the caller maps it to the filter's id and reason)."""
-    if not chain:
+def columns_judged(filters: Sequence[Any]) -> set[str]:
+    """The columns the chain's rules read: a NULL there is the rule's to judge (it may not need the value)."""
+    out: set[str] = set()
+    for spec in filters:
+        out.update(FILTER_RULES[spec.rule].columns(validate_filter_parameters(spec.rule, spec.parameters)))
+    return out
+
+
+@dataclass(frozen=True)
+class ChainOutcomes:
+    """What the codes of `rejection_code_sql` mean: per code, the filter's position in the chain and the reason."""
+
+    filter_index: np.ndarray
+    reasons: list[str]
+
+
+def rejection_code_sql(chain: Sequence[CompiledFilter]) -> str:
+    """`CASE WHEN (check) IS NOT TRUE THEN 2k + [check IS NULL] … END` over every check of the chain, in order: per
+    row the first check it fails and how (2k: FALSE, 2k+1: NULL), or NULL when it passes them all."""
+    checks = [c for f in chain for c in f.checks]
+    if not checks:
         return "CAST(NULL AS INTEGER)"
-    whens = " ".join(f"WHEN NOT coalesce(({f.keep_sql}), false) THEN {i}" for i, f in enumerate(chain))
+    whens = " ".join(
+        f"WHEN ({c.keep_sql}) IS NOT TRUE THEN {2 * k} + CAST(({c.keep_sql}) IS NULL AS INTEGER)"
+        for k, c in enumerate(checks)
+    )
     return f"CAST(CASE {whens} END AS INTEGER)"
+
+
+def chain_outcomes(chain: Sequence[CompiledFilter]) -> ChainOutcomes:
+    """The meaning of each code `rejection_code_sql(chain)` gives."""
+    index, reasons = [], []
+    for i, f in enumerate(chain):
+        for c in f.checks:
+            index += [i, i]
+            reasons += [c.reason, c.unknown_reason]
+    return ChainOutcomes(np.array(index, dtype=np.int32), reasons)

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from engage_assets.domain.config import ProgramConfig, ReactiveProgram, Segment
 from engage_assets.domain.duck import cursor
-from engage_assets.domain.filters import compile_chain, rejection_index_sql
+from engage_assets.domain.filters import chain_outcomes, compile_chain, rejection_code_sql
 
 REJECTION_COLUMNS = ("customer_id", "subject_id", "stage", "filter_id", "reason")
 
@@ -73,16 +73,19 @@ def source_rejections(program: ProgramConfig, rejected: pa.Table) -> pa.Table:
 
 
 def apply_filter_chain(program: ProgramConfig | ReactiveProgram, table: pa.Table) -> StageResult:
-    """Run the config's filter chain in order; one DuckDB pass finds, per row, the first filter it fails.
+    """Run the config's filter chain in order; one DuckDB pass finds, per row, the first check it fails and how.
 
     A batch program's partition and a reactive program's micro-batch of events go through the same compiled SQL;
-    rows are keyed by `customer_id` and the program's `subject_column` (the connector's, or the cart).
+    rows are keyed by `customer_id` and the program's `subject_column` (the connector's, or the cart).  A rejected
+    row's reason is its failing check's own (FALSE: the rule's threshold; NULL: the value the rule needed is
+    unknown), and `removed` counts the rows each filter took out.
 
-    Only the rejected rows' positions and filter indexes leave DuckDB: the batch is never copied, so a partition of
+    Only the rejected rows' positions and codes leave DuckDB: the batch is never copied, so a partition of
     10 million rows costs its eligible rows, the rejected rows' ids and a few bytes per row (not a second copy of
     every column).  Positions, not output order, align the labels with the rows.
     """
     chain = compile_chain(program.ordered_filters(), set(table.column_names))
+    outcomes = chain_outcomes(chain)
     n = table.num_rows
     first_failed = np.full(n, -1, dtype=np.int32)
     con = cursor()  # a cursor on the shared in-process database (`domain.duck`)
@@ -90,7 +93,7 @@ def apply_filter_chain(program: ProgramConfig | ReactiveProgram, table: pa.Table
         # Registering is zero-copy and DuckDB reads only the columns the conditions name.
         con.register("batch", table.append_column("__engage_pos", pa.array(np.arange(n, dtype=np.int64))))
         failed = con.sql(
-            f"SELECT __engage_pos AS pos, f FROM (SELECT __engage_pos, {rejection_index_sql(chain)} AS f "
+            f"SELECT __engage_pos AS pos, f FROM (SELECT __engage_pos, {rejection_code_sql(chain)} AS f "
             "FROM batch) WHERE f IS NOT NULL"
         ).to_arrow_table()
     finally:
@@ -98,8 +101,9 @@ def apply_filter_chain(program: ProgramConfig | ReactiveProgram, table: pa.Table
     first_failed[failed.column("pos").to_numpy()] = failed.column("f").to_numpy()
     keep = first_failed < 0
     rejected_rows = np.flatnonzero(~keep)
-    codes = pa.array(first_failed[rejected_rows], pa.int32())
-    counts = np.bincount(codes.to_numpy(), minlength=len(chain)) if len(rejected_rows) else np.zeros(len(chain), int)
+    codes = first_failed[rejected_rows]
+    by_filter = outcomes.filter_index[codes]
+    counts = np.bincount(by_filter, minlength=len(chain)) if len(rejected_rows) else np.zeros(len(chain), int)
     removed = OrderedDict((f.filter_id, int(counts[i])) for i, f in enumerate(chain))
     subject = program.subject_column
     ids = table.select(list(dict.fromkeys(["customer_id", subject]))).take(pa.array(rejected_rows))
@@ -109,8 +113,10 @@ def apply_filter_chain(program: ProgramConfig | ReactiveProgram, table: pa.Table
             ids,
             subject,
             "eligible_candidates",
-            pa.DictionaryArray.from_arrays(codes, pa.array([f.filter_id for f in chain], pa.string())),
-            pa.DictionaryArray.from_arrays(codes, pa.array([f.reason for f in chain], pa.string())),
+            pa.DictionaryArray.from_arrays(
+                pa.array(by_filter, pa.int32()), pa.array([f.filter_id for f in chain], pa.string())
+            ),
+            pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(outcomes.reasons, pa.string())),
         ),
         removed,
     )

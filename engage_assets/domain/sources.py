@@ -5,13 +5,21 @@ as parameters; the platform then adds what the filters and models need but the q
 customer's profile and consent from `marts.customers` and look-back counts from `marts.offer_history`, all
 relative to the partition's as-of date so a backfill of any past date sees that day's history.
 
+Look-back windows count days back from the as-of date (`as_of_date − offer_date`; the as-of date is the
+partition's end, the day after a daily partition's day): "the last N days" is offers 1 to N days back, so
+`program_offers_365d` counts 365 days and `all_offers_91d` 91, and the eligibility filter's 90-day look-back
+(`days_since_program_offer > 90`) excludes an offer 90 days back and not one 91 days back.  Offers dated on or after
+the as-of date are not history yet.
+
 Schema drift (a required column missing or of another type) fails before anything is read in bulk or stored.
-A row with a NULL required value is rejected with a reason and counted; it never fails the partition.
+A row is rejected at the source, with a reason, counted, never failing the partition, when its customer is not in
+`marts.customers` or a required value is NULL (NaN counts as NULL) — except in a column the filter chain reads:
+there the filter's rule decides, NULL-aware, whether it needs the value for that row (`domain.filters`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -40,6 +48,9 @@ CONTEXT_COLUMNS = (
     "phone_opt_in",
 )
 HISTORY_COLUMNS = ("days_since_program_offer", "program_offers_365d", "all_offers_91d")
+# Set by the enrichment join: false when the row's customer is not in marts.customers (dropped by split_invalid).
+KNOWN_CUSTOMER = "__known_customer"
+UNKNOWN_CUSTOMER_REASON = "customer not found in marts.customers"
 
 
 class SchemaDriftError(RuntimeError):
@@ -107,16 +118,17 @@ hist AS (
   SELECT h.customer_id,
          datediff('day', max(CASE WHEN h.program_id = :program_id THEN h.offer_date END), :as_of_date)
              AS days_since_program_offer,
-         sum(CASE WHEN h.program_id = :program_id AND h.offer_date > :as_of_date - 365 THEN 1 ELSE 0 END)
+         sum(CASE WHEN h.program_id = :program_id AND h.offer_date >= :as_of_date - 365 THEN 1 ELSE 0 END)
              AS program_offers_365d,
-         sum(CASE WHEN h.offer_date > :as_of_date - 91 THEN 1 ELSE 0 END) AS all_offers_91d
+         sum(CASE WHEN h.offer_date >= :as_of_date - 91 THEN 1 ELSE 0 END) AS all_offers_91d
   FROM marts.offer_history h JOIN keys ON keys.customer_id = h.customer_id
   WHERE h.offer_date < :as_of_date
   GROUP BY h.customer_id
 )
 SELECT src.*{context_sql}, hist.days_since_program_offer,
        CAST(coalesce(hist.program_offers_365d, 0) AS INTEGER) AS program_offers_365d,
-       CAST(coalesce(hist.all_offers_91d, 0) AS INTEGER) AS all_offers_91d
+       CAST(coalesce(hist.all_offers_91d, 0) AS INTEGER) AS all_offers_91d,
+       c.customer_id IS NOT NULL AS {KNOWN_CUSTOMER}
 FROM src
 LEFT JOIN marts.customers c ON c.customer_id = src.customer_id
 LEFT JOIN hist ON hist.customer_id = src.customer_id
@@ -129,16 +141,35 @@ def probe_sql(program: ProgramConfig) -> str:
     return f"SELECT * FROM (\n{query}\n) AS probe LIMIT 0"
 
 
-def split_invalid(table: pa.Table, required: Mapping[str, ColumnType]) -> tuple[pa.Table, pa.Table]:
-    """Valid rows, and the others with `rejection_reason` naming the first NULL/ill-typed required column."""
+def nan_to_null(table: pa.Table) -> pa.Table:
+    """Floating columns with NaN replaced by NULL: SQL orders NaN above every number (`NaN >= 200` is true), so an
+    unknown number must be NULL before any threshold sees it."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_floating(field.type):
+            col = table.column(i)
+            nan = pc.is_nan(col)
+            if pc.any(nan).as_py():
+                table = table.set_column(i, field, pc.if_else(nan, pa.scalar(None, field.type), col))
+    return table
+
+
+def split_invalid(
+    table: pa.Table, required: Mapping[str, ColumnType], judged: Collection[str] = ()
+) -> tuple[pa.Table, pa.Table]:
+    """Valid rows, and the others with `rejection_reason`: an unknown customer, or the first required column that
+    is NULL (or NaN).  A required column in `judged` (the filter chain reads it) is left to the filter's rule, which
+    knows whether the row needs the value.  NULL-safe throughout: a NULL never passes for a value."""
+    table = nan_to_null(table)
     reason = pa.nulls(table.num_rows, pa.string())
+    if KNOWN_CUSTOMER in table.column_names:
+        unknown = pc.invert(pc.fill_null(table.column(KNOWN_CUSTOMER), False))
+        reason = pc.if_else(unknown, pa.scalar(UNKNOWN_CUSTOMER_REASON), reason)
+        table = table.drop_columns([KNOWN_CUSTOMER])
     for name in required:
-        bad = pc.is_null(table.column(name))
-        if pa.types.is_floating(table.schema.field(name).type):
-            bad = pc.or_(bad, pc.is_nan(table.column(name)))
-        reason = pc.if_else(
-            pc.and_(bad, pc.is_null(reason)), pa.scalar(f"{name} is null or not a valid {required[name]}"), reason
-        )
+        if name in judged:
+            continue
+        bad = pc.and_kleene(pc.is_null(table.column(name)), pc.is_null(reason))  # never NULL itself
+        reason = pc.if_else(bad, pa.scalar(f"{name} is null or not a valid {required[name]}"), reason)
     invalid = pc.is_valid(reason)
     if not pc.any(invalid).as_py():
         return table, table.slice(0, 0).append_column("rejection_reason", pa.array([], pa.string()))

@@ -22,3 +22,5 @@ select
     marketing_opt_out,
     updated_at
 from {{ ref('stg_customers') }}
+-- A customer extract loaded twice: one row per customer, the newest state wins.
+qualify row_number() over (partition by customer_id order by updated_at desc) = 1

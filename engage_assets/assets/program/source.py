@@ -12,6 +12,7 @@ from engage_assets.assets.program.common import counts_md, program_tags, stage_k
 from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition
 from engage_assets.domain import pipeline
 from engage_assets.domain.config import ProgramConfig
+from engage_assets.domain.filters import columns_judged
 from engage_assets.domain.sources import SchemaDriftError, check_schema, enrichment_sql, probe_sql, split_invalid
 from resources.engagement.base import EngagementStore
 from resources.staging import RejectionLogResource
@@ -47,7 +48,7 @@ def source_partition(
     rows_read = table.num_rows
     if len(erased):
         table = table.filter(pc.invert(pc.is_in(table.column("customer_id").cast(pa.string()), erased)))
-    valid, invalid = split_invalid(table, connector.requiredColumns)
+    valid, invalid = split_invalid(table, connector.requiredColumns, columns_judged(program.ordered_filters()))
     rej = pipeline.source_rejections(program, invalid)
     path = rejections.write(program.group, "source_candidates", window.partition_key, rej)
     reasons = rejection_reasons(invalid)
@@ -77,7 +78,8 @@ def source_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         deps=[mart_asset_key(connector.config.table), mart_asset_key("customers"), mart_asset_key("offer_history")],
         kinds={"duckdb" if connector.type != "snowflake" else "snowflake", "pyarrow"},
         description=f"{program.programName}: the `{connector.connectorId}` query for the partition, with customer "
-        "context and offer history; rows with a NULL or ill-typed required field are rejected.",
+        "context and offer history; rows whose customer is unknown, or with a NULL required field no filter "
+        "judges, are rejected with a reason.",
     )
     def source_candidates(
         context: dg.AssetExecutionContext,

@@ -48,7 +48,9 @@ class DataConnector(ConfigModel):
     config: ConnectorConfig
     subjectColumn: str = "customer_id"
     requiredColumns: dict[str, ColumnType] = Field(
-        description="Columns the query must return, with their type: drift fails the run before anything is stored."
+        description="Columns the query must return, with their type: drift fails the run before anything is stored. "
+        "A row whose value is NULL is rejected at the source with a reason, unless a filter of the chain reads the "
+        "column: that filter's rule decides whether the row needs the value (a damaged order needs no delay)."
     )
 
     @model_validator(mode="after")
