@@ -7,8 +7,10 @@ TemplateRenderer.render) so the engine is tested on its own; the end-to-end test
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -121,3 +123,12 @@ class FakeRenderer:
             f"Hi {name},\nyour offer: {touch['offer']}\n",
             f"<p>Hi {name}</p>" if touch["channel"] == "email" else None,
         )
+
+
+def outbox_count(root: Path, channel: str = "sms") -> int:
+    """How many messages the outbox under `root` received on the channel (0 before its first)."""
+    path = root / f"{channel}.sqlite"
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as c:
+        return c.execute("SELECT count(*) FROM messages").fetchone()[0]

@@ -4,7 +4,6 @@ erasures, opt-outs, the suppression list and quiet hours before it sends anythin
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -19,7 +18,7 @@ from engage_assets.domain.pressure import PressurePolicy
 from engage_assets.settings import program_config_dir
 from resources.channels.outbox import OutboxSmsChannel
 from resources.delivery_ledger.resource import SqliteDeliveryLedgerResource
-from tests.delivery_support import FakeCustomerState, FakeRenderer, contact, plan_table
+from tests.delivery_support import FakeCustomerState, FakeRenderer, contact, outbox_count, plan_table
 from tests.test_ledger_dynamodb import claim, key, store  # noqa: F401 - `store`: both ledgers, as a fixture
 
 P = "win-back-campaigns"
@@ -98,14 +97,6 @@ def test_touches_a_dead_run_left_sending_are_found_by_the_sensor(sensor_parts):
     assert isinstance(tick(), dg.SkipReason)
 
 
-def outbox_keys(tmp_path) -> int:
-    path = tmp_path / "outbox" / "sms.sqlite"
-    if not path.exists():
-        return 0
-    with sqlite3.connect(path) as c:
-        return c.execute("SELECT count(*) FROM messages").fetchone()[0]
-
-
 def test_recovery_rechecks_erasure_opt_outs_suppression_and_quiet_hours_before_resending(store, tmp_path):  # noqa: F811
     ledger = store()
     people = {
@@ -136,9 +127,9 @@ def test_recovery_rechecks_erasure_opt_outs_suppression_and_quiet_hours_before_r
         "night": ("planned", "deferred:quiet_hours"),
         "listed": ("suppressed", "suppression_list:bounce:invalid_number"),
     }
-    assert outbox_keys(tmp_path) == 1 and stats.recovered == 1
+    assert outbox_count(tmp_path / "outbox") == 1 and stats.recovered == 1
     morning = datetime(2026, 8, 11, 8, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
     assert ledger.get(key("night", "sms")).next_attempt_at == int(morning.timestamp())
     # The deferred touch goes out with the next run after its quiet hours; nothing else is sent again.
     assert engine.run([P], int(morning.timestamp())).total("sent") == 1
-    assert outbox_keys(tmp_path) == 2
+    assert outbox_count(tmp_path / "outbox") == 2

@@ -51,6 +51,11 @@ class DeliveryRunConfig(dg.Config):
     claim_lease_s: int = Field(
         default=600, description="A `sending` claim older than this is resolved by the recovery rule."
     )
+    send_stale: bool = Field(
+        default=False,
+        description="Send touches planned longer ago than the program's `delivery.staleAfterHours` anyway (they are "
+        "recorded `stale` otherwise), including those earlier runs recorded `stale`. For a deliberate backfill.",
+    )
 
 
 def send_clock(as_of: str | None) -> int:
@@ -70,7 +75,9 @@ def stats_metadata(stats: DeliveryStats) -> dict[str, Any]:
         "failed": stats.total("failed"),
         "retry": stats.total("retry"),
         "deferred": stats.total("deferred"),
+        "stale": stats.total("stale"),
         "recovered": stats.recovered,
+        "reopened_stale": stats.reopened,
         "by_channel": dg.MetadataValue.json(stats.by_channel()),
         "by_reason": dg.MetadataValue.md("\n".join(table)) if reasons else "none",
         "seconds": round(stats.seconds, 2),
@@ -202,7 +209,7 @@ def deliveries_asset(
         stats = engine.run([program.programId], send_clock(config.as_of))
         context.log.info(
             f"{program.programId}: sent {stats.total('sent')}, suppressed {stats.total('suppressed')}, "
-            f"failed {stats.total('failed')}, retry {stats.total('retry')}"
+            f"failed {stats.total('failed')}, retry {stats.total('retry')}, stale {stats.total('stale')}"
         )
         return dg.MaterializeResult(metadata=stats_metadata(stats))
 
@@ -229,7 +236,12 @@ def delivery_engine(
         customer_state.use_erasures(engagement),
         TemplateRenderer(messages=config_texts(programs), codes=refund_ledger.ledger()),
         contact_pressure.policy(programs),
-        EngineConfig(max_touches=config.max_touches, claim_lease_s=config.claim_lease_s),
+        EngineConfig(
+            max_touches=config.max_touches,
+            claim_lease_s=config.claim_lease_s,
+            stale_after_s={p.programId: p.delivery.stale_after_s for p in programs},
+            send_stale=config.send_stale,
+        ),
         channel_configs=channel_configs(programs),
     )
 

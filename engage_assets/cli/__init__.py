@@ -201,7 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         succeeded = run_cart_burst(defs, instance, settings, reactive)
     if succeeded:
-        _deliver(defs, instance, settings)
+        _deliver(defs, instance, settings, send_stale=args.send_stale)
     _print_serving_example(settings)
     print(f"\nAll done in {time.perf_counter() - t_all:.1f} s.  State: {settings.home}")
     print("Open the Dagster UI with `make dev` (http://127.0.0.1:3000) to see lineage, runs and metadata.")
@@ -209,10 +209,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _deliver(
-    defs: dg.Definitions, instance: dg.DagsterInstance, settings: Settings, hours: int = 24, step: int = 3
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    hours: int = 24,
+    step: int = 3,
+    send_stale: bool = False,
 ) -> None:
     """The due-touch sensors' work over the next day, run now: deliveries with a send clock every `step` hours
-    (touches go out at 10:00 in each customer's zone, quiet hours defer, delays such as +3 days wait)."""
+    (touches go out at 10:00 in each customer's zone, quiet hours defer, delays such as +3 days wait; touches
+    planned longer ago than their program's `delivery.staleAfterHours` are recorded `stale` unless `send_stale`)."""
     print(
         f"\nDelivering: the due-touch sensors' next {hours} hours, a send clock every {step} h (e-mail to the "
         "local SMTP capture, SMS/push to the outbox, call tasks and in-app inbox in the engagement store) ..."
@@ -220,7 +226,7 @@ def _deliver(
     t0 = time.perf_counter()
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     for k in range(1, hours // step + 1):
-        deliver_all(defs, instance, start + timedelta(hours=step * k), log_level="WARNING")
+        deliver_all(defs, instance, start + timedelta(hours=step * k), log_level="WARNING", send_stale=send_stale)
     ledger = DeliveryLedger(settings.ledger_path)
     for program in load_programs(program_config_dir()):
         _print_ledger_counts(program.programName, ledger.counts(program.programId))
@@ -314,6 +320,12 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--seed", type=int, default=7)
     run.add_argument("--regenerate", action="store_true", help="rewrite the raw tables even if they exist")
     run.add_argument("--partition", default=None, help="partition key instead of each program's latest")
+    run.add_argument(
+        "--send-stale",
+        action="store_true",
+        help="deliver touches planned longer ago than their program's delivery.staleAfterHours too (default: "
+        "recorded `stale`, not sent — e.g. a monthly program's latest partition weeks after it ended)",
+    )
     run.set_defaults(fn=cmd_run)
     gen = sub.add_parser("generate", help="(re)write the raw tables of the embedded warehouse")
     gen.add_argument("--scale", type=float, default=1.0)

@@ -16,9 +16,12 @@ def deliver_all(
     now: datetime,
     start_capture: bool = True,
     log_level: str = "INFO",
+    send_stale: bool = False,
 ) -> dict[str, Any]:
     """Run every `<group>_deliver` job in process with the send clock `now`; returns
     {program group: {channel: {outcome: n}}, ..., "_reasons": {group: {channel/outcome/reason: n}}}.
+    `send_stale`: the jobs' `send_stale` option (touches planned longer ago than the program's
+    `delivery.staleAfterHours` are sent instead of recorded `stale`).
 
     Locally, if nothing listens on the e-mail channel's SMTP port, a capture server is started in this process
     for the duration (so `engage run` leaves readable .eml files without `make smtp`).
@@ -41,7 +44,7 @@ def deliver_all(
                 instance=instance,
                 tags={"engage/send_clock": as_of},
                 run_config={
-                    "ops": {node: {"config": {"as_of": as_of}}},
+                    "ops": {node: {"config": {"as_of": as_of, "send_stale": send_stale}}},
                     "loggers": {"console": {"config": {"log_level": log_level}}},
                 },
             )

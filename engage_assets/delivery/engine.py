@@ -5,7 +5,11 @@ its counts `stats.DeliveryStats` (all importable from this module).
 
 Per page of due touches (keyset-paged from the ledger, so memory stays one page whatever the backlog):
 
-1. drop touches whose offer expired (`offer_expired`), re-check each touch's conditions against fresh state
+1. record `stale` (reason `older_than:<hours>h`, never sent) the touches whose planned send time lies further
+   before the send clock than their program's `delivery.staleAfterHours` (`EngineConfig.stale_after_s`): a
+   backfill of an old partition contacts no one.  A run with `send_stale` sends them anyway, and first plans the
+   program's `stale` touches again (`reopen_stale`), so the option works after the sensor's runs marked them;
+   drop touches whose offer expired (`offer_expired`), re-check each touch's conditions against fresh state
    (`CustomerState.recheck`: converted, opted out since, cart no longer abandoned …) → `suppressed` with its reason;
 2. in ONE ledger transaction: contact pressure (`pressure.PressureState`: opt-outs, invalid address, suppression
    list, program cap, global cap → suppressed; quiet hours → deferred) and the claim (planned → sending, token,
@@ -133,6 +137,8 @@ class DeliveryEngine:
         try:
             for program_id in program_ids:
                 recover(run, program_id)
+                if self.cfg.send_stale:  # the explicit option: touches an earlier run recorded stale go out too
+                    run.stats.reopened += self.ledger.reopen_stale(program_id, clock())
                 for page in self.ledger.due(program_id, clock(), self.cfg.page_size):
                     run.process_page(page)
                     if self.cfg.max_touches is not None and run.processed >= self.cfg.max_touches:

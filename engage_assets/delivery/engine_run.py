@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from engage_assets.delivery.engine_types import WAIT, EngineParts
+from engage_assets.delivery.engine_types import STALE, WAIT, EngineParts
 from engage_assets.delivery.stats import DeliveryStats
 from engage_assets.domain.pressure import Decision, PressureState, address_of
 from resources.channels.base import (
@@ -103,6 +103,10 @@ class EngineRun:
         """{touch_key: reason} of the touches not to send now: offer expired, or a condition no longer holds."""
         pre: dict[str, str] = {}
         for r in page:
+            stale = self.stale_reason(r, now)
+            if stale:
+                pre[r.touch_key] = stale
+                continue
             if r.expires_at is not None and r.expires_at <= now:
                 pre[r.touch_key] = "offer_expired"
                 continue
@@ -137,11 +141,23 @@ class EngineRun:
                     claimed.append(r)
         return claimed
 
+    def stale_reason(self, row: LedgerRow, now: int) -> str | None:
+        """`stale:older_than:<hours>h` when the touch's planned send time is further in the past than its program
+        allows (and the run was not told to send stale touches); else None."""
+        window = self.e.cfg.stale_after_s.get(row.program_id)
+        if window is None or self.e.cfg.send_stale or now - row.due_at <= window:
+            return None
+        return f"{STALE}older_than:{window / 3600:g}h"
+
     def settle_prechecked(self, conn: Any, row: LedgerRow, reason: str, now: int) -> None:
-        """A `wait:` reason defers the touch (e.g. its refund awaits approval: due again later); any other
-        suppresses it."""
+        """A `stale:` reason records the touch `stale`; a `wait:` reason defers it (e.g. its refund awaits
+        approval: due again later); any other suppresses it."""
         led = self.e.ledger
-        if reason.startswith(WAIT):
+        if reason.startswith(STALE):
+            why = reason[len(STALE) :]
+            if led.mark_stale(conn, row.touch_key, why, now):
+                self.stats.add(row.channel, "stale", why)
+        elif reason.startswith(WAIT):
             why = reason[len(WAIT) :]
             if led.defer(conn, row.touch_key, now + self.e.cfg.wait_s, f"deferred:{why}", now):
                 self.stats.add(row.channel, "deferred", why)

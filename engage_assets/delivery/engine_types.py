@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -13,6 +13,7 @@ from resources.delivery_ledger.base import DeliveryLedgerBackend
 
 CRASH_POINTS = ("before_claim", "after_claim", "after_send", "mid_batch")
 WAIT = "wait:"  # a recheck reason with this prefix defers the touch instead of suppressing it
+STALE = "stale:"  # a pre-check reason with this prefix records the touch `stale` (planned too long ago to send)
 
 
 class ConditionChecker(Protocol):
@@ -57,6 +58,11 @@ class EngineConfig:
     wait_s: int = 3600  # a touch whose recheck says "wait:<why>" is due again this much later
     mark_batch: int = 100  # `sent` marks per ledger transaction on channels that de-duplicate by key
     max_touches: int | None = None  # stop after this many touches were processed (a bounded run)
+    # programId -> seconds: a touch planned (dueAt) longer than this before the send clock is recorded `stale`, never
+    # sent (a program absent here: never stale).  From each program's `delivery.staleAfterHours`.
+    stale_after_s: Mapping[str, int] = field(default_factory=dict)
+    # Send stale touches anyway (an explicit option): the program's `stale` touches are planned again first.
+    send_stale: bool = False
 
 
 class EngineParts(Protocol):

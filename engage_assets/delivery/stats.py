@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 @dataclass
 class DeliveryStats:
     """Counts of what a run did: {(channel, outcome, reason): n}; outcome ∈ sent, suppressed, failed, retry,
-    deferred.  Reasons are codes (never an address or a name)."""
+    deferred, stale.  Reasons are codes (never an address or a name).  `reopened`: stale touches planned again
+    by a run told to send them."""
 
     counts: Counter = field(default_factory=Counter)
     recovered: int = 0
+    reopened: int = 0
     seconds: float = 0.0
 
     def add(self, channel: str, outcome: str, reason: str | None = None, n: int = 1) -> None:

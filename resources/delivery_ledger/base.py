@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-STATES = ("planned", "sending", "sent", "suppressed", "failed")
+STATES = ("planned", "sending", "sent", "suppressed", "failed", "stale")
 HELD_OUT = "held_out"
 
 # The planner's columns (engage_assets.domain.plan.plan_touches) the ledger keeps as real columns; the rest of
@@ -193,6 +193,12 @@ class DeliveryLedgerBackend(Protocol):
 
     def defer(self, conn: Any, touch_key: str, until: int, reason: str, now: int) -> bool:
         """Keep a planned touch planned but not due before `until`."""
+
+    def mark_stale(self, conn: Any, touch_key: str, reason: str, now: int) -> bool:
+        """planned → stale with a reason: planned too long ago to be sent (never sent)."""
+
+    def reopen_stale(self, program_id: str, now: int) -> int:
+        """Every `stale` touch of the program → planned, due at `now` (a run told to send stale touches); how many."""
 
     def mark_sent(self, touch_key: str, token: str, provider_id: str, now: int, reason: str | None = None) -> bool:
         """sending (with our token) → sent."""

@@ -30,6 +30,7 @@ from typing import Any
 from resources.delivery_ledger.base import LedgerRow, key_hash
 from resources.delivery_ledger.dynamodb_items import (
     CONTACT_RETENTION_S,
+    PROG,
     PRUNE_PER_CLAIM,
     Contacts,
     DynamoDbLedgerTransaction,
@@ -172,6 +173,32 @@ class DynamoDbLedgerClaims(DynamoDbTable):
         """Keep a planned touch planned but not due before `until` (quiet hours, channel outage)."""
         u = due_again(Update(touch_pk(touch_key)).where(state="planned"), touch_key, until)
         return self.update_item(u.set(reason=reason, updatedAt=now)) is not None
+
+    def mark_stale(self, conn: Any, touch_key: str, reason: str, now: int) -> bool:
+        """planned → stale with a reason: its planned send time is too long past (never sent; out of `due`)."""
+        u = leave_planned(Update(touch_pk(touch_key)).where(state="planned"))
+        return self.update_item(u.set(state="stale", reason=reason, updatedAt=now)) is not None
+
+    def reopen_stale(self, program_id: str, now: int) -> int:
+        """Every `stale` touch of the program → planned, due at `now` (a Query of `prog` over the program's touches,
+        then one conditional update each, `write_concurrency` at a time); how many."""
+        stale = [
+            item["pk"]["S"][2:]
+            for item in self.query_items(
+                IndexName=PROG,
+                KeyConditionExpression="progPk = :p",
+                FilterExpression="#s = :stale",
+                ProjectionExpression="pk",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={":p": {"S": program_id}, ":stale": {"S": "stale"}},
+            )
+        ]
+
+        def reopen(touch_key: str) -> bool:
+            u = due_again(Update(touch_pk(touch_key)).where(state="stale"), touch_key, now).copy("duePk", "programId")
+            return self.update_item(u.set(state="planned", reason=None, updatedAt=now)) is not None
+
+        return sum(self.parallel(reopen, stale))
 
     def mark_sent(self, touch_key: str, token: str, provider_id: str, now: int, reason: str | None = None) -> bool:
         """sending (with our token) → sent."""

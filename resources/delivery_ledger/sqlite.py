@@ -4,7 +4,9 @@ A touch is keyed by `touchKey` = "{programId}#{customerId}#{subjectId}#{touchId}
 
     planned ──claim──▶ sending ──▶ sent
        ▲  │               │  └────▶ failed       (permanent error, template error, retries exhausted)
-       │  └─▶ suppressed   └───────▶ planned      (transient error / provider outage: attempts+1, next_attempt_at)
+       │  ├─▶ suppressed   └───────▶ planned      (transient error / provider outage: attempts+1, next_attempt_at)
+       │  └─▶ stale ──▶ planned   (planned send time too long past: never sent; a run told to send stale ones
+       │                            plans them again)
        └──── (re-plan of a partition replaces only touches still `planned`; nothing ever leaves `sent`)
 
 A touch is claimed (planned → sending, with a claim token and time) in a committed transaction before the
@@ -334,6 +336,23 @@ class DeliveryLedger:
             " AND state = 'planned'",
             (until, reason, now, touch_key),
         )
+
+    def mark_stale(self, conn: sqlite3.Connection | None, touch_key: str, reason: str, now: int) -> bool:
+        """planned → stale with a reason: its planned send time is too long past (never sent)."""
+        return self._changed_one(
+            conn,
+            "UPDATE touches SET state = 'stale', reason = ?, updated_at = ? WHERE touch_key = ? AND state = 'planned'",
+            (reason, now, touch_key),
+        )
+
+    def reopen_stale(self, program_id: str, now: int) -> int:
+        """Every `stale` touch of the program → planned, due at `now`, in one transaction; how many."""
+        with self.transaction() as conn:
+            return conn.execute(
+                "UPDATE touches SET state = 'planned', reason = NULL, next_attempt_at = ?, updated_at = ?"
+                " WHERE program_id = ? AND state = 'stale'",
+                (now, now, program_id),
+            ).rowcount
 
     def mark_sent(self, touch_key: str, token: str, provider_id: str, now: int, reason: str | None = None) -> bool:
         """sending (with our token) → sent."""

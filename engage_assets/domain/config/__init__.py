@@ -41,7 +41,7 @@ from engage_assets.domain.config.loader import (
     program_kind,
     validate_program,
 )
-from engage_assets.domain.config.program import ProgramBase
+from engage_assets.domain.config.program import DEFAULT_STALE_AFTER_HOURS, DeliveryOptions, ProgramBase
 from engage_assets.domain.config.reactive import (
     DiscountStrategy,
     EventDeduplication,
@@ -53,6 +53,7 @@ from engage_assets.domain.config.reactive import (
 
 __all__ = [
     "CHANNEL_CONFIG_MODELS",
+    "DEFAULT_STALE_AFTER_HOURS",
     "GROUP_NAMES",
     "PROGRAM_ADAPTER",
     "AnyProgram",
@@ -66,6 +67,7 @@ __all__ = [
     "ConnectorConfig",
     "DataConnector",
     "Deduplication",
+    "DeliveryOptions",
     "DiscountStrategy",
     "EventDeduplication",
     "EventSource",

@@ -1,4 +1,5 @@
-"""What every program kind shares: identity, marketplaces, the filter chain, channels, holdout, lifetimes."""
+"""What every program kind shares: identity, marketplaces, the filter chain, channels, holdout, lifetimes, delivery
+options."""
 
 from __future__ import annotations
 
@@ -8,6 +9,31 @@ from pydantic import Field, model_validator
 
 from engage_assets.domain.config.channels import Channel
 from engage_assets.domain.config.common import GROUP_NAMES, ConfigModel, FilterSpec, Holdout, Marketplace
+
+DEFAULT_STALE_AFTER_HOURS = 72.0
+
+
+class DeliveryOptions(ConfigModel):
+    """`delivery`: how the program's planned touches are delivered.
+
+    A touch whose planned send time (`dueAt`) lies more than `staleAfterHours` before the delivery run's send clock
+    is recorded with state `stale` and never sent: backfilling last month replays the decisions without contacting
+    anyone about old events.  A delivery run with `send_stale: true` in its run config sends such touches anyway.
+    The default (three days) lets touches delayed by a weekend's outage still go out; a program whose touches may
+    wait longer (a refund awaiting approval) sets a longer window.
+    """
+
+    staleAfterHours: float = Field(
+        default=DEFAULT_STALE_AFTER_HOURS,
+        gt=0,
+        le=24 * 366,
+        description="A touch planned more than this many hours before the send clock is recorded `stale`, not sent",
+    )
+
+    @property
+    def stale_after_s(self) -> int:
+        """The window in seconds."""
+        return int(self.staleAfterHours * 3600)
 
 
 class ProgramBase(ConfigModel):
@@ -24,6 +50,7 @@ class ProgramBase(ConfigModel):
     holdout: Holdout = Holdout()
     candidateTTLDays: int = Field(ge=1, le=365)
     scoreCacheTTLDays: int = Field(default=30, ge=0, le=365)
+    delivery: DeliveryOptions = DeliveryOptions()
 
     @model_validator(mode="after")
     def _unique_filter_orders(self) -> ProgramBase:
