@@ -42,6 +42,7 @@ from resources.delivery_ledger.base import (
     plan_payload,
 )
 from resources.delivery_ledger.sqlite_partitions import partition_subjects, suppress_planned
+from resources.delivery_ledger.sqlite_stale import StaleTouches
 from resources.sqlite_wal import chunked_in, close_connection, wal_connection, write_transaction
 
 SCHEMA = """
@@ -88,7 +89,7 @@ _COLS = (
 )
 
 
-class DeliveryLedger:
+class DeliveryLedger(StaleTouches):
     """The ledger file (see the module docstring; the contract is `base.DeliveryLedgerBackend`).  One connection per (process, thread), opened lazily."""
 
     def __init__(self, path: str | os.PathLike[str], busy_timeout_ms: int = 60_000):
@@ -336,23 +337,6 @@ class DeliveryLedger:
             " AND state = 'planned'",
             (until, reason, now, touch_key),
         )
-
-    def mark_stale(self, conn: sqlite3.Connection | None, touch_key: str, reason: str, now: int) -> bool:
-        """planned → stale with a reason: its planned send time is too long past (never sent)."""
-        return self._changed_one(
-            conn,
-            "UPDATE touches SET state = 'stale', reason = ?, updated_at = ? WHERE touch_key = ? AND state = 'planned'",
-            (reason, now, touch_key),
-        )
-
-    def reopen_stale(self, program_id: str, now: int) -> int:
-        """Every `stale` touch of the program → planned, due at `now`, in one transaction; how many."""
-        with self.transaction() as conn:
-            return conn.execute(
-                "UPDATE touches SET state = 'planned', reason = NULL, next_attempt_at = ?, updated_at = ?"
-                " WHERE program_id = ? AND state = 'stale'",
-                (now, now, program_id),
-            ).rowcount
 
     def mark_sent(self, touch_key: str, token: str, provider_id: str, now: int, reason: str | None = None) -> bool:
         """sending (with our token) → sent."""
