@@ -32,15 +32,27 @@ def _dbt_executable() -> str:
     return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
 
 
+SOURCE_GLOBS = ("dbt_project.yml", "models/**/*", "macros/**/*", "seeds/**/*", "snapshots/**/*", "tests/**/*")
+
+
+def _sources_newer_than(manifest: Path) -> bool:
+    """Whether a model, macro or project file changed after the manifest was written (a model added since the
+    last parse would otherwise be missing from the asset graph until someone deletes the manifest)."""
+    built = manifest.stat().st_mtime
+    root = Path(dbt_project.project_dir)
+    return any(f.stat().st_mtime > built for glob in SOURCE_GLOBS for f in root.glob(glob) if f.is_file())
+
+
 def prepare_manifest(force: bool = False) -> Path:
-    """Build `dbt_project/target/manifest.json` with `dbt parse` if it is missing (or always, with force).
+    """Build `dbt_project/target/manifest.json` with `dbt parse` if it is missing or older than a model, macro or
+    project file (or always, with force).
 
     Returns the manifest's path. dbt parses into a private target folder and the manifest is moved into
     place atomically, so several processes preparing at once never read a half-written file. (dagster-dbt's
     own preparer would look for `dbt` on PATH, which a virtualenv that is not activated does not put there.)
     """
     manifest_path = dbt_project.manifest_path
-    if manifest_path.exists() and not force:
+    if manifest_path.exists() and not force and not _sources_newer_than(manifest_path):
         return manifest_path
     target_dir = manifest_path.parent
     target_dir.mkdir(parents=True, exist_ok=True)

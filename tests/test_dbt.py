@@ -23,6 +23,7 @@ MARTS = {
     "churned_customers",
     "customer_analytics",
     "customers",
+    "cart_customer_context",
     "offer_history",
     "training_refund_outcomes",
     "training_winback_outcomes",

@@ -13,6 +13,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from datetime import time as dtime
 
+import pyarrow as pa
 import pytest
 
 from engage_assets.delivery.engine import DeliveryEngine, EngineConfig
@@ -108,6 +109,25 @@ def test_plan_holdout_replan_remove_never_unsends(ledger):
     assert ledger.get(key("c0")).state == "sent" and ledger.get(key("c7")).state == "planned"
     with pytest.raises(ValueError, match="another program"):
         ledger.plan(plan_table("other", "2026-08-03", rows), P, "2026-08-03", NOW)
+
+
+def test_plan_partitions_is_plan_per_partition_in_one_call(ledger):
+    """A reactive batch plans one partition per cart in one call: the same touches and counts as one `plan` per
+    partition, and each partition's re-plan removes only that partition's planned touches."""
+    first = pa.concat_tables(
+        [plan_table(P, part, [{"customerId": cust, "channel": "email"}]) for part, cust in (("k1", "a"), ("k2", "b"))]
+    )
+    r = ledger.plan_partitions(first, P, NOW)
+    assert (r.inserted, r.replaced, r.removed, r.kept) == (2, 0, 0, 0)
+    assert ledger.get(key("a")).partition_key == "k1" and ledger.get(key("b")).partition_key == "k2"
+    # k1 re-planned for another customer (a leaves), k2 untouched, k3 new: only k1's planned touch goes.
+    second = pa.concat_tables(
+        [plan_table(P, part, [{"customerId": cust, "channel": "email"}]) for part, cust in (("k1", "c"), ("k3", "d"))]
+    )
+    r2 = ledger.plan_partitions(second, P, NOW + 1)
+    assert (r2.inserted, r2.replaced, r2.removed, r2.kept) == (2, 0, 1, 0)
+    assert ledger.get(key("a")) is None and ledger.get(key("b")).state == "planned"
+    assert {ledger.get(key(c)).partition_key for c in "cd"} == {"k1", "k3"}
 
 
 def test_due_pages_oldest_first_keyset_paged(ledger):

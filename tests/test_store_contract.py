@@ -330,6 +330,22 @@ def test_replace_partition_is_idempotent(store):
         assert (result.written, result.deleted, result.skipped_newer) == (30, 0, 0)
 
 
+def test_replace_partitions_is_replace_partition_per_partition(store):
+    """Many partitions in one call (a reactive batch: one per cart) leave what one call per partition leaves: each
+    partition's stale rows go, another partition's stay, and a newer partition still wins for its customer."""
+    store.replace_partition("refunds", P2, [rec("x", partition=P2)], now=NOW)
+    store.replace_partition("refunds", P1, [rec("old", partition=P1)], now=NOW)
+    result = store.replace_partitions(
+        "refunds", {P1: [rec("a", partition=P1), rec("x", partition=P1)], P2: [rec("b", partition=P2)]}, now=NOW
+    )
+    # x is skipped in P1 (P2, newer, held it), then P2's replace drops it
+    assert (result.written, result.skipped_newer) == (2, 1)
+    assert store.get("old", "refunds", now=NOW) is None  # P1's stale row removed
+    assert store.get("a", "refunds", now=NOW)["partitionKey"] == P1
+    assert store.get("b", "refunds", now=NOW)["partitionKey"] == P2
+    assert store.count("refunds", now=NOW) == 2
+
+
 def test_rerun_with_fewer_records_deletes_only_that_partitions_missing_ones(store):
     store.replace_partition("refunds", P1, [rec(f"c{i}", partition=P1) for i in range(10)], now=NOW)
     store.replace_partition("refunds", P2, [rec(f"d{i}", partition=P2) for i in range(5)], now=NOW)

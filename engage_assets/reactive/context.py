@@ -1,11 +1,11 @@
 """Enrichment: the context a cart's filters and model read, joined onto the batch in one DuckDB pass over Arrow.
 
 Where each column comes from (one query per source for the whole batch, never one per event):
-- `marts.customers`: account_status, marketplace, time_zone, marketing_opt_out; a customer it lacks is unknown (the
-  event is quarantined `unknown_customer`);
-- `intermediate.int_customer_purchase_features` (the definitions `marts.carts` and `marts.training_cart_outcomes`
-  share, so the model scores what it was trained on): payment_method_on_file (newest `customer_payment_methods`
-  load, false when none), purchase_history, email_engagement, discount_sensitivity;
+- `marts.cart_customer_context` (one table: a point lookup, not the features' window functions over every customer):
+  account_status, marketplace, time_zone, marketing_opt_out, and the purchase features defined as in `marts.carts`
+  and `marts.training_cart_outcomes` (so the model scores what it was trained on): payment_method_on_file (newest
+  `customer_payment_methods` load, false when none), purchase_history, email_engagement, discount_sensitivity.
+  A customer it lacks is unknown (the event is quarantined `unknown_customer`);
 - `intermediate.int_fx_rates_latest`: `cart_value` is the event's value in USD (queried only for other currencies);
 - `marts.carts` (a cart the warehouse already knows) and the cart state (`CartPurchased` events): `cart_active` is
   false once the cart was purchased or expired, or abandoned more than `candidateTTLDays` ago;
@@ -34,15 +34,9 @@ from resources.warehouse.base import WarehouseResource
 RECOVERY_WINDOW = timedelta(days=7)
 
 CUSTOMERS_SQL = """
-SELECT CAST(customer_id AS VARCHAR) AS customer_id, account_status, marketplace, time_zone, marketing_opt_out
-FROM marts.customers WHERE customer_id IN ({ids})
-"""
-# Queried apart from the customers: DuckDB plans the view's window functions over every customer inside a join,
-# but only over the named ones alone (14 ms against 2 + 5 ms at 90,000 customers).
-FEATURES_SQL = """
-SELECT CAST(customer_id AS VARCHAR) AS customer_id, payment_method_on_file, purchase_history, email_engagement,
-       discount_sensitivity
-FROM intermediate.int_customer_purchase_features WHERE customer_id IN ({ids})
+SELECT CAST(customer_id AS VARCHAR) AS customer_id, account_status, marketplace, time_zone, marketing_opt_out,
+       payment_method_on_file, purchase_history, email_engagement, discount_sensitivity
+FROM marts.cart_customer_context WHERE customer_id IN ({ids})
 """
 CARTS_SQL = "SELECT CAST(cart_id AS VARCHAR) AS cart_id, status FROM marts.carts WHERE cart_id IN ({ids})"
 INVENTORY_SQL = """
@@ -62,8 +56,7 @@ def in_list(values: Sequence[str]) -> str:
 class Context:
     """Everything enrichment joins, as Arrow tables (each possibly empty)."""
 
-    customers: pa.Table  # customer_id, account_status, marketplace, time_zone, marketing_opt_out
-    features: pa.Table  # customer_id, payment_method_on_file, purchase_history, email_engagement, discount_sensitivity
+    customers: pa.Table  # customer_id, account_status, marketplace, time_zone, marketing_opt_out, the features
     carts: pa.Table  # cart_id, status
     inventory: pa.Table  # product_id, in_stock, updated_at (timestamp)
     fx: pa.Table  # currency, usd_per_unit
@@ -73,14 +66,13 @@ class Context:
 
 
 def _warehouse_tables(warehouse: WarehouseResource, abandoned: pa.Table, items: pa.Table) -> list[pa.Table]:
-    """customers, features, carts, inventory, fx: one `query_arrow_many` (fx only for currencies other than USD)."""
+    """customers, carts, inventory, fx: one `query_arrow_many` (fx only for currencies other than USD)."""
     customers = abandoned.column("customer_id").to_pylist()
     carts = abandoned.column("cart_id").to_pylist()
     products = items.column("product_id").to_pylist()
     currencies = sorted(set(abandoned.column("currency").to_pylist()) - {"USD"})
     queries = [
         CUSTOMERS_SQL.format(ids=in_list(customers)),
-        FEATURES_SQL.format(ids=in_list(customers)),
         CARTS_SQL.format(ids=in_list(carts)),
         INVENTORY_SQL.format(ids=in_list(products)),
     ] + ([FX_SQL.format(ids=in_list(currencies))] if currencies else [])
@@ -113,7 +105,7 @@ def gather(
     now: datetime,
 ) -> Context:
     """Read every source once for the whole batch."""
-    customers, features, carts, inventory, fx = _warehouse_tables(warehouse, abandoned, items)
+    customers, carts, inventory, fx = _warehouse_tables(warehouse, abandoned, items)
     purchased = cart_state.purchased_carts(abandoned.column("cart_id").to_pylist())
     stock = cart_state.stock(items.column("product_id").to_pylist())
     overrides = pa.table(
@@ -125,7 +117,6 @@ def gather(
     )
     return Context(
         customers=customers,
-        features=features,
         carts=carts,
         inventory=inventory,
         fx=fx,
@@ -155,8 +146,8 @@ WITH stock AS (
 )
 SELECT e.*, c.customer_id IS NOT NULL AS known_customer,
        c.account_status, c.marketplace, c.time_zone, c.marketing_opt_out,
-       coalesce(f.payment_method_on_file, false) AS payment_method_on_file,
-       f.purchase_history, f.email_engagement, f.discount_sensitivity,
+       coalesce(c.payment_method_on_file, false) AS payment_method_on_file,
+       c.purchase_history, c.email_engagement, c.discount_sensitivity,
        CASE WHEN e.currency = 'USD' THEN e.cart_value_local
             ELSE round(e.cart_value_local * fx.usd_per_unit, 2) END AS cart_value,
        coalesce(r.n, 0) AS recovery_messages_7d,
@@ -166,7 +157,6 @@ SELECT e.*, c.customer_id IS NOT NULL AS known_customer,
        CAST(NULL AS INTEGER) AS days_since_program_offer
 FROM events AS e
 LEFT JOIN customers AS c ON c.customer_id = e.customer_id
-LEFT JOIN features AS f ON f.customer_id = e.customer_id
 LEFT JOIN fx ON fx.currency = e.currency
 LEFT JOIN recovery AS r ON r.customer_id = e.customer_id
 LEFT JOIN stock AS s ON s.cart_id = e.cart_id
@@ -184,7 +174,6 @@ def enrich(program: ReactiveProgram, abandoned: pa.Table, items: pa.Table, ctx: 
             ("events", abandoned),
             ("items", items),
             ("customers", ctx.customers),
-            ("features", ctx.features),
             ("carts", ctx.carts),
             ("inventory", ctx.inventory),
             ("fx", ctx.fx),

@@ -194,15 +194,16 @@ def _decide_claimed(
 def _store(
     program: ReactiveProgram, parts: DecisionParts, offers: pa.Table, now: datetime, result: DecisionResult
 ) -> None:
-    """Write each candidate to its cart's partition, then plan its touches there."""
+    """Write each candidate to its cart's partition, then plan its touches there: one store write and one ledger
+    write for the whole batch."""
     records = candidate_records(program, offers, parts.model, now)
+    by_partition: dict[str, list[dict[str, Any]]] = {}
     for rec in records:
-        written = parts.store.replace_partition(program.programId, rec["partitionKey"], [rec], now=now.timestamp())
-        result.candidates_written += written.written
-        result.skipped_newer += written.skipped_newer
+        by_partition.setdefault(rec["partitionKey"], []).append(rec)
+    written = parts.store.replace_partitions(program.programId, by_partition, now=now.timestamp())
+    result.candidates_written, result.skipped_newer = written.written, written.skipped_newer
     result.candidates = records
     plan = touch_plan(program, offers, now)
     result.touches = plan
-    for key in sorted(set(plan.column("partitionKey").to_pylist())):
-        part = plan.filter(pc.equal(plan.column("partitionKey"), key))
-        result.touches_inserted += parts.ledger.plan(part, program.programId, key, int(now.timestamp())).inserted
+    if plan.num_rows:
+        result.touches_inserted = parts.ledger.plan_partitions(plan, program.programId, int(now.timestamp())).inserted

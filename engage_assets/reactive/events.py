@@ -58,7 +58,9 @@ def dedup_key(program: ReactiveProgram, customer_id: str, cart_id: str) -> str:
 
 def partition_key(abandoned_at: datetime, cart_id: str) -> str:
     """The cart's partition: abandonment time (UTC, seconds) and cart id (`#` is reserved by the stores)."""
-    return f"{abandoned_at.astimezone(UTC):%Y-%m-%dT%H:%M:%S}Z~{cart_id.replace('#', '%23')}"
+    # isoformat, not strftime: glibc's strftime may re-read the time zone file on every call (0.1 ms each).
+    at = abandoned_at.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat()
+    return f"{at}Z~{cart_id.replace('#', '%23')}"
 
 
 @dataclass

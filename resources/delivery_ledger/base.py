@@ -11,10 +11,11 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 STATES = ("planned", "sending", "sent", "suppressed", "failed", "stale")
 HELD_OUT = "held_out"
@@ -125,6 +126,17 @@ class PlanResult:
     held_out: int  # holdout rows of this plan (recorded as suppressed/held_out, never sent)
 
 
+def plan_each_partition(ledger: DeliveryLedgerBackend, table: pa.Table, program_id: str, now: int) -> PlanResult:
+    """`plan_partitions` as one `plan` per partition, the results summed (for a backend with no cheaper batch)."""
+    check_plan(table)
+    total = PlanResult(0, 0, 0, 0, 0)
+    keys = table.column("partitionKey")
+    for key in sorted(set(keys.to_pylist())):
+        r = ledger.plan(table.filter(pc.equal(keys, key)), program_id, key, now)
+        total = PlanResult(*(a + b for a, b in zip(astuple(total), astuple(r), strict=True)))
+    return total
+
+
 class DeliveryLedgerBackend(Protocol):
     """What the engine, the sensors, the assets and the serving API call on a delivery ledger.  `conn` is what
     `transaction()` yields (a SQLite connection, or the DynamoDB ledger's read set); the methods that take it run
@@ -138,6 +150,9 @@ class DeliveryLedgerBackend(Protocol):
 
     def plan(self, table: pa.Table, program_id: str, partition_key: str, now: int) -> PlanResult:
         """Insert a partition's touch plan; re-planning replaces only touches still `planned`, never un-sends."""
+
+    def plan_partitions(self, table: pa.Table, program_id: str, now: int) -> PlanResult:
+        """`plan` for every partition in the table's `partitionKey` column (a reactive batch: one per cart)."""
 
     def partition_subjects(self, program_id: str, start: str, end: str) -> dict[str, tuple[str, str]]:
         """{partition_key: (customer_id, subject_id)} of one touch of each of the program's partitions with

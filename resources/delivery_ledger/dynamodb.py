@@ -58,7 +58,14 @@ from typing import Any
 import pyarrow as pa
 
 from engage_assets.domain.pressure import address_hash
-from resources.delivery_ledger.base import PLAN_COLUMNS, LedgerRow, PlanResult, check_plan, key_hash
+from resources.delivery_ledger.base import (
+    PLAN_COLUMNS,
+    LedgerRow,
+    PlanResult,
+    check_plan,
+    key_hash,
+    plan_each_partition,
+)
 from resources.delivery_ledger.dynamodb_claims import DynamoDbLedgerClaims
 from resources.delivery_ledger.dynamodb_items import (
     CUST,
@@ -136,6 +143,11 @@ class DynamoDbDeliveryLedger(DynamoDbLedgerClaims):
         self.client().put_item(TableName=self.table_name, Item={"pk": {"S": PROGRAMS}, "sk": {"S": program_id}})
         removed = self._remove_unplanned(program_id, partition_key, plan_keys)
         return PlanResult(outcomes["inserted"], outcomes["replaced"], removed, outcomes["kept"], held)
+
+    def plan_partitions(self, table: pa.Table, program_id: str, now: int) -> PlanResult:
+        """`plan` for every partition in the table's `partitionKey` column (DynamoDB has no multi-partition
+        transaction worth its cost here: each partition's writes are conditional and idempotent on their own)."""
+        return plan_each_partition(self, table, program_id, now)
 
     def _put_planned(self, job: tuple[dict[str, Any], dict[str, Any] | None]) -> str:
         """Write one plan row: "inserted" (new), "replaced" (was still planned) or "kept" (past planned).  A write

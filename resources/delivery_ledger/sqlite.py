@@ -34,14 +34,11 @@ import pyarrow as pa
 
 from engage_assets.domain.pressure import address_hash
 from resources.delivery_ledger.base import (
-    HELD_OUT,
-    PLAN_COLUMNS,
     LedgerRow,
     PlanResult,
     check_plan,
-    plan_payload,
 )
-from resources.delivery_ledger.sqlite_partitions import partition_subjects, suppress_planned
+from resources.delivery_ledger.sqlite_partitions import partition_subjects, plan_rows, suppress_planned
 from resources.delivery_ledger.sqlite_stale import StaleTouches
 from resources.sqlite_wal import chunked_in, close_connection, wal_connection, write_transaction
 
@@ -118,45 +115,19 @@ class DeliveryLedger(StaleTouches):
         the new plan no longer contains are removed (the candidate left the audience); touches past `planned` stay.
         """
         check_plan(table)
-        inserted = replaced = kept = held = 0
+        if table.num_rows and set(table.column("partitionKey").to_pylist()) != {partition_key}:
+            raise ValueError("touch plan row belongs to another program or partition")
+        return self._plan(table, program_id, [partition_key], now)
+
+    def plan_partitions(self, table: pa.Table, program_id: str, now: int) -> PlanResult:
+        """`plan` for every partition named in the table's `partitionKey` column, in ONE transaction (a reactive
+        batch plans one partition per cart: one commit for the batch, not one per cart)."""
+        check_plan(table)
+        return self._plan(table, program_id, sorted(set(table.column("partitionKey").to_pylist())), now)
+
+    def _plan(self, table: pa.Table, program_id: str, partition_keys: list[str], now: int) -> PlanResult:
         with self.transaction() as conn:
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS plan_keys (touch_key TEXT PRIMARY KEY) WITHOUT ROWID")
-            conn.execute("DELETE FROM plan_keys")
-            for batch in table.select(list(PLAN_COLUMNS)).to_batches(max_chunksize=5_000):
-                rows = batch.to_pylist()
-                params = [_plan_params(r, program_id, partition_key, now) for r in rows]
-                held += sum(p[12] == "suppressed" for p in params)
-                existing = dict(
-                    chunked_in(
-                        conn, "SELECT touch_key, state FROM touches WHERE touch_key IN ({})", [p[0] for p in params]
-                    )
-                )
-                states = [existing.get(p[0]) for p in params]
-                inserted += states.count(None)
-                replaced += states.count("planned")
-                kept += len(states) - states.count(None) - states.count("planned")
-                conn.executemany("INSERT OR IGNORE INTO plan_keys VALUES (?)", [(p[0],) for p in params])
-                conn.executemany(
-                    "INSERT INTO touches (touch_key, program_id, partition_key, customer_id, subject_id, touch_id,"
-                    " channel, channel_id, template_id, due_at, expires_at, next_attempt_at, state, reason,"
-                    " updated_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (touch_key) DO UPDATE SET"
-                    "   template_id = excluded.template_id, due_at = excluded.due_at,"
-                    "   expires_at = excluded.expires_at,"
-                    "   next_attempt_at = CASE WHEN touches.attempts = 0 THEN excluded.next_attempt_at"
-                    "                          ELSE max(touches.next_attempt_at, excluded.next_attempt_at) END,"
-                    "   state = excluded.state, reason = excluded.reason, updated_at = excluded.updated_at,"
-                    "   payload = excluded.payload"
-                    " WHERE touches.state = 'planned'",
-                    params,
-                )
-            removed = conn.execute(
-                "DELETE FROM touches WHERE program_id = ? AND partition_key = ? AND state = 'planned'"
-                " AND touch_key NOT IN (SELECT touch_key FROM plan_keys)",
-                (program_id, partition_key),
-            ).rowcount
-            conn.execute("DELETE FROM plan_keys")
-        return PlanResult(inserted, replaced, removed, kept, held)
+            return plan_rows(conn, table, program_id, partition_keys, now)
 
     def partition_subjects(self, program_id: str, start: str, end: str) -> dict[str, tuple[str, str]]:
         """{partition_key: (customer_id, subject_id)} of the program's partitions with start <= key < end."""
@@ -366,32 +337,6 @@ class DeliveryLedger(StaleTouches):
             " claimed_at = NULL, updated_at = ? WHERE touch_key = ? AND state = 'sending' AND claim_token = ?",
             (reason, next_attempt_at, now, touch_key, token),
         )
-
-
-def _plan_params(r: dict[str, Any], program_id: str, partition_key: str, now: int) -> tuple[Any, ...]:
-    """A plan row as the touches INSERT's parameters (holdout rows: suppressed/held_out; the row must belong to
-    this program and partition)."""
-    if r["programId"] != program_id or r["partitionKey"] != partition_key:
-        raise ValueError("touch plan row belongs to another program or partition")
-    state, reason = ("suppressed", HELD_OUT) if r["holdout"] else ("planned", None)
-    return (
-        r["touchKey"],
-        program_id,
-        partition_key,
-        str(r["customerId"]),
-        str(r["subjectId"]),
-        str(r["touchId"]),
-        r["channel"],
-        r["channelId"],
-        r["templateId"],
-        int(r["dueAt"]),
-        None if r["expiresAt"] is None else int(r["expiresAt"]),
-        int(r["dueAt"]),
-        state,
-        reason,
-        now,
-        plan_payload(r),
-    )
 
 
 _MARK_SENT = (

@@ -80,6 +80,21 @@ class CandidateStore(dg.ConfigurableResource, ABC):
         same input leaves the same store.
         """
 
+    def replace_partitions(
+        self, program_id: str, partitions: Mapping[str, Sequence[Record]], now: float | None = None
+    ) -> WriteResult:
+        """`replace_partition` for each of many partitions (a reactive batch: one partition per cart), the results
+        summed.  A backend that can write them in one transaction overrides this loop."""
+        total = WriteResult()
+        for key, records in partitions.items():
+            r = self.replace_partition(program_id, key, records, now=now)
+            total.written += r.written
+            total.deleted += r.deleted
+            total.skipped_newer += r.skipped_newer
+            total.batches += r.batches
+            total.retries += r.retries
+        return total
+
     @abstractmethod
     def get(self, customer_id: str, program_id: str, now: float | None = None) -> Record | None: ...
 

@@ -74,31 +74,37 @@ class SqliteCandidateStore(SqliteFileResource, CandidateStore):
         `written` counts rows inserted or updated; a record whose customer already holds a live candidate from a
         newer partition of the program is counted in `skipped_newer` and left alone.
         """
+        return self.replace_partitions(program_id, {partition_key: records}, now=now)
+
+    def replace_partitions(
+        self, program_id: str, partitions: Mapping[str, Sequence[Record]], now: float | None = None
+    ) -> WriteResult:
+        """`replace_partition` for each partition, all in ONE transaction (a reactive batch: one commit, not one per
+        cart); readers see all of them or none."""
         now_ = resolve_now(now)
-        unique, duplicates = validate_records(program_id, partition_key, records)
-        write_id = uuid.uuid4().hex
-        rows = upsert_rows(unique, program_id, partition_key, write_id, now_)
+        result = WriteResult(batches=1)
+        duplicates = 0
         with self._write() as conn:
-            written = conn.executemany(UPSERT, rows).rowcount if rows else 0
-            # Every row written now sits in this partition, so stale rows exist only if the partition holds more
-            # rows than were written: an index-only count saves the delete's row-by-row scan on plain re-runs.
-            in_partition = conn.execute(COUNT_PARTITION, (program_id, partition_key)).fetchone()[0]
-            deleted = (
-                conn.execute(DELETE_STALE, (program_id, partition_key, write_id)).rowcount
-                if in_partition > written
-                else 0
-            )
-        result = WriteResult(
-            written=written,
-            deleted=deleted,
-            skipped_newer=len(rows) - written,
-            batches=1,
-            extra={"duplicates_dropped": duplicates} if duplicates else {},
-        )
+            for partition_key, records in partitions.items():
+                unique, dropped = validate_records(program_id, partition_key, records)
+                duplicates += dropped
+                write_id = uuid.uuid4().hex
+                rows = upsert_rows(unique, program_id, partition_key, write_id, now_)
+                written = conn.executemany(UPSERT, rows).rowcount if rows else 0
+                # Every row written now sits in this partition, so stale rows exist only if the partition holds more
+                # rows than were written: an index-only count saves the delete's row-by-row scan on plain re-runs.
+                in_partition = conn.execute(COUNT_PARTITION, (program_id, partition_key)).fetchone()[0]
+                if in_partition > written:
+                    result.deleted += conn.execute(DELETE_STALE, (program_id, partition_key, write_id)).rowcount
+                result.written += written
+                result.skipped_newer += len(rows) - written
+        if duplicates:
+            result.extra["duplicates_dropped"] = duplicates
         _log.info(
-            "candidate store (sqlite): %s/%s written=%d deleted=%d skipped_newer=%d duplicates_dropped=%d",
+            "candidate store (sqlite): %s, %d partition(s) written=%d deleted=%d skipped_newer=%d"
+            " duplicates_dropped=%d",
             program_id,
-            partition_key,
+            len(partitions),
             result.written,
             result.deleted,
             result.skipped_newer,

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
@@ -56,6 +57,12 @@ class WarehouseResource(dg.ConfigurableResource, ABC):
         """Run several read-only queries (no bind parameters), one result each, in order.  A backend may share one
         connection among them (the event path's enrichment reads: one file open instead of one per query)."""
         return [self.query_arrow(sql) for sql in queries]
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Within it, queries may share one connection (a consumer deciding events one after another: no connection
+        opened per event).  A backend without connection setup cost keeps the default, which does nothing."""
+        yield
 
 
 def used_params(names: list[str], params: Mapping[str, Any] | None) -> dict[str, Any]:

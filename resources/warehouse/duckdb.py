@@ -8,7 +8,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from resources.warehouse.base import WarehouseResource, bind_style, until_deadline, used_params
@@ -95,9 +95,39 @@ class DuckDBWarehouse(WarehouseResource):
         "source query under the 4 GB a batch run may use, at a few seconds' cost.",
     )
 
+    _held: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Hold one connection open for every query inside (opening the file costs 10-20 ms, more than the event
+        path's whole query time).  It holds the file's lock for as long: another process's write (dbt) waits until
+        the session ends, so keep sessions as short as the work that needs them."""
+        if self._held is not None:  # nested: the outer session's connection serves
+            yield
+            return
+        with self._connect() as conn:
+            self._held = conn
+            try:
+                yield
+            finally:
+                self._held = None
+
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection to the file, closed on exit (same shape as dagster-duckdb's DuckDBResource)."""
+        """A connection to the file, closed on exit (same shape as dagster-duckdb's DuckDBResource); inside a
+        `session`, the session's connection (a cursor of it, closed on exit)."""
+        if self._held is not None:
+            cur = self._held.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+            return
+        with self._connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         conn = connect_duckdb(
             self.path,
             read_only=self.read_only,
