@@ -11,6 +11,9 @@ sent again, so first it is re-checked as a new send would be, except for the cap
   invalid address, suppression list) → `suppressed`; quiet hours → back to `planned`, due when they end
   (`deferred:quiet_hours`);
 - else it is sent again with the same idempotency key (`recovered:resent`).
+
+Staleness (`delivery.staleAfterHours`) is not applied again: the touch was fresh, or sent on purpose, when it was
+claimed, and the due-touch sensor requests its recovery as soon as the claim lease has passed.
 """
 
 from __future__ import annotations
