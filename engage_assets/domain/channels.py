@@ -19,7 +19,8 @@ A new channel type (say WhatsApp) touches, after this registry:
 2. `resources/channels/`: its local and its production implementation of `DeliveryChannel` (and, if a new address
    kind needs a format check, `ADDRESS_PATTERNS` in `engage_assets.domain.pressure`);
 3. `resources/by_env.py`: the two implementations under the spec's `resource_key` (local and prod dicts);
-4. `engage_assets/domain/message_templates/<program>/<channel>/`: its templates, for each program that uses it;
+4. its messages, for each program that uses it: config texts, or templates under `engage_assets/domain/
+   message_templates/<program>/<channel>/` or `program_configs/templates/…` (`domain.template_sources`);
 5. the warehouse, only if it brings a new consent or address column: the dbt staging model and customers mart
    (`dbt_project/models/staging/stg_customers.sql`, `dbt_project/models/marts/customers.sql` and its `.yml`) and
    the demo generator's customer columns (`engage_assets/demo/datagen/population.py`): `CONTACT_COLUMNS` is read from the mart;
@@ -98,7 +99,7 @@ CHANNEL_SPECS: tuple[ChannelSpec, ...] = (
         counts_toward_caps=True,
         quiet_hours=True,
         parts=("subject", "txt", "html"),
-        texts={"subject": "subject"},
+        texts={"subject": "subject", "body": "txt"},
         timing=SEND_TIME_FIELDS | DELAY_FIELDS,
         settings=frozenset({"personalization", "includeDiscount"}),
         requires_subject=True,

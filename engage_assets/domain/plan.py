@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 from engage_assets.domain.channels import channel_spec
 from engage_assets.domain.config import Channel, ProgramConfig, ReactiveProgram
 from engage_assets.domain.plan_columns import column, epoch_seconds, lookup, offer_json, strings
+from engage_assets.domain.template_sources import channel_template_id
 
 # The spec's eight marketplaces: default time zone, currency and locale (a customer's own zone wins).
 MARKETPLACES: dict[str, tuple[str, str, str]] = {
@@ -127,8 +128,8 @@ def channel_conditions(ch: Channel) -> list[str]:
 
 
 def template_id(ch: Channel) -> str:
-    c = ch.config
-    return c.templateId or c.scriptId or c.messageType or f"{ch.channelId}-default"
+    """The channel's template id (`domain.template_sources` says where its files are looked for)."""
+    return channel_template_id(ch.config, ch.channelId)
 
 
 def followed_send_time(timed: Channel | None, ch: Channel) -> str | None:

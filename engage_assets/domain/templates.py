@@ -1,12 +1,14 @@
 """Message templates: the spec's subjects, bodies, SMS texts, call scripts and in-app cards, rendered safely.
 
-Files live under `engage_assets/domain/message_templates/<programId>/<channel>/<templateId>.<part>.j2` with
-the parts each channel type renders (the channel registry's `parts`: `subject`, `txt` and `html` for e-mail, `txt`
-for SMS and call scripts, `subject` + `txt` for push and in-app, `subject` being the notification's or card's
-title).  Texts the spec writes into a channel's config win over files, each filling the part the registry's `texts`
-names: `message` (SMS text), `subject` (e-mail subject), `title` / `body` (push, in-app).  Their `{field}`
-placeholders are translated to the sandbox's variables — the text itself is never evaluated as a template and
-never goes through `str.format`.
+Files are `<programId>/<channel>/<templateId>.<part>.j2` with the parts each channel type renders (the channel
+registry's `parts`: `subject`, `txt` and `html` for e-mail, `txt` for SMS and call scripts, `subject` + `txt` for
+push and in-app, `subject` being the notification's or card's title), looked for in the `templates/` folder beside
+the program configs, then among the packaged ones (`engage_assets/domain/message_templates/`): see
+`engage_assets.domain.template_sources`, which also checks at load that every message has its parts.  Texts the
+spec writes into a channel's config win over files, each filling the part the registry's `texts` names: `message`
+(SMS text), `subject` / `body` (e-mail), `title` / `body` (push, in-app).  Their `{field}` placeholders are
+translated to the sandbox's variables — the text itself is never evaluated as a template and never goes through
+`str.format`.  A template id that is not a plain name is never joined into a path (`bad_template_id`).
 
 Rendering is Jinja2's `SandboxedEnvironment` (no attribute games), `StrictUndefined` (a missing field raises
 `TemplateError` and that one message fails; nothing goes out with a raw placeholder), HTML autoescape for `.html`
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -38,9 +40,10 @@ from jinja2.sandbox import SandboxedEnvironment
 from engage_assets.domain.channels import CHANNELS
 from engage_assets.domain.config import ProgramBase
 from engage_assets.domain.plan import MARKETPLACES
+from engage_assets.domain.template_sources import find_template, is_plain_name, template_roots
+from engage_assets.settings import program_config_dir
 
 DEFAULT_LINK_BASE = "https://shop.example.com"
-TEMPLATE_ROOT = Path(__file__).resolve().parent / "message_templates"
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 # `{refundType}` in the spec's texts reads "we've issued a {refundType}": the phrase, not the config's key.
 REFUND_PHRASES = {"full": "full refund", "partial": "partial refund", "credit": "store credit"}
@@ -101,8 +104,9 @@ def subject_key(touch: Mapping[str, Any]) -> str:
 
 
 class TemplateRenderer:
-    """Loads each template once; renders a touch for a contact.  With no arguments the program configs (for the
-    config texts) and the refund ledger (for codes) are found from the settings."""
+    """Loads each template once; renders a touch for a contact.  Template files are looked for under `roots` in
+    order (default: `templates/` beside the settings' program configs, then the packaged ones; `root`: that one
+    folder only); `messages` are the configs' own texts (`config_texts`), `codes` the discount-code source."""
 
     def __init__(
         self,
@@ -110,8 +114,9 @@ class TemplateRenderer:
         messages: Mapping[tuple, str] | None = None,
         link_base: str | None = None,
         codes: CodeSource | None = None,
+        roots: Sequence[Path] | None = None,
     ):
-        self.root = root or TEMPLATE_ROOT
+        self.roots = tuple(roots) if roots is not None else (root,) if root else template_roots(program_config_dir())
         self.env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
         self.html_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
         # {(programId, channelId, part): text}; a two-part key (programId, channelId) means the text part.
@@ -157,8 +162,8 @@ class TemplateRenderer:
             if text is not None:
                 self._cache[key] = env.from_string(yaml_message_to_jinja(text))
             else:
-                path = self.root / program / channel / f"{template_id}.{part}.j2"
-                self._cache[key] = env.from_string(path.read_text()) if path.exists() else None
+                path = find_template(self.roots, program, channel, template_id, part)
+                self._cache[key] = env.from_string(path.read_text()) if path is not None else None
         return self._cache[key]
 
     def context(self, touch: Mapping[str, Any], contact: Mapping[str, Any]) -> dict[str, Any]:
@@ -202,6 +207,8 @@ class TemplateRenderer:
         spec = CHANNELS.get(channel)
         if spec is None:
             raise TemplateError(f"unknown_channel:{channel}")
+        if not (is_plain_name(template_id) and is_plain_name(program)):
+            raise TemplateError("bad_template_id")  # never joined into a path (the configs' ids are checked at load)
         try:
             ctx = self.context(touch, contact)
             text_t = self._template(program, channel, template_id, "txt", channel_id)

@@ -19,6 +19,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from engage_assets.domain.channels import CHANNEL_SPECS, CHANNEL_TYPES, ChannelSpec
 from engage_assets.domain.config.common import ConfigModel
+from engage_assets.domain.template_sources import check_plain_name
 
 if TYPE_CHECKING:
     ChannelType = str
@@ -102,6 +103,12 @@ class ChannelConfig(ConfigModel):
                 raise ValueError(f"timezone must be 'local' or an IANA zone, got {v!r}") from None
         return v
 
+    @field_validator("templateId", "scriptId", "messageType")
+    @classmethod
+    def _plain_name(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # A template id names files (`<id>.<part>.j2`): never a path.
+        return check_plain_name(v, str(info.field_name)) if v is not None else v
+
     @field_validator("message", "subject", "title", "body")
     @classmethod
     def _placeholders(cls, v: str | None) -> str | None:
@@ -164,6 +171,12 @@ class Channel(ConfigModel):
     enabled: bool = True
     priority: int = Field(ge=1)
     config: ChannelConfig = Field(default_factory=ChannelConfig, validate_default=True)
+
+    @field_validator("channelId")
+    @classmethod
+    def _plain_channel_id(cls, v: str) -> str:
+        # The default template id is `<channelId>-default`: a channel id is a plain name too.
+        return check_plain_name(v, "channelId")
 
     @field_validator("config", mode="before")
     @classmethod

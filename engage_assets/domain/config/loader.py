@@ -16,6 +16,7 @@ from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 from engage_assets.domain.config.batch import ProgramConfig
 from engage_assets.domain.config.common import ConfigError
 from engage_assets.domain.config.reactive import ReactiveProgram
+from engage_assets.domain.template_sources import missing_message_parts, template_roots
 
 BATCH_KEY, REACTIVE_KEY = "dataConnectors", "eventSources"
 
@@ -74,7 +75,9 @@ def validate_program(raw: Any) -> ProgramConfig | ReactiveProgram:
 
 
 def load_program(path: Path) -> ProgramConfig | ReactiveProgram:
-    """The program in one YAML file; ConfigError names the file, each bad field's path and the reason."""
+    """The program in one YAML file; ConfigError names the file, each bad field's path and the reason.  Each
+    enabled channel's message text (and an e-mail's subject) must come from the config's own text or a template
+    file beside the configs (`templates/`) or among the packaged ones (`domain.template_sources`)."""
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
@@ -84,9 +87,14 @@ def load_program(path: Path) -> ProgramConfig | ReactiveProgram:
     if program_kind(raw) is None:
         raise ConfigError(f"{path}: invalid program config\n  (root): {kind_problem(raw)}")
     try:
-        return validate_program(raw)
+        program = validate_program(raw)
     except ValidationError as e:
         raise ConfigError(format_error(path, e)) from None
+    # Every enabled channel's message must come from somewhere now, not fail at send time.
+    missing = missing_message_parts(program, template_roots(path.parent))
+    if missing:
+        raise ConfigError("\n".join([f"{path}: invalid program config", *(f"  {m}" for m in missing)]))
+    return program
 
 
 def load_programs(directory: Path) -> list[ProgramConfig | ReactiveProgram]:
