@@ -3,12 +3,16 @@ never reject for a value they do not need, thresholds at their bound, and one sp
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
+from engage_assets.assets.program.scoring import imputed_features
 from engage_assets.domain import pipeline
 from engage_assets.domain.config import load_programs
 from engage_assets.domain.filters import columns_judged, compile_chain
+from engage_assets.domain.models import train_model
 from engage_assets.domain.sources import KNOWN_CUSTOMER, UNKNOWN_CUSTOMER_REASON, split_invalid
 from engage_assets.settings import PROJECT_ROOT
 from tests.test_pipeline_units import CHURN_BASE, refund_row
@@ -181,3 +185,26 @@ def test_a_filter_summary_lists_its_specific_reasons(filter_id):
     available = set(SCHEMA.names)
     compiled = {f.filter_id: f for f in compile_chain(REFUNDS.ordered_filters(), available)}[filter_id]
     assert all(c.reason in compiled.reason for c in compiled.checks) and len(compiled.checks) >= 1
+
+
+def test_a_feature_the_rules_did_not_need_is_imputed_by_the_model_and_counted():
+    """The damaged order with an unparseable delay reaches scoring: the model imputes its delay (median, with a
+    missing flag) instead of failing, and the scored stage's metadata says how many rows were imputed."""
+    rng = np.random.default_rng(0)
+    delay = rng.integers(0, 15, 400)
+    training = pd.DataFrame(
+        {
+            "delay_days": delay,
+            "order_value_usd": rng.uniform(10, 200, 400),
+            "dissatisfied": delay + rng.normal(0, 3, 400) > 7,
+        }
+    )
+    model = train_model("m", "p", ["delay_days", "order_value_usd"], training, "dissatisfied")
+    rows = [row("late"), row("damaged-no-delay", delay_days=None, item_condition="damaged")]
+    _, eligible, _ = source_then_chain(rows)
+    batch = pa.Table.from_pylist(rows, SCHEMA)
+    assert eligible == ["damaged-no-delay", "late"]
+    scores = model.pipeline.predict_proba(batch.select(["delay_days", "order_value_usd"]).to_pandas())[:, 1]
+    assert np.isfinite(scores).all()
+    assert imputed_features(batch, ["delay_days", "order_value_usd"]) == "delay_days=1"
+    assert imputed_features(batch, ["order_value_usd"]) == "none"

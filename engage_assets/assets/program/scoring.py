@@ -118,6 +118,14 @@ def score_with_cache(
     return scores, int(len(hit_idx))
 
 
+def imputed_features(table: pa.Table, features: Sequence[str]) -> str:
+    """Which features the model imputes in this batch (NULL there: a value the filter chain did not need, such as
+    a damaged order's unparseable delay), with the row counts; "none" when every row has every feature."""
+    nulls = {f: table.column(f).null_count for f in features if f in table.column_names}
+    missing = {f: n for f, n in nulls.items() if n}
+    return ", ".join(f"{f}={n}" for f, n in missing.items()) or "none"
+
+
 def score_partition(
     program: ProgramConfig,
     refs: dict[str, ModelRef],
@@ -134,6 +142,7 @@ def score_partition(
         table = table.append_column(pipeline.score_column(spec.modelId), pa.array(scores))
         meta[f"model_version/{spec.modelId}"] = ref.version
         meta[f"cache_hits/{spec.modelId}"] = hits
+        meta[f"imputed/{spec.modelId}"] = imputed_features(table, spec.features)
     table = table.append_column("score", table.column(pipeline.score_column(program.segment_model)))
     versions = {m: r.version for m, r in refs.items()}
     table = table.replace_schema_metadata({MODEL_VERSIONS_KEY: versions_json(versions)})
@@ -156,7 +165,8 @@ def scored_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         ins={"eligible": dg.AssetIn(stage_key(program, "eligible_candidates"))},
         deps=model_keys(program),
         description="Every configured model's score, from the promoted version (stamped per score), "
-        "through the score cache (TTL scoreCacheTTLDays).",
+        "through the score cache (TTL scoreCacheTTLDays); a NULL feature is imputed by the model (median, with a "
+        "missing flag) and counted in the `imputed/<model>` metadata.",
     )
     def scored_candidates(
         context: dg.AssetExecutionContext,
