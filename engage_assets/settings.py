@@ -139,7 +139,7 @@ class Settings(BaseSettings):
 
     @property
     def event_batch_root(self) -> Path:
-        """Where the cart-event sensor writes the batches `cart_decisions` reads (`resources.event_batches`)."""
+        """Where the cart-event sensor writes the batches the decision stages read (`resources.event_batches`)."""
         return self.home / "event_batches"
 
 

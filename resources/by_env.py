@@ -180,7 +180,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
 
 
 def event_resources(settings: Settings) -> dict[str, Any]:
-    """What the reactive programs' sensor and `cart_decisions` add: the event queue, the durable batch files
+    """What the reactive programs' sensor and decision stages add: the event queue, the durable batch files
     between them, the dedup claims and the cart state (in production: ENGAGE_CART_QUEUE_URL, ENGAGE_CART_DLQ_URL,
     ENGAGE_REACTIVE_TABLE)."""
     dedup, cart_state = reactive_state(settings)

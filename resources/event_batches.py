@@ -1,5 +1,5 @@
 """Durable micro-batches of events, between the cart-event sensor (`sensors/cart_events.py`) and the reactive
-program's `cart_decisions` asset.
+program's decision stages (`engage_assets.assets.reactive.decisions`).
 
 The sensor drains the event queue; before it deletes (acks) a message, the message is in a batch file:
 `<root>/<programId>/<partition>/<batch_id>.jsonl`, one JSON line `{"messageId": ..., "body": ...}` per message.  A

@@ -57,7 +57,8 @@ def test_the_reactive_program_builds(tmp_path, monkeypatch):
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert {
         "abandoned_cart_recovery/purchase_intent_v4_model",
-        "abandoned_cart_recovery/cart_decisions",
+        "abandoned_cart_recovery/source_candidates",
+        "abandoned_cart_recovery/touch_plan",
         "abandoned_cart_recovery/deliveries",
     } <= keys
     assert {"abandoned_cart_recovery_decide", "abandoned_cart_recovery_deliver"} <= {

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from engage_assets.assets.reactive import build_reactive_program, decide_job_name
-from engage_assets.assets.reactive.decisions import cart_decisions_asset
+from engage_assets.assets.reactive.decisions import STAGES, cart_decisions_asset
 from engage_assets.assets.reactive.expiry import build_cart_expiry, cart_expiry_job_name, expire_carts
 from engage_assets.domain.config import ReactiveProgram, load_programs
 from engage_assets.reactive.events import partition_key
@@ -73,15 +73,14 @@ def test_the_program_config_is_the_spec_block_and_builds():
     programs = [p for p in load_programs(PROJECT_ROOT / "program_configs") if isinstance(p, ReactiveProgram)]
     assert [p.programId for p in programs] == ["abandoned-cart-recovery"]
     built = build_reactive_program(programs[0], list(programs))
-    assert {a.key.to_user_string() for a in built.assets} == {
-        "abandoned_cart_recovery/purchase_intent_v4_model",
-        "abandoned_cart_recovery/cart_decisions",
-        "abandoned_cart_recovery/deliveries",
+    keys = {k.to_user_string() for a in built.assets for k in a.keys}
+    assert keys == {"abandoned_cart_recovery/purchase_intent_v4_model", "abandoned_cart_recovery/deliveries"} | {
+        f"abandoned_cart_recovery/{name}" for name, _ in STAGES
     }
-    deliveries = next(a for a in built.assets if a.key.path[-1] == "deliveries")
+    deliveries = next(a for a in built.assets if a.keys == {dg.AssetKey(["abandoned_cart_recovery", "deliveries"])})
     # The cart's later touches are re-checked against the purchases the cart state records (CartConversions).
     assert "cart_state" in deliveries.required_resource_keys
-    assert deliveries.asset_deps[deliveries.key] == {dg.AssetKey(["abandoned_cart_recovery", "cart_decisions"])}
+    assert deliveries.asset_deps[deliveries.key] == {dg.AssetKey(["abandoned_cart_recovery", "touch_plan"])}
 
 
 def test_good_events_become_durable_batches_with_stable_run_keys(queue, batches):
@@ -175,13 +174,21 @@ def test_cart_decisions_decides_an_hour_and_a_replay_adds_nothing(tmp_path, ware
     def run(key: str = partition) -> dict:
         result = dg.materialize([asset], resources=resources, partition_key=key, run_config=config)
         assert result.success
-        (mat,) = result.asset_materializations_for_node(OP)
-        return {k: v.value for k, v in mat.metadata.items()}
+        mats = result.asset_materializations_for_node(OP)
+        # every stage materialized, in lineage order; each stage's row count kept apart, the other keys merged
+        assert [m.asset_key.path[-1] for m in mats] == [name for name, _ in STAGES]
+        meta = {}
+        for mat in mats:
+            for k, v in mat.metadata.items():
+                meta[f"rows/{mat.asset_key.path[-1]}" if k == "dagster/row_count" else k] = v.value
+        return meta
 
     meta = run()
     assert meta["batches"] == 1 and meta["stage/received"] == 5 and meta["stage/claimed"] == 5
     assert meta["quarantined/unknown_customer"] == 1 and meta["removed/cart-value"] == 1
-    assert meta["dagster/row_count"] == meta["stage/stored"] > 0
+    assert meta["rows/stored_candidates"] == meta["stage/stored"] > 0
+    assert meta["rows/eligible_candidates"] == meta["stage/eligible"] >= meta["rows/offers"] == meta["stage/stored"]
+    assert meta["rows/touch_plan"] == meta["stage/touches"] and 0 < meta["mean_score"] < 1
     assert meta["touches/email"] > 0 and meta["touches_inserted"] == meta["stage/touches"]
     assert "| cart-value |" in meta["funnel"]
     touches = ledger_rows(tmp_path / "delivery.sqlite")
@@ -189,10 +196,10 @@ def test_cart_decisions_decides_an_hour_and_a_replay_adds_nothing(tmp_path, ware
 
     again = run()  # the hour replayed: every key already decided
     # the stranger was quarantined (its claim released), so it is claimed and quarantined again
-    assert again["stage/claimed"] == 1 and again["duplicates"] == 4 and again["dagster/row_count"] == 0
+    assert again["stage/claimed"] == 1 and again["duplicates"] == 4 and again["rows/stored_candidates"] == 0
     assert again["touches_inserted"] == 0 and ledger_rows(tmp_path / "delivery.sqlite") == touches
     empty = run("2021-01-01-00:00")  # an hour without batches: nothing to decide
-    assert empty["batches"] == 0 and empty["stage/received"] == 0 and empty["dagster/row_count"] == 0
+    assert empty["batches"] == 0 and empty["stage/received"] == 0 and empty["rows/stored_candidates"] == 0
 
 
 # ---- `engage run`'s cart burst ------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ the due-touch sensor.
 - `deliveries` is NOT partitioned: what is due at a moment spans partitions (a cart's +72 h touch, win-back's +3 days
   SMS, a retry of last week's outage), so one delivery run takes every due touch of the program as of its send clock
   (`as_of` in run config, default the run's start).  It depends on every touch_plan partition (lineage only).
-- a reactive program (abandoned cart) has no `touch_plan`: its `cart_decisions` plans the touches
+- a reactive program (abandoned cart): its `touch_plan` stage (one op with its other decision stages) plans the touches
   (`engage_assets.assets.reactive`), its `deliveries` re-checks `not_converted` against the cart state's purchases.
 - `<group>_deliver` runs `deliveries` in process (ARCHITECTURE §10: no per-step subprocess for a latency-sensitive
   job); the due-touch sensor (`sensors/due_touches.py`) launches it.
@@ -187,7 +187,7 @@ def deliveries_asset(
     """`[group, "deliveries"]` of one program: send every due touch as of the run's send clock (not partitioned).
 
     `programs` are every program of the deployment: templates, contact pressure and channel configs span them.
-    `upstream`: the asset that plans the touches (`touch_plan`; a reactive program's `cart_decisions`).  A reactive
+    `upstream`: the asset that plans the touches (`touch_plan`, for a reactive program too).  A reactive
     program's `not_converted` touches are re-checked against the purchases its cart state records
     (`CartConversions`), so a cart bought after its e-mail gets no SMS nor push."""
     g = program.group

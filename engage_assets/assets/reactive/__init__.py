@@ -2,12 +2,13 @@
 
 - `[group, "<model>_model"]` (`model`): the purchase-intent model, trained and promoted if improved (in the
   `model_retraining` job);
-- `[group, "cart_decisions"]` (`decisions`): hourly partitions; a run decides the event batches the cart-event
-  sensor (`sensors/cart_events.py`) stored for its hour; candidates stored, touches planned in the delivery ledger;
-- `<group>_decide`: `cart_decisions` in process (ARCHITECTURE §10: latency-sensitive), the sensor's job;
+- the decision stages (`decisions`), hourly partitions, one multi-asset: `source_candidates` → `eligible_candidates`
+  → `scored_candidates` → `offers` → `stored_candidates` → `touch_plan`, the batch programs' names; a run decides
+  the event batches the cart-event sensor (`sensors/cart_events.py`) stored for its hour;
+- `<group>_decide`: the decision stages in process (ARCHITECTURE §10: latency-sensitive), the sensor's job;
 - `<group>_cart_expiry` (`expiry`), hourly: carts abandoned over the cart TTL (7 days) expired, their planned
   touches suppressed `expired`;
-- `[group, "deliveries"]` and `<group>_deliver` (`engage_assets.assets.delivery`), downstream of `cart_decisions`;
+- `[group, "deliveries"]` and `<group>_deliver` (`engage_assets.assets.delivery`), downstream of `touch_plan`;
   the due-touch sensor launches it like the batch programs'.  Its `not_converted` touches are re-checked against
   the purchases the cart state records (`CartConversions`).
 """
@@ -18,7 +19,7 @@ import dagster as dg
 
 from engage_assets.assets.delivery import deliver_job, deliveries_asset
 from engage_assets.assets.program import ProgramDefs
-from engage_assets.assets.reactive.decisions import DECISIONS, cart_decisions_asset, hourly_partitions
+from engage_assets.assets.reactive.decisions import DECISIONS, TOUCH_PLAN, cart_decisions_asset, hourly_partitions
 from engage_assets.assets.reactive.expiry import build_cart_expiry
 from engage_assets.assets.reactive.model import intent_model_asset, intent_model_key
 from engage_assets.domain.config import ProgramBase, ReactiveProgram
@@ -32,7 +33,7 @@ def decide_job_name(program: ReactiveProgram) -> str:
 
 
 def decide_job(program: ReactiveProgram, decisions: dg.AssetsDefinition) -> Any:
-    """`<group>_decide`: one partition's `cart_decisions`, in process."""
+    """`<group>_decide`: one partition's decision stages, in process."""
     return dg.define_asset_job(
         decide_job_name(program),
         selection=dg.AssetSelection.assets(decisions),
@@ -44,11 +45,11 @@ def decide_job(program: ReactiveProgram, decisions: dg.AssetsDefinition) -> Any:
 
 
 def build_reactive_program(program: ReactiveProgram, all_programs: list[ProgramBase]) -> ProgramDefs:
-    """The program's model, `cart_decisions`, `deliveries`, their jobs and the cart expiry (module docstring).  `all_programs`:
+    """The program's model, decision stages, `deliveries`, their jobs and the cart expiry (module docstring).  `all_programs`:
     every program of the deployment (delivery's templates, contact pressure and channel configs span them)."""
     model = intent_model_asset(program)
     decisions = cart_decisions_asset(program)
-    deliveries = deliveries_asset(program, all_programs, upstream=DECISIONS)
+    deliveries = deliveries_asset(program, all_programs, upstream=TOUCH_PLAN)
     expiry_job, expiry_schedule = build_cart_expiry(program)
     return ProgramDefs(
         assets=[model, decisions, deliveries],

@@ -1,4 +1,10 @@
-"""`[group, "cart_decisions"]` of a reactive program: decide the event batches of one hour.
+"""The decision stages of a reactive program, one multi-asset (op `<group>__cart_decisions`): decide the event
+batches of one hour.
+
+Its assets carry the batch programs' stage names, so the UI shows one lineage for every program: `source_candidates`
+(the hour's events, de-duplicated, claimed and enriched) → `eligible_candidates` → `scored_candidates` → `offers` →
+`stored_candidates` → `touch_plan` → `deliveries`.  One op materializes them together from ONE `decide` call (the
+code path a single event takes too): a stage is a view of the same micro-batch, not a separate computation.
 
 Partitioned by the hour (UTC) of the events' own time, from the program's `partitionsStart` up to the current hour.
 A run reads the batch files the cart-event sensor wrote for its partition (`resources.event_batches`): the ones its
@@ -8,11 +14,12 @@ named, so a backfill of any hour replays it.  The events are parsed (`parse_even
 purchase-intent score, discount, holdout, candidates stored and touches planned in the delivery ledger.  Every write
 of `decide` is idempotent, so replaying a partition adds nothing.
 
-Metadata: candidates stored (`dagster/row_count`), the stage counts, the filter funnel, duplicates, quarantined
-events by reason, touches planned by channel.
+Metadata, per stage (`stage_metadata`): row counts, duplicates and quarantined events by reason (source), the filter
+funnel (eligible), the mean score, holdout and segments (offers), candidates written, touches planned by channel.
 """
 
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,44 +85,111 @@ def load_events(
     return events, rejected, len(ids)
 
 
-def decision_metadata(result: DecisionResult, batches: int, unparsed: Counter[str]) -> dict[str, Any]:
-    """Counts only (no customer data): stages, the filter funnel, duplicates, quarantined, touches by channel."""
+# The batch programs' stage names, so the UI shows the same lineage for every program; one op computes them all.
+STAGES: tuple[tuple[str, str], ...] = (
+    (
+        "source_candidates",
+        "The hour's cart events, read from the batches the cart-event sensor stored: abandonments de-duplicated on "
+        "the program's key and claimed for its TTL, enriched with the customer, the cart, the stock and the recovery "
+        "messages of the last 7 days; purchases and stock changes recorded in the cart state; events of customers "
+        "the warehouse does not know quarantined.",
+    ),
+    (
+        "eligible_candidates",
+        "The carts that pass the filter chain (trust incl. payment method, cart value, eligibility, frequency cap, "
+        "inventory): per-filter removed counts and the funnel.",
+    ),
+    ("scored_candidates", "The eligible carts scored by the promoted purchase-intent model."),
+    ("offers", "Each scored cart's discount (the discount strategy, never above maxDiscount) and the holdout."),
+    ("stored_candidates", "The candidates written to the candidate store, one per cart partition, with their TTL."),
+    ("touch_plan", "The touches planned in the delivery ledger: e-mail +60 min, SMS +24 h, push +72 h."),
+)
+TOUCH_PLAN = STAGES[-1][0]
+
+
+def stage_metadata(result: DecisionResult, batches: int, unparsed: Counter[str]) -> dict[str, dict[str, Any]]:
+    """Each stage's metadata, counts only (no customer data); every key is on one stage only (the CLI sums them)."""
     quarantined = Counter(q.reason for q in result.quarantined) + unparsed
-    funnel = [("known_customer", result.stages["known_customer"])]
+    stages = result.stages
+    funnel = [("known_customer", stages["known_customer"])]
     for fid, removed in result.removed.items():
         funnel.append((fid, funnel[-1][1] - removed))
+    scores = [float(c["score"]) for c in result.candidates]
     return {
-        "dagster/row_count": len(result.candidates),
-        "batches": batches,
-        **{f"stage/{k}": v for k, v in result.stages.items()},
-        **{f"removed/{fid}": v for fid, v in result.removed.items()},
-        "funnel": dg.MetadataValue.md(pipeline.funnel_markdown(funnel)),
-        "duplicates": result.duplicates,
-        "in_flight": len(result.in_flight),
-        "holdout": result.holdout,
-        "quarantined": sum(quarantined.values()),
-        **{f"quarantined/{k}": v for k, v in sorted(quarantined.items())},
-        "purchases_recorded": result.purchases_recorded,
-        "stock_changes_recorded": result.stock_changes_recorded,
-        "touches_inserted": result.touches_inserted,
-        **touches_by_channel(result.touches),
+        "source_candidates": {
+            "dagster/row_count": stages["known_customer"],
+            "batches": batches,
+            **{f"stage/{k}": stages[k] for k in ("received", "abandoned", "unique", "claimed", "known_customer")},
+            "duplicates": result.duplicates,
+            "in_flight": len(result.in_flight),
+            "quarantined": sum(quarantined.values()),
+            **{f"quarantined/{k}": v for k, v in sorted(quarantined.items())},
+            "purchases_recorded": result.purchases_recorded,
+            "stock_changes_recorded": result.stock_changes_recorded,
+        },
+        "eligible_candidates": {
+            "dagster/row_count": stages["eligible"],
+            "stage/eligible": stages["eligible"],
+            **{f"removed/{fid}": v for fid, v in result.removed.items()},
+            "funnel": dg.MetadataValue.md(pipeline.funnel_markdown(funnel)),
+        },
+        "scored_candidates": {
+            "dagster/row_count": len(scores),
+            "mean_score": round(sum(scores) / len(scores), 4) if scores else 0.0,
+        },
+        "offers": {
+            "dagster/row_count": len(result.candidates),
+            "holdout": result.holdout,
+            **{f"segment/{k}": v for k, v in sorted(Counter(c["segment"] for c in result.candidates).items())},
+        },
+        "stored_candidates": {
+            "dagster/row_count": result.candidates_written,
+            "stage/stored": stages["stored"],
+            "skipped_newer": result.skipped_newer,
+        },
+        "touch_plan": {
+            "dagster/row_count": result.touches.num_rows,
+            "stage/touches": stages["touches"],
+            "touches_inserted": result.touches_inserted,
+            **touches_by_channel(result.touches),
+        },
     }
 
 
+def stage_specs(program: ReactiveProgram) -> list[dg.AssetSpec]:
+    """The stages' asset specs, each depending on the one before; the warehouse marts and the model where read."""
+    g = program.group
+    upstream = {
+        "source_candidates": [mart_asset_key("carts"), mart_asset_key("cart_customer_context")],
+        "scored_candidates": [intent_model_key(program)],
+    }
+    specs: list[dg.AssetSpec] = []
+    for name, description in STAGES:
+        deps = [specs[-1].key] if specs else []
+        specs.append(
+            dg.AssetSpec(
+                key=dg.AssetKey([g, name]),
+                group_name=g,
+                deps=deps + upstream.get(name, []),
+                kinds={"sqlite"},
+                tags={"engage/program": program.programId},
+                description=description,
+            )
+        )
+    return specs
+
+
 def cart_decisions_asset(program: ReactiveProgram) -> dg.AssetsDefinition:
-    """The program's `cart_decisions` asset (module docstring)."""
+    """The program's decision stages (module docstring): one multi-asset, one op, one `decide` per run."""
     g = program.group
 
-    @dg.asset(
-        key=dg.AssetKey([g, DECISIONS]),
-        group_name=g,
+    @dg.multi_asset(
+        name=f"{g}__{DECISIONS}",
+        specs=stage_specs(program),
         partitions_def=hourly_partitions(program),
-        deps=[intent_model_key(program), mart_asset_key("carts"), mart_asset_key("customers")],
-        kinds={"sqlite"},
-        tags={"engage/program": program.programId},
-        description="The hour's cart events (the batches the cart-event sensor stored) decided: dedup, enrichment, "
-        "filter chain, purchase intent, discount, holdout; candidates stored and touches planned. Idempotent: "
-        "replaying an hour adds nothing.",
+        description="The hour's cart events decided as one micro-batch, every stage at once (one code path for an "
+        "event and a batch): dedup, enrichment, filter chain, purchase intent, discount, holdout; candidates stored "
+        "and touches planned. Idempotent: replaying an hour adds nothing.",
     )
     def cart_decisions(
         context: dg.AssetExecutionContext,
@@ -128,7 +202,7 @@ def cart_decisions_asset(program: ReactiveProgram) -> dg.AssetsDefinition:
         dedup: DedupStore,
         cart_state: CartStateStore,
         event_batches: EventBatchStore,
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult]:
         events, unparsed, batches = load_events(
             event_batches, program.programId, context.partition_key, config.batch_ids
         )
@@ -145,6 +219,7 @@ def cart_decisions_asset(program: ReactiveProgram) -> dg.AssetsDefinition:
         if result.in_flight:
             context.log.warning(f"{len(result.in_flight)} events held by another consumer: replay the hour later")
         context.log.info(f"{program.programId} {context.partition_key}: {dict(result.stages)}")
-        return dg.MaterializeResult(metadata=decision_metadata(result, batches, unparsed))
+        for name, metadata in stage_metadata(result, batches, unparsed).items():
+            yield dg.MaterializeResult(asset_key=dg.AssetKey([g, name]), metadata=metadata)
 
     return cart_decisions

@@ -1,6 +1,6 @@
 """`[group, "<model>_model"]` of a reactive program: the purchase-intent model, trained on
 `marts.training_cart_outcomes` (`engage_assets.reactive.training`) and promoted only if it beats the current version.
-`cart_decisions` scores with the promoted version; the `model_retraining` job retrains it with the batch models."""
+The decision stages score with the promoted version; the `model_retraining` job retrains it with the batch models."""
 
 import dagster as dg
 

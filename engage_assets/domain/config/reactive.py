@@ -1,7 +1,7 @@
 """A reactive program: events (`eventSources`) start the chain, one candidate per event, hourly partitions.
 
 The abandoned-cart spec's config validates as written.  The decision path (`engage_assets.reactive`) runs it; the
-Dagster definitions build it with `engage_assets.assets.reactive` (hourly `cart_decisions`, fed by the cart-event
+Dagster definitions build it with `engage_assets.assets.reactive` (hourly decision stages, fed by the cart-event
 sensor).
 
 The offer is a discount (`discountStrategy`).  Its rule, as offer segments over the purchase-intent score (`strategy`,
