@@ -352,16 +352,17 @@ class ChainOutcomes:
 
 
 def rejection_code_sql(chain: Sequence[CompiledFilter]) -> str:
-    """`CASE WHEN (check) IS NOT TRUE THEN 2k + [check IS NULL] … END` over every check of the chain, in order: per
-    row the first check it fails and how (2k: FALSE, 2k+1: NULL), or NULL when it passes them all."""
+    """Per row, the first check of the chain (in order) it fails and how — code 2k when check k is FALSE, 2k+1
+    when it is NULL — or NULL when it passes them all: `coalesce(CASE (keep_0) WHEN true THEN NULL WHEN false
+    THEN 0 ELSE 1 END, …)`, each check evaluated once and only for rows every earlier check kept."""
     checks = [c for f in chain for c in f.checks]
     if not checks:
         return "CAST(NULL AS INTEGER)"
-    whens = " ".join(
-        f"WHEN ({c.keep_sql}) IS NOT TRUE THEN {2 * k} + CAST(({c.keep_sql}) IS NULL AS INTEGER)"
+    codes = [
+        f"CASE ({c.keep_sql}) WHEN true THEN CAST(NULL AS INTEGER) WHEN false THEN {2 * k} ELSE {2 * k + 1} END"
         for k, c in enumerate(checks)
-    )
-    return f"CAST(CASE {whens} END AS INTEGER)"
+    ]
+    return codes[0] if len(codes) == 1 else f"coalesce({', '.join(codes)})"
 
 
 def chain_outcomes(chain: Sequence[CompiledFilter]) -> ChainOutcomes:
