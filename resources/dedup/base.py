@@ -41,3 +41,8 @@ class DedupStore(dg.ConfigurableResource, ABC):
     @abstractmethod
     def in_flight(self, keys: Sequence[str], now: float) -> set[str]:
         """Which of the keys another consumer holds pending, within its lease (not done, not expired)."""
+
+    def purge_expired(self, now: float) -> int:
+        """Physically delete expired claims; how many.  A backend whose TTL sweeper deletes them (DynamoDB) deletes
+        nothing here: it returns 0."""
+        return 0

@@ -96,6 +96,16 @@ class CandidateStore(dg.ConfigurableResource, ABC):
         return total
 
     @abstractmethod
+    def expired_present(self, program_id: str, before: float) -> int:
+        """How many of the program's candidates that expired at or before `before` are still physically stored
+        (reads ignore them; the weekly cleanup checks the backend's deletion kept up)."""
+
+    def purge_expired(self, now: float | None = None) -> int:
+        """Physically delete expired candidates; how many.  A backend whose TTL sweeper deletes them (DynamoDB)
+        deletes nothing here: it returns 0."""
+        return 0
+
+    @abstractmethod
     def get(self, customer_id: str, program_id: str, now: float | None = None) -> Record | None: ...
 
     @abstractmethod

@@ -351,6 +351,19 @@ class DynamoDbCandidateStore(DynamoDbTableResource, CandidateStore):
             ExpressionAttributeValues=values,
         )
 
+    def expired_present(self, program_id: str, before: float) -> int:
+        """Select=COUNT on GSI3 of the program's items whose expiresAt is at or before `before`: what DynamoDB's TTL
+        sweeper has not deleted yet (it deletes within days of expiry, not at once)."""
+        return query_count(
+            self.client(),
+            TableName=self.table_name,
+            IndexName=GSI3,
+            KeyConditionExpression="gsi3pk = :p",
+            FilterExpression="#e <= :before",
+            ExpressionAttributeNames={"#e": "expiresAt"},
+            ExpressionAttributeValues={":p": {"S": program_id}, ":before": {"N": number(before)}},
+        )
+
     # -- score cache -------------------------------------------------------------------------------------------
 
     def get_cached_scores(self, namespace: str, keys: Iterable[str], now: float | None = None) -> dict[str, float]:

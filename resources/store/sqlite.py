@@ -117,6 +117,15 @@ class SqliteCandidateStore(SqliteFileResource, CandidateStore):
         with self._write() as conn:
             return conn.execute("DELETE FROM candidates WHERE customer_id = ?", (customer_id,)).rowcount
 
+    def expired_present(self, program_id: str, before: float) -> int:
+        """Expired candidates of the program still in the file (until `purge_expired`)."""
+        row = (
+            self._conn()
+            .execute("SELECT count(*) FROM candidates WHERE program_id = ? AND expires_at <= ?", (program_id, before))
+            .fetchone()
+        )
+        return int(row[0])
+
     def purge_expired(self, now: float | None = None) -> int:
         """Physically delete expired candidates and cache entries (SQLite has no TTL sweeper; reads ignore them)."""
         now_ = resolve_now(now)

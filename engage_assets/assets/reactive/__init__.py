@@ -8,6 +8,7 @@
 - `<group>_decide`: the decision stages in process (ARCHITECTURE §10: latency-sensitive), the sensor's job;
 - `<group>_cart_expiry` (`expiry`), hourly: carts abandoned over the cart TTL (7 days) expired, their planned
   touches suppressed `expired`;
+- `<group>_candidate_cleanup` and `<group>_model_retraining` (`weekly`), Sundays at 01:00 and 03:00 UTC;
 - `[group, "deliveries"]` and `<group>_deliver` (`engage_assets.assets.delivery`), downstream of `touch_plan`;
   the due-touch sensor launches it like the batch programs'.  Its `not_converted` touches are re-checked against
   the purchases the cart state records (`CartConversions`).
@@ -22,6 +23,7 @@ from engage_assets.assets.program import ProgramDefs
 from engage_assets.assets.reactive.decisions import DECISIONS, TOUCH_PLAN, cart_decisions_asset, hourly_partitions
 from engage_assets.assets.reactive.expiry import build_cart_expiry
 from engage_assets.assets.reactive.model import intent_model_asset, intent_model_key
+from engage_assets.assets.reactive.weekly import build_candidate_cleanup, build_model_retraining
 from engage_assets.domain.config import ProgramBase, ReactiveProgram
 
 __all__ = ["DECISIONS", "build_reactive_program", "decide_job_name", "hourly_partitions", "intent_model_key"]
@@ -51,10 +53,12 @@ def build_reactive_program(program: ReactiveProgram, all_programs: list[ProgramB
     decisions = cart_decisions_asset(program)
     deliveries = deliveries_asset(program, all_programs, upstream=TOUCH_PLAN)
     expiry_job, expiry_schedule = build_cart_expiry(program)
+    cleanup_job, cleanup_schedule = build_candidate_cleanup(program)
+    retrain_job, retrain_schedule = build_model_retraining(program)
     return ProgramDefs(
         assets=[model, decisions, deliveries],
         asset_checks=[],
-        jobs=[decide_job(program, decisions), deliver_job(program, deliveries), expiry_job],
-        schedules=[expiry_schedule],
+        jobs=[decide_job(program, decisions), deliver_job(program, deliveries), expiry_job, cleanup_job, retrain_job],
+        schedules=[expiry_schedule, cleanup_schedule, retrain_schedule],
         model_keys=[intent_model_key(program)],
     )
