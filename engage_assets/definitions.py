@@ -53,9 +53,19 @@ def build_definitions() -> dg.Definitions:
         jobs=[warehouse_job, retrain_job, *(j for b in built for j in b.jobs), *delivery[1], gdpr_job],
         schedules=[
             # The warehouse refreshes before the 2 AM batch programs read it.
-            dg.ScheduleDefinition(name="warehouse_build_schedule", job=warehouse_job, cron_schedule="30 1 * * *"),
+            dg.ScheduleDefinition(
+                name="warehouse_build_schedule",
+                job=warehouse_job,
+                cron_schedule="30 1 * * *",
+                default_status=dg.DefaultScheduleStatus.RUNNING,
+            ),
             # Spec: model retraining on the first Monday of the month at 3 AM.
-            dg.ScheduleDefinition(name="model_retraining_schedule", job=retrain_job, cron_schedule="0 3 * * 1#1"),
+            dg.ScheduleDefinition(
+                name="model_retraining_schedule",
+                job=retrain_job,
+                cron_schedule="0 3 * * 1#1",
+                default_status=dg.DefaultScheduleStatus.RUNNING,
+            ),
             *(s for b in built for s in b.schedules),
             gdpr_schedule,
         ],
