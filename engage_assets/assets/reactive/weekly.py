@@ -47,8 +47,12 @@ def cleanup_candidates(
     return {"candidates_purged": purged, "claims_purged": claims_purged, "expired_still_stored": overdue}
 
 
-def _status(program: ReactiveProgram) -> dg.DefaultScheduleStatus:
-    return dg.DefaultScheduleStatus.RUNNING if program.enabled else dg.DefaultScheduleStatus.STOPPED
+def weekly_schedule(program: ReactiveProgram, job: Any, cron: str) -> dg.ScheduleDefinition:
+    """`<job>_schedule` on `cron` (UTC), running by default when the program is enabled."""
+    status = dg.DefaultScheduleStatus.RUNNING if program.enabled else dg.DefaultScheduleStatus.STOPPED
+    return dg.ScheduleDefinition(
+        name=f"{job.name}_schedule", job=job, cron_schedule=cron, execution_timezone="UTC", default_status=status
+    )
 
 
 def build_candidate_cleanup(program: ReactiveProgram) -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:
@@ -89,14 +93,7 @@ def build_candidate_cleanup(program: ReactiveProgram) -> tuple[dg.JobDefinition,
     def cleanup_job() -> None:
         cleanup_op()
 
-    schedule = dg.ScheduleDefinition(
-        name=f"{g}_candidate_cleanup_schedule",
-        job=cleanup_job,
-        cron_schedule=CLEANUP_CRON,
-        execution_timezone="UTC",
-        default_status=_status(program),
-    )
-    return cleanup_job, schedule
+    return cleanup_job, weekly_schedule(program, cleanup_job, CLEANUP_CRON)
 
 
 def build_model_retraining(program: ReactiveProgram) -> tuple[Any, dg.ScheduleDefinition]:
@@ -108,11 +105,4 @@ def build_model_retraining(program: ReactiveProgram) -> tuple[Any, dg.ScheduleDe
         description=f"{program.programName}: retrain the purchase-intent model; promoted only if it beats the "
         "current version (weekly).",
     )
-    schedule = dg.ScheduleDefinition(
-        name=f"{program.group}_model_retraining_schedule",
-        job=job,
-        cron_schedule=RETRAIN_CRON,
-        execution_timezone="UTC",
-        default_status=_status(program),
-    )
-    return job, schedule
+    return job, weekly_schedule(program, job, RETRAIN_CRON)
