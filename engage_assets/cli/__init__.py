@@ -4,6 +4,7 @@
     engage generate --scale 0.1               (re)write the raw tables only
     engage events put [FILE] | stats          PutEvents entries into the event queue; its counts
     engage simulate carts --rate R --duration D   simulated cart events (demo/load) through the ingest path
+    engage api-key create|list|revoke         the serving API's keys (the first admin key in production)
 
 Runs go through the Dagster instance at DAGSTER_HOME, so `make dev` shows them, with their metadata, in the UI.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 import dagster as dg
 
+from engage_assets.cli.api_keys import add_commands as add_api_key_commands
 from engage_assets.cli.delivery import deliver_all
 from engage_assets.cli.events import add_commands as add_events_commands
 from engage_assets.cli.simulate import add_commands as add_simulate_commands
@@ -336,6 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     tables.set_defaults(fn=cmd_create_tables)
     add_events_commands(sub)
     add_simulate_commands(sub)
+    add_api_key_commands(sub)
     args = parser.parse_args(argv)
     sys.exit(args.fn(args))
 

@@ -57,6 +57,7 @@ def create_app(
     erasers: Mapping[str, Callable[[str], int]] | None = None,
     clock: Callable[[], float] = time.time,
     key_cache_seconds: float = 10.0,
+    invalid_keys: tuple[float, int] = (1.0, 100),
     fast_paths: bool = True,
     events: EventSource | None = None,
 ) -> FastAPI:
@@ -65,6 +66,7 @@ def create_app(
     programs: known programIds (unknown ones get 404); None accepts any well-formed id.
     erasers:  extra GDPR erasers by name (event queue, delivery ledger…), each `customer_id -> items removed`.
     clock:    epoch seconds; the stores' `now` (tests pin it to check expiry).
+    invalid_keys: (rate per second, burst) of invalid keys a client may present before it gets 429 (no store read).
     fast_paths: serve the candidate pages through `FastPages` (embedded stores only); False: FastAPI alone.
     events:   where `POST /v1/events` sends accepted events; None: the route answers 503.
     """
@@ -73,7 +75,9 @@ def create_app(
         engagement=engagement,
         known_programs=frozenset(programs) if programs is not None else None,
         erasers=dict(erasers or {}),
-        verifier=KeyVerifier(engagement, cache_seconds=key_cache_seconds),
+        verifier=KeyVerifier(
+            engagement, cache_seconds=key_cache_seconds, invalid_rate=invalid_keys[0], invalid_burst=invalid_keys[1]
+        ),
         clock=clock,
         events=events,
     )

@@ -16,8 +16,11 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
+
+from cachetools import TTLCache
 
 from resources.engagement.base import EngagementStore
 
@@ -108,51 +111,110 @@ class Principal:
         return frozenset(s[5:] for s in self.scopes if s.startswith("read:"))
 
 
-class KeyVerifier:
-    """Resolves a presented key to a Principal, with a short in-process cache (a key read per request would be a
-    DynamoDB round trip in production).  A revoked key stops working within `cache_seconds` in other processes,
-    at once in this one."""
+class TooManyInvalidKeys(Exception):
+    """The client has presented too many invalid keys: answer 429 (no store read) until `retry_after` seconds."""
 
-    def __init__(self, store: EngagementStore, cache_seconds: float = 10.0) -> None:
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("too many invalid API keys from this client")
+        self.retry_after = retry_after
+
+
+_NOT_CACHED = object()
+
+
+class KeyVerifier:
+    """Resolves a presented key to a Principal, with a bounded in-process cache (a key read per request would be a
+    DynamoDB round trip in production): at most `cache_size` key ids, each for `cache_seconds` (found or not, so a
+    repeated unknown id is not a read each time either).  A revoked key stops working within `cache_seconds` in other
+    processes, at once in this one.
+
+    Invalid keys are rate-limited per client (`client`: the peer address, uvicorn's proxy-aware one): each
+    presented key that fails takes a token from the client's bucket (`invalid_burst`, refilled at `invalid_rate`
+    per second); once it is empty, a key that is not in the cache answers 429 without a store read, so a client
+    guessing key ids costs at most its bucket in reads.  A cached valid key still works (clients behind one proxy
+    address are not locked out by another's guessing while their key is in use)."""
+
+    def __init__(
+        self,
+        store: EngagementStore,
+        cache_seconds: float = 10.0,
+        cache_size: int = 10_000,
+        invalid_rate: float = 1.0,
+        invalid_burst: int = 100,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
-        self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._cache: TTLCache[str, dict[str, Any] | None] = TTLCache(cache_size, cache_seconds, timer=timer)
         self._lock = threading.Lock()
+        self._timer = timer
+        self.invalid_rate, self.invalid_burst = invalid_rate, invalid_burst
+        self.invalid = RateLimiter(max_buckets=max(cache_size, 1_000))  # by client address
 
     def forget(self, key_id: str) -> None:
         """Drop the cached record (a revocation takes effect at once in this process)."""
         with self._lock:
             self._cache.pop(key_id, None)
 
-    def _record(self, key_id: str) -> dict[str, Any] | None:
-        now = time.monotonic()
-        hit = self._cache.get(key_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+    def _record(self, key_id: str, client: str | None) -> dict[str, Any] | None:
+        with self._lock:
+            hit = self._cache.get(key_id, _NOT_CACHED)
+        if hit is not _NOT_CACHED:
+            return hit  # type: ignore[return-value]
+        if client is not None:  # a client out of invalid-key tokens gets no store read
+            wait = self.invalid.wait(client, self.invalid_rate, self.invalid_burst, self._timer())
+            if wait:
+                raise TooManyInvalidKeys(wait)
         record = self._store.get_api_key(key_id)
         with self._lock:
-            if len(self._cache) > 10_000:  # bounded: garbage key ids cannot grow it without limit
-                self._cache.clear()
-            self._cache[key_id] = (now + self._cache_seconds, record)
+            self._cache[key_id] = record
         return record
 
-    def verify(self, presented: str | None) -> Principal | None:
-        """The key's Principal, or None for a missing, malformed, unknown, revoked or wrong key."""
-        parsed = parse_api_key(presented) if presented else None
-        if parsed is None:
+    def _invalid(self, client: str | None) -> None:
+        """Count an invalid key against the client: 429 once its bucket is empty."""
+        if client is not None:
+            wait = self.invalid.take(client, self.invalid_rate, self.invalid_burst, self._timer())
+            if wait:
+                raise TooManyInvalidKeys(wait)
+
+    def verify(self, presented: str | None, client: str | None = None) -> Principal | None:
+        """The key's Principal, or None for a missing, malformed, unknown, revoked or wrong key.  With `client`,
+        raises TooManyInvalidKeys once that client has presented too many invalid keys (see the class)."""
+        if not presented:
             return None
-        key_id, secret = parsed
-        record = self._record(key_id)
-        if record is None or record.get("revokedAt") is not None:
-            return None
-        if not hmac.compare_digest(record["keyHash"], hash_secret(secret)):
+        parsed = parse_api_key(presented)
+        record = None if parsed is None else self._record(parsed[0], client)
+        if (
+            parsed is None
+            or record is None
+            or record.get("revokedAt") is not None
+            or not hmac.compare_digest(record["keyHash"], hash_secret(parsed[1]))
+        ):
+            self._invalid(client)
             return None
         return Principal(
-            key_id=key_id,
+            key_id=parsed[0],
             scopes=frozenset(record["scopes"]),
             rate_per_second=float(record["ratePerSecond"]),
             burst=int(record["burst"]),
         )
+
+    def authenticate(self, scope: MutableMapping[str, Any], presented: str | None) -> Principal | None:
+        """`verify` for an ASGI request, once per request: the outcome is kept on the scope's state, so the fast
+        path and the FastAPI route behind it never count one invalid key twice."""
+        state = scope.setdefault("state", {})
+        if AUTH_STATE not in state:
+            client = scope.get("client")
+            try:
+                state[AUTH_STATE] = self.verify(presented, client[0] if client else "-")
+            except TooManyInvalidKeys as e:
+                state[AUTH_STATE] = e
+        outcome = state[AUTH_STATE]
+        if isinstance(outcome, TooManyInvalidKeys):
+            raise outcome
+        return outcome
+
+
+AUTH_STATE = "engage.auth"
 
 
 @dataclass
@@ -161,24 +223,40 @@ class _Bucket:
     updated: float
 
 
-@dataclass
 class RateLimiter:
-    """Token bucket per key id, in this process (each worker limits on its own: with N workers a key gets up to N
-    times its rate; a shared limiter would cost a store round trip per request)."""
+    """Token bucket per key id (or client address), in this process (each worker limits on its own: with N workers
+    a key gets up to N times its rate; a shared limiter would cost a store round trip per request).  At most
+    `max_buckets` buckets, each dropped after `idle_seconds` unused (a dropped bucket comes back full, as it would
+    have refilled by then)."""
 
-    buckets: dict[str, _Bucket] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, max_buckets: int = 100_000, idle_seconds: float = 3_600.0) -> None:
+        self.buckets: TTLCache[str, _Bucket] = TTLCache(max_buckets, idle_seconds)
+        self.lock = threading.Lock()
 
-    def take(self, key_id: str, rate: float, burst: int, now: float | None = None) -> float:
+    def _bucket(self, key: str, rate: float, burst: int, now: float) -> _Bucket:
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = self.buckets[key] = _Bucket(tokens=float(burst), updated=now)
+        bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.updated) * rate)
+        bucket.updated = now
+        self.buckets[key] = bucket  # re-set: its idle time starts again
+        return bucket
+
+    def take(self, key: str, rate: float, burst: int, now: float | None = None) -> float:
         """0.0 if a token was taken, else the seconds until one is available."""
         now = time.monotonic() if now is None else now
         with self.lock:
-            bucket = self.buckets.get(key_id)
-            if bucket is None:
-                bucket = self.buckets[key_id] = _Bucket(tokens=float(burst), updated=now)
-            bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.updated) * rate)
-            bucket.updated = now
+            bucket = self._bucket(key, rate, burst, now)
             if bucket.tokens >= 1.0:
                 bucket.tokens -= 1.0
+                return 0.0
+            return (1.0 - bucket.tokens) / rate if rate > 0 else 60.0
+
+    def wait(self, key: str, rate: float, burst: int, now: float | None = None) -> float:
+        """0.0 if a token is available (none is taken), else the seconds until one is."""
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            bucket = self._bucket(key, rate, burst, now)
+            if bucket.tokens >= 1.0:
                 return 0.0
             return (1.0 - bucket.tokens) / rate if rate > 0 else 60.0

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 
-from engage_assets.serving.auth import Principal
+from engage_assets.serving.auth import Principal, TooManyInvalidKeys
 from engage_assets.serving.context import ServingContext, context_of, get_context
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`ek_<keyId>_<secret>`")
@@ -18,12 +18,20 @@ Context = Annotated[ServingContext, Depends(get_context)]
 
 
 async def principal(request: Request, api_key: Annotated[str | None, Security(api_key_header)]) -> Principal:
-    """The calling key: 401 without a valid one, 429 once its rate is spent.  Its id goes on the request's state
-    for the access log (the only caller identity logged).  The context is read from the request, not depended on:
-    every dependency FastAPI solves costs each request (this one runs on every call)."""
+    """The calling key: 401 without a valid one, 429 once its rate is spent or once this client has presented too
+    many invalid keys.  Its id goes on the request's state for the access log (the only caller identity logged).  The
+    context is read from the request, not depended on: every dependency FastAPI solves costs each request (this one
+    runs on every call)."""
     context = context_of(request)
-    verify = context.verifier.verify
-    found = verify(api_key) if context.inline_engagement else await run_in_threadpool(verify, api_key)
+    authenticate = context.verifier.authenticate
+    try:
+        if context.inline_engagement:
+            found = authenticate(request.scope, api_key)
+        else:
+            found = await run_in_threadpool(authenticate, request.scope, api_key)
+    except TooManyInvalidKeys as e:
+        retry = str(math.ceil(e.retry_after))
+        raise HTTPException(429, "too many invalid API keys from this client", headers={"Retry-After": retry}) from None
     if found is None:
         raise HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "ApiKey"})
     request.state.key_id = found.key_id

@@ -21,7 +21,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from engage_assets.serving import models as m
-from engage_assets.serving.auth import Principal
+from engage_assets.serving.auth import Principal, TooManyInvalidKeys
 from engage_assets.serving.context import ServingContext
 from engage_assets.serving.params import DEFAULT_PAGE, MAX_PAGE
 from resources.store.base import JsonPage
@@ -137,7 +137,10 @@ class FastPages:
         """The caller, when its key is valid, may read the program and has a token left; else None (FastAPI
         answers: an empty bucket stays empty, so nothing is taken twice)."""
         key = next((v for k, v in scope["headers"] if k == API_KEY_HEADER), None)
-        who = self.context.verifier.verify(key.decode("latin-1")) if key else None
+        try:  # the outcome stays on the scope: the FastAPI route behind answers it without verifying again
+            who = self.context.verifier.authenticate(scope, key.decode("latin-1") if key else None)
+        except TooManyInvalidKeys:
+            return None
         if who is None or not who.can_read(program):
             return None
         if self.context.limiter.take(who.key_id, who.rate_per_second, who.burst):
