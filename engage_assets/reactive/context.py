@@ -1,4 +1,4 @@
-"""Enrichment: the context a cart's filters and model read, joined onto the batch in one DuckDB pass over Arrow.
+"""Enrichment: the context a cart's filters and model read, joined onto the batch with Arrow lookups.
 
 Where each column comes from (one query per source for the whole batch, never one per event):
 - `marts.cart_customer_context` (one table: a point lookup, not the features' window functions over every customer):
@@ -24,19 +24,29 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engage_assets.domain.config import ReactiveProgram
-from engage_assets.domain.duck import cursor
 from resources.cart_state.base import CartStateStore
 from resources.delivery_ledger.base import DeliveryLedgerBackend
 from resources.warehouse.base import WarehouseResource
 
 RECOVERY_WINDOW = timedelta(days=7)
 
-CUSTOMERS_SQL = """
-SELECT CAST(customer_id AS VARCHAR) AS customer_id, account_status, marketplace, time_zone, marketing_opt_out,
-       payment_method_on_file, purchase_history, email_engagement, discount_sensitivity
-FROM marts.cart_customer_context WHERE customer_id IN ({ids})
+CUSTOMER_COLUMNS = (
+    "customer_id",
+    "account_status",
+    "marketplace",
+    "time_zone",
+    "marketing_opt_out",
+    "payment_method_on_file",
+    "purchase_history",
+    "email_engagement",
+    "discount_sensitivity",
+)
+CUSTOMERS_SQL = f"""
+SELECT CAST(customer_id AS VARCHAR) AS customer_id, {", ".join(CUSTOMER_COLUMNS[1:])}
+FROM marts.cart_customer_context WHERE customer_id IN ({{ids}})
 """
 CARTS_SQL = "SELECT CAST(cart_id AS VARCHAR) AS cart_id, status FROM marts.carts WHERE cart_id IN ({ids})"
 INVENTORY_SQL = """
@@ -126,63 +136,66 @@ def gather(
     )
 
 
-STOCK_SQL = """
-WITH w AS (SELECT product_id, in_stock, epoch(updated_at) AS updated_at FROM inventory)
-SELECT i.cart_id,
-       bool_and(coalesce(CASE
-           WHEN o.changed_at IS NOT NULL AND o.changed_at >= greatest(coalesce(w.updated_at, -1e18),
-                CASE WHEN i.in_stock IS NULL THEN -1e18 ELSE i.observed_at END) THEN o.in_stock
-           WHEN i.in_stock IS NOT NULL AND i.observed_at >= coalesce(w.updated_at, -1e18) THEN i.in_stock
-           ELSE w.in_stock END, false)) AS all_items_in_stock
-FROM items AS i
-LEFT JOIN w ON w.product_id = i.product_id
-LEFT JOIN overrides AS o ON o.product_id = i.product_id
-GROUP BY i.cart_id
-"""
+NEVER = -1e18  # an "observed at" older than any real one: a word on the stock that is missing never wins
 
-ENRICH_SQL = """
-WITH stock AS (
-{stock}
-)
-SELECT e.*, c.customer_id IS NOT NULL AS known_customer,
-       c.account_status, c.marketplace, c.time_zone, c.marketing_opt_out,
-       coalesce(c.payment_method_on_file, false) AS payment_method_on_file,
-       c.purchase_history, c.email_engagement, c.discount_sensitivity,
-       CASE WHEN e.currency = 'USD' THEN e.cart_value_local
-            ELSE round(e.cart_value_local * fx.usd_per_unit, 2) END AS cart_value,
-       coalesce(r.n, 0) AS recovery_messages_7d,
-       s.all_items_in_stock,
-       NOT (coalesce(k.status IN ('purchased', 'expired'), false) OR p.cart_id IS NOT NULL
-            OR e.abandoned_at < $expired_before) AS cart_active,
-       CAST(NULL AS INTEGER) AS days_since_program_offer
-FROM events AS e
-LEFT JOIN customers AS c ON c.customer_id = e.customer_id
-LEFT JOIN fx ON fx.currency = e.currency
-LEFT JOIN recovery AS r ON r.customer_id = e.customer_id
-LEFT JOIN stock AS s ON s.cart_id = e.cart_id
-LEFT JOIN carts AS k ON k.cart_id = e.cart_id
-LEFT JOIN purchased AS p ON p.cart_id = e.cart_id
-ORDER BY e.dedup_key
-"""
+
+def _lookup(keys: pa.ChunkedArray | pa.Array, table: pa.Table, key: str, columns: Sequence[str]) -> dict[str, pa.Array]:
+    """`columns` of `table` for each of `keys` (a left join on a unique key; null where absent), in `keys`' order."""
+    idx = pc.index_in(keys, value_set=table.column(key).combine_chunks())
+    return {c: table.column(c).combine_chunks().take(idx) for c in columns}
+
+
+def _true(condition: pa.Array) -> pa.Array:
+    """The condition with unknown (null) read as false."""
+    return pc.fill_null(condition, False)
+
+
+def stock_by_cart(items: pa.Table, inventory: pa.Table, overrides: pa.Table) -> pa.Table:
+    """cart_id, all_items_in_stock: per item the newest word on its stock wins — an `InventoryChanged` event
+    (`overrides`) at or after both the warehouse row and the cart event's own word, else the cart event's word at or
+    after the warehouse row, else the warehouse row; an item nobody has a word on is not in stock."""
+    products = items.column("product_id")
+    w = _lookup(products, inventory, "product_id", ["in_stock", "updated_at"])
+    o = _lookup(products, overrides, "product_id", ["in_stock", "changed_at"])
+    epoch_us = pc.cast(pc.cast(w["updated_at"], pa.timestamp("us")), pa.int64()).cast(pa.float64())
+    w_at = pc.fill_null(pc.divide(epoch_us, 1e6), NEVER)
+    said, said_at = items.column("in_stock"), items.column("observed_at")
+    said_at = pc.if_else(pc.is_valid(said), said_at, NEVER)
+    override_wins = _true(pc.greater_equal(o["changed_at"], pc.max_element_wise(w_at, said_at)))
+    event_wins = _true(pc.and_(pc.is_valid(said), pc.greater_equal(said_at, w_at)))
+    value = pc.if_else(override_wins, o["in_stock"], pc.if_else(event_wins, said, w["in_stock"]))
+    per_item = pa.table({"cart_id": items.column("cart_id"), "ok": pc.fill_null(value, False)})
+    return per_item.group_by("cart_id").aggregate([("ok", "all")]).rename_columns(["cart_id", "all_items_in_stock"])
 
 
 def enrich(program: ReactiveProgram, abandoned: pa.Table, items: pa.Table, ctx: Context, now: datetime) -> pa.Table:
-    """The batch with its context columns (module docstring), one row per event, in dedup-key order."""
-    con = cursor()
-    try:
-        for name, table in (
-            ("events", abandoned),
-            ("items", items),
-            ("customers", ctx.customers),
-            ("carts", ctx.carts),
-            ("inventory", ctx.inventory),
-            ("fx", ctx.fx),
-            ("purchased", ctx.purchased),
-            ("overrides", ctx.overrides),
-            ("recovery", ctx.recovery),
-        ):
-            con.register(name, table)
-        expired_before = now - timedelta(days=program.candidateTTLDays)
-        return con.sql(ENRICH_SQL.format(stock=STOCK_SQL), params={"expired_before": expired_before}).to_arrow_table()
-    finally:
-        con.close()
+    """The batch with its context columns (module docstring), one row per event, in dedup-key order.
+
+    Arrow lookups on unique keys, not a SQL engine: for one event this takes under a millisecond where a DuckDB query
+    over the same ten small tables took 10-20 ms (planning dominated), and the event path's budget is 20 ms."""
+    e = abandoned.sort_by("dedup_key")
+    customer, cart, currency = e.column("customer_id"), e.column("cart_id"), e.column("currency")
+    c = _lookup(customer, ctx.customers, "customer_id", CUSTOMER_COLUMNS)
+    usd_per_unit = _lookup(currency, ctx.fx, "currency", ["usd_per_unit"])["usd_per_unit"]
+    recovery = _lookup(customer, ctx.recovery, "customer_id", ["n"])["n"]
+    in_stock = _lookup(cart, stock_by_cart(items, ctx.inventory, ctx.overrides), "cart_id", ["all_items_in_stock"])
+    status = _lookup(cart, ctx.carts, "cart_id", ["status"])["status"]
+    local = e.column("cart_value_local")
+    expired_before = pa.scalar(now - timedelta(days=program.candidateTTLDays), e.schema.field("abandoned_at").type)
+    closed = pc.or_(
+        _true(pc.is_in(status, value_set=pa.array(["purchased", "expired"]))),
+        pc.is_in(cart, value_set=ctx.purchased.column("cart_id").combine_chunks()),
+    )
+    columns = {
+        "known_customer": pc.is_valid(c["customer_id"]),
+        **{k: c[k] for k in CUSTOMER_COLUMNS[1:]},
+        "payment_method_on_file": pc.fill_null(c["payment_method_on_file"], False),
+        "cart_value": pc.if_else(pc.equal(currency, "USD"), local, pc.round(pc.multiply(local, usd_per_unit), 2)),
+        "recovery_messages_7d": pc.fill_null(recovery, 0),
+        "all_items_in_stock": in_stock["all_items_in_stock"],
+        "cart_active": pc.invert(pc.or_(closed, _true(pc.less(e.column("abandoned_at"), expired_before)))),
+        "days_since_program_offer": pa.nulls(e.num_rows, pa.int32()),
+    }
+    for name, column in columns.items():
+        e = e.append_column(name, column)
+    return e
