@@ -7,7 +7,8 @@ Why it looks the way it does:
 - The routes live in one router per OpenAPI tag (`engage_assets.serving.routes`); what they share is one
   `ServingContext` on `app.state.serving`, handed to them by `Depends` (`engage_assets.serving.dependencies`).
 - The candidate pages have a fast path for the embedded stores (`engage_assets.serving.fast_pages`).
-- Logs carry the route *template*, status, latency and key id: never a path or query value (customer ids, etc.).
+- Logs carry the route *template*, status, latency and key id: never a path or query value (customer ids, etc.);
+  uvicorn's access log, when it is on, too (`engage_assets.serving.access_log.RouteTemplates`).
 """
 
 import time
@@ -18,7 +19,7 @@ from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engage_assets.serving.access_log import AccessLog
+from engage_assets.serving.access_log import AccessLog, redact_uvicorn_access_log
 from engage_assets.serving.auth import KeyVerifier
 from engage_assets.serving.context import ServingContext
 from engage_assets.serving.dependencies import reject_unknown_query
@@ -99,4 +100,5 @@ def create_app(
     if routes is not None:
         app.add_middleware(FastPages, routes=routes, context=context)
     app.add_middleware(AccessLog)  # outermost: it logs the fast path's requests too
+    redact_uvicorn_access_log(app.router.routes)  # uvicorn's own access log, if on, logs route templates too
     return app
