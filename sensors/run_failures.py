@@ -1,13 +1,16 @@
 """Run-failure alerts: every failed Engage run (a program's partition, dbt, retraining, delivery) becomes an alert.
 
 The alert says what failed and where to look (job, run id, partition, failed steps, the error's class and first
-line); it carries no row data, so no personal data reaches the alert channel.
+line); it carries no row data, and the error's line has its values replaced (e-mail addresses, phone numbers, quoted
+literals, ids: `engage_assets.domain.redaction`), so no personal data reaches the alert channel.  The whole error
+stays in the run's own log, in Dagster, for whoever may read it there.
 """
 
 from typing import Any
 
 import dagster as dg
 
+from engage_assets.domain.redaction import redact_values
 from resources.alerts.base import AlertSink
 
 MAX_ERROR_CHARS = 300
@@ -32,7 +35,7 @@ def failure_alert(context: dg.RunFailureSensorContext) -> dict[str, Any]:
         "program": run.tags.get("engage/program"),
         "failed_steps": steps,
         "error_class": getattr(step_error, "cls_name", None),
-        "error": (message[0] if message else "")[:MAX_ERROR_CHARS],
+        "error": redact_values(message[0] if message else "")[:MAX_ERROR_CHARS],
     }
 
 
