@@ -1,10 +1,18 @@
-"""E-mail over real SMTP (local: the capture server, `make smtp`; or any relay)."""
+"""E-mail over real SMTP (local: the capture server, `make smtp`; or any relay).
+
+A relay that takes a login is spoken to over STARTTLS with the certificate verified (the system's trust store, or
+`ca_file`; the host name must match): a configuration with a username and without `starttls` is refused at load,
+and a relay that offers no STARTTLS or presents a certificate that does not verify is never sent a password or a
+message (`smtp_tls`, transient: the touches wait for the relay to be fixed).  Without a login (the local capture
+server) plain SMTP is allowed.
+"""
 
 from __future__ import annotations
 
 import smtplib
+import ssl
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from resources.channels.base import (
     ChannelSession,
@@ -29,17 +37,28 @@ class SmtpEmailChannel(EmailChannel):
     host: str = "127.0.0.1"
     port: int = 2525
     timeout_s: float = 10.0
-    starttls: bool = False
-    username: str | None = None
+    starttls: bool = Field(default=False, description="STARTTLS with certificate verification; needed to log in.")
+    ca_file: str | None = Field(default=None, description="CA bundle the relay's certificate must chain to.")
+    username: str | None = Field(default=None, description="Login (only over STARTTLS).")
     password: str | None = None
     capture_dir: str | None = Field(default=None, description="Capture server root (local): enables lookup.")
     rate_per_s: float = 5_000.0
     burst: int = 500
     max_connections: int = 4  # one aiosmtpd process takes ~1,000 msg/s; run the capture server with --workers
 
+    @model_validator(mode="after")
+    def _no_login_in_clear(self) -> SmtpEmailChannel:
+        if (self.username or self.password) and not self.starttls:
+            raise ValueError("an SMTP login needs starttls: true (credentials are never sent in clear)")
+        return self
+
     def open(self) -> SmtpSession:
         """A session holding one SMTP connection (opened on the first send)."""
         return SmtpSession(self)
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Verifying TLS (certificate chain and host name), trusting `ca_file` or the system's store."""
+        return ssl.create_default_context(cafile=self.ca_file)
 
 
 def smtp_error(code: int, recipient: bool = False) -> SendError:
@@ -62,16 +81,34 @@ class SmtpSession(ChannelSession):
         if self.smtp is None:
             try:
                 smtp = smtplib.SMTP(self.cfg.host, self.cfg.port, timeout=self.cfg.timeout_s)
-                if self.cfg.starttls:
-                    smtp.starttls()
-                if self.cfg.username:
-                    smtp.login(self.cfg.username, self.cfg.password or "")
+            except (OSError, smtplib.SMTPException):
+                raise TransientSendError("smtp_connect") from None
+            try:
+                self._secure_and_login(smtp)
+            except BaseException:
+                smtp.close()
+                raise
+            self.smtp = smtp
+        return self.smtp
+
+    def _secure_and_login(self, smtp: smtplib.SMTP) -> None:
+        """STARTTLS with a verifying context (smtplib's default context verifies nothing), then the login."""
+        if self.cfg.starttls:
+            try:
+                smtp.starttls(context=self.cfg.tls_context())
+            except (ssl.SSLError, smtplib.SMTPNotSupportedError):
+                raise TransientSendError("smtp_tls") from None  # no STARTTLS, or a certificate that does not verify
             except smtplib.SMTPResponseException as e:
                 raise smtp_error(e.smtp_code) from None
             except (OSError, smtplib.SMTPException):
                 raise TransientSendError("smtp_connect") from None
-            self.smtp = smtp
-        return self.smtp
+        if self.cfg.username:
+            try:
+                smtp.login(self.cfg.username, self.cfg.password or "")
+            except smtplib.SMTPResponseException as e:
+                raise smtp_error(e.smtp_code) from None
+            except (OSError, smtplib.SMTPException):
+                raise TransientSendError("smtp_connect") from None
 
     def _drop(self) -> None:
         if self.smtp is not None:
