@@ -2,15 +2,20 @@
 
 `get_settings()` reads every `ENGAGE_*` variable (and `AWS_REGION`) once, through pydantic-settings, so a bad value
 is an error at load naming the variable, never at 2 AM.  Secrets (Snowflake's password, AWS keys) are not settings:
-the production resources read them through `dg.EnvVar` when a run starts, so they never sit in the definitions.
+the production resources read them through `dg.EnvVar` when a run starts, so they never sit in the definitions.  One
+exception: the suppression list's HMAC key (`ENGAGE_SUPPRESSION_KEY`, a SecretStr), which the delivery ledgers read
+through `suppression_key()` when they hash an address, so it never sits in the definitions either.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +34,8 @@ PROD_REQUIRED = {
     "push_topic_arn": "ENGAGE_PUSH_TOPIC_ARN",
     "email_from": "ENGAGE_EMAIL_FROM",
     "ses_configuration_set": "ENGAGE_SES_CONFIGURATION_SET",
+    # The one secret here: the suppression list's HMAC key must be the same for every worker, and stay the same.
+    "suppression_key": "ENGAGE_SUPPRESSION_KEY",
 }
 
 
@@ -68,6 +75,9 @@ class Settings(BaseSettings):
     cart_dlq_url: str | None = None
     # The reactive decision path's table of dedup claims and cart state (purchases, stock); same caveat.
     reactive_table: str | None = None
+    # The suppression list's key (HMAC-SHA256 of each address): required in production; locally, when unset, a random
+    # key made once under `home` (see `suppression_key`).  A SecretStr: never in a repr or a log.
+    suppression_key: SecretStr | None = Field(default=None, min_length=16)
 
     @field_validator("home")
     @classmethod
@@ -141,6 +151,36 @@ class Settings(BaseSettings):
     def event_batch_root(self) -> Path:
         """Where the cart-event sensor writes the batches the decision stages read (`resources.event_batches`)."""
         return self.home / "event_batches"
+
+
+SUPPRESSION_KEY_FILE = "suppression.key"
+
+
+def suppression_key(settings: Settings | None = None) -> bytes:
+    """The key of the suppression list's address hashes: ENGAGE_SUPPRESSION_KEY; locally, when unset, a random key
+    made once in ENGAGE_HOME/suppression.key (mode 0600; the first process to make it wins, the others read it).
+    Changing it makes the stored hashes unreadable: every listed address would be contacted again."""
+    settings = settings or get_settings()
+    if settings.suppression_key is not None:
+        return settings.suppression_key.get_secret_value().encode()
+    if settings.env != "local":
+        raise ValueError("ENGAGE_SUPPRESSION_KEY is not set")
+    path = settings.home / SUPPRESSION_KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32) + "\n")
+    for _ in range(100):  # a process that lost the race may read before the winner's write lands
+        key = path.read_text().strip()
+        if key:
+            return key.encode()
+        time.sleep(0.01)
+    raise ValueError(f"{path} is empty")
 
 
 def get_settings() -> Settings:

@@ -17,10 +17,10 @@ import pyarrow as pa
 import pytest
 
 from engage_assets.delivery.engine import DeliveryEngine, EngineConfig
-from engage_assets.domain.pressure import PressurePolicy, PressureState
+from engage_assets.domain.pressure import PressurePolicy, PressureState, legacy_address_hash
 from resources.channels.outbox import OutboxPushChannel, OutboxSmsChannel
 from resources.delivery_ledger.dynamodb import DynamoDbDeliveryLedger
-from resources.delivery_ledger.sqlite import DeliveryLedger, address_hash
+from resources.delivery_ledger.sqlite import DeliveryLedger
 from tests.delivery_support import FakeCustomerState, FakeRenderer, contact, plan_table
 
 P = "win-back-campaigns"
@@ -244,21 +244,22 @@ def test_contacts_since_counts_touches_claimed_or_sent(ledger):
     assert contacts(ledger, ["c1"], NOW) == [("c1", P, "s-c1", "in-app", NOW + 10)]
 
 
-def test_suppression_list_keeps_hashes_not_addresses(ledger):
+def test_suppression_list_keeps_keyed_hashes_not_addresses(ledger):
     ledger.add_suppression("email", " Bounce@Example.com ", "bounce:smtp_550", NOW)
     ledger.add_suppression("email", "bounce@example.com", "complaint", NOW + 1)  # first reason wins
     ledger.add_suppression("sms", "+15550000001", "invalid_address", NOW)
     with ledger.transaction() as conn:
         assert ledger.suppressed_addresses(
             conn, "email", ["bounce@example.com", "BOUNCE@example.com ", "ok@example.com"]
-        ) == {address_hash("bounce@example.com"): "bounce:smtp_550"}
+        ) == {"bounce@example.com": "bounce:smtp_550"}
         assert ledger.suppressed_addresses(conn, "sms", ["+15550000001", "bounce@example.com"]) == {
-            address_hash("+15550000001"): "invalid_address"
+            "+15550000001": "invalid_address"
         }
         assert ledger.suppressed_addresses(conn, "push", []) == {}
     text = stored_text(ledger).lower()
     assert "bounce@example.com" not in text and "15550000001" not in text
-    assert address_hash("bounce@example.com") in text
+    assert ledger.hashes.of("bounce@example.com") in text  # HMAC under the deployment's key ...
+    assert legacy_address_hash("+15550000001") not in text  # ... never a plain SHA-256 (reversible for phones)
 
 
 def test_counts(ledger):

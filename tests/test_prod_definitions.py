@@ -19,6 +19,7 @@ PROD_ENV = {
     "ENGAGE_PUSH_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:engage-push",
     "ENGAGE_GLUE_DATABASE": "engage",
     "ENGAGE_S3_BUCKET": "engage-exports",
+    "ENGAGE_SUPPRESSION_KEY": "a-production-secret-of-32-chars!",
     "ENGAGE_CART_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/engage-cart-events",
     "ENGAGE_CART_DLQ_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/engage-cart-events-dlq",
     "ENGAGE_REACTIVE_TABLE": "engage-reactive",

@@ -17,6 +17,7 @@ last slot.  A touch is, in this order:
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -93,9 +94,22 @@ class Decision:
 ALLOW = Decision("allow")
 
 
-def address_hash(address: str) -> str:
-    """Suppression-list key of an address (lower-cased, trimmed): the list never stores a raw e-mail or phone."""
-    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+def normalize_address(address: str) -> str:
+    """The form of an address the suppression list compares (trimmed, lower-cased)."""
+    return address.strip().lower()
+
+
+def address_hash(address: str, key: bytes) -> str:
+    """Suppression-list key of an address: HMAC-SHA256 under the deployment's secret `key` of its normalized form.
+    The list never stores a raw e-mail or phone number, nor a plain hash of one: a SHA-256 of a phone number is
+    reversed by hashing every number of the country's plan (10^10 hashes: minutes on a GPU); without the key, a
+    stolen list reveals nothing."""
+    return hmac.new(key, normalize_address(address).encode(), hashlib.sha256).hexdigest()
+
+
+def legacy_address_hash(address: str) -> str:
+    """The plain SHA-256 the suppression list kept before it was keyed (version 1): read only to migrate an entry."""
+    return hashlib.sha256(normalize_address(address).encode()).hexdigest()
 
 
 class ContactHistory(Protocol):
@@ -105,7 +119,9 @@ class ContactHistory(Protocol):
         self, conn: Any, customer_ids: Iterable[str], since: int
     ) -> Iterable[tuple[str, str, str, str, int]]: ...
 
-    def suppressed_addresses(self, conn: Any, channel: str, addresses: Iterable[str]) -> dict[str, str]: ...
+    def suppressed_addresses(self, conn: Any, channel: str, addresses: Iterable[str]) -> dict[str, str]:
+        """{normalized address: reason} of the given addresses on the channel's suppression list."""
+        ...
 
 
 class PressureState:
@@ -140,8 +156,8 @@ class PressureState:
             if addr:
                 by_channel[t["channel"]].add(addr)
         for channel, addrs in by_channel.items():
-            for h, reason in ledger.suppressed_addresses(conn, channel, addrs).items():
-                state.suppressed[(channel, h)] = reason
+            for addr, reason in ledger.suppressed_addresses(conn, channel, addrs).items():
+                state.suppressed[(channel, normalize_address(addr))] = reason
         return state
 
     def _add(self, cust: str, program: str, subject: str, channel: str, at: int) -> None:
@@ -178,7 +194,7 @@ class PressureState:
             addr = address_of(ch, contact)
             if not valid_address(ch, addr):
                 return Decision("suppress", f"invalid_address:{ch}")
-            listed = self.suppressed.get((ch, address_hash(addr)))  # type: ignore[arg-type]
+            listed = self.suppressed.get((ch, normalize_address(addr)))  # type: ignore[arg-type]
             if listed:
                 return Decision("suppress", f"suppression_list:{listed}")
         return None

@@ -195,7 +195,8 @@ class DeliveryLedgerBackend(Protocol):
         """Put an address on the suppression list; first reason wins."""
 
     def suppressed_addresses(self, conn: Any, channel: str, addresses: Iterable[str]) -> dict[str, str]:
-        """{address_hash: reason} of the given addresses on the channel's suppression list."""
+        """{normalized address: reason} of the given addresses on the channel's suppression list (kept as keyed
+        hashes: `resources.delivery_ledger.suppression`)."""
 
     def claim(self, conn: Any, touch_key: str, token: str, now: int) -> bool:
         """planned → sending with our token; False if another process got there first."""

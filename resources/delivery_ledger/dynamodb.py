@@ -12,7 +12,8 @@ Items (every key a String; `pk`/`sk` the table key):
                                                   an attribute that is NULL in SQLite is absent here
   customer      pk = C#<customerId>      sk = C   version (Number) and contacts: {touchKey: [programId, subjectId,
                                                   channel, claimedAt]} for the customer's touches in sending/sent
-  suppression   pk = S#<channel>#<sha256 of the address>   sk = S   reason, createdAt (never the raw address)
+  suppression   pk = S#<channel>#k:<HMAC-SHA256 of the address>   sk = S   reason, createdAt (never the raw address;
+                                                  version-1 items without `k:` migrate: dynamodb_suppression)
   program       pk = PROGRAMS            sk = <programId>   (the programs `counts()` walks without a Scan)
 
 Sparse GSIs on touches (an item without the index's key attributes is not in the index):
@@ -57,7 +58,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from engage_assets.domain.pressure import address_hash
 from resources.delivery_ledger.base import (
     PLAN_COLUMNS,
     LedgerRow,
@@ -76,16 +76,16 @@ from resources.delivery_ledger.dynamodb_items import (
     DynamoDbLedgerTransaction,
     customer_pk,
     plan_item,
-    suppression_pk,
     to_row,
     touch_pk,
 )
+from resources.delivery_ledger.dynamodb_suppression import DynamoDbSuppressionList
+from resources.delivery_ledger.suppression import SuppressionHashes
 from resources.dynamodb import (
     conditional_write,
     from_sortable_int,
     gsi,
     plain_item,
-    put_if_absent,
     query_count,
     query_pages,
     serialize,
@@ -93,10 +93,15 @@ from resources.dynamodb import (
 )
 
 
-class DynamoDbDeliveryLedger(DynamoDbLedgerClaims):
+class DynamoDbDeliveryLedger(DynamoDbLedgerClaims, DynamoDbSuppressionList):
     """The delivery ledger on one DynamoDB table (see the module docstring).  Thread-safe: boto3 clients are.
     Arguments as `DynamoDbTable`'s: table_name, client_factory, region_name, endpoint_url, max_attempts,
-    write_concurrency, conflict_retries."""
+    write_concurrency, conflict_retries; and `suppression_key`, the suppression list's HMAC key (None: the
+    settings' key, read on first use)."""
+
+    def __init__(self, *args: Any, suppression_key: bytes | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.hashes = SuppressionHashes(suppression_key)
 
     def create_table(self) -> None:
         """Create the table with its four GSIs (pay per request); an existing table is left as is."""
@@ -362,15 +367,3 @@ class DynamoDbDeliveryLedger(DynamoDbLedgerClaims):
             return n
 
         return sum(self.parallel(erase, list(dict.fromkeys(customer_ids))))
-
-    # -- suppression list ------------------------------------------------------------------------------------------
-    def add_suppression(self, channel: str, address: str, reason: str, now: int) -> None:
-        """Put an address on the suppression list (bounce, complaint, invalid address); first reason wins."""
-        item = {**suppression_pk(channel, address_hash(address)), "reason": {"S": reason}}
-        put_if_absent(self.client(), self.table_name, {**item, "createdAt": {"N": str(int(now))}})
-
-    def suppressed_addresses(self, conn: Any, channel: str, addresses: Iterable[str]) -> dict[str, str]:
-        """{address_hash: reason} of the given addresses that are on the channel's suppression list."""
-        prefix = f"S#{channel}#"
-        keys = [suppression_pk(channel, h) for h in {address_hash(a) for a in addresses}]
-        return {raw["pk"]["S"][len(prefix) :]: raw["reason"]["S"] for raw in self.get_items(keys)}

@@ -32,7 +32,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from engage_assets.domain.pressure import address_hash
 from resources.delivery_ledger.base import (
     LedgerRow,
     PlanResult,
@@ -40,9 +39,12 @@ from resources.delivery_ledger.base import (
 )
 from resources.delivery_ledger.sqlite_partitions import partition_subjects, plan_rows, suppress_planned
 from resources.delivery_ledger.sqlite_stale import StaleTouches
+from resources.delivery_ledger.sqlite_suppression import SUPPRESSION_SCHEMA, SqliteSuppressionList, migrate
+from resources.delivery_ledger.suppression import SuppressionHashes
 from resources.sqlite_wal import chunked_in, close_connection, wal_connection, write_transaction
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS touches (
     touch_key       TEXT PRIMARY KEY,
     program_id      TEXT NOT NULL,
@@ -70,14 +72,9 @@ CREATE INDEX IF NOT EXISTS touches_due ON touches (program_id, next_attempt_at, 
 CREATE INDEX IF NOT EXISTS touches_in_doubt ON touches (program_id, claimed_at) WHERE state = 'sending';
 CREATE INDEX IF NOT EXISTS touches_partition ON touches (program_id, partition_key, state);
 CREATE INDEX IF NOT EXISTS touches_contact ON touches (customer_id, claimed_at) WHERE state IN ('sending', 'sent');
-CREATE TABLE IF NOT EXISTS suppression_list (
-    channel      TEXT NOT NULL,
-    address_hash TEXT NOT NULL,
-    reason       TEXT NOT NULL,
-    created_at   INTEGER NOT NULL,
-    PRIMARY KEY (channel, address_hash)
-) WITHOUT ROWID;
 """
+    + SUPPRESSION_SCHEMA
+)  # the suppression list (and the file's schema version): sqlite_suppression
 
 _COLS = (
     "touch_key, program_id, partition_key, customer_id, subject_id, touch_id, channel, channel_id, template_id, "
@@ -86,16 +83,25 @@ _COLS = (
 )
 
 
-class DeliveryLedger(StaleTouches):
-    """The ledger file (see the module docstring; the contract is `base.DeliveryLedgerBackend`).  One connection per (process, thread), opened lazily."""
+class DeliveryLedger(StaleTouches, SqliteSuppressionList):
+    """The ledger file (see the module docstring; the contract is `base.DeliveryLedgerBackend`).  One connection per
+    (process, thread), opened lazily; the file migrated to the current schema version on first use.
+    `suppression_key`: the suppression list's HMAC key (None: the settings' key, read on first use)."""
 
-    def __init__(self, path: str | os.PathLike[str], busy_timeout_ms: int = 60_000):
+    def __init__(
+        self, path: str | os.PathLike[str], busy_timeout_ms: int = 60_000, suppression_key: bytes | None = None
+    ):
         self.path = str(path)
         self.busy_timeout_ms = busy_timeout_ms
+        self.hashes = SuppressionHashes(suppression_key)
+        self._migrated = False
 
     # -- connection ------------------------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
-        return wal_connection(self.path, self.busy_timeout_ms, SCHEMA)
+        conn = wal_connection(self.path, self.busy_timeout_ms, SCHEMA)
+        if not self._migrated:
+            self._migrated = migrate(conn)
+        return conn
 
     def close(self) -> None:
         """Close this thread's connection to the file (other threads' close when their threads end)."""
@@ -244,25 +250,6 @@ class DeliveryLedger(StaleTouches):
                     f"DELETE FROM touches WHERE customer_id IN ({', '.join('?' * len(chunk))})", chunk
                 ).rowcount
         return n
-
-    # -- suppression list ------------------------------------------------------------------------------------------
-    def add_suppression(self, channel: str, address: str, reason: str, now: int) -> None:
-        """Put an address on the suppression list (bounce, complaint, invalid address); first reason wins."""
-        self._conn().execute(
-            "INSERT OR IGNORE INTO suppression_list VALUES (?, ?, ?, ?)", (channel, address_hash(address), reason, now)
-        )
-
-    def suppressed_addresses(self, conn: sqlite3.Connection, channel: str, addresses: Iterable[str]) -> dict[str, str]:
-        """{address_hash: reason} of the given addresses that are on the channel's suppression list."""
-        hashes = list({address_hash(a) for a in addresses})
-        return dict(
-            chunked_in(
-                conn,
-                "SELECT address_hash, reason FROM suppression_list WHERE channel = ? AND address_hash IN ({})",
-                hashes,
-                head=(channel,),
-            )
-        )
 
     # -- transitions (inside a transaction from `transaction()`, or alone) --------------------------------------------
     def _changed_one(self, conn: sqlite3.Connection | None, sql: str, args: tuple[Any, ...]) -> bool:
