@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from engage_assets.settings import PROD_REQUIRED, Settings, suppression_key
 from resources.delivery_ledger.dynamodb import DynamoDbDeliveryLedger
 from resources.delivery_ledger.sqlite import DeliveryLedger
+from resources.delivery_ledger.suppression import WrongSuppressionKey
 
 NOW = 1_786_363_200
 KEY, OTHER_KEY = b"k" * 32, b"o" * 32
@@ -63,8 +64,13 @@ def test_hashes_are_keyed_by_the_secret(open_ledger):
     text = stored(ledger)
     assert keyed(PHONE) in text and plain(PHONE) not in text and "5550000001" not in text
     assert listed(ledger, "sms", PHONE) == {PHONE: "bounce:invalid_number"}
-    # Without the key the entry means nothing: another key finds no entry for the same address.
-    assert listed(open_ledger(OTHER_KEY), "sms", PHONE) == {}
+    # Under another key every entry would be unreadable (every listed address contacted again): refused instead.
+    other = open_ledger(OTHER_KEY)
+    with pytest.raises(WrongSuppressionKey):
+        listed(other, "sms", PHONE)
+    with pytest.raises(WrongSuppressionKey):
+        other.add_suppression("sms", "+15550000002", "complaint", NOW)
+    assert listed(open_ledger(KEY), "sms", PHONE) == {PHONE: "bounce:invalid_number"}
 
 
 V1_LIST = """CREATE TABLE suppression_list (channel TEXT NOT NULL, address_hash TEXT NOT NULL, reason TEXT NOT NULL,

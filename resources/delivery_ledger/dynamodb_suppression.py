@@ -5,6 +5,7 @@ Version-1 items (pk = S#<channel>#<plain SHA-256>) are read only to migrate them
 for an address reads its plain one, answers with its reason, writes the keyed item (same reason and time) and
 deletes the plain one (`resources.delivery_ledger.suppression`, MIGRATION).  A table has no schema version: the
 `k:` prefix tells the two apart, so a table of either version (or both, during a rollout) is read correctly.
+The key's check value is the item pk = META, sk = SUPPRESSION_KEY (`check`).
 """
 
 from __future__ import annotations
@@ -29,16 +30,28 @@ class DynamoDbSuppressionList:
     client: Callable[[], Any]
     get_items: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
+    _key_checked: bool = False
+
+    def _checked(self) -> SuppressionHashes:
+        """`hashes`, once the table's recorded key check is this key's (recorded on first use)."""
+        if not self._key_checked:
+            key = {"pk": {"S": "META"}, "sk": {"S": "SUPPRESSION_KEY"}}
+            put_if_absent(self.client(), self.table_name, {**key, "check": {"S": self.hashes.check_value()}})
+            item = self.client().get_item(TableName=self.table_name, Key=key, ConsistentRead=True)["Item"]
+            self.hashes.verify(item["check"]["S"])
+            self._key_checked = True
+        return self.hashes
+
     def add_suppression(self, channel: str, address: str, reason: str, now: int) -> None:
         """Put an address on the suppression list (bounce, complaint, invalid address); first reason wins."""
-        item = {**suppression_pk(channel, KEYED + self.hashes.of(address)), "reason": {"S": reason}}
+        item = {**suppression_pk(channel, KEYED + self._checked().of(address)), "reason": {"S": reason}}
         put_if_absent(self.client(), self.table_name, {**item, "createdAt": {"N": str(int(now))}})
 
     def suppressed_addresses(self, conn: Any, channel: str, addresses: Iterable[str]) -> dict[str, str]:
         """{normalized address: reason} of the given addresses on the channel's suppression list; a version-1 item
         found for one of them is re-keyed on the way."""
         addresses = list(addresses)
-        found = self._lookup(channel, {KEYED + h: a for h, a in self.hashes.keyed(addresses).items()})
+        found = self._lookup(channel, {KEYED + h: a for h, a in self._checked().keyed(addresses).items()})
         missing = [a for a in addresses if normalize_address(a) not in found]
         if not missing:
             return found

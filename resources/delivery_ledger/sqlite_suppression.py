@@ -5,7 +5,7 @@ Version 2 (`PRAGMA user_version = 2`): the list is `suppression_keyed` (channel,
 the deployment's key).  A version-1 file (no user_version; its list `suppression_list` held plain SHA-256 hashes) is
 migrated when a ledger first opens it: in one write transaction, `suppression_list` is renamed
 `suppression_legacy` and the version set to 2; each legacy entry is then re-keyed the first time its address is
-looked up (`resources.delivery_ledger.suppression`, MIGRATION).
+looked up (`resources.delivery_ledger.suppression`, MIGRATION).  `ledger_meta` holds the key's check value.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS suppression_keyed (
     created_at   INTEGER NOT NULL,
     PRIMARY KEY (channel, address_hash)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ledger_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 _LEGACY = "suppression_legacy"
 
@@ -54,22 +55,35 @@ class SqliteSuppressionList:
     connection and `hashes`)."""
 
     hashes: SuppressionHashes
+    _key_checked: bool = False
 
     def _conn(self) -> sqlite3.Connection:
         raise NotImplementedError  # the ledger's own
 
+    def _checked(self, conn: sqlite3.Connection) -> SuppressionHashes:
+        """`hashes`, once the file's recorded key check is this key's (recorded on first use)."""
+        if not self._key_checked:
+            conn.execute(
+                "INSERT OR IGNORE INTO ledger_meta VALUES ('suppression_key_check', ?)", (self.hashes.check_value(),)
+            )
+            row = conn.execute("SELECT value FROM ledger_meta WHERE name = 'suppression_key_check'").fetchone()
+            self.hashes.verify(row[0])
+            self._key_checked = True
+        return self.hashes
+
     def add_suppression(self, channel: str, address: str, reason: str, now: int) -> None:
         """Put an address on the suppression list (bounce, complaint, invalid address); first reason wins."""
-        self._conn().execute(
+        conn = self._conn()
+        conn.execute(
             "INSERT OR IGNORE INTO suppression_keyed VALUES (?, ?, ?, ?)",
-            (channel, self.hashes.of(address), reason, now),
+            (channel, self._checked(conn).of(address), reason, now),
         )
 
     def suppressed_addresses(self, conn: sqlite3.Connection, channel: str, addresses: Iterable[str]) -> dict[str, str]:
         """{normalized address: reason} of the given addresses on the channel's suppression list; a version-1 entry
         found for one of them is re-keyed on the way (inside the caller's transaction)."""
         addresses = list(addresses)
-        keyed = self.hashes.keyed(addresses)
+        keyed = self._checked(conn).keyed(addresses)
         found = {
             keyed[h]: reason
             for h, reason in chunked_in(
