@@ -81,6 +81,17 @@ def _metadata(result: dg.ExecuteInProcessResult, key: list[str]) -> dict:
     return {k: getattr(v, "value", v) for k, v in mats[-1].metadata.items()}
 
 
+def _stage_files_holding(root: Path, customer: str) -> list[Path]:
+    """The stage and rejection files under `root` whose customer_id column holds the customer."""
+    out = []
+    for path in root.rglob("*.parquet"):
+        if "customer_id" in pq.read_schema(path).names:
+            ids = pq.read_table(path, columns=["customer_id"]).column("customer_id").cast("string").to_pylist()
+            if customer in ids:
+                out.append(path)
+    return out
+
+
 def _free_port() -> int:
     import socket
 
@@ -252,8 +263,23 @@ def test_definitions_shape(platform):
     assert dg.AssetKey(["raw", "order_tracking"]) in ancestors
 
 
-def test_a_date_range_runs_as_one_run_and_matches_single_partition_runs(platform):
-    """A single-run backfill (UI, or `dagster asset materialize --partition-range`) of three days."""
+def _partition_metadata(instance: dg.DagsterInstance, key: list[str], partition: str) -> dict:
+    """The metadata of the latest materialization of one partition of an asset, read back from the event log."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[partition]), limit=1
+    ).records
+    assert records, f"{key} {partition} was not materialized"
+    return {k: getattr(v, "value", v) for k, v in records[0].asset_materialization.metadata.items()}
+
+
+# The figures a stage records that depend only on the partition's own data (not on the order partitions ran in).
+OWN_FIGURES = ("dagster/row_count", "rows_read", "rejected_invalid", "excluded_erased", "holdout", "offer_cost_usd")
+
+
+def test_a_date_range_runs_as_one_run_and_each_partition_records_its_own_figures(platform):
+    """A single-run backfill (UI, or `dagster asset materialize --partition-range`) of three days: every partition's
+    materialization of every stage carries its own figures (row count, per-filter counts, funnel), the same as
+    when the day runs alone, and the results match single-partition runs."""
     group, days = "proactive_refunds", ["2026-11-18", "2026-11-19", "2026-11-20"]
     result = platform.defs.resolve_job_def(f"{group}_batch").execute_in_process(
         instance=platform.instance,
@@ -261,16 +287,85 @@ def test_a_date_range_runs_as_one_run_and_matches_single_partition_runs(platform
         tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
     )
     assert result.success
-    meta = _metadata(result, [group, "stored_candidates"])
-    assert meta["partitions"] == 3
     ranged = {d: (platform.stored(group, d), platform.exported(group, d)) for d in days}
     # Newest partition wins in the store (one live candidate per customer and program); exports keep each day.
     assert all(0 < s <= e for s, e in ranged.values()) and ranged[days[-1]][0] == ranged[days[-1]][1]
-    assert meta["dagster/row_count"] == sum(e for _, e in ranged.values())
-    # The same days one at a time leave exactly the same results.
+    stages = (*STAGES, "touch_plan")
+    meta = {(stage, d): _partition_metadata(platform.instance, [group, stage], d) for stage in stages for d in days}
+    for d in days:
+        assert meta[("warehouse_export", d)]["dagster/row_count"] == ranged[d][1]
+        assert meta[("stored_candidates", d)]["dagster/row_count"] == ranged[d][1]  # later days then take some
+        eligible = meta[("eligible_candidates", d)]
+        assert "funnel" in eligible and any(k.startswith("removed/") for k in eligible)
+        assert eligible["dagster/row_count"] < meta[("source_candidates", d)]["dagster/row_count"]
+        assert all("partitions" not in meta[(stage, d)] for stage in stages)
+    for stage in stages:  # no partition carries the range's total
+        counts = [meta[(stage, d)]["dagster/row_count"] for d in days]
+        assert all(c < sum(counts) for c in counts if c), (stage, counts)
+    # The source check ran over the range and found rows in every day.
+    [check] = [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.check_name == "source_not_empty"
+    ]
+    assert check.passed
+    # The same days one at a time leave exactly the same results, and record the same figures.
     for d in reversed(days):
         assert platform.run(f"{group}_batch", d).success
     assert {d: (platform.stored(group, d), platform.exported(group, d)) for d in days} == ranged
+    for (stage, d), ranged_meta in meta.items():
+        single = _partition_metadata(platform.instance, [group, stage], d)
+        own = [k for k in ranged_meta if k in OWN_FIGURES or k.startswith(("removed/", "offers/", "touches/"))]
+        assert {k: single.get(k) for k in own} == {k: ranged_meta[k] for k in own}, (stage, d)
+
+
+def test_an_empty_source_partition_is_flagged_by_the_source_check(platform):
+    """A partition whose source query returns nothing (here: a day after the generated data ends) is flagged by the
+    source check with a warning naming it, not a silent success."""
+    group, empty = "proactive_refunds", "2026-11-25"
+    result = platform.run(f"{group}_batch", empty)
+    assert _metadata(result, [group, "source_candidates"])["rows_read"] == 0
+    [check] = [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.check_name == "source_not_empty"
+    ]
+    assert not check.passed
+    assert check.severity == dg.AssetCheckSeverity.WARN
+    assert empty in check.description and "order_tracking" in check.description
+    assert check.metadata["empty_partitions"].value == empty
+
+
+def test_a_customer_deleted_during_a_run_is_neither_stored_nor_exported_nor_planned(platform):
+    """The run computes its offers; the customer is deleted (as the API records it) before the run writes: the store
+    write, the export and the touch plan re-check the deletions and leave the customer out, and count it."""
+    from resources.engagement.sqlite import SqliteEngagementStore
+
+    group, partition = "proactive_refunds", "2026-11-15"
+    job = platform.defs.resolve_job_def(f"{group}_batch")
+    first = [
+        dg.AssetKey([group, s]) for s in ("source_candidates", "eligible_candidates", "scored_candidates", "offers")
+    ]
+    assert job.execute_in_process(partition_key=partition, instance=platform.instance, asset_selection=first).success
+    offers = pq.read_table(platform.home / "stages" / group / "offers" / f"{partition}.parquet")
+    customer = next(r["customer_id"] for r in offers.to_pylist() if not r["holdout"])
+    SqliteEngagementStore(path=str(platform.home / "engagement.sqlite")).delete_customer(customer)
+    platform.store().delete_customer(customer)  # what the API erases at once (nothing of this run yet)
+
+    rest = [dg.AssetKey([group, s]) for s in ("stored_candidates", "warehouse_export", "touch_plan")]
+    result = job.execute_in_process(
+        partition_key=partition, instance=platform.instance, asset_selection=rest, raise_on_error=False
+    )
+    assert result.success
+    assert platform.store().customer_candidates(customer) == []
+    (n,) = platform.sql(f"SELECT count(*) FROM exports.{group} WHERE customer_id = ?", [customer])[0]
+    assert n == 0
+    import sqlite3
+
+    ledger = sqlite3.connect(platform.home / "delivery.sqlite")
+    assert ledger.execute("SELECT count(*) FROM touches WHERE customer_id = ?", [customer]).fetchone()[0] == 0
+    for stage in ("stored_candidates", "warehouse_export", "touch_plan"):
+        assert _metadata(result, [group, stage])["excluded_erased"] >= 1, stage
 
 
 def test_a_gdpr_erased_customer_never_comes_back(platform):
@@ -433,6 +528,7 @@ def test_gdpr_deletion_reaches_planned_touches_and_past_exports(platform):
     ).fetchone()
     assert platform.sql(f"SELECT count(*) FROM exports.{group} WHERE customer_id = ?", [customer])[0][0] >= 1
 
+    assert _stage_files_holding(platform.home / "stages", customer)  # the offers of the partition, at least
     key = create_api_key(SqliteEngagementStore(path=str(platform.home / "engagement.sqlite")), ["admin"], "e2e")[1]
     with TestClient(app_from_settings()) as client:
         r = client.delete(f"/v1/customers/{customer}", headers={"X-API-Key": key})
@@ -451,6 +547,9 @@ def test_gdpr_deletion_reaches_planned_touches_and_past_exports(platform):
     }
     assert meta["export_rows_removed"] >= 1 and meta["export_partitions_rewritten"] >= 1
     assert platform.sql(f"SELECT count(*) FROM exports.{group} WHERE customer_id = ?", [customer])[0][0] == 0
+    # The stage outputs and rejection logs (which the API cannot reach) no longer hold the customer either.
+    assert meta["stage_rows_removed"] >= 1 and meta["stage_files_rewritten"] >= 1
+    assert not _stage_files_holding(platform.home / "stages", customer)
     again = {
         k: v.value
         for e in platform.run("gdpr_erasure").all_events

@@ -23,7 +23,14 @@ import pyarrow as pa
 from pydantic import Field
 
 from engage_assets.assets.dbt import WAREHOUSE_POOL
-from engage_assets.assets.program import SINGLE_RUN, PartitionWindow, each_partition, partitions_for
+from engage_assets.assets.program import (
+    SINGLE_RUN,
+    PartitionWindow,
+    erased_since,
+    partitions_for,
+    stream_partitions,
+    without_customers,
+)
 from engage_assets.delivery.engine import ChannelFactory, DeliveryEngine, DeliveryStats, EngineConfig
 from engage_assets.domain.channels import CHANNEL_SPECS, channel_resource_keys
 from engage_assets.domain.config import ProgramBase, ProgramConfig, ReactiveProgram
@@ -111,6 +118,39 @@ def channel_configs(programs: list[ProgramBase]) -> dict[tuple[str, str], dict[s
     return {(p.programId, ch.channelId): ch.config.model_dump(exclude_none=True) for p in programs for ch in p.channels}
 
 
+def plan_partition(
+    program: ProgramConfig, window: PartitionWindow, offers: pa.Table, resources: Any
+) -> tuple[pa.Table, dict[str, Any]]:
+    """One partition's touch plan, written to the delivery ledger (with its refunds), and its metadata.
+
+    GDPR: the deletions are re-read just before planning (a customer erased while the run was under way is never
+    planned), and again after the ledger write (a deletion recorded meanwhile is erased from the ledger at once);
+    `excluded_erased` counts both."""
+    engagement: EngagementStore = resources.engagement
+    ledger = resources.delivery_ledger.ledger()
+    now = datetime.combine(window.end, datetime.min.time(), tzinfo=UTC)
+    erased = engagement.deleted_customers()
+    offers, excluded = without_customers(offers, erased)
+    customers = _customers_for(resources.warehouse, offers)
+    plan = plan_touches(program, offers, customers, now, partition_key=window.partition_key)
+    result = ledger.plan(plan, program.programId, window.partition_key, int(time.time()))
+    late = erased_since(engagement, erased, offers)
+    if late:
+        ledger.erase_customers(sorted(late))
+        plan, _ = without_customers(plan, late)
+    return plan, {
+        "dagster/row_count": plan.num_rows,
+        "excluded_erased": excluded + len(late),
+        "held_out": result.held_out,
+        "inserted": result.inserted,
+        "replaced_planned": result.replaced,
+        "removed_planned": result.removed,
+        "kept_past_planned": result.kept,
+        **touches_by_channel(plan),
+        **_issue_refunds(program, resources.refund_ledger, plan, window.partition_key),
+    }
+
+
 def touch_plan_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinition) -> dg.AssetsDefinition:
     """`[group, "touch_plan"]` of one program: plan each partition's offers and write the touches to the ledger."""
     g = program.group
@@ -124,38 +164,17 @@ def touch_plan_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefin
         backfill_policy=SINGLE_RUN,
         pool=WAREHOUSE_POOL,
         ins={"offers": dg.AssetIn(dg.AssetKey([g, "offers"]))},
+        required_resource_keys={"warehouse", "delivery_ledger", "refund_ledger", "engagement"},
         description="The touches each candidate's channels ask for (send time 10:00 local, delays, "
         "conditions), written to the delivery ledger; holdout candidates are recorded as held out. "
-        "Re-running a partition replaces touches still planned and never un-sends.",
+        "Re-running a partition replaces touches still planned and never un-sends. Customers deleted (GDPR) while "
+        "the run was under way are never planned.",
     )
-    def touch_plan(
-        context: dg.AssetExecutionContext,
-        offers,
-        warehouse: WarehouseResource,
-        delivery_ledger: DeliveryLedgerResource,
-        refund_ledger: RefundLedgerResource,
-    ):
-        ledger = delivery_ledger.ledger()
-
+    def touch_plan(context: dg.AssetExecutionContext, offers):
         def one(window: PartitionWindow, offers) -> tuple[Any, dict[str, Any]]:
-            now = datetime.combine(window.end, datetime.min.time(), tzinfo=UTC)
-            customers = _customers_for(warehouse, offers)
-            plan = plan_touches(program, offers, customers, now, partition_key=window.partition_key)
-            result = ledger.plan(plan, program.programId, window.partition_key, int(time.time()))
-            return plan, {
-                "dagster/row_count": plan.num_rows,
-                "held_out": result.held_out,
-                "inserted": result.inserted,
-                "replaced_planned": result.replaced,
-                "removed_planned": result.removed,
-                "kept_past_planned": result.kept,
-                **touches_by_channel(plan),
-                **_issue_refunds(program, refund_ledger, plan, window.partition_key),
-            }
+            return plan_partition(program, window, offers, context.resources)
 
-        value, meta = each_partition(context, parts, offers, one)
-        context.add_output_metadata(meta)
-        return value
+        return stream_partitions(context, parts, offers, one)
 
     return touch_plan
 

@@ -18,7 +18,10 @@ from __future__ import annotations
 import os
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,26 @@ def capture_path(root: str | os.PathLike[str], program: str, key: str) -> Path:
     """Where a local SMTP capture files the message with this program and idempotency key: the SMTP channel reads
     it to learn whether a message whose reply was lost arrived (the capture server writes it)."""
     return Path(root) / (_SAFE_PROGRAM.sub("_", program.lower()) or "unknown") / f"{key}.eml"
+
+
+def erase_captured_mail(root: str | os.PathLike[str], addresses: Collection[str]) -> int:
+    """Delete every captured message (`<root>/<program>/<key>.eml`) addressed to one of `addresses` (GDPR: the file
+    names are hashed keys, so the `To` header is what ties a capture to a customer); returns the files removed."""
+    wanted = {a.strip().lower() for a in addresses if a}
+    if not wanted or not Path(root).is_dir():
+        return 0
+    removed = 0
+    parser = BytesHeaderParser()
+    for path in Path(root).glob("*/*.eml"):
+        try:
+            with path.open("rb") as fh:
+                headers = parser.parse(fh)
+            if any(addr.lower() in wanted for _, addr in getaddresses(headers.get_all("To", []))):
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 class SendError(Exception):
@@ -105,6 +128,14 @@ class DeliveryChannel(dg.ConfigurableResource, ABC):
     @abstractmethod
     def open(self) -> ChannelSession:
         """A new session; each sender thread opens its own."""
+
+    def erase_customers(
+        self, customer_ids: Collection[str], contacts: Callable[[], Mapping[str, Mapping[str, Any]]]
+    ) -> int:
+        """Remove the copies of messages to these customers this channel keeps (GDPR; `contacts()`: their contact
+        rows, asked for only by a channel that files messages by address); returns the messages removed.  A
+        provider's channel keeps none here: 0."""
+        return 0
 
 
 class EmailChannel(DeliveryChannel, ABC):

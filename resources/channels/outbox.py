@@ -5,7 +5,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 from abc import ABC
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
+from typing import Any
 
 from resources.channels.base import ChannelSession, DeliveryChannel, OutboundMessage
 from resources.sqlite_wal import retry_locked
@@ -36,6 +38,25 @@ class OutboxChannel(DeliveryChannel, ABC):
     def open(self) -> OutboxSession:
         """A session on the channel's outbox file (created on first use)."""
         return OutboxSession(Path(self.root) / f"{self.channel_name}.sqlite")
+
+    def erase_customers(
+        self, customer_ids: Collection[str], contacts: Callable[[], Mapping[str, Mapping[str, Any]]]
+    ) -> int:
+        """Delete the outbox's messages to these customers (GDPR); returns the rows removed."""
+        path = Path(self.root) / f"{self.channel_name}.sqlite"
+        ids = sorted({str(c) for c in customer_ids})
+        if not ids or not path.exists():
+            return 0
+        session = OutboxSession(path)
+        try:
+            removed = 0
+            for i in range(0, len(ids), 900):
+                chunk = ids[i : i + 900]
+                sql = f"DELETE FROM messages WHERE customer_id IN ({', '.join('?' * len(chunk))})"
+                removed += session.conn.execute(sql, chunk).rowcount  # the connection waits out a writer's lock
+            return removed
+        finally:
+            session.close()
 
 
 class OutboxSmsChannel(OutboxChannel):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -22,6 +24,7 @@ from resources.channels.base import (
     SendError,
     TransientSendError,
     capture_path,
+    erase_captured_mail,
 )
 from resources.channels.mime import mime_bytes
 
@@ -59,6 +62,15 @@ class SmtpEmailChannel(EmailChannel):
     def tls_context(self) -> ssl.SSLContext:
         """Verifying TLS (certificate chain and host name), trusting `ca_file` or the system's store."""
         return ssl.create_default_context(cafile=self.ca_file)
+
+    def erase_customers(
+        self, customer_ids: Collection[str], contacts: Callable[[], Mapping[str, Mapping[str, Any]]]
+    ) -> int:
+        """Delete the capture server's copies of messages to these customers' addresses (only with `capture_dir`;
+        a relay keeps nothing here)."""
+        if self.capture_dir is None or not customer_ids:
+            return 0
+        return erase_captured_mail(self.capture_dir, [str(c.get("email") or "") for c in contacts().values()])
 
 
 def smtp_error(code: int, recipient: bool = False) -> SendError:

@@ -7,7 +7,8 @@ The registered table is named from the program with `-` turned into `_` (`abando
 
 GDPR erasure reaches partitions written before the deletion: `erase_customers` reads each partition's
 `customer_id` column only and rewrites (whole, atomically, as `write_partition` does) the partitions that hold an
-erased customer, without their rows.  The `gdpr_erasure` job runs it daily for every program.
+erased customer, without their rows.  The `gdpr_erasure` job runs it daily for every program that has exports
+(`programs()`), disabled ones included.
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ class ExportResource(dg.ConfigurableResource, ABC):
     @abstractmethod
     def partition_keys(self, program: str) -> list[str]:
         """The program's exported partition keys, sorted."""
+
+    @abstractmethod
+    def programs(self) -> list[str]:
+        """Every program with exported partitions, sorted: those no longer configured or disabled too (GDPR
+        erasure reaches their exports)."""
 
     @abstractmethod
     def read_partition(self, program: str, partition_key: str, columns: list[str] | None = None) -> pa.Table:

@@ -64,6 +64,13 @@ class LocalParquetExports(ExportResource):
         prefix = f"{PARTITION_COLUMN}="
         return sorted(p.parent.name[len(prefix) :] for p in self._program_dir(program).glob(f"{prefix}*/{FILE_NAME}"))
 
+    def programs(self) -> list[str]:
+        """The programs that have a partition file under the root, sorted."""
+        root = Path(self.root).resolve()
+        if not root.is_dir():
+            return []
+        return sorted(p.name for p in root.iterdir() if any(p.glob(f"{PARTITION_COLUMN}=*/{FILE_NAME}")))
+
     def read_partition(self, program: str, partition_key: str, columns: list[str] | None = None) -> pa.Table:
         """Read the partition's file (only `columns`, if given)."""
         check_names(program, partition_key)

@@ -152,6 +152,16 @@ class S3ParquetExports(AwsClientConfig, ExportResource):
         check_names(program)
         return sorted(key for key, _ in self._objects(self.aws_client("s3"), program))
 
+    def programs(self) -> list[str]:
+        """The programs that have a partition object under the prefix, sorted."""
+        s3 = self.aws_client("s3")
+        prefix = self.prefix.strip("/")
+        listed = f"{prefix}/" if prefix else ""
+        names: list[str] = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=listed, Delimiter="/"):
+            names += [p["Prefix"][len(listed) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
+        return sorted(n for n in names if re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", n) and self._objects(s3, n))
+
     def read_partition(self, program: str, partition_key: str, columns: list[str] | None = None) -> pa.Table:
         """GET the partition's object and read it (only `columns`, if given)."""
         check_names(program, partition_key)

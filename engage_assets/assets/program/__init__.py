@@ -13,26 +13,36 @@ from typing import Any
 
 import dagster as dg
 
-from engage_assets.assets.program.common import STAGES, model_asset_name
+from engage_assets.assets.program.common import BATCH_RUN_TAG, STAGES, erased_since, model_asset_name, without_customers
 from engage_assets.assets.program.eligible import eligible_asset
 from engage_assets.assets.program.export import export_asset
 from engage_assets.assets.program.jobs import batch_job, batch_schedule
 from engage_assets.assets.program.offers import offers_asset
-from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition, partitions_for
+from engage_assets.assets.program.partitions import (
+    SINGLE_RUN,
+    PartitionWindow,
+    each_partition,
+    partitions_for,
+    stream_partitions,
+)
 from engage_assets.assets.program.scoring import model_asset, model_keys, scored_asset
 from engage_assets.assets.program.source import source_asset
 from engage_assets.assets.program.store import store_asset
 from engage_assets.domain.config import ProgramConfig
 
 __all__ = [
+    "BATCH_RUN_TAG",
     "SINGLE_RUN",
     "STAGES",
     "PartitionWindow",
     "ProgramDefs",
     "build_program",
     "each_partition",
+    "erased_since",
     "model_asset_name",
     "partitions_for",
+    "stream_partitions",
+    "without_customers",
 ]
 
 

@@ -1,6 +1,10 @@
 """The blocking checks on `[group, "offers"]`: offers within the program's budget; the holdout share near the
 configured percent and every candidate in a segment.  The offers asset evaluates them as it runs (`check_specs`),
-on the per-partition figures `offer_check_figures` collects."""
+on the per-partition figures `offer_check_figures` collects.
+
+The check on `[group, "source_candidates"]`: a partition whose source query returned no rows (a late or missing
+load) is flagged (WARN), never a silent success.  Dagster evaluates a check once per run, so a range run's result
+names the empty partitions among its own."""
 
 from typing import Any
 
@@ -29,6 +33,41 @@ def offer_check_specs(program: ProgramConfig) -> list[dg.AssetCheckSpec]:
             description="The holdout share is near the configured percent and every candidate has a segment.",
         ),
     ]
+
+
+SOURCE_NOT_EMPTY = "source_not_empty"
+
+
+def source_check_spec(program: ProgramConfig) -> dg.AssetCheckSpec:
+    """The spec of the source's check (not blocking: an empty day may be real; the warning says to look)."""
+    return dg.AssetCheckSpec(
+        SOURCE_NOT_EMPTY,
+        asset=stage_key(program, "source_candidates"),
+        description=f"Every partition's `{program.connector.config.table}` query returned rows: an empty "
+        "partition (a late or missing load) is flagged, not a silent success.",
+    )
+
+
+def source_check_result(program: ProgramConfig, rows_read: dict[str, int]) -> dg.AssetCheckResult:
+    """The source check over the run's partitions ({partition_key: rows the query returned})."""
+    empty = [pk for pk, n in rows_read.items() if n == 0]
+    table = program.connector.config.table
+    return dg.AssetCheckResult(
+        check_name=SOURCE_NOT_EMPTY,
+        passed=not empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{len(empty)} of {len(rows_read)} partitions read no rows from `{table}`: {', '.join(empty)}. "
+            "A late or missing load? Nothing was stored or planned for them; re-run them once the data is in."
+        )
+        if empty
+        else f"Every partition read rows from `{table}`.",
+        metadata={
+            "empty_partitions": ", ".join(empty) or "none",
+            "partitions": len(rows_read),
+            "fewest_rows_read": min(rows_read.values(), default=0),
+        },
+    )
 
 
 def offer_check_figures(program: ProgramConfig, partition_key: str, offers: pa.Table) -> dict[str, Any]:

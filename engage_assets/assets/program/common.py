@@ -1,11 +1,15 @@
-"""What every stage of a program's asset family shares: stage names, asset keys, tags and metadata helpers."""
+"""What every stage of a program's asset family shares: stage names, asset keys, tags, pools, metadata helpers and
+the GDPR re-check before a write."""
 
 import json
+from collections.abc import Collection
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engage_assets.domain.config import ProgramConfig
+from resources.engagement.base import EngagementStore
 
 STAGES = (
     "source_candidates",
@@ -32,6 +36,35 @@ def stage_key(program: ProgramConfig, stage: str) -> dg.AssetKey:
 def program_tags(program: ProgramConfig) -> dict[str, str]:
     """The tags every asset and job of the program carries."""
     return {"engage/program": program.programId}
+
+
+# The run tag of a program's batch runs: the run queue (dagster.yaml `tag_concurrency_limits`) runs one at a time
+# per program, so two runs never work on one program partition at once.
+BATCH_RUN_TAG = "engage/batch"
+
+
+def program_pool(program: ProgramConfig) -> str:
+    """The concurrency pool (limit 1: `default_limit` in dagster.yaml) of the program's stages that do not open the
+    warehouse (those are in the warehouse pool, also limit 1): however a run was launched (an asset backfill from
+    the UI carries no job tags), two steps of the program's batch never run at once."""
+    return f"{program.group}_batch"
+
+
+def without_customers(table: pa.Table, customers: Collection[str]) -> tuple[pa.Table, int]:
+    """`table` without the rows of these customers (GDPR deletions), and how many rows that removed."""
+    if not customers or not table.num_rows:
+        return table, 0
+    erased = pa.array(sorted(customers), pa.string())
+    kept = table.filter(pc.invert(pc.is_in(table.column("customer_id").cast(pa.string()), erased)))
+    return kept, table.num_rows - kept.num_rows
+
+
+def erased_since(engagement: EngagementStore, before: Collection[str], table: pa.Table) -> set[str]:
+    """The customers of `table` whose deletion was recorded after `before` was read (during a write)."""
+    late = engagement.deleted_customers() - set(before)
+    if not late or not table.num_rows:
+        return set()
+    return late & set(table.column("customer_id").cast(pa.string()).to_pylist())
 
 
 def counts_md(counts: dict[str, int], header: str) -> str:

@@ -5,8 +5,8 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from engage_assets.assets.program.common import program_tags, stage_key
-from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition
+from engage_assets.assets.program.common import program_pool, program_tags, stage_key
+from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, stream_partitions
 from engage_assets.domain import pipeline
 from engage_assets.domain.config import ProgramConfig
 from resources.staging import RejectionLogResource
@@ -40,6 +40,7 @@ def eligible_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinit
         partitions_def=parts,
         tags=program_tags(program),
         kinds={"duckdb"},
+        pool=program_pool(program),
         backfill_policy=SINGLE_RUN,
         ins={"source": dg.AssetIn(stage_key(program, "source_candidates"))},
         description="The config's filter chain in order, in one vectorised pass; every rejected row is kept "
@@ -51,8 +52,6 @@ def eligible_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinit
         def one(window: PartitionWindow, table: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
             return eligible_partition(program, rejections, window, table)
 
-        value, meta = each_partition(context, parts, source, one)
-        context.add_output_metadata(meta)
-        return value
+        return stream_partitions(context, parts, source, one)
 
     return eligible_candidates

@@ -1,4 +1,8 @@
-"""`[group, "warehouse_export"]`: the stored candidates as Parquet per partition, a warehouse table analysts query."""
+"""`[group, "warehouse_export"]`: the stored candidates as Parquet per partition, a warehouse table analysts query.
+
+In the warehouse pool, which the `gdpr_erasure` job's rewrite of past exports shares: the two never run at once, so
+the rewrite never races an export being written.  Customers deleted (GDPR) while the run was under way are not
+exported (the deletions are re-read just before the write)."""
 
 from typing import Any
 
@@ -6,10 +10,11 @@ import dagster as dg
 import pyarrow as pa
 
 from engage_assets.assets.dbt import WAREHOUSE_POOL
-from engage_assets.assets.program.common import model_versions, program_tags, stage_key
+from engage_assets.assets.program.common import model_versions, program_tags, stage_key, without_customers
 from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition
 from engage_assets.domain import pipeline
 from engage_assets.domain.config import ProgramConfig
+from resources.engagement.base import EngagementStore
 from resources.exports.base import ExportResource
 
 
@@ -31,18 +36,21 @@ def export_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         "`exports.<program>` analysts can query.",
     )
     def warehouse_export(
-        context: dg.AssetExecutionContext, offers: Any, exports: ExportResource
+        context: dg.AssetExecutionContext, offers: Any, exports: ExportResource, engagement: EngagementStore
     ) -> dg.MaterializeResult:
-        """Export each partition of the run, then (re)register the table over every exported partition."""
+        """Export each partition of the run, one after another, then (re)register the table over every exported
+        partition."""
 
         def one(window: PartitionWindow, table: pa.Table) -> tuple[None, dict[str, Any]]:
+            table, excluded = without_customers(table, engagement.deleted_customers())
             export = pipeline.export_table(program, table, window.partition_key, model_versions(table))
             return None, {
                 "dagster/row_count": export.num_rows,
+                "excluded_erased": excluded,
                 "path": exports.write_partition(g, window.partition_key, export),
             }
 
-        meta = each_partition(context, parts, offers, one)[1]
-        return dg.MaterializeResult(metadata={**meta, "table": exports.register(g)})
+        each_partition(context, parts, offers, one)
+        return dg.MaterializeResult(metadata={"table": exports.register(g)})
 
     return warehouse_export

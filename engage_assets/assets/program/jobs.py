@@ -8,18 +8,19 @@ from typing import Any
 
 import dagster as dg
 
-from engage_assets.assets.program.common import program_tags, stage_key
+from engage_assets.assets.program.common import BATCH_RUN_TAG, program_tags, stage_key
 from engage_assets.domain.config import ProgramConfig
 
 
 def batch_job(
     program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinition, stage_assets: Sequence[dg.AssetsDefinition]
 ) -> Any:
-    """`<group>_batch`: the stages and the touch plan, one partition (or a range) per run."""
+    """`<group>_batch`: the stages and the touch plan, one partition (or a range) per run.  Its runs carry
+    `engage/batch: <programId>`, which the run queue limits to one run at a time per program (dagster.yaml)."""
     return dg.define_asset_job(
         name=f"{program.group}_batch",
         partitions_def=parts,
-        tags=program_tags(program),
+        tags={**program_tags(program), BATCH_RUN_TAG: program.programId},
         # The stages, then the touch plan the delivery builds from the offers (engage_assets/delivery).
         selection=dg.AssetSelection.assets(*stage_assets) | dg.AssetSelection.assets(stage_key(program, "touch_plan")),
         description=f"{program.programName}: source → filters → scores → offers → store → export → touch plan, "

@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 
 from engage_assets.assets.program.checks import offer_check_figures, offer_check_results, offer_check_specs
-from engage_assets.assets.program.common import MODEL_VERSIONS_KEY, program_tags, stage_key
-from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition
+from engage_assets.assets.program.common import MODEL_VERSIONS_KEY, program_pool, program_tags, stage_key
+from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, stream_partitions
 from engage_assets.domain import pipeline
 from engage_assets.domain.config import ProgramConfig
 from resources.staging import RejectionLogResource
@@ -50,6 +50,7 @@ def offers_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         partitions_def=parts,
         tags=program_tags(program),
         kinds={"pyarrow"},
+        pool=program_pool(program),
         backfill_policy=SINGLE_RUN,
         ins={"scored": dg.AssetIn(stage_key(program, "scored_candidates"))},
         check_specs=offer_check_specs(program),
@@ -59,7 +60,8 @@ def offers_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
     def offers(
         context: dg.AssetExecutionContext, scored: Any, rejections: RejectionLogResource
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        """The offers of each partition of the run, then the checks over all of them."""
+        """The offers of each partition of the run, then the checks over all of them (a range's partitions are
+        computed as the IO manager writes the output, so the figures are complete when the checks run)."""
         figures: list[dict[str, Any]] = []
 
         def one(window: PartitionWindow, table: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
@@ -67,8 +69,7 @@ def offers_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
             figures.append(offer_check_figures(program, window.partition_key, out))
             return out, meta
 
-        value, meta = each_partition(context, parts, scored, one)
-        yield dg.Output(value, metadata=meta)
+        yield dg.Output(stream_partitions(context, parts, scored, one))
         yield from offer_check_results(program, figures)
 
     return offers

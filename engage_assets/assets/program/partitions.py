@@ -1,19 +1,29 @@
-"""A program's time partitions, and running a stage once per partition of a run (one, or a backfill's range)."""
+"""A program's time partitions, and running a stage once per partition of a run (one, or a backfill's range).
+
+Backfills of a date range run as one run (`BackfillPolicy.single_run`: the UI's default for these assets, and what
+`dagster asset materialize --partition-range` needs), and stay truthful and bounded:
+
+- every partition records its own metadata on its own materialization (`context.add_asset_metadata(...,
+  partition_key=...)`): its row count, its per-filter counts and funnel, as a one-partition run would;
+- the partitions are processed one after another, one in memory at a time: the input of a range is read a
+  partition at a time (`resources.staging.LazyPartitions`), and a stage's output is a `PartitionStream` that the IO
+  manager computes and writes partition by partition.
+
+A multi-run backfill (one partition per run) gets exactly the same results and metadata.
+"""
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import dagster as dg
 
-from engage_assets.assets.program.common import counts_md
 from engage_assets.domain.config import ProgramConfig
 from engage_assets.domain.sources import PartitionWindow
+from resources.staging import PartitionStream
 
-__all__ = ["SINGLE_RUN", "PartitionWindow", "each_partition", "partitions_for", "windows_of"]
+__all__ = ["SINGLE_RUN", "PartitionWindow", "each_partition", "partitions_for", "stream_partitions", "windows_of"]
 
-# Backfills of a date range run as one run (the UI's default for these assets, and what
-# `dagster asset materialize --partition-range` needs); every partition is still processed on its own.
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 # `backfill_policy` is marked beta on @asset; it is the documented way to get single-run backfills.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
@@ -38,30 +48,47 @@ def windows_of(context: dg.AssetExecutionContext, parts: dg.TimeWindowPartitions
     return out
 
 
+def _one_partition(context: dg.AssetExecutionContext, upstream: Any, one: PartitionFn) -> Callable[..., Any]:
+    """`run(window)`: the partition's input (a range's is read now), `one`, and the partition's own metadata."""
+
+    def run(window: PartitionWindow) -> Any:
+        value, meta = one(window, upstream[window.partition_key] if isinstance(upstream, Mapping) else upstream)
+        context.add_asset_metadata(meta, partition_key=window.partition_key)
+        context.log.info(f"partition {window.partition_key}: {meta.get('dagster/row_count', 0):,} rows")
+        return value
+
+    return run
+
+
 def each_partition(
     context: dg.AssetExecutionContext,
     parts: dg.TimeWindowPartitionsDefinition,
     upstream: Any,
     one: PartitionFn,
-) -> tuple[Any, dict[str, Any]]:
-    """Run `one(window, upstream) -> (value, metadata)` for every partition of the run.
+) -> dict[str, Any]:
+    """Run `one(window, upstream) -> (value, metadata)` for every partition of the run, one after another; each
+    partition's metadata goes on its own materialization.  Returns {partition_key: value}: for stages whose work
+    is a side effect (the store, the export), whose values are small."""
+    run = _one_partition(context, upstream, one)
+    return {w.partition_key: run(w) for w in windows_of(context, parts)}
 
-    One partition: its value and metadata as they are. A range: a `{partition_key: value}` dict (the IO manager
-    writes one file per partition, and loads a range as such a dict) and metadata summed over the partitions, with
-    the per-partition row counts as a table.  Each partition is processed on its own, exactly as a one-partition
-    run would, so a range run and N single runs leave the same results.
-    """
+
+def stream_partitions(
+    context: dg.AssetExecutionContext,
+    parts: dg.TimeWindowPartitionsDefinition,
+    upstream: Any,
+    one: PartitionFn,
+) -> Any:
+    """The output of a stage that returns a table per partition: one partition's table, computed now; for a range, a
+    `PartitionStream` the IO manager computes, writes and releases one partition after another (each partition's
+    metadata, and where its file went, on its own materialization)."""
     windows = windows_of(context, parts)
+    run = _one_partition(context, upstream, one)
     if len(windows) == 1:
-        w = windows[0]
-        return one(w, upstream[w.partition_key] if isinstance(upstream, dict) else upstream)
-    values: dict[str, Any] = {}
-    rows: dict[str, int] = {}
-    for w in windows:
-        values[w.partition_key], meta = one(w, upstream[w.partition_key] if isinstance(upstream, dict) else upstream)
-        rows[w.partition_key] = int(meta.get("dagster/row_count", 0))
-    return values, {
-        "partitions": len(windows),
-        "dagster/row_count": sum(rows.values()),
-        "rows_per_partition": dg.MetadataValue.md(counts_md(rows, "partition")),
-    }
+        return run(windows[0])
+    by_key = {w.partition_key: w for w in windows}
+
+    def written(partition_key: str, path: str) -> None:
+        context.add_asset_metadata({"stage_path": path}, partition_key=partition_key)
+
+    return PartitionStream(list(by_key), lambda pk: run(by_key[pk]), written)

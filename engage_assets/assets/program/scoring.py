@@ -13,11 +13,12 @@ from engage_assets.assets.dbt import WAREHOUSE_POOL, mart_asset_key
 from engage_assets.assets.program.common import (
     MODEL_VERSIONS_KEY,
     model_asset_name,
+    program_pool,
     program_tags,
     stage_key,
     versions_json,
 )
-from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition
+from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, stream_partitions
 from engage_assets.domain import pipeline
 from engage_assets.domain.config import ProgramConfig, ScoringModel
 from engage_assets.domain.models import ModelRef, ModelRegistry, train_model
@@ -161,6 +162,7 @@ def scored_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         partitions_def=parts,
         tags=program_tags(program),
         kinds={"scikit-learn"},
+        pool=program_pool(program),
         backfill_policy=SINGLE_RUN,
         ins={"eligible": dg.AssetIn(stage_key(program, "eligible_candidates"))},
         deps=model_keys(program),
@@ -181,8 +183,6 @@ def scored_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         def one(window: PartitionWindow, table: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
             return score_partition(program, refs, scoring, store, table)
 
-        value, meta = each_partition(context, parts, eligible, one)
-        context.add_output_metadata(meta)
-        return value
+        return stream_partitions(context, parts, eligible, one)
 
     return scored_candidates

@@ -1,6 +1,7 @@
 """`[group, "source_candidates"]`: the connector's query for the partition, with customer context; invalid rows out."""
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -8,8 +9,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engage_assets.assets.dbt import WAREHOUSE_POOL, mart_asset_key
+from engage_assets.assets.program.checks import source_check_result, source_check_spec
 from engage_assets.assets.program.common import counts_md, program_tags, stage_key
-from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition
+from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, stream_partitions
 from engage_assets.domain import pipeline
 from engage_assets.domain.config import ProgramConfig
 from engage_assets.domain.filters import columns_judged
@@ -77,6 +79,7 @@ def source_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         backfill_policy=SINGLE_RUN,
         deps=[mart_asset_key(connector.config.table), mart_asset_key("customers"), mart_asset_key("offer_history")],
         kinds={"duckdb" if connector.type != "snowflake" else "snowflake", "pyarrow"},
+        check_specs=[source_check_spec(program)],
         description=f"{program.programName}: the `{connector.connectorId}` query for the partition, with customer "
         "context and offer history; rows whose customer is unknown, or with a NULL required field no filter "
         "judges, are rejected with a reason.",
@@ -86,16 +89,19 @@ def source_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         warehouse: WarehouseResource,
         rejections: RejectionLogResource,
         engagement: EngagementStore,
-    ) -> Any:
-        """The valid source rows of each partition of the run."""
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        """The valid source rows of each partition of the run, then the empty-source check over them."""
         # Customers erased under GDPR never become candidates again, and leave no trace in the rejection logs.
         erased = pa.array(sorted(engagement.deleted_customers()), pa.string())
+        rows_read: dict[str, int] = {}
 
         def one(window: PartitionWindow, _: Any) -> tuple[pa.Table, dict[str, Any]]:
-            return source_partition(program, warehouse, rejections, erased, window)
+            table, meta = source_partition(program, warehouse, rejections, erased, window)
+            rows_read[window.partition_key] = meta["rows_read"]
+            return table, meta
 
-        value, meta = each_partition(context, parts, None, one)
-        context.add_output_metadata(meta)
-        return value
+        # A range's partitions are read as the IO manager writes the output: `rows_read` is complete after it.
+        yield dg.Output(stream_partitions(context, parts, None, one))
+        yield source_check_result(program, rows_read)
 
     return source_candidates
