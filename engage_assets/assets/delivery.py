@@ -137,7 +137,7 @@ def plan_partition(
     late = erased_since(engagement, erased, offers)
     if late:
         ledger.erase_customers(sorted(late))
-        plan, _ = without_customers(plan, late)
+        plan, _ = without_customers(plan, late, column="customerId")
     return plan, {
         "dagster/row_count": plan.num_rows,
         "excluded_erased": excluded + len(late),

@@ -50,12 +50,12 @@ def program_pool(program: ProgramConfig) -> str:
     return f"{program.group}_batch"
 
 
-def without_customers(table: pa.Table, customers: Collection[str]) -> tuple[pa.Table, int]:
+def without_customers(table: pa.Table, customers: Collection[str], column: str = "customer_id") -> tuple[pa.Table, int]:
     """`table` without the rows of these customers (GDPR deletions), and how many rows that removed."""
     if not customers or not table.num_rows:
         return table, 0
     erased = pa.array(sorted(customers), pa.string())
-    kept = table.filter(pc.invert(pc.is_in(table.column("customer_id").cast(pa.string()), erased)))
+    kept = table.filter(pc.invert(pc.is_in(table.column(column).cast(pa.string()), erased)))
     return kept, table.num_rows - kept.num_rows
 
 
