@@ -77,3 +77,25 @@ def test_the_instance_config_limits_runs_per_program_and_every_pool_to_one(tmp_p
         instance.dispose()
     # `make setup` copies this file to DAGSTER_HOME.
     assert "cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml" in (ROOT / "Makefile").read_text()
+
+
+def test_the_run_queue_holds_a_second_batch_run_of_a_program_and_lets_others_through(definitions, tmp_path):
+    """The counter the queued-run daemon applies (`dagster._utils.tags.TagConcurrencyLimitsCounter`) over runs that
+    carry what the batch jobs' runs carry: a second run of a program (another partition, or an overlapping range)
+    waits while the first is in progress; another program's run, and a delivery run, do not."""
+    from dagster._utils.tags import TagConcurrencyLimitsCounter
+
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+    repo = definitions.get_repository_def()
+
+    def run(job: str, **tags: str) -> dg.DagsterRun:
+        return dg.DagsterRun(job_name=job, tags={**repo.get_job(job).run_tags, **tags})
+
+    in_progress = run("proactive_refunds_batch", **{"dagster/partition": "2026-11-20"})
+    counter = TagConcurrencyLimitsCounter(limits, [in_progress])
+    assert counter.is_blocked(run("proactive_refunds_batch", **{"dagster/partition": "2026-11-21"}))
+    assert counter.is_blocked(run("proactive_refunds_batch", **{"dagster/partition": "2026-11-20"}))
+    assert not counter.is_blocked(run("churn_prevention_batch", **{"dagster/partition": "2026-11-16"}))
+    assert not counter.is_blocked(run("proactive_refunds_deliver"))
