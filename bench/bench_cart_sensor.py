@@ -263,7 +263,7 @@ def run_timeline(instance: Any, setup: Setup, cart: str, since: float) -> dict[s
     )
     for record in records:
         tags = record.dagster_run.tags
-        lines = batches.read(program.programId, tags["dagster/partition"], tags["engage/batch"])
+        lines = batches.read(program.programId, tags["dagster/partition"], tags["engage/event_batch"])
         if any(f'"{cart}"' in line.body for line in lines):
             break
     else:

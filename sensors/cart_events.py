@@ -111,7 +111,7 @@ def run_requests(program: ReactiveProgram, drained: Drained) -> list[dg.RunReque
             run_key=b.run_key(program.programId),
             partition_key=b.partition,
             run_config={"ops": {f"{program.group}__{DECISION_ASSET}": {"config": {"batch_ids": [b.batch_id]}}}},
-            tags={"engage/program": program.programId, "engage/batch": b.batch_id, "engage/events": str(b.size)},
+            tags={"engage/program": program.programId, "engage/event_batch": b.batch_id, "engage/events": str(b.size)},
         )
         for b in drained.batches
     ]
@@ -133,12 +133,12 @@ def _cursor(previous: str | None, drained: Drained) -> str:
 def build_cart_event_sensor(
     program: ReactiveProgram, job_name: str, max_messages: int = MAX_MESSAGES
 ) -> dg.SensorDefinition:
-    """`<group>_cart_events`: drain the queue every 5 s into durable batches, one `job_name` run per batch."""
+    """`<group>_cart_events`: drain the queue every 2 s into durable batches, one `job_name` run per batch."""
 
     @dg.sensor(
         name=f"{program.group}_cart_events",
         job_name=job_name,
-        minimum_interval_seconds=5,
+        minimum_interval_seconds=2,  # the event path: a posted event waits at most ~2 s for the tick that reads it
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"{program.programName}: drain cart events into durable hourly batches; one decision run "
         "per batch (run key from the batch's message ids). Malformed events go to the dead-letter store.",

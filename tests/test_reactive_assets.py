@@ -100,7 +100,7 @@ def test_good_events_become_durable_batches_with_stable_run_keys(queue, batches)
     stored = batches.read(PROGRAM.programId, hour_partition(hour), expected_id)
     assert [line.message_id for line in stored] == sent[:3] and [line.body for line in stored] == bodies[:3]
     assert queue.approximate_depth() == 0  # acked, after the files were written
-    assert json.loads(context.cursor) == {"batches": 2, "last_batch": result[-1].tags["engage/batch"],
+    assert json.loads(context.cursor) == {"batches": 2, "last_batch": result[-1].tags["engage/event_batch"],
                                           "quarantined": 0, "received": 4}  # fmt: skip
 
 
