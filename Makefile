@@ -7,7 +7,6 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export ENGAGE_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
-export ENGAGE_WAREHOUSE_PATH ?= $(ENGAGE_HOME)/warehouse.duckdb
 SCALE ?= 1.0
 
 .PHONY: setup run test lint dev bench validate clean serve smtp

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
 
     env: Literal["local", "prod"] = Field(default="local", description="local: embedded default; prod: AWS/Snowflake")
     home: Path = Field(default=PROJECT_ROOT / "data", description="Local state: warehouse, stores, exports, models")
+    # The one warehouse location: the DuckDB file every part reads and writes (the dbt profile, the connectors, the
+    # model training, the exports); unset, the embedded demo warehouse in `home`, which `engage run` generates when
+    # it is missing.  A warehouse named here is the user's own: nothing ever generates over or beside it.
     warehouse_path_override: Path | None = Field(
         default=None, validation_alias="ENGAGE_WAREHOUSE_PATH", description="The DuckDB warehouse (default: in home)"
     )
@@ -101,7 +104,23 @@ class Settings(BaseSettings):
 
     @property
     def warehouse_path(self) -> Path:
-        return (self.warehouse_path_override or self.home / "warehouse.duckdb").resolve()
+        """The warehouse, an absolute path (a relative ENGAGE_WAREHOUSE_PATH is read from the working directory)."""
+        return (self.warehouse_path_override or self.default_warehouse_path).resolve()
+
+    @property
+    def default_warehouse_path(self) -> Path:
+        """Where the embedded demo warehouse lives when ENGAGE_WAREHOUSE_PATH is unset."""
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def warehouse_is_default(self) -> bool:
+        """Whether the warehouse is the embedded demo's (ENGAGE_WAREHOUSE_PATH unset, or naming that same file)."""
+        return self.warehouse_path == self.default_warehouse_path.resolve()
+
+    def dbt_environment(self) -> dict[str, str]:
+        """The variables a dbt process needs so its profile (`dbt_project/profiles.yml`, read in `dbt_project/`)
+        opens this same warehouse: the absolute path, whatever the variables said relative to which folder."""
+        return {"ENGAGE_WAREHOUSE_PATH": str(self.warehouse_path), "ENGAGE_HOME": str(self.home)}
 
     @property
     def store_path(self) -> Path:

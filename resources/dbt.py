@@ -7,17 +7,20 @@ only a property of the `dbt` resource.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt import DbtCliInvocation, DbtCliResource, DbtProject
 
-from engage_assets.settings import PROJECT_ROOT
+from engage_assets.settings import PROJECT_ROOT, get_settings
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 MANIFEST_TARGET = "local"
@@ -98,11 +101,42 @@ def ensure_manifest() -> Path:
     return prepare_manifest(force=dbt_project.preparer.using_dagster_dev())
 
 
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """`os.environ` with `values` for the block (dagster-dbt hands dbt a copy of it), then as it was."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class EngageDbtCliResource(DbtCliResource):
+    """dagster-dbt's `dbt` CLI resource, opening the warehouse the settings name: every invocation gets the settings'
+    absolute warehouse path (`Settings.dbt_environment`), so dbt builds the file the connectors, the models and the
+    exports read, however `dagster dev`, `dagster asset materialize` or `engage run` was started and wherever a
+    relative ENGAGE_WAREHOUSE_PATH or ENGAGE_HOME points from."""
+
+    def cli(self, args: Any, **kwargs: Any) -> DbtCliInvocation:
+        with _environment(get_settings().dbt_environment()):
+            return super().cli(args, **kwargs)
+
+
 def dbt_resource(target: str = "local") -> DbtCliResource:
     """The `dbt` resource for a target of dbt_project/profiles.yml: "local" (DuckDB) or "prod" (Snowflake)."""
     if target not in TARGETS:
         raise ValueError(f"dbt target must be one of {TARGETS}, got {target!r}")
-    return DbtCliResource(project_dir=dbt_project, target=target, dbt_executable=_dbt_executable())
+    # DbtCliResource's own __init__ takes a DbtProject; mypy's pydantic view of the subclass knows only `str`.
+    return EngageDbtCliResource(
+        project_dir=dbt_project,  # type: ignore[arg-type]
+        target=target,
+        dbt_executable=_dbt_executable(),
+    )
 
 
 if __name__ == "__main__":

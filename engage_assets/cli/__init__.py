@@ -1,6 +1,7 @@
 """`engage` command line: generate the embedded warehouse and run every batch program end to end.
 
     engage run [--scale 1.0] [--regenerate]   warehouse → dbt build → models → each program's latest partition
+    engage run --program P --partition D      one program's partition D (on your own warehouse too)
     engage generate --scale 0.1               (re)write the raw tables only
     engage events put [FILE] | stats          PutEvents entries into the event queue; its counts
     engage simulate carts --rate R --duration D   simulated cart events (demo/load) through the ingest path
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -24,8 +24,16 @@ import dagster as dg
 from engage_assets.cli.api_keys import add_commands as add_api_key_commands
 from engage_assets.cli.delivery import deliver_all
 from engage_assets.cli.events import add_commands as add_events_commands
+from engage_assets.cli.run_scope import (
+    RunScope,
+    RunScopeError,
+    dbt_models_read_by,
+    program_asset_keys,
+    run_scope,
+    should_generate,
+)
 from engage_assets.cli.simulate import add_commands as add_simulate_commands
-from engage_assets.domain.config import ProgramConfig, ReactiveProgram, load_programs
+from engage_assets.domain.config import load_programs
 from engage_assets.settings import Settings, get_settings, program_config_dir
 from resources.delivery_ledger.sqlite import DeliveryLedger
 
@@ -112,9 +120,11 @@ def _print_program(name: str, partition: str, meta: dict[str, dict[str, Any]], g
     print(f"   warehouse table        {export.get('table', '?')}")
 
 
-def _generate_if_needed(args: argparse.Namespace, settings: Settings) -> None:
-    """Write the raw tables when asked to (`--regenerate`) or when there is no warehouse yet."""
-    if not (args.regenerate or not settings.warehouse_path.exists()):
+def _generate_if_needed(args: argparse.Namespace, settings: Settings, generate_now: bool) -> None:
+    """Write the demo warehouse's raw tables when `run_scope.should_generate` says so (none at the default
+    location, or `--regenerate`; never over or beside a warehouse ENGAGE_WAREHOUSE_PATH names)."""
+    if not generate_now:
+        print(f"Warehouse: {settings.warehouse_path}")
         return
     from engage_assets.demo.datagen import generate
 
@@ -126,16 +136,27 @@ def _generate_if_needed(args: argparse.Namespace, settings: Settings) -> None:
     print(f"   generated in {time.perf_counter() - t0:.1f} s")
 
 
-def _build_warehouse(defs: dg.Definitions, instance: dg.DagsterInstance, settings: Settings, job_name: str) -> bool:
-    """dbt build through Dagster, its log to a file; whether it succeeded."""
+def _build_warehouse(
+    defs: dg.Definitions, instance: dg.DagsterInstance, settings: Settings, job_name: str, scope: RunScope
+) -> bool:
+    """dbt build through Dagster, its log to a file; whether it succeeded.  With `--program`, only the models the
+    programs read (their marts and training tables, and what those are built from)."""
     print("\nBuilding the warehouse with dbt (staging → intermediate → marts, tests as asset checks) ...")
     t0 = time.perf_counter()
     dbt_log = settings.home / "dbt_build.log"
-    res = execute(defs.resolve_job_def(job_name), instance, log_path=dbt_log)
-    checks = [e for e in res.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    passed = len([e for e in checks if e.event_specific_data.passed])  # type: ignore[union-attr]
+    job = defs.resolve_job_def(job_name)
+    subset = dbt_models_read_by(defs, job, scope) if scope.selected else None
+    res = execute(job, instance, log_path=dbt_log, asset_selection=subset)
+    checks = [e.event_specific_data for e in res.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    passed = len([c for c in checks if c.passed])  # type: ignore[union-attr]
     if not res.success:
-        print(f"dbt build failed; see {dbt_log} and the run in the Dagster UI (make dev).", file=sys.stderr)
+        failed = [
+            f"{c.asset_key.to_user_string()}: {c.check_name}"  # type: ignore[union-attr]
+            for c in checks
+            if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR  # type: ignore[union-attr]
+        ]
+        print("dbt build failed" + (f"; failed dbt tests: {'; '.join(failed)}" if failed else ""), file=sys.stderr)
+        print(f"   see {dbt_log} and the run in the Dagster UI (make dev); no program ran.", file=sys.stderr)
         return False
     print(
         f"   {len(_materializations(res))} dbt models built, {passed}/{len(checks)} dbt tests passed "
@@ -144,11 +165,17 @@ def _build_warehouse(defs: dg.Definitions, instance: dg.DagsterInstance, setting
     return True
 
 
-def _train_models(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str) -> bool:
-    """The retraining job; prints each model's version, holdout AUC and promotion; whether it succeeded."""
+def _train_models(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, scope: RunScope) -> bool:
+    """The retraining job (with `--program`: the programs' models); prints each model's version, holdout AUC and
+    promotion; whether it succeeded."""
     print("\nTraining models (promoted only if better than the current version) ...")
     t0 = time.perf_counter()
-    res = execute(defs.resolve_job_def(job_name), instance)
+    job = defs.resolve_job_def(job_name)
+    wanted = set(program_asset_keys(defs, scope)) if scope.selected else None
+    subset = [k for k in job.asset_layer.selected_asset_keys if k in wanted] if wanted is not None else None
+    if subset == []:
+        return True
+    res = execute(job, instance, asset_selection=subset)
     if not res.success:
         print("model training failed", file=sys.stderr)
         return False
@@ -161,13 +188,13 @@ def _train_models(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: 
     return True
 
 
-def _run_programs(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str | None) -> bool:
-    """Each program's batch job for `partition` (default: its latest); whether every run succeeded."""
+def _run_programs(defs: dg.Definitions, instance: dg.DagsterInstance, scope: RunScope) -> bool:
+    """Each batch program's job for its partition (default: its latest); whether every run succeeded."""
     failed = False
-    # The batch programs; a reactive one (abandoned cart) has no batch job: its sensor decides events as they come.
-    for program in (p for p in load_programs(program_config_dir()) if isinstance(p, ProgramConfig)):
+    # A reactive program (abandoned cart) has no batch job: its sensor decides events as they come.
+    for program in scope.batch:
         job = defs.resolve_job_def(f"{program.group}_batch")
-        key = partition or latest_partition(job)
+        key = scope.partitions.get(program.programId) or latest_partition(job)
         t0 = time.perf_counter()
         res = execute(job, instance, partition_key=key)
         if not res.success:
@@ -183,27 +210,33 @@ def _run_programs(defs: dg.Definitions, instance: dg.DagsterInstance, partition:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """`engage run`: warehouse → dbt build → models → each program's batch → a cart burst through the reactive
-    programs' sensor and decision runs → a day of deliveries."""
+    programs' sensor and decision runs → a day of deliveries.  `--program` (repeatable) runs only those programs
+    (and builds and trains only what they read); `--partition` must be a partition of each."""
     settings = get_settings()
+    try:
+        scope = run_scope(load_programs(program_config_dir()), args.program or [], args.partition)
+        generate_now = should_generate(settings, args.regenerate)
+    except RunScopeError as e:
+        print(f"engage run: {e}", file=sys.stderr)
+        return 2
     settings.home.mkdir(parents=True, exist_ok=True)
-    # dbt (a subprocess) reads the warehouse path from its profile's env_var: hand it the one the settings chose.
-    os.environ.setdefault("ENGAGE_WAREHOUSE_PATH", str(settings.warehouse_path))
     t_all = time.perf_counter()
-    _generate_if_needed(args, settings)
+    _generate_if_needed(args, settings, generate_now)
     from engage_assets.definitions import RETRAIN_JOB, WAREHOUSE_JOB, build_definitions
 
     defs = build_definitions()
     instance = dg.DagsterInstance.get() if settings.dagster_home else dg.DagsterInstance.ephemeral()
-    if not _build_warehouse(defs, instance, settings, WAREHOUSE_JOB) or not _train_models(defs, instance, RETRAIN_JOB):
+    if not _build_warehouse(defs, instance, settings, WAREHOUSE_JOB, scope):
         return 1
-    succeeded = _run_programs(defs, instance, args.partition)
-    reactive = [p for p in load_programs(program_config_dir()) if isinstance(p, ReactiveProgram)]
-    if succeeded and reactive:
+    if not _train_models(defs, instance, RETRAIN_JOB, scope):
+        return 1
+    succeeded = _run_programs(defs, instance, scope)
+    if succeeded and scope.reactive:
         from engage_assets.cli.carts import run_cart_burst
 
-        succeeded = run_cart_burst(defs, instance, settings, reactive)
+        succeeded = run_cart_burst(defs, instance, settings, scope.reactive)
     if succeeded:
-        _deliver(defs, instance, settings, send_stale=args.send_stale)
+        _deliver(defs, instance, settings, send_stale=args.send_stale, scope=scope)
     _print_serving_example(settings)
     print(f"\nAll done in {time.perf_counter() - t_all:.1f} s.  State: {settings.home}")
     print("Open the Dagster UI with `make dev` (http://127.0.0.1:3000) to see lineage, runs and metadata.")
@@ -217,6 +250,7 @@ def _deliver(
     hours: int = 24,
     step: int = 3,
     send_stale: bool = False,
+    scope: RunScope | None = None,
 ) -> None:
     """The due-touch sensors' work over the next day, run now: deliveries with a send clock every `step` hours
     (touches go out at 10:00 in each customer's zone, quiet hours defer, delays such as +3 days wait; touches
@@ -226,11 +260,15 @@ def _deliver(
         "local SMTP capture, SMS/push to the outbox, call tasks and in-app inbox in the engagement store) ..."
     )
     t0 = time.perf_counter()
+    groups = scope.groups if scope is not None and scope.selected else None  # `--program`: only their deliveries
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     for k in range(1, hours // step + 1):
-        deliver_all(defs, instance, start + timedelta(hours=step * k), log_level="WARNING", send_stale=send_stale)
+        clock = start + timedelta(hours=step * k)
+        deliver_all(defs, instance, clock, log_level="WARNING", send_stale=send_stale, groups=groups)
     ledger = DeliveryLedger(settings.ledger_path)
     for program in load_programs(program_config_dir()):
+        if groups is not None and program.group not in groups:
+            continue
         _print_ledger_counts(program.programName, ledger.counts(program.programId))
     ledger.close()
     print(f"   captured e-mails (readable .eml files): {settings.home / 'mail'}")
@@ -321,7 +359,18 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--scale", type=float, default=1.0, help="generator volume, 1.0 = the spec's")
     run.add_argument("--seed", type=int, default=7)
     run.add_argument("--regenerate", action="store_true", help="rewrite the raw tables even if they exist")
-    run.add_argument("--partition", default=None, help="partition key instead of each program's latest")
+    run.add_argument(
+        "--program",
+        action="append",
+        metavar="P",
+        help="run only this program (programId or group; repeatable): its marts, models, batch and deliveries",
+    )
+    run.add_argument(
+        "--partition",
+        default=None,
+        help="partition key (YYYY-MM-DD) instead of each program's latest; it must be "
+        "a partition of every program run (a monthly program's first Monday, …)",
+    )
     run.add_argument(
         "--send-stale",
         action="store_true",

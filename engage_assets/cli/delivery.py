@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,11 +17,12 @@ def deliver_all(
     start_capture: bool = True,
     log_level: str = "INFO",
     send_stale: bool = False,
+    groups: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Run every `<group>_deliver` job in process with the send clock `now`; returns
     {program group: {channel: {outcome: n}}, ..., "_reasons": {group: {channel/outcome/reason: n}}}.
     `send_stale`: the jobs' `send_stale` option (touches planned longer ago than the program's
-    `delivery.staleAfterHours` are sent instead of recorded `stale`).
+    `delivery.staleAfterHours` are sent instead of recorded `stale`).  `groups`: only those programs' jobs.
 
     Locally, if nothing listens on the e-mail channel's SMTP port, a capture server is started in this process
     for the duration (so `engage run` leaves readable .eml files without `make smtp`).
@@ -29,7 +30,11 @@ def deliver_all(
     from engage_assets.demo.smtp_capture import port_open, running_capture
 
     as_of = (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
-    jobs = sorted(j.name for j in defs.resolve_all_job_defs() if j.name.endswith("_deliver"))
+    jobs = sorted(
+        j.name
+        for j in defs.resolve_all_job_defs()
+        if j.name.endswith("_deliver") and (groups is None or j.name.removesuffix("_deliver") in groups)
+    )
     email = (defs.resources or {}).get("email_channel")
     capture: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     host, port, root = getattr(email, "host", None), getattr(email, "port", None), getattr(email, "capture_dir", None)

@@ -60,12 +60,45 @@ def raw_selects(loaded: datetime) -> dict[str, str]:
     }
 
 
+# The generator's mark: a warehouse without it is somebody's own, and the generator never writes into it.
+GENERATED_MARK = "raw.engage_demo_generator"
+
+
+class NotAGeneratedWarehouse(RuntimeError):
+    """The file holds tables the generator did not write: a user's own warehouse, never overwritten."""
+
+
+def is_generated(warehouse_path: str | Path) -> bool:
+    """Whether the file is a warehouse the generator wrote (it carries the generator's mark)."""
+    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        return bool(
+            con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema || '.' || table_name = ?",
+                [GENERATED_MARK],
+            ).fetchall()[0][0]
+        )
+
+
+def _refuse_foreign(warehouse_path: Path) -> None:
+    """Raise NotAGeneratedWarehouse when the file exists, holds tables, and lacks the generator's mark."""
+    if not warehouse_path.exists() or is_generated(warehouse_path):
+        return
+    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        tables = con.execute("SELECT count(*) FROM information_schema.tables").fetchall()[0][0]
+    if tables:
+        raise NotAGeneratedWarehouse(
+            f"{warehouse_path} holds tables the demo generator did not write: it is never overwritten "
+            "(if it is an old demo warehouse, delete it first)"
+        )
+
+
 def write_raw(warehouse_path: str | Path, tables: dict[str, pa.Table], loaded: datetime) -> dict[str, int]:
     """Replace `raw.fx_rates` and every table of `tables` (in order: the customers first, the joins read them);
-    return the row counts."""
+    return the row counts.  A file with tables the generator did not write is refused (NotAGeneratedWarehouse)."""
     fx = pa.table({"currency": list(USD_PER_UNIT), "usd_per_unit": list(USD_PER_UNIT.values())})
     selects = raw_selects(loaded)
     counts: dict[str, int] = {}
+    _refuse_foreign(Path(warehouse_path))
     Path(warehouse_path).parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(warehouse_path)) as con:
 
@@ -73,6 +106,7 @@ def write_raw(warehouse_path: str | Path, tables: dict[str, pa.Table], loaded: d
             return con.execute(sql).fetchall()  # duckdb 2 wants every result consumed
 
         run("CREATE SCHEMA IF NOT EXISTS raw")
+        run(f"CREATE OR REPLACE TABLE {GENERATED_MARK} AS SELECT TIMESTAMP '{loaded}' AS loaded_at")
         con.register("fx", fx)
         run(f"CREATE OR REPLACE TABLE raw.fx_rates AS SELECT *, TIMESTAMP '{loaded}' AS loaded_at FROM fx")
         for name, table in tables.items():
