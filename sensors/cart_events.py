@@ -2,7 +2,13 @@
 `<group>_decide` run per batch.
 
 Every tick (`drain_events`):
-1. receive up to `max_messages` messages from the `events` resource (SQS semantics, `resources.events.base`);
+0. backpressure: while `MAX_RUNS_IN_FLIGHT` decision runs of the program are queued or running, the tick drains
+   nothing (a `SkipReason` says so) and the events wait in the queue, untouched; the next tick then takes them all
+   in larger batches.  A run costs seconds to launch (a new process imports the code location) and the events of one
+   batch cost well under a millisecond each to decide, so under load fewer, larger runs keep up where one small
+   run per tick would queue without end;
+1. receive messages from the `events` resource (SQS semantics, `resources.events.base`), `max_messages` per
+   receive, until the queue is empty or `MAX_PER_TICK` messages were received;
 2. parse each body (`parse_event`); a body that does not parse, or whose time lies outside the program's hourly
    partitions, is quarantined in the dead-letter store with its reason code and never stops the sensor;
 3. group the accepted messages by the hour (UTC) of the event's own time (`detail.timestamp`): that hour is the
@@ -30,7 +36,15 @@ from engage_assets.domain.events import Rejected, parse_event
 from resources.event_batches import BatchLine, EventBatchStore
 from resources.events.base import EventSource, Message
 
-MAX_MESSAGES = 500
+MAX_MESSAGES = 500  # per receive call (SQS allows 10 per call; the local queue any number)
+MAX_PER_TICK = 5_000  # per tick: one hour's batch holds at most this many events
+MAX_RUNS_IN_FLIGHT = 2  # decision runs queued or running before the sensor stops draining (backpressure)
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 HOUR_FORMAT = "%Y-%m-%d-%H:%M"  # dg.HourlyPartitionsDefinition's default key format
 OUTSIDE_PARTITIONS = "outside_partitions"
 DECISION_ASSET = "cart_decisions"
@@ -76,16 +90,30 @@ def _partition_of(program: ReactiveProgram, body: str, now: float) -> str:
     return hour_partition(at)
 
 
+def receive_backlog(events: EventSource, max_messages: int, max_per_tick: int) -> list[Message]:
+    """Receive until the queue is empty, `max_per_tick` messages came, or a message came twice (its visibility
+    timeout ran out during the tick: the queue has gone round); each message once, with its newest receipt."""
+    by_id: dict[str, Message] = {}
+    while len(by_id) < max_per_tick:
+        got = events.receive(min(max_messages, max_per_tick - len(by_id)))
+        again = any(m.message_id in by_id for m in got)
+        by_id.update((m.message_id, m) for m in got)
+        if again or len(got) < max_messages:
+            break
+    return list(by_id.values())
+
+
 def drain_events(
     program: ReactiveProgram,
     events: EventSource,
     store: EventBatchStore,
     max_messages: int = MAX_MESSAGES,
     now: float | None = None,
+    max_per_tick: int = MAX_PER_TICK,
 ) -> Drained:
     """Receive, parse, quarantine, write the batches durably, then delete their messages (module docstring)."""
     now = time.time() if now is None else now
-    messages = events.receive(max_messages)
+    messages = receive_backlog(events, max_messages, max_per_tick)
     out = Drained(received=len(messages))
     groups: dict[str, list[Message]] = {}
     for message in messages:
@@ -130,6 +158,14 @@ def _cursor(previous: str | None, drained: Drained) -> str:
     return json.dumps(counts, sort_keys=True)
 
 
+def runs_in_flight(instance: dg.DagsterInstance, job_name: str) -> int:
+    """How many runs of the job are queued or running (at most `MAX_RUNS_IN_FLIGHT` are counted)."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT), limit=MAX_RUNS_IN_FLIGHT
+    )
+    return len(records)
+
+
 def build_cart_event_sensor(
     program: ReactiveProgram, job_name: str, max_messages: int = MAX_MESSAGES
 ) -> dg.SensorDefinition:
@@ -144,6 +180,9 @@ def build_cart_event_sensor(
         "per batch (run key from the batch's message ids). Malformed events go to the dead-letter store.",
     )
     def cart_events(context: dg.SensorEvaluationContext, events: EventSource, event_batches: EventBatchStore):
+        in_flight = runs_in_flight(context.instance, job_name)
+        if in_flight >= MAX_RUNS_IN_FLIGHT:
+            return dg.SkipReason(f"{in_flight} decision runs queued or running: the events wait in the queue")
         drained = drain_events(program, events, event_batches, max_messages)
         if drained.received:
             context.update_cursor(_cursor(context.cursor, drained))

@@ -60,9 +60,10 @@ def batches(tmp_path) -> EventBatchStore:
     return EventBatchStore(root=str(tmp_path / "event_batches"))
 
 
-def tick(queue: LocalEventQueue, batches: EventBatchStore):
+def tick(queue: LocalEventQueue, batches: EventBatchStore, instance: dg.DagsterInstance | None = None):
     sensor = build_cart_event_sensor(PROGRAM, decide_job_name(PROGRAM))
-    with dg.build_sensor_context(resources={"events": queue, "event_batches": batches}) as context:
+    instance = instance or dg.DagsterInstance.ephemeral()
+    with dg.build_sensor_context(instance=instance, resources={"events": queue, "event_batches": batches}) as context:
         return sensor(context), context
 
 
@@ -112,6 +113,30 @@ def test_a_malformed_body_is_quarantined_with_its_reason(queue, batches):
     dead = queue.dead_letters(10)
     assert len(dead) == 2 and "outside_partitions" in {d.reason for d in dead}
     assert all(d.reason for d in dead) and queue.approximate_depth() == 0
+
+
+def test_under_load_a_tick_takes_the_whole_backlog_in_one_batch_per_hour(queue, batches):
+    at = datetime.now(UTC) - timedelta(hours=1)
+    queue.send([cart_body(f"C{i}", f"K{i}", at) for i in range(1_200)])  # more than one receive (500)
+    result, _ = tick(queue, batches)
+    assert len(result) == 1 and result[0].tags["engage/events"] == "1200"
+    assert queue.approximate_depth() == 0
+
+
+def test_backpressure_leaves_the_events_in_the_queue_while_decision_runs_are_in_flight(queue, batches):
+    at = datetime.now(UTC) - timedelta(hours=1)
+    queue.send([cart_body("C1", "K1", at)])
+    with dg.instance_for_test() as instance:
+        job = dg.GraphDefinition(name="g", node_defs=[]).to_job(name=decide_job_name(PROGRAM))
+        for _ in range(2):  # two decision runs in flight
+            instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED)
+        result, _ = tick(queue, batches, instance)
+        assert isinstance(result, dg.SkipReason) and "wait in the queue" in (result.skip_message or "")
+        assert queue.approximate_depth() == 1  # untouched: not even received
+        for run in instance.get_runs():
+            instance.report_run_failed(run)
+        result, _ = tick(queue, batches, instance)
+        assert [r.tags["engage/events"] for r in result] == ["1"]
 
 
 def test_an_empty_queue_is_a_skip(queue, batches):
