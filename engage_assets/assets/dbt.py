@@ -11,7 +11,7 @@ also builds it when it is missing, and `dagster dev` re-parses on every load.  I
 """
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -166,3 +166,38 @@ def mart_asset_key(name: str) -> dg.AssetKey:
     if name not in mart_names():
         raise ValueError(f"{name!r} is not a dbt mart; marts are: {', '.join(sorted(mart_names()))}")
     return EngageDbtTranslator().get_asset_key({"resource_type": "model", "name": name})
+
+
+@cache
+def blocking_dbt_tests() -> dict[dg.AssetKey, tuple[dg.AssetCheckKey, ...]]:
+    """{model's asset key: its blocking dbt tests}: dagster-dbt makes a test of severity `error` a blocking asset
+    check, so in a run that builds the warehouse a failing one stops every asset downstream of its model."""
+    out: dict[dg.AssetKey, list[dg.AssetCheckKey]] = {}
+    for spec in build_dbt_assets().check_specs:
+        if spec.blocking:
+            out.setdefault(spec.asset_key, []).append(spec.key)
+    return {key: tuple(checks) for key, checks in out.items()}
+
+
+FAILED_ROWS = "dagster_dbt/failed_row_count"
+COMPLETED = ("SUCCEEDED", "FAILED")  # an execution record's status once its test ran (not merely planned)
+
+
+def failed_dbt_tests(instance: dg.DagsterInstance, models: Iterable[dg.AssetKey]) -> list[str]:
+    """The blocking dbt tests of `models` whose latest result (any run, as the instance recorded it) is a failure of
+    severity ERROR, each as `warehouse/<model>: <test> (N failing rows)`.  What the blocking checks do inside one run,
+    this does across runs: an asset that reads a mart can refuse to run on it after a `dbt build` whose tests failed,
+    however it was launched (`dagster asset materialize`, a schedule, a backfill)."""
+    failed = []
+    storage = instance.event_log_storage
+    for key in (k for model in models for k in blocking_dbt_tests().get(model, ())):
+        # The newest execution that ran (a run that skipped the test leaves a planned record, which says nothing).
+        history = storage.get_asset_check_execution_history(key, limit=20)
+        ran = next((r for r in history if r.status.value in COMPLETED), None)
+        evaluation = ran.evaluation if ran is not None else None
+        if evaluation is None or evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
+            continue
+        rows = evaluation.metadata.get(FAILED_ROWS)
+        count = f" ({getattr(rows, 'value', rows)} failing rows)" if rows is not None else ""
+        failed.append(f"{key.asset_key.to_user_string()}: {key.name}{count}")
+    return failed

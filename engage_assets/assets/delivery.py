@@ -270,6 +270,7 @@ def build_delivery(
 ) -> tuple[list[Any], list[Any]]:
     """(assets, jobs) of one program's delivery; its due-touch sensor is `sensors.due_touches`."""
     touch_plan = touch_plan_asset(program, partitions_for(program))
+            channel_priority={(p.programId, ch.channelId): ch.priority for p in programs for ch in p.channels},
     deliveries = deliveries_asset(program, list(all_programs or [program]))
     return [touch_plan, deliveries], [deliver_job(program, deliveries)]
 

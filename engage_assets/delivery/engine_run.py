@@ -129,7 +129,7 @@ class EngineRun:
         with led.transaction() as conn:
             allowed = [touches[r.touch_key] for r in page if r.touch_key not in pre]
             pressure = PressureState.load(led, conn, e.policy, now, allowed, contacts)
-            for r in page:
+            for r in e.cfg.claim_order(page):  # the config's channel priority decides who gets a capped slot
                 touch = touches[r.touch_key]
                 if r.touch_key in pre:
                     self.settle_prechecked(conn, r, pre[r.touch_key], now)

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from engage_assets.domain.pressure import PressurePolicy
 from resources.channels.base import ChannelSession
-from resources.delivery_ledger.base import DeliveryLedgerBackend
+from resources.delivery_ledger.base import DeliveryLedgerBackend, LedgerRow
 
 CRASH_POINTS = ("before_claim", "after_claim", "after_send", "mid_batch")
 WAIT = "wait:"  # a recheck reason with this prefix defers the touch instead of suppressing it
@@ -63,6 +63,14 @@ class EngineConfig:
     stale_after_s: Mapping[str, int] = field(default_factory=dict)
     # Send stale touches anyway (an explicit option): the program's `stale` touches are planned again first.
     send_stale: bool = False
+    # (programId, channelId) -> the channel's `priority` (1 first): touches due at the same time are claimed in this
+    # order, so where contact pressure leaves room for fewer touches than are due, the higher-priority channel's go.
+    channel_priority: Mapping[tuple[str, str], int] = field(default_factory=dict)
+
+    def claim_order(self, rows: list[LedgerRow]) -> list[LedgerRow]:
+        """`rows` by due time, then channel priority (stable: otherwise as the ledger listed them)."""
+        last = 1 << 30  # a channel the config no longer names goes after the named ones
+        return sorted(rows, key=lambda r: (r.due_at, self.channel_priority.get((r.program_id, r.channel_id), last)))
 
 
 class EngineParts(Protocol):

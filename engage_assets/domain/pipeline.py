@@ -61,13 +61,14 @@ def empty_rejections() -> pa.Table:
     return pa.table({c: pa.array([], pa.string()) for c in REJECTION_COLUMNS})
 
 
-def source_rejections(program: ProgramConfig, rejected: pa.Table) -> pa.Table:
+def source_rejections(program: ProgramConfig, rejected: pa.Table, filter_id: str = "source-validation") -> pa.Table:
+    """The source stage's rejection log rows for `rejected` (with its `rejection_reason`), under `filter_id`."""
     n = rejected.num_rows
     return _rejections(
         rejected,
         program.connector.subjectColumn,
         "source_candidates",
-        _constant(n, "source-validation"),
+        _constant(n, filter_id),
         rejected.column("rejection_reason"),
     )
 
@@ -245,12 +246,11 @@ def make_offers(program: ProgramConfig, scored: pa.Table) -> StageResult:
 
 
 def _static_channels(program: ProgramConfig, seg: Segment | None) -> list[str]:
-    """Enabled channels whose segment conditions hold (send-time conditions are the delivery's job)."""
+    """Enabled channels whose segment conditions hold (send-time conditions are the delivery's job), highest
+    `priority` first."""
     out = []
     top = seg is not None and seg.scoreRange[1] >= 1.0
-    for ch in program.channels:
-        if not ch.enabled:
-            continue
+    for ch in sorted((c for c in program.channels if c.enabled), key=lambda c: c.priority):
         cfg = ch.config.model_dump(exclude_none=True)
         if (cfg.get("highImpactOnly") or cfg.get("criticalRiskOnly") or cfg.get("highScoreOnly")) and not top:
             continue

@@ -27,6 +27,7 @@ Vectorised: per-row work is Arrow/numpy; Python loops run over segments, channel
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -177,6 +178,13 @@ class _Candidates:
     score: pa.Array
 
 
+def by_priority(channels: Sequence[Channel]) -> list[Channel]:
+    """The enabled channels, highest `priority` (1) first; equal priorities in config order.  The plan lists each
+    candidate's touches in this order, a channel without its own `sendTime` follows the first timed channel of it,
+    and delivery claims touches due together in it (`EngineConfig.channel_priority`)."""
+    return sorted((ch for ch in channels if ch.enabled), key=lambda ch: ch.priority)
+
+
 def plan_touches(
     program: PlannedProgram,
     offers: pa.Table,
@@ -188,7 +196,7 @@ def plan_touches(
 
     `customers` (optional; customer_id, marketplace, time_zone, currency) supplies the locale when the offer row
     lacks it.  Rows whose segment is not one of the program's are skipped."""
-    channels = [ch for ch in program.channels if ch.enabled]
+    channels = by_priority(program.channels)
     if offers.num_rows == 0 or not channels:
         return PLAN_SCHEMA.empty_table()
     if now.tzinfo is None:

@@ -8,13 +8,14 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engage_assets.assets.dbt import WAREHOUSE_POOL, mart_asset_key
+from engage_assets.assets.dbt import WAREHOUSE_POOL, failed_dbt_tests, mart_asset_key
 from engage_assets.assets.program.checks import source_check_result, source_check_spec
 from engage_assets.assets.program.common import counts_md, program_tags, stage_key
 from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, stream_partitions
 from engage_assets.domain import pipeline
 from engage_assets.domain.config import ProgramConfig
 from engage_assets.domain.filters import columns_judged
+from engage_assets.domain.marketplaces import MARKETPLACE_FILTER, split_marketplaces
 from engage_assets.domain.sources import SchemaDriftError, check_schema, enrichment_sql, probe_sql, split_invalid
 from resources.engagement.base import EngagementStore
 from resources.staging import RejectionLogResource
@@ -51,7 +52,14 @@ def source_partition(
     if len(erased):
         table = table.filter(pc.invert(pc.is_in(table.column("customer_id").cast(pa.string()), erased)))
     valid, invalid = split_invalid(table, connector.requiredColumns, columns_judged(program.ordered_filters()))
-    rej = pipeline.source_rejections(program, invalid)
+    # The program's marketplaces: a customer outside them never becomes a candidate (logged with its reason).
+    valid, outside = split_marketplaces(valid, program.marketplaces)
+    rej = pa.concat_tables(
+        [
+            pipeline.source_rejections(program, invalid),
+            pipeline.source_rejections(program, outside, filter_id=MARKETPLACE_FILTER),
+        ]
+    )
     path = rejections.write(program.group, "source_candidates", window.partition_key, rej)
     reasons = rejection_reasons(invalid)
     return valid, {
@@ -59,6 +67,7 @@ def source_partition(
         "rows_read": rows_read,
         "excluded_erased": rows_read - table.num_rows,
         "rejected_invalid": invalid.num_rows,
+        "outside_marketplaces": outside.num_rows,
         "rejections": counts_md(reasons, "reason") if reasons else "none",
         "rejections_path": path,
         "as_of_date": window.end.isoformat(),
@@ -66,9 +75,23 @@ def source_partition(
     }
 
 
+def refuse_failed_marts(context: dg.AssetExecutionContext, program: ProgramConfig, marts: list[dg.AssetKey]) -> None:
+    """Fail before reading anything when a blocking dbt test on a mart the program reads failed in the latest build
+    (in any run: a `dagster asset materialize` of the program alone too), naming each test."""
+    failed = failed_dbt_tests(context.instance, marts)
+    if failed:
+        raise dg.Failure(
+            description=f"{program.programId}: not run, the warehouse's dbt tests failed on the marts it reads: "
+            + "; ".join(failed)
+            + ". Fix the data (or the test) and build the warehouse again (job warehouse_build, or `engage run`).",
+            metadata={"failed_dbt_tests": dg.MetadataValue.json(failed)},
+        )
+
+
 def source_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinition) -> dg.AssetsDefinition:
     """The program's `source_candidates` asset: it reads the connector's table and the customer marts."""
     connector = program.connector
+    marts = [mart_asset_key(connector.config.table), mart_asset_key("customers"), mart_asset_key("offer_history")]
 
     @dg.asset(
         key=stage_key(program, "source_candidates"),
@@ -77,7 +100,7 @@ def source_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         pool=WAREHOUSE_POOL,
         tags=program_tags(program),
         backfill_policy=SINGLE_RUN,
-        deps=[mart_asset_key(connector.config.table), mart_asset_key("customers"), mart_asset_key("offer_history")],
+        deps=marts,
         kinds={"duckdb" if connector.type != "snowflake" else "snowflake", "pyarrow"},
         check_specs=[source_check_spec(program)],
         description=f"{program.programName}: the `{connector.connectorId}` query for the partition, with customer "
@@ -91,6 +114,7 @@ def source_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         engagement: EngagementStore,
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         """The valid source rows of each partition of the run, then the empty-source check over them."""
+        refuse_failed_marts(context, program, marts)
         # Customers erased under GDPR never become candidates again, and leave no trace in the rejection logs.
         erased = pa.array(sorted(engagement.deleted_customers()), pa.string())
         rows_read: dict[str, int] = {}
