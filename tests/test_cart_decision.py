@@ -245,6 +245,48 @@ def test_the_spec_filter_chain_removes_each_kind_of_cart(parts, people):
     assert {t[4] for t in touches(parts.ledger) if t[3] == "cart-good"} == {"email", "sms", "push"}
 
 
+def test_an_expression_filter_decides_carts_over_the_columns_the_config_checks(parts, people, monkeypatch):
+    """#12 item 2 on the event path: an `expression` rule in the cart program's chain removes its carts with its own
+    reason and count, and the event batch holds exactly the columns (and types) the config checks expressions
+    against at load (`domain.source_columns.EVENT_BATCH_COLUMN_TYPES`)."""
+    import yaml
+
+    from engage_assets.domain.config import validate_program
+    from engage_assets.domain.source_columns import EVENT_BATCH_COLUMN_TYPES
+    from engage_assets.domain.sources import check_schema
+    from engage_assets.reactive import decision
+
+    raw = yaml.safe_load(CART_YAML.read_text())
+    raw["filterChain"].append(
+        {
+            "filterId": "one-item-carts",
+            "type": "business-rule",
+            "rule": "expression",
+            "order": 6,
+            "parameters": {"expression": "item_count = 1 AND cart_value < 1000", "reason": "big carts go to sales"},
+        }
+    )
+    program = validate_program(raw)
+    seen: list = []
+    real = decision.apply_filter_chain
+    monkeypatch.setattr(decision, "apply_filter_chain", lambda p, t: seen.append(t.schema) or real(p, t))
+    now, (one, two) = people["now"], people["good"][4:6]
+    at = now - timedelta(minutes=30)
+    in_stock = [(pid, True) for pid in people["products"][:2]]
+    result = decide(
+        program, [abandoned(one, "cart-one", at), abandoned(two, "cart-two", at, items=in_stock)], parts, now
+    )
+    assert [(r["subject_id"], r["filter_id"], r["reason"]) for r in result.rejected] == [
+        ("cart-two", "one-item-carts", "big carts go to sales")
+    ]
+    assert result.removed["one-item-carts"] == 1 and [c["subjectId"] for c in result.candidates] == ["cart-one"]
+    assert set(seen[0].names) == set(EVENT_BATCH_COLUMN_TYPES)
+    check_schema(seen[0], EVENT_BATCH_COLUMN_TYPES, "the cart batch")
+    raw["filterChain"][-1]["parameters"]["expression"] = "order_value_usd > 1"
+    with pytest.raises(ValueError, match="unknown column 'order_value_usd'"):
+        validate_program(raw)
+
+
 def test_an_unknown_customer_is_quarantined_again_on_replay(parts, people):
     event = abandoned("C99999999", "cart-stranger", people["now"] - timedelta(minutes=5))
     for _ in range(2):

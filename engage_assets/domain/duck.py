@@ -8,6 +8,7 @@ database is per process (a forked child opens its own).
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 
@@ -26,3 +27,13 @@ def cursor() -> duckdb.DuckDBPyConnection:
             _databases.clear()  # a parent's database must never be used after a fork
             database = _databases[pid] = duckdb.connect()
     return database.cursor()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Close the database before the interpreter tears DuckDB's module down: one still open then is reported by
+    nanobind as leaked DuckDB objects (noise on stderr at the end of a run, depending on the import order)."""
+    with _lock:
+        database = _databases.pop(os.getpid(), None)  # never a parent's, after a fork
+    if database is not None:
+        database.close()

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from engage_assets.domain.filter_expression import ALLOWED_FUNCTIONS, FilterExpression, parse_expression
 
 TIER_RANK = {"basic": 0, "standard": 1, "premium": 2, "premium_plus": 3}
 
@@ -179,3 +181,38 @@ class InventoryParams(FilterParams):
     requireInStock: bool = Field(
         default=True, description="Keeps `all_items_in_stock = true`; an unknown stock state is not in stock."
     )
+
+
+class ExpressionParams(FilterParams):
+    """`expression`: a rule without Python — a SQL condition over the batch's columns (`domain.filter_expression`),
+    checked when the config loads (syntax, one boolean expression, known columns, allowed functions)."""
+
+    expression: str = Field(
+        description="A SQL condition (DuckDB) over the batch's columns, e.g. `order_value_usd >= 25 AND marketplace "
+        "<> 'JP'`: TRUE keeps the row, FALSE rejects it with `reason`, NULL (a value it reads is missing) with "
+        "`unknownReason`. Comparisons, AND/OR/NOT, IN, BETWEEN, LIKE, IS NULL, arithmetic, CASE and the functions "
+        f"{', '.join(sorted(ALLOWED_FUNCTIONS))}; no statement, subquery, `;` or clock."
+    )
+    reason: str = Field(min_length=1, description="The rejection reason of a row for which the condition is FALSE.")
+    unknownReason: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The rejection reason of a row for which the condition is NULL (default: the reason, then "
+        "'unknown: NULL in' and the columns it reads).",
+    )
+
+    @field_validator("expression")
+    @classmethod
+    def _parses(cls, v: str) -> str:
+        parse_expression(v)  # ExpressionError (a ValueError) says what is wrong
+        return v
+
+    @property
+    def parsed(self) -> FilterExpression:
+        """The checked condition: the SQL that runs and the columns it reads."""
+        return parse_expression(self.expression)
+
+    @property
+    def unknown_reason(self) -> str:
+        """Why a row for which the condition is NULL is rejected."""
+        return self.unknownReason or f"{self.reason} (unknown: NULL in {' or '.join(self.parsed.columns)})"

@@ -18,6 +18,9 @@ rules read the cart event's `cart_value` and `all_items_in_stock`, and `recovery
 the customer had from the program in the last 7 days).  Two checks apply where the batch carries their column (as
 `refundable` does for eligibility): trust requires `payment_method_on_file`, eligibility requires `cart_active` (the
 cart was neither purchased nor expired).  A rule's reasons name only what it checked on that batch.
+
+The `expression` rule is a condition written in the config (`domain.filter_expression`: checked at load, compiled
+here like any other check, with the config's reason for FALSE and an unknown reason for NULL).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from engage_assets.domain.filter_params import (
     ChurnTimingParams,
     CustomerValueParams,
     EligibilityParams,
+    ExpressionParams,
     FilterParams,
     FrequencyCapParams,
     InventoryParams,
@@ -290,6 +294,12 @@ FILTER_RULES: dict[str, FilterRule] = {
     ),
     "inventory": FilterRule(
         InventoryParams, lambda p: ["all_items_in_stock"] if p.requireInStock else [], checks=_inventory_checks
+    ),
+    # A condition from the config (`domain.filter_expression`): its own reasons, NULL rejected as unknown.
+    "expression": FilterRule(
+        ExpressionParams,
+        lambda p: list(p.parsed.columns),
+        checks=lambda p, c: [Check(p.parsed.sql, p.reason, p.unknown_reason)],
     ),
 }
 

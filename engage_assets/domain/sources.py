@@ -28,26 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engage_assets.domain.config import ColumnType, ProgramConfig
+from engage_assets.domain.source_columns import CONTEXT_COLUMNS
 
-# Context the platform adds from marts.customers (never PII: no name, e-mail or phone in the batch).
-CONTEXT_COLUMNS = (
-    "marketplace",
-    "time_zone",
-    "subscription_tier",
-    "account_status",
-    "lifetime_value_usd",
-    "order_frequency",
-    "monthly_revenue_usd",
-    "satisfaction_history",
-    "complaint_history",
-    "discount_sensitivity",
-    "marketing_opt_out",
-    "email_opt_in",
-    "sms_opt_in",
-    "push_opt_in",
-    "phone_opt_in",
-)
-HISTORY_COLUMNS = ("days_since_program_offer", "program_offers_365d", "all_offers_91d")
 # Set by the enrichment join: false when the row's customer is not in marts.customers (dropped by split_invalid).
 KNOWN_CUSTOMER = "__known_customer"
 UNKNOWN_CUSTOMER_REASON = "customer not found in marts.customers"

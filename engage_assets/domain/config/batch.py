@@ -18,6 +18,7 @@ from engage_assets.domain.config.common import (
     check_unique_model_ids,
 )
 from engage_assets.domain.config.program import ProgramBase
+from engage_assets.domain.source_columns import batch_column_types
 
 
 class ConnectorConfig(ConfigModel):
@@ -167,6 +168,10 @@ class ProgramConfig(ProgramBase):
     def subject_column(self) -> str:
         """The connector's subject column."""
         return self.connector.subjectColumn
+
+    def batch_column_types(self) -> dict[str, str]:
+        """The connector's required columns and the ones the source stage adds."""
+        return batch_column_types(dict(self.connector.requiredColumns))
 
     @property
     def segment_model(self) -> str:

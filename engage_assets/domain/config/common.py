@@ -60,24 +60,46 @@ def check_unique_model_ids(models: Iterable[ScoringModelBase]) -> list[str]:
 
 
 class FilterSpec(ConfigModel):
-    """One step of the filter chain; a business rule is named by its `filterId` (see `domain.filters`)."""
+    """One step of the filter chain; a business rule is named by its `filterId` (see `domain.filters`), or by
+    `rule` when the filter has an id of its own (several `expression` filters in one chain)."""
 
-    filterId: str
-    type: Literal["trust", "business-rule", "eligibility"]
-    order: int = Field(ge=1)
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    filterId: str = Field(
+        description="The filter's name in counts and rejection reasons; for a business rule without `rule`, the "
+        "rule it runs (issue-severity, customer-value, churn-timing, churn-reason, churn-signal, frequency-cap, "
+        "cart-value, inventory, expression)."
+    )
+    type: Literal["trust", "business-rule", "eligibility"] = Field(
+        description="trust (customer exists, account in good standing), business-rule (a rule named by filterId or "
+        "rule), eligibility (no recent offer from this program, not opted out, refundable where the batch says)."
+    )
+    order: int = Field(ge=1, description="Position in the chain (unique): filters run in ascending order.")
+    rule_: str | None = Field(
+        default=None,
+        alias="rule",
+        description="engage: the business rule this filter runs when its filterId is a name of its own, e.g. "
+        "`rule: expression` with `filterId: small-orders`.",
+    )
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The rule's parameters (see the filter rules below); unknown keys and wrong types are errors.",
+    )
 
     @model_validator(mode="after")
     def _known(self) -> FilterSpec:
-        if self.rule not in FILTER_RULES:
+        if self.rule_ is not None and self.type != "business-rule":
+            raise ValueError(f"rule is for business-rule filters; a {self.type} filter runs the {self.type} rule")
+        if self.rule not in FILTER_RULES or (self.rule_ is not None and self.rule in ("trust", "eligibility")):
             known = sorted(k for k in FILTER_RULES if k not in ("trust", "eligibility"))
-            raise ValueError(f"unknown business-rule filter {self.filterId!r}; known: {', '.join(known)}")
+            name = self.rule_ if self.rule_ is not None else self.filterId
+            raise ValueError(f"unknown business-rule filter {name!r}; known: {', '.join(known)}")
         validate_filter_parameters(self.rule, self.parameters)
         return self
 
     @property
     def rule(self) -> str:
-        """The rule that runs: the filter's id for a business rule, else its type."""
+        """The rule that runs: `rule` when set, else the filter's id for a business rule, else its type."""
+        if self.rule_ is not None:
+            return self.rule_
         return self.filterId if self.type == "business-rule" else self.type
 
 

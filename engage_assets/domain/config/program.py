@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from engage_assets.domain.config.channels import Channel
 from engage_assets.domain.config.common import GROUP_NAMES, ConfigModel, FilterSpec, Holdout, Marketplace
+from engage_assets.domain.filter_expression import ExpressionError, check_against
+from engage_assets.domain.filter_params import ExpressionParams
 
 DEFAULT_STALE_AFTER_HOURS = 72.0
 
@@ -57,7 +60,36 @@ class ProgramBase(ConfigModel):
         orders = [f.order for f in self.filterChain]
         if len(set(orders)) != len(orders):
             raise ValueError(f"filterChain orders must be unique, got {orders}")
+        ids = [f.filterId for f in self.filterChain]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"filterChain filterIds must be unique (counts and reasons are keyed by them), got {ids}")
         return self
+
+    @model_validator(mode="after")
+    def _expressions_fit_the_batch(self) -> ProgramBase:
+        """Each `expression` filter reads only columns the batch has, and gives TRUE/FALSE over their types."""
+        errors = []
+        for i, spec in enumerate(self.filterChain):
+            if spec.rule != "expression":
+                continue
+            params = ExpressionParams.model_validate(spec.parameters)
+            try:
+                check_against(params.parsed, self.batch_column_types())
+            except ExpressionError as e:
+                errors.append(
+                    InitErrorDetails(
+                        type=PydanticCustomError("filter_expression", "{detail}", {"detail": str(e)}),
+                        loc=("filterChain", i, "parameters", "expression"),
+                        input=params.expression,
+                    )
+                )
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+    def batch_column_types(self) -> dict[str, str]:
+        """The columns of the batch the filter chain runs over, with their `ColumnType` (`domain.source_columns`)."""
+        raise NotImplementedError
 
     @property
     def group(self) -> str:

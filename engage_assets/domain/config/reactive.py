@@ -32,6 +32,7 @@ from engage_assets.domain.config.common import (
 )
 from engage_assets.domain.config.program import ProgramBase
 from engage_assets.domain.events.patterns import EventPattern, compile_pattern, normalize_pattern
+from engage_assets.domain.source_columns import EVENT_BATCH_COLUMN_TYPES
 
 DEDUP_PLACEHOLDERS = frozenset({"customerId", "cartId", "programId", "subjectId"})
 HOURLY_CRON = "0 * * * *"
@@ -190,6 +191,10 @@ class ReactiveProgram(ProgramBase):
     def subject_column(self) -> str:
         """A reactive candidate's subject: the cart."""
         return "cart_id"
+
+    def batch_column_types(self) -> dict[str, str]:
+        """An abandoned cart's event fields and the context the event path joins on."""
+        return dict(EVENT_BATCH_COLUMN_TYPES)
 
     @cached_property
     def strategy(self) -> OfferStrategy:
