@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         default=None, validation_alias="ENGAGE_WAREHOUSE_PATH", description="The DuckDB warehouse (default: in home)"
     )
     program_configs: Path = Field(default=PROJECT_ROOT / "program_configs", description="Program YAML folder")
+    # dbt's own variable: which tests a build of some models runs.  `cautious`: only tests whose every model is in
+    # the build, so building the marts one program reads (`engage run --program`) never runs a relationship test
+    # against a mart that was not built (dbt's default, `eager`, would, and fail on a warehouse without it).
+    dbt_indirect_selection: Literal["eager", "cautious", "buildable", "empty"] = Field(
+        default="cautious", validation_alias="DBT_INDIRECT_SELECTION"
+    )
     # Dagster's own variable: where the instance (runs, schedules, sensors) lives; unset means an ephemeral one.
     dagster_home: Path | None = Field(default=None, validation_alias="DAGSTER_HOME")
     # Local channels: the SMTP capture server (`make smtp`) and the link base every message's links start with.
@@ -119,8 +125,13 @@ class Settings(BaseSettings):
 
     def dbt_environment(self) -> dict[str, str]:
         """The variables a dbt process needs so its profile (`dbt_project/profiles.yml`, read in `dbt_project/`)
-        opens this same warehouse: the absolute path, whatever the variables said relative to which folder."""
-        return {"ENGAGE_WAREHOUSE_PATH": str(self.warehouse_path), "ENGAGE_HOME": str(self.home)}
+        opens this same warehouse (the absolute path, whatever the variables said relative to which folder), and
+        the test selection of a partial build.  (dagster-dbt sets its own selection when a run selects checks.)"""
+        return {
+            "ENGAGE_WAREHOUSE_PATH": str(self.warehouse_path),
+            "ENGAGE_HOME": str(self.home),
+            "DBT_INDIRECT_SELECTION": self.dbt_indirect_selection,
+        }
 
     @property
     def store_path(self) -> Path:
