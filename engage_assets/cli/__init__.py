@@ -28,6 +28,7 @@ from engage_assets.cli.run_scope import (
     RunScope,
     RunScopeError,
     dbt_models_read_by,
+    generate_demo_warehouse,
     program_asset_keys,
     run_scope,
     should_generate,
@@ -120,22 +121,6 @@ def _print_program(name: str, partition: str, meta: dict[str, dict[str, Any]], g
     print(f"   warehouse table        {export.get('table', '?')}")
 
 
-def _generate_if_needed(args: argparse.Namespace, settings: Settings, generate_now: bool) -> None:
-    """Write the demo warehouse's raw tables when `run_scope.should_generate` says so (none at the default
-    location, or `--regenerate`; never over or beside a warehouse ENGAGE_WAREHOUSE_PATH names)."""
-    if not generate_now:
-        print(f"Warehouse: {settings.warehouse_path}")
-        return
-    from engage_assets.demo.datagen import generate
-
-    print(f"Generating the embedded warehouse at {settings.warehouse_path} (scale {args.scale}) ...")
-    t0 = time.perf_counter()
-    counts = generate(settings.warehouse_path, scale=args.scale, seed=args.seed)
-    for name, n in counts.items():
-        print(f"   raw.{name:<22}{n:>12,}")
-    print(f"   generated in {time.perf_counter() - t0:.1f} s")
-
-
 def _build_warehouse(
     defs: dg.Definitions, instance: dg.DagsterInstance, settings: Settings, job_name: str, scope: RunScope
 ) -> bool:
@@ -221,7 +206,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     settings.home.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
-    _generate_if_needed(args, settings, generate_now)
+    if generate_now:
+        generate_demo_warehouse(settings, args.scale, args.seed)
+    else:
+        print(f"Warehouse: {settings.warehouse_path}")
     from engage_assets.definitions import RETRAIN_JOB, WAREHOUSE_JOB, build_definitions
 
     defs = build_definitions()

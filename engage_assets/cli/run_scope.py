@@ -4,6 +4,7 @@ is a `RunScopeError` whose message names the program, the partition or the setti
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -121,6 +122,19 @@ def should_generate(settings: Settings, regenerate: bool) -> bool:
             "(unset ENGAGE_WAREHOUSE_PATH for the generated demo warehouse)"
         )
     return False
+
+
+def generate_demo_warehouse(settings: Settings, scale: float, seed: int) -> None:
+    """Write the demo warehouse's raw tables at the settings' (default) location, printing the counts; call it only
+    where `should_generate` said so."""
+    from engage_assets.demo.datagen import generate
+
+    print(f"Generating the embedded warehouse at {settings.warehouse_path} (scale {scale}) ...")
+    t0 = time.perf_counter()
+    counts = generate(settings.warehouse_path, scale=scale, seed=seed)
+    for name, n in counts.items():
+        print(f"   raw.{name:<22}{n:>12,}")
+    print(f"   generated in {time.perf_counter() - t0:.1f} s")
 
 
 def program_asset_keys(defs: dg.Definitions, scope: RunScope) -> list[dg.AssetKey]:
