@@ -150,7 +150,7 @@ def delivered(tmp_path_factory):
 
 def _emails(work: Path) -> list[email.message.EmailMessage]:
     paths = sorted((work / "state" / "mail" / PROGRAM_ID).rglob("*.eml"))
-    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in paths]  # type: ignore[misc]
+    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in paths]
 
 
 def test_the_new_program_runs_its_partition_and_every_customer_gets_its_email(delivered):
