@@ -15,6 +15,7 @@ from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
 from engage_assets.domain.config.batch import ProgramConfig
 from engage_assets.domain.config.common import ConfigError
+from engage_assets.domain.config.inert import refused_values
 from engage_assets.domain.config.reactive import ReactiveProgram
 from engage_assets.domain.template_sources import missing_message_parts, template_roots
 
@@ -90,8 +91,8 @@ def load_program(path: Path) -> ProgramConfig | ReactiveProgram:
         program = validate_program(raw)
     except ValidationError as e:
         raise ConfigError(format_error(path, e)) from None
-    # Every enabled channel's message must come from somewhere now, not fail at send time.
-    missing = missing_message_parts(program, template_roots(path.parent))
+    # Every enabled channel's message must come from somewhere now, not fail at send time; no value is inert.
+    missing = missing_message_parts(program, template_roots(path.parent)) + refused_values(program)
     if missing:
         raise ConfigError("\n".join([f"{path}: invalid program config", *(f"  {m}" for m in missing)]))
     return program
