@@ -170,3 +170,18 @@ def test_engage_run_with_a_partition_off_cadence_fails_before_running_anything(e
     err = capsys.readouterr().err
     assert "program 'win-back-campaigns'" in err and "2026-10-15 is not one of its partitions" in err
     assert not Path(env / "home" / "warehouse.duckdb").exists()  # nothing generated, built or run
+
+
+def test_engage_run_with_a_bad_program_config_names_the_file_and_runs_nothing(env, monkeypatch, capsys):
+    configs = env / "configs"
+    configs.mkdir()
+    (configs / "broken.yaml").write_text(
+        (PROJECT_ROOT / "program_configs" / "win_back.yaml").read_text() + "\nbogus: 1\n"
+    )
+    monkeypatch.setenv("ENGAGE_PROGRAM_CONFIGS", str(configs))
+    with pytest.raises(SystemExit) as exit_:
+        main(["run"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "broken.yaml: invalid program config" in err and "bogus" in err
+    assert not (env / "home" / "warehouse.duckdb").exists()

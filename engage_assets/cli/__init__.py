@@ -34,7 +34,7 @@ from engage_assets.cli.run_scope import (
     should_generate,
 )
 from engage_assets.cli.simulate import add_commands as add_simulate_commands
-from engage_assets.domain.config import load_programs
+from engage_assets.domain.config import ConfigError, load_programs
 from engage_assets.settings import Settings, get_settings, program_config_dir
 from resources.delivery_ledger.sqlite import DeliveryLedger
 
@@ -201,7 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         scope = run_scope(load_programs(program_config_dir()), args.program or [], args.partition)
         generate_now = should_generate(settings, args.regenerate)
-    except RunScopeError as e:
+    except (RunScopeError, ConfigError) as e:  # before anything runs: a bad flag, setting or program config
         print(f"engage run: {e}", file=sys.stderr)
         return 2
     settings.home.mkdir(parents=True, exist_ok=True)
