@@ -63,7 +63,9 @@ smtp: setup
 serve: setup
 	$(SERVE)
 
+# Program configs, their messages and filter expressions (engage validate), then the whole Dagster graph.
 validate: setup
+	$(BIN)/engage validate
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 bench: setup

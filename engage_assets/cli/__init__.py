@@ -6,6 +6,9 @@
     engage events put [FILE] | stats          PutEvents entries into the event queue; its counts
     engage simulate carts --rate R --duration D   simulated cart events (demo/load) through the ingest path
     engage api-key create|list|revoke         the serving API's keys (the first admin key in production)
+    engage validate [FILE…]                   check program configs, messages and filter expressions (exit 1)
+    engage new-program NAME [--reactive]      a commented starting config that passes validate
+    engage config-docs [--check]              regenerate docs/config-reference.md and program_configs/schema.json
 
 Runs go through the Dagster instance at DAGSTER_HOME, so `make dev` shows them, with their metadata, in the UI.
 """
@@ -22,6 +25,7 @@ from typing import Any
 import dagster as dg
 
 from engage_assets.cli.api_keys import add_commands as add_api_key_commands
+from engage_assets.cli.config_tools import add_commands as add_config_commands
 from engage_assets.cli.delivery import deliver_all
 from engage_assets.cli.events import add_commands as add_events_commands
 from engage_assets.cli.run_scope import (
@@ -376,6 +380,7 @@ def main(argv: list[str] | None = None) -> None:
     add_events_commands(sub)
     add_simulate_commands(sub)
     add_api_key_commands(sub)
+    add_config_commands(sub)
     args = parser.parse_args(argv)
     sys.exit(args.fn(args))
 

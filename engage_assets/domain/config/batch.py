@@ -24,9 +24,9 @@ from engage_assets.domain.source_columns import batch_column_types
 class ConnectorConfig(ConfigModel):
     """Where the candidates come from: the mart and the query over it."""
 
-    account: str | None = None
-    database: str | None = None
-    schema_: str | None = Field(default=None, alias="schema")
+    account: str | None = Field(default=None, description="Snowflake account (the spec's); production connection.")
+    database: str | None = Field(default=None, description="Database (Athena / Snowflake) the query runs in.")
+    schema_: str | None = Field(default=None, alias="schema", description="Schema (Snowflake) the query runs in.")
     table: str = Field(description="The mart the query reads; the Dagster asset it depends on.")
     query: str = Field(description="SQL with :partition_start, :partition_end, :as_of_date bind parameters.")
 
@@ -44,10 +44,16 @@ class ConnectorConfig(ConfigModel):
 class DataConnector(ConfigModel):
     """One warehouse source, with the columns (and types) its query must return."""
 
-    connectorId: str
-    type: Literal["athena", "snowflake", "duckdb"]
-    config: ConnectorConfig
-    subjectColumn: str = "customer_id"
+    connectorId: str = Field(description="The connector's name.")
+    type: Literal["athena", "snowflake", "duckdb"] = Field(
+        description="The warehouse the spec names; the environment's warehouse resource runs the query (DuckDB "
+        "locally, Snowflake or Athena in production)."
+    )
+    config: ConnectorConfig = Field(description="Where the candidates come from: the mart and the query.")
+    subjectColumn: str = Field(
+        default="customer_id",
+        description="engage: the column naming a candidate's subject (an order for refunds; the customer by default).",
+    )
     requiredColumns: dict[str, ColumnType] = Field(
         description="Columns the query must return, with their type: drift fails the run before anything is stored. "
         "A row whose value is NULL is rejected at the source with a reason, unless a filter of the chain reads the "
@@ -65,8 +71,8 @@ class DataConnector(ConfigModel):
 class Deduplication(ConfigModel):
     """A batch's duplicates: one candidate per customer, the highest score kept."""
 
-    key: Literal["customer_id"] = "customer_id"
-    keep: Literal["highest_score"] = "highest_score"
+    key: Literal["customer_id"] = Field(default="customer_id", description="One candidate per customer.")
+    keep: Literal["highest_score"] = Field(default="highest_score", description="The best-scored row is kept.")
 
 
 _EB_DOW = {"SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6}
@@ -123,14 +129,23 @@ class ProgramConfig(ProgramBase):
 
     kind: ClassVar[str] = "batch"
 
-    dataConnectors: list[DataConnector] = Field(min_length=1, max_length=1)
-    scoringModels: list[ScoringModel] = Field(min_length=1)
-    refundStrategy: OfferStrategy | None = None
-    offerStrategy: OfferStrategy | None = None
-    budget: Budget
-    deduplication: Deduplication = Deduplication()
-    batchSchedule: str
-    partitionsStart: date
+    dataConnectors: list[DataConnector] = Field(
+        min_length=1, max_length=1, description="The warehouse query that finds the candidates (exactly one)."
+    )
+    scoringModels: list[ScoringModel] = Field(min_length=1, description="Models that score each eligible row.")
+    refundStrategy: OfferStrategy | None = Field(
+        default=None, description="Refund programs: the offer per segment (exactly one of this and offerStrategy)."
+    )
+    offerStrategy: OfferStrategy | None = Field(
+        default=None, description="Other programs: the offer per segment (exactly one of this and refundStrategy)."
+    )
+    budget: Budget = Field(description="engage: the most one partition's offers may cost.")
+    deduplication: Deduplication = Field(default=Deduplication(), description="A batch's duplicate customers.")
+    batchSchedule: str = Field(
+        description="EventBridge `cron(m h dom mon dow year)`, UTC: the schedule and the partitions' cadence (daily, "
+        "weekly, monthly)."
+    )
+    partitionsStart: date = Field(description="engage: the first partition (backfills start here).")
 
     @field_validator("batchSchedule")
     @classmethod

@@ -34,32 +34,67 @@ class ChannelConfig(ConfigModel):
     accepts: ClassVar[frozenset[str] | None] = None
     channel_type: ClassVar[str | None] = None
 
-    templateId: str | None = None
+    templateId: str | None = Field(
+        default=None,
+        description="Template files `<programId>/<channel type>/<templateId>.<part>.j2` under "
+        "`program_configs/templates/` or the packaged ones; a plain name (no path). Default `<channelId>-default`.",
+    )
     # Timing (plan.py): a local send time, delays after the channel's base time, a call window, an inbox's days.
-    sendTime: str | None = None
-    timezone: str | None = None
-    delayDays: int | None = Field(default=None, ge=0)
-    delayHours: int | None = Field(default=None, ge=0)
-    delayMinutes: int | None = Field(default=None, ge=0)
-    scheduleWithin: str | None = None
-    displayDuration: int | None = Field(default=None, ge=1)
+    sendTime: str | None = Field(
+        default=None, description="HH:MM (24 h): the next such time in `timezone` at or after the plan's clock."
+    )
+    timezone: str | None = Field(
+        default=None,
+        description="`local` (the customer's own zone, else the marketplace's) or an IANA zone for everybody.",
+    )
+    delayDays: int | None = Field(
+        default=None, ge=0, description="Local calendar days after the channel's base time (DST-safe)."
+    )
+    delayHours: int | None = Field(
+        default=None, ge=0, description="Hours after the candidate's event (the abandonment), else the plan's clock."
+    )
+    delayMinutes: int | None = Field(
+        default=None, ge=0, description="Minutes after the candidate's event, else the plan's clock."
+    )
+    scheduleWithin: str | None = Field(
+        default=None, description="Phone: the call task's window (`24h`, `2d`): due now, to be called within it."
+    )
+    displayDuration: int | None = Field(default=None, ge=1, description="In-app: days the inbox entry is shown.")
     # Texts the spec writes into the config ({field} placeholders): SMS text, e-mail subject, push/in-app title, body.
-    message: str | None = None
-    subject: str | None = None
-    title: str | None = None
-    body: str | None = None
+    message: str | None = Field(default=None, description="SMS text, `{field}` placeholders (else the template).")
+    subject: str | None = Field(default=None, description="E-mail subject, `{field}` placeholders (else the template).")
+    title: str | None = Field(default=None, description="Push / in-app title, `{field}` placeholders.")
+    body: str | None = Field(default=None, description="E-mail, push or in-app body text, `{field}` placeholders.")
     # What a channel's own sender reads: call type and script, in-app message type, e-mail personalisation.
-    scriptId: str | None = None
-    callType: str | None = None
-    messageType: str | None = None
-    personalization: Literal["low", "medium", "high"] | None = None
-    includeDiscount: bool | None = None
+    scriptId: str | None = Field(
+        default=None, description="Phone: the call script's template id (plain name), shown with the call task."
+    )
+    callType: str | None = Field(default=None, description="Phone: the kind of call task (default account-manager).")
+    messageType: str | None = Field(
+        default=None, description="In-app: the inbox entry's type; also its template id when templateId is unset."
+    )
+    personalization: Literal["low", "medium", "high"] | None = Field(
+        default=None, description="E-mail: the spec's personalisation level; accepted, the template decides today."
+    )
+    includeDiscount: bool | None = Field(
+        default=None, description="E-mail: the spec's flag; accepted, the template decides what it shows today."
+    )
     # Conditions: static ones decide at planning whether the touch exists, dynamic ones are re-checked at send time.
-    highImpactOnly: bool | None = None
-    criticalRiskOnly: bool | None = None
-    highScoreOnly: bool | None = None
-    onlyIfNotConverted: bool | None = None
-    onlyIfCartAbandoned: bool | None = None
+    highImpactOnly: bool | None = Field(
+        default=None, description="Only candidates of the `impactLevel: high` segment (else the top one)."
+    )
+    criticalRiskOnly: bool | None = Field(
+        default=None, description="Only candidates of the `riskLevel: critical` segment (else the top one)."
+    )
+    highScoreOnly: bool | None = Field(
+        default=None, description="Only candidates of the top segment (its score range reaches 1.0)."
+    )
+    onlyIfNotConverted: bool | None = Field(
+        default=None, description="Re-checked at send time: not sent once the customer converted (purchased)."
+    )
+    onlyIfCartAbandoned: bool | None = Field(
+        default=None, description="Re-checked at send time: not sent once the cart was purchased or expired."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -166,11 +201,19 @@ CHANNEL_CONFIG_MODELS: dict[str, type[ChannelConfig]] = {spec.type: config_model
 class Channel(ConfigModel):
     """One channel of a program: its type (from the registry), priority and the type's config."""
 
-    channelId: str
-    type: ChannelType
-    enabled: bool = True
-    priority: int = Field(ge=1)
-    config: ChannelConfig = Field(default_factory=ChannelConfig, validate_default=True)
+    channelId: str = Field(description="The channel's name in the touch plan and the ledger; a plain name.")
+    type: ChannelType = Field(description="The channel type (the registry: email, sms, push, phone, in-app).")
+    enabled: bool = Field(default=True, description="false: no touches are planned on this channel.")
+    priority: int = Field(
+        ge=1,
+        description="Lower first: the order of the touch plan and of delivery (touches due together are claimed by "
+        "priority, so a capped slot goes to the higher-priority channel).",
+    )
+    config: ChannelConfig = Field(
+        default_factory=ChannelConfig,
+        validate_default=True,
+        description="The type's settings: timing, texts, conditions (each type takes only its own fields).",
+    )
 
     @field_validator("channelId")
     @classmethod

@@ -29,12 +29,22 @@ class ScoringModelBase(ConfigModel):
     """A model the program scores with.  The reactive spec names only the endpoint and features; the platform
     trains a model when the config also names its labelled history (`trainingTable`, `label`)."""
 
-    modelId: str
-    endpoint: str
-    features: list[str] = Field(min_length=1)
-    trainingTable: str | None = Field(default=None, description="Mart with labelled history for this model")
-    label: str | None = None
-    truthColumn: str | None = None
+    modelId: str = Field(description="The model's name: its score column, registry entry and version metadata.")
+    endpoint: str = Field(
+        description="`sagemaker://<endpoint-name>`: the production endpoint; locally the trained model in process."
+    )
+    features: list[str] = Field(
+        min_length=1, description="Batch columns the model reads (a NULL one is imputed and counted, never rejected)."
+    )
+    trainingTable: str | None = Field(
+        default=None, description="Mart with labelled history for this model (the platform trains when set)."
+    )
+    label: str | None = Field(default=None, description="The training table's 0/1 outcome column the model predicts.")
+    truthColumn: str | None = Field(
+        default=None,
+        description="Optional: a column with the outcome's true probability (generated data only), for evaluation "
+        "metrics; never needed to train.",
+    )
 
     @field_validator("endpoint")
     @classmethod
@@ -47,8 +57,8 @@ class ScoringModelBase(ConfigModel):
 class ScoringModel(ScoringModelBase):
     """A batch program's model: the platform trains it on `trainingTable`'s `label`, so both are required."""
 
-    trainingTable: str = Field(description="Mart with labelled history for this model")
-    label: str
+    trainingTable: str = Field(description="Mart with labelled history for this model (the platform trains on it).")
+    label: str = Field(description="The training table's 0/1 outcome column the model predicts.")
 
 
 def check_unique_model_ids(models: Iterable[ScoringModelBase]) -> list[str]:
@@ -110,17 +120,24 @@ class Segment(ConfigModel):
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    scoreRange: tuple[float, float]
-    impactLevel: str | None = None
-    riskLevel: str | None = None
-    offerType: str | None = None
-    refundType: str | None = None
-    discount: float | None = Field(default=None, ge=0, le=100)
-    duration: int | None = Field(default=None, ge=1)
-    refundAmount: float | None = Field(default=None, ge=0)
-    creditAmount: float | None = Field(default=None, ge=0)
-    additionalCredit: float | None = Field(default=None, ge=0)
-    requireApproval: bool = False
+    scoreRange: tuple[float, float] = Field(
+        description="[low, high): the segment score's range (the top segment's high of 1.0 includes 1.0); the "
+        "segments must tile [0, 1] without gaps or overlaps."
+    )
+    impactLevel: str | None = Field(default=None, description="The segment's name in refund programs (high, …).")
+    riskLevel: str | None = Field(default=None, description="The segment's name in churn programs (critical, …).")
+    offerType: str | None = Field(default=None, description="What the segment is offered (premium, standard, …).")
+    refundType: str | None = Field(
+        default=None, description="Refunds: full (the order value), partial (refundAmount) or credit (creditAmount)."
+    )
+    discount: float | None = Field(default=None, ge=0, le=100, description="Discount in percent.")
+    duration: int | None = Field(default=None, ge=1, description="Months the discount lasts (cost: × this).")
+    refundAmount: float | None = Field(default=None, ge=0, description="Partial refund amount, USD.")
+    creditAmount: float | None = Field(default=None, ge=0, description="Account credit amount, USD.")
+    additionalCredit: float | None = Field(default=None, ge=0, description="Credit on top of the refund, USD.")
+    requireApproval: bool = Field(
+        default=False, description="Refunds: the segment's offers wait for approval instead of being issued."
+    )
 
     @field_validator("scoreRange")
     @classmethod
@@ -144,11 +161,15 @@ class Segment(ConfigModel):
 class OfferStrategy(ConfigModel):
     """`refundStrategy` / `offerStrategy`: contiguous score segments, each with its offer."""
 
-    enabled: bool = True
-    autoProcess: bool | None = None
-    segmentedOffers: bool = True
-    segmentScore: str | None = Field(default=None, description="modelId whose score picks the segment")
-    segments: list[Segment] = Field(min_length=1)
+    enabled: bool = Field(default=True, description="The spec's switch; the segments below apply either way.")
+    autoProcess: bool | None = Field(
+        default=None, description="Refunds: false makes every offer wait for approval (as requireApproval does)."
+    )
+    segmentedOffers: bool = Field(default=True, description="The spec's flag: offers by segment (the only mode).")
+    segmentScore: str | None = Field(
+        default=None, description="modelId whose score picks the segment (default: the first scoring model)."
+    )
+    segments: list[Segment] = Field(min_length=1, description="Contiguous score segments, each with its offer.")
 
     @model_validator(mode="after")
     def _contiguous(self) -> OfferStrategy:
@@ -172,15 +193,24 @@ class OfferStrategy(ConfigModel):
 class Holdout(ConfigModel):
     """The control group: a deterministic share of candidates stored and measured, never contacted."""
 
-    percent: float = Field(default=10.0, ge=0, lt=100)
-    salt: str = "engage-holdout-v1"
+    percent: float = Field(
+        default=10.0, ge=0, lt=100, description="Share of candidates held out: stored and measured, never contacted."
+    )
+    salt: str = Field(
+        default="engage-holdout-v1",
+        description="Mixed into the hash that picks the holdout; change it to draw a new control group.",
+    )
 
 
 class Budget(ConfigModel):
     """The most money one partition's offers may cost."""
 
-    amount: float = Field(gt=0, description="Most money the offers of one partition may cost")
-    currency: Literal["USD"] = "USD"
+    amount: float = Field(
+        gt=0,
+        description="Most money the offers of one partition may cost: the best-scored offers that fit are made, the "
+        "rest dropped with reason budget (holdout offers cost nothing).",
+    )
+    currency: Literal["USD"] = Field(default="USD", description="Budgets are in USD.")
 
 
 # The spec names the win-back program "win-back-campaigns"; its Dagster group is the shorter `win_back`.

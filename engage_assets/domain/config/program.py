@@ -30,7 +30,8 @@ class DeliveryOptions(ConfigModel):
         default=DEFAULT_STALE_AFTER_HOURS,
         gt=0,
         le=24 * 366,
-        description="A touch planned more than this many hours before the send clock is recorded `stale`, not sent",
+        description="A touch planned more than this many hours before the send clock is recorded `stale`, not sent "
+        "(a delivery run with send_stale: true sends it anyway).",
     )
 
     @property
@@ -44,16 +45,38 @@ class ProgramBase(ConfigModel):
 
     kind: ClassVar[str] = ""
 
-    programId: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
-    programName: str
-    enabled: bool = True
-    marketplaces: list[Marketplace] = Field(min_length=1)
-    filterChain: list[FilterSpec]
-    channels: list[Channel] = Field(default_factory=list)
-    holdout: Holdout = Holdout()
-    candidateTTLDays: int = Field(ge=1, le=365)
-    scoreCacheTTLDays: int = Field(default=30, ge=0, le=365)
-    delivery: DeliveryOptions = DeliveryOptions()
+    programId: str = Field(
+        pattern=r"^[a-z][a-z0-9-]*$",
+        description="Unique id (lower-case, digits, dashes): keys the store, the ledger, the API routes and the "
+        "Dagster group (dashes become underscores).",
+    )
+    programName: str = Field(description="The name people read: the UI, the run summary, messages.")
+    enabled: bool = Field(
+        default=True, description="false: the program is not loaded — no assets, schedule, sensor or delivery."
+    )
+    marketplaces: list[Marketplace] = Field(
+        min_length=1,
+        description="Only customers of these marketplaces become candidates (the rest are set aside at the source, "
+        "counted, with their reason); also each marketplace's default time zone, currency and locale.",
+    )
+    filterChain: list[FilterSpec] = Field(
+        description="The filters, run in `order` over the whole batch; a row leaves at the first check it fails, "
+        "with that check's reason (see Filter rules)."
+    )
+    channels: list[Channel] = Field(
+        default_factory=list, description="How candidates are contacted, each channel with its timing and texts."
+    )
+    holdout: Holdout = Field(default=Holdout(), description="The control group.")
+    candidateTTLDays: int = Field(
+        ge=1, le=365, description="Days a stored candidate (and its touches) stays live: served, deliverable."
+    )
+    scoreCacheTTLDays: int = Field(
+        default=30,
+        ge=0,
+        le=365,
+        description="Days a score is reused for the same subject with the same features (0: no cache).",
+    )
+    delivery: DeliveryOptions = Field(default=DeliveryOptions(), description="How the planned touches are delivered.")
 
     @model_validator(mode="after")
     def _unique_filter_orders(self) -> ProgramBase:

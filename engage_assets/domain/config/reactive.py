@@ -52,9 +52,12 @@ def check_event_pattern(pattern: Any) -> None:
 class EventSourceConfig(ConfigModel):
     """Where the events come from and which of them the program takes."""
 
-    eventBusName: str | None = None
-    queueUrl: str | None = Field(default=None, description="The SQS queue an sqs source reads")
-    eventPattern: dict[str, Any]
+    eventBusName: str | None = Field(default=None, description="An eventbridge source's bus (required there).")
+    queueUrl: str | None = Field(default=None, description="The SQS queue an sqs source reads (required there).")
+    eventPattern: dict[str, Any] = Field(
+        description="EventBridge event pattern: which events the program takes (the spec's `[lo, hi]` under "
+        "`detail` read as a numeric range); checked at load."
+    )
 
     @field_validator("eventPattern")
     @classmethod
@@ -77,9 +80,11 @@ class EventSourceConfig(ConfigModel):
 class EventSource(ConfigModel):
     """One event source: EventBridge (through its SQS queue), SQS directly, or the local durable queue."""
 
-    sourceId: str
-    type: Literal["eventbridge", "sqs", "local"]
-    config: EventSourceConfig
+    sourceId: str = Field(description="The source's name (unique in the program).")
+    type: Literal["eventbridge", "sqs", "local"] = Field(
+        description="eventbridge (its bus → SQS), sqs (a queue directly), local (the embedded durable queue)."
+    )
+    config: EventSourceConfig = Field(description="Bus or queue, and the event pattern.")
 
     @model_validator(mode="after")
     def _addressable(self) -> EventSource:
@@ -98,10 +103,14 @@ class EventSource(ConfigModel):
 class DiscountStrategy(ConfigModel):
     """The reactive program's offer: a discount percent, personalised up to `maxDiscount` when dynamic."""
 
-    enabled: bool = True
-    defaultDiscount: float = Field(ge=0, le=100)
-    dynamicDiscounting: bool = False
-    maxDiscount: float = Field(ge=0, le=100)
+    enabled: bool = Field(default=True, description="false: no discount, a plain reminder.")
+    defaultDiscount: float = Field(
+        ge=0, le=100, description="Percent off for a shopper likely to buy anyway (purchase intent >= 0.5)."
+    )
+    dynamicDiscounting: bool = Field(
+        default=False, description="Lower intent gets more: steps of 5 points from the default up to maxDiscount."
+    )
+    maxDiscount: float = Field(ge=0, le=100, description="Inclusive: no cart ever gets more than this percent.")
 
     @model_validator(mode="after")
     def _within_max(self) -> DiscountStrategy:
@@ -143,9 +152,12 @@ def discount_segment(low: float, high: float, percent: float | None) -> Segment:
 class EventDeduplication(ConfigModel):
     """One candidate per key within `ttlDays`: a repeated event (a cart abandoned twice) is not a second one."""
 
-    enabled: bool = True
-    ttlDays: int = Field(default=7, ge=1, le=365)
-    keyFormat: str = "{customerId}:{subjectId}:{programId}"
+    enabled: bool = Field(default=True, description="false: every event is a candidate.")
+    ttlDays: int = Field(default=7, ge=1, le=365, description="Days a key stays claimed.")
+    keyFormat: str = Field(
+        default="{customerId}:{subjectId}:{programId}",
+        description="The key: text with {customerId}, {cartId}, {subjectId}, {programId} placeholders.",
+    )
 
     @field_validator("keyFormat")
     @classmethod
@@ -167,12 +179,18 @@ class ReactiveProgram(ProgramBase):
 
     kind: ClassVar[str] = "reactive"
 
-    eventSources: list[EventSource] = Field(min_length=1)
-    scoringModels: list[ScoringModelBase] = Field(min_length=1)
-    discountStrategy: DiscountStrategy | None = None
-    deduplication: EventDeduplication = EventDeduplication()
-    budget: Budget | None = None
-    partitionsStart: date = DEFAULT_PARTITIONS_START
+    eventSources: list[EventSource] = Field(min_length=1, description="Where the events come from.")
+    scoringModels: list[ScoringModelBase] = Field(min_length=1, description="Models that score each eligible cart.")
+    discountStrategy: DiscountStrategy | None = Field(
+        default=None, description="The offer: a discount by purchase intent (absent: a plain reminder)."
+    )
+    deduplication: EventDeduplication = Field(
+        default=EventDeduplication(), description="One candidate per key within ttlDays."
+    )
+    budget: Budget | None = Field(
+        default=None, description="Accepted for symmetry with batch programs; the event path applies no budget today."
+    )
+    partitionsStart: date = Field(default=DEFAULT_PARTITIONS_START, description="engage: the first hourly partition.")
 
     @model_validator(mode="after")
     def _consistent(self) -> ReactiveProgram:
