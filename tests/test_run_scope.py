@@ -76,10 +76,16 @@ def test_the_demo_warehouse_is_generated_only_at_the_default_location(env, monke
     settings = Settings()
     assert settings.warehouse_is_default
     assert should_generate(settings, regenerate=False)  # missing: generated
-    settings.warehouse_path.parent.mkdir(parents=True)
-    settings.warehouse_path.touch()
+    write_raw(settings.warehouse_path, {}, datetime(2026, 11, 1))  # a demo warehouse written before
     assert not should_generate(settings, regenerate=False)  # present: used as it is
     assert should_generate(settings, regenerate=True)
+    # One's own warehouse put at the default location is used, and never regenerated over.
+    settings.warehouse_path.unlink()
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        con.execute("CREATE TABLE mine AS SELECT 1 AS x")
+    assert not should_generate(settings, regenerate=False)
+    with pytest.raises(RunScopeError, match="--regenerate: .* never overwritten"):
+        should_generate(settings, regenerate=True)
     # The variable naming that same file is still the default.
     monkeypatch.setenv("ENGAGE_WAREHOUSE_PATH", str(settings.warehouse_path))
     assert Settings().warehouse_is_default

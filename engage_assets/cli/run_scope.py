@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from engage_assets.assets.program.partitions import partitions_for
+from engage_assets.demo.datagen.load import NotAGeneratedWarehouse, refuse_foreign
 from engage_assets.domain.config import ProgramConfig, ReactiveProgram
 from engage_assets.settings import Settings
 
@@ -110,6 +111,11 @@ def should_generate(settings: Settings, regenerate: bool) -> bool:
     warehouse named by ENGAGE_WAREHOUSE_PATH is the user's: never generated over or beside; missing, an error."""
     path = settings.warehouse_path
     if settings.warehouse_is_default:
+        if regenerate:
+            try:
+                refuse_foreign(path)  # your own warehouse put at the default location is never overwritten either
+            except NotAGeneratedWarehouse as e:
+                raise RunScopeError(f"--regenerate: {e}") from None
         return regenerate or not path.exists()
     if regenerate:
         raise RunScopeError(

@@ -79,12 +79,16 @@ def is_generated(warehouse_path: str | Path) -> bool:
         )
 
 
-def _refuse_foreign(warehouse_path: Path) -> None:
-    """Raise NotAGeneratedWarehouse when the file exists, holds tables, and lacks the generator's mark."""
-    if not warehouse_path.exists() or is_generated(warehouse_path):
-        return
-    with duckdb.connect(str(warehouse_path), read_only=True) as con:
-        tables = con.execute("SELECT count(*) FROM information_schema.tables").fetchall()[0][0]
+def refuse_foreign(warehouse_path: Path) -> None:
+    """Raise NotAGeneratedWarehouse when the file exists and is not one the generator may write: it holds tables
+    without the generator's mark, or it is not a DuckDB database at all."""
+    try:
+        if not warehouse_path.exists() or is_generated(warehouse_path):
+            return
+        with duckdb.connect(str(warehouse_path), read_only=True) as con:
+            tables = con.execute("SELECT count(*) FROM information_schema.tables").fetchall()[0][0]
+    except duckdb.Error as error:
+        raise NotAGeneratedWarehouse(f"{warehouse_path} cannot be read as a DuckDB warehouse ({error})") from None
     if tables:
         raise NotAGeneratedWarehouse(
             f"{warehouse_path} holds tables the demo generator did not write: it is never overwritten "
@@ -98,7 +102,7 @@ def write_raw(warehouse_path: str | Path, tables: dict[str, pa.Table], loaded: d
     fx = pa.table({"currency": list(USD_PER_UNIT), "usd_per_unit": list(USD_PER_UNIT.values())})
     selects = raw_selects(loaded)
     counts: dict[str, int] = {}
-    _refuse_foreign(Path(warehouse_path))
+    refuse_foreign(Path(warehouse_path))
     Path(warehouse_path).parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(warehouse_path)) as con:
 
