@@ -52,6 +52,10 @@ from resources.store.sqlite import SqliteCandidateStore
 from resources.warehouse.duckdb import DuckDBWarehouse
 from resources.warehouse.snowflake import SnowflakeWarehouse
 
+# Where the platform's own history lives: ENGAGE_HOME/history locally, s3://<bucket>/history in production; the dbt
+# source `platform` (dbt_project/models/staging/_sources.yml) reads `<root>/offers_*` and `<root>/contacts_*`.
+HISTORY_FOLDER = "history"
+
 
 def local_resources(settings: Settings) -> dict[str, Any]:
     """The embedded default: every part on this machine, state under ENGAGE_HOME."""
@@ -63,6 +67,11 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         "store": candidates,
         "scoring": LocalScoringResource(),
         "exports": LocalParquetExports(root=str(settings.export_root), warehouse_path=str(settings.warehouse_path)),
+        # The platform's own offers and contacts, which dbt's `platform` source reads (never registered as views:
+        # the history is read through `marts.offer_history` / `marts.contact_history`).
+        "platform_history": LocalParquetExports(
+            root=str(settings.home / HISTORY_FOLDER), warehouse_path=str(settings.warehouse_path)
+        ),
         "models": ModelStoreResource(root=str(settings.model_root)),
         "rejections": RejectionLogResource(base_path=str(settings.stage_root)),
         "io_manager": ArrowParquetIOManager(base_path=str(settings.stage_root)),
@@ -109,6 +118,12 @@ def prod_resources(settings: Settings) -> dict[str, Any]:
         "exports": S3ParquetExports(
             bucket=settings.required("s3_bucket"),
             prefix="exports",
+            glue_database=settings.required("glue_database"),
+            region_name=region,
+        ),
+        "platform_history": S3ParquetExports(
+            bucket=settings.required("s3_bucket"),
+            prefix=HISTORY_FOLDER,
             glue_database=settings.required("glue_database"),
             region_name=region,
         ),

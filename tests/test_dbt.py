@@ -25,12 +25,16 @@ MARTS = {
     "customers",
     "cart_customer_context",
     "offer_history",
+    "contact_history",
     "training_refund_outcomes",
     "training_winback_outcomes",
     "training_churn_outcomes",
     "carts",
     "training_cart_outcomes",
 }
+# Views over the platform's own history files (current without a build): no row count, and contact_history is empty
+# until a delivery run has sent something.
+VIEW_MARTS = {"offer_history", "contact_history"}
 PURCHASE_INTENT_FEATURES = ["purchase_history", "cart_value", "email_engagement", "discount_sensitivity"]
 BAD_ORDER = "O_BAD_DELAY"
 RELOADED_ORDER = "O0000000001"
@@ -98,7 +102,8 @@ def test_marts_report_row_counts(built):
         for e in result.all_events
         if e.event_type_value == "ASSET_OBSERVATION"
     }
-    assert set(counts) == {mart_asset_key(name) for name in MARTS}
+    tables = {mart_asset_key(name) for name in MARTS - VIEW_MARTS}
+    assert set(counts) == tables | {dg.AssetKey(["warehouse", "int_offer_history_deduplicated"])}
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert counts[mart_asset_key("customers")] == con.execute("SELECT count(*) FROM marts.customers").fetchone()[0]
 
@@ -123,7 +128,9 @@ def test_marts_have_contracted_columns(built):
                 [mart],
             ).fetchall()
             assert dict(rows) == _contract(mart), mart
-            assert con.execute(f"SELECT count(*) FROM marts.{mart}").fetchone()[0] > 0, mart
+            assert con.execute(f"SELECT count(*) FROM marts.{mart}").fetchone()[0] > 0 or mart == "contact_history", (
+                mart
+            )
         # Schemas are exactly staging / intermediate / marts, not main_marts.
         schemas = {r[0] for r in con.execute("SELECT DISTINCT table_schema FROM information_schema.tables").fetchall()}
         assert {"raw", "staging", "intermediate", "marts"} <= schemas and "main_marts" not in schemas

@@ -201,12 +201,20 @@ def test_rerun_replaces_the_partition(platform):
 
 
 def test_partitions_are_independent(platform):
+    """Partitions are independent but for the platform's own history: a week's offers are the next week's history
+    (its eligibility look-back excludes them; tests/test_platform_history.py), its holdout is not."""
     group = "churn_prevention"
-    first, second = "2026-11-02", "2026-11-09"
+    first, second = "2026-10-19", "2026-10-26"  # weeks no other test runs: in date order
     assert platform.run(f"{group}_batch", first).success
     assert platform.run(f"{group}_batch", second).success
     a, b = platform.stored(group, first), platform.stored(group, second)
     assert a > 0 and b > 0
+    (offered_again,) = platform.sql(
+        f"""SELECT count(*) FROM exports.{group} a JOIN exports.{group} b ON a.customer_id = b.customer_id
+            WHERE a.partition_key = ? AND b.partition_key = ? AND NOT a.holdout""",
+        [first, second],
+    )[0]
+    assert offered_again == 0
     # The store keeps one live candidate per customer and program (key customerId#programId): a customer in
     # both weeks is the newer week's candidate. The exports keep each week in full.
     (overlap,) = platform.sql(
@@ -309,7 +317,12 @@ def test_a_date_range_runs_as_one_run_and_each_partition_records_its_own_figures
         if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.check_name == "source_not_empty"
     ]
     assert check.passed
-    # The same days one at a time leave exactly the same results, and record the same figures.
+    # The same days one at a time leave exactly the same results, and record the same figures.  Within one range run
+    # no day sees another's offers (every source is read before any offer is stored); one at a time, a day sees the
+    # offers of the days before it in the platform's history: those of the range are removed first, and the days run
+    # newest first, so each sees what it saw in the range.
+    for d in days:
+        (platform.home / "history" / f"offers_{group}" / f"partition_key={d}" / "candidates.parquet").unlink()
     for d in reversed(days):
         assert platform.run(f"{group}_batch", d).success
     assert {d: (platform.stored(group, d), platform.exported(group, d)) for d in days} == ranged

@@ -23,6 +23,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from engage_assets.assets.dbt import WAREHOUSE_POOL
+from engage_assets.assets.history import history_days, record_contacts
 from engage_assets.assets.program import (
     SINGLE_RUN,
     PartitionWindow,
@@ -93,7 +94,14 @@ def stats_metadata(stats: DeliveryStats) -> dict[str, Any]:
 
 
 # What `deliveries` reads besides the channels' own resources (`channel_resource_keys()`, from the registry).
-DELIVERY_RESOURCE_KEYS = {"delivery_ledger", "contact_pressure", "engagement", "customer_state", "refund_ledger"}
+DELIVERY_RESOURCE_KEYS = {
+    "delivery_ledger",
+    "contact_pressure",
+    "engagement",
+    "customer_state",
+    "refund_ledger",
+    "platform_history",
+}
 # Channels the engagement store serves, by the registry's `store_queue`: call tasks and the in-app inbox.
 STORE_QUEUE_CHANNELS: dict[str, Callable[[EngagementStore], ChannelFactory]] = {
     "call_tasks": CallTaskChannel,
@@ -226,11 +234,13 @@ def deliveries_asset(
     def deliveries(context: dg.AssetExecutionContext, config: DeliveryRunConfig) -> dg.MaterializeResult:
         engine = delivery_engine(context.resources, programs, config, cart_conversions=reactive)
         stats = engine.run([program.programId], send_clock(config.as_of))
+        sent_in = [key for pid, key in stats.sent_in if pid == program.programId]
+        contacts = record_contacts(context.resources.platform_history, engine.ledger, program, history_days(sent_in))
         context.log.info(
             f"{program.programId}: sent {stats.total('sent')}, suppressed {stats.total('suppressed')}, "
             f"failed {stats.total('failed')}, retry {stats.total('retry')}, stale {stats.total('stale')}"
         )
-        return dg.MaterializeResult(metadata=stats_metadata(stats))
+        return dg.MaterializeResult(metadata={**stats_metadata(stats), "history/contacts_rewritten": contacts})
 
     return deliveries
 
@@ -260,6 +270,7 @@ def delivery_engine(
             claim_lease_s=config.claim_lease_s,
             stale_after_s={p.programId: p.delivery.stale_after_s for p in programs},
             send_stale=config.send_stale,
+            channel_priority={(p.programId, ch.channelId): ch.priority for p in programs for ch in p.channels},
         ),
         channel_configs=channel_configs(programs),
     )
@@ -270,7 +281,6 @@ def build_delivery(
 ) -> tuple[list[Any], list[Any]]:
     """(assets, jobs) of one program's delivery; its due-touch sensor is `sensors.due_touches`."""
     touch_plan = touch_plan_asset(program, partitions_for(program))
-            channel_priority={(p.programId, ch.channelId): ch.priority for p in programs for ch in p.channels},
     deliveries = deliveries_asset(program, list(all_programs or [program]))
     return [touch_plan, deliveries], [deliver_job(program, deliveries)]
 

@@ -8,6 +8,7 @@ deletion:
 
 - the exports of every program that has any (disabled and removed programs too): partitions that still hold the
   customer are rewritten without them;
+- the platform's own history (offers and contacts, `engage_assets.assets.history`), rewritten the same way;
 - the candidate store and the delivery ledger again (a run that wrote while the API erased; deletions recorded
   while the API ran without a ledger eraser);
 - the stage outputs and rejection logs (`resources.staging`: every Parquet file under the stage root);
@@ -39,7 +40,15 @@ from resources.staging import RejectionLogResource
 from resources.store.base import CandidateStore
 
 GDPR_JOB = "gdpr_erasure"
-ERASURE_RESOURCE_KEYS = {"engagement", "exports", "delivery_ledger", "store", "rejections", "customer_state"}
+ERASURE_RESOURCE_KEYS = {
+    "engagement",
+    "exports",
+    "delivery_ledger",
+    "store",
+    "rejections",
+    "customer_state",
+    "platform_history",
+}
 
 
 @dataclass
@@ -53,6 +62,7 @@ class ErasureTargets:
     stages: RejectionLogResource | None = None
     channels: Mapping[str, DeliveryChannel] | None = None
     contacts: Callable[[list[str]], Mapping[str, Mapping[str, Any]]] | None = None
+    history: ExportResource | None = None  # the platform's own offers and contacts
 
 
 def targets_from(resources: Any) -> ErasureTargets:
@@ -66,6 +76,7 @@ def targets_from(resources: Any) -> ErasureTargets:
         stages=resources.rejections,
         channels={key: getattr(resources, key) for key in channel_resource_keys()},
         contacts=customer_state.contacts,
+        history=resources.platform_history,
     )
 
 
@@ -80,6 +91,18 @@ def erase_exports(exports: ExportResource, groups: list[str], erased: list[str])
         out["export_rows_removed"] += sum(removed.values())
         if removed:
             exports.register(group)
+    return out
+
+
+def erase_history(history: ExportResource | None, erased: list[str]) -> dict[str, int]:
+    """Rewrite the platform's history files that hold an erased customer (no view to register: dbt reads them)."""
+    out = {"history_files_rewritten": 0, "history_rows_removed": 0}
+    if history is None:
+        return out
+    for name in history.programs():
+        removed = history.erase_customers(name, erased)
+        out["history_files_rewritten"] += len(removed)
+        out["history_rows_removed"] += sum(removed.values())
     return out
 
 
@@ -110,11 +133,14 @@ def erase_recorded_deletions(targets: ErasureTargets, groups: list[str]) -> dict
         "store_candidates_removed": 0,
         "stage_files_rewritten": 0,
         "stage_rows_removed": 0,
+        "history_files_rewritten": 0,
+        "history_rows_removed": 0,
     }
     if not erased:
         return out
     out["ledger_touches_removed"] = targets.ledger.ledger().erase_customers(erased)
     out.update(erase_exports(targets.exports, groups, erased))
+    out.update(erase_history(targets.history, erased))
     if targets.store is not None:
         out["store_candidates_removed"] = sum(targets.store.delete_customer(c) for c in erased)
     if targets.stages is not None:
@@ -132,8 +158,8 @@ def build_gdpr_erasure(programs: list[ProgramConfig]) -> tuple[dg.JobDefinition,
         out=dg.Out(dg.Nothing),
         pool=WAREHOUSE_POOL,
         required_resource_keys=ERASURE_RESOURCE_KEYS | set(channel_resource_keys()),
-        description="Erase recorded deletions from every program's exports (disabled ones too), the candidate "
-        "store, the delivery ledger, stage and rejection files, outboxes and captured e-mails.",
+        description="Erase recorded deletions from every program's exports (disabled ones too), the platform's "
+        "history, the candidate store, the delivery ledger, stage and rejection files, outboxes and captured e-mails.",
     )
     def erase_op(context: dg.OpExecutionContext) -> dg.Output:
         counts = erase_recorded_deletions(targets_from(context.resources), groups)

@@ -306,6 +306,7 @@ class EngineRun:
         if kind == "sent":
             e.checkpoint("after_send")
             self.stats.add(ch, "sent", sent_reason)
+            self.stats.sent_in.add((row.program_id, row.partition_key))
             if self.dedupes.get(ch):  # an unmarked message is found again by lookup: batch the marks
                 self.marks.append((row.touch_key, value, sent_reason))
                 if len(self.marks) >= e.cfg.mark_batch:

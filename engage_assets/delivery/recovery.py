@@ -53,6 +53,7 @@ def found_at_channel(run: EngineRun, row: LedgerRow, contact: dict[str, Any] | N
         return False
     run.e.ledger.mark_sent(row.touch_key, run.token, found, run.clock(), reason="recovered:found")
     run.stats.add(row.channel, "sent", "recovered:found")
+    run.stats.sent_in.add((row.program_id, row.partition_key))
     run.stats.recovered += 1
     return True
 

@@ -13,6 +13,8 @@ class DeliveryStats:
     by a run told to send them."""
 
     counts: Counter = field(default_factory=Counter)
+    # (programId, partitionKey) of every touch the run marked sent: whose contact history is written again.
+    sent_in: set[tuple[str, str]] = field(default_factory=set)
     recovered: int = 0
     reopened: int = 0
     seconds: float = 0.0

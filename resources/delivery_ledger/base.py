@@ -180,6 +180,12 @@ class DeliveryLedgerBackend(Protocol):
     def counts(self, program_id: str | None = None) -> dict[tuple[str, str, str, str | None], int]:
         """{(programId, channel, state, reason): n}."""
 
+    def sent_touches(self, program_id: str, start: str, end: str) -> list[LedgerRow]:
+        """The program's touches in `sent` with start <= partition_key < end (the platform's contact history)."""
+
+    def find_sent(self, provider_id: str) -> LedgerRow | None:
+        """The sent touch whose provider message id is `provider_id` (an outcome webhook's join), or None."""
+
     def contacts_since(
         self, conn: Any, customer_ids: Iterable[str], since: int
     ) -> list[tuple[str, str, str, str, int]]:

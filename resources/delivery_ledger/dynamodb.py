@@ -23,6 +23,8 @@ Sparse GSIs on touches (an item without the index's key attributes is not in the
   prog   progPk = programId, progSk = partitionKey#touchKey    every touch; INCLUDE channel, state, reason,
                                                                partitionKey (counts, a re-plan's removals)
   cust   custPk = customerId                                   every touch; KEYS_ONLY (erasure)
+  prov   provPk = providerId                                   only once sent with a provider id; KEYS_ONLY
+                                                               (outcome webhooks: `dynamodb_sent`)
 
 <nextAttemptAt>/<claimedAt> are the integer as a fixed-width decimal (offset by 2^62, 20 digits), so string order
 is numeric order and ties go by touch key, as in SQLite.  `due`/`in_doubt` are Query only, keyset-paged with
@@ -73,12 +75,14 @@ from resources.delivery_ledger.dynamodb_items import (
     DUE,
     PROG,
     PROGRAMS,
+    PROV,
     DynamoDbLedgerTransaction,
     customer_pk,
     plan_item,
     to_row,
     touch_pk,
 )
+from resources.delivery_ledger.dynamodb_sent import DynamoDbSentTouches
 from resources.delivery_ledger.dynamodb_suppression import DynamoDbSuppressionList
 from resources.delivery_ledger.suppression import SuppressionHashes
 from resources.dynamodb import (
@@ -93,7 +97,7 @@ from resources.dynamodb import (
 )
 
 
-class DynamoDbDeliveryLedger(DynamoDbLedgerClaims, DynamoDbSuppressionList):
+class DynamoDbDeliveryLedger(DynamoDbLedgerClaims, DynamoDbSentTouches, DynamoDbSuppressionList):
     """The delivery ledger on one DynamoDB table (see the module docstring).  Thread-safe: boto3 clients are.
     Arguments as `DynamoDbTable`'s: table_name, client_factory, region_name, endpoint_url, max_attempts,
     write_concurrency, conflict_retries; and `suppression_key`, the suppression list's HMAC key (None: the
@@ -104,9 +108,9 @@ class DynamoDbDeliveryLedger(DynamoDbLedgerClaims, DynamoDbSuppressionList):
         self.hashes = SuppressionHashes(suppression_key)
 
     def create_table(self) -> None:
-        """Create the table with its four GSIs (pay per request); an existing table is left as is."""
+        """Create the table with its five GSIs (pay per request); an existing table is left as is."""
         self.ensure_table(
-            ("pk", "sk", "duePk", "dueSk", "doubtPk", "doubtSk", "progPk", "progSk", "custPk"),
+            ("pk", "sk", "duePk", "dueSk", "doubtPk", "doubtSk", "progPk", "progSk", "custPk", "provPk"),
             [
                 gsi(DUE, "duePk", "dueSk", {"ProjectionType": "ALL"}),
                 gsi(DOUBT, "doubtPk", "doubtSk", {"ProjectionType": "ALL"}),
@@ -117,6 +121,7 @@ class DynamoDbDeliveryLedger(DynamoDbLedgerClaims, DynamoDbSuppressionList):
                     {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["channel", "state", "reason", "partitionKey"]},
                 ),
                 gsi(CUST, "custPk", None, {"ProjectionType": "KEYS_ONLY"}),
+                gsi(PROV, "provPk", None, {"ProjectionType": "KEYS_ONLY"}),
             ],
         )
 

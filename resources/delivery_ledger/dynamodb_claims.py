@@ -204,6 +204,7 @@ class DynamoDbLedgerClaims(DynamoDbTable):
         """sending (with our token) → sent."""
         u = leave_sending(self._sending(touch_key, token))
         u.set(state="sent", providerId=provider_id, sentAt=now, reason=reason, updatedAt=now)
+        u.set(provPk=provider_id or None)  # the sparse `prov` index: how an outcome webhook finds the touch
         return self.update_item(u) is not None
 
     def mark_sent_many(self, marks: Iterable[tuple[str, str, str | None]], token: str, now: int) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 from resources.delivery_ledger.base import HELD_OUT, KEY_COLUMNS, LedgerRow, plan_payload
 from resources.dynamodb import Update, plain_item, sortable_int
 
-DUE, DOUBT, PROG, CUST = "due", "doubt", "prog", "cust"
+DUE, DOUBT, PROG, CUST, PROV = "due", "doubt", "prog", "cust", "prov"
 PROGRAMS = "PROGRAMS"  # the pk of the program registry items (`counts()` walks them without a Scan)
 CONTACT_RETENTION_S = 395 * 86_400  # longer than any cap window (the longest is a year)
 PRUNE_PER_CLAIM = 20  # old contact entries one claim removes (keeps its update expression small)

@@ -38,6 +38,7 @@ from resources.delivery_ledger.base import (
     check_plan,
 )
 from resources.delivery_ledger.sqlite_partitions import partition_subjects, plan_rows, suppress_planned
+from resources.delivery_ledger.sqlite_sent import LEDGER_COLUMNS, SENT_SCHEMA, SentTouches
 from resources.delivery_ledger.sqlite_stale import StaleTouches
 from resources.delivery_ledger.sqlite_suppression import SUPPRESSION_SCHEMA, SqliteSuppressionList, migrate
 from resources.delivery_ledger.suppression import SuppressionHashes
@@ -74,16 +75,13 @@ CREATE INDEX IF NOT EXISTS touches_partition ON touches (program_id, partition_k
 CREATE INDEX IF NOT EXISTS touches_contact ON touches (customer_id, claimed_at) WHERE state IN ('sending', 'sent');
 """
     + SUPPRESSION_SCHEMA
+    + SENT_SCHEMA
 )  # the suppression list (and the file's schema version): sqlite_suppression
 
-_COLS = (
-    "touch_key, program_id, partition_key, customer_id, subject_id, touch_id, channel, channel_id, template_id, "
-    "due_at, expires_at, next_attempt_at, state, reason, attempts, claim_token, claimed_at, sent_at, "
-    "provider_id, payload"
-)
+_COLS = LEDGER_COLUMNS
 
 
-class DeliveryLedger(StaleTouches, SqliteSuppressionList):
+class DeliveryLedger(StaleTouches, SentTouches, SqliteSuppressionList):
     """The ledger file (see the module docstring; the contract is `base.DeliveryLedgerBackend`).  One connection per
     (process, thread), opened lazily; the file migrated to the current schema version on first use.
     `suppression_key`: the suppression list's HMAC key (None: the settings' key, read on first use)."""

@@ -1,0 +1,20 @@
+-- The touches the platform sent (engage_assets.domain.history), typed.
+{{ platform_source('platform_contacts', {
+    'touch_ref': 'varchar',
+    'offer_id': 'varchar',
+    'customer_id': 'varchar',
+    'program_id': 'varchar',
+    'partition_key': 'varchar',
+    'subject_id': 'varchar',
+    'touch_id': 'varchar',
+    'channel': 'varchar',
+    'channel_id': 'varchar',
+    'template_id': 'varchar',
+    'segment': 'varchar',
+    'offer_type': 'varchar',
+    'amount_usd': 'double',
+    'provider_id': 'varchar',
+    'sent_at': 'timestamp',
+    'contact_date': 'date',
+    'loaded_at': 'timestamp',
+}) }}
