@@ -10,6 +10,7 @@ import itertools
 import sqlite3
 import threading
 import uuid
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from resources.store.base import CandidateStore, CandidateStoreWriteError, Page
 from resources.store.dynamodb import DynamoDbCandidateStore
 from resources.store.sqlite import SqliteCandidateStore
+from resources.store.sqlite_pages import churn_reason_sql
 
 NOW = 1_700_000_000
 DAY = 86_400
@@ -559,6 +561,7 @@ def test_dynamodb_tables_have_the_documented_layout(dynamo):
         "gsi2": ["gsi2pk", "gsi2sk"],
         "gsi3": ["gsi3pk", "gsi3sk"],
         "gsi4": ["gsi2pk", "gsi4sk"],
+        "gsi5": ["gsi5pk", "gsi5sk"],
     }
     assert {"AttributeName": "gsi1sk", "AttributeType": "N"} in desc["AttributeDefinitions"]
     assert {"AttributeName": "gsi4sk", "AttributeType": "N"} in desc["AttributeDefinitions"]
@@ -652,3 +655,144 @@ def test_sqlite_raw_rows_follow_the_key_design(tmp_path):
     assert row == ("c1#refunds", "refunds#high", "refunds#refund", f"{P1}#c1", 0.25, NOW + DAY)
     conn.close()
     store.close()
+
+
+# -- GSI5: the win-back spec's "Program:ChurnReason:Date" ----------------------------------------------------------
+
+
+def churned(customer: str, reason: str | None, partition: str = P1, score: float | None = 0.5, **extra: Any):
+    """A win-back candidate whose context carries the source row's churn reason (as the store stage writes it)."""
+    context = {"churn_reason": reason, "churn_date": "2023-11-20"} if reason is not None else {"churn_date": "x"}
+    return rec(customer, program="winback", partition=partition, segment="premium", offer_type="50pct",
+               score=score, context=context, **extra)  # fmt: skip
+
+
+def by_churn_order(records: list[dict[str, Any]]) -> list[str]:
+    """Newest partition first, then highest score, then customer id (descending): the index's order."""
+    ordered = sorted(records, key=lambda r: (r["partitionKey"], r["score"], r["customerId"]), reverse=True)
+    return ids(ordered)
+
+
+def test_churn_reason_query_newest_partition_then_score_since_and_min_score(store):
+    price = {
+        P1: [churned(f"a{i}", "price", P1, score=round((i % 4) * 0.2, 1)) for i in range(7)],  # ties on scores
+        P2: [churned(f"b{i}", "price", P2, score=round(1 - i * 0.15, 2)) for i in range(5)],
+        P3: [churned(f"c{i}", "price", P3, score=0.3) for i in range(3)],
+    }
+    noise = {
+        P1: [
+            churned("f1", "features", P1, score=0.99),
+            churned("n1", None, P1),
+            churned("u1", "price", P1, score=None),
+        ],
+        P2: [churned("x1", "price", P2, score=0.99, expires_at=NOW + 10), churned("h1", "price", P2, holdout=True)],
+        P3: [churned("y1", 7, P3), churned("e1", "", P3)],  # type: ignore[arg-type]  # a non-string reason: unindexed
+    }
+    for partition in (P1, P2, P3):
+        store.replace_partition("winback", partition, price[partition] + noise[partition], now=NOW)
+    store.replace_partition("refunds", P3, [rec("r1", partition=P3, context={"churn_reason": "price"})], now=NOW)
+
+    later = NOW + 20
+    live = price[P1] + price[P2] + price[P3]
+    for limit in (2, 3, 100):
+        items, sizes = drain(
+            lambda limit, cursor: store.query_by_churn_reason(
+                "winback", "price", limit=limit, cursor=cursor, now=later
+            ),
+            limit,
+        )
+        assert ids(items) == by_churn_order(live)
+        assert all(n == limit for n in sizes[:-1]) and 0 < sizes[-1] <= limit
+    assert {r["context"]["churn_reason"] for r in items} == {"price"}
+
+    since = store.query_by_churn_reason("winback", "price", since_date=P2, limit=100, now=later)
+    assert ids(since.items) == by_churn_order(price[P2] + price[P3]) and since.next_cursor is None
+    assert ids(store.query_by_churn_reason("winback", "price", since_date=date(2024, 1, 3), now=later).items) == [
+        "c2", "c1", "c0"
+    ]  # fmt: skip
+    items, _ = drain(
+        lambda limit, cursor: store.query_by_churn_reason(
+            "winback", "price", since_date=P1, min_score=0.4, limit=limit, cursor=cursor, now=later
+        ),
+        2,
+    )
+    assert ids(items) == by_churn_order([r for r in live if r["score"] >= 0.4])
+    assert ids(store.query_by_churn_reason("winback", "features", now=later).items) == ["f1"]
+    assert store.query_by_churn_reason("winback", "moved", now=later).items == []
+    assert store.query_by_churn_reason("winback", "price", since_date="2024-02-01", now=later).items == []
+    # Before expiry the expired one is there: its absence later is the TTL filter.
+    assert "x1" in ids(store.query_by_churn_reason("winback", "price", limit=100, now=NOW).items)
+
+
+def test_churn_reason_query_never_serves_holdouts_and_follows_reruns(store):
+    store.replace_partition("winback", P1, [churned("t1", "price"), churned("h1", "price", holdout=True)], now=NOW)
+    assert ids(store.query_by_churn_reason("winback", "price", now=NOW).items) == ["t1"]
+    assert store.get("h1", "winback", now=NOW)["holdout"] is True
+    store.replace_partition(
+        "winback", P1, [churned("t1", "price", holdout=True), churned("h1", "features")], now=NOW
+    )  # into the holdout, and to another reason
+    assert store.query_by_churn_reason("winback", "price", now=NOW).items == []
+    assert ids(store.query_by_churn_reason("winback", "features", now=NOW).items) == ["h1"]
+    store.delete_customer("h1")
+    assert store.query_by_churn_reason("winback", "features", now=NOW).items == []
+
+
+def test_churn_reason_cursor_and_arguments_are_checked(store):
+    store.replace_partition("winback", P1, [churned(f"c{i}", "price", score=i / 10) for i in range(5)], now=NOW)
+    page = store.query_by_churn_reason("winback", "price", limit=2, now=NOW)
+    assert page.next_cursor
+    again = store.query_by_churn_reason("winback", "price", limit=2, cursor=page.next_cursor, now=NOW)
+    assert ids(again.items) == ["c2", "c1"]
+    with pytest.raises(ValueError):
+        store.query_by_churn_reason("winback", "features", limit=2, cursor=page.next_cursor, now=NOW)
+    with pytest.raises(ValueError):
+        store.query_by_segment("winback", "premium", limit=2, cursor=page.next_cursor, now=NOW)
+    segment_cursor = store.query_by_segment("winback", "premium", limit=2, now=NOW).next_cursor
+    with pytest.raises(ValueError):
+        store.query_by_churn_reason("winback", "price", limit=2, cursor=segment_cursor, now=NOW)
+    for bad in ("2024-13-01", "2024-1-1", "yesterday"):
+        with pytest.raises(ValueError, match="YYYY-MM-DD"):
+            store.query_by_churn_reason("winback", "price", since_date=bad, now=NOW)
+    with pytest.raises(ValueError):
+        store.query_by_churn_reason("winback", "", now=NOW)
+    with pytest.raises(ValueError):
+        store.query_by_churn_reason("winback", "price", limit=0, now=NOW)
+
+
+def test_dynamodb_create_tables_adds_the_churn_index_to_an_existing_table(moto_endpoint):
+    from resources.dynamodb import create_table
+    from resources.store.dynamodb_items import CANDIDATE_ATTRIBUTES, CANDIDATE_INDEXES
+
+    store = make_dynamodb(moto_endpoint)
+    client = store.client()
+    old = DynamoDbCandidateStore(**{**store.model_dump(), "table_name": f"old-{uuid.uuid4().hex[:12]}"})
+    create_table(  # the table as it was before GSI5
+        client,
+        old.table_name,
+        key_schema=[("pk", "HASH"), ("sk", "RANGE")],
+        attributes={k: v for k, v in CANDIDATE_ATTRIBUTES.items() if not k.startswith("gsi5")},
+        indexes=[i for i in CANDIDATE_INDEXES if i["IndexName"] != "gsi5"],
+    )
+    names = {i["IndexName"] for i in client.describe_table(TableName=old.table_name)["Table"]["GlobalSecondaryIndexes"]}
+    assert "gsi5" not in names
+    old.create_tables()
+    desc = client.describe_table(TableName=old.table_name)["Table"]
+    assert {i["IndexName"] for i in desc["GlobalSecondaryIndexes"]} == names | {"gsi5"}
+    old.replace_partition("winback", P1, [churned("c1", "price")], now=NOW)
+    assert ids(old.query_by_churn_reason("winback", "price", now=NOW).items) == ["c1"]
+    old.create_tables()  # idempotent
+
+
+def test_sqlite_churn_index_is_built_for_a_file_written_before_it(tmp_path):
+    path = str(tmp_path / "store.sqlite")
+    store = SqliteCandidateStore(path=path)
+    store.replace_partition("winback", P1, [churned("c1", "price"), churned("c2", "price", score=0.9)], now=NOW)
+    store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP INDEX candidates_gsi5")  # the file as an older version left it
+    reopened = SqliteCandidateStore(path=path)
+    assert ids(reopened.query_by_churn_reason("winback", "price", now=NOW).items) == ["c2", "c1"]
+    sql, params = churn_reason_sql("winback", "price", "winback#price", P1, 0.2, 10, None, NOW)
+    plan = " ".join(str(row[-1]) for row in sqlite3.connect(path).execute("EXPLAIN QUERY PLAN " + sql, params))
+    assert "candidates_gsi5" in plan and "TEMP B-TREE" not in plan, plan  # ordered by the index, no sort
+    reopened.close()

@@ -5,7 +5,7 @@ ledgers): clients, values, requests, multi-request calls and their retries.
   `error_code`, `conditional_write`, `put_if_absent`.
 - `codec`: `to_dynamo`/`from_dynamo` (floats as exact Decimals and back), `serialize`/`deserialize`, `plain`,
   `plain_item`, `number`, `sortable_int`/`from_sortable_int` (integers as order-preserving strings).
-- `expressions`: `Update` (conditional-update builder), `gsi`, `create_table`.
+- `expressions`: `Update` (conditional-update builder), `gsi`, `create_table`, `add_missing_indexes`.
 - `operations`: `query_items`/`query_pages`/`query_count`/`scan_items` (paging), `batch_write`/`write_all`
   (UnprocessedItems retried), `batch_get` (UnprocessedKeys retried), `transact_write` (conflicts retried),
   `parallel_map`, `RetryPolicy` (tenacity, full jitter), `UnprocessedError`.
@@ -34,7 +34,7 @@ from resources.dynamodb.codec import (
     sortable_int,
     to_dynamo,
 )
-from resources.dynamodb.expressions import Update, create_table, gsi
+from resources.dynamodb.expressions import Update, add_missing_indexes, create_table, gsi
 from resources.dynamodb.operations import (
     GET_BATCH,
     TRANSACTION_POLICY,
@@ -70,6 +70,7 @@ __all__ = [
     "batch_write",
     "cancellation_codes",
     "conditional_write",
+    "add_missing_indexes",
     "create_table",
     "deserialize",
     "dynamodb_client",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -139,7 +140,8 @@ def create_table(
 ) -> None:
     """Create a pay-per-request table (key_schema: (attribute, HASH|RANGE); attributes: name -> S|N|B of every key
     attribute; indexes: `gsi` entries), wait until it exists, and enable TTL on `ttl_attribute`.  Idempotent: an
-    existing table is left as is (its TTL is enabled if it was not)."""
+    existing table is left as is, but for the indexes it lacks, which are added (`add_missing_indexes`), and its TTL,
+    enabled if it was not."""
     kwargs: dict[str, Any] = {
         "TableName": table_name,
         "BillingMode": PAY_PER_REQUEST,
@@ -153,9 +155,41 @@ def create_table(
     except client.exceptions.ResourceInUseException:
         pass  # exists: creating is idempotent
     client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    add_missing_indexes(client, table_name, attributes, indexes)
     if ttl_attribute is not None:
         ttl = client.describe_time_to_live(TableName=table_name).get("TimeToLiveDescription", {})
         if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
             client.update_time_to_live(
                 TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute}
             )
+
+
+def add_missing_indexes(
+    client: Any, table_name: str, attributes: Mapping[str, str], indexes: Sequence[dict[str, Any]], wait_s: int = 600
+) -> list[str]:
+    """Add to an existing table the `indexes` it lacks (a table created before an index was), one UpdateTable each
+    (DynamoDB builds one at a time), waiting until each is ACTIVE; the names added.  DynamoDB backfills the index
+    from the items that already carry its key attributes."""
+    present = {
+        i["IndexName"] for i in client.describe_table(TableName=table_name)["Table"].get("GlobalSecondaryIndexes", [])
+    }
+    added = []
+    for index in indexes:
+        if index["IndexName"] in present:
+            continue
+        keys = [k["AttributeName"] for k in index["KeySchema"]]
+        client.update_table(
+            TableName=table_name,
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": attributes[a]} for a in keys],
+            GlobalSecondaryIndexUpdates=[{"Create": index}],
+        )
+        for _ in range(wait_s):
+            table = client.describe_table(TableName=table_name)["Table"]
+            status = {i["IndexName"]: i.get("IndexStatus") for i in table.get("GlobalSecondaryIndexes", [])}
+            if status.get(index["IndexName"]) == "ACTIVE":
+                break
+            time.sleep(1)
+        else:
+            raise TimeoutError(f"index {index['IndexName']} of {table_name} not ACTIVE after {wait_s} s")
+        added.append(index["IndexName"])
+    return added

@@ -5,8 +5,10 @@ Key design (mirrors the spec's DynamoDB tables):
   GSI1   = programId#segment   sorted by score (descending reads)
   GSI2   = programId#offerType sorted by partitionKey#customerId
   GSI4   = programId#offerType sorted by score (descending reads; GetCandidatesByScore)
+  GSI5   = programId#churnReason sorted by partition date, then score (descending reads; the win-back spec's
+           "Program:ChurnReason:Date"); the churn reason is the record's context["churn_reason"] (`churn_index_key`)
   expiresAt (epoch seconds) is the TTL; every read filters expired items, whatever the backend's deletion lag.
-  Holdout candidates (the control group) carry no GSI1/GSI2/GSI4 keys: stored, never served (`index_keys`).
+  Holdout candidates (the control group) carry no GSI1/GSI2/GSI4/GSI5 keys: stored, never served (`index_keys`).
 
 Backends (one contract test suite, tests/test_store_contract.py, runs against both):
   SqliteCandidateStore   resources/store/sqlite.py    embedded default: one WAL file, the keys above as columns
@@ -30,10 +32,12 @@ import base64 as _base64
 import json as _json
 import math as _math
 import numbers as _numbers
+import struct as _struct
 import time as _time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -148,6 +152,22 @@ class CandidateStore(dg.ConfigurableResource, ABC):
         """GSI2: live candidates with an offer type, newest partition first."""
 
     @abstractmethod
+    def query_by_churn_reason(
+        self,
+        program_id: str,
+        churn_reason: str,
+        since_date: date | str | None = None,
+        min_score: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        now: float | None = None,
+    ) -> Page:
+        """GSI5 (programId#churnReason by partition date, then score): live candidates whose context names the churn
+        reason, newest partition first and highest score first within a partition; `since_date` (YYYY-MM-DD) keeps
+        partitions on or after it, `min_score` scores at or above it.  Like every index query, never a holdout
+        candidate, and only candidates with a score (`churn_index_key`)."""
+
+    @abstractmethod
     def customer_candidates(self, customer_id: str, now: float | None = None) -> list[Record]: ...
 
     @abstractmethod
@@ -184,6 +204,46 @@ def index_keys(rec: Record, program_id: str) -> tuple[str | None, str | None]:
         None if segment is None or rec.get("score") is None else f"{program_id}#{segment}",
         None if offer_type is None else f"{program_id}#{offer_type}",
     )
+
+
+CHURN_REASON = "churn_reason"
+"""The context field GSI5 indexes: the win-back source's `churn_reason` column, copied into the record's context."""
+
+
+def churn_index_key(rec: Record, program_id: str) -> str | None:
+    """GSI5's key programId#churnReason of a record, or None to keep it out of the index: a holdout candidate, one
+    without a score, or one whose context has no churn reason (a non-empty string)."""
+    context = rec.get("context")
+    reason = context.get(CHURN_REASON) if isinstance(context, Mapping) else None
+    if rec.get("holdout") or rec.get("score") is None or not isinstance(reason, str) or not reason:
+        return None
+    return f"{program_id}#{reason}"
+
+
+def churn_scope(program_id: str, churn_reason: str) -> str:
+    """The GSI5 key a churn-reason query reads (cursors are bound to it); an empty reason is a ValueError."""
+    if not isinstance(churn_reason, str) or not churn_reason:
+        raise ValueError("churn_reason must be a non-empty string")
+    return f"{program_id}#{churn_reason}"
+
+
+def sortable_score(score: float) -> str:
+    """A finite score as 16 hex digits that sort as the numbers do (IEEE-754 bits, sign flipped; negatives' bits
+    inverted): a string sort key can order by score after the partition date."""
+    bits = _struct.unpack(">Q", _struct.pack(">d", float(score) + 0.0))[0]  # + 0.0: -0.0 sorts as 0.0
+    return f"{bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | 1 << 63:016x}"
+
+
+def since_key(since_date: date | str | None) -> str | None:
+    """`since_date` as the YYYY-MM-DD a partition key is compared with; a malformed date is a ValueError."""
+    if since_date is None or isinstance(since_date, date):
+        return None if since_date is None else since_date.isoformat()[:10]
+    try:
+        if not isinstance(since_date, str) or len(since_date) != 10:
+            raise ValueError
+        return date.fromisoformat(since_date).isoformat()
+    except ValueError:
+        raise ValueError("since_date must be a date, YYYY-MM-DD") from None
 
 
 class CandidateStoreError(RuntimeError):

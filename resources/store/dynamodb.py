@@ -9,6 +9,8 @@ Physical layout of the candidates table (`table_name`), every key a String unles
           padding scheme to get wrong)                                   projection ALL (served as is)
   GSI2    gsi2pk = programId#offerType, gsi2sk = partitionKey#customerId projection ALL (served as is)
   GSI4    gsi2pk = programId#offerType, gsi4sk = score (Number)        projection ALL (GetCandidatesByScore)
+  GSI5    gsi5pk = programId#churnReason, gsi5sk = partitionKey#score#customerId (the score as 16 sortable hex
+          digits): the win-back spec's "Program:ChurnReason:Date"            projection ALL
   GSI3    gsi3pk = programId,           gsi3sk = partitionKey#customerId projection INCLUDE expiresAt
           (the program's items by partition: finds a partition's stale items to delete, and counts)
   expiresAt (Number, epoch seconds) is the table's TTL attribute.
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -65,10 +68,15 @@ from resources.store.dynamodb_items import (
     GSI2,
     GSI3,
     GSI4,
+    GSI5,
     INDEX_KEYS,
+    SCORE_PROJECTION,
+    churn_query,
     decode_key,
     encode_key,
     from_item,
+    live_scores,
+    score_item,
     to_item,
 )
 
@@ -88,21 +96,19 @@ class DynamoDbCandidateStore(DynamoDbTableResource, CandidateStore):
     # -- plumbing ----------------------------------------------------------------------------------------------
 
     def create_tables(self) -> None:
-        """Create both tables (pay per request) and enable their TTL; a table that already exists is left as is."""
+        """Create both tables (pay per request) and enable their TTL; a table that already exists is left as is, but
+        for the indexes it lacks (GSI5 on a table created before it), which are added."""
+        client, keys = self.client(), [("pk", "HASH"), ("sk", "RANGE")]
         create_table(
-            self.client(),
+            client,
             self.table_name,
-            key_schema=[("pk", "HASH"), ("sk", "RANGE")],
+            key_schema=keys,
             attributes=CANDIDATE_ATTRIBUTES,
             indexes=CANDIDATE_INDEXES,
             ttl_attribute="expiresAt",
         )
         create_table(
-            self.client(),
-            self.score_cache_table_name,
-            key_schema=[("pk", "HASH")],
-            attributes={"pk": "S"},
-            ttl_attribute="expiresAt",
+            client, self.score_cache_table_name, key_schema=keys[:1], attributes={"pk": "S"}, ttl_attribute="expiresAt"
         )
 
     def _policy(self) -> RetryPolicy:
@@ -118,14 +124,9 @@ class DynamoDbCandidateStore(DynamoDbTableResource, CandidateStore):
     def _batch_get(self, table: str, keys: list[dict], projection: str, names: dict[str, str]) -> list[dict]:
         """BatchGetItem for any number of keys (100 a call), UnprocessedKeys retried like unprocessed writes."""
         try:
+            policy, concurrency = self._policy(), self.write_concurrency
             return batch_get(
-                self.client(),
-                table,
-                keys,
-                projection=projection,
-                names=names,
-                policy=self._policy(),
-                concurrency=self.write_concurrency,
+                self.client(), table, keys, projection=projection, names=names, policy=policy, concurrency=concurrency
             )
         except UnprocessedError as err:
             raise CandidateStoreWriteError(str(err)) from err
@@ -278,6 +279,20 @@ class DynamoDbCandidateStore(DynamoDbTableResource, CandidateStore):
         """See `CandidateStore.query_by_offer_type` (GSI2, newest partition first)."""
         return self._page(GSI2, "gsi2pk = :h", {":h": {"S": f"{program_id}#{offer_type}"}}, limit, cursor, now)
 
+    def query_by_churn_reason(
+        self,
+        program_id: str,
+        churn_reason: str,
+        since_date: date | str | None = None,
+        min_score: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        now: float | None = None,
+    ) -> Page:
+        """See `CandidateStore.query_by_churn_reason` (GSI5: partition date, then score, newest and highest first)."""
+        condition, values, extra = churn_query(program_id, churn_reason, since_date, min_score)
+        return self._page(GSI5, condition, values, limit, cursor, now, extra_filter=extra)
+
     def _page(
         self,
         index: str,
@@ -371,30 +386,12 @@ class DynamoDbCandidateStore(DynamoDbTableResource, CandidateStore):
         by_pk = {f"{namespace}#{k}": k for k in dict.fromkeys(keys)}
         if not by_pk:
             return {}
-        now_ = resolve_now(now)
-        items = self._batch_get(
-            self.score_cache_table_name,
-            [{"pk": {"S": pk}} for pk in by_pk],
-            "#pk, #s, #e",
-            {"#pk": "pk", "#s": "score", "#e": "expiresAt"},
-        )
-        return {
-            by_pk[item["pk"]["S"]]: float(item["score"]["N"]) for item in items if float(item["expiresAt"]["N"]) > now_
-        }
+        keys_ = [{"pk": {"S": pk}} for pk in by_pk]
+        items = self._batch_get(self.score_cache_table_name, keys_, *SCORE_PROJECTION)
+        return live_scores(items, by_pk, resolve_now(now))
 
     def put_cached_scores(self, namespace: str, scores: Mapping[str, float], expires_at: int) -> int:
         """Write scores to the cache until `expires_at` (BatchWriteItem); how many."""
-        requests = [
-            {
-                "PutRequest": {
-                    "Item": {
-                        "pk": {"S": f"{namespace}#{k}"},
-                        "score": {"N": number(float(v))},
-                        "expiresAt": {"N": str(int(expires_at))},
-                    }
-                }
-            }
-            for k, v in scores.items()
-        ]
+        requests = [{"PutRequest": {"Item": score_item(namespace, k, v, expires_at)}} for k, v in scores.items()]
         self._write_all(self.score_cache_table_name, requests)
         return len(requests)

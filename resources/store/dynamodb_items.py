@@ -6,21 +6,24 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import Any
 
 from resources.dynamodb import deserialize, from_dynamo, gsi, number, serialize, to_dynamo
-from resources.store.base import Record, index_keys
+from resources.store.base import Record, churn_index_key, churn_scope, index_keys, since_key, sortable_score
 
-GSI1, GSI2, GSI3, GSI4 = "gsi1", "gsi2", "gsi3", "gsi4"
-KEY_ATTRS = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk", "gsi4sk")
+GSI1, GSI2, GSI3, GSI4, GSI5 = "gsi1", "gsi2", "gsi3", "gsi4", "gsi5"
+KEY_ATTRS = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk", "gsi4sk", "gsi5pk", "gsi5sk")
 INDEX_KEYS = {
     GSI1: ("gsi1pk", "gsi1sk"),
     GSI2: ("gsi2pk", "gsi2sk"),
     GSI3: ("gsi3pk", "gsi3sk"),
     GSI4: ("gsi2pk", "gsi4sk"),
+    GSI5: ("gsi5pk", "gsi5sk"),
 }
 # The candidates table's key attributes (the scores sort numerically) and indexes.
-CANDIDATE_ATTRIBUTES = {a: "S" for a in ("pk", "sk", "gsi1pk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk")} | {
+STRING_KEYS = ("pk", "sk", "gsi1pk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk", "gsi5pk", "gsi5sk")
+CANDIDATE_ATTRIBUTES = {a: "S" for a in STRING_KEYS} | {
     "gsi1sk": "N",
     "gsi4sk": "N",
 }
@@ -29,6 +32,7 @@ CANDIDATE_INDEXES = [
     gsi(GSI2, "gsi2pk", "gsi2sk", {"ProjectionType": "ALL"}),
     gsi(GSI3, "gsi3pk", "gsi3sk", {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["expiresAt"]}),
     gsi(GSI4, "gsi2pk", "gsi4sk", {"ProjectionType": "ALL"}),
+    gsi(GSI5, "gsi5pk", "gsi5sk", {"ProjectionType": "ALL"}),
 ]
 _FLOAT_FIELDS = ("score",)  # documented float fields: DynamoDB may normalise 1.0 to "1"; they come back as float
 _FLOAT_MAP_FIELDS = ("scores",)
@@ -54,6 +58,10 @@ def to_item(rec: Record, program_id: str, partition_key: str) -> dict[str, Any]:
         item["gsi2sk"] = {"S": f"{partition_key}#{customer_id}"}
         if score is not None:
             item["gsi4sk"] = {"N": number(float(score))}
+    gsi5pk = churn_index_key(rec, program_id)
+    if gsi5pk is not None:  # partition date, then score, then customer: newest first, highest score first
+        item["gsi5pk"] = {"S": gsi5pk}
+        item["gsi5sk"] = {"S": f"{partition_key}#{sortable_score(rec['score'])}#{customer_id}"}
     item["gsi3pk"] = {"S": program_id}
     item["gsi3sk"] = {"S": f"{partition_key}#{customer_id}"}
     return item
@@ -91,3 +99,38 @@ def decode_key(cursor: str, attrs: Sequence[str], hash_value: Mapping[str, Any])
     if not ok:
         raise ValueError("invalid cursor for this query")
     return key
+
+
+# The score cache's items: pk = namespace#key, score, expiresAt (TTL).
+SCORE_PROJECTION = ("#pk, #s, #e", {"#pk": "pk", "#s": "score", "#e": "expiresAt"})
+
+
+def score_item(namespace: str, key: str, score: float, expires_at: int) -> dict[str, Any]:
+    """A score cache item (low-level)."""
+    return {
+        "pk": {"S": f"{namespace}#{key}"},
+        "score": {"N": number(float(score))},
+        "expiresAt": {"N": str(int(expires_at))},
+    }
+
+
+def live_scores(items: Sequence[Mapping[str, Any]], by_pk: Mapping[str, str], now: float) -> dict[str, float]:
+    """{key: score} of the cache items still live at `now` (`by_pk`: item pk -> the caller's key)."""
+    return {by_pk[item["pk"]["S"]]: float(item["score"]["N"]) for item in items if float(item["expiresAt"]["N"]) > now}
+
+
+def churn_query(
+    program_id: str, churn_reason: str, since_date: date | str | None, min_score: float | None
+) -> tuple[str, dict[str, Any], str | None]:
+    """(key condition, values, filter) of a GSI5 query: `since_date` bounds the sort key, which starts with the
+    partition date; `min_score` filters the record's own score."""
+    values: dict[str, Any] = {":h": {"S": churn_scope(program_id, churn_reason)}}
+    condition = "gsi5pk = :h"
+    since = since_key(since_date)
+    if since is not None:
+        condition += " AND gsi5sk >= :since"
+        values[":since"] = {"S": since}
+    if min_score is None:
+        return condition, values, None
+    values[":min"] = {"N": number(float(min_score))}
+    return condition, values, "score >= :min"

@@ -19,6 +19,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -30,11 +31,21 @@ from resources.store.base import (
     Page,
     Record,
     WriteResult,
+    churn_scope,
     decode_cursor,
     resolve_now,
+    since_key,
     validate_records,
 )
-from resources.store.sqlite_pages import PageRows, by_score_sql, check_limit, cursor_position, json_page, page
+from resources.store.sqlite_pages import (
+    PageRows,
+    by_score_sql,
+    check_limit,
+    churn_reason_sql,
+    cursor_position,
+    json_page,
+    page,
+)
 from resources.store.sqlite_schema import (
     COUNT_PARTITION,
     DELETE_STALE,
@@ -276,6 +287,47 @@ class SqliteCandidateStore(SqliteFileResource, CandidateStore):
         params.append(limit + 1)
         rows = self._conn().execute(sql, params).fetchall()
         return page(rows, limit, "sqlite-gsi2", scope)
+
+    def query_by_churn_reason(
+        self,
+        program_id: str,
+        churn_reason: str,
+        since_date: date | str | None = None,
+        min_score: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        now: float | None = None,
+    ) -> Page:
+        """Keyset pagination on (partition key DESC, score DESC, customer id DESC) over index candidates_gsi5."""
+        return page(*self._churn_rows(program_id, churn_reason, since_date, min_score, limit, cursor, now))
+
+    def query_by_churn_reason_json(
+        self,
+        program_id: str,
+        churn_reason: str,
+        since_date: date | str | None = None,
+        min_score: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        now: float | None = None,
+    ) -> JsonPage:
+        """`query_by_churn_reason` as JSON: the stored records spliced into an array."""
+        return json_page(*self._churn_rows(program_id, churn_reason, since_date, min_score, limit, cursor, now))
+
+    def _churn_rows(
+        self,
+        program_id: str,
+        churn_reason: str,
+        since_date: date | str | None,
+        min_score: float | None,
+        limit: int,
+        cursor: str | None,
+        now: float | None,
+    ) -> tuple[PageRows, int, str, str]:
+        scope = churn_scope(program_id, churn_reason)
+        since = since_key(since_date)
+        sql, params = churn_reason_sql(program_id, churn_reason, scope, since, min_score, limit, cursor, now)
+        return self._conn().execute(sql, params).fetchall(), limit, "sqlite-gsi5", scope
 
     def customer_candidates(self, customer_id: str, now: float | None = None) -> list[Record]:
         """The customer's live candidates in every program, by program id."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from resources.store.base import JsonPage, Page, decode_cursor, encode_cursor, resolve_now
-from resources.store.sqlite_schema import loads
+from resources.store.sqlite_schema import CHURN_INDEX_WHERE, loads
 
-# (body, sort key, pk) of each row, as the page queries select them.
-PageRows = list[tuple[Any, Any, str]]
+# (body, *position) of each row, as the page queries select them: the position is the keyset (sort key, pk), or
+# (partition key, score, customer id) for the churn-reason index.
+PageRows = list[tuple[Any, ...]]
+CHURN_POSITION_TYPES = ([str, float, str], [str, int, str])
 
 
 def check_limit(limit: int) -> None:
@@ -63,11 +65,46 @@ def by_score_sql(
     return sql, params
 
 
+def churn_reason_sql(
+    program_id: str,
+    churn_reason: str,
+    scope: str,
+    since: str | None,
+    min_score: float | None,
+    limit: int,
+    cursor: str | None,
+    now: float | None,
+) -> tuple[str, list[Any]]:
+    """(SQL, parameters) of one page on (partition key DESC, score DESC, customer id DESC) over candidates_gsi5, one
+    row more than `limit`."""
+    check_limit(limit)
+    sql = (
+        "SELECT body, partition_key, score, customer_id FROM candidates INDEXED BY candidates_gsi5"
+        f" WHERE {CHURN_INDEX_WHERE} AND expires_at > ?"
+    )
+    params: list[Any] = [program_id, churn_reason, resolve_now(now)]
+    if since is not None:
+        sql += " AND partition_key >= ?"
+        params.append(since)
+    if min_score is not None:
+        sql += " AND score >= ?"
+        params.append(float(min_score))
+    if cursor is not None:
+        pos = decode_cursor(cursor, "sqlite-gsi5", scope)
+        if not (isinstance(pos, list) and len(pos) == 3 and [type(p) for p in pos] in CHURN_POSITION_TYPES):
+            raise ValueError("invalid cursor for this query")
+        sql += " AND (partition_key, score, customer_id) < (?, ?, ?)"
+        params += [pos[0], float(pos[1]), pos[2]]
+    sql += " ORDER BY partition_key DESC, score DESC, customer_id DESC LIMIT ?"
+    params.append(limit + 1)
+    return sql, params
+
+
 def page(rows: PageRows, limit: int, kind: str, scope: str) -> Page:
     """The decoded records of up to `limit` rows, and the next page's cursor if there is one."""
     more = len(rows) > limit
     rows = rows[:limit]
-    cursor = encode_cursor(kind, scope, [rows[-1][1], rows[-1][2]]) if more else None
+    cursor = encode_cursor(kind, scope, list(rows[-1][1:])) if more else None
     return Page(items=[loads(r[0]) for r in rows], next_cursor=cursor)
 
 
@@ -75,5 +112,5 @@ def json_page(rows: PageRows, limit: int, kind: str, scope: str) -> JsonPage:
     """Like `page`, but the bodies are spliced as stored (each is one record's JSON, as `dumps` wrote it)."""
     more = len(rows) > limit
     rows = rows[:limit]
-    cursor = encode_cursor(kind, scope, [rows[-1][1], rows[-1][2]]) if more else None
+    cursor = encode_cursor(kind, scope, list(rows[-1][1:])) if more else None
     return JsonPage(items=("[" + ",".join([r[0] for r in rows]) + "]").encode(), next_cursor=cursor)

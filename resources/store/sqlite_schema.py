@@ -49,6 +49,9 @@ CREATE TABLE IF NOT EXISTS candidates (
 CREATE INDEX IF NOT EXISTS candidates_gsi1 ON candidates (gsi1pk, score DESC, pk DESC);
 CREATE INDEX IF NOT EXISTS candidates_gsi2 ON candidates (gsi2pk, gsi2sk DESC, pk DESC);
 CREATE INDEX IF NOT EXISTS candidates_gsi4 ON candidates (gsi2pk, score DESC, pk DESC) WHERE score IS NOT NULL;
+CREATE INDEX IF NOT EXISTS candidates_gsi5 ON candidates
+    (program_id, json_extract(body, '$.context.churn_reason'), partition_key DESC, score DESC, customer_id DESC)
+    WHERE score IS NOT NULL AND coalesce(json_extract(body, '$.holdout'), 0) = 0;
 CREATE INDEX IF NOT EXISTS candidates_partition ON candidates (program_id, partition_key);
 CREATE INDEX IF NOT EXISTS candidates_customer ON candidates (customer_id);
 CREATE TABLE IF NOT EXISTS score_cache (
@@ -59,6 +62,14 @@ CREATE TABLE IF NOT EXISTS score_cache (
     PRIMARY KEY (namespace, key)
 ) WITHOUT ROWID;
 """
+
+# GSI5 (churn reason, then partition date and score) is an index on the stored record's own fields, so a file written
+# before it existed needs no new column: `CREATE INDEX IF NOT EXISTS` builds it from the bodies on first open.  Its
+# WHERE (scored, not held out) is repeated word for word by the query, so the planner may use the partial index.
+CHURN_INDEX_WHERE = (
+    "program_id = ? AND json_extract(body, '$.context.churn_reason') = ?"
+    " AND score IS NOT NULL AND coalesce(json_extract(body, '$.holdout'), 0) = 0"
+)
 
 # An existing row is replaced when the incoming one is from the same or a newer partition, or when the existing
 # one has expired: an expired item counts as absent, so the outcome never depends on when expired rows are purged
