@@ -49,6 +49,8 @@ from resources.staging import ArrowParquetIOManager, ModelStoreResource, Rejecti
 from resources.store.base import CandidateStore
 from resources.store.dynamodb import DynamoDbCandidateStore
 from resources.store.sqlite import SqliteCandidateStore
+from resources.warehouse.athena import AthenaWarehouse
+from resources.warehouse.base import ATHENA_WAREHOUSE_KEY
 from resources.warehouse.duckdb import DuckDBWarehouse
 from resources.warehouse.snowflake import SnowflakeWarehouse
 
@@ -64,6 +66,8 @@ def local_resources(settings: Settings) -> dict[str, Any]:
     candidates, engagement = serving_stores(settings)
     return {
         "warehouse": warehouse,
+        # A connector of `type: athena` reads the same embedded file locally.
+        ATHENA_WAREHOUSE_KEY: warehouse,
         "store": candidates,
         "scoring": LocalScoringResource(),
         "exports": LocalParquetExports(root=str(settings.export_root), warehouse_path=str(settings.warehouse_path)),
@@ -103,9 +107,19 @@ def snowflake_warehouse() -> SnowflakeWarehouse:
     )
 
 
+def athena_warehouse(settings: Settings) -> AthenaWarehouse:
+    """Athena, for connectors of `type: athena` (sources in S3): the Glue database, the primary workgroup, results
+    under s3://<bucket>/athena-results/."""
+    return AthenaWarehouse(
+        region_name=settings.required("aws_region"),
+        database=settings.required("glue_database"),
+        output_location=f"s3://{settings.required('s3_bucket')}/athena-results/",
+    )
+
+
 def prod_resources(settings: Settings) -> dict[str, Any]:
-    """Production: Snowflake, DynamoDB, SageMaker, S3 + Glue, SES/SNS; the ledgers are DynamoDB tables that run
-    workers on several machines share."""
+    """Production: Snowflake (Athena for `type: athena` connectors), DynamoDB, SageMaker, S3 + Glue, SES/SNS; the
+    ledgers are DynamoDB tables that run workers on several machines share."""
     region = settings.required("aws_region")
     warehouse = snowflake_warehouse()
     stages = f"s3://{settings.required('s3_bucket')}/stages"
@@ -113,6 +127,7 @@ def prod_resources(settings: Settings) -> dict[str, Any]:
     candidates, engagement = serving_stores(settings)
     return {
         "warehouse": warehouse,
+        ATHENA_WAREHOUSE_KEY: athena_warehouse(settings),
         "store": candidates,
         "scoring": SageMakerScoringResource(region_name=region),
         "exports": S3ParquetExports(

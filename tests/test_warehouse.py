@@ -2,12 +2,10 @@
 Snowflake connector talking to fakesnow's server, and boto3's Athena client talking to a moto server."""
 
 import datetime as dt
-import json
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from contextlib import contextmanager
 from decimal import Decimal
@@ -22,6 +20,7 @@ from botocore.stub import Stubber
 from resources.warehouse.athena import AthenaQueryError, AthenaWarehouse, athena_literal, athena_results_to_arrow
 from resources.warehouse.duckdb import DuckDBWarehouse, WarehouseLockedError
 from resources.warehouse.snowflake import SnowflakeWarehouse
+from tests.athena_moto import athena_col, athena_row, moto_api
 
 PARAMS = {
     "partition_start": dt.date(2026, 11, 21),
@@ -236,18 +235,10 @@ def test_snowflake_secret_from_env_var_inside_a_run(snowflake_orders, monkeypatc
 # --------------------------------------------------------------------------------------------- Athena
 
 
-def _moto_api(endpoint: str, path: str, body: dict) -> None:
-    req = urllib.request.Request(
-        f"{endpoint}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req) as resp:
-        assert resp.status in (200, 201)
-
-
 @contextmanager
 def athena_progression(endpoint: str, times: int):
     """Make moto's query executions advance one state per `times` status polls (QUEUED→RUNNING→SUCCEEDED)."""
-    _moto_api(
+    moto_api(
         endpoint,
         "/moto-api/state-manager/set-transition",
         {"model_name": "athena::execution", "transition": {"progression": "manual", "times": times}},
@@ -255,7 +246,7 @@ def athena_progression(endpoint: str, times: int):
     try:
         yield
     finally:
-        _moto_api(endpoint, "/moto-api/state-manager/unset-transition", {"model_name": "athena::execution"})
+        moto_api(endpoint, "/moto-api/state-manager/unset-transition", {"model_name": "athena::execution"})
 
 
 @pytest.fixture
@@ -275,45 +266,26 @@ def athena(moto_endpoint):
     return warehouse, client, wg
 
 
-def _col(name: str, kind: str, **extra) -> dict:
-    return {
-        "CatalogName": "hive",
-        "SchemaName": "",
-        "TableName": "",
-        "Name": name,
-        "Label": name,
-        "Type": kind,
-        "Precision": extra.get("Precision", 0),
-        "Scale": extra.get("Scale", 0),
-        "Nullable": "UNKNOWN",
-        "CaseSensitive": kind == "varchar",
-    }
-
-
-def _row(*values) -> dict:
-    return {"Data": [{} if v is None else {"VarCharValue": v} for v in values]}
-
-
 ATHENA_COLUMNS = [
-    _col("order_id", "varchar"),
-    _col("items", "integer"),
-    _col("total_cents", "bigint"),
-    _col("weight", "double"),
-    _col("delayed", "boolean"),
-    _col("promised_date", "date"),
-    _col("shipped_at", "timestamp"),
-    _col("refund", "decimal", Precision=10, Scale=2),
+    athena_col("order_id", "varchar"),
+    athena_col("items", "integer"),
+    athena_col("total_cents", "bigint"),
+    athena_col("weight", "double"),
+    athena_col("delayed", "boolean"),
+    athena_col("promised_date", "date"),
+    athena_col("shipped_at", "timestamp"),
+    athena_col("refund", "decimal", Precision=10, Scale=2),
 ]
 
 
 def test_athena_passes_execution_parameters_and_types_results(athena, moto_endpoint):
     warehouse, client, wg = athena
-    header = _row(*[c["Name"] for c in ATHENA_COLUMNS])  # Athena's first row of a SELECT: the labels
+    header = athena_row(*[c["Name"] for c in ATHENA_COLUMNS])  # Athena's first row of a SELECT: the labels
     rows = [
-        _row("o-1", "2", "1999", "1.5", "true", "2026-11-21", "2026-11-21 08:30:00.123", "12.50"),
-        _row("o-2", None, "25", "NaN", "false", "2026-11-22", "2026-11-22 23:59:59.000", None),
+        athena_row("o-1", "2", "1999", "1.5", "true", "2026-11-21", "2026-11-21 08:30:00.123", "12.50"),
+        athena_row("o-2", None, "25", "NaN", "false", "2026-11-22", "2026-11-22 23:59:59.000", None),
     ]
-    _moto_api(
+    moto_api(
         moto_endpoint,
         "/moto-api/static/athena/query-results",
         {"results": [{"rows": [header, *rows], "column_info": ATHENA_COLUMNS}]},
@@ -428,10 +400,20 @@ def test_athena_failed_query_reports_state_change_reason(monkeypatch):
 
 
 def test_athena_pages_are_concatenated_and_only_the_first_header_dropped():
-    columns = [_col("id", "bigint"), _col("name", "varchar")]
+    columns = [athena_col("id", "bigint"), athena_col("name", "varchar")]
     pages = [
-        {"ResultSet": {"Rows": [_row("id", "name"), _row("1", "a")], "ResultSetMetadata": {"ColumnInfo": columns}}},
-        {"ResultSet": {"Rows": [_row("2", "name"), _row("3", "")], "ResultSetMetadata": {"ColumnInfo": columns}}},
+        {
+            "ResultSet": {
+                "Rows": [athena_row("id", "name"), athena_row("1", "a")],
+                "ResultSetMetadata": {"ColumnInfo": columns},
+            }
+        },
+        {
+            "ResultSet": {
+                "Rows": [athena_row("2", "name"), athena_row("3", "")],
+                "ResultSetMetadata": {"ColumnInfo": columns},
+            }
+        },
     ]
     table = athena_results_to_arrow(pages)
     assert table.to_pylist() == [{"id": 1, "name": "a"}, {"id": 2, "name": "name"}, {"id": 3, "name": ""}]

@@ -65,6 +65,17 @@ class WarehouseResource(dg.ConfigurableResource, ABC):
         yield
 
 
+# The resource key of the warehouse a program's connector `type` runs on.  Production binds `warehouse` to Snowflake
+# and `athena_warehouse` to Athena (`resources.by_env`); locally both are the embedded DuckDB file.
+ATHENA_WAREHOUSE_KEY = "athena_warehouse"
+WAREHOUSE_KEY = "warehouse"
+
+
+def warehouse_key(connector_type: str) -> str:
+    """The resource key of the engine a connector of this `type` queries: Athena for `athena`, else the warehouse."""
+    return ATHENA_WAREHOUSE_KEY if connector_type == "athena" else WAREHOUSE_KEY
+
+
 def used_params(names: list[str], params: Mapping[str, Any] | None) -> dict[str, Any]:
     """The subset of `params` the query uses; a clear error for any it uses but was not given.
 

@@ -19,7 +19,7 @@ from engage_assets.domain.marketplaces import MARKETPLACE_FILTER, split_marketpl
 from engage_assets.domain.sources import SchemaDriftError, check_schema, enrichment_sql, probe_sql, split_invalid
 from resources.engagement.base import EngagementStore
 from resources.staging import RejectionLogResource
-from resources.warehouse.base import WarehouseResource
+from resources.warehouse.base import WarehouseResource, warehouse_key
 
 
 def rejection_reasons(invalid: pa.Table) -> dict[str, int]:
@@ -92,6 +92,9 @@ def source_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
     """The program's `source_candidates` asset: it reads the connector's table and the customer marts."""
     connector = program.connector
     marts = [mart_asset_key(connector.config.table), mart_asset_key("customers"), mart_asset_key("offer_history")]
+    # The connector's `type` picks the engine: `athena` reads through the `athena_warehouse` resource (Athena in
+    # production), every other type through `warehouse` (Snowflake in production); DuckDB for both locally.
+    engine = warehouse_key(connector.type)
 
     @dg.asset(
         key=stage_key(program, "source_candidates"),
@@ -103,18 +106,18 @@ def source_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         deps=marts,
         kinds={"duckdb" if connector.type != "snowflake" else "snowflake", "pyarrow"},
         check_specs=[source_check_spec(program)],
+        required_resource_keys={engine, "rejections", "engagement"},
         description=f"{program.programName}: the `{connector.connectorId}` query for the partition, with customer "
         "context and offer history; rows whose customer is unknown, or with a NULL required field no filter "
         "judges, are rejected with a reason.",
     )
-    def source_candidates(
-        context: dg.AssetExecutionContext,
-        warehouse: WarehouseResource,
-        rejections: RejectionLogResource,
-        engagement: EngagementStore,
-    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    def source_candidates(context: dg.AssetExecutionContext) -> Iterator[dg.Output | dg.AssetCheckResult]:
         """The valid source rows of each partition of the run, then the empty-source check over them."""
         refuse_failed_marts(context, program, marts)
+        # The resource key depends on the connector, so the resources are named in the decorator, not as arguments.
+        warehouse: WarehouseResource = getattr(context.resources, engine)
+        rejections: RejectionLogResource = context.resources.rejections
+        engagement: EngagementStore = context.resources.engagement
         # Customers erased under GDPR never become candidates again, and leave no trace in the rejection logs.
         erased = pa.array(sorted(engagement.deleted_customers()), pa.string())
         rows_read: dict[str, int] = {}

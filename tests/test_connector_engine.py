@@ -1,0 +1,136 @@
+"""A connector's `type` selects the engine (issue #13, item 6): `athena` reads through Athena, `snowflake` through
+Snowflake in production; both through the embedded DuckDB file locally.  The Athena read is checked end to end
+against a moto server whose query results are seeded with its results-backend API."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import dagster as dg
+import pyarrow as pa
+import pytest
+
+from engage_assets.assets.program.partitions import partitions_for
+from engage_assets.assets.program.source import source_asset
+from engage_assets.domain.config import ProgramConfig
+from engage_assets.domain.config.loader import load_program
+from resources.engagement.sqlite import SqliteEngagementStore
+from resources.staging import ArrowParquetIOManager, RejectionLogResource
+from resources.warehouse.athena import AthenaWarehouse
+from resources.warehouse.base import WarehouseResource
+from tests.athena_moto import athena_col, athena_row, seed_athena_results
+
+CONFIGS = Path(__file__).resolve().parents[1] / "program_configs"
+REGION = "eu-west-2"  # moto keeps one Athena result queue per region: this test's own
+
+
+def _program(name: str) -> ProgramConfig:
+    program = load_program(CONFIGS / f"{name}.yaml")
+    assert isinstance(program, ProgramConfig)
+    return program
+
+
+def _source_keys(defs: dg.Definitions, group: str) -> set[str]:
+    asset = defs.resolve_assets_def(dg.AssetKey([group, "source_candidates"]))
+    return set(asset.required_resource_keys)
+
+
+def test_prod_reads_athena_connectors_through_athena_and_snowflake_ones_through_snowflake(monkeypatch, tmp_path):
+    from tests.test_prod_definitions import PROD_ENV
+
+    monkeypatch.setenv("ENGAGE_ENV", "prod")
+    monkeypatch.setenv("ENGAGE_HOME", str(tmp_path))
+    for k, v in {**PROD_ENV, "ENGAGE_OUTCOME_TABLE": "engage-outcomes"}.items():
+        monkeypatch.setenv(k, v)
+    from engage_assets.definitions import build_definitions
+
+    defs = build_definitions()
+    refunds, churn = _program("proactive_refunds"), _program("churn_prevention")
+    assert refunds.connector.type == "athena" and churn.connector.type == "snowflake"
+    assert "athena_warehouse" in _source_keys(defs, refunds.group)
+    assert "warehouse" not in _source_keys(defs, refunds.group)
+    assert "warehouse" in _source_keys(defs, churn.group)
+    athena = defs.resources["athena_warehouse"]
+    assert isinstance(athena, AthenaWarehouse)
+    assert athena.database == "engage" and athena.region_name == "eu-west-1"
+    assert athena.output_location == "s3://engage-exports/athena-results/"
+    assert type(defs.resources["warehouse"]).__name__ == "SnowflakeWarehouse"
+
+
+class RefusingWarehouse(WarehouseResource):
+    """The wrong engine for an Athena connector: any query through it fails the test."""
+
+    def query_arrow(self, sql: str, params: Any = None) -> pa.Table:
+        raise AssertionError(f"an athena connector queried the default warehouse: {sql[:80]}")
+
+
+SOURCE_COLUMNS = [
+    athena_col("customer_id", "varchar"),
+    athena_col("order_id", "varchar"),
+    athena_col("delivery_date", "date"),
+    athena_col("delay_days", "integer"),
+    athena_col("order_value_usd", "double"),
+    athena_col("item_condition", "varchar"),
+    athena_col("customer_complaints", "integer"),
+]
+
+
+def test_an_athena_connector_runs_its_query_on_athena(moto_endpoint, tmp_path):
+    program = _program("proactive_refunds")
+    workgroup = f"engage-{uuid.uuid4().hex[:8]}"
+    client = boto3.client("athena", region_name=REGION, endpoint_url=moto_endpoint)
+    client.create_work_group(Name=workgroup, Configuration={"ResultConfiguration": {"OutputLocation": "s3://r/x/"}})
+    names = [c["Name"] for c in SOURCE_COLUMNS]
+    enriched = [*SOURCE_COLUMNS, athena_col("marketplace", "varchar"), athena_col("known_customer", "boolean")]
+    seed_athena_results(
+        moto_endpoint,
+        [
+            {"rows": [athena_row(*names)], "column_info": SOURCE_COLUMNS},  # the drift probe: no rows
+            {  # the enrichment query: one order of a customer the warehouse does not know
+                "rows": [
+                    athena_row(*names, "marketplace", "known_customer"),
+                    athena_row("c-1", "o-1", "2026-11-20", "4", "12.5", "ok", "0", "US", "false"),
+                ],
+                "column_info": enriched,
+            },
+        ],
+        region=REGION,
+    )
+    athena = AthenaWarehouse(region_name=REGION, endpoint_url=moto_endpoint, database="ecommerce", workgroup=workgroup)
+    asset = source_asset(program, partitions_for(program))
+    result = dg.materialize(
+        [asset],
+        partition_key="2026-11-20",
+        resources={
+            "athena_warehouse": athena,
+            "warehouse": RefusingWarehouse(),
+            "rejections": RejectionLogResource(base_path=str(tmp_path / "rejections")),
+            "engagement": SqliteEngagementStore(path=str(tmp_path / "engagement.sqlite")),
+            "io_manager": ArrowParquetIOManager(base_path=str(tmp_path / "stages")),
+        },
+        raise_on_error=False,
+    )
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    [mat] = result.asset_materializations_for_node(asset.node_def.name)
+    assert mat.metadata["rows_read"].value == 1  # the row seeded in Athena's results
+    executions = client.list_query_executions(WorkGroup=workgroup)["QueryExecutionIds"]
+    queries = [client.get_query_execution(QueryExecutionId=i)["QueryExecution"] for i in executions]
+    assert len(queries) == 2 and all("marts.order_tracking" in q["Query"] for q in queries)
+    assert all(q["QueryExecutionContext"]["Database"] == "ecommerce" for q in queries)
+    # the partition's day reached Athena as a typed execution parameter, not spliced into the text
+    assert all("DATE '2026-11-20'" in q.get("ExecutionParameters", []) for q in queries)
+    assert not any("2026-11-20" in q["Query"] for q in queries)
+
+
+@pytest.mark.parametrize("connector_type", ["athena", "snowflake", "duckdb"])
+def test_locally_every_connector_type_reads_the_embedded_warehouse(connector_type, monkeypatch, tmp_path):
+    from engage_assets.settings import Settings
+    from resources.by_env import local_resources
+    from resources.warehouse.base import warehouse_key
+
+    monkeypatch.setenv("ENGAGE_HOME", str(tmp_path))
+    resources = local_resources(Settings())
+    assert type(resources[warehouse_key(connector_type)]).__name__ == "DuckDBWarehouse"
