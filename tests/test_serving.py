@@ -260,7 +260,7 @@ def test_every_route_but_health_requires_a_valid_key(api):
                 assert r.status_code == 401, (method, path, headers, r.text)
                 assert r.headers["www-authenticate"] == "ApiKey"
                 checked += 1
-    assert checked == 4 * 16
+    assert checked == 4 * 18
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,15 @@
-"""Tag `candidates`: GetCandidatesByImpact / ByScore / ByRiskLevel pages of a program, and one customer's view.
+"""Tag `candidates`: GetCandidatesByImpact / ByScore / ByRiskLevel pages of a program, the generic page of any program
+(by segment or by offer type, no code per program), win-back's by churn reason and date, and one customer's view.
 
-Reads go through the store's index queries only (query_by_segment / query_by_score / customer_candidates), never a
-scan; the stores filter expired candidates on every read.  Pages are serialised with orjson straight from the
+Reads go through the store's index queries only (query_by_segment / query_by_score / query_by_churn_reason /
+customer_candidates), never a scan; the stores filter expired candidates on every read.  Pages are serialised with orjson straight from the
 stored records (the response model still documents them in OpenAPI): validating 50 records through pydantic per
 request would cost more than the query.  The three page routes also have a fast path (`serving.fast_pages`) that
 answers plainly valid requests exactly as these do.
 """
 
 from collections.abc import Callable
+from datetime import date
 from typing import Annotated, Any
 
 import orjson
@@ -36,6 +38,10 @@ from resources.store.base import JsonPage, Page
 router = APIRouter(tags=["candidates"])
 
 PAGE_RESPONSES = {**COMMON, **E404, **E400}
+GENERIC_RESPONSES = {
+    **PAGE_RESPONSES,
+    400: {"model": m.Problem, "description": "Neither or both of segment and offerType, or an invalid cursor"},
+}
 
 
 def check_program(context: ServingContext, who: Principal, program: str) -> None:
@@ -115,6 +121,58 @@ async def get_candidates_by_risk_level(
     check_program(context, who, program)
     return await page_response(
         context, context.candidates.query_by_segment, program, riskLevel, min_score=minScore, limit=limit, cursor=cursor
+    )
+
+
+@router.get("/v1/programs/{program}/candidates", response_model=m.CandidatePage, responses=GENERIC_RESPONSES)
+async def get_candidates(
+    program: ProgramId,
+    who: Caller,
+    context: Context,
+    segment: Annotated[str | None, Query(pattern=m.LABEL_PATTERN, description="A segment (or offerType)")] = None,
+    offerType: Annotated[str | None, Query(pattern=m.LABEL_PATTERN, description="An offer type (or segment)")] = None,
+    minScore: MinScore = None,
+    limit: Limit = DEFAULT_PAGE,
+    cursor: Cursor = None,
+) -> Response:
+    """Any program's live candidates, with no route of its own: those of one `segment`, or those of one `offerType`
+    across segments; exactly one of the two.  Highest score first."""
+    check_program(context, who, program)
+    if (segment is None) == (offerType is None):
+        raise HTTPException(400, "give exactly one of segment and offerType")
+    query, label = (
+        (context.candidates.query_by_segment, segment)
+        if segment is not None
+        else (context.candidates.query_by_score, offerType)
+    )
+    return await page_response(context, query, program, label, min_score=minScore, limit=limit, cursor=cursor)
+
+
+@router.get(
+    "/v1/programs/{program}/candidates/by-churn-reason", response_model=m.CandidatePage, responses=PAGE_RESPONSES
+)
+async def get_candidates_by_churn_reason(
+    program: ProgramId,
+    who: Caller,
+    context: Context,
+    churnReason: Annotated[str, Query(pattern=m.LABEL_PATTERN, description="The churn reason, e.g. price")],
+    since: Annotated[date | None, Query(description="Only partitions on or after this date (YYYY-MM-DD)")] = None,
+    minScore: MinScore = None,
+    limit: Limit = DEFAULT_PAGE,
+    cursor: Cursor = None,
+) -> Response:
+    """Live candidates whose churn reason is `churnReason` (win-back's GSI5, Program:ChurnReason:Date): newest
+    partition first, highest score first within a partition."""
+    check_program(context, who, program)
+    return await page_response(
+        context,
+        context.candidates.query_by_churn_reason,
+        program,
+        churnReason,
+        since_date=since,
+        min_score=minScore,
+        limit=limit,
+        cursor=cursor,
     )
 
 
