@@ -30,6 +30,7 @@ PROD_REQUIRED = {
     "engagement_table": "ENGAGE_ENGAGEMENT_TABLE",
     "delivery_table": "ENGAGE_DELIVERY_TABLE",
     "refund_table": "ENGAGE_REFUND_TABLE",
+    "outcome_table": "ENGAGE_OUTCOME_TABLE",
     "alert_topic_arn": "ENGAGE_ALERT_TOPIC_ARN",
     "push_topic_arn": "ENGAGE_PUSH_TOPIC_ARN",
     "email_from": "ENGAGE_EMAIL_FROM",
@@ -74,6 +75,10 @@ class Settings(BaseSettings):
     engagement_table: str | None = None
     delivery_table: str | None = None
     refund_table: str | None = None
+    outcome_table: str | None = None
+    # The SNS topics the SES outcome webhook accepts messages from (comma-separated ARNs; unset: the route answers
+    # 503).  Locally nothing publishes to SNS; tests configure the webhook themselves.
+    outcome_topic_arns: str | None = None
     alert_topic_arn: str | None = None
     push_topic_arn: str | None = None
     email_from: str | None = None

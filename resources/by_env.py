@@ -41,6 +41,9 @@ from resources.events.local import LocalEventQueue
 from resources.events.sqs import SqsEventSource
 from resources.exports.local import LocalParquetExports
 from resources.exports.s3 import S3ParquetExports
+from resources.outcomes.base import OutcomeStore
+from resources.outcomes.dynamodb import DynamoDbOutcomeStore
+from resources.outcomes.sqlite import SqliteOutcomeStore
 from resources.pressure import ContactPressureResource
 from resources.refund_ledger.resource import DynamoDbRefundLedgerResource, SqliteRefundLedgerResource
 from resources.scoring.local import LocalScoringResource
@@ -84,6 +87,7 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         "engagement": engagement,
         "delivery_ledger": delivery_ledger(settings),
         "refund_ledger": refunds,
+        "outcomes": outcome_store(settings),
         "contact_pressure": ContactPressureResource(),
         "customer_state": CustomerState(warehouse=warehouse, refund_ledger=refunds),
         "email_channel": SmtpEmailChannel(
@@ -152,6 +156,7 @@ def prod_resources(settings: Settings) -> dict[str, Any]:
         "alerts": SnsAlertSink(topic_arn=settings.required("alert_topic_arn"), region_name=region),
         "delivery_ledger": delivery_ledger(settings),
         "refund_ledger": refunds,
+        "outcomes": outcome_store(settings),
         "contact_pressure": ContactPressureResource(),
         # Refund states are read from the shared DynamoDB refund ledger (a worker's SQLite file would not hold them).
         "customer_state": CustomerState(warehouse=warehouse, refund_ledger=refunds),
@@ -190,6 +195,16 @@ def delivery_ledger(settings: Settings) -> DeliveryLedgerResource:
         return SqliteDeliveryLedgerResource(path=str(settings.ledger_path))
     return DynamoDbDeliveryLedgerResource(
         table_name=settings.required("delivery_table"), region_name=settings.required("aws_region")
+    )
+
+
+def outcome_store(settings: Settings) -> OutcomeStore:
+    """What the providers reported (the outcome webhooks write it; delivery reads its opt-outs): a SQLite file under
+    ENGAGE_HOME, or the DynamoDB table ENGAGE_OUTCOME_TABLE."""
+    if settings.env == "local":
+        return SqliteOutcomeStore(path=str(settings.home / "outcomes.sqlite"))
+    return DynamoDbOutcomeStore(
+        table_name=settings.required("outcome_table"), region_name=settings.required("aws_region")
     )
 
 

@@ -15,8 +15,14 @@ The engine asks, per page of due touches, for `contacts(ids)` (one warehouse que
 Conversion is read through one interface, the `ConversionSource` protocol; `WarehouseConversions` answers from the
 warehouse (orders delivered since the plan's as-of; a churned customer whose account is active again has
 reactivated).  The outcomes issue adds a webhook-fed source behind the same interface and hands it to
-`CustomerState.use_conversions`.  `recheck_many` costs one contacts query and one conversion lookup per distinct
-plan date per batch, whatever the batch's size.
+`CustomerState.use_conversions`.
+
+Opt-outs the providers report (an e-mail unsubscribe, an SMS STOP: the outcome webhooks record them in the outcome
+store) are applied over the warehouse's consent columns with `use_opt_outs`: a customer who unsubscribed is
+`opted_out:<channel>` (or `marketing_opt_out`) at the next send, before the warehouse hears of it.
+
+`recheck_many` costs one contacts query and one conversion lookup per distinct plan date per batch, whatever the
+batch's size.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from engage_assets.domain.conditions import announces_refund, consent_reason, epoch, plan_date
-from engage_assets.domain.contacts import CONTACT_COLUMNS
+from engage_assets.domain.contacts import CHANNEL_CONSENT, CONTACT_COLUMNS
 from engage_assets.domain.plan import MARKETPLACES
 from resources.refund_ledger.base import RefundLedgerBackend
 from resources.refund_ledger.resource import RefundLedgerResource
@@ -85,6 +91,7 @@ class CustomerState(dg.ConfigurableResource):
     _page_converted: dict = PrivateAttr(default_factory=dict)
     _source: Any = PrivateAttr(default=None)
     _erasures: Any = PrivateAttr(default=None)
+    _opt_outs: Any = PrivateAttr(default=None)
     _page_erased: set = PrivateAttr(default_factory=set)
     _refunds: RefundLedgerBackend | None = PrivateAttr(default=None)  # `refund_ledger` opened, once per resource
 
@@ -101,6 +108,28 @@ class CustomerState(dg.ConfigurableResource):
             raise TypeError("an erasure source needs deleted_among(customer_ids)")
         self._erasures = store
         return self
+
+    def use_opt_outs(self, store: Any) -> CustomerState:
+        """Apply the opt-outs the store records (`opted_out(ids)`: the outcome store) over the contact rows."""
+        if not callable(getattr(store, "opted_out", None)):
+            raise TypeError("an opt-out source needs opted_out(customer_ids)")
+        self._opt_outs = store
+        return self
+
+    def _apply_opt_outs(self, rows: dict[str, dict[str, Any]]) -> None:
+        """Each recorded opt-out as the contact row's consent: `marketing` → marketing_opt_out, a channel → its
+        opt-in column false."""
+        if self._opt_outs is None or not rows:
+            return
+        for customer, channels in self._opt_outs.opted_out(sorted(rows)).items():
+            row = rows.get(customer)
+            if row is None:
+                continue
+            for channel in channels:
+                if channel == "marketing":
+                    row["marketing_opt_out"] = True
+                elif channel in CHANNEL_CONSENT:
+                    row[CHANNEL_CONSENT[channel]] = False
 
     def _erased(self, customer_ids: list[str]) -> set[str]:
         return self._erasures.deleted_among(customer_ids) if self._erasures is not None and customer_ids else set()
@@ -119,6 +148,7 @@ class CustomerState(dg.ConfigurableResource):
             for r in rows:
                 r["currency"] = MARKETPLACES.get(r.get("marketplace") or "", ("", "USD"))[1]
                 out[r["customer_id"]] = r
+        self._apply_opt_outs(out)
         return out
 
     def contacts(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -101,6 +101,7 @@ DELIVERY_RESOURCE_KEYS = {
     "customer_state",
     "refund_ledger",
     "platform_history",
+    "outcomes",
 }
 # Channels the engagement store serves, by the registry's `store_queue`: call tasks and the in-app inbox.
 STORE_QUEUE_CHANNELS: dict[str, Callable[[EngagementStore], ChannelFactory]] = {
@@ -262,7 +263,7 @@ def delivery_engine(
     return DeliveryEngine(
         delivery_ledger.ledger(),
         delivery_channels(resources, engagement),
-        customer_state.use_erasures(engagement),
+        customer_state.use_erasures(engagement).use_opt_outs(resources.outcomes),
         TemplateRenderer(messages=config_texts(programs), codes=refund_ledger.ledger()),
         contact_pressure.policy(programs),
         EngineConfig(

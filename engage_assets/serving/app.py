@@ -27,6 +27,8 @@ from engage_assets.serving.errors import http_error, validation_error
 from engage_assets.serving.fast_pages import FastPages, fast_routes
 from engage_assets.serving.params import DEFAULT_PAGE, MAX_PAGE
 from engage_assets.serving.routes import ROUTERS
+from engage_assets.serving.routes import webhooks as webhook_routes
+from engage_assets.serving.webhooks import Webhooks
 from resources.engagement.base import EngagementStore
 from resources.events.base import EventSource
 from resources.store.base import CandidateStore
@@ -35,7 +37,8 @@ __all__ = ["DEFAULT_PAGE", "MAX_PAGE", "create_app"]
 
 DESCRIPTION = (
     "Candidates (GetCandidatesByImpact / ByScore / ByRiskLevel), the in-app inbox, call tasks, "
-    "GDPR deletion, API keys and event ingest (PutEvents).  Every route but /health needs an `X-API-Key`."
+    "GDPR deletion, API keys, event ingest (PutEvents) and the providers' outcome webhooks.  Every route but /health "
+    "needs an `X-API-Key` (the SES webhook also takes it as HTTP Basic credentials' password)."
 )
 
 
@@ -61,6 +64,7 @@ def create_app(
     invalid_keys: tuple[float, int] = (1.0, 100),
     fast_paths: bool = True,
     events: EventSource | None = None,
+    webhooks: Webhooks | None = None,
 ) -> FastAPI:
     """The serving app over the given stores.
 
@@ -70,6 +74,7 @@ def create_app(
     invalid_keys: (rate per second, burst) of invalid keys a client may present before it gets 429 (no store read).
     fast_paths: serve the candidate pages through `FastPages` (embedded stores only); False: FastAPI alone.
     events:   where `POST /v1/events` sends accepted events; None: the route answers 503.
+    webhooks: the outcome webhooks' outcome store, delivery ledger and SNS verifier; None: no webhook routes.
     """
     context = ServingContext(
         candidates=candidates,
@@ -81,6 +86,7 @@ def create_app(
         ),
         clock=clock,
         events=events,
+        webhooks=webhooks,
     )
     app = FastAPI(
         dependencies=[Depends(reject_unknown_query)],
@@ -96,6 +102,8 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, http_error)
     for router in ROUTERS:
         app.include_router(router)
+    if webhooks is not None:
+        app.include_router(webhook_routes.router)
     routes = fast_routes(ROUTERS, context) if fast_paths else None
     if routes is not None:
         app.add_middleware(FastPages, routes=routes, context=context)

@@ -1,5 +1,5 @@
 """What the routes share: the stores, the known programs, the erasers, the clock, the key verifier, the rate
-limiter and the event source (ingest), in one `ServingContext` kept on `app.state.serving` and handed to the routes by `Depends(get_context)`.
+limiter, the event source (ingest) and the outcome webhooks' parts, in one `ServingContext` kept on `app.state.serving` and handed to the routes by `Depends(get_context)`.
 
 SQLite calls run inline on the event loop (a keyset page is ~0.2 ms, a thread hop costs more); network-bound
 backends (DynamoDB) run in the thread pool: `on_candidates` / `on_engagement` choose.
@@ -16,6 +16,7 @@ from fastapi import HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
 from engage_assets.serving.auth import KeyVerifier, RateLimiter
+from engage_assets.serving.webhooks import Webhooks
 from resources.engagement.base import EngagementStore
 from resources.engagement.sqlite import SqliteEngagementStore
 from resources.events.base import EventSource
@@ -41,6 +42,7 @@ class ServingContext:
     verifier: KeyVerifier
     clock: Callable[[], float] = time.time
     events: EventSource | None = None  # where POST /v1/events sends; None: ingest not configured (503)
+    webhooks: Webhooks | None = None  # the outcome webhooks' stores and SNS verifier; None: their routes are absent
     limiter: RateLimiter = field(default_factory=RateLimiter)
     inline_candidates: bool = field(init=False)
     inline_engagement: bool = field(init=False)

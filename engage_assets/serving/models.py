@@ -194,3 +194,12 @@ class Health(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+class WebhookResult(BaseModel):
+    status: Literal["recorded", "duplicate", "confirmed", "acknowledged"] = Field(
+        description="recorded: new outcomes kept; duplicate: every report was seen before (a provider's retry); "
+        "confirmed / acknowledged: an SNS subscription confirmed, an unsubscribe acknowledged."
+    )
+    recorded: int = Field(description="Outcomes recorded by this request.")
+    duplicates: int = Field(description="Reports recorded before, left as they were.")
