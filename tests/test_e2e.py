@@ -159,6 +159,21 @@ def test_every_program_runs_and_store_matches_export(platform):
             f"SELECT count(*) FILTER (WHERE holdout) FROM exports.{group} WHERE partition_key = ?", [partition]
         )[0]
         assert 0 < holdout < stored
+    # Win-back's candidates carry the source row's churn reason in their context, and GSI5 serves exactly the
+    # offered (not held out) ones of each reason.
+    partition = PARTITIONS["win_back"]
+    rows = platform.sql(
+        "SELECT customer_id, churn_reason FROM exports.win_back WHERE partition_key = ? AND NOT holdout", [partition]
+    )
+    by_reason: dict[str, set[str]] = {}
+    for customer, reason in rows:
+        by_reason.setdefault(reason, set()).add(customer)
+    assert len(by_reason) > 1
+    store = platform.store()
+    for reason, customers in by_reason.items():
+        page = store.query_by_churn_reason(PROGRAM_IDS["win_back"], reason, since_date=partition, limit=200)
+        assert page.next_cursor is None and {r["customerId"] for r in page.items} == customers
+        assert {r["context"]["churn_reason"] for r in page.items} == {reason}
 
 
 def test_bad_source_row_is_rejected_with_reason_and_partition_succeeds(platform):
