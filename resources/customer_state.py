@@ -41,7 +41,7 @@ from resources.refund_ledger.base import RefundLedgerBackend
 from resources.refund_ledger.resource import RefundLedgerResource
 from resources.warehouse.base import WarehouseResource
 
-PAGE = 2_000  # ids per IN list
+PAGE = 2_000  # ids per IN list (bound parameters)
 
 
 @runtime_checkable
@@ -62,17 +62,17 @@ class WarehouseConversions:
         """Which of these customers converted after `since`."""
         out: set[str] = set()
         for chunk in _chunks(customer_ids):
-            ids = _in_list(chunk)
             orders = self.warehouse.query_arrow(
-                f"SELECT DISTINCT CAST(customer_id AS VARCHAR) AS customer_id FROM marts.order_tracking "
-                f"WHERE CAST(customer_id AS VARCHAR) IN ({ids}) AND delivery_date > :since",
-                {"since": since},
+                "SELECT DISTINCT CAST(customer_id AS VARCHAR) AS customer_id FROM marts.order_tracking "
+                "WHERE CAST(customer_id AS VARCHAR) IN (:ids) AND delivery_date > :since",
+                {"ids": chunk, "since": since},
             )
             out.update(orders.column("customer_id").to_pylist())
             back = self.warehouse.query_arrow(
-                f"SELECT DISTINCT CAST(c.customer_id AS VARCHAR) AS customer_id FROM marts.churned_customers ch "
-                f"JOIN marts.customers c ON c.customer_id = ch.customer_id "
-                f"WHERE CAST(c.customer_id AS VARCHAR) IN ({ids}) AND c.account_status = 'active'"
+                "SELECT DISTINCT CAST(c.customer_id AS VARCHAR) AS customer_id FROM marts.churned_customers ch "
+                "JOIN marts.customers c ON c.customer_id = ch.customer_id "
+                "WHERE CAST(c.customer_id AS VARCHAR) IN (:ids) AND c.account_status = 'active'",
+                {"ids": chunk},
             )
             out.update(back.column("customer_id").to_pylist())
         return out
@@ -143,7 +143,8 @@ class CustomerState(dg.ConfigurableResource):
         for chunk in _chunks(customer_ids):
             rows = self.warehouse.query_arrow(
                 f"SELECT CAST(customer_id AS VARCHAR) AS customer_id, {cols} FROM marts.customers "
-                f"WHERE CAST(customer_id AS VARCHAR) IN ({_in_list(chunk)})"
+                "WHERE CAST(customer_id AS VARCHAR) IN (:ids)",
+                {"ids": chunk},  # bound, never spliced into the SQL
             ).to_pylist()
             for r in rows:
                 r["currency"] = MARKETPLACES.get(r.get("marketplace") or "", ("", "USD"))[1]
@@ -223,8 +224,3 @@ class CustomerState(dg.ConfigurableResource):
 
 def _chunks(ids: list[str]) -> list[list[str]]:
     return [ids[i : i + PAGE] for i in range(0, len(ids), PAGE)]
-
-
-def _in_list(ids: list[str]) -> str:
-    """A SQL IN list of quoted ids (ids come from the warehouse and the ledger; quotes are doubled anyway)."""
-    return ", ".join("'" + str(i).replace("'", "''") + "'" for i in ids) or "NULL"

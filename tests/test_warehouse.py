@@ -202,6 +202,14 @@ def test_snowflake_binds_date_params_and_lowercases_columns(snowflake_orders):
     ]
 
 
+def test_snowflake_binds_an_id_list_one_parameter_per_value(snowflake_orders):
+    ids = ["c1", "x%4", "c3' OR '1'='1", "c5\\' OR 1=1 --"]  # a quote, and a backslash (Snowflake's escape)
+    table = _snowflake(snowflake_orders).query_arrow(
+        "SELECT CUSTOMER_ID FROM ORDERS WHERE CUSTOMER_ID IN (:ids) ORDER BY CUSTOMER_ID", {"ids": ids}
+    )
+    assert table.column("customer_id").to_pylist() == ["c1", "x%4"]
+
+
 def test_snowflake_empty_result_is_an_empty_table(snowflake_orders):
     table = _snowflake(snowflake_orders).query_arrow(
         "SELECT CUSTOMER_ID FROM ORDERS WHERE ORDER_DATE > :as_of_date", {"as_of_date": dt.date(2030, 1, 1)}

@@ -306,10 +306,9 @@ def _customers_for(warehouse: WarehouseResource, offers) -> Any:
     out = []
     for i in range(0, len(ids), 5_000):
         chunk = ids[i : i + 5_000]
-        in_list = ", ".join("'" + c.replace("'", "''") + "'" for c in chunk)
-        out.append(
+        out.append(  # the ids bound as parameters, never spliced into the SQL
             warehouse.query_arrow(
-                f"SELECT {cols} FROM marts.customers WHERE CAST(customer_id AS VARCHAR) IN ({in_list})"
+                f"SELECT {cols} FROM marts.customers WHERE CAST(customer_id AS VARCHAR) IN (:ids)", {"ids": chunk}
             )
         )
     return pa.concat_tables(out)

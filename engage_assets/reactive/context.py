@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from engage_assets.domain.config import ReactiveProgram
 from resources.cart_state.base import CartStateStore
 from resources.delivery_ledger.base import DeliveryLedgerBackend
-from resources.warehouse.base import WarehouseResource
+from resources.warehouse.base import Query, WarehouseResource
 
 RECOVERY_WINDOW = timedelta(days=7)
 
@@ -46,20 +46,15 @@ CUSTOMER_COLUMNS = (
 )
 CUSTOMERS_SQL = f"""
 SELECT CAST(customer_id AS VARCHAR) AS customer_id, {", ".join(CUSTOMER_COLUMNS[1:])}
-FROM marts.cart_customer_context WHERE customer_id IN ({{ids}})
+FROM marts.cart_customer_context WHERE customer_id IN (:ids)
 """
-CARTS_SQL = "SELECT CAST(cart_id AS VARCHAR) AS cart_id, status FROM marts.carts WHERE cart_id IN ({ids})"
+CARTS_SQL = "SELECT CAST(cart_id AS VARCHAR) AS cart_id, status FROM marts.carts WHERE cart_id IN (:ids)"
 INVENTORY_SQL = """
 SELECT CAST(product_id AS VARCHAR) AS product_id, in_stock, updated_at
-FROM staging.stg_inventory WHERE product_id IN ({ids})
+FROM staging.stg_inventory WHERE product_id IN (:ids)
 QUALIFY row_number() OVER (PARTITION BY product_id ORDER BY loaded_at DESC, updated_at DESC) = 1
 """
-FX_SQL = "SELECT currency, usd_per_unit FROM intermediate.int_fx_rates_latest WHERE currency IN ({ids})"
-
-
-def in_list(values: Sequence[str]) -> str:
-    """A SQL IN list of quoted values (quotes doubled), NULL when empty."""
-    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in dict.fromkeys(values)) or "NULL"
+FX_SQL = "SELECT currency, usd_per_unit FROM intermediate.int_fx_rates_latest WHERE currency IN (:ids)"
 
 
 @dataclass
@@ -81,11 +76,11 @@ def _warehouse_tables(warehouse: WarehouseResource, abandoned: pa.Table, items: 
     carts = abandoned.column("cart_id").to_pylist()
     products = items.column("product_id").to_pylist()
     currencies = sorted(set(abandoned.column("currency").to_pylist()) - {"USD"})
-    queries = [
-        CUSTOMERS_SQL.format(ids=in_list(customers)),
-        CARTS_SQL.format(ids=in_list(carts)),
-        INVENTORY_SQL.format(ids=in_list(products)),
-    ] + ([FX_SQL.format(ids=in_list(currencies))] if currencies else [])
+    queries: list[Query] = [  # the ids bound as list parameters (`IN (:ids)`), never spliced into the SQL
+        (CUSTOMERS_SQL, {"ids": customers}),
+        (CARTS_SQL, {"ids": carts}),
+        (INVENTORY_SQL, {"ids": products}),
+    ] + ([(FX_SQL, {"ids": currencies})] if currencies else [])
     tables = warehouse.query_arrow_many(queries)
     if not currencies:
         tables.append(pa.table({"currency": pa.array([], pa.string()), "usd_per_unit": pa.array([], pa.float64())}))

@@ -18,7 +18,7 @@ from pydantic import Field
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
 
 from resources.aws import AwsClientConfig
-from resources.warehouse.base import WarehouseResource, bind_style, until_deadline, used_params
+from resources.warehouse.base import WarehouseResource, bind_lists, bind_style, until_deadline, used_params
 
 _TERMINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
 
@@ -142,7 +142,8 @@ class AthenaWarehouse(AwsClientConfig, WarehouseResource):
 
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Start the query with positional ExecutionParameters, wait for it, page its results into Arrow."""
-        query, names = bind_style(sql, "qmark")
+        listed, params = bind_lists(sql, params, "expand")  # a list: one execution parameter per value
+        query, names = bind_style(listed, "qmark")
         values = used_params(names, params)  # also the check for missing values
         client = self.aws_client("athena")
         request: dict[str, Any] = {

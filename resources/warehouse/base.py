@@ -7,6 +7,10 @@ formatting, and binds only the parameters the SQL names (`used_params`).
 Pass dates as `datetime.date` (and instants as `datetime.datetime`): DuckDB and Snowflake would also coerce an
 ISO string, but Athena (Trino) types a parameter by its literal and will not compare a DATE with a VARCHAR.
 
+Customer ids and other value lists are bound too: a list value of a parameter the SQL reads as `IN (:ids)` becomes
+one list parameter (DuckDB) or one parameter per value (`bind_lists`), never quoted into the text.  A `:name` inside
+a string literal, a quoted identifier or a comment is text, not a parameter.
+
 `until_deadline` caps a tenacity wait so that the last try happens at a deadline rather than past it (the DuckDB
 lock wait and the Athena status poll both give up at a configured time).
 """
@@ -23,7 +27,12 @@ import dagster as dg
 import pyarrow as pa
 from tenacity import RetryCallState
 
-_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
+# A string literal ('…' with '' or a backslash escaping a quote, as Snowflake reads it), a quoted identifier or a
+# comment: matched first so that a `:name` inside one is left as written, never taken for a parameter.
+_SKIP = r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*"
+_PARAM = re.compile(rf"{_SKIP}|(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
+_IN_LIST = re.compile(rf"{_SKIP}|\bIN\s*\(\s*:([A-Za-z_][A-Za-z0-9_]*)\s*\)", re.IGNORECASE)
+LIST_TYPES = (list, tuple, set, frozenset)
 
 
 def bind_style(sql: str, style: str) -> tuple[str, list[str]]:
@@ -34,6 +43,8 @@ def bind_style(sql: str, style: str) -> tuple[str, list[str]]:
     names: list[str] = []
 
     def repl(m: re.Match[str]) -> str:
+        if m.group(1) is None:  # a literal, quoted identifier or comment
+            return m.group(0)
         names.append(m.group(1))
         if style == "dollar":
             return f"${m.group(1)}"
@@ -46,17 +57,46 @@ def bind_style(sql: str, style: str) -> tuple[str, list[str]]:
     return _PARAM.sub(repl, sql), names
 
 
+def bind_lists(sql: str, params: Mapping[str, Any] | None, style: str) -> tuple[str, dict[str, Any]]:
+    """`IN (:name)` whose value is a list (tuple, set): every value bound as a parameter, never spliced into the SQL.
+
+    style "unnest": `IN (SELECT unnest(:name))`, the list one parameter (DuckDB binds a list); "expand":
+    `IN (:name__0, …, :name__k)`, one scalar parameter per value (Snowflake, Athena).  Duplicates are bound once;
+    an empty list matches nothing (`IN (NULL)`).  Returns the SQL, still with `:name` parameters, and the values.
+    """
+    values = dict(params or {})
+
+    def repl(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name is None or not isinstance(values.get(name), LIST_TYPES):
+            return m.group(0)
+        items = list(dict.fromkeys(values[name]))
+        if not items:
+            return "IN (NULL)"
+        if style == "unnest":
+            values[name] = items
+            return f"IN (SELECT unnest(:{name}))"
+        if style != "expand":
+            raise ValueError(f"unknown list style {style!r}")
+        values.update({f"{name}__{i}": item for i, item in enumerate(items)})
+        return "IN (" + ", ".join(f":{name}__{i}" for i in range(len(items))) + ")"
+
+    return _IN_LIST.sub(repl, sql), values
+
+
 class WarehouseResource(dg.ConfigurableResource, ABC):
     """A warehouse a program's connector query runs on."""
 
     @abstractmethod
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
-        """Run a read-only query with `:name` bind parameters and return the result as Arrow."""
+        """Run a read-only query with `:name` bind parameters and return the result as Arrow.
 
-    def query_arrow_many(self, queries: Sequence[str]) -> list[pa.Table]:
-        """Run several read-only queries (no bind parameters), one result each, in order.  A backend may share one
-        connection among them (the event path's enrichment reads: one file open instead of one per query)."""
-        return [self.query_arrow(sql) for sql in queries]
+        A list value is bound where the SQL reads `IN (:name)` (`bind_lists`): ids never reach the SQL text."""
+
+    def query_arrow_many(self, queries: Sequence[Query]) -> list[pa.Table]:
+        """Run several read-only queries (SQL, or SQL and its parameters), one result each, in order.  A backend may
+        share one connection among them (the event path's enrichment reads: one file open instead of one per query)."""
+        return [self.query_arrow(*split_query(q)) for q in queries]
 
     @contextmanager
     def session(self) -> Iterator[None]:
@@ -74,6 +114,15 @@ WAREHOUSE_KEY = "warehouse"
 def warehouse_key(connector_type: str) -> str:
     """The resource key of the engine a connector of this `type` queries: Athena for `athena`, else the warehouse."""
     return ATHENA_WAREHOUSE_KEY if connector_type == "athena" else WAREHOUSE_KEY
+
+
+# A query of `query_arrow_many`: its SQL, or its SQL and bind parameters.
+Query = str | tuple[str, Mapping[str, Any]]
+
+
+def split_query(query: Query) -> tuple[str, Mapping[str, Any] | None]:
+    """(sql, params) of a `Query`."""
+    return (query, None) if isinstance(query, str) else query
 
 
 def used_params(names: list[str], params: Mapping[str, Any] | None) -> dict[str, Any]:

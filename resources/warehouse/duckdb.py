@@ -11,7 +11,22 @@ import pyarrow as pa
 from pydantic import Field, PrivateAttr
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from resources.warehouse.base import WarehouseResource, bind_style, until_deadline, used_params
+from resources.warehouse.base import (
+    Query,
+    WarehouseResource,
+    bind_lists,
+    bind_style,
+    split_query,
+    until_deadline,
+    used_params,
+)
+
+
+def _duckdb_bound(sql: str, params: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """The SQL in DuckDB's `$name` style and the values it names; `IN (:list)` reads the list as one parameter."""
+    sql, values = bind_lists(sql, params, "unnest")
+    query, names = bind_style(sql, "dollar")
+    return query, used_params(names, values)
 
 
 class WarehouseLockedError(RuntimeError):
@@ -141,23 +156,18 @@ class DuckDBWarehouse(WarehouseResource):
             conn.close()
 
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
-        """Run the query with DuckDB's `$name` parameters; the file is opened only for this query."""
-        query, names = bind_style(sql, "dollar")
-        values = used_params(names, params)
-        with self.get_connection() as conn:
-            rel = conn.sql(query, params=values or None)
-            if rel is None:
-                raise ValueError("query_arrow expects a query that returns rows")
-            return _duckdb_relation_to_arrow(rel)
+        """Run the query with DuckDB's `$name` parameters (a list one parameter); the file is opened only for it."""
+        return self.query_arrow_many([(sql, params or {})])[0]
 
-    def query_arrow_many(self, queries: Sequence[str]) -> list[pa.Table]:
+    def query_arrow_many(self, queries: Sequence[Query]) -> list[pa.Table]:
         """Run the queries on one connection (the file is opened once for all of them)."""
         with self.get_connection() as conn:
             out = []
-            for sql in queries:
-                rel = conn.sql(sql)
+            for q in queries:
+                query, values = _duckdb_bound(*split_query(q))
+                rel = conn.sql(query, params=values or None)
                 if rel is None:
-                    raise ValueError("query_arrow_many expects queries that return rows")
+                    raise ValueError("query_arrow expects a query that returns rows")
                 out.append(_duckdb_relation_to_arrow(rel))
             return out
 

@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
-from resources.warehouse.base import WarehouseResource, bind_style, used_params
+from resources.warehouse.base import WarehouseResource, bind_lists, bind_style, used_params
 
 
 class SnowflakeWarehouse(WarehouseResource):
@@ -66,6 +66,7 @@ class SnowflakeWarehouse(WarehouseResource):
 
         Lower-casing makes a program's column names the same on DuckDB and Snowflake.
         """
+        sql, params = bind_lists(sql, params, "expand")  # a list: one bound parameter per value
         _, names = bind_style(sql, "pyformat")
         values = used_params(names, params)
         if values:
