@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
 import dagster as dg
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 _conns = threading.local()
 
@@ -49,18 +49,20 @@ def wal_connection(path: str, busy_timeout_ms: int, schema: str, pragmas: Iterab
     return conn
 
 
+def _locked(err: BaseException) -> bool:
+    return isinstance(err, sqlite3.OperationalError) and "locked" in str(err)
+
+
 def retry_locked(step: Callable[[], object], busy_timeout_ms: int) -> None:
-    """Run an idempotent setup step, retrying "database is locked" with backoff until the busy timeout."""
-    deadline, delay = time.monotonic() + busy_timeout_ms / 1000, 0.005
-    while True:
-        try:
-            step()
-            return
-        except sqlite3.OperationalError as err:
-            if "locked" not in str(err) or time.monotonic() + delay > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.25)
+    """Run an idempotent setup step, retrying "database is locked" with backoff (5 ms doubling to 250 ms) until the
+    busy timeout (tenacity); any other error, or the lock outlasting the timeout, is raised as it is."""
+    timeout_s = busy_timeout_ms / 1000
+    Retrying(
+        retry=retry_if_exception(_locked),
+        stop=stop_after_delay(timeout_s),
+        wait=wait_exponential(multiplier=0.005, max=0.25),
+        reraise=True,
+    )(step)
 
 
 def close_connection(path: str, schema: str) -> None:

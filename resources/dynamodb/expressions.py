@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
 
 from resources.dynamodb.codec import serialize
 
@@ -164,6 +165,22 @@ def create_table(
             )
 
 
+def index_active(client: Any, table_name: str, index_name: str, wait_s: float) -> bool:
+    """Poll DescribeTable (tenacity: 0.5 s growing to 5 s) until the index is ACTIVE; False after `wait_s`."""
+
+    def status() -> str | None:
+        table = client.describe_table(TableName=table_name)["Table"]
+        return {i["IndexName"]: i.get("IndexStatus") for i in table.get("GlobalSecondaryIndexes", [])}.get(index_name)
+
+    polling = Retrying(
+        retry=retry_if_result(lambda s: s != "ACTIVE"),
+        stop=stop_after_delay(wait_s),
+        wait=wait_exponential(multiplier=0.5, max=5.0),
+        retry_error_callback=lambda state: None,
+    )
+    return polling(status) == "ACTIVE"
+
+
 def add_missing_indexes(
     client: Any, table_name: str, attributes: Mapping[str, str], indexes: Sequence[dict[str, Any]], wait_s: int = 600
 ) -> list[str]:
@@ -183,13 +200,7 @@ def add_missing_indexes(
             AttributeDefinitions=[{"AttributeName": a, "AttributeType": attributes[a]} for a in keys],
             GlobalSecondaryIndexUpdates=[{"Create": index}],
         )
-        for _ in range(wait_s):
-            table = client.describe_table(TableName=table_name)["Table"]
-            status = {i["IndexName"]: i.get("IndexStatus") for i in table.get("GlobalSecondaryIndexes", [])}
-            if status.get(index["IndexName"]) == "ACTIVE":
-                break
-            time.sleep(1)
-        else:
+        if not index_active(client, table_name, index["IndexName"], wait_s):
             raise TimeoutError(f"index {index['IndexName']} of {table_name} not ACTIVE after {wait_s} s")
         added.append(index["IndexName"])
     return added
