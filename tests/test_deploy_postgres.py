@@ -48,6 +48,8 @@ DEPLOY = ROOT / "deploy"
 NOT_IN_THE_TEST = ("run_launcher", "compute_logs")  # ECS and S3: see the module docstring
 JOB = "gdpr_erasure"
 
+pytestmark = pytest.mark.slow  # a minute: a server, three Dagster processes and a run
+
 
 def _free_port() -> int:
     with socket.socket() as s:
