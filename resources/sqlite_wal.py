@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,20 +15,25 @@ from typing import Any, ClassVar
 import dagster as dg
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from resources.sqlite_migrations import migrate
+
 _conns = threading.local()
 
 
-def _key(path: str, schema: str) -> tuple[int, str, int]:
+def _key(path: str, schema: str, migrations: Sequence[str] = ()) -> tuple[int, str, int]:
     # Keyed by pid too: a connection inherited through fork must never be used by the child.
-    return os.getpid(), os.path.abspath(path), hash(schema)
+    return os.getpid(), os.path.abspath(path), hash((schema, *migrations))
 
 
-def wal_connection(path: str, busy_timeout_ms: int, schema: str, pragmas: Iterable[str] = ()) -> sqlite3.Connection:
-    """This thread's connection to `path` (created, with `schema` applied, on first use)."""
+def wal_connection(
+    path: str, busy_timeout_ms: int, schema: str, pragmas: Iterable[str] = (), migrations: Sequence[str] = ()
+) -> sqlite3.Connection:
+    """This thread's connection to `path` (created, with `schema` and then the `migrations` it lacks applied
+    (`resources.sqlite_migrations`), on first use)."""
     cache: dict | None = getattr(_conns, "by_key", None)
     if cache is None:
         cache = _conns.by_key = {}
-    key = _key(path, schema)
+    key = _key(path, schema, migrations)
     conn = cache.get(key)
     if conn is None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -44,7 +49,10 @@ def wal_connection(path: str, busy_timeout_ms: int, schema: str, pragmas: Iterab
         conn.execute("PRAGMA synchronous = NORMAL")
         for pragma in pragmas:
             conn.execute(f"PRAGMA {pragma}")
-        retry_locked(lambda: conn.executescript(schema), busy_timeout_ms)
+        if schema:
+            retry_locked(lambda: conn.executescript(schema), busy_timeout_ms)
+        if migrations:
+            retry_locked(lambda: migrate(conn, migrations), busy_timeout_ms)
         cache[key] = conn
     return conn
 
@@ -65,9 +73,9 @@ def retry_locked(step: Callable[[], object], busy_timeout_ms: int) -> None:
     )(step)
 
 
-def close_connection(path: str, schema: str) -> None:
+def close_connection(path: str, schema: str, migrations: Sequence[str] = ()) -> None:
     """Close this thread's connection (other threads' connections close when their threads end)."""
-    conn = (getattr(_conns, "by_key", None) or {}).pop(_key(path, schema), None)
+    conn = (getattr(_conns, "by_key", None) or {}).pop(_key(path, schema, migrations), None)
     if conn is not None:
         conn.close()
 
@@ -104,14 +112,17 @@ class SqliteFileResource(dg.ConfigurableResource):
     use.  The stores that live in a file of their own mix it in beside their interface."""
 
     SCHEMA: ClassVar[str] = ""
+    MIGRATIONS: ClassVar[tuple[str, ...]] = ()  # applied after SCHEMA, the ones the file lacks (user_version)
     PRAGMAS: ClassVar[tuple[str, ...]] = ()  # extra per-connection pragmas
     path: str
     busy_timeout_ms: int = 30_000
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection (schema ensured on first use)."""
-        return wal_connection(self.path, self.busy_timeout_ms, self.SCHEMA, pragmas=self.PRAGMAS)
+        return wal_connection(
+            self.path, self.busy_timeout_ms, self.SCHEMA, pragmas=self.PRAGMAS, migrations=self.MIGRATIONS
+        )
 
     def close(self) -> None:
         """Close this thread's connection."""
-        close_connection(self.path, self.SCHEMA)
+        close_connection(self.path, self.SCHEMA, self.MIGRATIONS)

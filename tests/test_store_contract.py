@@ -789,7 +789,8 @@ def test_sqlite_churn_index_is_built_for_a_file_written_before_it(tmp_path):
     store.replace_partition("winback", P1, [churned("c1", "price"), churned("c2", "price", score=0.9)], now=NOW)
     store.close()
     with sqlite3.connect(path) as conn:
-        conn.execute("DROP INDEX candidates_gsi5")  # the file as an older version left it
+        conn.execute("DROP INDEX candidates_gsi5")  # the file as an older version left it (schema version 1)
+        conn.execute("PRAGMA user_version = 1")
     reopened = SqliteCandidateStore(path=path)
     assert ids(reopened.query_by_churn_reason("winback", "price", now=NOW).items) == ["c2", "c1"]
     sql, params = churn_reason_sql("winback", "price", "winback#price", P1, 0.2, 10, None, NOW)

@@ -24,7 +24,8 @@ from resources.engagement.base import (
 )
 from resources.sqlite_wal import SqliteFileResource, write_transaction
 
-SCHEMA = """
+# Version 1: the first versioned schema (a file written before versioning, at user_version 0, has it already).
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS inbox (
     message_id    TEXT PRIMARY KEY,
     customer_id   TEXT NOT NULL,
@@ -63,13 +64,17 @@ CREATE TABLE IF NOT EXISTS api_keys (
 ) WITHOUT ROWID;
 """
 
+# The file's migrations, applied in order on open (`resources.sqlite_migrations`; PRAGMA user_version = how many a
+# file has had).  Append a new one; never edit one that has shipped.
+MIGRATIONS = (SCHEMA_V1,)
+
 _NOT_DELETED = "NOT EXISTS (SELECT 1 FROM deletions WHERE customer_id = ?)"
 
 
 class SqliteEngagementStore(SqliteFileResource, EngagementStore):
     """The embedded engagement store: one SQLite file in WAL mode, a connection per (process, thread)."""
 
-    SCHEMA = SCHEMA
+    MIGRATIONS = MIGRATIONS
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

@@ -49,7 +49,7 @@ from resources.store.sqlite_pages import (
 from resources.store.sqlite_schema import (
     COUNT_PARTITION,
     DELETE_STALE,
-    SCHEMA,
+    MIGRATIONS,
     UPSERT,
     UPSERT_SCORES,
     dumps,
@@ -67,7 +67,7 @@ class SqliteCandidateStore(SqliteFileResource, CandidateStore):
     different in-memory database).
     """
 
-    SCHEMA = SCHEMA
+    MIGRATIONS = MIGRATIONS  # applied on open, the ones the file lacks (sqlite_schema, PRAGMA user_version)
     PRAGMAS = ("cache_size = -65536",)  # 64 MiB page cache: a 25k-record partition's index pages stay cached
 
     @contextmanager

@@ -29,7 +29,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 
     loads = json.loads
 
-SCHEMA = """
+# Version 1: the first versioned schema (a file written before versioning, at user_version 0, has it already).
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS candidates (
     pk            TEXT PRIMARY KEY,      -- customerId#programId
     customer_id   TEXT NOT NULL,
@@ -49,9 +50,6 @@ CREATE TABLE IF NOT EXISTS candidates (
 CREATE INDEX IF NOT EXISTS candidates_gsi1 ON candidates (gsi1pk, score DESC, pk DESC);
 CREATE INDEX IF NOT EXISTS candidates_gsi2 ON candidates (gsi2pk, gsi2sk DESC, pk DESC);
 CREATE INDEX IF NOT EXISTS candidates_gsi4 ON candidates (gsi2pk, score DESC, pk DESC) WHERE score IS NOT NULL;
-CREATE INDEX IF NOT EXISTS candidates_gsi5 ON candidates
-    (program_id, json_extract(body, '$.context.churn_reason'), partition_key DESC, score DESC, customer_id DESC)
-    WHERE score IS NOT NULL AND coalesce(json_extract(body, '$.holdout'), 0) = 0;
 CREATE INDEX IF NOT EXISTS candidates_partition ON candidates (program_id, partition_key);
 CREATE INDEX IF NOT EXISTS candidates_customer ON candidates (customer_id);
 CREATE TABLE IF NOT EXISTS score_cache (
@@ -63,9 +61,20 @@ CREATE TABLE IF NOT EXISTS score_cache (
 ) WITHOUT ROWID;
 """
 
-# GSI5 (churn reason, then partition date and score) is an index on the stored record's own fields, so a file written
-# before it existed needs no new column: `CREATE INDEX IF NOT EXISTS` builds it from the bodies on first open.  Its
-# WHERE (scored, not held out) is repeated word for word by the query, so the planner may use the partial index.
+# Version 2: GSI5 (churn reason, then partition date and score; live non-holdout scored candidates only) is an index
+# on the stored record's own fields, so a file written before it needs no new column: the migration builds it from
+# the bodies.  Its WHERE (scored, not held out) is repeated word for word by the query (CHURN_INDEX_WHERE), so the
+# planner may use the partial index.
+GSI5_INDEX = """
+CREATE INDEX IF NOT EXISTS candidates_gsi5 ON candidates
+    (program_id, json_extract(body, '$.context.churn_reason'), partition_key DESC, score DESC, customer_id DESC)
+    WHERE score IS NOT NULL AND coalesce(json_extract(body, '$.holdout'), 0) = 0;
+"""
+
+# The file's migrations, applied in order on open (`resources.sqlite_migrations`; PRAGMA user_version = how many a
+# file has had).  Append a new one; never edit one that has shipped.
+MIGRATIONS = (SCHEMA_V1, GSI5_INDEX)
+
 CHURN_INDEX_WHERE = (
     "program_id = ? AND json_extract(body, '$.context.churn_reason') = ?"
     " AND score IS NOT NULL AND coalesce(json_extract(body, '$.holdout'), 0) = 0"
