@@ -105,7 +105,7 @@ def test_create_tables_makes_every_production_table_once(prod_env, monkeypatch, 
         for n in names.values()
     }
     assert len(gsis[names["ENGAGE_DELIVERY_TABLE"]]) == 5 and gsis[names["ENGAGE_REFUND_TABLE"]]
-    assert len(gsis[names["ENGAGE_CANDIDATE_TABLE"]]) == 4 and gsis[names["ENGAGE_ENGAGEMENT_TABLE"]]
+    assert len(gsis[names["ENGAGE_CANDIDATE_TABLE"]]) == 5 and gsis[names["ENGAGE_ENGAGEMENT_TABLE"]]
 
 
 def test_create_tables_refuses_the_local_environment(monkeypatch, tmp_path):
