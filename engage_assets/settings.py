@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     engagement_table: str | None = None
     delivery_table: str | None = None
     refund_table: str | None = None
+    # The EventBridge bus the refund ledger's issuance events go to (the order and billing systems' rules read it).
+    refund_event_bus: str = "default"
     outcome_table: str | None = None
     # The SNS topics the SES outcome webhook accepts messages from (comma-separated ARNs; unset: the route answers
     # 503).  Locally nothing publishes to SNS; tests configure the webhook themselves.

@@ -45,6 +45,8 @@ from resources.outcomes.base import OutcomeStore
 from resources.outcomes.dynamodb import DynamoDbOutcomeStore
 from resources.outcomes.sqlite import SqliteOutcomeStore
 from resources.pressure import ContactPressureResource
+from resources.refund_events.eventbridge import EventBridgeRefundPublisher
+from resources.refund_events.local import LocalRefundEventLog
 from resources.refund_ledger.resource import DynamoDbRefundLedgerResource, SqliteRefundLedgerResource
 from resources.scoring.local import LocalScoringResource
 from resources.scoring.sagemaker import SageMakerScoringResource
@@ -87,6 +89,8 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         "engagement": engagement,
         "delivery_ledger": delivery_ledger(settings),
         "refund_ledger": refunds,
+        # Issuance events for the order and billing systems (`resources.refund_events`).
+        "refund_events": LocalRefundEventLog(path=str(settings.home / "refund_events.sqlite")),
         "outcomes": outcome_store(settings),
         "contact_pressure": ContactPressureResource(),
         "customer_state": CustomerState(warehouse=warehouse, refund_ledger=refunds),
@@ -156,6 +160,7 @@ def prod_resources(settings: Settings) -> dict[str, Any]:
         "alerts": SnsAlertSink(topic_arn=settings.required("alert_topic_arn"), region_name=region),
         "delivery_ledger": delivery_ledger(settings),
         "refund_ledger": refunds,
+        "refund_events": EventBridgeRefundPublisher(region_name=region, event_bus_name=settings.refund_event_bus),
         "outcomes": outcome_store(settings),
         "contact_pressure": ContactPressureResource(),
         # Refund states are read from the shared DynamoDB refund ledger (a worker's SQLite file would not hold them).

@@ -44,6 +44,7 @@ from resources.customer_state import CustomerState
 from resources.delivery_ledger.resource import DeliveryLedgerResource
 from resources.engagement.base import EngagementStore
 from resources.pressure import ContactPressureResource
+from resources.refund_events.base import RefundEventPublisher, publish_issuances
 from resources.refund_ledger.resource import RefundLedgerResource
 from resources.warehouse.base import WarehouseResource
 from sensors.due_touches import deliver_job_name
@@ -156,7 +157,7 @@ def plan_partition(
         "removed_planned": result.removed,
         "kept_past_planned": result.kept,
         **touches_by_channel(plan),
-        **_issue_refunds(program, resources.refund_ledger, plan, window.partition_key),
+        **_issue_refunds(program, resources, plan, window.partition_key),
     }
 
 
@@ -173,7 +174,7 @@ def touch_plan_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefin
         backfill_policy=SINGLE_RUN,
         pool=WAREHOUSE_POOL,
         ins={"offers": dg.AssetIn(dg.AssetKey([g, "offers"]))},
-        required_resource_keys={"warehouse", "delivery_ledger", "refund_ledger", "engagement"},
+        required_resource_keys={"warehouse", "delivery_ledger", "refund_ledger", "refund_events", "engagement"},
         description="The touches each candidate's channels ask for (send time 10:00 local, delays, "
         "conditions), written to the delivery ledger; holdout candidates are recorded as held out. "
         "Re-running a partition replaces touches still planned and never un-sends. Customers deleted (GDPR) while "
@@ -197,16 +198,24 @@ def touches_by_channel(plan: pa.Table) -> dict[str, int]:
     return {f"touches/{k}": v for k, v in sorted(by_channel.items())}
 
 
-def _issue_refunds(
-    program: ProgramConfig, refund_ledger: RefundLedgerResource, plan: pa.Table, partition_key: str
-) -> dict[str, Any]:
+def _issue_refunds(program: ProgramConfig, resources: Any, plan: pa.Table, partition_key: str) -> dict[str, Any]:
     """`refunds/<count>` metadata of the refunds and credits issued with a plan (none without a refund strategy)."""
     if program.refundStrategy is None:
         return {}
     # Refunds and credits are issued with the plan (auto-processed, or queued where the segment requires
     # approval), within the partition's budget, idempotently per candidate.
-    issued = refund_ledger.ledger().issue(program, plan, partition_key)
-    return {f"refunds/{k}": v for k, v in vars(issued).items() if isinstance(v, (int, float))}
+    refund_ledger: RefundLedgerResource = resources.refund_ledger
+    refund_events: RefundEventPublisher = resources.refund_events
+    ledger = refund_ledger.ledger()
+    issued = ledger.issue(program, plan, partition_key)
+    # Then every issued, unacknowledged issuance of the program (this run's, an earlier run's failed publication,
+    # an approved one) is published to the order and billing systems, once acknowledged marked published.
+    published = publish_issuances(ledger, refund_events, program.programId)
+    return {
+        **{f"refunds/{k}": v for k, v in vars(issued).items() if isinstance(v, (int, float))},
+        "refunds/events_published": published.published,
+        "refunds/events_failed": published.failed,
+    }
 
 
 def deliveries_asset(

@@ -21,6 +21,10 @@ CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
 CODE_LENGTH = 10
 MAX_CODE_DRAWS = 8
 STATES = ("pending_approval", "processed", "rejected")
+# What an issuance's event carries (besides its id), as `unpublished` returns it: ids, amounts, no personal data.
+PUBLISH_COLUMNS = tuple(
+    "program_id partition_key customer_id subject_id kind refund_type amount currency amount_usd created_at".split()
+)
 
 
 def subject_key(program_id: str, customer_id: str, subject_id: str) -> str:
@@ -181,3 +185,10 @@ class RefundLedgerBackend(Protocol):
 
     def codes_for(self, program_id: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """Codes already issued (read only)."""
+
+    def unpublished(self, program_id: str, limit: int = 1_000) -> list[dict[str, Any]]:
+        """Processed issuances whose event the order and billing systems have not acknowledged, oldest first
+        (`issuance_id` and PUBLISH_COLUMNS; `resources.refund_events`)."""
+
+    def mark_published(self, issuance_ids: Iterable[str], now: int | None = None) -> int:
+        """Record the acknowledgement of these issuances' events (issued → published); how many were."""

@@ -25,6 +25,8 @@ lookup; SQLite's ids are random).
 Sparse GSI `queue`: queuePk = programId, queueSk = <createdAt>#<issuance id> (createdAt a fixed-width decimal, so
 string order is time order), present only while state = pending_approval; INCLUDE projection of what `pending`
 returns.  `pending` is a Query of it, oldest first.
+Sparse GSI `outbox`: outboxPk = programId, outboxSk = <issued or approved at>#<issuance id>, present while a
+processed issuance's event is unacknowledged (`unpublished`, `mark_published`: `resources.refund_events`).
 
 BUDGET RULE (never over budget across workers).  SQLite sums the partition's rows inside BEGIN IMMEDIATE.  Here
 the budget item holds the sum: a candidate is issued by ONE TransactWriteItems of
@@ -71,7 +73,15 @@ from typing import Any
 import pyarrow as pa
 
 from engage_assets.domain.config import ProgramConfig
-from resources.dynamodb import RETRYABLE_CANCELLATIONS, DynamoDbTable, Update, deserialize, gsi, sortable_int
+from resources.dynamodb import (
+    RETRYABLE_CANCELLATIONS,
+    DynamoDbTable,
+    Update,
+    add_missing_indexes,
+    deserialize,
+    gsi,
+    sortable_int,
+)
 from resources.refund_ledger import base
 from resources.refund_ledger.base import (
     MAX_CODE_DRAWS,
@@ -87,6 +97,7 @@ from resources.refund_ledger.dynamodb_keys import (
     CODE_SK,
     ISSUED_ATTRS,
     KINDS,
+    OUTBOX,
     PENDING_ATTRS,
     QUEUE,
     budget_key,
@@ -110,18 +121,13 @@ class DynamoDbRefundLedger(DynamoDbTable):
     max_attempts, write_concurrency (parallel code draws), conflict_retries."""
 
     def create_table(self) -> None:
-        """Create the table with its approval-queue GSI (pay per request); an existing table is left as is."""
-        self.ensure_table(
-            ("pk", "sk", "queuePk", "queueSk"),
-            [
-                gsi(
-                    QUEUE,
-                    "queuePk",
-                    "queueSk",
-                    {"ProjectionType": "INCLUDE", "NonKeyAttributes": [attr for _, attr in PENDING_ATTRS]},
-                )
-            ],
-        )
+        """Create the table with its approval-queue and outbox GSIs (pay per request); an existing table gets the
+        indexes it lacks."""
+        projection = {"ProjectionType": "INCLUDE", "NonKeyAttributes": [attr for _, attr in PENDING_ATTRS]}
+        indexes = [gsi(QUEUE, "queuePk", "queueSk", projection), gsi(OUTBOX, "outboxPk", "outboxSk", projection)]
+        attributes = ("pk", "sk", "queuePk", "queueSk", "outboxPk", "outboxSk")
+        self.ensure_table(attributes, indexes)
+        add_missing_indexes(self.client(), self.table_name, dict.fromkeys(attributes, "S"), indexes)
 
     # -- refunds and credits ------------------------------------------------------------------------------------------
     def issue(
@@ -208,6 +214,8 @@ class DynamoDbRefundLedger(DynamoDbTable):
             )
             if offer.approval:
                 u.set(queuePk=program_id, queueSk=f"{sortable_int(now)}#{candidate}#{part.kind}")
+            else:
+                u.set(outboxPk=program_id, outboxSk=f"{sortable_int(now)}#{candidate}#{part.kind}")
             updates.append(u)
         updates.append(
             Update(budget_key(program_id, partition_key))
@@ -258,6 +266,35 @@ class DynamoDbRefundLedger(DynamoDbTable):
                 break
         return out
 
+    def unpublished(self, program_id: str, limit: int = 1_000) -> list[dict[str, Any]]:
+        """Processed issuances whose event is not acknowledged yet, oldest first: the `outbox` index (eventually
+        consistent: one issued a moment ago may wait for the next run, one just published may be listed again and
+        is then published again under the same event id)."""
+        out: list[dict[str, Any]] = []
+        for raw in self.query_items(
+            IndexName=OUTBOX,
+            KeyConditionExpression="outboxPk = :p",
+            ExpressionAttributeValues={":p": {"S": program_id}},
+            PaginationConfig={"PageSize": max(1, min(limit, 1_000))},
+        ):
+            if len(out) >= limit:
+                break
+            d = item_values(raw)
+            out.append({"issuance_id": f"{d['pk'][2:]}#{d['sk']}", **{c: d.get(a) for c, a in PENDING_ATTRS}})
+        return out
+
+    def mark_published(self, issuance_ids: Iterable[str], now: int | None = None) -> int:
+        """issued → published: publishedAt set and the item out of the outbox, conditional on processed and not
+        yet published (an already published one keeps its time)."""
+        now = int(now if now is not None else time.time())
+        keys = [k for i in dict.fromkeys(issuance_ids) if (k := issuance_key(i)) is not None]
+
+        def mark(key: dict[str, Any]) -> bool:
+            u = Update(key).where(state="processed", publishedAt=None).remove("outboxPk", "outboxSk")
+            return self.update_item(u.set(publishedAt=now)) is not None
+
+        return sum(self.parallel(mark, keys))
+
     def approve(self, issuance_ids: Iterable[str], approver: str, now: int | None = None) -> int:
         """Approve queued issuances (pending_approval → processed); how many were."""
         return self._decide(issuance_ids, "processed", approver, now)
@@ -277,6 +314,7 @@ class DynamoDbRefundLedger(DynamoDbTable):
             u = Update(item_key(d["pk"], d["sk"])).where(state="pending_approval").remove("queuePk", "queueSk")
             u.set(state=state, decidedAt=now, decidedBy=approver)
             if state != "rejected":
+                u.set(outboxPk=d["programId"], outboxSk=f"{sortable_int(now)}#{d['pk'][2:]}#{d['sk']}")
                 return self.update_item(u) is not None
             refund = Update(budget_key(d["programId"], d["partitionKey"])).add("spent", -money(d["amountUsd"]))
             codes = self.transact_updates([u, refund], self._conflict_attempts())

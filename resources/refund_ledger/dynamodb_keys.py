@@ -9,9 +9,10 @@ from resources.dynamodb import deserialize
 from resources.refund_ledger.base import Offer
 
 QUEUE = "queue"
+OUTBOX = "outbox"  # sparse GSI of processed issuances whose event is not acknowledged yet
 KINDS = ("credit", "refund")  # an issuance's sort key; `issued` lists them in this order, as SQLite's ORDER BY kind
 CODE_SK = "code"
-_INTS = {"createdAt", "decidedAt"}  # every other Number is money (float out, Decimal in)
+_INTS = {"createdAt", "decidedAt", "publishedAt"}  # every other Number is money (float out, Decimal in)
 # The columns SQLite returns, as attributes here.
 PENDING_ATTRS = (
     ("program_id", "programId"),

@@ -34,6 +34,7 @@ from engage_assets.domain.config import ProgramConfig
 from resources.refund_ledger import base
 from resources.refund_ledger.base import (
     MAX_CODE_DRAWS,
+    PUBLISH_COLUMNS,
     IssueResult,
     Offer,
     candidate_ids,
@@ -46,7 +47,7 @@ from resources.sqlite_wal import close_connection, wal_connection, write_transac
 
 _CODE_COLUMNS = "t.customer_id, t.subject_id, t.code"
 
-SCHEMA = """
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS issuances (
     issuance_id   TEXT PRIMARY KEY,
     program_id    TEXT NOT NULL,
@@ -76,6 +77,15 @@ CREATE TABLE IF NOT EXISTS discount_codes (
     UNIQUE (program_id, customer_id, subject_id)
 );
 """
+# Version 2: an issuance's event (`resources.refund_events`): published_at is set when the order and billing systems
+# acknowledged it; processed rows without it are the outbox, oldest first.
+PUBLISHED = """
+ALTER TABLE issuances ADD COLUMN published_at INTEGER;
+CREATE INDEX IF NOT EXISTS issuances_outbox ON issuances (program_id, created_at, issuance_id)
+    WHERE state = 'processed' AND published_at IS NULL;
+"""
+# Applied in order on open (`resources.sqlite_migrations`, PRAGMA user_version); append, never edit a shipped one.
+MIGRATIONS = (SCHEMA_V1, PUBLISHED)
 
 
 def _by_keys(
@@ -103,11 +113,11 @@ class RefundLedger:
 
     def conn(self) -> sqlite3.Connection:
         """This process's and thread's connection (WAL, busy timeout, schema applied)."""
-        return wal_connection(self.path, self.busy_timeout_ms, SCHEMA)
+        return wal_connection(self.path, self.busy_timeout_ms, "", migrations=MIGRATIONS)
 
     def close(self) -> None:
         """Close this thread's connection to the file (other threads' close when their threads end)."""
-        close_connection(self.path, SCHEMA)
+        close_connection(self.path, "", MIGRATIONS)
 
     # -- refunds and credits ------------------------------------------------------------------------------------------
     def issue(
@@ -320,3 +330,28 @@ class RefundLedger:
                 self.conn(), _CODE_COLUMNS, "discount_codes", program_id, list(dict.fromkeys(keys))
             )
         }
+
+    # -- events to the order and billing systems (`resources.refund_events`) ------------------------------------------
+    def unpublished(self, program_id: str, limit: int = 1_000) -> list[dict[str, Any]]:
+        """Processed issuances whose event is not acknowledged yet, oldest first (the outbox index)."""
+        cur = self.conn().execute(
+            f"SELECT issuance_id, {', '.join(PUBLISH_COLUMNS)} FROM issuances WHERE program_id = ? "
+            "AND state = 'processed' AND published_at IS NULL ORDER BY created_at, issuance_id LIMIT ?",
+            (program_id, limit),
+        )
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    def mark_published(self, issuance_ids: Iterable[str], now: int | None = None) -> int:
+        """issued → published for these processed issuances (an already published one keeps its time)."""
+        now = int(now if now is not None else time.time())
+        conn = self.conn()
+        with write_transaction(conn):
+            return sum(
+                conn.execute(
+                    "UPDATE issuances SET published_at = ? WHERE issuance_id = ? AND state = 'processed' "
+                    "AND published_at IS NULL",
+                    (now, i),
+                ).rowcount
+                for i in dict.fromkeys(issuance_ids)
+            )
