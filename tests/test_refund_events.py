@@ -8,20 +8,27 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Sequence
+from datetime import date
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from engage_assets.assets.delivery import plan_partition
+from engage_assets.domain.sources import PartitionWindow
 from resources.aws import AwsClientConfig
+from resources.delivery_ledger.resource import SqliteDeliveryLedgerResource
+from resources.engagement.sqlite import SqliteEngagementStore
 from resources.events.eventbridge import provision_eventbridge_to_sqs
 from resources.refund_events.base import SOURCE, RefundEvent, RefundEventPublisher, publish_issuances
 from resources.refund_events.eventbridge import EventBridgeRefundPublisher
 from resources.refund_events.local import LocalRefundEventLog
 from resources.refund_ledger.dynamodb import DynamoDbRefundLedger
-from resources.refund_ledger.resource import DynamoDbRefundLedgerResource
+from resources.refund_ledger.resource import DynamoDbRefundLedgerResource, SqliteRefundLedgerResource
 from resources.refund_ledger.sqlite import MIGRATIONS, RefundLedger
 from resources.sqlite_migrations import schema_version
-from tests.test_refunds import REFUNDS, refund_plan, with_budget
+from tests.test_gdpr_midrun import Contacts
+from tests.test_refunds import REFUNDS, refund_offers, refund_plan, with_budget
 
 REGION = "us-east-1"
 PARTITION = "2026-11-21"
@@ -192,3 +199,22 @@ def test_dynamodb_ledger_publishes_once_and_retries_what_failed(dynamo_ledger):
     publisher._refuse = {dynamo_ledger.unpublished(program.programId)[0]["issuance_id"]}
     assert (publish_issuances(dynamo_ledger, publisher, program.programId).failed) == 1
     assert publish_issuances(dynamo_ledger, publisher, program.programId).published == 1
+
+
+def test_the_touch_plan_issues_and_publishes_once_however_often_it_runs(tmp_path):
+    offers = refund_offers(3)
+    resources = SimpleNamespace(
+        engagement=SqliteEngagementStore(path=str(tmp_path / "engagement.sqlite")),
+        delivery_ledger=SqliteDeliveryLedgerResource(path=str(tmp_path / "delivery.sqlite")),
+        refund_ledger=SqliteRefundLedgerResource(path=str(tmp_path / "refunds.sqlite")),
+        refund_events=LocalRefundEventLog(path=str(tmp_path / "refund_events.sqlite")),
+        warehouse=Contacts(offers.column("customer_id").to_pylist()),
+    )
+    window = PartitionWindow(PARTITION, date(2026, 11, 21), date(2026, 11, 22))
+    _, meta = plan_partition(PROGRAM, window, offers, resources)
+    assert (meta["refunds/processed"], meta["refunds/events_published"], meta["refunds/events_failed"]) == (3, 6, 0)
+    _, rerun = plan_partition(PROGRAM, window, offers, resources)
+    assert (rerun["refunds/processed"], rerun["refunds/already_issued"], rerun["refunds/events_published"]) == (0, 3, 0)
+    events = resources.refund_events.events()
+    ledger = resources.refund_ledger.ledger()
+    assert len(events) == 6 and {e["event_id"] for e in events} == issuance_ids(ledger)

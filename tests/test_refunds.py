@@ -36,7 +36,13 @@ def with_budget(program, amount, require_approval=None):
 
 def refund_plan(program, n, segment="high", offer_type="full", value_usd=100.0, start=0, holdout=False):
     """Plan rows of n refund candidates (through the real planner: two touches each for the high segment)."""
-    offers = pa.table(
+    offers = refund_offers(n, segment, offer_type, value_usd, start, holdout)
+    return plan_touches(program, offers, None, AS_OF, partition_key="2026-11-21")
+
+
+def refund_offers(n, segment="high", offer_type="full", value_usd=100.0, start=0, holdout=False) -> pa.Table:
+    """Offer rows of n refund candidates (the offers stage's columns the planner reads)."""
+    return pa.table(
         {
             "customer_id": [f"C{i}" for i in range(start, start + n)],
             "order_id": [f"O{i}" for i in range(start, start + n)],
@@ -51,7 +57,6 @@ def refund_plan(program, n, segment="high", offer_type="full", value_usd=100.0, 
             "currency": ["EUR"] * n,
         }
     )
-    return plan_touches(program, offers, None, AS_OF, partition_key="2026-11-21")
 
 
 def test_full_refund_is_the_order_value_plus_credit_in_the_orders_currency():
