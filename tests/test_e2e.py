@@ -478,6 +478,16 @@ def test_refund_batch_issues_refunds_and_credits_within_budget_never_to_the_hold
         )
     }
     assert holdout and not holdout & {r[0] for r in rows}
+    # Each processed issuance reached the order and billing systems' event log once, keyed by its id (two runs).
+    processed = ledger.execute(
+        "SELECT issuance_id, published_at IS NOT NULL FROM issuances WHERE program_id = 'proactive-refunds' "
+        "AND partition_key = ? AND state = 'processed'",
+        [partition],
+    ).fetchall()
+    events = sqlite3.connect(platform.home / "refund_events.sqlite").execute("SELECT event_id FROM refund_events")
+    logged = [e for (e,) in events]
+    assert processed and all(published for _, published in processed) and len(logged) == len(set(logged))
+    assert {i for i, _ in processed} <= set(logged)
 
 
 def test_refund_messages_wait_for_approval_and_go_once_processed(platform):
