@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
 from engage_assets.delivery.engine_types import STALE, WAIT, EngineParts
 from engage_assets.delivery.stats import DeliveryStats
 from engage_assets.domain.pressure import Decision, PressureState, address_of
@@ -255,27 +257,35 @@ class EngineRun:
 
     def send_one(self, channel: str, msg: OutboundMessage) -> Outcome:
         """One provider call with in-place retries: ("sent", id) | ("transient", err) | ("permanent", err) |
-        ("down", None).  Runs on a sender thread; touches only thread-safe state."""
-        e, attempt = self.e, 0
-        while True:
+        ("down", None).  Runs on a sender thread; touches only thread-safe state.  A transient error is retried
+        `inline_retries` times after `inline_backoff_s`, doubling (tenacity, with the engine's `sleep`)."""
+        e = self.e
+
+        def attempt() -> Outcome:
             if channel in self.down:
                 return "down", None
-            try:
-                session = self.session(channel)
-                self.take(channel)
-                provider_id = session.send(msg)
-            except TransientSendError as err:
-                if attempt < e.cfg.inline_retries:
-                    e.sleep(e.cfg.inline_backoff_s * (2**attempt))
-                    attempt += 1
-                    continue
-                self.note_transient(channel, err)
-                return "transient", err
-            except PermanentSendError as err:
-                return "permanent", err
+            session = self.session(channel)
+            self.take(channel)
+            return "sent", session.send(msg)
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientSendError),
+            stop=stop_after_attempt(e.cfg.inline_retries + 1),
+            wait=wait_exponential(multiplier=e.cfg.inline_backoff_s, min=0),
+            sleep=e.sleep,
+            reraise=True,
+        )
+        try:
+            outcome = retrying(attempt)
+        except TransientSendError as err:
+            self.note_transient(channel, err)
+            return "transient", err
+        except PermanentSendError as err:
+            return "permanent", err
+        if outcome[0] == "sent":
             with self.lock:
                 self.transient_streak[channel] = 0
-            return "sent", provider_id
+        return outcome
 
     def note_transient(self, channel: str, err: SendError) -> None:
         """Count a transient error that outlived its in-place retries; after `outage_after` in a row the channel
