@@ -74,10 +74,14 @@ class ChannelConfig(ConfigModel):
         default=None, description="In-app: the inbox entry's type; also its template id when templateId is unset."
     )
     personalization: Literal["low", "medium", "high"] | None = Field(
-        default=None, description="E-mail: the spec's personalisation level; accepted, the template decides today."
+        default=None,
+        description="E-mail: the spec's personalisation level. Messages render every field their text names, so only "
+        "'high' (the spec's) is accepted; 'low' and 'medium' are refused at load.",
     )
     includeDiscount: bool | None = Field(
-        default=None, description="E-mail: the spec's flag; accepted, the template decides what it shows today."
+        default=None,
+        description="E-mail: the spec's flag. The message's text decides what it shows, so only true (the spec's) is "
+        "accepted; false is refused at load.",
     )
     # Conditions: static ones decide at planning whether the touch exists, dynamic ones are re-checked at send time.
     highImpactOnly: bool | None = Field(
