@@ -234,7 +234,14 @@ def test_the_spec_filter_chain_removes_each_kind_of_cart(parts, people):
         "cart-no-payment": "trust",
         "cart-suspended": "trust",
     }
-    assert dict(result.removed) == {"trust": 2, "cart-value": 1, "eligibility": 1, "frequency-cap": 1, "inventory": 2}
+    assert dict(result.removed) == {
+        "marketplaces": 0,
+        "trust": 2,
+        "cart-value": 1,
+        "eligibility": 1,
+        "frequency-cap": 1,
+        "inventory": 2,
+    }
     assert "payment method" in result.reasons["trust"] and "50" in result.reasons["cart-value"]
     assert [(q.event_id, q.reason) for q in result.quarantined] == [("ev-cart-stranger", "unknown_customer")]
     assert result.stock_changes_recorded == 1
@@ -285,6 +292,19 @@ def test_an_expression_filter_decides_carts_over_the_columns_the_config_checks(p
     raw["filterChain"][-1]["parameters"]["expression"] = "order_value_usd > 1"
     with pytest.raises(ValueError, match="unknown column 'order_value_usd'"):
         validate_program(raw)
+
+
+def test_a_customer_outside_the_programs_marketplaces_is_never_a_candidate(parts, people, warehouse):
+    now = people["now"]
+    customer = people["good"][0]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        (market,) = con.execute("SELECT marketplace FROM marts.customers WHERE customer_id = ?", [customer]).fetchone()
+    program = PROGRAM.model_copy(update={"marketplaces": [m for m in PROGRAM.marketplaces if m != market]})
+    result = decide(program, [abandoned(customer, "cart-elsewhere", now - timedelta(minutes=30))], parts, now)
+    assert result.removed["marketplaces"] == 1 and result.candidates == []
+    (rejected,) = result.rejected
+    assert rejected["filter_id"] == "marketplaces" and f"marketplace {market} is not one of" in rejected["reason"]
+    assert parts.store.get(customer, PID, now=now.timestamp()) is None
 
 
 def test_an_unknown_customer_is_quarantined_again_on_replay(parts, people):

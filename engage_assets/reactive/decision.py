@@ -13,8 +13,9 @@
 3. enrichment (`context`): customer, payment method, features, cart status, stock, recovery messages of the last
    7 days.  A customer the warehouse does not know is quarantined `unknown_customer` (its claim released, so a
    replay after the warehouse learns the customer is decided afresh);
-4. the program's filter chain through `pipeline.apply_filter_chain`: the batch programs' compiled SQL, per-filter
-   removed counts and reasons;
+4. the program's `marketplaces` (a customer outside them, or of an unknown marketplace, is set aside under
+   `marketplaces`, as the batch programs' source stage does), then its filter chain through
+   `pipeline.apply_filter_chain`: the batch programs' compiled SQL, per-filter removed counts and reasons;
 5. score, discount, holdout, candidate records, touch plan (`offers`); each candidate stored in its cart's partition
    (`replace_partition`: idempotent, one live candidate per customer and program, the newest cart winning) and its
    touches planned in the delivery ledger in the same partition (`plan`: idempotent, never un-sends);
@@ -39,6 +40,7 @@ import pyarrow.compute as pc
 from engage_assets.domain.config import ReactiveProgram
 from engage_assets.domain.events import ParsedEvent
 from engage_assets.domain.filters import compile_chain
+from engage_assets.domain.marketplaces import MARKETPLACE_FILTER, split_marketplaces
 from engage_assets.domain.models import ModelRef
 from engage_assets.domain.pipeline import apply_filter_chain
 from engage_assets.domain.plan import PLAN_SCHEMA
@@ -180,10 +182,22 @@ def _decide_claimed(
     known = enriched.column("known_customer")
     unknown = enriched.filter(pc.invert(known))
     result.quarantined = [Quarantined(e, UNKNOWN_CUSTOMER) for e in unknown.column("event_id").to_pylist()]
-    stage = apply_filter_chain(program, enriched.filter(known))
+    inside, outside = split_marketplaces(enriched.filter(known), program.marketplaces)
+    stage = apply_filter_chain(program, inside)
     chain = compile_chain(program.ordered_filters(), set(enriched.column_names))
-    result.removed, result.reasons = stage.removed, {f.filter_id: f.reason for f in chain}
-    result.rejected = stage.rejected.to_pylist()
+    result.removed = OrderedDict([(MARKETPLACE_FILTER, outside.num_rows), *stage.removed.items()])
+    result.reasons = {MARKETPLACE_FILTER: "customer outside the program's marketplaces"}
+    result.reasons.update({f.filter_id: f.reason for f in chain})
+    result.rejected = [
+        {
+            "customer_id": r["customer_id"],
+            "subject_id": r["cart_id"],
+            "stage": "source_candidates",
+            "filter_id": MARKETPLACE_FILTER,
+            "reason": r["rejection_reason"],
+        }
+        for r in outside.select(["customer_id", "cart_id", "rejection_reason"]).to_pylist()
+    ] + stage.rejected.to_pylist()
     result.eligible = stage.table.num_rows
     offers = score_and_offer(program, stage.table, parts.scoring, parts.model)
     result.holdout = int(pc.sum(offers.column("holdout").cast(pa.int64())).as_py() or 0)
