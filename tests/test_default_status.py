@@ -68,3 +68,14 @@ def test_a_disabled_program_runs_nothing(tmp_path, monkeypatch):
     assert schedule.default_status == STOPPED
     (enabled,) = build_program(disabled.model_copy(update={"enabled": True})).schedules
     assert enabled.default_status == RUNNING
+
+
+def test_the_local_instance_marks_dead_runs_failed(tmp_path):
+    """Run monitoring is on in the dagster.yaml `make setup` installs: a run whose process died does not stay
+    STARTED (which would hold the due-touch sensor's retry and the batch run queue for ever)."""
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    instance = dg.DagsterInstance.from_config(str(tmp_path))
+    try:
+        assert instance.run_monitoring_enabled and instance.run_monitoring_start_timeout_seconds <= 300
+    finally:
+        instance.dispose()
