@@ -13,6 +13,7 @@ import yaml
 
 from engage_assets.cli import main
 from engage_assets.cli.config_tools import SCHEMA_COMMENT, generated_files
+from engage_assets.domain.config import ConfigError, load_program
 from engage_assets.domain.config.schema import program_json_schema
 from engage_assets.domain.template_check import TEMPLATE_VARIABLES
 from engage_assets.domain.templates import OFFER_FIELDS, TemplateRenderer
@@ -108,7 +109,7 @@ def test_validate_lists_every_error_and_exits_1(tmp_path, capsys):
     _bad_configs(tmp_path)
     assert engage("validate", str(tmp_path)) == 1
     err = capsys.readouterr().err
-    assert f"{tmp_path / 'churn_prevention.yaml'}: invalid messages" in err
+    assert f"{tmp_path / 'churn_prevention.yaml'}: invalid program config" in err  # found by loading itself
     assert "retention-offer-v4.subject.j2: line 1: " in err  # the unclosed {% if %}
     assert "channels.1.config.message: uses customerNmae, which no message is given" in err
     assert "filterChain.5.parameters.expression: unknown column 'churn_reasn' (did you mean 'churn_reason'?)" in err
@@ -116,6 +117,16 @@ def test_validate_lists_every_error_and_exits_1(tmp_path, capsys):
     assert "4 of 5 program config(s) invalid" in err
     assert engage("validate", str(tmp_path / "win_back_copy.yaml")) == 0
     assert engage("validate", str(tmp_path / "missing.yaml")) == 1
+
+
+def test_a_message_that_would_fail_at_send_time_fails_at_load(tmp_path):
+    """Not only `engage validate`: loading (Dagster's definitions, `engage run`) refuses a misspelled placeholder and
+    a template that does not compile, so nothing fails at 2 AM that `engage validate` could have caught."""
+    _bad_configs(tmp_path)
+    with pytest.raises(ConfigError, match="uses customerNmae, which no message is given"):
+        load_program(tmp_path / "refunds.yaml")
+    with pytest.raises(ConfigError, match=r"retention-offer-v4.subject.j2: line 1: "):
+        load_program(tmp_path / "churn_prevention.yaml")
 
 
 @pytest.mark.parametrize("reactive", [False, True], ids=["batch", "reactive"])

@@ -13,8 +13,8 @@ from jinja2 import TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from engage_assets.domain.channels import CHANNELS
+from engage_assets.domain.message_text import OFFER_FIELDS, yaml_message_to_jinja
 from engage_assets.domain.template_sources import channel_template_id, find_template
-from engage_assets.domain.templates import OFFER_FIELDS, yaml_message_to_jinja
 
 # What `TemplateRenderer.context` may give a message (a field a touch lacks is left out and fails that one message).
 TEMPLATE_VARIABLES = frozenset(

@@ -39,15 +39,14 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from engage_assets.domain.channels import CHANNELS
 from engage_assets.domain.config import ProgramBase
+from engage_assets.domain.message_text import OFFER_FIELDS, yaml_message_to_jinja
 from engage_assets.domain.plan import MARKETPLACES
 from engage_assets.domain.template_sources import find_template, is_plain_name, template_roots
 from engage_assets.settings import program_config_dir
 
 DEFAULT_LINK_BASE = "https://shop.example.com"
-PLACEHOLDER = re.compile(r"\{(\w+)\}")
 # `{refundType}` in the spec's texts reads "we've issued a {refundType}": the phrase, not the config's key.
 REFUND_PHRASES = {"full": "full refund", "partial": "partial refund", "credit": "store credit"}
-OFFER_FIELDS = ("duration", "includeUpgrade", "includePersonalCall", "impactLevel", "riskLevel", "discountPercent")
 
 
 class TemplateError(Exception):
@@ -69,25 +68,6 @@ class CodeSource(Protocol):
     """Discount codes per candidate (`resources.refund_ledger.sqlite.RefundLedger`)."""
 
     def issue_codes(self, program: Any, rows: Iterable[Mapping[str, Any]]) -> dict[str, str]: ...
-
-
-def yaml_message_to_jinja(message: str) -> str:
-    """`Hi {customerName}!` → `{% raw %}Hi {% endraw %}{{ customerName }}{% raw %}!{% endraw %}`: literal text stays
-    literal (even if it looks like Jinja), only `{word}` placeholders become variables."""
-    out, pos = [], 0
-    for m in PLACEHOLDER.finditer(message):
-        if m.start() > pos:
-            out.append(_raw(message[pos : m.start()]))
-        out.append("{{ " + m.group(1) + " }}")
-        pos = m.end()
-    if pos < len(message):
-        out.append(_raw(message[pos:]))
-    return "".join(out)
-
-
-def _raw(text: str) -> str:
-    # `endraw` inside literal text would close the raw block: split it so it can't.
-    return "{% raw %}" + text.replace("endraw", "end{% endraw %}{% raw %}raw") + "{% endraw %}"
 
 
 @lru_cache(maxsize=65_536)

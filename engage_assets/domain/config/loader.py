@@ -17,6 +17,7 @@ from engage_assets.domain.config.batch import ProgramConfig
 from engage_assets.domain.config.common import ConfigError
 from engage_assets.domain.config.inert import refused_values
 from engage_assets.domain.config.reactive import ReactiveProgram
+from engage_assets.domain.template_check import template_problems
 from engage_assets.domain.template_sources import missing_message_parts, template_roots
 
 BATCH_KEY, REACTIVE_KEY = "dataConnectors", "eventSources"
@@ -91,8 +92,11 @@ def load_program(path: Path) -> ProgramConfig | ReactiveProgram:
         program = validate_program(raw)
     except ValidationError as e:
         raise ConfigError(format_error(path, e)) from None
-    # Every enabled channel's message must come from somewhere now, not fail at send time; no value is inert.
-    missing = missing_message_parts(program, template_roots(path.parent)) + refused_values(program)
+    # Every enabled channel's message must come from somewhere now, compile and name only variables a message is
+    # given: none fails at send time (2 AM) for what loading can see; no value is inert.
+    roots = template_roots(path.parent)
+    missing = missing_message_parts(program, roots) + refused_values(program)
+    missing = missing or template_problems(program, roots)
     if missing:
         raise ConfigError("\n".join([f"{path}: invalid program config", *(f"  {m}" for m in missing)]))
     return program
