@@ -227,6 +227,41 @@ def test_cart_decisions_decides_an_hour_and_a_replay_adds_nothing(tmp_path, ware
     assert empty["batches"] == 0 and empty["stage/received"] == 0 and empty["rows/stored_candidates"] == 0
 
 
+def test_a_failed_blocking_dbt_test_on_a_mart_it_reads_stops_the_decision(tmp_path):
+    """A `dbt build` whose blocking test on marts.carts failed (recorded in the instance, any run) stops the decision
+    stages before they read an event, naming the test — however the run was launched."""
+    test = "unique_carts_cart_id"
+
+    @dg.asset(
+        key=dg.AssetKey(["warehouse", "carts"]), check_specs=[dg.AssetCheckSpec(test, asset=["warehouse", "carts"])]
+    )
+    def carts():
+        yield dg.Output(None)
+        yield dg.AssetCheckResult(check_name=test, passed=False, severity=dg.AssetCheckSeverity.ERROR)
+
+    with dg.instance_for_test() as instance:
+        dg.materialize([carts], instance=instance, raise_on_error=False)  # records the failed test
+        result = dg.materialize(
+            [cart_decisions_asset(PROGRAM)],
+            instance=instance,
+            partition_key="2026-11-30-10:00",
+            resources={  # never opened: the guard fails first
+                "warehouse": DuckDBWarehouse(path=str(tmp_path / "absent.duckdb")),
+                "scoring": LocalScoringResource(),
+                "models": ModelStoreResource(root=str(tmp_path / "models")),
+                "store": SqliteCandidateStore(path=str(tmp_path / "store.sqlite")),
+                "delivery_ledger": SqliteDeliveryLedgerResource(path=str(tmp_path / "delivery.sqlite")),
+                "dedup": SqliteDedupStore(path=str(tmp_path / "reactive.sqlite")),
+                "cart_state": SqliteCartState(path=str(tmp_path / "reactive.sqlite")),
+                "event_batches": EventBatchStore(root=str(tmp_path / "batches")),
+            },
+            raise_on_error=False,
+        )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert f"warehouse/carts: {test}" in str(failure.step_failure_data.user_failure_data.description)
+
+
 # ---- `engage run`'s cart burst ------------------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from engage_assets.assets.program.checks import source_check_result, source_chec
 from engage_assets.assets.program.common import counts_md, program_tags, stage_key
 from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, stream_partitions
 from engage_assets.domain import pipeline
-from engage_assets.domain.config import ProgramConfig
+from engage_assets.domain.config import ProgramBase, ProgramConfig
 from engage_assets.domain.filters import columns_judged
 from engage_assets.domain.marketplaces import MARKETPLACE_FILTER, split_marketplaces
 from engage_assets.domain.sources import SchemaDriftError, check_schema, enrichment_sql, probe_sql, split_invalid
@@ -75,7 +75,7 @@ def source_partition(
     }
 
 
-def refuse_failed_marts(context: dg.AssetExecutionContext, program: ProgramConfig, marts: list[dg.AssetKey]) -> None:
+def refuse_failed_marts(context: dg.AssetExecutionContext, program: ProgramBase, marts: list[dg.AssetKey]) -> None:
     """Fail before reading anything when a blocking dbt test on a mart the program reads failed in the latest build
     (in any run: a `dagster asset materialize` of the program alone too), naming each test."""
     failed = failed_dbt_tests(context.instance, marts)

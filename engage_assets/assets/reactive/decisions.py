@@ -28,6 +28,7 @@ from pydantic import Field
 
 from engage_assets.assets.dbt import mart_asset_key
 from engage_assets.assets.delivery import touches_by_channel
+from engage_assets.assets.program.source import refuse_failed_marts
 from engage_assets.assets.reactive.model import intent_model_key
 from engage_assets.domain import pipeline
 from engage_assets.domain.config import ReactiveProgram
@@ -105,6 +106,7 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("touch_plan", "The touches planned in the delivery ledger: e-mail +60 min, SMS +24 h, push +72 h."),
 )
 TOUCH_PLAN = STAGES[-1][0]
+MARTS_READ = [mart_asset_key("carts"), mart_asset_key("cart_customer_context")]  # blocking dbt tests guard them
 
 
 def stage_metadata(result: DecisionResult, batches: int, unparsed: Counter[str]) -> dict[str, dict[str, Any]]:
@@ -160,7 +162,7 @@ def stage_specs(program: ReactiveProgram) -> list[dg.AssetSpec]:
     """The stages' asset specs, each depending on the one before; the warehouse marts and the model where read."""
     g = program.group
     upstream = {
-        "source_candidates": [mart_asset_key("carts"), mart_asset_key("cart_customer_context")],
+        "source_candidates": MARTS_READ,
         "scored_candidates": [intent_model_key(program)],
     }
     specs: list[dg.AssetSpec] = []
@@ -203,6 +205,7 @@ def cart_decisions_asset(program: ReactiveProgram) -> dg.AssetsDefinition:
         cart_state: CartStateStore,
         event_batches: EventBatchStore,
     ) -> Iterator[dg.MaterializeResult]:
+        refuse_failed_marts(context, program, MARTS_READ)  # a failed dbt test on a mart it reads: not run
         events, unparsed, batches = load_events(
             event_batches, program.programId, context.partition_key, config.batch_ids
         )
