@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 
 import pytest
+
+# Tests never read nor write the developer's state.  `make test` inherits the Makefile's ENGAGE_HOME=data, where
+# `make run` leaves a warehouse, the platform's history and keys; dbt's `platform` source reads $ENGAGE_HOME/history,
+# so a test's own small warehouse would union the demo's offers (and fail its relationship tests).  A test that
+# needs a particular home sets it with monkeypatch.
+os.environ["ENGAGE_HOME"] = tempfile.mkdtemp(prefix="engage-test-home-")
 
 
 def _free_port() -> int:

@@ -74,6 +74,9 @@ def print_funnel(name: str, totals: Counter[str], runs: int, seconds: float) -> 
     print(f"   events received        {totals['stage/received']:>10,}   quarantined at the sensor: "
           f"{totals['quarantined_at_sensor']:,}")  # fmt: skip
     print(f"   cart abandonments      {totals['stage/abandoned']:>10,}   duplicates: {totals['duplicates']:,}")
+    if totals["stage/abandoned"] and totals["duplicates"] == totals["stage/abandoned"]:
+        # The burst's seed is fixed: a second `engage run` publishes the same carts, already decided once.
+        print("   (every cart was decided by an earlier run: exactly once per cart, for the dedup TTL)")
     n = totals["stage/known_customer"]
     print(f"   known customers        {n:>10,}   purchases recorded: {totals['purchases_recorded']:,}")
     for key, removed in ((k, v) for k, v in totals.items() if k.startswith("removed/")):  # chain order
