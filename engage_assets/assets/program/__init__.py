@@ -17,6 +17,7 @@ from engage_assets.assets.program.common import BATCH_RUN_TAG, STAGES, erased_si
 from engage_assets.assets.program.eligible import eligible_asset
 from engage_assets.assets.program.export import export_asset
 from engage_assets.assets.program.jobs import batch_job, batch_schedule
+from engage_assets.assets.program.model import model_asset, model_keys
 from engage_assets.assets.program.offers import offers_asset
 from engage_assets.assets.program.partitions import (
     SINGLE_RUN,
@@ -25,7 +26,7 @@ from engage_assets.assets.program.partitions import (
     partitions_for,
     stream_partitions,
 )
-from engage_assets.assets.program.scoring import model_asset, model_keys, scored_asset
+from engage_assets.assets.program.scoring import scored_asset
 from engage_assets.assets.program.source import source_asset
 from engage_assets.assets.program.store import store_asset
 from engage_assets.domain.config import ProgramConfig
