@@ -201,6 +201,34 @@ def test_dynamodb_ledger_publishes_once_and_retries_what_failed(dynamo_ledger):
     assert publish_issuances(dynamo_ledger, publisher, program.programId).published == 1
 
 
+def test_dynamodb_issuances_processed_before_the_outbox_are_enrolled_and_published_once(moto_endpoint):
+    """A table written by a version without publishing: processed issuances without outbox keys.  create_table (what
+    `engage create-tables` runs on a deploy) enrols them; a pending one is not enrolled; a published one never again."""
+    resource = DynamoDbRefundLedgerResource(
+        table_name=f"refunds-{uuid.uuid4().hex[:10]}", region_name=REGION, endpoint_url=moto_endpoint
+    )
+    resource.create_table()
+    ledger = resource.ledger()
+    ledger.issue(PROGRAM, refund_plan(PROGRAM, 2), PARTITION)
+    queued = with_budget(REFUNDS, 10_000, require_approval=True)
+    ledger.issue(queued, refund_plan(queued, 1, start=10), PARTITION)
+    client = ledger.client()
+    processed = [i for i in client.scan(TableName=resource.table_name)["Items"] if "outboxPk" in i]
+    for item in processed:  # what the pre-outbox version wrote: no outbox keys
+        key = {"pk": item["pk"], "sk": item["sk"]}
+        client.update_item(TableName=resource.table_name, Key=key, UpdateExpression="REMOVE outboxPk, outboxSk")
+    assert len(processed) == 4 and ledger.unpublished(PROGRAM.programId) == []
+
+    resource.create_table()
+    ids = {r["issuance_id"] for r in ledger.unpublished(PROGRAM.programId)}
+    assert len(ids) == 4 and ledger.pending(queued.programId)  # the queued issuance stays queued, not enrolled
+    publisher = Recording()
+    assert publish_issuances(ledger, publisher, PROGRAM.programId).published == 4
+    resource.create_table()  # published: never enrolled again
+    assert ledger.unpublished(PROGRAM.programId) == []
+    assert sorted(e.event_id for e in publisher._offers) == sorted(ids)
+
+
 def test_the_touch_plan_issues_and_publishes_once_however_often_it_runs(tmp_path):
     offers = refund_offers(3)
     resources = SimpleNamespace(

@@ -111,6 +111,7 @@ from resources.refund_ledger.dynamodb_keys import (
     money,
     offer_cost,
 )
+from resources.refund_ledger.dynamodb_outbox import enroll_legacy_issuances
 
 _SETTLED = RETRYABLE_CANCELLATIONS | {"None"}  # codes of a transaction only conflicts cancelled
 
@@ -122,12 +123,13 @@ class DynamoDbRefundLedger(DynamoDbTable):
 
     def create_table(self) -> None:
         """Create the table with its approval-queue and outbox GSIs (pay per request); an existing table gets the
-        indexes it lacks."""
+        indexes it lacks, and its issuances from before the outbox are enrolled in it (`dynamodb_outbox`)."""
         projection = {"ProjectionType": "INCLUDE", "NonKeyAttributes": [attr for _, attr in PENDING_ATTRS]}
         indexes = [gsi(QUEUE, "queuePk", "queueSk", projection), gsi(OUTBOX, "outboxPk", "outboxSk", projection)]
         attributes = ("pk", "sk", "queuePk", "queueSk", "outboxPk", "outboxSk")
         self.ensure_table(attributes, indexes)
         add_missing_indexes(self.client(), self.table_name, dict.fromkeys(attributes, "S"), indexes)
+        enroll_legacy_issuances(self)
 
     # -- refunds and credits ------------------------------------------------------------------------------------------
     def issue(
