@@ -214,7 +214,7 @@ def test_deploy_if_improved(tmp_path, churn_df):
     registry = ModelRegistry(tmp_path)
     args = ("churn-risk-v6", "churn-prevention")
     medium = train_model(*args, CHURN_FEATURES[:3], churn_df, "churned_90d")
-    worse = train_model(*args, ["support_tickets"], churn_df, "churned_90d")
+    worse = train_model(*args, ["purchase_frequency", "support_tickets"], churn_df, "churned_90d")
     better = train_model(*args, CHURN_FEATURES, churn_df, "churned_90d")
 
     promoted, reason = registry.promote_if_improved(medium)
@@ -245,7 +245,7 @@ def test_incumbent_judged_on_stored_metrics_when_holdout_is_gone(tmp_path, churn
     args = ("churn-risk-v6", "churn-prevention")
     first = train_model(*args, CHURN_FEATURES, churn_df, "churned_90d")
     registry.promote_if_improved(first)
-    worse = train_model(*args, ["support_tickets"], churn_df, "churned_90d")
+    worse = train_model(*args, ["purchase_frequency", "support_tickets"], churn_df, "churned_90d")
     worse.holdout = None
     promoted, reason = registry.promote_if_improved(worse)
     assert not promoted and "stored holdout" in reason

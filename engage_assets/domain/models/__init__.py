@@ -5,7 +5,8 @@ stand-in (`engage_assets.demo.sagemaker_endpoint`) loads what they write.
 
 - `features`: feature typing and coercion, the one-hot encoder (the first steps of the pickled pipeline);
 - `training`: the pipeline (logistic regression), training on a canonical split, evaluation, the version hash;
-- `registry`: `ModelRegistry` (save, promote if improved, current version) and `load_pipeline` (cached, verified).
+- `evaluation`: the naive one-feature baseline, the paired AUC test, AUC against the hidden truth, PSI;
+- `registry`: `ModelRegistry` (save, promote if improved, history, rollback) and `load_pipeline` (cached, verified).
 
 Why the pipeline starts with a coercion step: scores must be identical whether rows arrive as a DataFrame
 (local scoring) or as CSV text (the SageMaker protocol).  Putting the raw-value -> typed-value conversion inside
@@ -17,8 +18,9 @@ the pickled pipeline makes the artifact self-contained, so both paths run exactl
 
 import sys
 
+from engage_assets.domain.models.evaluation import auc_vs_truth, psi, score_reference
 from engage_assets.domain.models.features import MISSING_CATEGORY, OneHot, coerce_features, infer_categorical
-from engage_assets.domain.models.registry import LOWER_IS_BETTER, ModelRef, ModelRegistry, load_pipeline
+from engage_assets.domain.models.registry import BASELINE_Z, LOWER_IS_BETTER, ModelRef, ModelRegistry, load_pipeline
 from engage_assets.domain.models.training import (
     Holdout,
     TrainedModel,
@@ -33,6 +35,7 @@ from engage_assets.domain.models.training import (
 sys.modules.setdefault("engage_assets.models", sys.modules[__name__])
 
 __all__ = [
+    "BASELINE_Z",
     "LOWER_IS_BETTER",
     "MISSING_CATEGORY",
     "Holdout",
@@ -40,11 +43,14 @@ __all__ = [
     "ModelRegistry",
     "OneHot",
     "TrainedModel",
+    "auc_vs_truth",
     "build_pipeline",
     "coerce_features",
     "content_version",
     "evaluate",
     "infer_categorical",
     "load_pipeline",
+    "psi",
+    "score_reference",
     "train_model",
 ]

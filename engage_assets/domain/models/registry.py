@@ -4,7 +4,13 @@ Registry layout:
     <root>/<program_id>/<model_id>/<version>/model.joblib   the serialized pipeline; version = hash of it
     <root>/<program_id>/<model_id>/<version>/metrics.json   features, holdout metrics, provenance
     <root>/<program_id>/<model_id>/current.json             pointer to the promoted version
-    <root>/<program_id>/<model_id>/promotions.jsonl         every promotion decision, for audit
+    <root>/<program_id>/<model_id>/promotions.jsonl         every promotion decision and rollback, for audit
+
+Promotion ("deploy if improved"): a candidate is first held to the naive one-feature baseline
+(`evaluation.one_feature_baseline`): its holdout ROC AUC must exceed 0.5 and beat the baseline's by more than
+`baseline_z` (1.645: one-sided 5 %) DeLong standard errors of the paired difference, or it is never promoted, not
+even as a first version; then it must beat the current version on the same holdout.  Scoring with a model that was
+never promoted fails with the last decision's reason (`never_promoted_reason`): there is no silent fallback.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from engage_assets.domain.models.training import TrainedModel, content_version, 
 
 # Metrics where a smaller value is better; every other metric is "higher is better".
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "truth_mae"})
+BASELINE_Z = 1.645  # a candidate must beat the one-feature baseline by more than this many standard errors
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,8 @@ class ModelRegistry:
                 "categorical": list(trained.categorical),
                 "label": trained.label,
                 "metrics": trained.metrics,
+                "baseline_feature": trained.baseline_feature,
+                "score_reference": trained.score_reference,
                 "sklearn_version": sklearn.__version__,
                 "saved_at": _now(),
             }
@@ -189,11 +198,29 @@ class ModelRegistry:
             raise ValueError(f"current {current.model_id}@{current.version} has no metric {metric!r}")
         return float(stored[metric]), "stored holdout"
 
+    @staticmethod
+    def _baseline_verdict(trained: TrainedModel, z: float) -> str | None:
+        """Why the candidate does not beat the naive one-feature baseline, or None when it does."""
+        m = trained.metrics
+        if "baseline_roc_auc" not in m:
+            raise ValueError(f"{trained.model_id}: candidate has no baseline metrics (train it with train_model)")
+        auc, base, gain, se = m["roc_auc"], m["baseline_roc_auc"], m["baseline_gain"], m["baseline_gain_se"]
+        if auc > 0.5 and gain > z * se:
+            return None
+        return (
+            f"{trained.version} does not beat the naive one-feature baseline ({trained.baseline_feature or '?'} "
+            f"alone): roc_auc {auc:.4f} vs {base:.4f}, gain {gain:+.4f}, required > {z:g} x se {se:.4f} "
+            "and roc_auc > 0.5; not promoted"
+        )
+
     def _decide(
-        self, trained: TrainedModel, current: ModelRef | None, metric: str, min_gain: float
+        self, trained: TrainedModel, current: ModelRef | None, metric: str, min_gain: float, baseline_z: float
     ) -> tuple[bool, str, float | None]:
         """(promoted, reason, the incumbent's metric when it was compared)."""
         candidate_value = float(trained.metrics[metric])
+        beaten = self._baseline_verdict(trained, baseline_z)
+        if beaten is not None:
+            return False, beaten, None
         if current is None:
             return True, f"first {trained.model_id} model ({metric}={candidate_value:.4f})", None
         if current.version == trained.version:
@@ -209,32 +236,113 @@ class ModelRegistry:
         return promoted, reason, incumbent
 
     def promote_if_improved(
-        self, trained: TrainedModel, metric: str = "roc_auc", min_gain: float = 0.0
+        self, trained: TrainedModel, metric: str = "roc_auc", min_gain: float = 0.0, baseline_z: float = BASELINE_Z
     ) -> tuple[bool, str]:
-        """Save the candidate; make it current only if it beats the current version by more than `min_gain`.
+        """Save the candidate; make it current only if it beats the naive baseline and the current version.
 
-        "Deploy if improved": the first model is always promoted; an equal or worse candidate stays on disk
-        (auditable, re-promotable) but scoring keeps using the incumbent.  For log_loss/brier/truth_mae lower is
-        better.  Every decision is appended to promotions.jsonl.
+        (promoted, reason); the whole decision is `decide`'s record.
+        """
+        record = self.decide(trained, metric, min_gain, baseline_z)
+        return bool(record["promoted"]), str(record["reason"])
+
+    def decide(
+        self, trained: TrainedModel, metric: str = "roc_auc", min_gain: float = 0.0, baseline_z: float = BASELINE_Z
+    ) -> dict[str, Any]:
+        """Save the candidate and decide (module docstring); the decision record, appended to promotions.jsonl.
+
+        An equal or worse candidate stays on disk (auditable) but scoring keeps using the incumbent.  For
+        log_loss/brier/truth_mae lower is better.
         """
         if metric not in trained.metrics:
             raise ValueError(f"candidate has no metric {metric!r}; has {sorted(trained.metrics)}")
         self.save(trained)
         current = self.current(trained.program_id, trained.model_id)
-        promoted, reason, incumbent = self._decide(trained, current, metric, min_gain)
+        promoted, reason, incumbent = self._decide(trained, current, metric, min_gain, baseline_z)
+        m = trained.metrics
         record = {
             "at": _now(),
+            "action": "train",
             "version": trained.version,
             "promoted": promoted,
             "metric": metric,
-            "value": float(trained.metrics[metric]),
+            "value": float(m[metric]),
             "incumbent_version": current.version if current else None,
             "incumbent_value": incumbent,
+            "baseline_feature": trained.baseline_feature,
+            **{k: float(m[k]) for k in ("baseline_roc_auc", "baseline_gain", "baseline_gain_se") if k in m},
             "reason": reason,
         }
-        mdir = self._model_dir(trained.program_id, trained.model_id)
-        if promoted:
+        self._record(trained.program_id, trained.model_id, record, make_current=promoted)
+        return record
+
+    def _record(self, program_id: str, model_id: str, record: dict[str, Any], make_current: bool) -> None:
+        mdir = self._model_dir(program_id, model_id)
+        if make_current:
             _write_atomic(mdir / "current.json", json.dumps(record, indent=2, sort_keys=True).encode())
+        mdir.mkdir(parents=True, exist_ok=True)
         with open(mdir / "promotions.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, sort_keys=True) + "\n")
-        return promoted, reason
+
+    def history(self, program_id: str, model_id: str) -> list[dict[str, Any]]:
+        """Every decision and rollback of the model, oldest first (promotions.jsonl)."""
+        path = self._model_dir(program_id, model_id) / "promotions.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def models(self) -> list[tuple[str, str]]:
+        """(program_id, model_id) of every model with a version in the registry."""
+        if not self.root.is_dir():
+            return []
+        return sorted((p.name, m.name) for p in self.root.iterdir() if p.is_dir() for m in p.iterdir() if m.is_dir())
+
+    def never_promoted_reason(self, program_id: str, model_id: str) -> str:
+        """Why the model has no promoted version: never trained, or its last candidate's verdict."""
+        decisions = [r for r in self.history(program_id, model_id) if r.get("action", "train") == "train"]
+        if not decisions:
+            return f"{program_id}/{model_id} was never trained"
+        last = decisions[-1]
+        return f"{program_id}/{model_id}: no version was ever promoted; the last candidate ({last['at']}): {last['reason']}"
+
+    def promoted_versions(self, program_id: str, model_id: str) -> list[str]:
+        """The versions that have been current, in the order they became current (repeats removed)."""
+        out: list[str] = []
+        for r in self.history(program_id, model_id):
+            if r.get("promoted") and r["version"] in out:
+                out.remove(r["version"])
+            if r.get("promoted"):
+                out.append(r["version"])
+        return out
+
+    def rollback(self, program_id: str, model_id: str, to: str | None = None) -> dict[str, Any]:
+        """Make an earlier promoted version current again: `to`, or the one current before the current one.
+
+        Only a version that was promoted before can come back (one that never beat the baseline cannot).  The
+        rollback is recorded in promotions.jsonl like a promotion.
+        """
+        current = self.current(program_id, model_id)
+        if current is None:
+            raise LookupError(self.never_promoted_reason(program_id, model_id))
+        earlier = [v for v in self.promoted_versions(program_id, model_id) if v != current.version]
+        if to is None:
+            if not earlier:
+                raise LookupError(f"{program_id}/{model_id}: no earlier promoted version than {current.version}")
+            to = earlier[-1]
+        elif to == current.version:
+            raise ValueError(f"{program_id}/{model_id}: {to} is already current")
+        elif to not in earlier:
+            raise LookupError(
+                f"{program_id}/{model_id}: {to} was never promoted; earlier promoted versions: "
+                f"{', '.join(earlier) or 'none'}"
+            )
+        self.metadata(program_id, model_id, to)  # the artifact's metadata must still be there
+        record = {
+            "at": _now(),
+            "action": "rollback",
+            "version": to,
+            "promoted": True,
+            "incumbent_version": current.version,
+            "reason": f"rolled back from {current.version} to {to}",
+        }
+        self._record(program_id, model_id, record, make_current=True)
+        return record

@@ -24,6 +24,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from engage_assets.domain.models.evaluation import auc_vs_truth, one_feature_baseline, paired_auc_test, score_reference
 from engage_assets.domain.models.features import OneHot, as_float, coerce_features, infer_categorical
 
 
@@ -83,6 +84,8 @@ class TrainedModel:
     label: str = ""
     artifact: bytes = field(default=b"", repr=False)  # exactly the bytes written to model.joblib
     holdout: Holdout | None = field(default=None, repr=False)  # not persisted
+    baseline_feature: str = ""  # the naive one-feature baseline's feature (`evaluation.one_feature_baseline`)
+    score_reference: dict[str, list[float]] = field(default_factory=dict, repr=False)  # training scores, for PSI
 
 
 def evaluate(pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray, truth: np.ndarray | None = None) -> dict[str, float]:
@@ -169,7 +172,11 @@ def train_model(
     C: float = 1.0,
 ) -> TrainedModel:
     """Fit on a stratified 80/20 split of `training` (rows in `canonical_rows` order), evaluate on the 20 %,
-    return the versioned model.  Rows without a label are dropped (they are outcomes not yet known)."""
+    return the versioned model.  Rows without a label are dropped (they are outcomes not yet known).
+
+    The holdout metrics include the naive one-feature baseline's AUC and the candidate's gain over it with its
+    standard error (what the registry's promotion gate reads), and, only when `truth_column` is given, the AUCs
+    against the hidden truth (`evaluation.auc_vs_truth`): the truth is never needed to train."""
     features = [str(f) for f in features]
     _check_columns(model_id, features, training, label, truth_column)
     cat = list(categorical) if categorical is not None else infer_categorical(training, features)
@@ -189,6 +196,15 @@ def train_model(
     holdout = Holdout(X=X.iloc[idx_hold].reset_index(drop=True), y=y[idx_hold], truth=truth)
     metrics = evaluate(pipeline, holdout.X, holdout.y, truth)
     metrics["n_train"] = int(len(idx_train))
+    baseline = one_feature_baseline(X.iloc[idx_train], y[idx_train], holdout.X, holdout.y, features, cat)
+    p_hold = pipeline.predict_proba(holdout.X)[:, 1]
+    gain, se = paired_auc_test(holdout.y, p_hold, baseline.scores)
+    metrics.update({"baseline_roc_auc": baseline.roc_auc, "baseline_gain": gain, "baseline_gain_se": se})
+    if truth is not None:
+        metrics["truth_auc_model"] = auc_vs_truth(p_hold, truth)
+        metrics["truth_auc_baseline"] = auc_vs_truth(baseline.scores, truth)
+        metrics["truth_auc_ceiling"] = auc_vs_truth(truth, truth)
+    reference = score_reference(pipeline.predict_proba(X.iloc[idx_train])[:, 1])
 
     artifact = serialize(pipeline)
     return TrainedModel(
@@ -202,4 +218,6 @@ def train_model(
         label=label,
         artifact=artifact,
         holdout=holdout,
+        baseline_feature=baseline.feature,
+        score_reference=reference,
     )
