@@ -5,7 +5,8 @@ so a program's next run sees the offers without a warehouse build in between).
 
 Nothing here writes the warehouse file itself: DuckDB allows one writing process, and dbt owns it.
 
-- `record_offers`: by `stored_candidates`, for each partition it stores (re-running replaces the file).
+- `record_offers`: by `stored_candidates`, for each partition it stores (re-running replaces the file); the
+  partition's assignments (every stored candidate, the holdout included) beside them.
 - `record_contacts`: by `deliveries`, after each run, for every day whose touch-plan partitions had a touch sent in
   the run: that day's file is rewritten from the ledger's sent touches (so it always holds all of them, whichever
   run sent them).  A run that dies after sending leaves its day's file behind until the next send of that day; the
@@ -29,13 +30,15 @@ from resources.exports.base import ExportResource
 def record_offers(
     platform_history: ExportResource, program: ProgramConfig, partition_key: str, as_of: date, offers: pa.Table
 ) -> dict[str, Any]:
-    """Write one partition's offers (its stored candidates less the holdout); metadata for the partition."""
-    table = history.offer_rows(
-        program.programId, program.connector.subjectColumn, offers, partition_key, as_of, datetime.now(UTC)
-    )
-    name = history.history_name(history.OFFERS, program.group)
-    platform_history.write_partition(name, partition_key, table)
-    return {"history/offers": table.num_rows}
+    """Write one partition's offers (its stored candidates less the holdout) and its assignments (every stored
+    candidate, the holdout included); metadata for the partition."""
+    loaded, subject = datetime.now(UTC), program.connector.subjectColumn
+    table = history.offer_rows(program.programId, subject, offers, partition_key, as_of, loaded)
+    platform_history.write_partition(history.history_name(history.OFFERS, program.group), partition_key, table)
+    assigned = history.assignment_rows(program.programId, subject, offers, partition_key, as_of, loaded)
+    name = history.history_name(history.ASSIGNMENTS, program.group)
+    platform_history.write_partition(name, partition_key, assigned)
+    return {"history/offers": table.num_rows, "history/assignments": assigned.num_rows}
 
 
 def history_days(partition_keys: Iterable[str]) -> list[str]:

@@ -6,6 +6,8 @@ look-backs, the frequency caps and `win_back_attempts` count what the platform i
   candidates (`stored_candidates`), dated the partition's as-of date (the day the run makes it; the source stage
   counts history strictly before its own as-of date, so a re-run of the same partition never sees its own offers,
   and the next partition sees them 1 day back).  A held-out customer was offered nothing and is not in it.
+- An **assignment** is any stored candidate, the holdout included (`holdout` true): written beside the offers, so
+  the control group exists for lift (`stg_platform_assignments`); dated the partition's as-of date.
 - A **contact** is a touch the delivery ledger records as `sent`: one row per touch, dated its send time, with the
   provider's message id (what outcome webhooks name).  A contact whose candidate wrote no offer row (the reactive
   programs store their candidates on the event path) still counts as that candidate's offer in the mart.
@@ -26,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-OFFERS, CONTACTS = "offers", "contacts"
+OFFERS, CONTACTS, ASSIGNMENTS = "offers", "contacts", "assignments"
 
 OFFER_SCHEMA = pa.schema(
     [
@@ -40,6 +42,23 @@ OFFER_SCHEMA = pa.schema(
         ("offer_date", pa.date32()),
         ("order_id", pa.string()),
         ("amount_usd", pa.float64()),
+        ("loaded_at", pa.timestamp("us")),
+    ]
+)
+
+# Every stored candidate, the holdout included (`holdout` true: the control group lift is measured against).
+ASSIGNMENT_SCHEMA = pa.schema(
+    [
+        ("offer_id", pa.string()),
+        ("customer_id", pa.string()),
+        ("program_id", pa.string()),
+        ("partition_key", pa.string()),
+        ("subject_id", pa.string()),
+        ("segment", pa.string()),
+        ("offer_type", pa.string()),
+        ("holdout", pa.bool_()),
+        ("amount_usd", pa.float64()),
+        ("assigned_date", pa.date32()),
         ("loaded_at", pa.timestamp("us")),
     ]
 )
@@ -69,8 +88,8 @@ CONTACT_SCHEMA = pa.schema(
 
 def history_name(kind: str, group: str) -> str:
     """The name a program's offers or contacts are written under (`offers_<group>`, `contacts_<group>`)."""
-    if kind not in (OFFERS, CONTACTS):
-        raise ValueError(f"history kind must be {OFFERS!r} or {CONTACTS!r}, got {kind!r}")
+    if kind not in (OFFERS, CONTACTS, ASSIGNMENTS):
+        raise ValueError(f"history kind must be {OFFERS!r}, {CONTACTS!r} or {ASSIGNMENTS!r}, got {kind!r}")
     return f"{kind}_{group}"
 
 
@@ -115,6 +134,35 @@ def offer_rows(
         "loaded_at": pa.array([_utc(loaded_at)] * n, pa.timestamp("us")),
     }
     return pa.table(columns, schema=OFFER_SCHEMA)
+
+
+def assignment_rows(
+    program_id: str, subject_column: str, offers: pa.Table, partition_key: str, assigned: date, loaded_at: datetime
+) -> pa.Table:
+    """Every candidate of one partition's offers-stage table, the held-out ones included (`holdout` true; a table
+    without the column has none); `amount_usd` is the offer's value, 0 for none."""
+    n = offers.num_rows
+    subjects = _strings(offers, subject_column)
+    holdout = (
+        pc.fill_null(pc.cast(offers.column("holdout"), pa.bool_()), False)
+        if "holdout" in offers.column_names
+        else pa.array([False] * n, pa.bool_())
+    )
+    amounts = offers.column("offer_value_usd") if "offer_value_usd" in offers.column_names else pa.nulls(n)
+    columns = {
+        "offer_id": pa.array([offer_id(program_id, partition_key, s) for s in subjects.to_pylist()], pa.string()),
+        "customer_id": _strings(offers, "customer_id"),
+        "program_id": pa.array([program_id] * n, pa.string()),
+        "partition_key": pa.array([partition_key] * n, pa.string()),
+        "subject_id": subjects,
+        "segment": _strings(offers, "segment"),
+        "offer_type": _strings(offers, "offer_type"),
+        "holdout": holdout,
+        "amount_usd": pc.fill_null(pc.cast(amounts, pa.float64()), 0.0),
+        "assigned_date": pa.array([assigned] * n, pa.date32()),
+        "loaded_at": pa.array([_utc(loaded_at)] * n, pa.timestamp("us")),
+    }
+    return pa.table(columns, schema=ASSIGNMENT_SCHEMA)
 
 
 def _offer_value(offer: Any) -> float | None:
