@@ -70,8 +70,46 @@ class WriteResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class PartitionWrite(ABC):
+    """A partition's replacement written in chunks (`CandidateStore.partition_write`): `add` every chunk of records,
+    then `commit` once.  The outcome is `replace_partition` with all the chunks' records (re-adding a customer: the
+    last record wins); the writer holds one chunk at a time, never the partition.  Without `commit` (an error, or
+    `abort`), the store is left as it was on a backend that stages the chunks (SQLite)."""
+
+    @abstractmethod
+    def add(self, records: Sequence[Record]) -> None:
+        """Stage (or write) one chunk of the partition's records."""
+
+    @abstractmethod
+    def commit(self) -> WriteResult:
+        """Make the records added the partition's candidates (the partition's other items deleted)."""
+
+    def abort(self) -> None:  # noqa: B027 - nothing to discard unless the backend stages
+        """Give up the write (a staging backend discards what was added)."""
+
+
+class BufferedPartitionWrite(PartitionWrite):
+    """The fallback `PartitionWrite`: the chunks kept, then one `replace_partition` (for a backend without a
+    chunked write of its own)."""
+
+    def __init__(self, store: CandidateStore, program_id: str, partition_key: str, now: float | None = None):
+        self.store, self.program_id, self.partition_key, self.now = store, program_id, partition_key, now
+        self.records: list[Record] = []
+
+    def add(self, records: Sequence[Record]) -> None:
+        self.records.extend(records)
+
+    def commit(self) -> WriteResult:
+        return self.store.replace_partition(self.program_id, self.partition_key, self.records, now=self.now)
+
+
 class CandidateStore(dg.ConfigurableResource, ABC):
     """Interface every backend implements; one contract test suite runs against all of them."""
+
+    def partition_write(self, program_id: str, partition_key: str, now: float | None = None) -> PartitionWrite:
+        """A chunked `replace_partition`: the batch programs' store stage streams a partition through it, a chunk of
+        records at a time.  Backends override it to hold one chunk at a time."""
+        return BufferedPartitionWrite(self, program_id, partition_key, now)
 
     @abstractmethod
     def replace_partition(

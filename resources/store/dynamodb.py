@@ -33,7 +33,6 @@ numbers, cursors) are built in `resources.store.dynamodb_items`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from typing import Any
@@ -41,7 +40,6 @@ from typing import Any
 import dagster as dg
 
 from resources.dynamodb import (
-    GET_BATCH,
     DynamoDbTableResource,
     RetryPolicy,
     UnprocessedError,
@@ -56,10 +54,10 @@ from resources.store.base import (
     CandidateStore,
     CandidateStoreWriteError,
     Page,
+    PartitionWrite,
     Record,
     WriteResult,
     resolve_now,
-    validate_records,
 )
 from resources.store.dynamodb_items import (
     CANDIDATE_ATTRIBUTES,
@@ -77,8 +75,8 @@ from resources.store.dynamodb_items import (
     from_item,
     live_scores,
     score_item,
-    to_item,
 )
+from resources.store.dynamodb_write import DynamoDbPartitionWrite
 
 _log = dg.get_dagster_logger("engage.store")
 
@@ -145,35 +143,19 @@ class DynamoDbCandidateStore(DynamoDbTableResource, CandidateStore):
         An existing item counts as "newer" only if it is live: an expired item is treated as absent, whatever
         TTL's deletion lag (the SQLite backend decides the same way).
         """
-        unique, duplicates = validate_records(program_id, partition_key, records)
-        newer = self._newer_elsewhere(program_id, partition_key, unique, resolve_now(now))
-        puts = [
-            {"PutRequest": {"Item": to_item(r, program_id, partition_key)}}
-            for r in unique
-            if r["customerId"] not in newer
-        ]
-        put_batches, put_retries = self._write_all(self.table_name, puts)
-        stale = self._stale_deletes(program_id, partition_key, {r["customerId"] for r in unique})
-        delete_batches, delete_retries = self._write_all(self.table_name, stale)
-        result = WriteResult(
-            written=len(puts),
-            deleted=len(stale),
-            skipped_newer=len(newer),
-            batches=put_batches + delete_batches,
-            retries=put_retries + delete_retries,
-            extra={
-                "put_batches": put_batches,
-                "delete_batches": delete_batches,
-                "get_calls": math.ceil(len(unique) / GET_BATCH),
-                "duplicates_dropped": duplicates,
-            },
-        )
+        writer = self.partition_write(program_id, partition_key, now=now)
+        writer.add(records)
+        result = writer.commit()
         _log.info(
             "candidate store (dynamodb): %s/%s written=%d deleted=%d skipped_newer=%d batches=%d retries=%d",
             *(program_id, partition_key, result.written, result.deleted, result.skipped_newer),
             *(result.batches, result.retries),
         )
         return result
+
+    def partition_write(self, program_id: str, partition_key: str, now: float | None = None) -> PartitionWrite:
+        """Each chunk put as it comes, the partition's other items deleted at the commit (`dynamodb_write`)."""
+        return DynamoDbPartitionWrite(self, program_id, partition_key, now)
 
     def _newer_elsewhere(self, program_id: str, partition_key: str, records: list[Record], now: float) -> set[str]:
         """Customers whose live item in the store is from a newer partition (BatchGetItem of keys and partitions)."""

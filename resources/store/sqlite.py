@@ -29,6 +29,7 @@ from resources.store.base import (
     CandidateStore,
     JsonPage,
     Page,
+    PartitionWrite,
     Record,
     WriteResult,
     churn_scope,
@@ -56,6 +57,7 @@ from resources.store.sqlite_schema import (
     loads,
     upsert_rows,
 )
+from resources.store.sqlite_write import SqliteStagedWrite
 
 _log = dg.get_dagster_logger("engage.store")
 
@@ -86,6 +88,11 @@ class SqliteCandidateStore(SqliteFileResource, CandidateStore):
         newer partition of the program is counted in `skipped_newer` and left alone.
         """
         return self.replace_partitions(program_id, {partition_key: records}, now=now)
+
+    def partition_write(self, program_id: str, partition_key: str, now: float | None = None) -> PartitionWrite:
+        """Chunks staged in a temp table of this thread's connection (no lock, no WAL, no reader disturbed), then
+        one short swap transaction (`sqlite_write`): readers see the partition before or after, never half-written."""
+        return SqliteStagedWrite(self._conn(), program_id, partition_key, now)
 
     def replace_partitions(
         self, program_id: str, partitions: Mapping[str, Sequence[Record]], now: float | None = None
