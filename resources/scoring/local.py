@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from engage_assets.domain.models import ModelRef, load_pipeline
 from resources.scoring.base import ScoringError, ScoringResource, check_probabilities, feature_frame
+from resources.scoring.linear import linear_scorer
 
 
 class LocalScoringResource(ScoringResource):
     """Scores in-process with the artifact the platform trained (cached per version).
 
     Large inputs are scored in chunks so memory stays bounded (the dense design matrix of 10M rows would
-    otherwise be allocated at once); the chunk size does not change the results.
+    otherwise be allocated at once); the chunk size does not change the results.  A pipeline of the platform's own
+    shape is scored with its parameters in NumPy (`resources.scoring.linear`: the same numbers without sklearn's
+    per-call validation, milliseconds on the event path's single rows); any other through `predict_proba`.
     """
 
     chunk_rows: int = 1_000_000
@@ -26,11 +32,20 @@ class LocalScoringResource(ScoringResource):
         if n == 0:
             return out
         pipeline = load_pipeline(model)
+        predict = _predictor(pipeline)
         step = max(1, int(self.chunk_rows))
         for start in range(0, n, step):
             chunk = X.iloc[start : start + step]
             try:
-                out[start : start + len(chunk)] = pipeline.predict_proba(chunk)[:, 1]
+                out[start : start + len(chunk)] = predict(chunk)
             except (ValueError, KeyError) as exc:
                 raise ScoringError(f"model {model.model_id}@{model.version} cannot score the input: {exc}") from exc
         return check_probabilities(model, out)
+
+
+def _predictor(pipeline: Any) -> Callable[[pd.DataFrame], np.ndarray]:
+    """P(class 1) per row: the compiled linear scorer where the pipeline has the platform's shape, else sklearn."""
+    scorer = linear_scorer(pipeline)
+    if scorer is not None:
+        return scorer.score
+    return lambda chunk: pipeline.predict_proba(chunk)[:, 1]
