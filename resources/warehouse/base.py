@@ -21,7 +21,8 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import dagster as dg
 import pyarrow as pa
@@ -84,8 +85,41 @@ def bind_lists(sql: str, params: Mapping[str, Any] | None, style: str) -> tuple[
     return _IN_LIST.sub(repl, sql), values
 
 
+@dataclass(frozen=True)
+class StageTarget:
+    """Where the warehouse writes a stage's rows for one partition (push-down, `domain.pushdown`): the program's
+    `source_candidates`, or its `rejections` of one `stage`.  `root` is the stage root (a local folder for the
+    embedded warehouse's Parquet; ignored by warehouses that write tables)."""
+
+    root: str
+    group: str
+    name: str  # "source_candidates" | "rejections"
+    partition_key: str
+    stage: str | None = None  # for rejections: the stage that rejected them
+
+    @property
+    def relative_path(self) -> str:
+        """`<group>/source_candidates/<pk>.parquet` or `<group>/rejections/<stage>/<pk>.parquet` (the stage root's
+        layout: the IO manager's and the rejection log's)."""
+        middle = self.name if self.stage is None else f"{self.name}/{self.stage}"
+        return f"{self.group}/{middle}/{self.partition_key}.parquet"
+
+
 class WarehouseResource(dg.ConfigurableResource, ABC):
     """A warehouse a program's connector query runs on."""
+
+    # The SQL dialect it reads (`engage_assets.domain.sql_dialect`): push-down SQL is transpiled to it.
+    dialect: ClassVar[str] = "duckdb"
+
+    def write_rows(self, sql: str, params: Mapping[str, Any] | None, target: StageTarget) -> str:
+        """Have the warehouse write the query's rows to `target`, replacing what a previous run wrote there (the
+        rows never pass through this process); returns where they are (a path or a table)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot write a stage's rows itself")
+
+    def rows_relation(self, target: StageTarget) -> str:
+        """SQL naming the rows `write_rows` wrote to `target` (a table function or a subquery, in this warehouse's
+        dialect, possibly reading `:partition_key`), for the next stage's statement."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read a stage's rows back")
 
     @abstractmethod
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -13,6 +16,7 @@ from tenacity import RetryError, Retrying, retry_if_exception, stop_after_delay,
 
 from resources.warehouse.base import (
     Query,
+    StageTarget,
     WarehouseResource,
     bind_lists,
     bind_style,
@@ -27,6 +31,11 @@ def _duckdb_bound(sql: str, params: Mapping[str, Any] | None) -> tuple[str, dict
     sql, values = bind_lists(sql, params, "unnest")
     query, names = bind_style(sql, "dollar")
     return query, used_params(names, values)
+
+
+def _path_literal(path: Path) -> str:
+    """A file path as a DuckDB string literal (COPY's target cannot be a bound parameter)."""
+    return "'" + str(path).replace("'", "''") + "'"
 
 
 class WarehouseLockedError(RuntimeError):
@@ -170,6 +179,30 @@ class DuckDBWarehouse(WarehouseResource):
                     raise ValueError("query_arrow expects a query that returns rows")
                 out.append(_duckdb_relation_to_arrow(rel))
             return out
+
+    def write_rows(self, sql: str, params: Mapping[str, Any] | None, target: StageTarget) -> str:
+        """DuckDB writes the query's rows itself (`COPY ... TO` Parquet, zstd) to `<root>/<target's path>`, through
+        a temporary file renamed over the previous run's: a re-run replaces, a reader never sees half a file.  The
+        rows stream from the query to the file within DuckDB's memory limit (insertion order not kept)."""
+        if "://" in target.root:
+            raise ValueError(f"the embedded warehouse writes stage files to a local folder, not {target.root}")
+        path = Path(target.root) / target.relative_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        query, values = _duckdb_bound(sql, params)
+        try:
+            with self.get_connection() as conn:
+                conn.execute("SET preserve_insertion_order = false")
+                conn.execute(f"COPY ({query}) TO {_path_literal(tmp)} (FORMAT parquet, COMPRESSION zstd)", values)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return str(path)
+
+    def rows_relation(self, target: StageTarget) -> str:
+        """`read_parquet('<file>')` of what `write_rows` wrote."""
+        return f"read_parquet({_path_literal(Path(target.root) / target.relative_path)})"
 
     def columns(self, relation: str) -> dict[str, str]:
         """Column name -> DuckDB type of a table or view (e.g. `main.orders`), in column order.

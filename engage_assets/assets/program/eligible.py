@@ -1,4 +1,5 @@
-"""`[group, "eligible_candidates"]`: the config's filter chain, every rejected row kept with its reason."""
+"""`[group, "eligible_candidates"]`: the config's filter chain, run by the warehouse over the source stage's rows;
+only the rows that pass reach the run, every rejected row stays in the warehouse with its filter and reason."""
 
 from typing import Any
 
@@ -7,51 +8,69 @@ import pyarrow as pa
 
 from engage_assets.assets.program.common import program_pool, program_tags, stage_key
 from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, stream_partitions
+from engage_assets.assets.program.source import partition_params
 from engage_assets.domain import pipeline
 from engage_assets.domain.config import ProgramConfig
+from engage_assets.domain.pushdown import PARTITION_COLUMN, ChainPlan
 from resources.staging import RejectionLogResource
+from resources.warehouse.base import StageTarget, WarehouseResource, warehouse_key
 
 
 def eligible_partition(
-    program: ProgramConfig, rejections: RejectionLogResource, window: PartitionWindow, source: pa.Table
+    program: ProgramConfig, warehouse: WarehouseResource, stage_root: str, window: PartitionWindow
 ) -> tuple[pa.Table, dict[str, Any]]:
-    """One partition's rows that pass every filter, with the funnel (rows left after each filter) as metadata."""
-    result = pipeline.apply_filter_chain(program, source)
-    path = rejections.write(program.group, "eligible_candidates", window.partition_key, result.rejected)
-    stages = [("source", source.num_rows)]
-    n = source.num_rows
-    for fid, removed in result.removed.items():
-        n -= removed
+    """One partition's rows that pass every filter, with the funnel (rows left after each filter) as metadata: the
+    warehouse writes the rejected rows (replacing a previous run's) and counts them; the eligible rows come back."""
+    params = partition_params(program, window)
+    relation = warehouse.rows_relation(
+        StageTarget(stage_root, program.group, "source_candidates", window.partition_key)
+    )
+    probe = warehouse.query_arrow(f"SELECT * FROM {relation} AS r LIMIT 0", params)
+    plan = ChainPlan(program, relation, [c for c in probe.column_names if c != PARTITION_COLUMN], warehouse.dialect)
+    target = StageTarget(stage_root, program.group, "rejections", window.partition_key, "eligible_candidates")
+    path = warehouse.write_rows(plan.rejections_sql(), params, target)
+    removed = plan.removed(warehouse.query_arrow(plan.counts_sql(), params))
+    eligible = warehouse.query_arrow(plan.eligible_sql(), params)
+    n = eligible.num_rows + sum(removed.values())
+    stages = [("source", n)]
+    for fid, count in removed.items():
+        n -= count
         stages.append((fid, n))
-    return result.table, {
-        "dagster/row_count": result.table.num_rows,
-        **{f"removed/{fid}": v for fid, v in result.removed.items()},
+    return eligible, {
+        "dagster/row_count": eligible.num_rows,
+        **{f"removed/{fid}": v for fid, v in removed.items()},
         "funnel": dg.MetadataValue.md(pipeline.funnel_markdown(stages)),
         "rejections_path": path,
     }
 
 
 def eligible_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinition) -> dg.AssetsDefinition:
-    """The program's `eligible_candidates` asset, reading `source_candidates`."""
+    """The program's `eligible_candidates` asset, reading `source_candidates` in the warehouse."""
+    engine = warehouse_key(program.connector.type)
 
     @dg.asset(
         key=stage_key(program, "eligible_candidates"),
         group_name=program.group,
         partitions_def=parts,
         tags=program_tags(program),
-        kinds={"duckdb"},
+        kinds={"duckdb" if program.connector.type != "snowflake" else "snowflake", "pyarrow"},
         pool=program_pool(program),
         backfill_policy=SINGLE_RUN,
-        ins={"source": dg.AssetIn(stage_key(program, "source_candidates"))},
-        description="The config's filter chain in order, in one vectorised pass; every rejected row is kept "
-        "with the filter and reason that removed it.",
+        deps=[stage_key(program, "source_candidates")],
+        required_resource_keys={engine, "rejections"},
+        description="The config's filter chain in order, compiled to one SQL pass that the warehouse runs over the "
+        "partition's `source_candidates`: only the eligible rows leave it (this asset's table, one per partition); "
+        "every rejected row is written by the warehouse with the filter and reason that removed it "
+        "(`rejections_path`), and each filter's count is `removed/<filter>`.",
     )
-    def eligible_candidates(context: dg.AssetExecutionContext, source: Any, rejections: RejectionLogResource) -> Any:
+    def eligible_candidates(context: dg.AssetExecutionContext) -> Any:
         """The eligible rows of each partition of the run."""
+        warehouse: WarehouseResource = getattr(context.resources, engine)
+        rejections: RejectionLogResource = context.resources.rejections
 
-        def one(window: PartitionWindow, table: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
-            return eligible_partition(program, rejections, window, table)
+        def one(window: PartitionWindow, _: Any) -> tuple[pa.Table, dict[str, Any]]:
+            return eligible_partition(program, warehouse, rejections.base_path, window)
 
-        return stream_partitions(context, parts, source, one)
+        return stream_partitions(context, parts, None, one)
 
     return eligible_candidates

@@ -1,75 +1,78 @@
-"""`[group, "source_candidates"]`: the connector's query for the partition, with customer context; invalid rows out."""
+"""`[group, "source_candidates"]`: the connector's query for the partition, enriched and validated where the data
+lives (push-down, `domain.pushdown`): the warehouse writes the partition's candidates and its rejected rows itself;
+the run receives only the counts."""
 
 import time
-from collections.abc import Iterator
+from collections.abc import Collection
 from typing import Any
 
 import dagster as dg
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from engage_assets.assets.dbt import WAREHOUSE_POOL, failed_dbt_tests, mart_asset_key
 from engage_assets.assets.program.checks import source_check_result, source_check_spec
 from engage_assets.assets.program.common import counts_md, program_tags, stage_key
-from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, stream_partitions
-from engage_assets.domain import pipeline
+from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition
 from engage_assets.domain.config import ProgramBase, ProgramConfig
-from engage_assets.domain.filters import columns_judged
-from engage_assets.domain.marketplaces import MARKETPLACE_FILTER, split_marketplaces
-from engage_assets.domain.sources import SchemaDriftError, check_schema, enrichment_sql, probe_sql, split_invalid
+from engage_assets.domain.pushdown import SourcePlan, context_probe_sql, source_figures
+from engage_assets.domain.sources import SchemaDriftError, check_schema, probe_sql
 from resources.engagement.base import EngagementStore
 from resources.staging import RejectionLogResource
-from resources.warehouse.base import WarehouseResource, warehouse_key
+from resources.warehouse.base import StageTarget, WarehouseResource, warehouse_key
 
 
-def rejection_reasons(invalid: pa.Table) -> dict[str, int]:
-    """{rejection_reason: rows} of the rejected rows."""
-    reasons = {}
-    if invalid.num_rows:
-        for c in invalid.group_by("rejection_reason").aggregate([("rejection_reason", "count")]).to_pylist():
-            reasons[c["rejection_reason"]] = c["rejection_reason_count"]
-    return reasons
+def partition_params(program: ProgramConfig, window: PartitionWindow) -> dict[str, Any]:
+    """The bind parameters of a partition's push-down statements."""
+    return {**window.params(program.programId), "partition_key": window.partition_key}
 
 
-def source_partition(
-    program: ProgramConfig,
-    warehouse: WarehouseResource,
-    rejections: RejectionLogResource,
-    erased: pa.Array,
-    window: PartitionWindow,
-) -> tuple[pa.Table, dict[str, Any]]:
-    """One partition's valid source rows and metadata; a schema drift fails the run before the full query."""
+def source_plan(
+    program: ProgramConfig, warehouse: WarehouseResource, params: dict[str, Any], erased: bool
+) -> SourcePlan:
+    """The source SQL for the warehouse's dialect, typed by the drift probe; a schema drift fails the run before
+    anything is read in bulk."""
     connector = program.connector
-    params = window.params(program.programId)
     probe = warehouse.query_arrow(probe_sql(program), params)
     try:
         check_schema(probe.schema, connector.requiredColumns, f"{connector.connectorId} ({connector.config.table})")
     except SchemaDriftError as e:
         raise dg.Failure(description=str(e)) from None
-    t0 = time.perf_counter()
-    table = warehouse.query_arrow(enrichment_sql(program, probe.column_names), params)
-    rows_read = table.num_rows
-    if len(erased):
-        table = table.filter(pc.invert(pc.is_in(table.column("customer_id").cast(pa.string()), erased)))
-    valid, invalid = split_invalid(table, connector.requiredColumns, columns_judged(program.ordered_filters()))
-    # The program's marketplaces: a customer outside them never becomes a candidate (logged with its reason).
-    valid, outside = split_marketplaces(valid, program.marketplaces)
-    rej = pa.concat_tables(
-        [
-            pipeline.source_rejections(program, invalid),
-            pipeline.source_rejections(program, outside, filter_id=MARKETPLACE_FILTER),
-        ]
+    context = warehouse.query_arrow(context_probe_sql(probe.column_names))
+    return SourcePlan(
+        program,
+        {f.name: f.type for f in probe.schema},
+        {f.name: f.type for f in context.schema if f.name not in probe.column_names},
+        erased=erased,
+        dialect=warehouse.dialect,
     )
-    path = rejections.write(program.group, "source_candidates", window.partition_key, rej)
-    reasons = rejection_reasons(invalid)
-    return valid, {
-        "dagster/row_count": valid.num_rows,
-        "rows_read": rows_read,
-        "excluded_erased": rows_read - table.num_rows,
-        "rejected_invalid": invalid.num_rows,
-        "outside_marketplaces": outside.num_rows,
-        "rejections": counts_md(reasons, "reason") if reasons else "none",
-        "rejections_path": path,
+
+
+def source_partition(
+    program: ProgramConfig,
+    warehouse: WarehouseResource,
+    stage_root: str,
+    erased: Collection[str],
+    window: PartitionWindow,
+) -> tuple[str, dict[str, Any]]:
+    """One partition's source stage in the warehouse: its rejected rows and its candidates written there (a re-run
+    replaces both), the counts read back; returns where the candidates are and the partition's metadata."""
+    params = {**partition_params(program, window), "erased": sorted(erased)}
+    plan = source_plan(program, warehouse, params, erased=bool(erased))
+    t0 = time.perf_counter()
+    target = StageTarget(stage_root, program.group, "rejections", window.partition_key, "source_candidates")
+    rejections_at = warehouse.write_rows(plan.rejections_sql(), params, target)
+    figures = source_figures(warehouse.query_arrow(plan.counts_sql(), params))
+    rows_at = warehouse.write_rows(
+        plan.valid_rows_sql(), params, StageTarget(stage_root, program.group, "source_candidates", window.partition_key)
+    )
+    return rows_at, {
+        "dagster/row_count": figures.valid,
+        "rows_read": figures.rows_read,
+        "excluded_erased": figures.erased,
+        "rejected_invalid": sum(figures.invalid.values()),
+        "outside_marketplaces": figures.outside_marketplaces,
+        "rejections": counts_md(figures.invalid, "reason") if figures.invalid else "none",
+        "rejections_path": rejections_at,
+        "stage_path": rows_at,
         "as_of_date": window.end.isoformat(),
         "query_seconds": round(time.perf_counter() - t0, 2),
     }
@@ -104,31 +107,33 @@ def source_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         tags=program_tags(program),
         backfill_policy=SINGLE_RUN,
         deps=marts,
-        kinds={"duckdb" if connector.type != "snowflake" else "snowflake", "pyarrow"},
+        kinds={"duckdb" if connector.type != "snowflake" else "snowflake", "parquet"},
         check_specs=[source_check_spec(program)],
         required_resource_keys={engine, "rejections", "engagement"},
         description=f"{program.programName}: the `{connector.connectorId}` query for the partition, with customer "
-        "context and offer history; rows whose customer is unknown, or with a NULL required field no filter "
-        "judges, are rejected with a reason.",
+        "context and offer history, computed in the warehouse (one statement; nothing is pulled into the run): "
+        "the partition's valid candidates, written by the warehouse itself (locally a Parquet file DuckDB writes, "
+        "`stage_path`; a table per program on Snowflake). Rows whose customer is unknown, with a NULL required "
+        "field no filter judges, or outside the program's marketplaces are rejected with a reason into the "
+        "rejection log (`rejections_path`); GDPR-erased customers are left out without a trace.",
     )
-    def source_candidates(context: dg.AssetExecutionContext) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        """The valid source rows of each partition of the run, then the empty-source check over them."""
+    def source_candidates(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        """Each partition of the run computed in the warehouse, then the empty-source check over them."""
         refuse_failed_marts(context, program, marts)
         # The resource key depends on the connector, so the resources are named in the decorator, not as arguments.
         warehouse: WarehouseResource = getattr(context.resources, engine)
         rejections: RejectionLogResource = context.resources.rejections
         engagement: EngagementStore = context.resources.engagement
         # Customers erased under GDPR never become candidates again, and leave no trace in the rejection logs.
-        erased = pa.array(sorted(engagement.deleted_customers()), pa.string())
+        erased = engagement.deleted_customers()
         rows_read: dict[str, int] = {}
 
-        def one(window: PartitionWindow, _: Any) -> tuple[pa.Table, dict[str, Any]]:
-            table, meta = source_partition(program, warehouse, rejections, erased, window)
+        def one(window: PartitionWindow, _: Any) -> tuple[str, dict[str, Any]]:
+            where, meta = source_partition(program, warehouse, rejections.base_path, erased, window)
             rows_read[window.partition_key] = meta["rows_read"]
-            return table, meta
+            return where, meta
 
-        # A range's partitions are read as the IO manager writes the output: `rows_read` is complete after it.
-        yield dg.Output(stream_partitions(context, parts, None, one))
-        yield source_check_result(program, rows_read)
+        each_partition(context, parts, None, one)
+        return dg.MaterializeResult(check_results=[source_check_result(program, rows_read)])
 
     return source_candidates

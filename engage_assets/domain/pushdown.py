@@ -1,0 +1,271 @@
+"""Push-down: a batch program's source stage and filter chain as SQL that the warehouse runs where the data lives.
+
+Written once, in DuckDB's dialect with `:name` bind parameters, and transpiled to the warehouse's dialect
+(`domain.sql_dialect`): DuckDB locally, Snowflake and Athena (Trino) in production.  Two statements per partition
+do the work, each a single pass in the warehouse:
+
+- the **source statement** (`SourcePlan.valid_rows_sql`): the connector's query, enriched with the customer's context
+  (`marts.customers`) and the look-back counts (`marts.offer_history`), without the GDPR-erased customers (a bound
+  list, never spliced), without invalid rows (unknown customer, NULL or NaN required value no filter judges) and
+  without customers outside the program's marketplaces.  The warehouse writes its rows itself
+  (`source_candidates`: Parquet by DuckDB locally, a table on Snowflake, an UNLOAD on Athena);
+- the **chain statement** (`ChainPlan`): the compiled filter chain (`domain.filters.rejection_code_sql`) over those
+  rows; only the rows that pass leave the warehouse, plus per-filter removed counts.
+
+Rejected rows (`source_rejections_sql`, `ChainPlan.rejections_sql`) carry the same columns, filter ids and reasons
+as the Arrow path of `domain.sources` + `domain.pipeline` gives (the tests compare the two), plus `program_id` and
+`partition_key`; the warehouse writes them too.  The light statements (rejections and counts of the source stage)
+skip the offer-history join: no validation rule reads a look-back column.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from engage_assets.domain.config import ProgramConfig
+from engage_assets.domain.filters import chain_outcomes, columns_judged, compile_chain, rejection_code_sql
+from engage_assets.domain.marketplaces import MARKETPLACE_COLUMN, MARKETPLACE_FILTER
+from engage_assets.domain.source_columns import CONTEXT_COLUMNS
+from engage_assets.domain.sources import UNKNOWN_CUSTOMER_REASON
+from engage_assets.domain.sql_dialect import marker, to_dialect
+
+SOURCE_VALIDATION = "source-validation"
+REASON, FILTER, ERASED, CODE = "__reason", "__filter_id", "__erased", "__code"
+# Present in warehouse tables holding several partitions (Snowflake, Athena): never a candidate column.
+PARTITION_COLUMN = "engage_partition_key"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def literal(text: str) -> str:
+    """A SQL string literal (the dialect layer re-escapes it for the warehouse: a backslash is text everywhere)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _name(column: str) -> str:
+    """A column name as an unquoted identifier (quoted ones would be case-sensitive on Snowflake)."""
+    if not _NAME.match(column):
+        raise ValueError(f"column {column!r} cannot be pushed down: names must be letters, digits and underscores")
+    return column
+
+
+def _nan_free(expr: str, arrow_type: pa.DataType, column: str) -> str:
+    """A floating column with NaN as NULL (SQL orders NaN above every number: `NaN >= 200` is true)."""
+    if pa.types.is_floating(arrow_type):
+        return f"CASE WHEN isnan({expr}) THEN NULL ELSE {expr} END AS {column}"
+    return f"{expr} AS {column}"
+
+
+HISTORY_SQL = """hist AS (
+  SELECT h.customer_id,
+         datediff('day', max(CASE WHEN h.program_id = :program_id THEN h.offer_date END), CAST(:as_of_date AS DATE))
+             AS days_since_program_offer,
+         sum(CASE WHEN h.program_id = :program_id
+                   AND h.offer_date >= CAST(:as_of_date AS DATE) - INTERVAL 365 DAY THEN 1 ELSE 0 END)
+             AS program_offers_365d,
+         sum(CASE WHEN h.offer_date >= CAST(:as_of_date AS DATE) - INTERVAL 91 DAY THEN 1 ELSE 0 END) AS all_offers_91d
+  FROM marts.offer_history h JOIN (SELECT DISTINCT customer_id FROM src) keys ON keys.customer_id = h.customer_id
+  WHERE h.offer_date < CAST(:as_of_date AS DATE)
+  GROUP BY h.customer_id
+)"""
+HISTORY_SELECT = [
+    "hist.days_since_program_offer AS days_since_program_offer",
+    "CAST(coalesce(hist.program_offers_365d, 0) AS INTEGER) AS program_offers_365d",
+    "CAST(coalesce(hist.all_offers_91d, 0) AS INTEGER) AS all_offers_91d",
+]
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    """The source stage's SQL for one program, built from the types its drift probe found.
+
+    `source_types`: the connector query's columns and Arrow types; `context_types`: `marts.customers`' context
+    columns the query does not select.  `erased`: whether a list of erased customers is bound as `:erased`."""
+
+    program: ProgramConfig
+    source_types: Mapping[str, pa.DataType]
+    context_types: Mapping[str, pa.DataType]
+    erased: bool
+    dialect: str = "duckdb"
+
+    def _render(self, sql: str) -> str:
+        return to_dialect(sql, self.dialect, {"source": self.program.connector.config.query.strip().rstrip(";")})
+
+    @property
+    def columns(self) -> list[str]:
+        """The candidate columns, in the Arrow path's order: the query's, the context, the look-backs."""
+        return [
+            *self.source_types,
+            *self.context_types,
+            "days_since_program_offer",
+            "program_offers_365d",
+            "all_offers_91d",
+        ]
+
+    def _checks(self, exprs: Mapping[str, str]) -> tuple[str, str]:
+        """(reason, filter id) CASE expressions: an unknown customer, the first NULL required value no filter
+        judges, a marketplace outside the program's; NULL for a valid row."""
+        connector = self.program.connector
+        judged = columns_judged(self.program.ordered_filters())
+        whens = [("c.customer_id IS NULL", literal(UNKNOWN_CUSTOMER_REASON), SOURCE_VALIDATION)]
+        for name, kind in connector.requiredColumns.items():
+            if name not in judged:
+                reason = literal(f"{name} is null or not a valid {kind}")
+                whens.append((f"{exprs[_name(name)]} IS NULL", reason, SOURCE_VALIDATION))
+        listed = ", ".join(self.program.marketplaces)
+        market = f"CAST({exprs[MARKETPLACE_COLUMN]} AS VARCHAR)"
+        inside = f"coalesce({market} IN ({', '.join(literal(m) for m in self.program.marketplaces)}), false)"
+        outside = literal(f" is not one of the program's marketplaces ({listed})")
+        named = f"'marketplace ' || {market} || {outside}"
+        unknown = literal(f"marketplace unknown (the program's marketplaces: {listed})")
+        whens.append((f"NOT {inside}", f"coalesce({named}, {unknown})", MARKETPLACE_FILTER))
+        reason = "CASE " + " ".join(f"WHEN {w} THEN {r}" for w, r, _ in whens) + " END"
+        filter_id = "CASE " + " ".join(f"WHEN {w} THEN {literal(f)}" for w, _, f in whens) + " END"
+        return reason, filter_id
+
+    def judged_sql(self, history: bool = True) -> str:
+        """Every source row with its candidate columns (the look-backs only with `history`), `__reason` and
+        `__filter_id` (NULL for a valid row) and `__erased`."""
+        exprs = {c: f"src.{_name(c)}" for c in self.source_types}
+        exprs.update({c: f"c.{_name(c)}" for c in self.context_types})
+        types = {**self.source_types, **self.context_types}
+        cols = [_nan_free(exprs[c], types[c], c) for c in exprs]
+        # NaN counts as NULL in the checks too: the checks read the NaN-free values.
+        nan_free = {
+            c: (f"(CASE WHEN isnan({e}) THEN NULL ELSE {e} END)" if pa.types.is_floating(types[c]) else e)
+            for c, e in exprs.items()
+        }
+        reason, filter_id = self._checks(nan_free)
+        erased = "coalesce(CAST(src.customer_id AS VARCHAR) IN (:erased), false)" if self.erased else "false"
+        ctes = [f"src AS (SELECT * FROM {marker('source')})"] + ([HISTORY_SQL] if history else [])
+        select = cols + (HISTORY_SELECT if history else [])
+        joins = "LEFT JOIN marts.customers c ON c.customer_id = src.customer_id"
+        if history:
+            joins += "\nLEFT JOIN hist ON hist.customer_id = src.customer_id"
+        with_ = ",\n".join(ctes)
+        return (
+            f"WITH {with_}\nSELECT {', '.join(select)},\n  {reason} AS {REASON},\n"
+            f"  {filter_id} AS {FILTER},\n  {erased} AS {ERASED}\nFROM src\n{joins}"
+        )
+
+    def valid_rows_sql(self) -> str:
+        """The source statement: the partition's candidates (valid, inside the marketplaces, not erased)."""
+        cols = ", ".join(f"v.{c}" for c in self.columns)
+        return self._render(
+            f"SELECT {cols} FROM (\n{self.judged_sql()}\n) AS v WHERE v.{REASON} IS NULL AND NOT v.{ERASED}"
+        )
+
+    def rejections_sql(self) -> str:
+        """The source stage's rejected rows (erased customers leave no trace), in the rejection log's columns."""
+        subject = _name(self.program.connector.subjectColumn)
+        return self._render(
+            f"SELECT CAST(v.customer_id AS VARCHAR) AS customer_id, CAST(v.{subject} AS VARCHAR) AS subject_id, "
+            f"'source_candidates' AS stage, v.{FILTER} AS filter_id, v.{REASON} AS reason, "
+            "CAST(:program_id AS VARCHAR) AS program_id, CAST(:partition_key AS VARCHAR) AS partition_key "
+            f"FROM (\n{self.judged_sql(history=False)}\n) AS v WHERE v.{REASON} IS NOT NULL AND NOT v.{ERASED}"
+        )
+
+    def counts_sql(self) -> str:
+        """Rows per (erased, filter id, reason): the source stage's figures."""
+        return self._render(
+            f"SELECT v.{ERASED} AS erased, v.{FILTER} AS filter_id, v.{REASON} AS reason, count(*) AS n "
+            f"FROM (\n{self.judged_sql(history=False)}\n) AS v GROUP BY v.{ERASED}, v.{FILTER}, v.{REASON}"
+        )
+
+
+def context_probe_sql(source_columns: Sequence[str]) -> str:
+    """`marts.customers`' context columns the query does not select, with no rows: their types."""
+    context = [c for c in CONTEXT_COLUMNS if c not in source_columns]
+    return f"SELECT {', '.join(context) or 'customer_id'} FROM marts.customers LIMIT 0"
+
+
+@dataclass(frozen=True)
+class SourceFigures:
+    """The source stage's counts, read back from `SourcePlan.counts_sql`."""
+
+    rows_read: int
+    erased: int
+    invalid: dict[str, int]  # reason -> rows (source-validation)
+    outside_marketplaces: int
+
+    @property
+    def valid(self) -> int:
+        return self.rows_read - self.erased - sum(self.invalid.values()) - self.outside_marketplaces
+
+
+def source_figures(counts: pa.Table) -> SourceFigures:
+    """`SourcePlan.counts_sql`'s result as figures."""
+    rows_read = erased = outside = 0
+    invalid: dict[str, int] = {}
+    for row in counts.to_pylist():
+        n = int(row["n"])
+        rows_read += n
+        if row["erased"]:
+            erased += n
+        elif row["filter_id"] == MARKETPLACE_FILTER:
+            outside += n
+        elif row["filter_id"] is not None:
+            invalid[row["reason"]] = invalid.get(row["reason"], 0) + n
+    return SourceFigures(rows_read, erased, dict(sorted(invalid.items())), outside)
+
+
+@dataclass(frozen=True)
+class ChainPlan:
+    """The filter chain over a relation holding the source stage's rows (`relation`: a table or a subquery)."""
+
+    program: ProgramConfig
+    relation: str  # in the warehouse's own dialect: never transpiled
+    columns: Sequence[str]
+    dialect: str = "duckdb"
+
+    def _render(self, sql: str) -> str:
+        return to_dialect(sql, self.dialect, {"relation": self.relation})
+
+    def _coded(self) -> str:
+        chain = compile_chain(self.program.ordered_filters(), set(self.columns))
+        return f"SELECT r.*, {rejection_code_sql(chain)} AS {CODE} FROM (SELECT * FROM {marker('relation')}) AS r"
+
+    def eligible_sql(self) -> str:
+        """The rows that pass every filter, in the source's columns: all that leaves the warehouse."""
+        cols = ", ".join(f"j.{_name(c)}" for c in self.columns)
+        return self._render(f"SELECT {cols} FROM (\n{self._coded()}\n) AS j WHERE j.{CODE} IS NULL")
+
+    def rejections_sql(self) -> str:
+        """Each rejected row with its filter and its check's own reason (the Arrow path's codes and texts)."""
+        chain = compile_chain(self.program.ordered_filters(), set(self.columns))
+        outcomes = chain_outcomes(chain)
+        ids = [chain[int(i)].filter_id for i in outcomes.filter_index]
+
+        def case(values: list[str]) -> str:
+            return f"CASE j.{CODE} " + " ".join(f"WHEN {k} THEN {literal(v)}" for k, v in enumerate(values)) + " END"
+
+        subject = _name(self.program.subject_column)
+        if not outcomes.reasons:
+            return (
+                "SELECT CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS VARCHAR) AS subject_id, "
+                "CAST(NULL AS VARCHAR) AS stage, CAST(NULL AS VARCHAR) AS filter_id, CAST(NULL AS VARCHAR) AS reason, "
+                "CAST(NULL AS VARCHAR) AS program_id, CAST(NULL AS VARCHAR) AS partition_key WHERE false"
+            )
+        return self._render(
+            f"SELECT CAST(j.customer_id AS VARCHAR) AS customer_id, CAST(j.{subject} AS VARCHAR) AS subject_id, "
+            f"'eligible_candidates' AS stage, {case(ids)} AS filter_id, {case(outcomes.reasons)} AS reason, "
+            "CAST(:program_id AS VARCHAR) AS program_id, CAST(:partition_key AS VARCHAR) AS partition_key "
+            f"FROM (\n{self._coded()}\n) AS j WHERE j.{CODE} IS NOT NULL"
+        )
+
+    def counts_sql(self) -> str:
+        """Rows per rejection code."""
+        return self._render(f"SELECT j.{CODE} AS code, count(*) AS n FROM (\n{self._coded()}\n) AS j GROUP BY j.{CODE}")
+
+    def removed(self, counts: pa.Table) -> dict[str, int]:
+        """{filter_id: rows it removed}, every filter of the chain in order (zero included)."""
+        chain = compile_chain(self.program.ordered_filters(), set(self.columns))
+        index = chain_outcomes(chain).filter_index
+        removed = {f.filter_id: 0 for f in chain}
+        for row in counts.to_pylist():
+            if row["code"] is not None:
+                removed[chain[int(index[int(row["code"])])].filter_id] += int(row["n"])
+        return removed
