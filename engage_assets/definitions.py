@@ -14,6 +14,7 @@ import dagster as dg
 from engage_assets.assets.dbt import build_dbt_assets, raw_source_specs
 from engage_assets.assets.delivery import build_all_delivery
 from engage_assets.assets.gdpr import build_gdpr_erasure
+from engage_assets.assets.outcomes_export import build_outcomes_export
 from engage_assets.assets.program import build_program
 from engage_assets.assets.reactive import build_reactive_program, decide_job_name
 from engage_assets.domain.config import ProgramBase, ProgramConfig, ReactiveProgram, load_programs
@@ -36,6 +37,7 @@ def build_definitions() -> dg.Definitions:
     built = [build_program(p) for p in programs] + [build_reactive_program(p, everyone) for p in reactive]
     delivery = build_all_delivery(programs, everyone)
     gdpr_job, gdpr_schedule = build_gdpr_erasure(programs)
+    outcomes_export, outcomes_export_job, outcomes_export_schedule = build_outcomes_export()
     model_keys = [k for b in built for k in b.model_keys]
     warehouse_job = dg.define_asset_job(
         WAREHOUSE_JOB,
@@ -48,9 +50,22 @@ def build_definitions() -> dg.Definitions:
         description="Retrain every program's models; each is promoted only if it beats the current version.",
     )
     return dg.Definitions(
-        assets=[*raw_source_specs(), engage_dbt_assets, *(a for b in built for a in b.assets), *delivery[0]],
+        assets=[
+            *raw_source_specs(),
+            engage_dbt_assets,
+            *(a for b in built for a in b.assets),
+            *delivery[0],
+            outcomes_export,
+        ],
         asset_checks=[c for b in built for c in b.asset_checks],
-        jobs=[warehouse_job, retrain_job, *(j for b in built for j in b.jobs), *delivery[1], gdpr_job],
+        jobs=[
+            warehouse_job,
+            retrain_job,
+            *(j for b in built for j in b.jobs),
+            *delivery[1],
+            gdpr_job,
+            outcomes_export_job,
+        ],
         schedules=[
             # The warehouse refreshes before the 2 AM batch programs read it.
             dg.ScheduleDefinition(
@@ -68,6 +83,7 @@ def build_definitions() -> dg.Definitions:
             ),
             *(s for b in built for s in b.schedules),
             gdpr_schedule,
+            outcomes_export_schedule,
         ],
         sensors=[
             engage_run_failure_alerts,

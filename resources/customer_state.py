@@ -13,9 +13,10 @@ The engine asks, per page of due touches, for `contacts(ids)` (one warehouse que
                         deletion records, one lookup per page); an erased customer's contact row is never returned
 
 Conversion is read through one interface, the `ConversionSource` protocol; `WarehouseConversions` answers from the
-warehouse (orders delivered since the plan's as-of; a churned customer whose account is active again has
-reactivated).  The outcomes issue adds a webhook-fed source behind the same interface and hands it to
-`CustomerState.use_conversions`.
+warehouse's real conversions (`marts.conversions`: what the business's systems recorded — orders placed,
+subscriptions reactivated, codes and credits redeemed, call-task outcomes, carts purchased — on or after the plan's
+as-of day; locally the response simulator's).  The abandoned-cart program hands its cart purchases to
+`CustomerState.use_conversions` instead.
 
 Opt-outs the providers report (an e-mail unsubscribe, an SMS STOP: the outcome webhooks record them in the outcome
 store) are applied over the warehouse's consent columns with `use_opt_outs`: a customer who unsubscribed is
@@ -53,28 +54,23 @@ class ConversionSource(Protocol):
 
 
 class WarehouseConversions:
-    """Conversions the warehouse knows: an order delivered after `since`, or a churned account active again."""
+    """Conversions the business's systems recorded (`marts.conversions`, a view over the `business` source: orders
+    placed, subscriptions reactivated, codes and credits redeemed, call-task outcomes, carts purchased; the response
+    simulator's rows locally), on or after `since`."""
 
     def __init__(self, warehouse: WarehouseResource):
         self.warehouse = warehouse
 
     def converted_since(self, customer_ids: list[str], since: date) -> set[str]:
-        """Which of these customers converted after `since`."""
+        """Which of these customers have a conversion on or after `since` (its day, from midnight UTC)."""
         out: set[str] = set()
         for chunk in _chunks(customer_ids):
-            orders = self.warehouse.query_arrow(
-                "SELECT DISTINCT CAST(customer_id AS VARCHAR) AS customer_id FROM marts.order_tracking "
-                "WHERE CAST(customer_id AS VARCHAR) IN (:ids) AND delivery_date > :since",
+            rows = self.warehouse.query_arrow(
+                "SELECT DISTINCT CAST(customer_id AS VARCHAR) AS customer_id FROM marts.conversions "
+                "WHERE CAST(customer_id AS VARCHAR) IN (:ids) AND CAST(occurred_at AS DATE) >= :since",
                 {"ids": chunk, "since": since},
             )
-            out.update(orders.column("customer_id").to_pylist())
-            back = self.warehouse.query_arrow(
-                "SELECT DISTINCT CAST(c.customer_id AS VARCHAR) AS customer_id FROM marts.churned_customers ch "
-                "JOIN marts.customers c ON c.customer_id = ch.customer_id "
-                "WHERE CAST(c.customer_id AS VARCHAR) IN (:ids) AND c.account_status = 'active'",
-                {"ids": chunk},
-            )
-            out.update(back.column("customer_id").to_pylist())
+            out.update(rows.column("customer_id").to_pylist())
         return out
 
 

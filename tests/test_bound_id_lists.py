@@ -42,9 +42,10 @@ def warehouse(tmp_path) -> RecordingWarehouse:
         con.execute(
             "INSERT INTO marts.customers (customer_id, account_status, marketplace) VALUES (?, 'active', 'US')", [cid]
         )
-    con.execute("CREATE TABLE marts.order_tracking (customer_id VARCHAR, delivery_date DATE)")
-    con.executemany("INSERT INTO marts.order_tracking VALUES (?, DATE '2026-11-25')", [[c] for c in EVIL + OTHERS])
-    con.execute("CREATE TABLE marts.churned_customers (customer_id VARCHAR)")
+    con.execute("CREATE TABLE marts.conversions (customer_id VARCHAR, occurred_at TIMESTAMP)")
+    con.executemany(
+        "INSERT INTO marts.conversions VALUES (?, TIMESTAMP '2026-11-25 10:00')", [[c] for c in EVIL + OTHERS]
+    )
     con.close()
     return RecordingWarehouse(path=path)
 

@@ -1,6 +1,6 @@
-{% macro platform_source(table_name, columns) -%}
-{#- The rows of one table of the `platform` source (the platform's own history), as `columns` ({name: type}).
-    Locally (DuckDB) the source reads Parquet files in place and, until a run has written the first one, is empty
+{% macro platform_source(table_name, columns, source_name='platform') -%}
+{#- The rows of one table of a platform-written source (`platform`, or `source_name`: `business`), as `columns`
+    ({name: type}).  Locally (DuckDB) the source reads Parquet files in place and, until a run has written the first one, is empty
     with a single `empty` column: a typed empty row set, unioned by name, gives every column its type either way. -#}
 {%- if target.type == 'duckdb' %}
 select {{ columns.keys() | join(', ') }}
@@ -11,10 +11,10 @@ from (
     {%- endfor %}
     where false
     union all by name
-    select * from {{ source('platform', table_name) }}
+    select * from {{ source(source_name, table_name) }}
 )
 {%- else %}
 select {{ columns.keys() | join(', ') }}
-from {{ source('platform', table_name) }}
+from {{ source(source_name, table_name) }}
 {%- endif %}
 {%- endmacro %}

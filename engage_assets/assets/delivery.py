@@ -22,7 +22,7 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
-from engage_assets.assets.dbt import WAREHOUSE_POOL
+from engage_assets.assets.dbt import WAREHOUSE_POOL, mart_asset_key
 from engage_assets.assets.history import history_days, record_contacts
 from engage_assets.assets.program import (
     SINGLE_RUN,
@@ -235,7 +235,7 @@ def deliveries_asset(
         key=dg.AssetKey([g, "deliveries"]),
         group_name=g,
         tags={"engage/program": program.programId},
-        deps=[dg.AssetKey([g, upstream])],
+        deps=[dg.AssetKey([g, upstream]), *([] if reactive else [mart_asset_key("conversions")])],
         kinds={"smtp", "sqlite"},
         required_resource_keys=keys,
         description="Every due touch of the program as of the send clock: re-check conditions, contact "

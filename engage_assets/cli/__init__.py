@@ -38,6 +38,7 @@ from engage_assets.cli.run_scope import (
     should_generate,
 )
 from engage_assets.cli.simulate import add_commands as add_simulate_commands
+from engage_assets.cli.simulate import print_simulated_responses
 from engage_assets.domain.config import ConfigError, load_programs
 from engage_assets.settings import Settings, get_settings, program_config_dir
 from resources.delivery_ledger.sqlite import DeliveryLedger
@@ -229,6 +230,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         succeeded = run_cart_burst(defs, instance, settings, scope.reactive)
     if succeeded:
         _deliver(defs, instance, settings, send_stale=args.send_stale, scope=scope)
+        if settings.env == "local":  # the customer-response SIMULATOR: outcomes and conversions for the metrics
+            print_simulated_responses(args.seed)
     _print_serving_example(settings)
     print(f"\nAll done in {time.perf_counter() - t_all:.1f} s.  State: {settings.home}")
     print("Open the Dagster UI with `make dev` (http://127.0.0.1:3000) to see lineage, runs and metadata.")
@@ -317,8 +320,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_create_tables(args: argparse.Namespace) -> int:
     """ENGAGE_ENV=prod: create the DynamoDB tables the production resources name (candidate store and score cache,
-    engagement store, delivery ledger, refund ledger, the reactive table) with their indexes; existing tables are left
-    as they are."""
+    engagement store, delivery ledger, refund ledger, the reactive table, the outcome store) with their indexes;
+    existing tables are left as they are but for the indexes they lack."""
     from resources.by_env import build_resources
 
     settings = get_settings()
@@ -333,6 +336,7 @@ def cmd_create_tables(args: argparse.Namespace) -> int:
         "refund_ledger": "create_table",
         # The reactive programs' table: dedup claims (with their TTL attribute) and cart state share it.
         "dedup": "create_table",
+        "outcomes": "create_table",  # what the providers reported (the webhooks; the daily export reads it)
     }
     with dg.build_resources({k: resources[k] for k in wanted}) as built:  # dg.EnvVar values resolved here
         for name, method in wanted.items():

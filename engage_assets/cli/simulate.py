@@ -7,6 +7,10 @@ rate into the environment's event queue through the ingest path, or to a running
 
 Prints a JSON summary (published, by type, duplicates, failed, achieved rate).  Exit status: 0 when every entry was
 accepted, 1 when any failed or the API gave up, 2 on bad options or without a readable warehouse.
+
+`engage simulate responses [--seed S] [--until ISO8601 | --all]`: the customer-response SIMULATOR (local only,
+`engage_assets.demo.response_runner`): provider events for every sent touch through the outcome webhooks' path, and
+conversions as the business source's files, everything `simulated=true`; prints a JSON summary with the true lift.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import math
 import secrets
 import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engage_assets.cli.events import event_queue
 from engage_assets.settings import get_settings
@@ -84,6 +88,55 @@ def cmd_carts(args: argparse.Namespace) -> int:
     return 1 if result["failed"] or tally.error else 0
 
 
+def cmd_responses(args: argparse.Namespace) -> int:
+    """`engage simulate responses`: simulate the customers' responses to every touch sent so far; print the summary."""
+    settings = get_settings()
+    if settings.env != "local":
+        print("engage simulate responses: the response simulator runs only locally (ENGAGE_ENV=local)", file=sys.stderr)
+        return 2
+    summary = simulate_local_responses(args.seed, None if args.all else args.until or datetime.now(UTC))
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def simulate_local_responses(seed: int, until: datetime | None) -> dict[str, Any]:
+    """Run the response simulator on the local state (history, outcome store, delivery ledger, warehouse contacts):
+    what `engage simulate responses` and `engage run` call.  `until`: only what occurred by then (None: all)."""
+    import dagster as dg
+
+    from engage_assets.demo.response_runner import run_simulator
+    from resources.by_env import build_resources
+    from resources.delivery_ledger.sqlite import DeliveryLedger
+
+    settings = get_settings()
+    resources = build_resources(settings)
+    keys = ("platform_history", "outcomes", "customer_state")
+    ledger = DeliveryLedger(settings.ledger_path)
+    try:
+        with dg.build_resources({k: resources[k] for k in keys}) as built:
+            return run_simulator(
+                built.platform_history, built.outcomes, ledger, seed, until, contacts_of=built.customer_state.contacts
+            )
+    finally:
+        ledger.close()
+
+
+def print_simulated_responses(seed: int) -> None:
+    """`engage run`'s step after its deliveries (local only): the response SIMULATOR over the whole response window
+    (its future included, so the metric models have every conversion to count), and what it wrote."""
+    print("\nSimulating customer responses (SIMULATOR, local only, simulated=true on every row) ...")
+    s = simulate_local_responses(seed, None)
+    print(
+        f"   provider events recorded {s['recorded']:,} (already recorded {s['duplicates']:,}), "
+        f"conversions {s['conversions']:,} over {s['conversion_days']} days"
+    )
+    for program, t in sorted(s["true_lift"].items()):
+        print(
+            f"   {program:<26} treated {t['treated_n']:>7,}  control {t['control_n']:>6,}  "
+            f"true rates {t['treated_rate']:.3f} vs {t['control_rate']:.3f}  true lift {t['true_lift']:+.3f}"
+        )
+
+
 def timestamp(text: str) -> datetime:
     """An ISO 8601 timestamp for `--start` (UTC when it names no zone)."""
     t = datetime.fromisoformat(text)
@@ -109,3 +162,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     carts.add_argument("--api", default=None, help="POST to this API's /v1/events instead of the local queue")
     carts.add_argument("--key", default=None, help="an API key with the `ingest` scope (with --api)")
     carts.set_defaults(fn=cmd_carts)
+    responses = commands.add_parser(
+        "responses",
+        help="SIMULATOR (local only): provider events and conversions for the touches sent, from a known process",
+    )
+    responses.add_argument("--seed", type=int, default=11, help="the same seed gives the same responses (default 11)")
+    when = responses.add_mutually_exclusive_group()
+    when.add_argument("--until", type=timestamp, default=None, help="only what occurred by then (default: now)")
+    when.add_argument("--all", action="store_true", help="the whole response window, future events included")
+    responses.set_defaults(fn=cmd_responses)

@@ -60,6 +60,11 @@ class OutcomeStore(dg.ConfigurableResource, ABC):
         """Every outcome recorded for one provider message id, oldest first (the records `outcome_item` makes)."""
 
     @abstractmethod
+    def between(self, start: int, end: int) -> list[dict[str, Any]]:
+        """Every outcome that occurred in [start, end) (epoch seconds), matched or kept aside, by occurrence then
+        event id (what the daily export to the warehouse reads)."""
+
+    @abstractmethod
     def add_opt_out(self, customer_id: str, channel: str, now: int) -> None:
         """Record that the customer opted out of the channel (`marketing`: of every channel)."""
 

@@ -3,18 +3,21 @@
 Items (`pk`, `sk` Strings):
 
   outcome   pk = M#<providerId>   sk = E#<eventId>   the stored record (`base.outcome_item`; absent attributes for
-                                                     NULLs), `custPk` = customerId when it is joined to a touch
+                                                     NULLs), `custPk` = customerId when it is joined to a touch,
+                                                     `dayPk` = the UTC day of occurredAt (`YYYY-MM-DD`)
   opt-out   pk = O#<customerId>   sk = O             channels (String Set), custPk = customerId
 
 Recording is a PutItem under `attribute_not_exists(pk)`: a retried report of the same message (same provider id,
 same event id) finds its item and writes nothing.  `for_provider_id` is one Query of the message's partition;
 `opted_out` one BatchGetItem per 100 customers; GDPR erasure finds a customer's items through the sparse KEYS_ONLY
-index `cust` (custPk).
+index `cust` (custPk); the daily export (`between`) queries the index `day` (dayPk, occurredAt; all attributes), one
+Query per day.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engage_assets.domain.outcomes import Outcome
@@ -33,7 +36,11 @@ from resources.dynamodb import (
 )
 from resources.outcomes.base import OutcomeStore, TouchRef, outcome_item
 
-CUST = "cust"
+CUST, DAY = "cust", "day"
+
+
+def _day(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).date().isoformat()
 
 
 def _opt_out_key(customer_id: str) -> dict[str, Any]:
@@ -44,13 +51,17 @@ class DynamoDbOutcomeStore(DynamoDbTableResource, OutcomeStore):
     """Outcomes and opt-outs in one DynamoDB table (module docstring)."""
 
     def create_table(self) -> None:
-        """Create the table with its `cust` index (pay per request; idempotent)."""
+        """Create the table with its `cust` and `day` indexes (pay per request; idempotent: an existing table gets
+        the indexes it lacks)."""
         create_table(
             self.client(),
             self.table_name,
             key_schema=[("pk", "HASH"), ("sk", "RANGE")],
-            attributes={"pk": "S", "sk": "S", "custPk": "S"},
-            indexes=[gsi(CUST, "custPk", None, {"ProjectionType": "KEYS_ONLY"})],
+            attributes={"pk": "S", "sk": "S", "custPk": "S", "dayPk": "S", "occurredAt": "N"},
+            indexes=[
+                gsi(CUST, "custPk", None, {"ProjectionType": "KEYS_ONLY"}),
+                gsi(DAY, "dayPk", "occurredAt", {"ProjectionType": "ALL"}),
+            ],
         )
 
     def record(self, outcome: Outcome, touch: TouchRef | None, now: int, unmatched: str | None = None) -> bool:
@@ -60,6 +71,7 @@ class DynamoDbOutcomeStore(DynamoDbTableResource, OutcomeStore):
         }
         item["pk"] = {"S": f"M#{outcome.provider_id}"}
         item["sk"] = {"S": f"E#{outcome.event_id}"}
+        item["dayPk"] = {"S": _day(outcome.occurred_at)}
         if touch is not None:
             item["custPk"] = {"S": touch.customer_id}
         put = conditional_write(
@@ -76,15 +88,26 @@ class DynamoDbOutcomeStore(DynamoDbTableResource, OutcomeStore):
             ExpressionAttributeValues={":pk": {"S": f"M#{provider_id}"}},
             ConsistentRead=True,
         )
-        out = []
-        for raw in items:
-            item = plain_item(raw)
-            for name in ("pk", "sk", "custPk"):
-                item.pop(name, None)
-            for name in ("detail", "touchRef", "programId", "customerId", "unmatched"):
-                item.setdefault(name, None)
-            out.append(item)
-        return sorted(out, key=lambda r: (r["occurredAt"], r["eventId"]))
+        return _records(items)
+
+    def between(self, start: int, end: int) -> list[dict[str, Any]]:
+        """The outcomes that occurred in [start, end): one Query of the `day` index per UTC day."""
+        items: list[dict[str, Any]] = []
+        day = datetime.fromtimestamp(start, UTC).date()
+        while end > start and day.isoformat() <= _day(end - 1):
+            items += query_items(
+                self.client(),
+                TableName=self.table_name,
+                IndexName=DAY,
+                KeyConditionExpression="dayPk = :d AND occurredAt BETWEEN :s AND :e",
+                ExpressionAttributeValues={
+                    ":d": {"S": day.isoformat()},
+                    ":s": {"N": str(start)},
+                    ":e": {"N": str(end - 1)},
+                },
+            )
+            day += timedelta(days=1)
+        return _records(items)
 
     def add_opt_out(self, customer_id: str, channel: str, now: int) -> None:
         """Add the channel to the customer's opt-out item."""
@@ -116,3 +139,16 @@ class DynamoDbOutcomeStore(DynamoDbTableResource, OutcomeStore):
         unique = list({(k["pk"]["S"], k["sk"]["S"]): k for k in keys}.values())
         write_all(self.client(), self.table_name, [{"DeleteRequest": {"Key": k}} for k in unique])
         return len(unique)
+
+
+def _records(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stored records (`outcome_item`'s keys) of raw items, by occurrence then event id."""
+    out = []
+    for raw in items:
+        item = plain_item(raw)
+        for name in ("pk", "sk", "custPk", "dayPk"):
+            item.pop(name, None)
+        for name in ("detail", "touchRef", "programId", "customerId", "unmatched"):
+            item.setdefault(name, None)
+        out.append(item)
+    return sorted(out, key=lambda r: (r["occurredAt"], r["eventId"]))

@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     recorded_at     INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outcomes_provider ON outcomes (provider_id, occurred_at);
+CREATE INDEX IF NOT EXISTS outcomes_occurred ON outcomes (occurred_at, event_id);
 CREATE INDEX IF NOT EXISTS outcomes_customer ON outcomes (customer_id) WHERE customer_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS opt_outs (
     customer_id TEXT NOT NULL,
@@ -72,14 +73,15 @@ class SqliteOutcomeStore(SqliteFileResource, OutcomeStore):
 
     def for_provider_id(self, provider_id: str) -> list[dict[str, Any]]:
         """The provider message's outcomes, oldest first."""
-        rows = (
-            self._conn()
-            .execute(
-                f"SELECT {', '.join(COLUMNS.values())} FROM outcomes WHERE provider_id = ? ORDER BY occurred_at, event_id",
-                (provider_id,),
-            )
-            .fetchall()
-        )
+        return self._select("provider_id = ?", (provider_id,))
+
+    def between(self, start: int, end: int) -> list[dict[str, Any]]:
+        """The outcomes that occurred in [start, end)."""
+        return self._select("occurred_at >= ? AND occurred_at < ?", (start, end))
+
+    def _select(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        sql = f"SELECT {', '.join(COLUMNS.values())} FROM outcomes WHERE {where} ORDER BY occurred_at, event_id"
+        rows = self._conn().execute(sql, args).fetchall()
         out = []
         for row in rows:
             item = dict(zip(COLUMNS, row, strict=True))
