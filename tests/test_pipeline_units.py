@@ -165,6 +165,9 @@ def scored_batch(n, seed=0, **cols):
         "monthly_revenue_usd": rng.uniform(10, 80, n),
         "marketplace": ["US"] * n,
     }
+    # What the programs' offer choice reads (offerChoice in program_configs: acceptance × lifetime value − cost).
+    data |= {"score__churn_risk_v3": rng.random(n), "lifetime_value_usd": rng.uniform(200, 3_000, n)}
+    data |= {"score__offer_effectiveness_v2": rng.random(n)}
     data.update(cols)
     return pa.table(data)
 
@@ -192,7 +195,10 @@ def test_offers_segments_amounts_holdout_and_dedup():
 
 
 def test_budget_is_never_exceeded_and_best_scores_are_kept():
-    program = REFUNDS.model_copy(update={"budget": REFUNDS.budget.model_copy(update={"amount": 5_000.0})})
+    # Without offerChoice the best segment scores get the budget (tests/test_offer_choice.py: with it, best EV).
+    program = REFUNDS.model_copy(
+        update={"budget": REFUNDS.budget.model_copy(update={"amount": 5_000.0}), "offerChoice": None}
+    )
     result = pipeline.make_offers(program, scored_batch(5_000, seed=3))
     out = result.table.to_pandas()
     paid = out[~out.holdout]

@@ -19,9 +19,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from engage_assets.domain import offer_choice
 from engage_assets.domain.config import ProgramConfig, ReactiveProgram, Segment
 from engage_assets.domain.duck import cursor
 from engage_assets.domain.filters import chain_outcomes, compile_chain, rejection_code_sql
+from engage_assets.domain.offer_choice import OfferBudget
 
 REJECTION_COLUMNS = ("customer_id", "subject_id", "stage", "filter_id", "reason")
 
@@ -168,6 +170,9 @@ def _segment_index(scores: np.ndarray, segments: list[Segment]) -> np.ndarray:
     return idx
 
 
+segment_index = _segment_index  # public: the streaming offers stage ranks rows by segment (`domain.offer_order`)
+
+
 def offer_cost_usd(program: ProgramConfig, seg: Segment, table: pa.Table, rows: np.ndarray) -> np.ndarray:
     """Money an offer costs: refund/credit amounts, or discount × monthly revenue × months."""
     n = len(rows)
@@ -182,8 +187,43 @@ def offer_cost_usd(program: ProgramConfig, seg: Segment, table: pa.Table, rows: 
     return (seg.discount or 0.0) / 100.0 * monthly * (seg.duration or 1)
 
 
-def make_offers(program: ProgramConfig, scored: pa.Table) -> StageResult:
-    """Segment by score, keep one subject per customer, mark the holdout, and spend at most the budget."""
+def _pick_offers(
+    program: ProgramConfig,
+    segments: list[Segment],
+    scored: pa.Table,
+    seg_idx: np.ndarray,
+    alive: np.ndarray,
+    holdout: np.ndarray,
+    budget: OfferBudget,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Per row, the offer made (an index into `segments`, -1: none fits the budget), its cost, and the choice's
+    columns (`offerChoice` only: `domain.offer_choice.choice_columns`)."""
+    scores = scored.column("score").to_numpy()
+    rows = np.arange(scored.num_rows)
+    cost = np.column_stack([offer_cost_usd(program, seg, scored, rows) for seg in segments])
+    extra: dict[str, np.ndarray] = {}
+    if (choice := program.offerChoice) is None:
+        offer_idx = offer_choice.best_scored_within_budget(scores, np.where(alive, seg_idx, -1), cost, holdout, budget)
+    else:
+        options = [offer_choice.OfferOption(s.name, s.offer_type, s.discount) for s in segments]
+        p = scored.column(score_column(choice.acceptanceModel)).to_numpy(zero_copy_only=False)
+        acceptance = offer_choice.acceptance_matrix(p, options, choice.referenceDiscount, choice.discountElasticity)
+        value = scored.column(choice.valueColumn).to_numpy(zero_copy_only=False).astype(float)
+        allowed = offer_choice.allowed_matrix(seg_idx, len(segments), choice.alternatives)
+        picked = offer_choice.choose_offers(acceptance, value, cost, allowed, alive, holdout, budget)
+        offer_idx, extra = picked.chosen, offer_choice.choice_columns(options, cost, picked)
+    cost = np.where(offer_idx >= 0, cost[rows, np.maximum(offer_idx, 0)], 0.0)
+    return offer_idx, cost, extra
+
+
+def make_offers(program: ProgramConfig, scored: pa.Table, budget: OfferBudget | None = None) -> StageResult:
+    """Segment by score, keep one subject per customer, mark the holdout, and spend at most the budget.
+
+    `budget`: the partition's money left, carried over from its earlier batches (`domain.offer_choice`); None: a
+    fresh one of `program.budget.amount` (the whole partition in one batch).  With `offerChoice`, the acceptance
+    model picks each candidate's offer by expected value; without it, each segment's own offer is made, best
+    segment score first."""
+    budget = budget if budget is not None else OfferBudget(program.budget.amount)
     subject = program.connector.subjectColumn
     segments = sorted(program.strategy.segments, key=lambda s: s.scoreRange[0])
     scores = scored.column("score").to_numpy()
@@ -209,17 +249,8 @@ def make_offers(program: ProgramConfig, scored: pa.Table) -> StageResult:
         [str(c) for c in cust[alive_idx]], program.programId, program.holdout.percent, program.holdout.salt
     )
 
-    cost = np.zeros(scored.num_rows)
-    for i, seg in enumerate(segments):
-        rows = np.flatnonzero(alive & (seg_idx == i))
-        if len(rows):
-            cost[rows] = offer_cost_usd(program, seg, scored, rows)
-    # Budget: the audience is the best-scored prefix whose contacted offers fit the budget.  The holdout is cut
-    # at the same rank (it costs nothing, but must stay comparable to the treated group for lift).
-    ranked = np.flatnonzero(alive)
-    ranked = ranked[np.argsort(-scores[ranked], kind="stable")]
-    spent = np.cumsum(np.where(holdout[ranked], 0.0, cost[ranked]))
-    over = ranked[spent > program.budget.amount]
+    offer_idx, cost, extra = _pick_offers(program, segments, scored, seg_idx, alive, holdout, budget)
+    over = alive & (offer_idx < 0)
     drop_filter[over], drop_reason[over] = "budget", f"program budget of ${program.budget.amount:,.0f} spent"
     alive[over] = False
 
@@ -227,9 +258,11 @@ def make_offers(program: ProgramConfig, scored: pa.Table) -> StageResult:
     seg_names = np.array([s.name for s in segments] + [None], dtype=object)
     offer_types = np.array([s.offer_type for s in segments] + [None], dtype=object)
     out = scored.take(pa.array(kept)).append_column("segment", pa.array(seg_names[seg_idx[kept]].tolist(), pa.string()))
-    out = out.append_column("offer_type", pa.array(offer_types[seg_idx[kept]].tolist(), pa.string()))
+    out = out.append_column("offer_type", pa.array(offer_types[offer_idx[kept]].tolist(), pa.string()))
     out = out.append_column("offer_value_usd", pa.array(np.round(cost[kept], 2)))
     out = out.append_column("holdout", pa.array(holdout[kept]))
+    for name, column in extra.items():
+        out = out.append_column(name, pa.array(column[kept].tolist()))
     dropped = np.flatnonzero(~alive)
     rejected = _rejections(
         scored.take(pa.array(dropped)),
@@ -297,11 +330,12 @@ def candidate_records(
     channels = {name: _static_channels(program, seg) for name, seg in segs.items()}
     details = {name: offer_details(seg) for name, seg in segs.items()}
     created = now.isoformat()
+    chose = "offer_choice" in cols  # the choice and its inputs are stored with the candidate
     records = []
     for i in range(offers.num_rows):
         seg = cols["segment"][i]
         hold = bool(cols["holdout"][i])
-        offer = dict(details[seg])
+        offer = dict(details[cols["offer_segment"][i] if chose else seg])  # offerChoice: the chosen offer's
         offer["valueUsd"] = cols["offer_value_usd"][i]
         records.append(
             {
@@ -322,6 +356,7 @@ def candidate_records(
                 "createdAt": created,
                 "expiresAt": expires,
             }
+            | ({"offerChoice": json.loads(cols["offer_choice"][i])} if chose else {})
         )
     return records
 

@@ -41,6 +41,7 @@ from engage_assets.domain.config.loader import (
     program_kind,
     validate_program,
 )
+from engage_assets.domain.config.offer_choice import OfferChoice
 from engage_assets.domain.config.program import DEFAULT_STALE_AFTER_HOURS, DeliveryOptions, ProgramBase
 from engage_assets.domain.config.reactive import (
     DiscountStrategy,
@@ -75,6 +76,7 @@ __all__ = [
     "FilterSpec",
     "Holdout",
     "Marketplace",
+    "OfferChoice",
     "OfferStrategy",
     "ProgramBase",
     "ProgramConfig",

@@ -17,6 +17,7 @@ from engage_assets.domain.config.common import (
     ScoringModel,
     check_unique_model_ids,
 )
+from engage_assets.domain.config.offer_choice import OfferChoice
 from engage_assets.domain.config.program import ProgramBase
 from engage_assets.domain.source_columns import batch_column_types
 
@@ -140,6 +141,11 @@ class ProgramConfig(ProgramBase):
         default=None, description="Other programs: the offer per segment (exactly one of this and refundStrategy)."
     )
     budget: Budget = Field(description="engage: the most one partition's offers may cost.")
+    offerChoice: OfferChoice | None = Field(
+        default=None,
+        description="engage: the acceptance model picks each candidate's offer by expected value within the budget "
+        "(absent: each segment's own offer, best segment score first within the budget).",
+    )
     deduplication: Deduplication = Field(default=Deduplication(), description="A batch's duplicate customers.")
     batchSchedule: str = Field(
         description="EventBridge `cron(m h dom mon dow year)`, UTC: the schedule and the partitions' cadence (daily, "
@@ -161,7 +167,23 @@ class ProgramConfig(ProgramBase):
         seg_score = self.strategy.segmentScore
         if seg_score is not None and seg_score not in ids:
             raise ValueError(f"segmentScore {seg_score!r} is not one of the scoringModels {ids}")
+        self._check_offer_choice(ids)
         return self
+
+    def _check_offer_choice(self, ids: list[str]) -> None:
+        choice = self.offerChoice
+        if choice is None:
+            return
+        if choice.acceptanceModel not in ids:
+            raise ValueError(
+                f"offerChoice.acceptanceModel {choice.acceptanceModel!r} is not one of the scoringModels {ids}"
+            )
+        kind = self.batch_column_types().get(choice.valueColumn)
+        if kind not in ("number", "integer"):
+            found = "not a column of the batch" if kind is None else f"a {kind} column"
+            raise ValueError(
+                f"offerChoice.valueColumn {choice.valueColumn!r} must be a numeric batch column; it is {found}"
+            )
 
     # ---- derived views -------------------------------------------------------------------------------
     @property

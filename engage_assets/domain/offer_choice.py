@@ -1,0 +1,227 @@
+"""Offer choice: the offer-effectiveness model decides which offer each candidate gets, within the budget.
+
+Each candidate's score segment allows some of the program's offers (`offerChoice.alternatives`: its own only, or
+its own and those of the segments scored below it — never a more generous one than its segment's).  For each
+allowed offer:
+
+    acceptance = sigmoid(logit(p) + discountElasticity × (discount − referenceDiscount))
+    expected value (EV) = acceptance × value − cost
+
+where `p` is the acceptance model's score (the probability of taking an offer at the reference discount), `value`
+the candidate's `valueColumn` (lifetime value: what a retained or won-back customer is worth) and `cost` what the
+offer costs (`pipeline.offer_cost_usd`).  Candidates are taken best EV first; each gets its highest-EV allowed offer
+that still fits the budget left, or none (dropped with reason `budget`).  A holdout candidate is decided the same
+way (so treated and control stay comparable) but spends nothing: it is never contacted.
+
+`OfferBudget` is the money left for one partition.  It carries over between calls: a caller that decides a
+partition in several record batches makes one budget per partition and passes it to every batch's
+`pipeline.make_offers(program, batch, budget)`; the partition then never spends more than its budget in total.
+Everything here is pure (NumPy), so it is tested without Dagster or a warehouse.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# Costs within a hundredth of a cent of the budget left still fit (float sums of cents).
+_EPSILON = 1e-6
+
+
+@dataclass
+class OfferBudget:
+    """The money one partition's offers may still cost; one object per partition, passed to every batch of it.
+
+    `exhausted` is set by the score-prefix rule (programs without `offerChoice`): once an offer did not fit, no
+    later one of the partition is made, in this batch or the next, as if the partition were one batch."""
+
+    amount: float
+    spent: float = 0.0
+    exhausted: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.amount > 0:
+            raise ValueError(f"a budget must be positive, got {self.amount!r}")
+        if self.spent < 0:
+            raise ValueError(f"spent must be >= 0, got {self.spent!r}")
+
+    @property
+    def remaining(self) -> float:
+        """What is left to spend (never negative)."""
+        return max(0.0, self.amount - self.spent)
+
+    def fits(self, cost: float) -> bool:
+        """Whether an offer costing `cost` can still be made."""
+        return cost <= self.remaining + _EPSILON
+
+    def spend(self, cost: float) -> None:
+        """Record an offer's cost; ValueError when it does not fit (the caller checks `fits` first)."""
+        if cost < 0:
+            raise ValueError(f"an offer cannot cost less than nothing, got {cost!r}")
+        if not self.fits(cost):
+            raise ValueError(f"an offer of ${cost:,.2f} does not fit the ${self.remaining:,.2f} left")
+        self.spent += cost
+
+
+@dataclass(frozen=True)
+class OfferOption:
+    """One offer a candidate may get: the segment whose offer it is, its type and its discount (None: a refund or
+    credit, on which the acceptance does not depend)."""
+
+    segment: str
+    offer_type: str
+    discount: float | None
+
+
+@dataclass(frozen=True)
+class OfferChoices:
+    """What `choose_offers` decided, row by row (n candidates, k options)."""
+
+    chosen: np.ndarray  # (n,) index of the chosen option, -1: none (not alive, or nothing fits the budget)
+    acceptance: np.ndarray  # (n, k)
+    expected_value: np.ndarray  # (n, k), -inf where the option is not allowed
+    budget_left: np.ndarray  # (n,) budget left after the row's decision (nan: not decided)
+
+
+def acceptance_matrix(
+    p: np.ndarray, options: Sequence[OfferOption], reference_discount: float, elasticity: float
+) -> np.ndarray:
+    """(n, k) acceptance per candidate and option: the model's probability shifted on the logit scale by the
+    option's discount against the reference discount (no shift for an option without a discount)."""
+    p = np.clip(np.nan_to_num(np.asarray(p, dtype=float), nan=0.0), 1e-6, 1 - 1e-6)
+    shift = np.array([0.0 if o.discount is None else elasticity * (o.discount - reference_discount) for o in options])
+    logit = np.log(p / (1 - p))[:, None] + shift[None, :]
+    return np.asarray(1.0 / (1.0 + np.exp(-logit)))
+
+
+def allowed_matrix(segment_index: np.ndarray, k: int, alternatives: str) -> np.ndarray:
+    """(n, k): which options each row's segment allows.  Options are the segments' offers, in the segments'
+    score order; `own`: the row's segment's offer only; `less-generous`: that one and those of lower segments.
+    A row without a segment (-1) allows nothing."""
+    seg = np.asarray(segment_index)
+    cols = np.arange(k)[None, :]
+    if alternatives == "own":
+        return np.asarray(cols == seg[:, None])
+    if alternatives == "less-generous":
+        return np.asarray((cols <= seg[:, None]) & (seg[:, None] >= 0))
+    raise ValueError(f"alternatives must be 'own' or 'less-generous', got {alternatives!r}")
+
+
+def choose_offers(
+    acceptance: np.ndarray,
+    value: np.ndarray,
+    cost: np.ndarray,
+    allowed: np.ndarray,
+    alive: np.ndarray,
+    holdout: np.ndarray,
+    budget: OfferBudget,
+) -> OfferChoices:
+    """Each alive row's highest-EV allowed option that fits `budget` (module docstring); spends the budget."""
+    n, k = cost.shape
+    value = np.nan_to_num(np.asarray(value, dtype=float), nan=0.0)
+    ev = np.where(allowed, acceptance * value[:, None] - cost, -np.inf)
+    chosen = np.full(n, -1, dtype=np.int64)
+    left = np.full(n, np.nan)
+    live = np.flatnonzero(alive & allowed.any(axis=1))
+    if not len(live):
+        return OfferChoices(chosen, acceptance, ev, left)
+    best = ev[live].argmax(axis=1)
+    best_cost = cost[live, best]
+    paid = ~holdout[live]
+    if budget.fits(float(best_cost[paid].sum())):  # the budget does not bind: every row gets its best offer
+        chosen[live] = best
+        left[live] = budget.remaining - np.cumsum(np.where(paid, best_cost, 0.0))
+        budget.spend(float(best_cost[paid].sum()))
+        return OfferChoices(chosen, acceptance, ev, left)
+    order = live[np.argsort(-ev[live, best], kind="stable")]  # best EV first
+    for i in order:
+        for j in np.argsort(-ev[i], kind="stable"):
+            if not allowed[i, j]:
+                break  # the rest are -inf: not allowed
+            c = float(cost[i, j])
+            if budget.fits(c):
+                chosen[i] = j
+                if not holdout[i]:
+                    budget.spend(c)
+                break
+        left[i] = budget.remaining
+    return OfferChoices(chosen, acceptance, ev, left)
+
+
+def best_scored_within_budget(
+    scores: np.ndarray, offer_index: np.ndarray, cost: np.ndarray, holdout: np.ndarray, budget: OfferBudget
+) -> np.ndarray:
+    """Without `offerChoice`: each row keeps its segment's offer (`offer_index`, -1: none) if it is in the
+    best-scored prefix whose contacted offers fit the budget; -1 after.  The holdout is cut at the same rank (it
+    costs nothing, but must stay comparable to the treated group for lift); once an offer did not fit, later
+    batches of the partition make none either (`budget.exhausted`).  Spends the budget."""
+    offer_index = np.array(offer_index, dtype=np.int64)
+    ranked = np.flatnonzero(offer_index >= 0)
+    ranked = ranked[np.argsort(-scores[ranked], kind="stable")]
+    paid = np.where(holdout[ranked], 0.0, cost[ranked, offer_index[ranked]])
+    fits = (np.cumsum(paid) <= budget.remaining + _EPSILON) & (not budget.exhausted)
+    if not fits.all():
+        fits &= np.cumsum(~fits) == 0  # a prefix: nothing after the first offer that did not fit
+        budget.exhausted = True
+    budget.spend(float(paid[fits].sum()))
+    offer_index[ranked[~fits]] = -1
+    return offer_index
+
+
+def choice_columns(options: Sequence[OfferOption], cost: np.ndarray, choices: OfferChoices) -> dict[str, np.ndarray]:
+    """The columns the offers table carries for a choice: `offer_segment` (whose offer was chosen),
+    `expected_value_usd` (the chosen offer's EV) and `offer_choice` (`choice_records`)."""
+    rows = np.arange(len(choices.chosen))
+    j = np.maximum(choices.chosen, 0)
+    ev = np.where(choices.chosen >= 0, choices.expected_value[rows, j], np.nan) if len(rows) else np.zeros(0)
+    names = np.array([o.segment for o in options] + [None], dtype=object)
+    return {
+        "offer_segment": names[choices.chosen],
+        "expected_value_usd": np.round(ev, 2),
+        "offer_choice": np.array(choice_records(options, cost, choices), dtype=object),
+    }
+
+
+def choice_records(options: Sequence[OfferOption], cost: np.ndarray, choices: OfferChoices) -> list[str | None]:
+    """Per row, the choice and its inputs as JSON (stored with the candidate): every allowed offer with its
+    acceptance, cost and EV, the chosen offer, and the budget left after the decision; None for an undecided row."""
+    out: list[str | None] = []
+    for i in range(len(choices.chosen)):
+        j = int(choices.chosen[i])
+        if j < 0:
+            out.append(None)
+            continue
+        candidates = [
+            {
+                "offerType": o.offer_type,
+                "segment": o.segment,
+                "acceptance": round(float(choices.acceptance[i, c]), 4),
+                "costUsd": round(float(cost[i, c]), 2),
+                "expectedValueUsd": round(float(choices.expected_value[i, c]), 2),
+            }
+            for c, o in enumerate(options)
+            if np.isfinite(choices.expected_value[i, c])
+        ]
+        doc = {
+            "candidates": candidates,
+            "chosen": options[j].offer_type,
+            "budgetLeftUsd": round(float(choices.budget_left[i]), 2),
+        }
+        out.append(json.dumps(doc, separators=(",", ":")))
+    return out
+
+
+def choice_markdown(segments: Sequence[str], chosen: Sequence[str], expected_value: Sequence[float]) -> str:
+    """A table for the offers stage's metadata: per score segment and chosen offer, how many and the mean EV."""
+    cells: dict[tuple[str, str], list[float]] = {}
+    for s, c, v in zip(segments, chosen, expected_value, strict=True):
+        cells.setdefault((s, c), []).append(float(v))
+    if not cells:
+        return "No offers were chosen."
+    lines = ["| segment | chosen offer | offers | mean expected value (USD) |", "|---|---|---:|---:|"]
+    for (s, c), vs in sorted(cells.items()):
+        lines.append(f"| {s} | {c} | {len(vs)} | {sum(vs) / len(vs):,.2f} |")
+    return "\n".join(lines)

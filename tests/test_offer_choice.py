@@ -1,0 +1,275 @@
+"""Offer choice (#11, item 5): the offer-effectiveness model picks each candidate's offer by expected value
+(acceptance × value − cost) among the offers its segment allows, within the budget, and the budget carries over
+between the record batches of a partition.  Properties (hypothesis) on the pure module, then `make_offers` and the
+stored record on the real program configs."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engage_assets.domain import offer_choice as oc
+from engage_assets.domain import pipeline
+from engage_assets.domain.config import ConfigError, load_program
+from tests.test_pipeline_units import CHURN, PROGRAMS, REFUNDS
+
+WIN_BACK = PROGRAMS["win-back-campaigns"]
+OPTIONS = [
+    oc.OfferOption("low", "basic", 20.0),
+    oc.OfferOption("mid", "standard", 30.0),
+    oc.OfferOption("top", "premium", 50.0),
+]
+
+
+@st.composite
+def problems(draw):
+    """A random batch: acceptance, value, cost (n × 3), segments, holdout and a budget."""
+    n = draw(st.integers(1, 40))
+    floats = st.floats(0, 1, allow_nan=False)
+    p = np.array(draw(st.lists(floats, min_size=n, max_size=n)))
+    value = np.array(draw(st.lists(st.floats(0, 2_000, allow_nan=False), min_size=n, max_size=n)))
+    cost = np.array(draw(st.lists(st.floats(0, 300, allow_nan=False), min_size=3 * n, max_size=3 * n))).reshape(n, 3)
+    seg = np.array(draw(st.lists(st.integers(-1, 2), min_size=n, max_size=n)))
+    holdout = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    amount = draw(st.floats(1, 5_000, allow_nan=False))
+    mode = draw(st.sampled_from(["own", "less-generous"]))
+    elasticity = draw(st.floats(0, 0.1, allow_nan=False))
+    return p, value, cost, seg, holdout, amount, mode, elasticity
+
+
+def decide(p, value, cost, seg, holdout, budget, mode, elasticity):
+    acceptance = oc.acceptance_matrix(p, OPTIONS, 30.0, elasticity)
+    allowed = oc.allowed_matrix(seg, 3, mode)
+    return oc.choose_offers(acceptance, value, cost, allowed, seg >= 0, holdout, budget), acceptance, allowed
+
+
+@settings(max_examples=300, deadline=None)
+@given(problems())
+def test_never_exceeds_the_budget_and_never_picks_a_disallowed_offer(problem):
+    p, value, cost, seg, holdout, amount, mode, elasticity = problem
+    budget = oc.OfferBudget(amount)
+    result, _, allowed = decide(p, value, cost, seg, holdout, budget, mode, elasticity)
+    chosen = result.chosen
+    made = np.flatnonzero(chosen >= 0)
+    spent = sum(cost[i, chosen[i]] for i in made if not holdout[i])
+    assert spent <= amount + 1e-6 and budget.spent == pytest.approx(spent)
+    assert all(allowed[i, chosen[i]] for i in made)
+    assert all(chosen[i] <= seg[i] for i in made)  # never more generous than the segment's own offer
+    assert (chosen[seg < 0] == -1).all()
+    if mode == "own":
+        assert all(chosen[i] == seg[i] for i in made)
+
+
+@settings(max_examples=300, deadline=None)
+@given(problems())
+def test_unconstrained_picks_the_max_ev_offer(problem):
+    p, value, cost, seg, holdout, _, mode, elasticity = problem
+    budget = oc.OfferBudget(1e12)
+    result, acceptance, allowed = decide(p, value, cost, seg, holdout, budget, mode, elasticity)
+    for i in np.flatnonzero(seg >= 0):
+        ev = [acceptance[i, j] * value[i] - cost[i, j] for j in range(3) if allowed[i, j]]
+        picked = result.chosen[i]
+        assert picked >= 0
+        assert acceptance[i, picked] * value[i] - cost[i, picked] == pytest.approx(max(ev))
+
+
+@settings(max_examples=200, deadline=None)
+@given(problems(), st.integers(1, 5))
+def test_a_budget_carried_over_batches_is_never_exceeded(problem, pieces):
+    p, value, cost, seg, holdout, amount, mode, elasticity = problem
+    budget = oc.OfferBudget(amount)
+    spent = 0.0
+    for part in np.array_split(np.arange(len(p)), pieces):
+        result, _, _ = decide(p[part], value[part], cost[part], seg[part], holdout[part], budget, mode, elasticity)
+        spent += sum(cost[part][i, j] for i, j in enumerate(result.chosen) if j >= 0 and not holdout[part][i])
+    assert spent <= amount + 1e-6 and budget.spent == pytest.approx(spent)
+
+
+def test_the_discount_moves_acceptance_on_the_logit_scale():
+    acc = oc.acceptance_matrix(np.array([0.5]), OPTIONS, 30.0, 0.02)
+    assert acc[0, 1] == pytest.approx(0.5)  # the reference discount: the model's own probability
+    assert acc[0, 0] < 0.5 < acc[0, 2]
+    assert acc[0, 2] == pytest.approx(1 / (1 + np.exp(-0.4)))
+
+
+def test_a_tight_budget_falls_back_to_a_cheaper_allowed_offer():
+    acceptance = np.array([[0.2, 0.3, 0.6]])
+    cost = np.array([[5.0, 20.0, 100.0]])
+    allowed = oc.allowed_matrix(np.array([2]), 3, "less-generous")
+    unconstrained = oc.choose_offers(
+        acceptance, np.array([1000.0]), cost, allowed, np.array([True]), np.array([False]), oc.OfferBudget(1e6)
+    )
+    assert unconstrained.chosen.tolist() == [2]  # EVs 195, 280, 500
+    tight = oc.OfferBudget(50.0)
+    result = oc.choose_offers(acceptance, np.array([1000.0]), cost, allowed, np.array([True]), np.array([False]), tight)
+    assert result.chosen.tolist() == [1] and tight.remaining == pytest.approx(30.0)
+    assert result.budget_left.tolist() == [pytest.approx(30.0)]
+
+
+def test_budget_object_refuses_bad_amounts_and_overspending():
+    with pytest.raises(ValueError, match="positive"):
+        oc.OfferBudget(0)
+    budget = oc.OfferBudget(10.0)
+    budget.spend(10.0)
+    with pytest.raises(ValueError, match="does not fit"):
+        budget.spend(0.5)
+    with pytest.raises(ValueError, match="alternatives"):
+        oc.allowed_matrix(np.array([0]), 3, "any")
+
+
+# ---- make_offers on the programs' configs ------------------------------------------------------------------
+
+
+def scored(n, seed=0):
+    rng = np.random.default_rng(seed)
+    seg_score = rng.random(n)
+    data = {
+        "customer_id": [f"C{i:05d}" for i in range(n)],
+        "score": seg_score,
+        "score__win_back_likelihood_v3": seg_score,
+        "score__offer_effectiveness_v2": rng.uniform(0.05, 0.8, n),
+        "lifetime_value_usd": rng.lognormal(6.3, 0.8, n),
+        "monthly_revenue_usd": rng.uniform(10, 80, n),
+        "marketplace": ["US"] * n,
+    }
+    return pa.table(data)
+
+
+def with_budget(program, amount):
+    return program.model_copy(update={"budget": program.budget.model_copy(update={"amount": amount})})
+
+
+def test_win_back_offers_are_chosen_by_expected_value_within_each_segments_allowance():
+    batch = scored(3_000)
+    result = pipeline.make_offers(with_budget(WIN_BACK, 1e9), batch)
+    out = result.table.to_pylist()
+    rank = {"basic": 0, "standard": 1, "premium": 2}  # win_back.yaml, by score range
+    seg_rank = {"basic": 0, "standard": 1, "premium": 2}
+    for row in out:
+        doc = json.loads(row["offer_choice"])
+        assert rank[row["offer_type"]] <= seg_rank[row["segment"]]
+        best = max(doc["candidates"], key=lambda c: c["expectedValueUsd"])
+        assert doc["chosen"] == row["offer_type"] == best["offerType"]
+        assert {c["offerType"] for c in doc["candidates"]} == {
+            t for t, r in rank.items() if r <= seg_rank[row["segment"]]
+        }
+        assert row["expected_value_usd"] == pytest.approx(best["expectedValueUsd"], abs=0.011)
+    # The choice is real: premium-scored customers do not all get the premium offer, and some get each offer.
+    premium_seg = [r["offer_type"] for r in out if r["segment"] == "premium"]
+    assert len(set(premium_seg)) >= 2
+    # Without offerChoice every customer would get their segment's own offer: the choice changed some.
+    plain = pipeline.make_offers(with_budget(WIN_BACK, 1e9).model_copy(update={"offerChoice": None}), batch).table
+    assert plain.column("offer_type").to_pylist() != result.table.column("offer_type").to_pylist()
+
+
+def test_the_budget_holds_across_batches_of_one_partition():
+    program = with_budget(WIN_BACK, 4_000.0)
+    batch = scored(2_000, seed=4)
+    budget = oc.OfferBudget(program.budget.amount)
+    parts = [pipeline.make_offers(program, batch.slice(i, 500), budget).table for i in range(0, 2_000, 500)]
+    paid = sum(float(np.asarray(t.column("offer_value_usd"))[~np.asarray(t.column("holdout"))].sum()) for t in parts)
+    assert 3_900 < paid <= 4_000.0 + 1e-6 and budget.spent == pytest.approx(paid, abs=0.05)
+    # Four calls with a fresh budget each would spend four budgets: the carried object is what keeps the total.
+    fresh = sum(
+        float(np.asarray(t.column("offer_value_usd"))[~np.asarray(t.column("holdout"))].sum())
+        for t in (pipeline.make_offers(program, batch.slice(i, 500)).table for i in range(0, 2_000, 500))
+    )
+    assert fresh > 4_000.0
+
+
+def test_a_program_without_offer_choice_keeps_its_prefix_across_batches():
+    program = with_budget(REFUNDS, 3_000.0).model_copy(update={"offerChoice": None})
+    from tests.test_pipeline_units import scored_batch
+
+    batch = scored_batch(600, seed=5)
+    whole = pipeline.make_offers(program, batch).table
+    budget = oc.OfferBudget(program.budget.amount)
+    pieces = [pipeline.make_offers(program, batch.slice(i, 200), budget).table for i in range(0, 600, 200)]
+    assert budget.exhausted
+    assert sum(t.num_rows for t in pieces) <= whole.num_rows + 200  # nothing after the partition's budget ran out
+    paid = sum(float(np.asarray(t.column("offer_value_usd"))[~np.asarray(t.column("holdout"))].sum()) for t in pieces)
+    assert paid <= 3_000.0 + 1e-6
+
+
+def test_refunds_churn_risk_decides_who_gets_the_budget():
+    rng = np.random.default_rng(7)
+    n = 400
+    ltv = rng.uniform(200, 3_000, n)
+    churn = rng.uniform(0, 1, n)
+    batch = pa.table(
+        {
+            "customer_id": [f"C{i:04d}" for i in range(n)],
+            "order_id": [f"O{i:04d}" for i in range(n)],
+            "score": rng.uniform(0.4, 0.69, n),  # all medium impact: a $20 partial refund each
+            "score__churn_risk_v3": churn,
+            "lifetime_value_usd": ltv,
+            "order_value_usd": rng.uniform(20, 200, n),
+            "monthly_revenue_usd": rng.uniform(10, 80, n),
+            "marketplace": ["US"] * n,
+        }
+    )
+    result = pipeline.make_offers(with_budget(REFUNDS, 2_000.0), batch)
+    out = result.table.to_pandas()
+    assert set(out.offer_type) == {"partial"} and out[~out.holdout].offer_value_usd.sum() <= 2_000.0
+    kept = set(out.customer_id)
+    ev = churn * ltv - 20
+    dropped = [i for i in range(n) if f"C{i:04d}" not in kept]
+    assert dropped and max(ev[dropped]) <= min(ev[[int(c[1:]) for c in kept]]) + 1e-6  # best EV first
+
+
+def test_the_choice_and_its_inputs_are_stored_with_the_candidate():
+    offers = pipeline.make_offers(with_budget(WIN_BACK, 1e9), scored(50, seed=2)).table
+    records = pipeline.candidate_records(
+        WIN_BACK, offers, "2026-11-02", datetime(2026, 11, 2, tzinfo=UTC), {"offer-effectiveness-v2": "v1"}
+    )
+    for rec, row in zip(records, offers.to_pylist(), strict=True):
+        choice = rec["offerChoice"]
+        assert choice["chosen"] == rec["offerType"] == rec["offer"]["offerType"]
+        assert rec["segment"] == row["segment"] and choice["budgetLeftUsd"] >= 0
+        assert {"offerType", "acceptance", "costUsd", "expectedValueUsd"} <= set(choice["candidates"][0])
+        chosen_segment = next(s for s in WIN_BACK.strategy.segments if s.offer_type == rec["offerType"])
+        assert rec["offer"]["discount"] == chosen_segment.discount  # the chosen offer's terms, not the segment's
+
+
+def test_churn_prevention_chooses_too():
+    batch = scored(500, seed=3).rename_columns(
+        [
+            "customer_id",
+            "score",
+            "score__churn_risk_v6",
+            "score__offer_effectiveness_v2",
+            "lifetime_value_usd",
+            "monthly_revenue_usd",
+            "marketplace",
+        ]
+    )
+    out = pipeline.make_offers(with_budget(CHURN, 1e9), batch).table
+    assert out.num_rows and all(json.loads(c)["chosen"] for c in out.column("offer_choice").to_pylist())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"acceptanceModel": "nope-v1"}, "offerChoice.acceptanceModel 'nope-v1' is not one of the scoringModels"),
+        ({"valueColumn": "churn_reason"}, "must be a numeric batch column; it is a string column"),
+        ({"valueColumn": "no_such"}, "not a column of the batch"),
+        ({"alternatives": "more-generous"}, "alternatives"),
+        ({"discountElasticity": -1}, "discountElasticity"),
+    ],
+)
+def test_a_bad_offer_choice_fails_at_load(tmp_path: Path, change, message):
+    src = Path(__file__).resolve().parent.parent / "program_configs" / "win_back.yaml"
+    doc = yaml.safe_load(src.read_text())
+    doc["offerChoice"].update(change)
+    path = tmp_path / "win_back.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(ConfigError, match=message):
+        load_program(path)
