@@ -17,6 +17,7 @@ from engage_assets.assets.gdpr import build_gdpr_erasure
 from engage_assets.assets.outcomes_export import build_outcomes_export
 from engage_assets.assets.program import build_program
 from engage_assets.assets.reactive import build_reactive_program, decide_job_name
+from engage_assets.assets.reports import build_reports
 from engage_assets.domain.config import ProgramBase, ProgramConfig, ReactiveProgram, load_programs
 from engage_assets.settings import get_settings, program_config_dir
 from resources.by_env import build_resources
@@ -38,6 +39,7 @@ def build_definitions() -> dg.Definitions:
     delivery = build_all_delivery(programs, everyone)
     gdpr_job, gdpr_schedule = build_gdpr_erasure(programs)
     outcomes_export, outcomes_export_job, outcomes_export_schedule = build_outcomes_export()
+    reports = build_reports(everyone, engage_dbt_assets.keys)
     model_keys = [k for b in built for k in b.model_keys]
     warehouse_job = dg.define_asset_job(
         WAREHOUSE_JOB,
@@ -55,6 +57,7 @@ def build_definitions() -> dg.Definitions:
             engage_dbt_assets,
             *(a for b in built for a in b.assets),
             *delivery[0],
+            *reports.assets,
             outcomes_export,
         ],
         asset_checks=[c for b in built for c in b.asset_checks],
@@ -64,6 +67,7 @@ def build_definitions() -> dg.Definitions:
             *(j for b in built for j in b.jobs),
             *delivery[1],
             gdpr_job,
+            *reports.jobs,
             outcomes_export_job,
         ],
         schedules=[
@@ -84,6 +88,7 @@ def build_definitions() -> dg.Definitions:
             *(s for b in built for s in b.schedules),
             gdpr_schedule,
             outcomes_export_schedule,
+            *reports.schedules,
         ],
         sensors=[
             engage_run_failure_alerts,

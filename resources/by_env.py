@@ -41,6 +41,8 @@ from resources.events.local import LocalEventQueue
 from resources.events.sqs import SqsEventSource
 from resources.exports.local import LocalParquetExports
 from resources.exports.s3 import S3ParquetExports
+from resources.metrics_publisher.cloudwatch import CloudWatchMetricsPublisher
+from resources.metrics_publisher.local import LocalMetricsLog
 from resources.outcomes.base import OutcomeStore
 from resources.outcomes.dynamodb import DynamoDbOutcomeStore
 from resources.outcomes.sqlite import SqliteOutcomeStore
@@ -48,6 +50,7 @@ from resources.pressure import ContactPressureResource
 from resources.refund_events.eventbridge import EventBridgeRefundPublisher
 from resources.refund_events.local import LocalRefundEventLog
 from resources.refund_ledger.resource import DynamoDbRefundLedgerResource, SqliteRefundLedgerResource
+from resources.report_files import ReportFolder
 from resources.scoring.local import LocalScoringResource
 from resources.scoring.sagemaker import SageMakerScoringResource
 from resources.staging import ArrowParquetIOManager, ModelStoreResource, RejectionLogResource
@@ -99,6 +102,9 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         ),
         "sms_channel": OutboxSmsChannel(root=str(settings.outbox_root)),
         "push_channel": OutboxPushChannel(root=str(settings.outbox_root)),
+        # The reports' HTML files and the daily metrics (CloudWatch's local stand-in).
+        "report_files": ReportFolder(root=str(settings.home / "reports")),
+        "metrics_publisher": LocalMetricsLog(path=str(settings.home / "daily_metrics.sqlite")),
     }
 
 
@@ -172,6 +178,9 @@ def prod_resources(settings: Settings) -> dict[str, Any]:
         ),
         "sms_channel": SnsSmsChannel(region_name=region),
         "push_channel": SnsPushChannel(region_name=region, topic_arn=settings.required("push_topic_arn")),
+        # Reports on the code location's volume (ENGAGE_HOME); the daily metrics to CloudWatch.
+        "report_files": ReportFolder(root=str(settings.home / "reports")),
+        "metrics_publisher": CloudWatchMetricsPublisher(region_name=region),
     }
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import dagster as dg
 
-from resources.sqlite_wal import SqliteFileResource, write_transaction
+from resources.sqlite_wal import SqliteFileResource, chunked_in, write_transaction
 from resources.store.base import (
     CandidateStore,
     JsonPage,
@@ -50,6 +50,7 @@ from resources.store.sqlite_pages import (
 from resources.store.sqlite_schema import (
     COUNT_PARTITION,
     DELETE_STALE,
+    DELETE_STALE_IN,
     MIGRATIONS,
     UPSERT,
     UPSERT_SCORES,
@@ -102,20 +103,26 @@ class SqliteCandidateStore(SqliteFileResource, CandidateStore):
         now_ = resolve_now(now)
         result = WriteResult(batches=1)
         duplicates = 0
+        write_id = uuid.uuid4().hex  # every row of this call: the partitions' other rows are the stale ones
+        rows: list[tuple[Any, ...]] = []
+        for partition_key, records in partitions.items():
+            unique, dropped = validate_records(program_id, partition_key, records)
+            duplicates += dropped
+            rows += upsert_rows(unique, program_id, partition_key, write_id, now_)
         with self._write() as conn:
-            for partition_key, records in partitions.items():
-                unique, dropped = validate_records(program_id, partition_key, records)
-                duplicates += dropped
-                write_id = uuid.uuid4().hex
-                rows = upsert_rows(unique, program_id, partition_key, write_id, now_)
-                written = conn.executemany(UPSERT, rows).rowcount if rows else 0
+            # One statement for every partition's rows (a reactive batch holds one cart per partition: statements per
+            # partition were most of its write time).
+            written = conn.executemany(UPSERT, rows).rowcount if rows else 0
+            result.written, result.skipped_newer = written, len(rows) - written
+            keys = list(partitions)
+            if len(keys) == 1:
                 # Every row written now sits in this partition, so stale rows exist only if the partition holds more
                 # rows than were written: an index-only count saves the delete's row-by-row scan on plain re-runs.
-                in_partition = conn.execute(COUNT_PARTITION, (program_id, partition_key)).fetchone()[0]
+                in_partition = conn.execute(COUNT_PARTITION, (program_id, keys[0])).fetchone()[0]
                 if in_partition > written:
-                    result.deleted += conn.execute(DELETE_STALE, (program_id, partition_key, write_id)).rowcount
-                result.written += written
-                result.skipped_newer += len(rows) - written
+                    result.deleted = conn.execute(DELETE_STALE, (program_id, keys[0], write_id)).rowcount
+            elif keys:
+                result.deleted = len(chunked_in(conn, DELETE_STALE_IN, keys, head=(program_id,), tail=(write_id,)))
         if duplicates:
             result.extra["duplicates_dropped"] = duplicates
         _log.info(

@@ -97,6 +97,8 @@ WHERE excluded.partition_key >= candidates.partition_key OR candidates.expires_a
 
 # Every row of this (program, partition) that the current call did not write is no longer a candidate.
 DELETE_STALE = "DELETE FROM candidates WHERE program_id = ? AND partition_key = ? AND write_id <> ?"
+# Several partitions at once (`chunked_in` fills the IN list); RETURNING, so the chunks' deletions can be counted.
+DELETE_STALE_IN = "DELETE FROM candidates WHERE program_id = ? AND partition_key IN ({}) AND write_id <> ? RETURNING pk"
 
 COUNT_PARTITION = "SELECT COUNT(*) FROM candidates WHERE program_id = ? AND partition_key = ?"
 

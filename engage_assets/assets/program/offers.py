@@ -1,6 +1,6 @@
 """`[group, "offers"]`: segments, one subject per customer, the holdout group and offers within the budget."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
@@ -8,21 +8,19 @@ import numpy as np
 import pyarrow as pa
 
 from engage_assets.assets.program.checks import offer_check_figures, offer_check_results, offer_check_specs
+from engage_assets.assets.program.choice import choice_metadata
 from engage_assets.assets.program.common import MODEL_VERSIONS_KEY, program_pool, program_tags, stage_key
-from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, stream_partitions
+from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, stream_batches
 from engage_assets.domain import pipeline
 from engage_assets.domain.config import ProgramConfig
+from engage_assets.domain.offer_choice import OfferBudget
+from engage_assets.domain.offer_order import offer_priority
+from resources.batches import BATCHES, BatchOutput, ParquetBatches, ordered_groups
 from resources.staging import RejectionLogResource
 
 
-def offers_partition(
-    program: ProgramConfig, rejections: RejectionLogResource, window: PartitionWindow, scored: pa.Table
-) -> tuple[pa.Table, dict[str, Any]]:
-    """One partition's offers (still stamped with the model versions) and their metadata."""
-    versions = (scored.schema.metadata or {}).get(MODEL_VERSIONS_KEY.encode(), b"{}")
-    result = pipeline.make_offers(program, scored)
-    rejections.write(program.group, "offers", window.partition_key, result.rejected)
-    out = result.table.replace_schema_metadata({MODEL_VERSIONS_KEY: versions})
+def offers_metadata(program: ProgramConfig, out: pa.Table, removed: Mapping[str, int]) -> dict[str, Any]:
+    """A partition's offers metadata, from its offers (`NARROW` columns are enough) and the rows each step removed."""
     by_type: dict[str, int] = {}
     if out.num_rows:
         # Sorted: Arrow's threaded group-by returns the groups in any order, and the metadata should read the same.
@@ -30,15 +28,55 @@ def offers_partition(
         for row in sorted(counts, key=lambda r: str(r["offer_type"])):
             by_type[row["offer_type"]] = row["offer_type_count"]
     holdout = np.asarray(out.column("holdout"), dtype=bool)
-    return out, {
+    return {
         "dagster/row_count": out.num_rows,
-        **{f"removed/{k}": v for k, v in result.removed.items()},
+        **{f"removed/{k}": v for k, v in removed.items()},
         **{f"offers/{k}": v for k, v in by_type.items()},
         "holdout": int(holdout.sum()),
         "offer_cost_usd": round(float(np.asarray(out.column("offer_value_usd"))[~holdout].sum()), 2),
         "budget_usd": program.budget.amount,
+        **choice_metadata(program, out),
         "segments": dg.MetadataValue.json(pipeline.score_distribution(out)),
     }
+
+
+# The offers' columns the partition's metadata and checks read back from its file (never the whole table).
+NARROW = ("segment", "score", "holdout", "offer_type", "offer_value_usd", "expected_value_usd")
+
+
+def offers_partition(
+    program: ProgramConfig,
+    rejections: RejectionLogResource,
+    window: PartitionWindow,
+    scored: ParquetBatches,
+    figures: list[dict[str, Any]],
+) -> BatchOutput:
+    """One partition's offers (still stamped with the model versions), a batch at a time, in the order the budget
+    is spent (`domain.offer_order`: each customer's subjects in one batch, one `OfferBudget` carried from batch to
+    batch), so the result is the whole partition's in one `make_offers` call.  The metadata and the checks' figures
+    are read back from the written file; the rejections are written once the last batch is decided."""
+    versions = (scored.schema.metadata or {}).get(MODEL_VERSIONS_KEY.encode(), b"{}")
+    budget = OfferBudget(program.budget.amount)
+    removed: dict[str, int] = {}
+    rejected: list[pa.Table] = []
+
+    def batches() -> Iterator[pa.Table]:
+        priorities = (pa.array(offer_priority(program, t)) for t in scored.tables())
+        for batch in ordered_groups(scored, priorities, "customer_id", "score"):
+            result = pipeline.make_offers(program, batch, budget)
+            for step, n in result.removed.items():
+                removed[step] = removed.get(step, 0) + n
+            rejected.append(result.rejected)
+            yield result.table.replace_schema_metadata({MODEL_VERSIONS_KEY: versions})
+        rejections.write(program.group, "offers", window.partition_key, pa.concat_tables(rejected))
+
+    def metadata(path: str) -> dict[str, Any]:
+        written = ParquetBatches(path)
+        out = written.read([c for c in NARROW if c in written.schema.names])
+        figures.append(offer_check_figures(program, window.partition_key, out))
+        return offers_metadata(program, out, removed)
+
+    return BatchOutput(batches(), metadata)
 
 
 def offers_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinition) -> dg.AssetsDefinition:
@@ -52,7 +90,7 @@ def offers_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         kinds={"pyarrow"},
         pool=program_pool(program),
         backfill_policy=SINGLE_RUN,
-        ins={"scored": dg.AssetIn(stage_key(program, "scored_candidates"))},
+        ins={"scored": dg.AssetIn(stage_key(program, "scored_candidates"), metadata=BATCHES)},
         check_specs=offer_check_specs(program),
         description="Segments from the config's score ranges, one subject per customer, the holdout "
         "(control) group by deterministic hash, and offers within the program's budget.",
@@ -64,12 +102,10 @@ def offers_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         computed as the IO manager writes the output, so the figures are complete when the checks run)."""
         figures: list[dict[str, Any]] = []
 
-        def one(window: PartitionWindow, table: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
-            out, meta = offers_partition(program, rejections, window, table)
-            figures.append(offer_check_figures(program, window.partition_key, out))
-            return out, meta
+        def one(window: PartitionWindow, batches: ParquetBatches) -> BatchOutput:
+            return offers_partition(program, rejections, window, batches, figures)
 
-        yield dg.Output(stream_partitions(context, parts, scored, one))
+        yield dg.Output(stream_batches(context, parts, scored, one))
         yield from offer_check_results(program, figures)
 
     return offers

@@ -1,0 +1,212 @@
+"""Reports (#11, item 6): rendered from a hand-made metrics warehouse (tests/metrics_fixture.py), the charts valid
+PNG images of the fixture's figures, the Markdown tables holding its numbers; a report with no data says so; the
+daily metrics asset records the day's figures and publishes them; the spec's report schedules."""
+
+from __future__ import annotations
+
+import base64
+import re
+import struct
+import zlib
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from engage_assets.assets.reports import (
+    DAILY_METRICS_KEY,
+    DASHBOARD_KEY,
+    REPORT_CRONS,
+    build_reports,
+    report_key,
+)
+from engage_assets.domain.config import load_programs
+from engage_assets.domain.reports.build import dashboard, program_report
+from engage_assets.domain.reports.charts import funnel_chart, lift_chart
+from engage_assets.domain.reports.data import MetricDataError, read_metric_tables
+from engage_assets.domain.reports.render import NO_DATA, to_html, to_markdown
+from resources.metrics_publisher.local import LocalMetricsLog
+from resources.report_files import ReportFolder
+from resources.warehouse.duckdb import DuckDBWarehouse
+from tests.metrics_fixture import DAYS, PROGRAMS, write_metrics_warehouse
+
+ROOT = Path(__file__).resolve().parent.parent
+PNG_URI = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a PNG after checking it whole: signature, every chunk's CRC, IHDR first, IEND last, and
+    the image data inflating to exactly the rows IHDR announces."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks, idat = 8, [], b""
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
+        assert zlib.crc32(kind + body) == crc, kind
+        chunks.append(kind)
+        idat += body if kind == b"IDAT" else b""
+        if kind == b"IHDR":
+            width, height, depth, color = struct.unpack(">IIBB", body[:10])
+        pos += 12 + length
+    assert chunks[0] == b"IHDR" and chunks[-1] == b"IEND" and pos == len(data)
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color]
+    assert len(zlib.decompress(idat)) == height * (1 + (width * channels * depth + 7) // 8)
+    return width, height
+
+
+def images(markdown: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in PNG_URI.findall(markdown)]
+
+
+@pytest.fixture
+def tables(tmp_path):
+    warehouse = DuckDBWarehouse(path=str(write_metrics_warehouse(tmp_path / "fixture.duckdb")))
+    return read_metric_tables(warehouse.query_arrow_many)
+
+
+def test_a_program_report_holds_the_fixture_s_numbers_and_five_valid_charts(tables, tmp_path):
+    report = program_report("churn-prevention", "Churn Prevention", tables, "test")
+    md = to_markdown(report)
+    # Lift: 1,550 of 19,042 treated (8.14 %) against 110 of 2,164 held out (5.08 %): +3.1 pp, CI +2.0 to +4.1 pp.
+    assert "| Churn Prevention | 1,550 / 19,042 | 8.14 % | 110 / 2,164 | 5.08 % | +3.1 pp | +2.0 pp to +4.1 pp |" in md
+    # The spec's metrics in its terms, measured beside the spec's figure.
+    assert "| Retention rate | risk_level: critical | 41.2 % | 46.0 % |" in md
+    assert "| Revenue saved (USD) |  | $1,543,600 | $2,100,000 |" in md
+    assert "| ROI |  | 2,026.0 % | 2,800.0 % |" in md
+    # Funnel sums over segments and channels; the daily rows; last-touch attribution by channel.
+    assert "| Candidates | 21,206 | – |" in md and "| Converted | 1,550 |" in md
+    assert "| 2026-11-29 | 1,250 | 1,225 | 490 | 245 | 99 | $1,875.00 | $39,600 | 2,012 % |" in md
+    assert "| email | 1 | $400.00 | 1 | $400.00 |" in md and "| phone | 1 | $400.00 | 0 | $0.00 |" in md
+    assert "proactive" not in md.lower()  # another program's rows stay out
+    pngs = images(md)
+    assert len(pngs) == 5
+    for png in pngs:
+        width, height = png_size(png)
+        assert width > 300 and height > 100
+    html = to_html(report)
+    assert html.count('<img alt="') == 5 and '<td class="num">21,206</td>' in html
+
+
+def test_the_charts_draw_the_fixture_s_figures(tables):
+    mine = tables.for_program("churn-prevention")
+    funnel = funnel_chart(mine.funnel)
+    assert funnel is not None
+    counts = {r["stage"]: r["count"] for r in funnel["data"]["values"]}
+    assert counts == {
+        "Candidates": 21206,
+        "Offered": 19042,
+        "Sent": 19042,
+        "Delivered": 18580,
+        "Opened": 6112,
+        "Clicked": 3056,
+        "Converted": 1550,
+    }
+    lift = lift_chart(tables.lift, PROGRAMS)
+    assert lift is not None
+    rows = {r["program"]: (r["lift"], r["low"], r["high"]) for r in lift["data"]["values"]}
+    assert rows == {"Churn Prevention": (0.0306, 0.0201, 0.0411), "Proactive Refund Offers": (0.0689, 0.0458, 0.092)}
+
+
+def test_the_dashboard_compares_every_program(tables):
+    md = to_markdown(dashboard(PROGRAMS, tables, "test"))
+    assert "| Proactive Refund Offers | 1,700 / 9,000 | 18.89 % | 120 / 1,000 | 12.00 % | +6.9 pp |" in md
+    assert "| Proactive Refund Offers | Satisfaction recovery rate | impact_level: high | 91.3 % | 95.0 % |" in md
+    assert len(images(md)) == 5 and NO_DATA not in md
+
+
+def test_with_no_metric_model_a_report_says_no_data_yet(tmp_path):
+    empty = DuckDBWarehouse(path=str(tmp_path / "empty.duckdb"))
+    import duckdb
+
+    duckdb.connect(str(tmp_path / "empty.duckdb")).close()
+    tables = read_metric_tables(empty.query_arrow_many)
+    assert tables.empty and len(tables.missing) == 5
+    md = to_markdown(program_report("churn-prevention", "Churn Prevention", tables, "test"))
+    assert f"## {NO_DATA}" in md and "metrics.program_funnel" in md and not images(md)
+    html = to_html(dashboard(PROGRAMS, tables, "test"))
+    assert 'class="note nodata"' in html and "<img" not in html
+
+
+def test_a_program_without_rows_and_a_chart_without_data_say_so(tmp_path):
+    warehouse = DuckDBWarehouse(path=str(write_metrics_warehouse(tmp_path / "m.duckdb", ("holdout_lift",))))
+    tables = read_metric_tables(warehouse.query_arrow_many)
+    other = to_markdown(program_report("win-back-campaigns", "Win-Back Campaigns", tables, "test"))
+    assert f"{NO_DATA}: the warehouse has no metric model yet" in other and not images(other)
+    # Lift is measured, nothing else: the lift chart is drawn, each other chart says what it waits for.
+    md = to_markdown(program_report("churn-prevention", "Churn Prevention", tables, "test"))
+    assert len(images(md)) == 1
+    assert f"{NO_DATA}: no day with cost and revenue yet (metrics.program_daily_metrics)." in md
+
+
+def test_a_metric_model_without_a_contract_column_is_a_clear_error(tmp_path):
+    import duckdb
+
+    path = tmp_path / "bad.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE SCHEMA metrics; CREATE TABLE metrics.holdout_lift (program_id VARCHAR, lift DOUBLE)")
+    with pytest.raises(MetricDataError, match="metrics.holdout_lift lacks the contract's column"):
+        read_metric_tables(DuckDBWarehouse(path=str(path)).query_arrow_many)
+
+
+def programs():
+    return list(load_programs(ROOT / "program_configs"))
+
+
+def test_the_assets_record_the_day_write_the_files_and_publish(tmp_path):
+    everyone = programs()
+    built = build_reports(everyone, set())
+    warehouse = DuckDBWarehouse(path=str(write_metrics_warehouse(tmp_path / "fixture.duckdb")))
+    log = LocalMetricsLog(path=str(tmp_path / "daily_metrics.sqlite"))
+    resources = {
+        "warehouse": warehouse,
+        "report_files": ReportFolder(root=str(tmp_path / "reports")),
+        "metrics_publisher": log,
+    }
+    day = DAYS[2].isoformat()
+    result = dg.materialize(
+        [a for a in built.assets if DAILY_METRICS_KEY in a.keys], resources=resources, partition_key=day
+    )
+    (mat,) = result.asset_materializations_for_node("reports__daily_metrics")
+    meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    assert meta["churn_prevention.sent"] == 1250 and meta["churn_prevention.converted"] == 99
+    assert meta["proactive_refunds.revenue_usd"] == 244000.0 and meta["proactive_refunds.roi"] == pytest.approx(10.349)
+    assert meta["win_back.sent"] == 0 and "win_back.roi" not in meta  # modelled, nothing sent that day
+    assert (tmp_path / "reports" / "daily" / f"{day}.html").exists()
+    assert log.read(DAYS[2])[("churn-prevention", "opened")] == 490.0
+    report_assets = [a for a in built.assets if a.keys & {DASHBOARD_KEY, *(report_key(p) for p in everyone)}]
+    dg.materialize(report_assets, resources=resources)
+    for name in ("dashboard.html", "churn_prevention/report.html", "win_back/report.html"):
+        assert (tmp_path / "reports" / name).read_text().startswith("<!doctype html>")
+    assert NO_DATA in (tmp_path / "reports" / "win_back" / "report.html").read_text()
+
+
+def test_on_an_empty_warehouse_the_assets_succeed_and_say_no_data(tmp_path):
+    import duckdb
+
+    duckdb.connect(str(tmp_path / "w.duckdb")).close()
+    built = build_reports(programs(), set())
+    resources = {
+        "warehouse": DuckDBWarehouse(path=str(tmp_path / "w.duckdb")),
+        "report_files": ReportFolder(root=str(tmp_path / "reports")),
+        "metrics_publisher": LocalMetricsLog(path=str(tmp_path / "m.sqlite")),
+    }
+    daily = [a for a in built.assets if DAILY_METRICS_KEY in a.keys]
+    result = dg.materialize(daily, resources=resources, partition_key=date(2026, 11, 29).isoformat())
+    (mat,) = result.asset_materializations_for_node("reports__daily_metrics")
+    assert mat.metadata["published"].value == "nothing to publish"
+    assert NO_DATA in mat.metadata["report"].value
+    assert dg.materialize([a for a in built.assets if a not in daily], resources=resources).success
+
+
+def test_the_spec_s_report_jobs_run_at_the_spec_s_times_by_default():
+    built = build_reports(programs(), set())
+    schedules = {s.name: s for s in built.schedules}
+    assert schedules["metrics_aggregation_schedule"].cron_schedule == "59 23 * * *"
+    assert schedules["proactive_refunds_report_schedule"].cron_schedule == "0 18 * * *"
+    assert schedules["churn_prevention_report_schedule"].cron_schedule == "0 6 * * *"
+    assert schedules["abandoned_cart_recovery_report_schedule"].cron_schedule == list(
+        REPORT_CRONS["abandoned-cart-recovery"]
+    )
+    assert {s.default_status for s in built.schedules} == {dg.DefaultScheduleStatus.RUNNING}
