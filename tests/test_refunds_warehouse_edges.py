@@ -37,7 +37,6 @@ from engage_assets.domain.config import load_programs
 from engage_assets.domain.sources import PartitionWindow
 from engage_assets.settings import PROJECT_ROOT
 from resources.dbt import dbt_resource
-from resources.staging import RejectionLogResource
 from resources.warehouse.duckdb import DuckDBWarehouse
 
 PROGRAM = next(p for p in load_programs(PROJECT_ROOT / "program_configs") if p.programId == "proactive-refunds")
@@ -287,12 +286,11 @@ def stages(tmp_path_factory):
             resources={"dbt": dbt_resource("local")},
             raise_on_error=False,
         )
-    rejections = RejectionLogResource(base_path=str(home / "stages"))
     window = PartitionWindow(DAY.isoformat(), DAY, AS_OF)
-    source, source_meta = source_partition(
-        PROGRAM, DuckDBWarehouse(path=str(warehouse)), rejections, pa.array([], pa.string()), window
-    )
-    eligible, eligible_meta = eligible_partition(PROGRAM, rejections, window, source)
+    duck = DuckDBWarehouse(path=str(warehouse))
+    # Pushed down (#14): the warehouse writes the source rows and the rejections under the stage root.
+    _, source_meta = source_partition(PROGRAM, duck, str(home / "stages"), set(), window)
+    eligible, eligible_meta = eligible_partition(PROGRAM, duck, str(home / "stages"), window)
     return built, source_meta, eligible, eligible_meta
 
 
