@@ -49,7 +49,8 @@ def build_definitions() -> dg.Definitions:
     retrain_job = dg.define_asset_job(
         RETRAIN_JOB,
         selection=dg.AssetSelection.assets(*model_keys),
-        description="Retrain every program's models; each is promoted only if it beats the current version.",
+        description="Retrain every program's models at once (on demand: each model's own schedule retrains it on "
+        "its cadence); each is promoted only if it beats a naive one-feature baseline and the current version.",
     )
     return dg.Definitions(
         assets=[
@@ -76,13 +77,6 @@ def build_definitions() -> dg.Definitions:
                 name="warehouse_build_schedule",
                 job=warehouse_job,
                 cron_schedule="30 1 * * *",
-                default_status=dg.DefaultScheduleStatus.RUNNING,
-            ),
-            # Spec: model retraining on the first Monday of the month at 3 AM.
-            dg.ScheduleDefinition(
-                name="model_retraining_schedule",
-                job=retrain_job,
-                cron_schedule="0 3 * * 1#1",
                 default_status=dg.DefaultScheduleStatus.RUNNING,
             ),
             *(s for b in built for s in b.schedules),

@@ -51,8 +51,10 @@ from resources.refund_events.eventbridge import EventBridgeRefundPublisher
 from resources.refund_events.local import LocalRefundEventLog
 from resources.refund_ledger.resource import DynamoDbRefundLedgerResource, SqliteRefundLedgerResource
 from resources.report_files import ReportFolder
+from resources.scoring.deploy import LocalModelDeployResource
 from resources.scoring.local import LocalScoringResource
 from resources.scoring.sagemaker import SageMakerScoringResource
+from resources.scoring.sagemaker_deploy import SageMakerModelDeployResource
 from resources.staging import ArrowParquetIOManager, ModelStoreResource, RejectionLogResource
 from resources.store.base import CandidateStore
 from resources.store.dynamodb import DynamoDbCandidateStore
@@ -78,6 +80,7 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         ATHENA_WAREHOUSE_KEY: warehouse,
         "store": candidates,
         "scoring": LocalScoringResource(),
+        "model_deploy": LocalModelDeployResource(),
         "exports": LocalParquetExports(root=str(settings.export_root), warehouse_path=str(settings.warehouse_path)),
         # The platform's own offers and contacts, which dbt's `platform` source reads (never registered as views:
         # the history is read through `marts.offer_history` / `marts.contact_history`).
@@ -144,6 +147,12 @@ def prod_resources(settings: Settings) -> dict[str, Any]:
         ATHENA_WAREHOUSE_KEY: athena_warehouse(settings),
         "store": candidates,
         "scoring": SageMakerScoringResource(region_name=region),
+        "model_deploy": SageMakerModelDeployResource(
+            region_name=region,
+            artifact_bucket=settings.required("s3_bucket"),
+            image_uri=settings.sagemaker_image_uri,
+            execution_role_arn=settings.sagemaker_role_arn,
+        ),
         "exports": S3ParquetExports(
             bucket=settings.required("s3_bucket"),
             prefix="exports",

@@ -17,7 +17,7 @@ from engage_assets.assets.program.common import BATCH_RUN_TAG, STAGES, erased_si
 from engage_assets.assets.program.eligible import eligible_asset
 from engage_assets.assets.program.export import export_asset
 from engage_assets.assets.program.jobs import batch_job, batch_schedule
-from engage_assets.assets.program.model import model_asset, model_keys
+from engage_assets.assets.program.model import model_asset, model_keys, retraining_jobs
 from engage_assets.assets.program.offers import offers_asset
 from engage_assets.assets.program.partitions import (
     SINGLE_RUN,
@@ -59,7 +59,8 @@ class ProgramDefs:
 
 
 def build_program(program: ProgramConfig) -> ProgramDefs:
-    """The program's model assets, its six stage assets (in `STAGES` order), its batch job and schedule."""
+    """The program's model assets, its six stage assets (in `STAGES` order), its batch job and schedule, and one
+    retraining job and schedule per model."""
     parts = partitions_for(program)
     stage_assets = [
         source_asset(program, parts),
@@ -70,10 +71,11 @@ def build_program(program: ProgramConfig) -> ProgramDefs:
         export_asset(program, parts),
     ]
     job = batch_job(program, parts, stage_assets)
+    retraining = retraining_jobs(program)
     return ProgramDefs(
         assets=[*(model_asset(program, spec) for spec in program.scoringModels), *stage_assets],
         asset_checks=[],
-        jobs=[job],
-        schedules=[batch_schedule(program, job)],
+        jobs=[job, *(j for j, _ in retraining)],
+        schedules=[batch_schedule(program, job), *(s for _, s in retraining)],
         model_keys=model_keys(program),
     )

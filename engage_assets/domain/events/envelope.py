@@ -158,16 +158,20 @@ def _no_constants(name: str) -> Any:
 
 
 def _depth(value: Any) -> int:
-    """Nesting depth of objects and arrays, without recursion."""
+    """Nesting depth of objects and arrays, without recursion (only containers are visited: a leaf costs a type
+    check, not a stack entry; this runs on every event, three times on its way to a decision)."""
+    if not isinstance(value, dict | list):
+        return 0
     deepest, stack = 0, [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
-        if children is not None:
-            deepest = max(deepest, depth)
+        if depth > deepest:
+            deepest = depth
             if deepest > MAX_DEPTH:
                 return deepest
-            stack.extend((child, depth + 1) for child in children)
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
     return deepest
 
 
