@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     push_topic_arn: str | None = None
     email_from: str | None = None
     ses_configuration_set: str | None = None
+    # Where a promoted model is deployed in production (`resources.scoring.sagemaker_deploy`): the serving container
+    # image and the role SageMaker runs it as; the artifacts go to ENGAGE_S3_BUCKET under models/.  Unset, a
+    # promotion in production fails naming them (the new version is promoted but not deployed, so scoring refuses).
+    sagemaker_image_uri: str | None = None
+    sagemaker_role_arn: str | None = None
     # The reactive (abandoned-cart) program's SQS queue and its dead-letter queue: not in PROD_REQUIRED until that
     # program runs in production.
     cart_queue_url: str | None = None

@@ -64,10 +64,17 @@ def test_a_disabled_program_runs_nothing(tmp_path, monkeypatch):
     # Built on its own (what the factory makes of it), its schedule is stopped.
     disabled = load_program(tmp_path / "configs" / "win_back.yaml")
     assert isinstance(disabled, ProgramConfig) and not disabled.enabled
-    (schedule,) = build_program(disabled).schedules
-    assert schedule.default_status == STOPPED
-    (enabled,) = build_program(disabled.model_copy(update={"enabled": True})).schedules
-    assert enabled.default_status == RUNNING
+    stopped = {s.name: s.default_status for s in build_program(disabled).schedules}
+    # the batch schedule and one retraining schedule per model, on the spec's quarterly cadence (#11, item 7)
+    retraining = {
+        "win_back_win_back_likelihood_v3_retraining_schedule",
+        "win_back_offer_effectiveness_v2_retraining_schedule",
+    }
+    assert {"win_back_schedule", *retraining} <= set(stopped)
+    assert set(stopped.values()) == {STOPPED}
+    enabled = build_program(disabled.model_copy(update={"enabled": True})).schedules
+    assert {s.default_status for s in enabled} == {RUNNING}
+    assert {s.cron_schedule for s in enabled if s.name in retraining} == {"0 3 * 1,4,7,10 1#1"}
 
 
 def test_the_local_instance_marks_dead_runs_failed(tmp_path):

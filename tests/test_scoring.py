@@ -162,10 +162,12 @@ def test_server_rejects_malformed_csv_and_unknown_endpoints(endpoint):
     assert resp["InvokedProductionVariant"] == endpoint.models[MODEL].version
     assert len(parse_predictions(resp["Body"].read(), resp["ContentType"])) == 1
 
-    other = SageMakerScoringResource(endpoint_url=endpoint.url)
+    other = SageMakerScoringResource(endpoint_url=endpoint.url, verify_version=False)  # straight to the runtime
     bad_ref = ModelRef(MODEL, PROGRAM, "v", "sagemaker://no-such-endpoint", tuple(FEATURES), "/nonexistent")
     with pytest.raises(ScoringError, match="no-such-endpoint.*ValidationError"):
         other.score(bad_ref, rows(10))
+    with pytest.raises(ScoringError, match="no-such-endpoint: ValidationException: Could not find"):
+        SageMakerScoringResource(endpoint_url=endpoint.url).score(bad_ref, rows(10))  # the version check first
     with pytest.raises(ValueError, match="sagemaker://"):
         other.score(ModelRef(MODEL, PROGRAM, "v", "http://x", tuple(FEATURES), "/nonexistent"), rows(10))
 

@@ -14,6 +14,9 @@ Protocol (what boto3 sends to `endpoint_url`):
         415  ModelError       content type other than text/csv
     POST /invocations    the container-side path, accepted when exactly one model is served
     GET  /ping           200 (container health check)
+    POST /  X-Amz-Target: SageMaker.DescribeEndpoint | DescribeEndpointConfig | ListTags   the control-plane calls
+         scoring makes to check the served version: each endpoint serves config `<name>-<version>`, tagged
+         `engage:model-version` = the version it was started with
 
 Run:  python -m engage_assets.demo.sagemaker_endpoint --registry DIR --program P [--host H] [--port N]
 Logs carry endpoint names, row counts and statuses only, never feature values.
@@ -119,10 +122,37 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._error(404, "ValidationError", "unknown path")
 
+    def _control(self, target: str, body: bytes) -> None:
+        """The control-plane calls of the served-version check (module docstring), in the JSON 1.1 protocol."""
+        args = json.loads(body or b"{}")
+        configs = {f"{name}-{ref.version}": ref for name, ref in self.server.models.items()}
+        arn = "arn:aws:sagemaker:us-east-1:000000000000:endpoint-config/"
+        doc: dict[str, object] | None = None
+        if target == "DescribeEndpoint" and args.get("EndpointName") in self.server.models:
+            ref = self.server.models[args["EndpointName"]]
+            doc = {"EndpointName": args["EndpointName"], "EndpointConfigName": f"{args['EndpointName']}-{ref.version}",
+                   "EndpointStatus": "InService"}  # fmt: skip
+        elif target == "DescribeEndpointConfig" and args.get("EndpointConfigName") in configs:
+            name = args["EndpointConfigName"]
+            doc = {"EndpointConfigName": name, "EndpointConfigArn": arn + name,
+                   "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": name}]}  # fmt: skip
+        elif target == "ListTags" and str(args.get("ResourceArn", "")).removeprefix(arn) in configs:
+            ref = configs[str(args["ResourceArn"]).removeprefix(arn)]
+            doc = {"Tags": [{"Key": "engage:model-version", "Value": ref.version}]}
+        if doc is None:
+            body_out = json.dumps({"__type": "ValidationException", "message": f"Could not find {target} resource"})
+            self._send(400, body_out.encode(), "application/x-amz-json-1.1")
+            return
+        self._send(200, json.dumps(doc).encode(), "application/x-amz-json-1.1")
+
     def do_POST(self) -> None:  # noqa: N802
         path = urlsplit(self.path).path
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""  # always drain, so keep-alive stays in sync
+        target = self.headers.get("X-Amz-Target") or ""
+        if path == "/" and target.startswith("SageMaker."):
+            self._control(target.removeprefix("SageMaker."), body)
+            return
         m = _INVOKE.match(path)
         if m:
             name = unquote(m.group(1))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from engage_assets.domain.config import ReactiveProgram, ScoringModelBase
 from engage_assets.domain.models import ModelRef, ModelRegistry, TrainedModel, train_model
+from resources.scoring.training_data import read_training_frame
 from resources.warehouse.base import WarehouseResource
 
 TRAINING_TABLE = "training_cart_outcomes"
@@ -22,28 +23,32 @@ def intent_model(program: ReactiveProgram) -> ScoringModelBase:
     return program.scoringModels[0]
 
 
-def train_purchase_intent(
-    program: ReactiveProgram, warehouse: WarehouseResource, registry: ModelRegistry
-) -> tuple[TrainedModel, ModelRef]:
-    """Train a candidate version, let the registry promote it if it beats the current one; (candidate, current)."""
+def training_source(program: ReactiveProgram) -> tuple[str, str, str | None]:
+    """(training table, label, truth column) of the purchase-intent model: the config's, else the carts mart's."""
     spec = intent_model(program)
     table = spec.trainingTable or TRAINING_TABLE
     label = spec.label or LABEL
     truth = spec.truthColumn if spec.trainingTable else (spec.truthColumn or TRUTH)
-    columns = list(dict.fromkeys([*spec.features, label, *([truth] if truth else [])]))
-    data = warehouse.query_arrow(f"SELECT {', '.join(columns)} FROM marts.{table}").to_pandas()
+    return table, label, truth
+
+
+def train_purchase_intent(
+    program: ReactiveProgram, warehouse: WarehouseResource, registry: ModelRegistry
+) -> tuple[TrainedModel, ModelRef]:
+    """Train a candidate version, let the registry promote it if it beats the baseline and the current one;
+    (candidate, current).  LookupError when no version was ever promoted (the last candidate's verdict says why)."""
+    spec = intent_model(program)
+    table, label, truth = training_source(program)
+    data, truth = read_training_frame(warehouse, table, spec.features, label, truth)
     trained = train_model(spec.modelId, program.programId, spec.features, data, label, truth_column=truth)
     registry.promote_if_improved(trained)
-    current = registry.current(program.programId, spec.modelId, spec.endpoint)
-    if current is None:  # pragma: no cover - the first model is always promoted
-        raise RuntimeError(f"{spec.modelId}: no promoted version after training")
-    return trained, current
+    return trained, current_intent_model(program, registry)
 
 
 def current_intent_model(program: ReactiveProgram, registry: ModelRegistry) -> ModelRef:
-    """The promoted purchase-intent version; a clear error before the first training."""
+    """The promoted purchase-intent version; a clear error when there is none (never trained, or never promoted)."""
     spec = intent_model(program)
     ref = registry.current(program.programId, spec.modelId, spec.endpoint)
     if ref is None:
-        raise LookupError(f"{program.programId}/{spec.modelId} has no promoted version: train it first")
+        raise LookupError(f"{registry.never_promoted_reason(program.programId, spec.modelId)}: nothing to score with")
     return ref

@@ -3,6 +3,12 @@
 The model's config names the endpoint (`sagemaker://<endpoint>`); rows go in batches of 1,000 as header-less CSV,
 a lossless encoding (floats in round-trip repr, booleans as 1/0, NULL as an empty field, categories as text), so
 the endpoint returns the same numbers as local scoring.
+
+Before scoring, the endpoint must serve the registry's version: its endpoint config's `engage:model-version` tag
+(written by `sagemaker_deploy`) is read through the control plane (DescribeEndpoint, DescribeEndpointConfig,
+ListTags) and another version, a missing tag or an endpoint not InService is refused with a `ScoringError`.  A
+match is remembered for `VERIFIED_TTL_S` seconds per (endpoint, version), so a stream of small calls (the reactive
+path) pays for the check once a minute, not per call.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,13 +25,18 @@ import numpy as np
 import pandas as pd
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from cachetools import TTLCache
 
 from engage_assets.domain.models import ModelRef
 from resources.scoring.base import ScoringError, ScoringResource, check_probabilities, feature_frame
+from resources.scoring.deploy import VERSION_TAG
 
 log = logging.getLogger(__name__)
 
 SAGEMAKER_SCHEME = "sagemaker://"
+VERIFIED_TTL_S = 60.0
+_VERIFIED: TTLCache[tuple[str, str | None, str, str], bool] = TTLCache(maxsize=1024, ttl=VERIFIED_TTL_S)
+_VERIFIED_LOCK = threading.Lock()
 
 
 def endpoint_name(model: ModelRef) -> str:
@@ -89,6 +101,8 @@ class SageMakerScoringResource(ScoringResource):
     max_attempts: int = 6  # total tries per batch, the first included
     max_concurrency: int = 4
     read_timeout_s: float = 60.0
+    control_endpoint_url: str | None = None  # the SageMaker control plane; default endpoint_url (tests: one server)
+    verify_version: bool = True  # refuse an endpoint serving another version than the registry's (module doc)
 
     def _client(self) -> Any:
         return boto3.client(
@@ -101,6 +115,45 @@ class SageMakerScoringResource(ScoringResource):
                 max_pool_connections=max(10, self.max_concurrency),
             ),
         )
+
+    def served_version(self, name: str) -> str:
+        """The registry version the endpoint's current config serves (its `engage:model-version` tag)."""
+        sm = boto3.client(
+            "sagemaker", region_name=self.region_name, endpoint_url=self.control_endpoint_url or self.endpoint_url
+        )
+        try:
+            endpoint = sm.describe_endpoint(EndpointName=name)
+            if endpoint.get("EndpointStatus") != "InService":
+                raise ScoringError(f"endpoint {name} is {endpoint.get('EndpointStatus')}, not InService")
+            config = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+            tags = sm.list_tags(ResourceArn=config["EndpointConfigArn"]).get("Tags", [])
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            raise ScoringError(f"endpoint {name}: {err.get('Code', 'error')}: {err.get('Message', str(exc))}") from exc
+        except BotoCoreError as exc:
+            raise ScoringError(f"endpoint {name}: {exc}") from exc
+        version = {t["Key"]: t["Value"] for t in tags}.get(VERSION_TAG)
+        if not version:
+            raise ScoringError(
+                f"endpoint {name} serves config {endpoint['EndpointConfigName']} without a {VERSION_TAG} tag: "
+                "not deployed by engage, its version is unknown"
+            )
+        return str(version)
+
+    def check_version(self, model: ModelRef, name: str) -> None:
+        """Refuse to score when the endpoint serves another version than `model` (the registry's current one)."""
+        key = (self.region_name, self.control_endpoint_url or self.endpoint_url, name, model.version)
+        with _VERIFIED_LOCK:
+            if key in _VERIFIED:
+                return
+        served = self.served_version(name)
+        if served != model.version:
+            raise ScoringError(
+                f"endpoint {name} serves {model.model_id}@{served}, but the registry's current version is "
+                f"{model.version}: deploy it (retrain, or `engage model rollback`) before scoring"
+            )
+        with _VERIFIED_LOCK:
+            _VERIFIED[key] = True
 
     def _invoke(self, client: Any, name: str, model: ModelRef, batch: pd.DataFrame, start: int) -> list[float]:
         """Score one batch with one InvokeEndpoint call (botocore retries it); one prediction per row or an error."""
@@ -130,6 +183,8 @@ class SageMakerScoringResource(ScoringResource):
         n = len(X)
         if n == 0:
             return np.empty(0, dtype="float64")
+        if self.verify_version:
+            self.check_version(model, name)
         client = self._client()
         size = max(1, int(self.batch_size))
         starts = list(range(0, n, size))

@@ -6,8 +6,10 @@ import dagster as dg
 
 from engage_assets.assets.dbt import WAREHOUSE_POOL, mart_asset_key
 from engage_assets.assets.program import model_asset_name
+from engage_assets.assets.program.model import decision_metadata, retrain_model
 from engage_assets.domain.config import ReactiveProgram
-from engage_assets.reactive.training import TRAINING_TABLE, intent_model, train_purchase_intent
+from engage_assets.reactive.training import intent_model, training_source
+from resources.scoring.deploy import ModelDeployResource
 from resources.staging import ModelStoreResource
 from resources.warehouse.base import WarehouseResource
 
@@ -20,7 +22,7 @@ def intent_model_key(program: ReactiveProgram) -> dg.AssetKey:
 def intent_model_asset(program: ReactiveProgram) -> dg.AssetsDefinition:
     """The purchase-intent model asset of a reactive program."""
     spec = intent_model(program)
-    table = spec.trainingTable or TRAINING_TABLE
+    table, label, truth = training_source(program)
 
     @dg.asset(
         key=intent_model_key(program),
@@ -29,22 +31,26 @@ def intent_model_asset(program: ReactiveProgram) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
         kinds={"scikit-learn"},
         tags={"engage/program": program.programId},
-        description=f"{spec.modelId}: the purchase intent of an abandoned cart, trained on `{table}`; promoted "
-        "only if it beats the current version on the holdout (deploy if improved).",
+        description=f"{spec.modelId}: the purchase intent of an abandoned cart, trained on `{table}`, evaluated on "
+        "a 20 % holdout; promoted only if it beats a naive one-feature baseline and the current version (deploy if "
+        "improved); the decision and its metrics are recorded here and in the registry.",
     )
     def intent_model_version(
-        context: dg.AssetExecutionContext, warehouse: WarehouseResource, models: ModelStoreResource
+        context: dg.AssetExecutionContext,
+        warehouse: WarehouseResource,
+        models: ModelStoreResource,
+        model_deploy: ModelDeployResource,
     ) -> dg.MaterializeResult:
         """Train a candidate version and let the registry decide whether it replaces the current one."""
-        trained, current = train_purchase_intent(program, warehouse, models.registry())
-        promoted = current.version == trained.version
-        context.log.info(f"{spec.modelId} {trained.version}: promoted={promoted}, current {current.version}")
+        trained, record, current, deployed = retrain_model(
+            program.programId, spec, table, label, truth, warehouse, models.registry(), model_deploy
+        )
+        context.log.info(f"{spec.modelId} {trained.version}: {record['reason']}")
         return dg.MaterializeResult(
             metadata={
-                "version": trained.version,
-                "promoted": promoted,
-                "current_version": current.version,
-                **{f"holdout/{k}": float(v) for k, v in trained.metrics.items() if isinstance(v, (int, float))},
+                **decision_metadata(trained, record, current),
+                "training_rows": record["training_rows"],
+                **{f"deployed/{k}": v for k, v in deployed.items()},
             }
         )
 

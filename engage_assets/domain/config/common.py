@@ -43,8 +43,22 @@ class ScoringModelBase(ConfigModel):
     truthColumn: str | None = Field(
         default=None,
         description="Optional: a column with the outcome's true probability (generated data only), for evaluation "
-        "metrics; never needed to train.",
+        "metrics; never needed to train (a training table without it trains all the same).",
     )
+    retrainSchedule: str | None = Field(
+        default=None,
+        description="engage: when the model is retrained, a 5-field cron in UTC (e.g. `0 3 * * 0`, Sunday 03:00; "
+        "`0 3 * * 1#1`, the first Monday of the month); default the first Monday of the month at 03:00 (a batch "
+        "program) or Sunday 03:00 (a reactive one).  Each retraining evaluates the candidate on held-out rows and "
+        "promotes it only if it beats a naive one-feature baseline and the current version.",
+    )
+
+    @field_validator("retrainSchedule")
+    @classmethod
+    def _retrain_schedule(cls, v: str | None) -> str | None:
+        if v is not None and len(v.split()) != 5:
+            raise ValueError("retrainSchedule must be a 5-field cron (minute hour day-of-month month day-of-week), UTC")
+        return v
 
     @field_validator("endpoint")
     @classmethod
