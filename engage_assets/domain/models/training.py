@@ -24,7 +24,13 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from engage_assets.domain.models.evaluation import auc_vs_truth, one_feature_baseline, paired_auc_test, score_reference
+from engage_assets.domain.models.evaluation import (
+    Baseline,
+    auc_vs_truth,
+    one_feature_baseline,
+    paired_auc_test,
+    score_reference,
+)
 from engage_assets.domain.models.features import OneHot, as_float, coerce_features, infer_categorical
 
 
@@ -105,6 +111,19 @@ def evaluate(pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray, truth: np.ndarr
         metrics["truth_mae"] = float(np.mean(np.abs(p - truth)))
         metrics["truth_roc_auc"] = float(roc_auc_score(y, truth))  # the ceiling any model could reach here
     return metrics
+
+
+def baseline_metrics(pipeline: Pipeline, holdout: Holdout, baseline: Baseline) -> dict[str, float]:
+    """The candidate against the naive baseline on the holdout (the gain and its DeLong standard error), and, when
+    the hidden truth is known, the model's, the baseline's and the truth's own AUC against it."""
+    p_hold = pipeline.predict_proba(holdout.X)[:, 1]
+    gain, se = paired_auc_test(holdout.y, p_hold, baseline.scores)
+    out = {"baseline_roc_auc": baseline.roc_auc, "baseline_gain": gain, "baseline_gain_se": se}
+    if holdout.truth is not None:
+        out["truth_auc_model"] = auc_vs_truth(p_hold, holdout.truth)
+        out["truth_auc_baseline"] = auc_vs_truth(baseline.scores, holdout.truth)
+        out["truth_auc_ceiling"] = auc_vs_truth(holdout.truth, holdout.truth)
+    return out
 
 
 def serialize(pipeline: Pipeline) -> bytes:
@@ -197,13 +216,7 @@ def train_model(
     metrics = evaluate(pipeline, holdout.X, holdout.y, truth)
     metrics["n_train"] = int(len(idx_train))
     baseline = one_feature_baseline(X.iloc[idx_train], y[idx_train], holdout.X, holdout.y, features, cat)
-    p_hold = pipeline.predict_proba(holdout.X)[:, 1]
-    gain, se = paired_auc_test(holdout.y, p_hold, baseline.scores)
-    metrics.update({"baseline_roc_auc": baseline.roc_auc, "baseline_gain": gain, "baseline_gain_se": se})
-    if truth is not None:
-        metrics["truth_auc_model"] = auc_vs_truth(p_hold, truth)
-        metrics["truth_auc_baseline"] = auc_vs_truth(baseline.scores, truth)
-        metrics["truth_auc_ceiling"] = auc_vs_truth(truth, truth)
+    metrics.update(baseline_metrics(pipeline, holdout, baseline))
     reference = score_reference(pipeline.predict_proba(X.iloc[idx_train])[:, 1])
 
     artifact = serialize(pipeline)
