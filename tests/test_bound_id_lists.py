@@ -73,6 +73,20 @@ def test_an_empty_list_matches_nothing(warehouse):
     assert table.num_rows == 0
 
 
+@pytest.mark.parametrize("extra", [0, 100])  # a short list: one parameter per value; a long one: one list parameter
+def test_short_and_long_id_lists_match_exactly_the_ids(warehouse, extra):
+    from resources.warehouse.duckdb import SHORT_LIST, _duckdb_bound
+
+    ids = EVIL + [f"absent-{i}" for i in range(extra)]
+    sql = "SELECT customer_id FROM marts.customers WHERE customer_id IN (:ids) ORDER BY 1"
+    table = warehouse.query_arrow(sql, {"ids": ids})
+    assert table.column("customer_id").to_pylist() == sorted(EVIL)
+    _no_id_in(warehouse.sent())
+    bound, values = _duckdb_bound(sql, {"ids": ids})
+    assert ("unnest" in bound) == (len(ids) > SHORT_LIST)
+    assert sorted(v for v in values.values() if isinstance(v, str)) == ([] if extra else sorted(ids))
+
+
 def test_many_queries_on_one_connection_bind_lists_and_scalars(warehouse):
     sql = "SELECT customer_id FROM marts.customers WHERE customer_id IN (:ids) AND marketplace = :m ORDER BY 1"
     a, b = warehouse.query_arrow_many([(sql, {"ids": EVIL[:2], "m": "US"}), (sql, {"ids": ("o'brien",), "m": "UK"})])
