@@ -23,7 +23,14 @@ from engage_assets.assets.reports import (
 )
 from engage_assets.domain.config import load_programs
 from engage_assets.domain.reports.build import dashboard, program_report
-from engage_assets.domain.reports.charts import funnel_chart, lift_chart
+from engage_assets.domain.reports.charts import (
+    channel_chart,
+    funnel_chart,
+    funnel_share_chart,
+    lift_chart,
+    roi_chart,
+    segment_chart,
+)
 from engage_assets.domain.reports.data import MetricDataError, read_metric_tables
 from engage_assets.domain.reports.render import NO_DATA, to_html, to_markdown
 from resources.metrics_publisher.local import LocalMetricsLog
@@ -73,11 +80,11 @@ def test_a_program_report_holds_the_fixture_s_numbers_and_five_valid_charts(tabl
     assert "| Churn Prevention | 1,550 / 19,042 | 8.14 % | 110 / 2,164 | 5.08 % | +3.1 pp | +2.0 pp to +4.1 pp |" in md
     # The spec's metrics in its terms, measured beside the spec's figure.
     assert "| Retention rate | risk_level: critical | 41.2 % | 46.0 % |" in md
-    assert "| Revenue saved (USD) |  | $1,543,600 | $2,100,000 |" in md
-    assert "| ROI |  | 2,026.0 % | 2,800.0 % |" in md
+    assert "| Revenue saved (USD) |  | $1,543,600 | $2,100,000 per year |" in md
+    assert "| ROI |  | 2,026 % | 2,800 % |" in md
     # Funnel sums over segments and channels; the daily rows; last-touch attribution by channel.
     assert "| Candidates | 21,206 | – |" in md and "| Converted | 1,550 |" in md
-    assert "| 2026-11-29 | 1,250 | 1,225 | 490 | 245 | 99 | $1,875.00 | $39,600 | 2,012 % |" in md
+    assert "| 2026-11-29 | 1,250 | 1,225 | 490 | 245 | 99 | $1,875.00 | $39,600 | 2,112 % |" in md
     assert "| email | 1 | $400.00 | 1 | $400.00 |" in md and "| phone | 1 | $400.00 | 0 | $0.00 |" in md
     assert "proactive" not in md.lower()  # another program's rows stay out
     pngs = images(md)
@@ -103,6 +110,22 @@ def test_the_charts_draw_the_fixture_s_figures(tables):
         "Clicked": 3056,
         "Converted": 1550,
     }
+    # The segment and channel cuts are the model's total rows, never the channel rows summed (which repeat their
+    # segment's candidates).
+    segments = segment_chart(mine.funnel)
+    assert segments is not None
+    assert {r["segment"]: r["candidates"] for r in segments["data"]["values"]} == {
+        "critical": 3829,
+        "high": 10599,
+        "medium": 6778,
+    }
+    channels = channel_chart(mine.funnel)
+    assert channels is not None
+    rates = {(r["channel"], r["series"]): r["rate"] for r in channels["data"]["values"]}
+    assert rates[("email", "Conversion rate (of sent)")] == pytest.approx(1140 / 15620)
+    assert rates[("phone", "Delivery rate (of sent)")] == pytest.approx(3300 / 3422)
+    roi = roi_chart(mine.daily, PROGRAMS)
+    assert roi is not None and [r["roi"] for r in roi["data"]["values"]] == pytest.approx([21.333, 21.333, 21.12])
     lift = lift_chart(tables.lift, PROGRAMS)
     assert lift is not None
     rows = {r["program"]: (r["lift"], r["low"], r["high"]) for r in lift["data"]["values"]}
@@ -113,7 +136,20 @@ def test_the_dashboard_compares_every_program(tables):
     md = to_markdown(dashboard(PROGRAMS, tables, "test"))
     assert "| Proactive Refund Offers | 1,700 / 9,000 | 18.89 % | 120 / 1,000 | 12.00 % | +6.9 pp |" in md
     assert "| Proactive Refund Offers | Satisfaction recovery rate | impact_level: high | 91.3 % | 95.0 % |" in md
+    # Proactive refunds' funnel has no total rows: its finest rows are summed (10,000 candidates, 1,700 converted).
     assert len(images(md)) == 5 and NO_DATA not in md
+    share = funnel_share_chart(tables.funnel, PROGRAMS)
+    assert share is not None
+    shares = {(r["program"], r["stage"]): r["share"] for r in share["data"]["values"]}
+    assert shares[("Proactive Refund Offers", "Converted")] == pytest.approx(0.17)
+    assert shares[("Churn Prevention", "Converted")] == pytest.approx(1550 / 21206)
+    assert not any(p == "Win-Back Campaigns" for p, _ in shares)  # no candidates: not drawn
+
+
+def test_a_program_with_nothing_measured_says_no_data_and_lists_what_will_be(tables):
+    md = to_markdown(program_report("win-back-campaigns", "Win-Back Campaigns", tables, "test"))
+    assert f"{NO_DATA}: nothing has been measured for this program" in md
+    assert "| Winback rate |  | no data | 17.2 % |" in md and not images(md)
 
 
 def test_with_no_metric_model_a_report_says_no_data_yet(tmp_path):
@@ -122,7 +158,7 @@ def test_with_no_metric_model_a_report_says_no_data_yet(tmp_path):
 
     duckdb.connect(str(tmp_path / "empty.duckdb")).close()
     tables = read_metric_tables(empty.query_arrow_many)
-    assert tables.empty and len(tables.missing) == 5
+    assert not tables.measured and len(tables.missing) == 5
     md = to_markdown(program_report("churn-prevention", "Churn Prevention", tables, "test"))
     assert f"## {NO_DATA}" in md and "metrics.program_funnel" in md and not images(md)
     html = to_html(dashboard(PROGRAMS, tables, "test"))
@@ -171,8 +207,9 @@ def test_the_assets_record_the_day_write_the_files_and_publish(tmp_path):
     (mat,) = result.asset_materializations_for_node("reports__daily_metrics")
     meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
     assert meta["churn_prevention.sent"] == 1250 and meta["churn_prevention.converted"] == 99
-    assert meta["proactive_refunds.revenue_usd"] == 244000.0 and meta["proactive_refunds.roi"] == pytest.approx(10.349)
-    assert meta["win_back.sent"] == 0 and "win_back.roi" not in meta  # modelled, nothing sent that day
+    assert meta["proactive_refunds.revenue_usd"] == 244000.0
+    assert meta["proactive_refunds.roi_percent"] == pytest.approx(1134.9)
+    assert meta["win_back.sent"] == 0 and "win_back.roi_percent" not in meta  # modelled, nothing sent that day
     assert (tmp_path / "reports" / "daily" / f"{day}.html").exists()
     assert log.read(DAYS[2])[("churn-prevention", "opened")] == 490.0
     report_assets = [a for a in built.assets if a.keys & {DASHBOARD_KEY, *(report_key(p) for p in everyone)}]

@@ -12,7 +12,6 @@ Each writes an HTML file under ENGAGE_HOME/reports and the same report as Markdo
 A report with no data says so.
 """
 
-
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -149,13 +148,17 @@ def daily_partitions(programs: Sequence[ProgramBase]) -> dg.DailyPartitionsDefin
     return dg.DailyPartitionsDefinition(start_date=start.isoformat(), end_offset=1, timezone="UTC")
 
 
+# The figures' names in the metadata and CloudWatch: the model's columns, ROI named with its unit.
+FIGURE_NAMES = {c: c for c in DAILY_FIGURES} | {"roi": "roi_percent"}
+
+
 def daily_values(day_rows: list[dict[str, Any]], program_id: str, modelled: bool) -> dict[str, float]:
-    """The program's figures of the day: its row's; none at all but the model built, zero counts and dollars (no
-    ROI: nothing was spent)."""
+    """The program's figures of the day: its row's (ROI in percent, absent on a day without cost); no row but the
+    model built: zero counts and dollars."""
     row = next((r for r in day_rows if r["program_id"] == program_id), None)
     if row is None:
         return dict.fromkeys([*DAILY_COUNTS, "cost_usd", "revenue_usd"], 0.0) if modelled else {}
-    return {c: float(row[c]) for c in DAILY_FIGURES if row[c] is not None}
+    return {FIGURE_NAMES[c]: float(row[c]) for c in DAILY_FIGURES if row[c] is not None}
 
 
 def publish(publisher: MetricsPublisher, metrics: list[DailyMetric], log: Any) -> str:
@@ -199,7 +202,7 @@ def build_daily_metrics(
         metrics: list[DailyMetric] = []
         for p in programs:
             for figure, v in daily_values(day_rows, p.programId, modelled).items():
-                metadata[f"{p.group}.{figure}"] = v if figure in ("cost_usd", "revenue_usd", "roi") else int(v)
+                metadata[f"{p.group}.{figure}"] = int(v) if figure in DAILY_COUNTS else v
                 metrics.append(DailyMetric(day, p.programId, figure, v))
         report = daily_report(day, names, tables, as_of())
         path = report_files.write(f"daily/{day.isoformat()}.html", to_html(report))

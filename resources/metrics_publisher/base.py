@@ -10,13 +10,13 @@ from datetime import date
 import dagster as dg
 
 NAMESPACE = "Engage/Programs"
-# CloudWatch's units: counts are `Count`; dollars and ROI have no CloudWatch unit (`None`).
+# CloudWatch's units: counts are `Count`, ROI `Percent`; dollars have no CloudWatch unit (`None`).
 COUNT_METRICS = frozenset({"sent", "delivered", "opened", "clicked", "converted"})
 
 
 @dataclass(frozen=True)
 class DailyMetric:
-    """One program's figure for one day (`metric` a column of program_daily_metrics: sent, …, cost_usd, roi)."""
+    """One program's figure for one day (`metric` a column of program_daily_metrics: sent, …, cost_usd, or roi_percent)."""
 
     day: date
     program_id: str
@@ -26,7 +26,9 @@ class DailyMetric:
     @property
     def unit(self) -> str:
         """The CloudWatch unit."""
-        return "Count" if self.metric in COUNT_METRICS else "None"
+        if self.metric in COUNT_METRICS:
+            return "Count"
+        return "Percent" if self.metric.endswith("_percent") else "None"
 
 
 class MetricsPublisher(dg.ConfigurableResource, ABC):

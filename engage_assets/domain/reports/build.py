@@ -14,10 +14,12 @@ from engage_assets.domain.reports.charts import dashboard_charts, program_charts
 from engage_assets.domain.reports.data import DAILY_FIGURES, FUNNEL_STAGES, MetricTables
 from engage_assets.domain.reports.render import NO_DATA, Report, Section, Table, chart_section
 
-USD_UNITS = {"usd", "$", "dollars"}
-RATIO_UNITS = {"ratio", "rate", "share", "fraction"}
-PERCENT_UNITS = {"percent", "%", "pct"}
-COUNT_UNITS = {"count", "customers", "candidates", "conversions", "n"}
+# program_metrics.unit: `rate` a fraction (0.85 is 85 %), `percent` already ×100 (ROI), `usd`, `count`.
+USD_UNITS = {"usd"}
+RATE_UNITS = {"rate"}
+PERCENT_UNITS = {"percent"}
+COUNT_UNITS = {"count"}
+NOT_MEASURED = "no data"
 CHART_NEEDS = {
     "Funnel": "the funnel (metrics.program_funnel) has no candidate of this program",
     "Segment distribution": "the funnel (metrics.program_funnel) has no candidate of this program",
@@ -49,17 +51,17 @@ def points(v: float | None) -> str:
     return "–" if v is None else f"{v * 100:+.1f} pp"
 
 
-def value(v: float | None, unit: str | None) -> str:
-    """A metric value by its unit (program_metrics.unit)."""
+def value(v: float | None, unit: str | None, missing: str = NOT_MEASURED) -> str:
+    """A metric value by its unit (program_metrics.unit); `missing` when there is none."""
     u = (unit or "").strip().lower()
     if v is None:
-        return "–"
+        return missing
     if u in USD_UNITS:
         return usd(v)
-    if u in RATIO_UNITS:
+    if u in RATE_UNITS:
         return pct(v)
     if u in PERCENT_UNITS:
-        return f"{v:,.1f} %"
+        return f"{v:,.0f} %" if abs(v) >= 100 else f"{v:,.1f} %"
     if u in COUNT_UNITS:
         return count(v)
     return f"{v:,.4g}" + (f" {unit}" if unit else "")
@@ -77,7 +79,9 @@ def spec_table(metrics: pa.Table, names: Mapping[str, str] | None = None) -> Tab
     rows = []
     for r in metrics.to_pylist():
         dim = "" if r["dimension"] in (None, "", "all") else str(r["dimension"]).replace("=", ": ")
-        row = [title_of(r["metric_name"]), dim, value(r["metric_value"], r["unit"]), value(r["spec_figure"], r["unit"])]
+        spec = value(r["spec_figure"], r["unit"], missing="–")
+        spec += f" {r['spec_period']}" if r["spec_figure"] is not None and r["spec_period"] else ""
+        row = [title_of(r["metric_name"]), dim, value(r["metric_value"], r["unit"]), spec]
         rows.append(([names.get(r["program_id"], r["program_id"])] if names is not None else []) + row)
     headers = ["Metric", "Dimension", "Measured", "Spec asserts"]
     lead = ["Program"] if names is not None else []
@@ -118,7 +122,7 @@ def daily_table(daily: pa.Table, names: Mapping[str, str] | None = None, last: i
     rows = []
     for r in daily.to_pylist()[-last if names is None else 0 :]:
         row = [r["metric_date"].isoformat()] + [count(r[c]) for c in DAILY_FIGURES[:5]]
-        row += [usd(r["cost_usd"]), usd(r["revenue_usd"]), pct(r["roi"], 0)]
+        row += [usd(r["cost_usd"]), usd(r["revenue_usd"]), "–" if r["roi"] is None else f"{r['roi']:,.0f} %"]
         rows.append(([names.get(r["program_id"], r["program_id"])] if names is not None else []) + row)
     lead = ["Program"] if names is not None else []
     headers = [*lead, "Day", "Sent", "Delivered", "Opened", "Clicked", "Converted", "Cost", "Revenue", "ROI"]
@@ -130,7 +134,7 @@ def no_data_note(tables: MetricTables, whom: str) -> str:
     why = (
         f"the warehouse has no metric model yet ({', '.join('metrics.' + m for m in tables.missing)})"
         if tables.missing
-        else f"the metric models hold no row of {whom}"
+        else f"nothing has been measured for {whom}"
     )
     return (
         f"{NO_DATA}: {why}. The figures appear once touches were sent, their outcomes and the conversions came back, "
@@ -138,12 +142,22 @@ def no_data_note(tables: MetricTables, whom: str) -> str:
     )
 
 
+def not_measured(
+    mine: MetricTables, tables: MetricTables, whom: str, names: Mapping[str, str] | None = None
+) -> list[Section]:
+    """A report of nothing measured yet: says so, and lists the spec's figures that will be measured."""
+    sections = [Section(NO_DATA, note=no_data_note(tables, whom))]
+    if mine.metrics.num_rows:
+        sections.append(Section("Spec metrics (to be measured)", table=spec_table(mine.metrics, names)))
+    return sections
+
+
 def program_report(program_id: str, name: str, tables: MetricTables, as_of: str) -> Report:
     """One program's report: the spec's metrics, lift, funnel, daily figures and the five charts."""
     mine = tables.for_program(program_id)
     subtitle = f"Program {program_id} · measured from the warehouse's metric models · {as_of}"
-    if mine.empty:
-        return Report(f"{name}: report", subtitle, [Section(NO_DATA, note=no_data_note(tables, "this program"))])
+    if not mine.measured:
+        return Report(f"{name}: report", subtitle, not_measured(mine, tables, "this program"))
     names = {program_id: name}
     sections = [
         Section("Spec metrics", table=spec_table(mine.metrics)) if mine.metrics.num_rows else None,
@@ -165,8 +179,8 @@ def dashboard(names: Mapping[str, str], tables: MetricTables, as_of: str) -> Rep
     ours = MetricTables.of(
         [t.filter(pc.is_in(t.column("program_id"), keep)) for t in tables.tables().values()], tables.missing
     )
-    if ours.empty:
-        return Report("Engage dashboard", subtitle, [Section(NO_DATA, note=no_data_note(tables, "any program"))])
+    if not ours.measured:
+        return Report("Engage dashboard", subtitle, not_measured(ours, tables, "any program", names))
     sections = [
         Section("Holdout lift", table=lift_table(ours.lift, names)) if ours.lift.num_rows else None,
         Section("Spec metrics", table=spec_table(ours.metrics, names)) if ours.metrics.num_rows else None,

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import vl_convert
 
-from engage_assets.domain.reports.data import FUNNEL_STAGES, MetricTables
+from engage_assets.domain.reports.data import FUNNEL_STAGES, MetricTables, funnel_cut
 
 Spec = dict[str, Any]
 SCHEMA_URL = "https://vega.github.io/schema/vega-lite/v5.json"
@@ -57,8 +57,9 @@ def rate(part: float, whole: float) -> float | None:
 
 
 def stage_totals(funnel: pa.Table) -> dict[str, int]:
-    """The funnel's stages summed over segments and channels."""
-    return {s: int(sum(v or 0 for v in funnel.column(s).to_pylist())) for s in FUNNEL_STAGES}
+    """The funnel's stages, the programs' totals summed."""
+    totals = funnel_cut(funnel, None)
+    return {s: int(sum(v or 0 for v in totals.column(s).to_pylist())) for s in FUNNEL_STAGES}
 
 
 def funnel_chart(funnel: pa.Table) -> Spec | None:
@@ -133,7 +134,8 @@ def segment_chart(funnel: pa.Table, names: dict[str, str] | None = None) -> Spec
     segments, named `program · segment`)."""
     sums: dict[str, list[int]] = {}
     columns = ("program_id", "segment", "candidates", "sent", "converted")
-    for pid, seg, cand, sent, conv in zip(*(funnel.column(c).to_pylist() for c in columns), strict=True):
+    segments = funnel_cut(funnel, "segment")
+    for pid, seg, cand, sent, conv in zip(*(segments.column(c).to_pylist() for c in columns), strict=True):
         label = str(seg or "(none)") if names is None else f"{names.get(pid, pid)} · {seg or '(none)'}"
         acc = sums.setdefault(label, [0, 0, 0])
         acc[0] += cand or 0
@@ -180,7 +182,7 @@ CHANNEL_RATES = (
 def channel_sums(funnel: pa.Table, key: str) -> dict[tuple[str, str], dict[str, int]]:
     """{(key value, channel): {stage: count}} over the other columns."""
     out: dict[tuple[str, str], dict[str, int]] = {}
-    for row in funnel.to_pylist():
+    for row in funnel_cut(funnel, "channel").to_pylist():
         acc = out.setdefault((str(row[key]), str(row["channel"] or "(none)")), dict.fromkeys(FUNNEL_STAGES, 0))
         for s in FUNNEL_STAGES:
             acc[s] += row[s] or 0
@@ -272,9 +274,13 @@ def lift_chart(lift: pa.Table, names: dict[str, str]) -> Spec | None:
 
 
 def roi_chart(daily: pa.Table, names: dict[str, str]) -> Spec | None:
-    """ROI ((revenue − cost) / cost as the metric model computes it) per day, one line per program."""
+    """ROI per day (revenue / cost; the model writes it in percent), one line per program."""
     rows = [
-        {"date": r["metric_date"].isoformat(), "roi": r["roi"], "program": names.get(r["program_id"], r["program_id"])}
+        {
+            "date": r["metric_date"].isoformat(),
+            "roi": r["roi"] / 100,
+            "program": names.get(r["program_id"], r["program_id"]),
+        }
         for r in daily.to_pylist()
         if r["roi"] is not None
     ]
@@ -293,7 +299,7 @@ def roi_chart(daily: pa.Table, names: dict[str, str]) -> Spec | None:
                     "title": "Day",
                     "axis": {"format": "%b %d", "labelAngle": 0, "labelOverlap": True},
                 },
-                "y": {"field": "roi", "type": "quantitative", "title": "ROI", "axis": {"format": PCT}},
+                "y": {"field": "roi", "type": "quantitative", "title": "ROI (revenue / cost)", "axis": {"format": PCT}},
                 "color": {
                     "field": "program",
                     "type": "nominal",

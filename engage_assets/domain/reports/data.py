@@ -54,6 +54,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("metric_value", pa.float64()),
             ("spec_figure", pa.float64()),
             ("unit", pa.string()),
+            ("spec_period", pa.string()),  # optional: 'per day', 'per year'; NULL for rates
         ]
     ),
     # touch_attribution summed: conversions and their value per program, channel and attribution model.
@@ -83,6 +84,8 @@ COLUMNS = (
 )
 # The columns a model's query reads (touch_attribution's sum reads these, not every contract column).
 READS = {"touch_attribution": ("program_id", "channel", "attribution_model", "value_usd")}
+# Columns a model may lack (read as NULL): added to the contract later.
+OPTIONAL = frozenset({"spec_period"})
 
 # Runs the queries (SQL text only, no parameters) and returns one Arrow table each: `WarehouseResource.query_arrow_many`.
 QueryMany = Callable[[Sequence[str]], list[pa.Table]]
@@ -123,20 +126,59 @@ class MetricTables:
         return self.daily.filter(pc.equal(self.daily.column("metric_date"), pa.scalar(day, pa.date32())))
 
     @property
-    def empty(self) -> bool:
-        """No model holds a row (not built yet, or nothing measured yet)."""
-        return all(t.num_rows == 0 for t in self.tables().values())
+    def measured(self) -> bool:
+        """Anything measured yet: a day's figures, an attributed conversion, a candidate or touch in the funnel, a
+        holdout comparison, a metric value (the models write zero and NULL rows for a program with no data)."""
+
+        def positive(t: pa.Table, column: str) -> bool:
+            return any((v or 0) > 0 for v in t.column(column).to_pylist())
+
+        return (
+            self.daily.num_rows > 0
+            or self.attribution.num_rows > 0
+            or positive(self.funnel, "candidates")
+            or positive(self.funnel, "sent")
+            or positive(self.lift, "treated_n")
+            or self.metrics.column("metric_value").null_count < self.metrics.num_rows
+        )
+
+
+ALL = "all"
+
+
+def funnel_cut(funnel: pa.Table, by: str | None) -> pa.Table:
+    """One cut of the funnel: the program totals (`by` None: segment and channel 'all'), one row per segment
+    (channel 'all') or one per channel (segment 'all').  The model writes these total rows (a channel's row carries
+    its segment's candidates, so rows are never summed across channels); a funnel without them (only the finest
+    rows) is summed to the cut."""
+    seg_all, ch_all = pc.equal(funnel.column("segment"), ALL), pc.equal(funnel.column("channel"), ALL)
+    if funnel.num_rows and pc.any(pc.or_kleene(seg_all, ch_all)).as_py():
+        masks = {
+            None: pc.and_(seg_all, ch_all),
+            "segment": pc.and_(pc.invert(seg_all), ch_all),
+            "channel": pc.and_(seg_all, pc.invert(ch_all)),
+        }
+        return funnel.filter(masks[by])
+    keys = ["program_id", *([by] if by else [])]
+    summed = funnel.group_by(keys, use_threads=False).aggregate([(s, "sum") for s in FUNNEL_STAGES])
+    columns = {k: summed.column(k) for k in keys} | {s: summed.column(f"{s}_sum") for s in FUNNEL_STAGES}
+    for k in ("segment", "channel"):
+        columns.setdefault(k, pa.array([ALL] * summed.num_rows, pa.string()))
+    return pa.Table.from_pydict(columns).select(SCHEMAS["program_funnel"].names).cast(SCHEMAS["program_funnel"])
 
 
 def conform(name: str, table: pa.Table) -> pa.Table:
     """`table` in the contract's column order and types (a warehouse may upper-case names, or type counts as
-    decimals); a missing column is a clear error naming it."""
+    decimals or int32); an optional column it lacks is NULL, a required one a clear error naming it."""
     schema = SCHEMAS[name]
     by_lower = {c.lower(): c for c in table.column_names}
-    absent = [f.name for f in schema if f.name not in by_lower]
+    absent = [f.name for f in schema if f.name not in by_lower and f.name not in OPTIONAL]
     if absent:
         raise MetricDataError(f"{METRICS_SCHEMA}.{name} lacks the contract's column(s): {', '.join(absent)}")
-    columns = [table.column(by_lower[f.name]).cast(f.type) for f in schema]
+    columns = [
+        table.column(by_lower[f.name]).cast(f.type) if f.name in by_lower else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
     return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -146,13 +188,14 @@ def read_metric_tables(query_many: QueryMany, schema: str = METRICS_SCHEMA) -> M
     columns: dict[str, set[str]] = {}
     for table, column in zip(*(found.column(i).to_pylist() for i in (0, 1)), strict=True):
         columns.setdefault(str(table), set()).add(str(column))
-    present = set(columns)
-    names = [n for n in SCHEMAS if n in present]
+    names = [n for n in SCHEMAS if n in columns]
     for n in names:
-        absent = [c for c in READS.get(n, SCHEMAS[n].names) if c not in columns[n]]
+        absent = [c for c in READS.get(n, SCHEMAS[n].names) if c not in columns[n] and c not in OPTIONAL]
         if absent:
             raise MetricDataError(f"{schema}.{n} lacks the contract's column(s): {', '.join(absent)}")
-    sql = [QUERIES[n].format(schema=schema, cols=", ".join(SCHEMAS[n].names)) for n in names]
+    sql = [
+        QUERIES[n].format(schema=schema, cols=", ".join(c for c in SCHEMAS[n].names if c in columns[n])) for n in names
+    ]
     read = dict(zip(names, query_many(sql) if sql else [], strict=True))
     tables = [conform(n, read[n]) if n in read else SCHEMAS[n].empty_table() for n in SCHEMAS]
-    return MetricTables.of(tables, [n for n in SCHEMAS if n not in present])
+    return MetricTables.of(tables, [n for n in SCHEMAS if n not in columns])
