@@ -14,7 +14,7 @@ import dagster as dg
 from engage_assets.assets.dbt import build_dbt_assets, raw_source_specs
 from engage_assets.assets.delivery import build_all_delivery
 from engage_assets.assets.gdpr import build_gdpr_erasure
-from engage_assets.assets.outcomes_export import build_outcomes_export
+from engage_assets.assets.outcomes_export import OUTCOMES_EXPORT_SCHEDULE, outcomes_export
 from engage_assets.assets.program import build_program
 from engage_assets.assets.reactive import build_reactive_program, decide_job_name
 from engage_assets.assets.reports import build_reports
@@ -38,7 +38,6 @@ def build_definitions() -> dg.Definitions:
     built = [build_program(p) for p in programs] + [build_reactive_program(p, everyone) for p in reactive]
     delivery = build_all_delivery(programs, everyone)
     gdpr_job, gdpr_schedule = build_gdpr_erasure(programs)
-    outcomes_export, outcomes_export_job, outcomes_export_schedule = build_outcomes_export()
     reports = build_reports(everyone, engage_dbt_assets.keys)
     model_keys = [k for b in built for k in b.model_keys]
     warehouse_job = dg.define_asset_job(
@@ -69,7 +68,6 @@ def build_definitions() -> dg.Definitions:
             *delivery[1],
             gdpr_job,
             *reports.jobs,
-            outcomes_export_job,
         ],
         schedules=[
             # The warehouse refreshes before the 2 AM batch programs read it.
@@ -81,7 +79,7 @@ def build_definitions() -> dg.Definitions:
             ),
             *(s for b in built for s in b.schedules),
             gdpr_schedule,
-            outcomes_export_schedule,
+            OUTCOMES_EXPORT_SCHEDULE,  # and its job
             *reports.schedules,
         ],
         sensors=[

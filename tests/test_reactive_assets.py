@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import pyarrow.parquet as pq
 import pytest
 
 from engage_assets.assets.reactive import build_reactive_program, decide_job_name
@@ -25,6 +26,7 @@ from resources.delivery_ledger.resource import SqliteDeliveryLedgerResource
 from resources.delivery_ledger.sqlite import DeliveryLedger
 from resources.event_batches import EventBatchStore, batch_id_of
 from resources.events.local import LocalEventQueue
+from resources.exports.local import LocalParquetExports
 from resources.scoring.local import LocalScoringResource
 from resources.staging import ModelStoreResource
 from resources.store.sqlite import SqliteCandidateStore
@@ -192,6 +194,7 @@ def test_cart_decisions_decides_an_hour_and_a_replay_adds_nothing(tmp_path, ware
         "dedup": SqliteDedupStore(path=str(tmp_path / "reactive.sqlite")),
         "cart_state": SqliteCartState(path=str(tmp_path / "reactive.sqlite")),
         "event_batches": store,
+        "platform_history": LocalParquetExports(root=str(tmp_path / "history"), warehouse_path=str(warehouse)),
     }
     asset = cart_decisions_asset(program)
     config = {"ops": {OP: {"config": {"as_of": now.isoformat()}}}}
@@ -218,6 +221,10 @@ def test_cart_decisions_decides_an_hour_and_a_replay_adds_nothing(tmp_path, ware
     assert "| cart-value |" in meta["funnel"]
     touches = ledger_rows(tmp_path / "delivery.sqlite")
     assert touches == meta["stage/touches"] > 0
+    # Its stored candidates, the holdout included, are the program's assignments (the control group for lift).
+    assigned = pq.ParquetDataset(tmp_path / "history" / f"assignments_{program.group}", partitioning=None).read()
+    assert assigned.num_rows == meta["stage/stored"]
+    assert sum(assigned.column("holdout").to_pylist()) == meta["holdout"]
 
     again = run()  # the hour replayed: every key already decided
     # the stranger was quarantined (its claim released), so it is claimed and quarantined again
@@ -254,6 +261,7 @@ def test_a_failed_blocking_dbt_test_on_a_mart_it_reads_stops_the_decision(tmp_pa
                 "dedup": SqliteDedupStore(path=str(tmp_path / "reactive.sqlite")),
                 "cart_state": SqliteCartState(path=str(tmp_path / "reactive.sqlite")),
                 "event_batches": EventBatchStore(root=str(tmp_path / "batches")),
+                "platform_history": LocalParquetExports(root=str(tmp_path / "h"), warehouse_path=str(tmp_path / "w")),
             },
             raise_on_error=False,
         )

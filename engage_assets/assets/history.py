@@ -7,6 +7,7 @@ Nothing here writes the warehouse file itself: DuckDB allows one writing process
 
 - `record_offers`: by `stored_candidates`, for each partition it stores (re-running replaces the file); the
   partition's assignments (every stored candidate, the holdout included) beside them.
+- `record_decided`: by a reactive program's decision run, the assignments of the candidates it stored.
 - `record_contacts`: by `deliveries`, after each run, for every day whose touch-plan partitions had a touch sent in
   the run: that day's file is rewritten from the ledger's sent touches (so it always holds all of them, whichever
   run sent them).  A run that dies after sending leaves its day's file behind until the next send of that day; the
@@ -15,7 +16,8 @@ Nothing here writes the warehouse file itself: DuckDB allows one writing process
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -39,6 +41,21 @@ def record_offers(
     name = history.history_name(history.ASSIGNMENTS, program.group)
     platform_history.write_partition(name, partition_key, assigned)
     return {"history/offers": table.num_rows, "history/assignments": assigned.num_rows}
+
+
+def record_decided(
+    platform_history: ExportResource, program: ProgramBase, hour: str, records: Sequence[Mapping[str, Any]]
+) -> int:
+    """Write the assignments of a reactive program's decision run (its stored candidates, the holdout included):
+    one file per set of candidates (`<hour>_<digest of their offer ids>`), so replaying an hour that decides nothing
+    new writes nothing and never replaces an earlier run's file; how many rows."""
+    if not records:
+        return 0
+    table = history.assignments_of_records(records, datetime.now(UTC))
+    digest = hashlib.sha256("\n".join(sorted(table.column("offer_id").to_pylist())).encode()).hexdigest()[:16]
+    name = history.history_name(history.ASSIGNMENTS, program.group)
+    platform_history.write_partition(name, f"{hour}_{digest}", table)
+    return table.num_rows
 
 
 def history_days(partition_keys: Iterable[str]) -> list[str]:

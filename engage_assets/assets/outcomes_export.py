@@ -58,15 +58,14 @@ def outcomes_export(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=meta)
 
 
-def build_outcomes_export() -> tuple[dg.AssetsDefinition, Any, Any]:
-    """The asset, its job and its daily schedule (00:30 UTC, the day just ended; running by default)."""
-    job = dg.define_asset_job(
+OUTCOMES_EXPORT_SCHEDULE = dg.build_schedule_from_partitioned_job(  # its job comes with it into the Definitions
+    dg.define_asset_job(
         OUTCOMES_EXPORT_JOB,
         selection=dg.AssetSelection.assets(OUTCOMES_EXPORT_KEY),
         partitions_def=DAYS,
         description="Export one day of outcomes (provider events) to the warehouse's `outcomes` platform table.",
-    )
-    schedule = dg.build_schedule_from_partitioned_job(
-        job, hour_of_day=0, minute_of_hour=30, default_status=dg.DefaultScheduleStatus.RUNNING
-    )
-    return outcomes_export, job, schedule
+    ),
+    hour_of_day=0,
+    minute_of_hour=30,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)

@@ -165,6 +165,28 @@ def assignment_rows(
     return pa.table(columns, schema=ASSIGNMENT_SCHEMA)
 
 
+def assignments_of_records(records: Sequence[Mapping[str, Any]], loaded_at: datetime) -> pa.Table:
+    """The assignments of stored candidate records (`pipeline.candidate_records`' shape; the reactive programs'),
+    the holdout included, each dated the day it was decided (`createdAt`)."""
+    rows = [
+        {
+            "offer_id": offer_id(r["programId"], r["partitionKey"], str(r["subjectId"])),
+            "customer_id": str(r["customerId"]),
+            "program_id": r["programId"],
+            "partition_key": r["partitionKey"],
+            "subject_id": str(r["subjectId"]),
+            "segment": r.get("segment"),
+            "offer_type": r.get("offerType"),
+            "holdout": bool(r.get("holdout")),
+            "amount_usd": _offer_value(r.get("offer")) or 0.0,
+            "assigned_date": datetime.fromisoformat(r["createdAt"]).date(),
+            "loaded_at": _utc(loaded_at),
+        }
+        for r in records
+    ]
+    return pa.Table.from_pylist(rows, schema=ASSIGNMENT_SCHEMA)
+
+
 def _offer_value(offer: Any) -> float | None:
     """`valueUsd` of a touch's offer (JSON text or a mapping), when it has one."""
     if isinstance(offer, str):

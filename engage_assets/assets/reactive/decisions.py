@@ -28,6 +28,7 @@ from pydantic import Field
 
 from engage_assets.assets.dbt import mart_asset_key
 from engage_assets.assets.delivery import touches_by_channel
+from engage_assets.assets.history import record_decided
 from engage_assets.assets.program.source import refuse_failed_marts
 from engage_assets.assets.reactive.model import intent_model_key
 from engage_assets.domain import pipeline
@@ -39,6 +40,7 @@ from resources.cart_state.base import CartStateStore
 from resources.dedup.base import DedupStore
 from resources.delivery_ledger.resource import DeliveryLedgerResource
 from resources.event_batches import EventBatchStore
+from resources.exports.base import ExportResource
 from resources.scoring.base import ScoringResource
 from resources.staging import ModelStoreResource
 from resources.store.base import CandidateStore
@@ -204,6 +206,7 @@ def cart_decisions_asset(program: ReactiveProgram) -> dg.AssetsDefinition:
         dedup: DedupStore,
         cart_state: CartStateStore,
         event_batches: EventBatchStore,
+        platform_history: ExportResource,
     ) -> Iterator[dg.MaterializeResult]:
         refuse_failed_marts(context, program, MARTS_READ)  # a failed dbt test on a mart it reads: not run
         events, unparsed, batches = load_events(
@@ -222,6 +225,7 @@ def cart_decisions_asset(program: ReactiveProgram) -> dg.AssetsDefinition:
         if result.in_flight:
             context.log.warning(f"{len(result.in_flight)} events held by another consumer: replay the hour later")
         context.log.info(f"{program.programId} {context.partition_key}: {dict(result.stages)}")
+        record_decided(platform_history, program, context.partition_key, result.candidates)  # with the holdout
         for name, metadata in stage_metadata(result, batches, unparsed).items():
             yield dg.MaterializeResult(asset_key=dg.AssetKey([g, name]), metadata=metadata)
 
