@@ -26,6 +26,7 @@ from engage_assets.domain.events.envelope import (
     PutEventsRequestError,
     Rejected,
     entry_size,
+    parse_envelope,
     parse_event,
     put_events_response,
     validate_put_events,
@@ -433,3 +434,26 @@ def test_every_accepted_event_round_trips(event):
 def test_well_formed_cart_events_are_accepted_and_round_trip(typed_detail):
     detail_type, detail = typed_detail
     _round_trips(_accepted(_envelope(detail_type, detail)))
+
+
+@FUZZ
+@given(envelopes())
+def test_parse_envelope_answers_as_parse_event_on_the_envelopes_json(event):
+    try:
+        envelope = EventEnvelope.model_validate(event)
+    except ValueError:
+        return  # the ingest path only ever hands parse_envelope a valid envelope
+    assert parse_envelope(envelope) == parse_event(envelope.model_dump_json(by_alias=True))
+
+
+def test_parse_envelope_refuses_a_too_deep_detail_as_parse_event_does():
+    for levels in (MAX_DEPTH - 2, MAX_DEPTH - 1, MAX_DEPTH):
+        nested: dict = {}
+        for _ in range(levels - 1):
+            nested = {"x": nested}
+        envelope = EventEnvelope.model_validate(_envelope("InventoryChanged", nested))  # detail nests `levels` deep
+        expected = parse_event(envelope.model_dump_json(by_alias=True))
+        assert parse_envelope(envelope) == expected
+        assert isinstance(expected, Rejected) and expected.reason == (
+            "too_deep" if levels >= MAX_DEPTH else "missing_field"
+        )
