@@ -35,6 +35,16 @@ MARTS = {
 # Views over the platform's own history files (current without a build): no row count, and contact_history is empty
 # until a delivery run has sent something.
 VIEW_MARTS = {"offer_history", "contact_history"}
+# The spec's metrics (models/metrics, tables too): empty until the platform has written history.
+METRIC_TABLES = {
+    "offer_conversions",
+    "touch_events",
+    "touch_attribution",
+    "holdout_lift",
+    "program_funnel",
+    "program_metrics",
+    "program_daily_metrics",
+}
 PURCHASE_INTENT_FEATURES = ["purchase_history", "cart_value", "email_engagement", "discount_sensitivity"]
 BAD_ORDER = "O_BAD_DELAY"
 RELOADED_ORDER = "O0000000001"
@@ -103,7 +113,10 @@ def test_marts_report_row_counts(built):
         if e.event_type_value == "ASSET_OBSERVATION"
     }
     tables = {mart_asset_key(name) for name in MARTS - VIEW_MARTS}
-    assert set(counts) == tables | {dg.AssetKey(["warehouse", "int_offer_history_deduplicated"])}
+    metrics = {dg.AssetKey(["warehouse", name]) for name in METRIC_TABLES}
+    assert set(counts) == tables | metrics | {dg.AssetKey(["warehouse", "int_offer_history_deduplicated"])}
+    # Every program has its lift row, with no data yet.
+    assert counts[dg.AssetKey(["warehouse", "holdout_lift"])] == 4
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert counts[mart_asset_key("customers")] == con.execute("SELECT count(*) FROM marts.customers").fetchone()[0]
 
