@@ -38,6 +38,8 @@ def feature_frame(model: ModelRef, features: pd.DataFrame) -> pd.DataFrame:
             f"{', '.join(repr(c) for c in missing)} that the input lacks; input columns: "
             f"{', '.join(map(str, features.columns))}"
         )
+    if list(features.columns) == list(model.features):
+        return features  # already the model's columns in its order (the event path selects them): no copy
     return features.loc[:, list(model.features)]
 
 
