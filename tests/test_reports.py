@@ -149,7 +149,7 @@ def test_the_dashboard_compares_every_program(tables):
 def test_a_program_with_nothing_measured_says_no_data_and_lists_what_will_be(tables):
     md = to_markdown(program_report("win-back-campaigns", "Win-Back Campaigns", tables, "test"))
     assert f"{NO_DATA}: nothing has been measured for this program" in md
-    assert "| Winback rate |  | no data | 17.2 % |" in md and not images(md)
+    assert "| Win-back rate |  | no data | 17.2 % |" in md and not images(md)
 
 
 def test_with_no_metric_model_a_report_says_no_data_yet(tmp_path):
@@ -247,3 +247,10 @@ def test_the_spec_s_report_jobs_run_at_the_spec_s_times_by_default():
         REPORT_CRONS["abandoned-cart-recovery"]
     )
     assert {s.default_status for s in built.schedules} == {dg.DefaultScheduleStatus.RUNNING}
+
+
+def test_the_cli_s_names_are_the_assets_names():
+    from engage_assets.assets import reports
+    from engage_assets.cli import reports as cli
+
+    assert (cli.GROUP, cli.METRICS_JOB, cli.REPORTS_JOB) == (reports.GROUP, reports.METRICS_JOB, reports.REPORTS_JOB)

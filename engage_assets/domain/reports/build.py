@@ -70,7 +70,7 @@ def value(v: float | None, unit: str | None, missing: str = NOT_MEASURED) -> str
 def title_of(metric_name: str) -> str:
     """satisfaction_recovery_rate → Satisfaction recovery rate (usd → USD, roi → ROI)."""
     words = metric_name.split("_")
-    text = " ".join([words[0].capitalize(), *words[1:]])
+    text = " ".join([words[0].capitalize(), *words[1:]]).replace("inback", "in-back")
     return text.replace(" usd", " (USD)").replace("Roi", "ROI").replace(" roi", " ROI")
 
 
@@ -98,7 +98,7 @@ def lift_table(lift: pa.Table, names: Mapping[str, str]) -> Table:
             f"{count(r['control_conversions'])} / {count(r['control_n'])}",
             pct(r["control_rate"], 2),
             points(r["lift"]),
-            f"{points(r['lift_ci_low'])} to {points(r['lift_ci_high'])}",
+            "–" if r["lift_ci_low"] is None else f"{points(r['lift_ci_low'])} to {points(r['lift_ci_high'])}",
         ]
         for r in lift.to_pylist()
     ]

@@ -56,6 +56,11 @@ def rate(part: float, whole: float) -> float | None:
     return part / whole if whole else None
 
 
+def room(largest: float, factor: float) -> Spec:
+    """An axis scale reaching `factor` × the largest bar: room for the labels written after the bars."""
+    return {"scale": {"domainMax": largest * factor, "nice": False}}
+
+
 def stage_totals(funnel: pa.Table) -> dict[str, int]:
     """The funnel's stages, the programs' totals summed."""
     totals = funnel_cut(funnel, None)
@@ -73,7 +78,7 @@ def funnel_chart(funnel: pa.Table) -> Spec | None:
         for i, (s, n) in enumerate(totals.items())
     ]
     y = {"field": "stage", "type": "nominal", "sort": {"field": "order"}, "title": None}
-    x = {"field": "count", "type": "quantitative", "title": "Customers", "axis": {"format": ",d"}}
+    x = {"field": "count", "type": "quantitative", "title": "Customers", "axis": {"format": ",d"}, **room(base, 1.3)}
     return chart(
         "Funnel: customers at each stage (share of candidates)",
         rows,
@@ -157,7 +162,13 @@ def segment_chart(funnel: pa.Table, names: dict[str, str] | None = None) -> Spec
         {
             "encoding": {
                 "y": {"field": "segment", "type": "nominal", "title": None, "sort": "-x"},
-                "x": {"field": "candidates", "type": "quantitative", "title": "Candidates", "axis": {"format": ",d"}},
+                "x": {
+                    "field": "candidates",
+                    "type": "quantitative",
+                    "title": "Candidates",
+                    "axis": {"format": ",d"},
+                    **room(max(r["candidates"] for r in rows), 1.6),
+                },
             },
             "layer": [
                 {"mark": {"type": "bar", "color": "#72b7b2"}},

@@ -147,12 +147,21 @@ ALL = "all"
 
 
 def funnel_cut(funnel: pa.Table, by: str | None) -> pa.Table:
-    """One cut of the funnel: the program totals (`by` None: segment and channel 'all'), one row per segment
-    (channel 'all') or one per channel (segment 'all').  The model writes these total rows (a channel's row carries
-    its segment's candidates, so rows are never summed across channels); a funnel without them (only the finest
-    rows) is summed to the cut."""
+    """One cut of the funnel, program by program: the program totals (`by` None: segment and channel 'all'), one row
+    per segment (channel 'all') or one per channel (segment 'all').  The model writes these total rows (a channel's
+    row carries its segment's candidates, so rows are never summed across channels); a program without them (only
+    the finest rows) is summed to the cut."""
+    parts = [
+        cut_of_program(funnel.filter(pc.equal(funnel.column("program_id"), pid)), by)
+        for pid in dict.fromkeys(funnel.column("program_id").to_pylist())
+    ]
+    return pa.concat_tables(parts) if parts else funnel
+
+
+def cut_of_program(funnel: pa.Table, by: str | None) -> pa.Table:
+    """`funnel_cut` of one program's rows."""
     seg_all, ch_all = pc.equal(funnel.column("segment"), ALL), pc.equal(funnel.column("channel"), ALL)
-    if funnel.num_rows and pc.any(pc.or_kleene(seg_all, ch_all)).as_py():
+    if pc.any(pc.or_kleene(seg_all, ch_all)).as_py():
         masks = {
             None: pc.and_(seg_all, ch_all),
             "segment": pc.and_(pc.invert(seg_all), ch_all),

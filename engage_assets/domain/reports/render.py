@@ -102,7 +102,7 @@ h1 { font-size: 26px; margin-bottom: 4px; } h2 { font-size: 19px; margin: 28px 0
 .nodata { background: #fff7e0; border: 1px solid #f0d890; padding: 10px 14px; border-radius: 4px; }
 table { border-collapse: collapse; background: #fff; font-size: 14px; }
 th, td { border: 1px solid #ddd; padding: 5px 10px; text-align: left; } th { background: #f0f0f0; }
-.num { text-align: right; font-variant-numeric: tabular-nums; }
+.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 main { display: grid; grid-template-columns: repeat(auto-fit, minmax(660px, 1fr)); gap: 16px; align-items: start; }
 section { background: #fff; border: 1px solid #e4e4e4; border-radius: 6px; padding: 4px 18px 16px; overflow-x: auto; }
 img { max-width: 100%; }
