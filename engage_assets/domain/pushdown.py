@@ -34,7 +34,7 @@ from engage_assets.domain.sources import UNKNOWN_CUSTOMER_REASON
 from engage_assets.domain.sql_dialect import marker, to_dialect
 
 SOURCE_VALIDATION = "source-validation"
-REASON, FILTER, ERASED, CODE = "__reason", "__filter_id", "__erased", "__code"
+CHECK, ERASED, CODE = "__check", "__erased", "__code"
 # Present in warehouse tables holding several partitions (Snowflake, Athena): never a candidate column.
 PARTITION_COLUMN = "engage_partition_key"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -67,8 +67,11 @@ HISTORY_SQL = """hist AS (
                    AND h.offer_date >= CAST(:as_of_date AS DATE) - INTERVAL 365 DAY THEN 1 ELSE 0 END)
              AS program_offers_365d,
          sum(CASE WHEN h.offer_date >= CAST(:as_of_date AS DATE) - INTERVAL 91 DAY THEN 1 ELSE 0 END) AS all_offers_91d
-  FROM marts.offer_history h JOIN (SELECT DISTINCT customer_id FROM src) keys ON keys.customer_id = h.customer_id
+  FROM marts.offer_history h
+  JOIN (SELECT DISTINCT customer_id FROM src) AS keys ON keys.customer_id = h.customer_id
   WHERE h.offer_date < CAST(:as_of_date AS DATE)
+    -- only rows a look-back can count: the program's own (any age), everyone's of the last 91 days
+    AND (h.program_id = :program_id OR h.offer_date >= CAST(:as_of_date AS DATE) - INTERVAL 91 DAY)
   GROUP BY h.customer_id
 )"""
 HISTORY_SELECT = [
@@ -76,6 +79,20 @@ HISTORY_SELECT = [
     "CAST(coalesce(hist.program_offers_365d, 0) AS INTEGER) AS program_offers_365d",
     "CAST(coalesce(hist.all_offers_91d, 0) AS INTEGER) AS all_offers_91d",
 ]
+
+
+@dataclass(frozen=True)
+class SourceFigures:
+    """The source stage's counts, read back from `SourcePlan.counts_sql`."""
+
+    rows_read: int
+    erased: int
+    invalid: dict[str, int]  # reason -> rows (source-validation)
+    outside_marketplaces: int
+
+    @property
+    def valid(self) -> int:
+        return self.rows_read - self.erased - sum(self.invalid.values()) - self.outside_marketplaces
 
 
 @dataclass(frozen=True)
@@ -105,30 +122,37 @@ class SourcePlan:
             "all_offers_91d",
         ]
 
-    def _checks(self, exprs: Mapping[str, str]) -> tuple[str, str]:
-        """(reason, filter id) CASE expressions: an unknown customer, the first NULL required value no filter
-        judges, a marketplace outside the program's; NULL for a valid row."""
-        connector = self.program.connector
+    def _required(self) -> list[tuple[str, str]]:
+        """(column, type) of the required columns the filter chain does not read: a NULL there is invalid."""
         judged = columns_judged(self.program.ordered_filters())
-        whens = [("c.customer_id IS NULL", literal(UNKNOWN_CUSTOMER_REASON), SOURCE_VALIDATION)]
-        for name, kind in connector.requiredColumns.items():
-            if name not in judged:
-                reason = literal(f"{name} is null or not a valid {kind}")
-                whens.append((f"{exprs[_name(name)]} IS NULL", reason, SOURCE_VALIDATION))
+        return [(n, k) for n, k in self.program.connector.requiredColumns.items() if n not in judged]
+
+    def check_outcomes(self) -> list[tuple[str, str | None]]:
+        """(filter id, reason) of each `__check` code: an unknown customer, a NULL required value, a marketplace
+        outside the program's (whose reason names the row's marketplace: None here)."""
+        out: list[tuple[str, str | None]] = [(SOURCE_VALIDATION, UNKNOWN_CUSTOMER_REASON)]
+        out += [(SOURCE_VALIDATION, f"{name} is null or not a valid {kind}") for name, kind in self._required()]
+        return [*out, (MARKETPLACE_FILTER, None)]
+
+    def _check(self, exprs: Mapping[str, str]) -> str:
+        """The `__check` code of a row (its index in `check_outcomes`), NULL for a valid row; cheap per row: no
+        text is built for the valid ones."""
+        whens = ["c.customer_id IS NULL"] + [f"{exprs[_name(n)]} IS NULL" for n, _ in self._required()]
+        market = exprs[MARKETPLACE_COLUMN]
+        # A CASE, not IN (…): DuckDB plans an IN list as a join, ten times the cost of this per row.
+        inside = f"CASE {market} " + " ".join(f"WHEN {literal(m)} THEN true" for m in self.program.marketplaces)
+        whens.append(f"NOT ({inside} ELSE false END)")
+        return "CASE " + " ".join(f"WHEN {w} THEN {k}" for k, w in enumerate(whens)) + " END"
+
+    def _marketplace_reason(self, market: str) -> str:
         listed = ", ".join(self.program.marketplaces)
-        market = f"CAST({exprs[MARKETPLACE_COLUMN]} AS VARCHAR)"
-        inside = f"coalesce({market} IN ({', '.join(literal(m) for m in self.program.marketplaces)}), false)"
         outside = literal(f" is not one of the program's marketplaces ({listed})")
-        named = f"'marketplace ' || {market} || {outside}"
         unknown = literal(f"marketplace unknown (the program's marketplaces: {listed})")
-        whens.append((f"NOT {inside}", f"coalesce({named}, {unknown})", MARKETPLACE_FILTER))
-        reason = "CASE " + " ".join(f"WHEN {w} THEN {r}" for w, r, _ in whens) + " END"
-        filter_id = "CASE " + " ".join(f"WHEN {w} THEN {literal(f)}" for w, _, f in whens) + " END"
-        return reason, filter_id
+        return f"coalesce('marketplace ' || CAST({market} AS VARCHAR) || {outside}, {unknown})"
 
     def judged_sql(self, history: bool = True) -> str:
-        """Every source row with its candidate columns (the look-backs only with `history`), `__reason` and
-        `__filter_id` (NULL for a valid row) and `__erased`."""
+        """Every source row with its candidate columns (the look-backs only with `history`), `__check` (NULL for a
+        valid row) and `__erased`."""
         exprs = {c: f"src.{_name(c)}" for c in self.source_types}
         exprs.update({c: f"c.{_name(c)}" for c in self.context_types})
         types = {**self.source_types, **self.context_types}
@@ -138,7 +162,6 @@ class SourcePlan:
             c: (f"(CASE WHEN isnan({e}) THEN NULL ELSE {e} END)" if pa.types.is_floating(types[c]) else e)
             for c, e in exprs.items()
         }
-        reason, filter_id = self._checks(nan_free)
         erased = "coalesce(CAST(src.customer_id AS VARCHAR) IN (:erased), false)" if self.erased else "false"
         ctes = [f"src AS (SELECT * FROM {marker('source')})"] + ([HISTORY_SQL] if history else [])
         select = cols + (HISTORY_SELECT if history else [])
@@ -147,69 +170,63 @@ class SourcePlan:
             joins += "\nLEFT JOIN hist ON hist.customer_id = src.customer_id"
         with_ = ",\n".join(ctes)
         return (
-            f"WITH {with_}\nSELECT {', '.join(select)},\n  {reason} AS {REASON},\n"
-            f"  {filter_id} AS {FILTER},\n  {erased} AS {ERASED}\nFROM src\n{joins}"
+            f"WITH {with_}\nSELECT {', '.join(select)},\n  {self._check(nan_free)} AS {CHECK},\n"
+            f"  {erased} AS {ERASED}\nFROM src\n{joins}"
         )
 
     def valid_rows_sql(self) -> str:
         """The source statement: the partition's candidates (valid, inside the marketplaces, not erased)."""
         cols = ", ".join(f"v.{c}" for c in self.columns)
         return self._render(
-            f"SELECT {cols} FROM (\n{self.judged_sql()}\n) AS v WHERE v.{REASON} IS NULL AND NOT v.{ERASED}"
+            f"SELECT {cols} FROM (\n{self.judged_sql()}\n) AS v WHERE v.{CHECK} IS NULL AND NOT v.{ERASED}"
         )
 
     def rejections_sql(self) -> str:
         """The source stage's rejected rows (erased customers leave no trace), in the rejection log's columns."""
         subject = _name(self.program.connector.subjectColumn)
+        outcomes = self.check_outcomes()
+        filter_id = f"CASE v.{CHECK} " + " ".join(f"WHEN {k} THEN {literal(f)}" for k, (f, _) in enumerate(outcomes))
+        reason = f"CASE v.{CHECK} " + " ".join(
+            f"WHEN {k} THEN {literal(r) if r is not None else self._marketplace_reason('v.' + MARKETPLACE_COLUMN)}"
+            for k, (_, r) in enumerate(outcomes)
+        )
         return self._render(
             f"SELECT CAST(v.customer_id AS VARCHAR) AS customer_id, CAST(v.{subject} AS VARCHAR) AS subject_id, "
-            f"'source_candidates' AS stage, v.{FILTER} AS filter_id, v.{REASON} AS reason, "
+            f"'source_candidates' AS stage, {filter_id} END AS filter_id, {reason} END AS reason, "
             "CAST(:program_id AS VARCHAR) AS program_id, CAST(:partition_key AS VARCHAR) AS partition_key "
-            f"FROM (\n{self.judged_sql(history=False)}\n) AS v WHERE v.{REASON} IS NOT NULL AND NOT v.{ERASED}"
+            f"FROM (\n{self.judged_sql(history=False)}\n) AS v WHERE v.{CHECK} IS NOT NULL AND NOT v.{ERASED}"
         )
 
     def counts_sql(self) -> str:
-        """Rows per (erased, filter id, reason): the source stage's figures."""
+        """Rows per (erased, check code): the source stage's figures (`source_figures`)."""
         return self._render(
-            f"SELECT v.{ERASED} AS erased, v.{FILTER} AS filter_id, v.{REASON} AS reason, count(*) AS n "
-            f"FROM (\n{self.judged_sql(history=False)}\n) AS v GROUP BY v.{ERASED}, v.{FILTER}, v.{REASON}"
+            f"SELECT v.{ERASED} AS erased, v.{CHECK} AS code, count(*) AS n "
+            f"FROM (\n{self.judged_sql(history=False)}\n) AS v GROUP BY v.{ERASED}, v.{CHECK}"
         )
+
+    def figures(self, counts: pa.Table) -> SourceFigures:
+        """`counts_sql`'s result as the stage's figures."""
+        outcomes = self.check_outcomes()
+        rows_read = erased = outside = 0
+        invalid: dict[str, int] = {}
+        for row in counts.to_pylist():
+            n = int(row["n"])
+            rows_read += n
+            if row["erased"]:
+                erased += n
+            elif row["code"] is not None:
+                filter_id, reason = outcomes[int(row["code"])]
+                if reason is None:
+                    outside += n
+                else:
+                    invalid[reason] = invalid.get(reason, 0) + n
+        return SourceFigures(rows_read, erased, dict(sorted(invalid.items())), outside)
 
 
 def context_probe_sql(source_columns: Sequence[str]) -> str:
     """`marts.customers`' context columns the query does not select, with no rows: their types."""
     context = [c for c in CONTEXT_COLUMNS if c not in source_columns]
     return f"SELECT {', '.join(context) or 'customer_id'} FROM marts.customers LIMIT 0"
-
-
-@dataclass(frozen=True)
-class SourceFigures:
-    """The source stage's counts, read back from `SourcePlan.counts_sql`."""
-
-    rows_read: int
-    erased: int
-    invalid: dict[str, int]  # reason -> rows (source-validation)
-    outside_marketplaces: int
-
-    @property
-    def valid(self) -> int:
-        return self.rows_read - self.erased - sum(self.invalid.values()) - self.outside_marketplaces
-
-
-def source_figures(counts: pa.Table) -> SourceFigures:
-    """`SourcePlan.counts_sql`'s result as figures."""
-    rows_read = erased = outside = 0
-    invalid: dict[str, int] = {}
-    for row in counts.to_pylist():
-        n = int(row["n"])
-        rows_read += n
-        if row["erased"]:
-            erased += n
-        elif row["filter_id"] == MARKETPLACE_FILTER:
-            outside += n
-        elif row["filter_id"] is not None:
-            invalid[row["reason"]] = invalid.get(row["reason"], 0) + n
-    return SourceFigures(rows_read, erased, dict(sorted(invalid.items())), outside)
 
 
 @dataclass(frozen=True)

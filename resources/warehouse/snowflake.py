@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import pyarrow as pa
 from pydantic import Field
 
-from resources.warehouse.base import WarehouseResource, bind_lists, bind_style, used_params
+from engage_assets.domain.pushdown import PARTITION_COLUMN
+from resources.warehouse.base import StageTarget, WarehouseResource, bind_lists, bind_style, used_params
+
+
+def snowflake_bound(sql: str, params: Mapping[str, Any] | None) -> tuple[str, dict[str, Any] | None]:
+    """The SQL in the connector's `pyformat` style and its values (a list: one parameter per value)."""
+    sql, params = bind_lists(sql, params, "expand")
+    _, names = bind_style(sql, "pyformat")
+    values = used_params(names, params)
+    if not values:
+        return sql, None
+    # With parameters the connector formats the query with `%`: a literal % (LIKE 'a%') must be doubled.
+    query, _ = bind_style(sql.replace("%", "%%"), "pyformat")
+    return query, values
 
 
 class SnowflakeWarehouse(WarehouseResource):
@@ -35,11 +48,18 @@ class SnowflakeWarehouse(WarehouseResource):
     schema_: str | None = Field(default=None, alias="schema", description="Default schema.")
     warehouse: str | None = Field(default=None, description="Virtual warehouse to run queries on.")
     role: str | None = Field(default=None, description="Role to assume.")
+    stage_schema: str = Field(
+        default="ENGAGE_STAGES",
+        description="Schema (existing, writable by the role) of the push-down's stage tables: per program "
+        "`<group>__source_candidates` and `<group>__rejections`, one partition per `engage_partition_key`.",
+    )
     connection_args: dict[str, Any] | None = Field(
         default=None,
         description="Further snowflake.connector.connect arguments (SnowflakeResource's "
         "additional_snowflake_connection_args), e.g. session_parameters.",
     )
+
+    dialect: ClassVar[str] = "snowflake"
 
     def snowflake_resource(self) -> Any:
         """The dagster-snowflake resource for this config (imported on first use)."""
@@ -66,14 +86,7 @@ class SnowflakeWarehouse(WarehouseResource):
 
         Lower-casing makes a program's column names the same on DuckDB and Snowflake.
         """
-        sql, params = bind_lists(sql, params, "expand")  # a list: one bound parameter per value
-        _, names = bind_style(sql, "pyformat")
-        values = used_params(names, params)
-        if values:
-            # With parameters the connector formats the query with `%`: a literal % (LIKE 'a%') must be doubled.
-            query, _ = bind_style(sql.replace("%", "%%"), "pyformat")
-        else:
-            query = sql
+        query, values = snowflake_bound(sql, params)
         with self.snowflake_resource().get_connection() as conn:
             cursor = conn.cursor()
             try:
@@ -82,3 +95,43 @@ class SnowflakeWarehouse(WarehouseResource):
             finally:
                 cursor.close()
         return table.rename_columns([name.lower() for name in table.column_names])
+
+    def stage_table(self, target: StageTarget) -> str:
+        """The program's table for `target`: `<stage_schema>.<GROUP>__SOURCE_CANDIDATES` or `…__REJECTIONS`."""
+        return f"{self.stage_schema}.{target.group}__{target.name}".upper()
+
+    def _scope(self, target: StageTarget) -> str:
+        """The partition's rows of the stage table (and, for rejections, of the stage that rejected them)."""
+        stage = "" if target.stage is None else f" AND stage = '{target.stage}'"
+        return f"{PARTITION_COLUMN} = :partition_key{stage}"
+
+    def write_rows(self, sql: str, params: Mapping[str, Any] | None, target: StageTarget) -> str:
+        """Snowflake writes the rows into the program's stage table: the partition's previous rows deleted and the
+        new ones inserted in one transaction (a re-run replaces; a reader sees one or the other)."""
+        table = self.stage_table(target)
+        rows = f"SELECT r.*, CAST(:partition_key AS VARCHAR) AS {PARTITION_COLUMN} FROM ({sql}) AS r"
+        self.execute_many(
+            [
+                (f"CREATE TABLE IF NOT EXISTS {table} AS {rows} LIMIT 0", params),
+                ("BEGIN", None),
+                (f"DELETE FROM {table} WHERE {self._scope(target)}", params),
+                (f"INSERT INTO {table} {rows}", params),
+                ("COMMIT", None),
+            ]
+        )
+        return table
+
+    def rows_relation(self, target: StageTarget) -> str:
+        """The partition's rows of the stage table (its `engage_partition_key` column included)."""
+        return f"(SELECT * FROM {self.stage_table(target)} WHERE {self._scope(target)})"
+
+    def execute_many(self, statements: Sequence[tuple[str, Mapping[str, Any] | None]]) -> None:
+        """Run statements that return no rows, in order, on one connection (a transaction spans them)."""
+        with self.snowflake_resource().get_connection() as conn:
+            cursor = conn.cursor()
+            try:
+                for sql, params in statements:
+                    query, values = snowflake_bound(sql, params)
+                    cursor.execute(query, values)
+            finally:
+                cursor.close()

@@ -22,15 +22,16 @@ def eligible_partition(
     """One partition's rows that pass every filter, with the funnel (rows left after each filter) as metadata: the
     warehouse writes the rejected rows (replacing a previous run's) and counts them; the eligible rows come back."""
     params = partition_params(program, window)
-    relation = warehouse.rows_relation(
-        StageTarget(stage_root, program.group, "source_candidates", window.partition_key)
-    )
-    probe = warehouse.query_arrow(f"SELECT * FROM {relation} AS r LIMIT 0", params)
-    plan = ChainPlan(program, relation, [c for c in probe.column_names if c != PARTITION_COLUMN], warehouse.dialect)
-    target = StageTarget(stage_root, program.group, "rejections", window.partition_key, "eligible_candidates")
-    path = warehouse.write_rows(plan.rejections_sql(), params, target)
-    removed = plan.removed(warehouse.query_arrow(plan.counts_sql(), params))
-    eligible = warehouse.query_arrow(plan.eligible_sql(), params)
+    source = StageTarget(stage_root, program.group, "source_candidates", window.partition_key)
+    relation = warehouse.rows_relation(source)
+    with warehouse.session():  # one connection for the partition's statements
+        probe = warehouse.query_arrow(f"SELECT * FROM {relation} AS r LIMIT 0", params)
+        columns = [c for c in probe.column_names if c != PARTITION_COLUMN]
+        plan = ChainPlan(program, relation, columns, warehouse.dialect)
+        target = StageTarget(stage_root, program.group, "rejections", window.partition_key, "eligible_candidates")
+        path = warehouse.write_rows(plan.rejections_sql(), params, target)
+        removed = plan.removed(warehouse.query_arrow(plan.counts_sql(), params))
+        eligible = warehouse.query_arrow(plan.eligible_sql(), params)
     n = eligible.num_rows + sum(removed.values())
     stages = [("source", n)]
     for fid, count in removed.items():

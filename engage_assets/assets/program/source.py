@@ -13,7 +13,7 @@ from engage_assets.assets.program.checks import source_check_result, source_chec
 from engage_assets.assets.program.common import counts_md, program_tags, stage_key
 from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition
 from engage_assets.domain.config import ProgramBase, ProgramConfig
-from engage_assets.domain.pushdown import SourcePlan, context_probe_sql, source_figures
+from engage_assets.domain.pushdown import SourcePlan, context_probe_sql
 from engage_assets.domain.sources import SchemaDriftError, check_schema, probe_sql
 from resources.engagement.base import EngagementStore
 from resources.staging import RejectionLogResource
@@ -56,14 +56,14 @@ def source_partition(
     """One partition's source stage in the warehouse: its rejected rows and its candidates written there (a re-run
     replaces both), the counts read back; returns where the candidates are and the partition's metadata."""
     params = {**partition_params(program, window), "erased": sorted(erased)}
-    plan = source_plan(program, warehouse, params, erased=bool(erased))
     t0 = time.perf_counter()
-    target = StageTarget(stage_root, program.group, "rejections", window.partition_key, "source_candidates")
-    rejections_at = warehouse.write_rows(plan.rejections_sql(), params, target)
-    figures = source_figures(warehouse.query_arrow(plan.counts_sql(), params))
-    rows_at = warehouse.write_rows(
-        plan.valid_rows_sql(), params, StageTarget(stage_root, program.group, "source_candidates", window.partition_key)
-    )
+    with warehouse.session():  # one connection for the partition's statements
+        plan = source_plan(program, warehouse, params, erased=bool(erased))
+        target = StageTarget(stage_root, program.group, "rejections", window.partition_key, "source_candidates")
+        rejections_at = warehouse.write_rows(plan.rejections_sql(), params, target)
+        figures = plan.figures(warehouse.query_arrow(plan.counts_sql(), params))
+        target = StageTarget(stage_root, program.group, "source_candidates", window.partition_key)
+        rows_at = warehouse.write_rows(plan.valid_rows_sql(), params, target)
     return rows_at, {
         "dagster/row_count": figures.valid,
         "rows_read": figures.rows_read,
