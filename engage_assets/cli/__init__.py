@@ -28,6 +28,7 @@ from engage_assets.cli.api_keys import add_commands as add_api_key_commands
 from engage_assets.cli.config_tools import add_commands as add_config_commands
 from engage_assets.cli.delivery import deliver_all
 from engage_assets.cli.events import add_commands as add_events_commands
+from engage_assets.cli.metrics_table import print_program_metrics
 from engage_assets.cli.reports import run_reports
 from engage_assets.cli.run_scope import (
     RunScope,
@@ -235,6 +236,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print_simulated_responses(args.seed)
         succeeded = run_reports(defs, instance, settings, WAREHOUSE_JOB, execute) and succeeded
     _print_serving_example(settings)
+    if succeeded:  # every program's metrics in the spec's terms, beside the spec's figures
+        print_program_metrics(defs, [*scope.batch, *scope.reactive])
     print(f"\nAll done in {time.perf_counter() - t_all:.1f} s.  State: {settings.home}")
     print("Open the Dagster UI with `make dev` (http://127.0.0.1:3000) to see lineage, runs and metadata.")
     return 0 if succeeded else 1
