@@ -12,11 +12,13 @@ import boto3
 import dagster as dg
 import pyarrow as pa
 import pytest
+import sqlglot
 
 from engage_assets.assets.program.partitions import partitions_for
 from engage_assets.assets.program.source import source_asset
 from engage_assets.domain.config import ProgramConfig
 from engage_assets.domain.config.loader import load_program
+from engage_assets.domain.source_columns import CONTEXT_COLUMNS
 from resources.engagement.sqlite import SqliteEngagementStore
 from resources.staging import ArrowParquetIOManager, RejectionLogResource
 from resources.warehouse.athena import AthenaWarehouse
@@ -79,27 +81,41 @@ SOURCE_COLUMNS = [
 
 
 def test_an_athena_connector_runs_its_query_on_athena(moto_endpoint, tmp_path):
+    """Pushed down (#14): the drift probe, the context probe, the rejections' UNLOAD, the counts and the candidates'
+    UNLOAD all run on Athena, in Trino's dialect (sqlglot parses each as trino), the day a typed parameter."""
     program = _program("proactive_refunds")
     workgroup = f"engage-{uuid.uuid4().hex[:8]}"
     client = boto3.client("athena", region_name=REGION, endpoint_url=moto_endpoint)
     client.create_work_group(Name=workgroup, Configuration={"ResultConfiguration": {"OutputLocation": "s3://r/x/"}})
+    bucket = f"stages-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.client("s3", region_name=REGION, endpoint_url=moto_endpoint)
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    stale = "athena/proactive_refunds__source_candidates/engage_partition_key=2026-11-20/old.parquet"
+    s3.put_object(Bucket=bucket, Key=stale, Body=b"a previous run's file")
     names = [c["Name"] for c in SOURCE_COLUMNS]
-    enriched = [*SOURCE_COLUMNS, athena_col("marketplace", "varchar"), athena_col("known_customer", "boolean")]
+    context = [athena_col(c, "varchar") for c in CONTEXT_COLUMNS]
+    counts = [athena_col("erased", "boolean"), athena_col("code", "integer"), athena_col("n", "bigint")]
     seed_athena_results(
         moto_endpoint,
         [
             {"rows": [athena_row(*names)], "column_info": SOURCE_COLUMNS},  # the drift probe: no rows
-            {  # the enrichment query: one order of a customer the warehouse does not know
-                "rows": [
-                    athena_row(*names, "marketplace", "known_customer"),
-                    athena_row("c-1", "o-1", "2026-11-20", "4", "12.5", "ok", "0", "US", "false"),
-                ],
-                "column_info": enriched,
+            {"rows": [athena_row(*CONTEXT_COLUMNS)], "column_info": context},  # the context probe
+            {"rows": [], "column_info": []},  # UNLOAD of the rejected rows
+            {  # the counts: one order of a customer the warehouse does not know
+                "rows": [athena_row("erased", "code", "n"), athena_row("false", "0", "1")],
+                "column_info": counts,
             },
+            {"rows": [], "column_info": []},  # UNLOAD of the candidates
         ],
         region=REGION,
     )
-    athena = AthenaWarehouse(region_name=REGION, endpoint_url=moto_endpoint, database="ecommerce", workgroup=workgroup)
+    athena = AthenaWarehouse(
+        region_name=REGION,
+        endpoint_url=moto_endpoint,
+        database="ecommerce",
+        workgroup=workgroup,
+        stage_location=f"s3://{bucket}/athena/",
+    )
     asset = source_asset(program, partitions_for(program))
     result = dg.materialize(
         [asset],
@@ -115,14 +131,30 @@ def test_an_athena_connector_runs_its_query_on_athena(moto_endpoint, tmp_path):
     )
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     [mat] = result.asset_materializations_for_node(asset.node_def.name)
-    assert mat.metadata["rows_read"].value == 1  # the row seeded in Athena's results
+    assert mat.metadata["rows_read"].value == 1  # the count seeded in Athena's results
+    assert mat.metadata["rejected_invalid"].value == 1 and mat.metadata["dagster/row_count"].value == 0
     executions = client.list_query_executions(WorkGroup=workgroup)["QueryExecutionIds"]
     queries = [client.get_query_execution(QueryExecutionId=i)["QueryExecution"] for i in executions]
-    assert len(queries) == 2 and all("marts.order_tracking" in q["Query"] for q in queries)
-    assert all(q["QueryExecutionContext"]["Database"] == "ecommerce" for q in queries)
+    assert len(queries) == 5 and all(q["QueryExecutionContext"]["Database"] == "ecommerce" for q in queries)
+    reads = [q for q in queries if "marts.order_tracking" in q["Query"]]
+    assert len(reads) == 4
+    unloads = [q["Query"] for q in queries if q["Query"].startswith("UNLOAD")]
+    assert sorted(u.rsplit(" TO ", 1)[1].split("'")[1] for u in unloads) == [
+        f"s3://{bucket}/athena/proactive_refunds__rejections/stage=source_candidates/engage_partition_key=2026-11-20/",
+        f"s3://{bucket}/athena/proactive_refunds__source_candidates/engage_partition_key=2026-11-20/",
+    ]
+    for q in queries:  # Athena's dialect: Trino (no `date - n`, which Athena rejects)
+        text = q["Query"].replace("?", "NULL")
+        if text.startswith("UNLOAD ("):
+            text = text.removeprefix("UNLOAD (").rsplit(") TO ", 1)[0]
+        sqlglot.parse_one(text, read="trino")
+        assert "- 365" not in text and "- 91" not in text
+    assert any("DATE_DIFF('DAY'" in q["Query"] for q in reads)
     # the partition's day reached Athena as a typed execution parameter, not spliced into the text
-    assert all("DATE '2026-11-20'" in q.get("ExecutionParameters", []) for q in queries)
-    assert not any("2026-11-20" in q["Query"] for q in queries)
+    assert all("DATE '2026-11-20'" in q.get("ExecutionParameters", []) for q in reads)
+    assert not any("DATE '2026-11-20'" in q["Query"] for q in queries)
+    # the previous run's files under the partition's prefix were removed before the UNLOAD
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix=stale)
 
 
 @pytest.mark.parametrize("connector_type", ["athena", "snowflake", "duckdb"])

@@ -10,15 +10,23 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
 
+from engage_assets.domain.pushdown import PARTITION_COLUMN
 from resources.aws import AwsClientConfig
-from resources.warehouse.base import WarehouseResource, bind_lists, bind_style, until_deadline, used_params
+from resources.warehouse.base import (
+    StageTarget,
+    WarehouseResource,
+    bind_lists,
+    bind_style,
+    until_deadline,
+    used_params,
+)
 
 _TERMINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
 
@@ -137,11 +145,30 @@ class AthenaWarehouse(AwsClientConfig, WarehouseResource):
         default=None,
         description="s3:// prefix for query results; None uses the workgroup's configured location.",
     )
+    stage_location: str | None = Field(
+        default=None,
+        description="s3:// prefix where Athena UNLOADs the push-down's stage rows (Parquet): "
+        "`<group>__source_candidates/engage_partition_key=<pk>/` and `<group>__rejections/stage=<stage>/…`.",
+    )
+    stage_database: str = Field(
+        default="engage_stages",
+        description="Glue database holding a table over each of those prefixes (partition projection on `stage` "
+        "and `engage_partition_key`), which the next stage's statement reads.",
+    )
     poll_timeout_s: float = Field(default=1800.0, description="Give up (and cancel the query) after this many seconds.")
     poll_max_interval_s: float = Field(default=5.0, description="Longest wait between two status polls.")
 
+    dialect: ClassVar[str] = "trino"
+
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Start the query with positional ExecutionParameters, wait for it, page its results into Arrow."""
+        client, execution_id = self._run(sql, params)
+        paginator = client.get_paginator("get_query_results")
+        pages = paginator.paginate(QueryExecutionId=execution_id, PaginationConfig={"PageSize": 1000})
+        return athena_results_to_arrow(pages)
+
+    def _run(self, sql: str, params: Mapping[str, Any] | None) -> tuple[Any, str]:
+        """Start the statement and wait until it succeeded; (client, execution id)."""
         listed, params = bind_lists(sql, params, "expand")  # a list: one execution parameter per value
         query, names = bind_style(listed, "qmark")
         values = used_params(names, params)  # also the check for missing values
@@ -158,9 +185,35 @@ class AthenaWarehouse(AwsClientConfig, WarehouseResource):
         execution_id = client.start_query_execution(**request)["QueryExecutionId"]
         dg.get_dagster_logger().info(f"Athena query {execution_id} started in workgroup {self.workgroup}")
         self._wait(client, execution_id)
-        paginator = client.get_paginator("get_query_results")
-        pages = paginator.paginate(QueryExecutionId=execution_id, PaginationConfig={"PageSize": 1000})
-        return athena_results_to_arrow(pages)
+        return client, execution_id
+
+    def _prefix(self, target: StageTarget) -> str:
+        if not self.stage_location:
+            raise ValueError(
+                "AthenaWarehouse.stage_location is not set: the push-down needs an s3:// prefix to write to"
+            )
+        stage = "" if target.stage is None else f"stage={target.stage}/"
+        base = self.stage_location.rstrip("/")
+        return f"{base}/{target.group}__{target.name}/{stage}{PARTITION_COLUMN}={target.partition_key}/"
+
+    def write_rows(self, sql: str, params: Mapping[str, Any] | None, target: StageTarget) -> str:
+        """Athena UNLOADs the rows as Parquet under the partition's prefix, emptied first (UNLOAD writes only to
+        an empty prefix; a re-run replaces)."""
+        prefix = self._prefix(target)
+        bucket, _, key = prefix.removeprefix("s3://").partition("/")
+        s3 = self.aws_client("s3")
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+        self._run(f"UNLOAD ({sql}) TO '{prefix}' WITH (format = 'PARQUET', compression = 'ZSTD')", params)
+        return prefix
+
+    def rows_relation(self, target: StageTarget) -> str:
+        """The partition's rows through the Glue table over the stage prefix (its partition columns included)."""
+        stage = "" if target.stage is None else f" AND stage = '{target.stage}'"
+        table = f"{self.stage_database}.{target.group}__{target.name}"
+        return f"(SELECT * FROM {table} WHERE {PARTITION_COLUMN} = :partition_key{stage})"
 
     def _wait(self, client: Any, execution_id: str) -> None:
         """Poll the query's status (0.2 s, growing 1.6x up to `poll_max_interval_s`) until it ends; cancel it
