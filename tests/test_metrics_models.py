@@ -118,7 +118,7 @@ def test_attribution_last_and_first_touch_within_the_window(wh):
 
 def funnel_inputs(wh: MetricsWarehouse) -> None:
     """Churn prevention, segment high: 4 candidates (1 held out); 3 e-mails (3 delivered, 2 opened, 1 clicked) and
-    1 SMS (failed); two treated customers and the held-out one convert."""
+    1 SMS (failed); two treated customers (one with its code) and the held-out one convert."""
     wh.load(
         "staging.stg_platform_assignments",
         [assignment(c, CHURN, "high", holdout=c == "H") for c in ("A", "B", "C", "H")],
@@ -137,9 +137,11 @@ def funnel_inputs(wh: MetricsWarehouse) -> None:
             for i, (ref, kind) in enumerate(events)
         ],
     )
+    # A's purchase used its code: the redemption is neither another conversion nor revenue.
+    redeemed = conversion("A-code", "A", T0 + timedelta(days=1), value=30.0, kind="code_redeemed", program=CHURN)
     wh.load(
         "staging.stg_conversions",
-        [conversion(c, c, T0 + timedelta(days=1), value=100.0) for c in ("A", "B", "H")],
+        [conversion(c, c, T0 + timedelta(days=1), value=100.0) for c in ("A", "B", "H")] + [redeemed],
     )
     wh.load("marts.customers", [{"customer_id": c, "lifetime_value_usd": 400.0} for c in ("A", "B", "C", "H")])
 
@@ -162,6 +164,8 @@ def test_funnel_counts_per_program_segment_and_channel(wh):
     assert rows[("high", "email")] == [4, 3, 3, 3, 2, 1, 1]
     assert rows[("high", "sms")] == [4, 3, 1, 0, 0, 0, 1]
     assert rows[("all", "email")] == rows[("high", "email")]
+    value = "SELECT conversion_value_usd, redeemed, redeemed_value_usd FROM metrics.offer_conversions WHERE customer_id = 'A'"
+    assert wh.rows(value) == [(100.0, True, 30.0)]
     # Every program has its (all, all) row; the others are empty.
     empty = wh.rows("SELECT program_id, candidates, sent FROM metrics.program_funnel WHERE program_id <> ?", [CHURN])
     assert sorted(empty) == [("abandoned-cart-recovery", 0, 0), (REFUNDS, 0, 0), ("win-back-campaigns", 0, 0)]

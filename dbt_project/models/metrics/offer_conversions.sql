@@ -44,7 +44,10 @@ per_offer as (
     select
         offer_id,
         count(*) as conversions,
-        sum(value_usd) as conversion_value_usd,
+        -- A redeemed credit or code is the offer used within a purchase: its value is what the offer cost, not
+        -- revenue, and it is not another conversion.
+        sum(case when conversion_type not in ('credit_redeemed', 'code_redeemed') then value_usd else 0 end)
+            as conversion_value_usd,
         sum(case when conversion_type in ('credit_redeemed', 'code_redeemed') then value_usd else 0 end)
             as redeemed_value_usd,
         count(case when conversion_type in ('credit_redeemed', 'code_redeemed') then 1 end) as redemptions,

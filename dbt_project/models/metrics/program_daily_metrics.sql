@@ -29,7 +29,7 @@ converted as (
     select program_id, cast(converted_at as date) as metric_date, count(*) as converted,
            sum(value_usd) as revenue_usd
     from {{ ref('touch_attribution') }}
-    where attribution_model = 'last_touch'
+    where attribution_model = 'last_touch' and conversion_type not in ('credit_redeemed', 'code_redeemed')
     group by 1, 2
 ),
 

@@ -65,7 +65,7 @@ program_totals as (
 attributed as (
     select touch_ref, count(*) as conversions
     from {{ ref('touch_attribution') }}
-    where attribution_model = 'last_touch'
+    where attribution_model = 'last_touch' and conversion_type not in ('credit_redeemed', 'code_redeemed')
     group by touch_ref
 ),
 
