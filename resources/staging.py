@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from engage_assets.domain.models import ModelRegistry
+from resources.batches import BATCH_ROWS, BatchOutput, ParquetBatches, write_batches_to
 
 ROW_GROUP_ROWS = 1 << 20  # pyarrow's default row-group size
 CUSTOMER_COLUMN = "customer_id"
@@ -36,13 +37,14 @@ CUSTOMER_COLUMN = "customer_id"
 
 class PartitionStream:
     """A stage's output over a partition range, computed one partition at a time as the IO manager writes it:
-    `compute(partition_key)` gives the partition's table, `written(partition_key, path)` hears where it went.  A
-    backfill of N partitions never holds more than one partition's table."""
+    `compute(partition_key)` gives the partition's table (or its `BatchOutput`, written batch by batch),
+    `written(partition_key, path)` hears where it went.  A backfill of N partitions never holds more than one
+    partition's table (a batch, for a `BatchOutput`)."""
 
     def __init__(
         self,
         keys: Sequence[str],
-        compute: Callable[[str], pa.Table],
+        compute: Callable[[str], pa.Table | BatchOutput],
         written: Callable[[str, str], None] | None = None,
     ):
         self.keys = list(keys)
@@ -125,11 +127,15 @@ def _release_memory() -> None:
 
 class _ParquetUPathIOManager(dg.UPathIOManager):
     extension = ".parquet"
+    batch_rows = BATCH_ROWS
 
-    def dump_to_path(self, context: dg.OutputContext, obj: pa.Table, path: UPath) -> None:
-        if not isinstance(obj, pa.Table):
+    def dump_to_path(self, context: dg.OutputContext, obj: pa.Table | BatchOutput, path: UPath) -> None:
+        if isinstance(obj, BatchOutput):  # written batch by batch as the stage computes them (`resources.batches`)
+            write_batches_to(obj.batches, path)
+        elif not isinstance(obj, pa.Table):
             raise TypeError(f"{context.asset_key.to_user_string()} must return a pyarrow.Table, got {type(obj)}")
-        _write_parquet(obj, path)
+        else:
+            _write_parquet(obj, path)
         # One file per output: a single partition (or none) records where it is; a range records it per key.
         if not context.has_asset_partitions or len(context.asset_partition_keys) == 1:
             context.add_output_metadata({"stage_path": str(path)})
@@ -181,8 +187,12 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
 
         return LazyPartitions(list(context.asset_partition_keys), load)
 
-    def load_from_path(self, context: dg.InputContext, path: UPath) -> pa.Table:
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> pa.Table | ParquetBatches:
+        """The partition's table; or, for an input whose AssetIn carries `resources.batches.BATCHES`, a
+        `ParquetBatches` that reads it a batch at a time."""
         _release_memory()
+        if (context.definition_metadata or {}).get("engage/batches"):
+            return ParquetBatches(path, self.batch_rows)
         if path.protocol in ("", "file", "local"):
             return pq.read_table(path.path, memory_map=True)
         return pq.read_table(io.BytesIO(path.read_bytes()))
@@ -192,9 +202,12 @@ class ArrowParquetIOManager(dg.ConfigurableIOManagerFactory):
     """Stage tables as Parquet under `base_path` (`/local/dir` or `s3://bucket/prefix`)."""
 
     base_path: str
+    batch_rows: int = BATCH_ROWS  # rows per batch of the stages that stream their input (`resources.batches`)
 
     def create_io_manager(self, context: dg.InitResourceContext) -> _ParquetUPathIOManager:
-        return _ParquetUPathIOManager(base_path=UPath(self.base_path))
+        manager = _ParquetUPathIOManager(base_path=UPath(self.base_path))
+        manager.batch_rows = self.batch_rows
+        return manager
 
 
 class RejectionLogResource(dg.ConfigurableResource):

@@ -9,14 +9,14 @@ allowed offer:
 
 where `p` is the acceptance model's score (the probability of taking an offer at the reference discount), `value`
 the candidate's `valueColumn` (lifetime value: what a retained or won-back customer is worth) and `cost` what the
-offer costs (`pipeline.offer_cost_usd`).  Candidates are taken best EV first; each gets its highest-EV allowed offer
+offer costs (`offer_cost_usd`).  Candidates are taken best EV first; each gets its highest-EV allowed offer
 that still fits the budget left, or none (dropped with reason `budget`).  A holdout candidate is decided the same
 way (so treated and control stay comparable) but spends nothing: it is never contacted.
 
 `OfferBudget` is the money left for one partition.  It carries over between calls: a caller that decides a
 partition in several record batches makes one budget per partition and passes it to every batch's
 `pipeline.make_offers(program, batch, budget)`; the partition then never spends more than its budget in total.
-Everything here is pure (NumPy), so it is tested without Dagster or a warehouse.
+Everything here is pure (NumPy and Arrow), so it is tested without Dagster or a warehouse.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+
+from engage_assets.domain.config import ProgramConfig, Segment
 
 # Costs within a hundredth of a cent of the budget left still fit (float sums of cents).
 _EPSILON = 1e-6
@@ -86,6 +89,20 @@ class OfferChoices:
     budget_left: np.ndarray  # (n,) budget left after the row's decision (nan: not decided)
 
 
+def offer_cost_usd(program: ProgramConfig, seg: Segment, table: pa.Table, rows: np.ndarray) -> np.ndarray:
+    """Money an offer costs: refund/credit amounts, or discount × monthly revenue × months."""
+    n = len(rows)
+    if seg.refundType == "full":
+        return table.column("order_value_usd").to_numpy()[rows] + (seg.additionalCredit or 0.0)
+    if seg.refundType == "partial":
+        return np.full(n, seg.refundAmount or 0.0) + (seg.additionalCredit or 0.0)
+    if seg.refundType == "credit" or seg.creditAmount is not None:
+        return np.full(n, seg.creditAmount or 0.0)
+    monthly = table.column("monthly_revenue_usd").to_numpy(zero_copy_only=False)[rows]
+    monthly = np.nan_to_num(monthly.astype(float), nan=0.0)
+    return (seg.discount or 0.0) / 100.0 * monthly * (seg.duration or 1)
+
+
 def acceptance_matrix(
     p: np.ndarray, options: Sequence[OfferOption], reference_discount: float, elasticity: float
 ) -> np.ndarray:
@@ -131,10 +148,14 @@ def choose_offers(
     best = ev[live].argmax(axis=1)
     best_cost = cost[live, best]
     paid = ~holdout[live]
-    if budget.fits(float(best_cost[paid].sum())):  # the budget does not bind: every row gets its best offer
+    # The budget does not bind (every row's best offer fits when its turn comes, a holdout's too: it must fit what
+    # is left even though it spends nothing): every row gets its best offer, as the loop below would decide.
+    if budget.fits(float(best_cost[paid].sum()) + float(best_cost[~paid].max(initial=0.0))):
         chosen[live] = best
-        left[live] = budget.remaining - np.cumsum(np.where(paid, best_cost, 0.0))
-        budget.spend(float(best_cost[paid].sum()))
+        # Spent as the loop spends it, one offer after another (a partition decided in batches adds up the same).
+        spent = np.cumsum(np.concatenate([[budget.spent], np.where(paid, best_cost, 0.0)]))[1:]
+        left[live] = np.maximum(0.0, budget.amount - spent)
+        budget.spent = float(spent[-1])
         return OfferChoices(chosen, acceptance, ev, left)
     order = live[np.argsort(-ev[live, best], kind="stable")]  # best EV first
     for i in order:

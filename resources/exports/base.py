@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import IO
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from resources.batches import write_batches
 
 _PROGRAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 # Dagster partition keys: dates, weeks, months, hours ("2026-11-21-13:00"); never a path separator.
@@ -45,11 +47,19 @@ def export_table_name(program: str) -> str:
     return program.lower().replace("-", "_")
 
 
+# zstd: compact and fast to read. Microsecond timestamps: Hive/Athena readers do not take nanoseconds, and candidate
+# timestamps carry nothing finer.
+EXPORT_WRITER = {"compression": "zstd", "coerce_timestamps": "us", "allow_truncated_timestamps": True}
+
+
 def write_parquet(table: pa.Table, where: str | IO[bytes]) -> None:
     """Write an export file the way every implementation does."""
-    # zstd: compact and fast to read. Microsecond timestamps: Hive/Athena readers do not take nanoseconds,
-    # and candidate timestamps carry nothing finer.
-    pq.write_table(table, where, compression="zstd", coerce_timestamps="us", allow_truncated_timestamps=True)
+    pq.write_table(table, where, **EXPORT_WRITER)
+
+
+def write_parquet_batches(tables: Iterable[pa.Table], where: str | IO[bytes]) -> int:
+    """`write_parquet` for a partition that comes a batch at a time (one writer, one file); the rows written."""
+    return write_batches(tables, where, **EXPORT_WRITER)
 
 
 class ExportResource(dg.ConfigurableResource, ABC):
@@ -58,6 +68,10 @@ class ExportResource(dg.ConfigurableResource, ABC):
     @abstractmethod
     def write_partition(self, program: str, partition_key: str, table: pa.Table) -> str:
         """Write (replacing) `<root>/<program>/partition_key=<key>/candidates.parquet`; return its URI."""
+
+    @abstractmethod
+    def write_partition_batches(self, program: str, partition_key: str, tables: Iterable[pa.Table]) -> tuple[str, int]:
+        """`write_partition` for a partition that comes a batch at a time (never held whole): (URI, rows written)."""
 
     @abstractmethod
     def register(self, program: str) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,6 +19,7 @@ from resources.exports.base import (
     check_names,
     export_table_name,
     write_parquet,
+    write_parquet_batches,
 )
 from resources.warehouse.duckdb import connect_duckdb
 
@@ -39,6 +42,19 @@ class LocalParquetExports(ExportResource):
 
     def write_partition(self, program: str, partition_key: str, table: pa.Table) -> str:
         """Write the partition's file atomically (temp file + rename): readers see the old or the new file."""
+
+        def write(fh: IO[bytes]) -> int:
+            write_parquet(table, fh)
+            return table.num_rows
+
+        return self._replace_file(program, partition_key, write)[0]
+
+    def write_partition_batches(self, program: str, partition_key: str, tables: Iterable[pa.Table]) -> tuple[str, int]:
+        """`write_partition`, a batch at a time into the temp file."""
+        return self._replace_file(program, partition_key, lambda fh: write_parquet_batches(tables, fh))
+
+    def _replace_file(self, program: str, partition_key: str, write: Callable[[IO[bytes]], int]) -> tuple[str, int]:
+        """`write(file)` into a temp file beside the partition's, then renamed over it: (path, rows written)."""
         check_names(program, partition_key)
         directory = self._program_dir(program) / f"{PARTITION_COLUMN}={partition_key}"
         directory.mkdir(parents=True, exist_ok=True)
@@ -47,7 +63,7 @@ class LocalParquetExports(ExportResource):
         fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{FILE_NAME}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
-                write_parquet(table, fh)
+                rows = write(fh)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.chmod(tmp_name, 0o644)  # mkstemp makes it owner-only; analysts read these files
@@ -56,7 +72,7 @@ class LocalParquetExports(ExportResource):
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
             raise
-        return str(target)
+        return str(target), rows
 
     def partition_keys(self, program: str) -> list[str]:
         """The partition keys that have a file under the program's directory, sorted."""

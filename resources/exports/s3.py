@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import re
+import tempfile
+from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
@@ -22,6 +24,7 @@ from resources.exports.base import (
     check_names,
     export_table_name,
     write_parquet,
+    write_parquet_batches,
 )
 
 _PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
@@ -146,6 +149,19 @@ class S3ParquetExports(AwsClientConfig, ExportResource):
             Bucket=self.bucket, Key=key, Body=buffer.getvalue(), ContentType="application/vnd.apache.parquet"
         )
         return f"s3://{self.bucket}/{key}"
+
+    def write_partition_batches(self, program: str, partition_key: str, tables: Iterable[pa.Table]) -> tuple[str, int]:
+        """`write_partition`, written a batch at a time into a local temporary file, then one PUT streamed from it
+        (the object is never in memory)."""
+        check_names(program, partition_key)
+        key = self._partition_key(program, partition_key)
+        with tempfile.TemporaryFile() as fh:
+            rows = write_parquet_batches(tables, fh)
+            fh.seek(0)
+            self.aws_client("s3").put_object(
+                Bucket=self.bucket, Key=key, Body=fh, ContentType="application/vnd.apache.parquet"
+            )
+        return f"s3://{self.bucket}/{key}", rows
 
     def partition_keys(self, program: str) -> list[str]:
         """The partition keys that have an object under the program's prefix, sorted."""

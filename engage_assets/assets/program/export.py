@@ -2,8 +2,10 @@
 
 In the warehouse pool, which the `gdpr_erasure` job's rewrite of past exports shares: the two never run at once, so
 the rewrite never races an export being written.  Customers deleted (GDPR) while the run was under way are not
-exported (the deletions are re-read just before the write)."""
+exported (the deletions are re-read just before the write).  The partition is read and written a record batch at a
+time (`ExportResource.write_partition_batches`)."""
 
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -14,6 +16,7 @@ from engage_assets.assets.program.common import model_versions, program_tags, st
 from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition
 from engage_assets.domain import pipeline
 from engage_assets.domain.config import ProgramConfig
+from resources.batches import BATCHES, ParquetBatches
 from resources.engagement.base import EngagementStore
 from resources.exports.base import ExportResource
 
@@ -30,7 +33,7 @@ def export_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         pool=WAREHOUSE_POOL,
         backfill_policy=SINGLE_RUN,
         kinds={"parquet"},
-        ins={"offers": dg.AssetIn(stage_key(program, "offers"))},
+        ins={"offers": dg.AssetIn(stage_key(program, "offers"), metadata=BATCHES)},
         deps=[stage_key(program, "stored_candidates")],
         description="The stored candidates as Parquet per partition, registered as the warehouse table "
         "`exports.<program>` analysts can query.",
@@ -41,14 +44,18 @@ def export_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         """Export each partition of the run, one after another, then (re)register the table over every exported
         partition."""
 
-        def one(window: PartitionWindow, table: pa.Table) -> tuple[None, dict[str, Any]]:
-            table, excluded = without_customers(table, engagement.deleted_customers())
-            export = pipeline.export_table(program, table, window.partition_key, model_versions(table))
-            return None, {
-                "dagster/row_count": export.num_rows,
-                "excluded_erased": excluded,
-                "path": exports.write_partition(g, window.partition_key, export),
-            }
+        def one(window: PartitionWindow, offers: ParquetBatches) -> tuple[None, dict[str, Any]]:
+            erased, excluded = engagement.deleted_customers(), [0]
+            versions = model_versions(offers.schema.empty_table())
+
+            def batches() -> Iterator[pa.Table]:
+                for table in offers.tables():
+                    table, dropped = without_customers(table, erased)
+                    excluded[0] += dropped
+                    yield pipeline.export_table(program, table, window.partition_key, versions)
+
+            path, rows = exports.write_partition_batches(g, window.partition_key, batches())
+            return None, {"dagster/row_count": rows, "excluded_erased": excluded[0], "path": path}
 
         each_partition(context, parts, offers, one)
         return dg.MaterializeResult(metadata={"table": exports.register(g)})

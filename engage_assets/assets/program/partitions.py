@@ -7,7 +7,10 @@ Backfills of a date range run as one run (`BackfillPolicy.single_run`: the UI's 
   partition_key=...)`): its row count, its per-filter counts and funnel, as a one-partition run would;
 - the partitions are processed one after another, one in memory at a time: the input of a range is read a
   partition at a time (`resources.staging.LazyPartitions`), and a stage's output is a `PartitionStream` that the IO
-  manager computes and writes partition by partition.
+  manager computes and writes partition by partition;
+- the stages after `eligible_candidates` hold less than a partition: they read their input a record batch at a
+  time (`resources.batches.ParquetBatches`) and return a `BatchOutput` per partition (`stream_batches`), written
+  batch by batch, whose metadata is computed once the partition's file is complete.
 
 A multi-run backfill (one partition per run) gets exactly the same results and metadata.
 """
@@ -20,9 +23,18 @@ import dagster as dg
 
 from engage_assets.domain.config import ProgramConfig
 from engage_assets.domain.sources import PartitionWindow
+from resources.batches import BatchOutput
 from resources.staging import PartitionStream
 
-__all__ = ["SINGLE_RUN", "PartitionWindow", "each_partition", "partitions_for", "stream_partitions", "windows_of"]
+__all__ = [
+    "SINGLE_RUN",
+    "PartitionWindow",
+    "each_partition",
+    "partitions_for",
+    "stream_batches",
+    "stream_partitions",
+    "windows_of",
+]
 
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 # `backfill_policy` is marked beta on @asset; it is the documented way to get single-run backfills.
@@ -92,3 +104,34 @@ def stream_partitions(
         context.add_asset_metadata({"stage_path": path}, partition_key=partition_key)
 
     return PartitionStream(list(by_key), lambda pk: run(by_key[pk]), written)
+
+
+BatchFn = Callable[[PartitionWindow, Any], BatchOutput]
+
+
+def stream_batches(
+    context: dg.AssetExecutionContext,
+    parts: dg.TimeWindowPartitionsDefinition,
+    upstream: Any,
+    one: BatchFn,
+) -> PartitionStream:
+    """The output of a stage that streams each partition in record batches: `one(window, upstream partition)` gives
+    the partition's `BatchOutput`; the IO manager writes its batches, then the partition's metadata (computed from
+    the complete file) goes on the partition's own materialization.  One partition or a range alike."""
+    windows = windows_of(context, parts)
+    by_key = {w.partition_key: w for w in windows}
+    pending: dict[str, BatchOutput] = {}
+
+    def compute(partition_key: str) -> BatchOutput:
+        window = by_key[partition_key]
+        pending[partition_key] = one(window, upstream[partition_key] if isinstance(upstream, Mapping) else upstream)
+        return pending[partition_key]
+
+    def written(partition_key: str, path: str) -> None:
+        meta = pending.pop(partition_key).metadata(path)
+        if len(windows) > 1:  # a one-partition run's file is named by the IO manager's own output metadata
+            meta = {**meta, "stage_path": path}
+        context.add_asset_metadata(meta, partition_key=partition_key)
+        context.log.info(f"partition {partition_key}: {meta.get('dagster/row_count', 0):,} rows")
+
+    return PartitionStream(list(by_key), compute, written)

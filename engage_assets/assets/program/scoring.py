@@ -1,9 +1,10 @@
-"""`[group, "scored_candidates"]`: every model's score from its promoted version, through the score cache.
+"""`[group, "scored_candidates"]`: every model's score from its promoted version, through the score cache; the
+partition read and scored a record batch at a time (`resources.batches`).
 
 The model assets themselves (`[group, "<model>_model"]`: train, promote if improved) are in `model`."""
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -18,10 +19,11 @@ from engage_assets.assets.program.common import (
     versions_json,
 )
 from engage_assets.assets.program.model import model_keys, promoted_refs
-from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, stream_partitions
+from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, stream_batches
 from engage_assets.domain import pipeline
 from engage_assets.domain.config import ProgramConfig
 from engage_assets.domain.models import ModelRef
+from resources.batches import BATCHES, BatchOutput, ParquetBatches
 from resources.scoring.base import ScoringResource
 from resources.staging import ModelStoreResource
 from resources.store.base import CandidateStore
@@ -59,12 +61,41 @@ def score_with_cache(
     return scores, int(len(hit_idx))
 
 
+def null_counts(table: pa.Table, features: Sequence[str]) -> dict[str, int]:
+    """NULLs per feature in this batch (the features the table has)."""
+    return {f: table.column(f).null_count for f in features if f in table.column_names}
+
+
+def imputed_text(nulls: Mapping[str, int]) -> str:
+    """The `imputed/<model>` metadata: the features with NULLs and how many, "none" when there are none."""
+    return ", ".join(f"{f}={n}" for f, n in nulls.items() if n) or "none"
+
+
 def imputed_features(table: pa.Table, features: Sequence[str]) -> str:
     """Which features the model imputes in this batch (NULL there: a value the filter chain did not need, such as
     a damaged order's unparseable delay), with the row counts; "none" when every row has every feature."""
-    nulls = {f: table.column(f).null_count for f in features if f in table.column_names}
-    missing = {f: n for f, n in nulls.items() if n}
-    return ", ".join(f"{f}={n}" for f, n in missing.items()) or "none"
+    return imputed_text(null_counts(table, features))
+
+
+def score_batch(
+    program: ProgramConfig,
+    refs: dict[str, ModelRef],
+    scoring: ScoringResource,
+    store: CandidateStore,
+    table: pa.Table,
+    now: float,
+) -> tuple[pa.Table, dict[str, int]]:
+    """A batch's rows with a score column per model, `score` (the segment model's) and the versions used; the
+    score-cache hits per model.  Row by row: a batch scores as it would within its whole partition."""
+    hits: dict[str, int] = {}
+    for spec in program.scoringModels:
+        scores, hits[spec.modelId] = score_with_cache(
+            program, spec.features, refs[spec.modelId], table, scoring, store, now
+        )
+        table = table.append_column(pipeline.score_column(spec.modelId), pa.array(scores, pa.float64()))
+    table = table.append_column("score", table.column(pipeline.score_column(program.segment_model)))
+    versions = {m: r.version for m, r in refs.items()}
+    return table.replace_schema_metadata({MODEL_VERSIONS_KEY: versions_json(versions)}), hits
 
 
 def score_partition(
@@ -72,25 +103,35 @@ def score_partition(
     refs: dict[str, ModelRef],
     scoring: ScoringResource,
     store: CandidateStore,
-    table: pa.Table,
-) -> tuple[pa.Table, dict[str, Any]]:
-    """One partition's rows with a score column per model, `score` (the segment model's) and the versions used."""
+    eligible: ParquetBatches,
+) -> BatchOutput:
+    """One partition scored a batch at a time (`score_batch`); its metadata (cache hits and NULL features summed
+    over the batches, the score's mean and median read back from the written file) once the file is complete."""
     now = time.time()
-    meta: dict[str, Any] = {}
-    for spec in program.scoringModels:
-        ref = refs[spec.modelId]
-        scores, hits = score_with_cache(program, spec.features, ref, table, scoring, store, now)
-        table = table.append_column(pipeline.score_column(spec.modelId), pa.array(scores))
-        meta[f"model_version/{spec.modelId}"] = ref.version
-        meta[f"cache_hits/{spec.modelId}"] = hits
-        meta[f"imputed/{spec.modelId}"] = imputed_features(table, spec.features)
-    table = table.append_column("score", table.column(pipeline.score_column(program.segment_model)))
-    versions = {m: r.version for m, r in refs.items()}
-    table = table.replace_schema_metadata({MODEL_VERSIONS_KEY: versions_json(versions)})
-    if table.num_rows:
-        s = table.column("score").to_numpy()
-        meta.update({"score/mean": float(s.mean()), "score/p50": float(np.median(s))})
-    return table, {"dagster/row_count": table.num_rows, **meta}
+    hits = {spec.modelId: 0 for spec in program.scoringModels}
+    nulls: dict[str, dict[str, int]] = {spec.modelId: {} for spec in program.scoringModels}
+
+    def batches() -> Iterator[pa.Table]:
+        for table in eligible.tables():
+            scored, batch_hits = score_batch(program, refs, scoring, store, table, now)
+            for spec in program.scoringModels:
+                hits[spec.modelId] += batch_hits[spec.modelId]
+                for feature, n in null_counts(table, spec.features).items():
+                    nulls[spec.modelId][feature] = nulls[spec.modelId].get(feature, 0) + n
+            yield scored
+
+    def metadata(path: str) -> dict[str, Any]:
+        score = ParquetBatches(path).read(["score"]).column("score").to_numpy()
+        meta: dict[str, Any] = {"dagster/row_count": len(score)}
+        for spec in program.scoringModels:
+            meta[f"model_version/{spec.modelId}"] = refs[spec.modelId].version
+            meta[f"cache_hits/{spec.modelId}"] = hits[spec.modelId]
+            meta[f"imputed/{spec.modelId}"] = imputed_text(nulls[spec.modelId])
+        if len(score):
+            meta.update({"score/mean": float(score.mean()), "score/p50": float(np.median(score))})
+        return meta
+
+    return BatchOutput(batches(), metadata)
 
 
 def scored_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinition) -> dg.AssetsDefinition:
@@ -104,7 +145,7 @@ def scored_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         kinds={"scikit-learn"},
         pool=program_pool(program),
         backfill_policy=SINGLE_RUN,
-        ins={"eligible": dg.AssetIn(stage_key(program, "eligible_candidates"))},
+        ins={"eligible": dg.AssetIn(stage_key(program, "eligible_candidates"), metadata=BATCHES)},
         deps=model_keys(program),
         description="Every configured model's score, from the promoted version (stamped per score), "
         "through the score cache (TTL scoreCacheTTLDays); a NULL feature is imputed by the model (median, with a "
@@ -120,9 +161,9 @@ def scored_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         """The scored rows of each partition of the run."""
         refs = promoted_refs(program, models.registry())
 
-        def one(window: PartitionWindow, table: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
-            return score_partition(program, refs, scoring, store, table)
+        def one(window: PartitionWindow, batches: ParquetBatches) -> BatchOutput:
+            return score_partition(program, refs, scoring, store, batches)
 
-        return stream_partitions(context, parts, eligible, one)
+        return stream_batches(context, parts, eligible, one)
 
     return scored_candidates

@@ -26,9 +26,13 @@ from engage_assets.assets.program.common import (
 from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition
 from engage_assets.domain import pipeline
 from engage_assets.domain.config import ProgramConfig
+from resources.batches import BATCHES, ParquetBatches
 from resources.engagement.base import EngagementStore
 from resources.exports.base import ExportResource
 from resources.store.base import CandidateStore
+
+# The offers' columns the platform's history reads (`engage_assets.assets.history.record_offers`).
+HISTORY_COLUMNS = ("customer_id", "segment", "offer_type", "offer_value_usd", "holdout", "order_id")
 
 
 def store_partition(
@@ -36,27 +40,42 @@ def store_partition(
     store: CandidateStore,
     engagement: EngagementStore,
     window: PartitionWindow,
-    offers: pa.Table,
+    offers: pa.Table | ParquetBatches,
     platform_history: ExportResource | None = None,
 ) -> tuple[None, dict[str, Any]]:
     """Write one partition's candidates (expiring `candidateTTLDays` after its as-of date), and its offers to the
-    platform's history; metadata only."""
+    platform's history; metadata only.  The offers are read and written a batch at a time (`partition_write`:
+    chunks staged, then the partition replaced at once); a table is one batch."""
     as_of = datetime.combine(window.end, datetime.min.time(), tzinfo=UTC)
-    t0 = time.perf_counter()
+    t0, now = time.perf_counter(), datetime.now(UTC)
+    batches = offers.tables() if isinstance(offers, ParquetBatches) else [offers]
+    versions = model_versions(offers.schema.empty_table() if isinstance(offers, ParquetBatches) else offers)
     erased = engagement.deleted_customers()
-    offers, excluded = without_customers(offers, erased)
-    records = pipeline.candidate_records(program, offers, window.partition_key, as_of, model_versions(offers))
-    result = store.replace_partition(program.programId, window.partition_key, records)
-    late = erased_since(engagement, erased, offers)
+    excluded = records = 0
+    writer = store.partition_write(program.programId, window.partition_key)
+    try:
+        for batch in batches:
+            batch, dropped = without_customers(batch, erased)
+            chunk = pipeline.candidate_records(program, batch, window.partition_key, as_of, versions, now=now)
+            writer.add(chunk)
+            excluded, records = excluded + dropped, records + len(chunk)
+        result = writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    wanted = [c for c in (*HISTORY_COLUMNS, program.connector.subjectColumn) if c in offers.schema.names]
+    stored = offers.read(list(dict.fromkeys(wanted))) if isinstance(offers, ParquetBatches) else offers
+    stored, _ = without_customers(stored, erased)
+    late = erased_since(engagement, erased, stored)
     for customer in sorted(late):
         store.delete_customer(customer)
     offered = {}
     if platform_history is not None:
-        kept, _ = without_customers(offers, late)
+        kept, _ = without_customers(stored, late)
         offered = record_offers(platform_history, program, window.partition_key, window.end, kept)
     return None, {
         **offered,
-        "dagster/row_count": len(records) - len(late),
+        "dagster/row_count": records - len(late),
         "written": result.written,
         "deleted_stale": result.deleted,
         "skipped_newer": result.skipped_newer,
@@ -77,7 +96,7 @@ def store_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinition
         tags=program_tags(program),
         pool=program_pool(program),
         backfill_policy=SINGLE_RUN,
-        ins={"offers": dg.AssetIn(stage_key(program, "offers"))},
+        ins={"offers": dg.AssetIn(stage_key(program, "offers"), metadata=BATCHES)},
         description="The partition's candidates in the candidate store (idempotent: a re-run replaces "
         "the partition's items; expiresAt = as-of date + candidateTTLDays); customers deleted (GDPR) while the run "
         "was under way are not written. The offers made are recorded in the platform's history (the warehouse's "
@@ -92,8 +111,8 @@ def store_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinition
     ) -> dg.MaterializeResult:
         """Store each partition of the run, one after another (each partition's metadata on its own)."""
 
-        def one(window: PartitionWindow, table: pa.Table) -> tuple[None, dict[str, Any]]:
-            return store_partition(program, store, engagement, window, table, platform_history)
+        def one(window: PartitionWindow, batches: ParquetBatches) -> tuple[None, dict[str, Any]]:
+            return store_partition(program, store, engagement, window, batches, platform_history)
 
         each_partition(context, parts, offers, one)
         return dg.MaterializeResult()

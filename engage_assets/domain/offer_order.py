@@ -1,0 +1,40 @@
+"""The order in which `pipeline.make_offers` spends a partition's budget, for a caller that feeds it the partition in
+record batches (the offers stage streams every partition).
+
+`make_offers` takes candidates best first and carries the budget left from batch to batch (`OfferBudget`), so a
+partition decided in batches gets exactly what one call would give it when (1) all the subjects of one customer
+are in the same batch (deduplication keeps the customer's best-scored subject) and (2) the batches come in the
+order the budget is spent: by `offer_priority`, highest first, ties by position in the partition.  The offers
+stage sorts the partition so (`assets.program.offers`): customers by their best subject's priority, each
+customer's subjects together, best score first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from engage_assets.domain import offer_choice
+from engage_assets.domain.config import ProgramConfig
+from engage_assets.domain.pipeline import offer_cost_usd, score_column, segment_index
+
+
+def offer_priority(program: ProgramConfig, scored: pa.Table) -> np.ndarray:
+    """Per row, the key by which `make_offers` spends the budget (higher first): the segment score without
+    `offerChoice`; with it, the expected value of the row's best allowed offer (`offer_choice.choose_offers` takes
+    candidates in that order), -inf where no offer is allowed.  Row by row: a batch's values do not depend on the
+    other rows of the partition."""
+    scores = scored.column("score").to_numpy(zero_copy_only=False).astype(float)
+    choice = program.offerChoice
+    if choice is None or scored.num_rows == 0:
+        return scores
+    segments = sorted(program.strategy.segments, key=lambda s: s.scoreRange[0])
+    rows = np.arange(scored.num_rows)
+    cost = np.column_stack([offer_cost_usd(program, seg, scored, rows) for seg in segments])
+    options = [offer_choice.OfferOption(s.name, s.offer_type, s.discount) for s in segments]
+    p = scored.column(score_column(choice.acceptanceModel)).to_numpy(zero_copy_only=False)
+    acceptance = offer_choice.acceptance_matrix(p, options, choice.referenceDiscount, choice.discountElasticity)
+    value = np.nan_to_num(scored.column(choice.valueColumn).to_numpy(zero_copy_only=False).astype(float), nan=0.0)
+    allowed = offer_choice.allowed_matrix(segment_index(scores, segments), len(segments), choice.alternatives)
+    ev = np.where(allowed, acceptance * value[:, None] - cost, -np.inf)
+    return ev.max(axis=1)
