@@ -49,6 +49,10 @@ def test_every_sensor_and_every_enabled_programs_schedule_run_by_default(tmp_pat
     for p in batch:
         assert schedules[f"{p.group}_schedule"] == RUNNING, p.programId
     assert schedules["abandoned_cart_recovery_cart_expiry_schedule"] == RUNNING
+    # the spec's Scheduled Jobs: every batch program's weekly cleanup, churn prevention's Monday call assignment
+    for p in batch:
+        assert schedules[f"{p.group}_candidate_cleanup_schedule"] == RUNNING, p.programId
+    assert schedules["churn_prevention_call_assignment_schedule"] == RUNNING
     # the deployment's own jobs too: the warehouse the 2 AM programs read, the models, erasure, the cart's weeklies
     assert schedules == dict.fromkeys(schedules, RUNNING)
 

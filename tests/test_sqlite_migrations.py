@@ -86,7 +86,7 @@ def test_new_files_start_at_the_latest_version(tmp_path):
     engagement.is_deleted("c1")
     engagement.close()
     assert user_version(tmp_path / "store.sqlite") == len(STORE_MIGRATIONS)
-    assert user_version(tmp_path / "engagement.sqlite") == len(ENGAGEMENT_MIGRATIONS) == 1
+    assert user_version(tmp_path / "engagement.sqlite") == len(ENGAGEMENT_MIGRATIONS) == 2  # 2: call assignment
 
 
 def test_unversioned_engagement_file_is_adopted_with_its_data(tmp_path):
@@ -97,7 +97,7 @@ def test_unversioned_engagement_file_is_adopted_with_its_data(tmp_path):
     store = SqliteEngagementStore(path=str(path))
     assert store.is_deleted("c1") and not store.is_deleted("c2")
     store.close()
-    assert user_version(path) == 1
+    assert user_version(path) == 2  # adopted at 1, then the call-assignment columns
 
 
 def test_migrations_apply_in_order_once_and_atomically(tmp_path):

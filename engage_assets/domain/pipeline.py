@@ -23,7 +23,7 @@ from engage_assets.domain import offer_choice
 from engage_assets.domain.config import ProgramConfig, ReactiveProgram, Segment
 from engage_assets.domain.duck import cursor
 from engage_assets.domain.filters import chain_outcomes, compile_chain, rejection_code_sql
-from engage_assets.domain.offer_choice import OfferBudget
+from engage_assets.domain.offer_choice import OfferBudget, offer_cost_usd
 
 REJECTION_COLUMNS = ("customer_id", "subject_id", "stage", "filter_id", "reason")
 
@@ -171,20 +171,6 @@ def _segment_index(scores: np.ndarray, segments: list[Segment]) -> np.ndarray:
 
 
 segment_index = _segment_index  # public: the streaming offers stage ranks rows by segment (`domain.offer_order`)
-
-
-def offer_cost_usd(program: ProgramConfig, seg: Segment, table: pa.Table, rows: np.ndarray) -> np.ndarray:
-    """Money an offer costs: refund/credit amounts, or discount × monthly revenue × months."""
-    n = len(rows)
-    if seg.refundType == "full":
-        return table.column("order_value_usd").to_numpy()[rows] + (seg.additionalCredit or 0.0)
-    if seg.refundType == "partial":
-        return np.full(n, seg.refundAmount or 0.0) + (seg.additionalCredit or 0.0)
-    if seg.refundType == "credit" or seg.creditAmount is not None:
-        return np.full(n, seg.creditAmount or 0.0)
-    monthly = table.column("monthly_revenue_usd").to_numpy(zero_copy_only=False)[rows]
-    monthly = np.nan_to_num(monthly.astype(float), nan=0.0)
-    return (seg.discount or 0.0) / 100.0 * monthly * (seg.duration or 1)
 
 
 def _pick_offers(

@@ -96,6 +96,8 @@ class CallTask(BaseModel):
     claimExpiresAt: int | None = None
     outcome: Literal["accepted", "declined", "no_answer", "callback"] | None = None
     completedAt: int | None = None
+    assignedTo: str | None = Field(None, description="The account manager the task is assigned to (only they claim).")
+    assignedAt: int | None = None
 
 
 class CallTaskPage(BaseModel):

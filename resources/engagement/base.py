@@ -3,7 +3,9 @@
 - In-app inbox: the in-app channel's messages (churn prevention's `displayDuration` days), `active` -> `seen` /
   `dismissed`.  Written by delivery (`upsert_inbox_message`, idempotent by the delivery ledger's `messageId`).
 - Call tasks: the phone channel for account managers.  `open` -> `claimed` (by one agent, until a claim expiry)
-  -> `completed` with an outcome.  A claim is one atomic conditional write, so two agents never hold a task.
+  -> `completed` with an outcome.  A claim is one atomic conditional write, so two agents never hold a task.  A task
+  may be assigned to one account manager (`assignedTo`, once, by the program's call assignment job); only that
+  agent may then claim it.
 - GDPR deletion records: the bare customerId (a pseudonymous internal id; never email, phone or name) and when,
   so batch runs, deliveries and exports exclude a deleted customer.  Writes for a deleted customer are refused.
 - API keys: only a SHA-256 of the key's secret is stored, with its scopes and rate limit.
@@ -149,6 +151,26 @@ class EngagementStore(dg.ConfigurableResource, ABC):
     @abstractmethod
     def complete_call_task(self, task_id: str, agent_id: str, outcome: str, now: float | None = None) -> Record | None:
         """Complete a task the agent holds under a live claim; None otherwise."""
+
+    # -- assignment to account managers (`engage_assets.domain.call_assignment`) -----------------------------------
+    @abstractmethod
+    def unassigned_call_tasks(self, program_id: str, limit: int = 1000) -> list[Record]:
+        """Open tasks of a program that no one was assigned, earliest due first (then priority)."""
+
+    @abstractmethod
+    def assigned_open_counts(self, program_id: str) -> dict[str, int]:
+        """Per assignee, how many of the program's tasks assigned to them are not completed."""
+
+    @abstractmethod
+    def assign_call_task(self, task_id: str, agent_id: str, now: float | None = None) -> bool:
+        """Assign an unassigned, not completed task to `agent_id` (one conditional write); False when it is
+        assigned already, completed or unknown: a task is never assigned twice."""
+
+    @abstractmethod
+    def assigned_call_tasks(
+        self, program_id: str, agent_id: str, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Record], str | None]:
+        """The program's tasks assigned to `agent_id` and not completed, earliest due first, keyset-paged."""
 
     # -- GDPR --------------------------------------------------------------------------------------------------
     @abstractmethod

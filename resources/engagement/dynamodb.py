@@ -29,9 +29,10 @@ from resources.engagement.base import (
     now_epoch,
     require_fields,
 )
+from resources.engagement.dynamodb_assignment import DynamoDbCallAssignment
 
 
-class DynamoDbEngagementStore(DynamoDbTableResource, EngagementStore):
+class DynamoDbEngagementStore(DynamoDbCallAssignment, DynamoDbTableResource, EngagementStore):
     """One DynamoDB table (pk, sk strings) holding every engagement item; two sparse GSIs:
 
       item            pk                   sk        gsi1pk / gsi1sk                          gsi2pk (customer)
@@ -193,6 +194,8 @@ class DynamoDbEngagementStore(DynamoDbTableResource, EngagementStore):
             "claimExpiresAt": self._opt(item, "claimExpiresAt"),
             "outcome": self._opt(item, "outcome"),
             "completedAt": self._opt(item, "completedAt"),
+            "assignedTo": self._opt(item, "assignedTo"),
+            "assignedAt": self._opt(item, "assignedAt"),
         }
 
     def get_call_task(self, task_id: str) -> Record | None:
@@ -244,6 +247,7 @@ class DynamoDbEngagementStore(DynamoDbTableResource, EngagementStore):
             UpdateExpression="SET #s = :claimed, claimedBy = :a, claimExpiresAt = :exp",
             ConditionExpression=(
                 "attribute_exists(pk) AND (#s = :open OR (#s = :claimed AND (claimExpiresAt <= :now OR claimedBy = :a)))"
+                " AND (attribute_not_exists(assignedTo) OR assignedTo = :a)"
             ),
             ExpressionAttributeNames={"#s": "state"},
             ExpressionAttributeValues={

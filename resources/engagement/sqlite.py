@@ -66,7 +66,16 @@ CREATE TABLE IF NOT EXISTS api_keys (
 
 # The file's migrations, applied in order on open (`resources.sqlite_migrations`; PRAGMA user_version = how many a
 # file has had).  Append a new one; never edit one that has shipped.
-MIGRATIONS = (SCHEMA_V1,)
+# Version 2: call tasks assigned to an account manager (the churn program's Monday assignment job); the index lists
+# an agent's open assigned tasks and counts each agent's load.
+ASSIGNMENT_V2 = """
+ALTER TABLE call_tasks ADD COLUMN assigned_to TEXT;
+ALTER TABLE call_tasks ADD COLUMN assigned_at INTEGER;
+CREATE INDEX IF NOT EXISTS call_tasks_assigned ON call_tasks (program_id, assigned_to, due_key)
+    WHERE state <> 'completed' AND assigned_to IS NOT NULL;
+"""
+
+MIGRATIONS = (SCHEMA_V1, ASSIGNMENT_V2)
 
 _NOT_DELETED = "NOT EXISTS (SELECT 1 FROM deletions WHERE customer_id = ?)"
 
@@ -173,17 +182,19 @@ class SqliteEngagementStore(SqliteFileResource, EngagementStore):
         )
         return cur.rowcount == 1
 
-    _TASK_COLS = "body, state, claimed_by, claim_expires_at, outcome, completed_at"
+    _TASK_COLS = "body, state, claimed_by, claim_expires_at, outcome, completed_at, assigned_to, assigned_at"
 
     @staticmethod
     def _task_row(row: tuple) -> Record:
-        body, state, claimed_by, claim_expires_at, outcome, completed_at = row
+        body, state, claimed_by, claim_expires_at, outcome, completed_at, assigned_to, assigned_at = row
         return orjson.loads(body) | {
             "state": state,
             "claimedBy": claimed_by,
             "claimExpiresAt": claim_expires_at,
             "outcome": outcome,
             "completedAt": completed_at,
+            "assignedTo": assigned_to,
+            "assignedAt": assigned_at,
         }
 
     def get_call_task(self, task_id: str) -> Record | None:
@@ -228,8 +239,9 @@ class SqliteEngagementStore(SqliteFileResource, EngagementStore):
         # One UPDATE: SQLite serialises writers, so the condition and the write are atomic across processes.
         cur = self._conn().execute(
             "UPDATE call_tasks SET state = 'claimed', claimed_by = ?, claim_expires_at = ? WHERE task_id = ?"
-            " AND (state = 'open' OR (state = 'claimed' AND (claim_expires_at <= ? OR claimed_by = ?)))",
-            (agent_id, now_ + int(claim_seconds), task_id, now_, agent_id),
+            " AND (state = 'open' OR (state = 'claimed' AND (claim_expires_at <= ? OR claimed_by = ?)))"
+            " AND (assigned_to IS NULL OR assigned_to = ?)",
+            (agent_id, now_ + int(claim_seconds), task_id, now_, agent_id, agent_id),
         )
         return self.get_call_task(task_id) if cur.rowcount == 1 else None
 
@@ -244,6 +256,54 @@ class SqliteEngagementStore(SqliteFileResource, EngagementStore):
             (outcome, now_, task_id, agent_id, now_),
         )
         return self.get_call_task(task_id) if cur.rowcount == 1 else None
+
+    # -- assignment --------------------------------------------------------------------------------------------
+
+    def unassigned_call_tasks(self, program_id: str, limit: int = 1000) -> list[Record]:
+        """See `EngagementStore.unassigned_call_tasks`."""
+        rows = self._conn().execute(
+            f"SELECT {self._TASK_COLS} FROM call_tasks WHERE program_id = ? AND state = 'open'"
+            " AND assigned_to IS NULL ORDER BY due_key LIMIT ?",
+            (program_id, int(limit)),
+        )
+        return [self._task_row(r) for r in rows]
+
+    def assigned_open_counts(self, program_id: str) -> dict[str, int]:
+        """See `EngagementStore.assigned_open_counts`."""
+        rows = self._conn().execute(
+            "SELECT assigned_to, count(*) FROM call_tasks WHERE program_id = ? AND state <> 'completed'"
+            " AND assigned_to IS NOT NULL GROUP BY assigned_to",
+            (program_id,),
+        )
+        return {agent: int(n) for agent, n in rows}
+
+    def assign_call_task(self, task_id: str, agent_id: str, now: float | None = None) -> bool:
+        """See `EngagementStore.assign_call_task`: one conditional UPDATE."""
+        cur = self._conn().execute(
+            "UPDATE call_tasks SET assigned_to = ?, assigned_at = ? WHERE task_id = ? AND assigned_to IS NULL"
+            " AND state <> 'completed'",
+            (agent_id, now_epoch(now), task_id),
+        )
+        return cur.rowcount == 1
+
+    def assigned_call_tasks(
+        self, program_id: str, agent_id: str, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Record], str | None]:
+        """See `EngagementStore.assigned_call_tasks`: keyset-paged on the due key."""
+        after = decode_task_cursor(cursor, program_id) if cursor is not None else ""
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {self._TASK_COLS}, due_key FROM call_tasks WHERE program_id = ? AND assigned_to = ?"
+                " AND state <> 'completed' AND due_key > ? ORDER BY due_key LIMIT ?",
+                (program_id, agent_id, after, int(limit) + 1),
+            )
+            .fetchall()
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_task_cursor(program_id, rows[-1][-1]) if more else None
+        return [self._task_row(r[:-1]) for r in rows], next_cursor
 
     # -- GDPR --------------------------------------------------------------------------------------------------
 

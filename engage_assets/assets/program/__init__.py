@@ -13,7 +13,10 @@ from typing import Any
 
 import dagster as dg
 
+from engage_assets.assets.call_assignment import build_call_assignment
+from engage_assets.assets.cleanup import build_candidate_cleanup
 from engage_assets.assets.program.common import BATCH_RUN_TAG, STAGES, erased_since, model_asset_name, without_customers
+from engage_assets.assets.program.drift import drift_checks
 from engage_assets.assets.program.eligible import eligible_asset
 from engage_assets.assets.program.export import export_asset
 from engage_assets.assets.program.jobs import batch_job, batch_schedule
@@ -59,7 +62,8 @@ class ProgramDefs:
 
 
 def build_program(program: ProgramConfig) -> ProgramDefs:
-    """The program's model assets, its six stage assets (in `STAGES` order), its batch job and schedule, and one
+    """The program's model assets, its six stage assets (in `STAGES` order), its batch job and schedule, its
+    cleanup job (and call assignment job) with their schedules, and one
     retraining job and schedule per model."""
     parts = partitions_for(program)
     stage_assets = [
@@ -71,11 +75,13 @@ def build_program(program: ProgramConfig) -> ProgramDefs:
         export_asset(program, parts),
     ]
     job = batch_job(program, parts, stage_assets)
+    # The spec's Scheduled Jobs beside the batch: the weekly cleanup, and the call assignment where configured.
+    weekly = [build_candidate_cleanup(program), *filter(None, [build_call_assignment(program)])]
     retraining = retraining_jobs(program)
     return ProgramDefs(
         assets=[*(model_asset(program, spec) for spec in program.scoringModels), *stage_assets],
-        asset_checks=[],
-        jobs=[job, *(j for j, _ in retraining)],
-        schedules=[batch_schedule(program, job), *(s for _, s in retraining)],
+        asset_checks=drift_checks(program, parts),
+        jobs=[job, *(j for j, _ in weekly), *(j for j, _ in retraining)],
+        schedules=[batch_schedule(program, job), *(s for _, s in weekly), *(s for _, s in retraining)],
         model_keys=model_keys(program),
     )

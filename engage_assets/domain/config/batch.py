@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 import dagster as dg
 from pydantic import Field, field_validator, model_validator
 
+from engage_assets.domain.config.call_assignment import CallAssignment
 from engage_assets.domain.config.common import (
     Budget,
     ColumnType,
@@ -146,6 +147,11 @@ class ProgramConfig(ProgramBase):
         description="engage: the acceptance model picks each candidate's offer by expected value within the budget "
         "(absent: each segment's own offer, best segment score first within the budget).",
     )
+    callAssignment: CallAssignment | None = Field(
+        default=None,
+        description="engage: assign the program's open call tasks to these account managers on a schedule (absent: "
+        "tasks wait unassigned for any agent to claim). Needs an enabled phone channel.",
+    )
     deduplication: Deduplication = Field(default=Deduplication(), description="A batch's duplicate customers.")
     batchSchedule: str = Field(
         description="EventBridge `cron(m h dom mon dow year)`, UTC: the schedule and the partitions' cadence (daily, "
@@ -168,6 +174,8 @@ class ProgramConfig(ProgramBase):
         if seg_score is not None and seg_score not in ids:
             raise ValueError(f"segmentScore {seg_score!r} is not one of the scoringModels {ids}")
         self._check_offer_choice(ids)
+        if self.callAssignment is not None and not any(c.enabled and c.type == "phone" for c in self.channels):
+            raise ValueError("callAssignment needs an enabled phone channel: the program makes no call tasks")
         return self
 
     def _check_offer_choice(self, ids: list[str]) -> None:

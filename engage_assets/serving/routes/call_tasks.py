@@ -1,4 +1,5 @@
-"""Tag `call tasks`: the agents' call queue (`agent` scope): list, read, claim (atomic), complete."""
+"""Tag `call tasks`: the agents' call queue (`agent` scope): list, list one's assigned tasks, read, claim (atomic; an
+assigned task only by its assignee), complete."""
 
 from typing import Annotated, Any
 
@@ -39,6 +40,23 @@ async def list_call_tasks(
     return {"items": items, "nextCursor": next_cursor}
 
 
+@router.get(
+    "/v1/programs/{program}/call-tasks/assigned", response_model=m.CallTaskPage, responses={**COMMON, **E404, **E400}
+)
+async def list_assigned_call_tasks(
+    program: ProgramId, who: Agent, context: Context, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None
+) -> dict[str, Any]:
+    """This agent's assigned call tasks of a program (the call assignment job's), not completed, earliest due first."""
+    context.check_known(program)
+    try:
+        items, next_cursor = await context.on_engagement(
+            context.engagement.assigned_call_tasks, program, who.key_id, limit=limit, cursor=cursor
+        )
+    except ValueError as e:
+        raise HTTPException(400, str(e)) from None
+    return {"items": items, "nextCursor": next_cursor}
+
+
 @router.get("/v1/call-tasks/{taskId}", response_model=m.CallTask, responses={**COMMON, **E404})
 async def get_call_task(taskId: TaskId, _who: Agent, context: Context) -> dict[str, Any]:
     """One call task."""
@@ -53,6 +71,8 @@ async def task_conflict(context: ServingContext, task_id: str, what: str) -> HTT
     task = await context.on_engagement(context.engagement.get_call_task, task_id)
     if task is None:
         return HTTPException(404, "no such call task")
+    if task["state"] == "open" and task.get("assignedTo") and what == "claim":
+        return HTTPException(409, "cannot claim: the task is assigned to another agent")
     by_another = " by another agent" if task["state"] == "claimed" else ""
     return HTTPException(409, f"cannot {what}: the task is {task['state']}{by_another}")
 
