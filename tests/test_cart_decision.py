@@ -24,6 +24,7 @@ from engage_assets.domain.config import DiscountStrategy, ReactiveProgram, load_
 from engage_assets.domain.events import ParsedEvent, parse_event
 from engage_assets.domain.models import ModelRegistry
 from engage_assets.reactive import DecisionParts, decide, train_purchase_intent
+from engage_assets.reactive.context import CARTS_FROM, CUSTOMERS_FROM
 from engage_assets.reactive.handler import Handler, RetryLater, default_handler, handle
 from engage_assets.reactive.offers import segment_index
 from resources.cart_state.base import CartConversions, CartPurchase, StockChange
@@ -375,6 +376,44 @@ def test_one_event_at_a_time_and_the_whole_batch_leave_the_same_state(tmp_path, 
     for name in whole.removed:
         assert sum(r.removed.get(name, 0) for r in singles) == whole.removed[name]
     assert sorted(q.event_id for r in singles for q in r.quarantined) == [q.event_id for q in whole.quarantined]
+
+
+def test_deciding_inside_a_warehouse_session_reads_snapshots_and_leaves_the_same_state(
+    tmp_path, warehouse, model_root, people
+):
+    now = people["now"]
+    events = good_events(people) + [
+        abandoned(people["opted_out"], "cart-opted-out", now - timedelta(minutes=3)),
+        abandoned("C99999999", "cart-stranger", now - timedelta(minutes=1)),
+    ]
+    plain, held = (
+        make_parts(tmp_path / "plain", warehouse, model_root),
+        make_parts(tmp_path / "held", warehouse, model_root),
+    )
+    for e in events:
+        decide(PROGRAM, [e], plain, now)
+    with held.warehouse.session():
+        for e in events:
+            decide(PROGRAM, [e], held, now)
+        assert held.warehouse.session_snapshot(CARTS_FROM, 10**9) is not None  # read once, kept for the session
+        assert held.warehouse.session_snapshot(CARTS_FROM, 0) is not None  # (the first answer stands)
+    assert held.warehouse.session_snapshot(CARTS_FROM, 10**9) is None  # no session: no snapshot
+    assert candidates(plain.store, now) == candidates(held.store, now)
+    assert touches(plain.ledger) == touches(held.ledger)
+
+
+def test_a_session_snapshot_is_kept_only_while_small_and_read_only(warehouse):
+    wh = DuckDBWarehouse(path=str(warehouse))
+    with wh.session():
+        whole = wh.session_snapshot(CARTS_FROM, 10**9)
+        assert (
+            whole is not None
+            and whole.num_rows == wh.query_arrow(f"SELECT count(*) AS n FROM ({CARTS_FROM})")[0][0].as_py()
+        )
+        assert wh.session_snapshot(CUSTOMERS_FROM, whole.num_rows * 0) is None  # over max_rows: the caller queries
+    writable = DuckDBWarehouse(path=str(warehouse), read_only=False)
+    with writable.session():  # this connection could write: nothing is kept
+        assert writable.session_snapshot(CARTS_FROM, 10**9) is None
 
 
 # ---- the offer and the touches ------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Enrichment: the context a cart's filters and model read, joined onto the batch with Arrow lookups.
 
-Where each column comes from (one query per source for the whole batch, never one per event):
+Where each column comes from (one query per source for the whole batch, never one per event; inside a read-only
+warehouse session, a snapshot of each table read once per session and filtered in Arrow, see `_warehouse_tables`):
 - `marts.cart_customer_context` (one table: a point lookup, not the features' window functions over every customer):
   account_status, marketplace, time_zone, marketing_opt_out, and the purchase features defined as in `marts.carts`
   and `marts.training_cart_outcomes` (so the model scores what it was trained on): payment_method_on_file (newest
@@ -44,16 +45,27 @@ CUSTOMER_COLUMNS = (
     "email_engagement",
     "discount_sensitivity",
 )
-CUSTOMERS_SQL = f"""
+CUSTOMERS_FROM = f"""
 SELECT CAST(customer_id AS VARCHAR) AS customer_id, {", ".join(CUSTOMER_COLUMNS[1:])}
-FROM marts.cart_customer_context WHERE customer_id IN (:ids)
-"""
-CARTS_SQL = "SELECT CAST(cart_id AS VARCHAR) AS cart_id, status FROM marts.carts WHERE cart_id IN (:ids)"
-INVENTORY_SQL = """
+FROM marts.cart_customer_context"""
+CUSTOMERS_SQL = CUSTOMERS_FROM + " WHERE customer_id IN (:ids)"
+CARTS_FROM = "SELECT CAST(cart_id AS VARCHAR) AS cart_id, status FROM marts.carts"
+CARTS_SQL = CARTS_FROM + " WHERE cart_id IN (:ids)"
+INVENTORY = """
 SELECT CAST(product_id AS VARCHAR) AS product_id, in_stock, updated_at
-FROM staging.stg_inventory WHERE product_id IN (:ids)
+FROM staging.stg_inventory {where}
 QUALIFY row_number() OVER (PARTITION BY product_id ORDER BY loaded_at DESC, updated_at DESC) = 1
 """
+INVENTORY_FROM = INVENTORY.format(where="")  # newest row per product: filtering by product after it is the same
+INVENTORY_SQL = INVENTORY.format(where="WHERE product_id IN (:ids)")
+# The three sources as (the query of the batch's ids, the whole table, its key): a session's snapshot of the whole
+# table (`WarehouseResource.session_snapshot`) serves a consumer's events without a statement each.
+SOURCES = (
+    (CUSTOMERS_SQL, CUSTOMERS_FROM, "customer_id"),
+    (CARTS_SQL, CARTS_FROM, "cart_id"),
+    (INVENTORY_SQL, INVENTORY_FROM, "product_id"),
+)
+SNAPSHOT_MAX_ROWS = 2_000_000  # larger tables are queried per batch (a snapshot would hold them in memory)
 FX_SQL = "SELECT currency, usd_per_unit FROM intermediate.int_fx_rates_latest WHERE currency IN (:ids)"
 
 
@@ -71,20 +83,34 @@ class Context:
 
 
 def _warehouse_tables(warehouse: WarehouseResource, abandoned: pa.Table, items: pa.Table) -> list[pa.Table]:
-    """customers, carts, inventory, fx: one `query_arrow_many` (fx only for currencies other than USD)."""
-    customers = abandoned.column("customer_id").to_pylist()
-    carts = abandoned.column("cart_id").to_pylist()
-    products = items.column("product_id").to_pylist()
+    """customers, carts, inventory, fx: the rows of the batch's ids, from the session's snapshot of each table where
+    the warehouse keeps one, else in one `query_arrow_many` (fx only for currencies other than USD)."""
+    ids = [
+        abandoned.column("customer_id").to_pylist(),
+        abandoned.column("cart_id").to_pylist(),
+        items.column("product_id").to_pylist(),
+    ]
     currencies = sorted(set(abandoned.column("currency").to_pylist()) - {"USD"})
-    queries: list[Query] = [  # the ids bound as list parameters (`IN (:ids)`), never spliced into the SQL
-        (CUSTOMERS_SQL, {"ids": customers}),
-        (CARTS_SQL, {"ids": carts}),
-        (INVENTORY_SQL, {"ids": products}),
-    ] + ([(FX_SQL, {"ids": currencies})] if currencies else [])
-    tables = warehouse.query_arrow_many(queries)
-    if not currencies:
-        tables.append(pa.table({"currency": pa.array([], pa.string()), "usd_per_unit": pa.array([], pa.float64())}))
-    return tables
+    tables: list[pa.Table | None] = []
+    queries: list[Query] = []  # the ids bound as list parameters (`IN (:ids)`), never spliced into the SQL
+    for (by_ids, whole, key), values in zip(SOURCES, ids, strict=True):
+        snapshot = warehouse.session_snapshot(whole, SNAPSHOT_MAX_ROWS)
+        if snapshot is None:
+            queries.append((by_ids, {"ids": values}))
+        tables.append(None if snapshot is None else _rows_with(snapshot, key, values))
+    queries += [(FX_SQL, {"ids": currencies})] if currencies else []
+    answers = iter(warehouse.query_arrow_many(queries) if queries else [])
+    out = [t if t is not None else next(answers) for t in tables]
+    if currencies:
+        out.append(next(answers))
+    else:
+        out.append(pa.table({"currency": pa.array([], pa.string()), "usd_per_unit": pa.array([], pa.float64())}))
+    return out
+
+
+def _rows_with(table: pa.Table, key: str, values: Sequence[str]) -> pa.Table:
+    """The rows of `table` whose `key` is one of `values` (as `key IN (:ids)` selects them)."""
+    return table.filter(pc.is_in(table.column(key), value_set=pa.array(list(dict.fromkeys(values)), pa.string())))
 
 
 def recovery_counts(

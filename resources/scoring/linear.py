@@ -87,7 +87,7 @@ def _numeric_block(step: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
         or (imputer.add_indicator and (indicator is None or indicator.features != "missing-only"))
     ):
         return None
-    flagged = np.asarray(indicator.features_ if imputer.add_indicator else [], dtype=np.int64)
+    flagged = np.asarray(indicator.features_ if imputer.add_indicator and indicator is not None else [], dtype=np.int64)
     width = len(stats) + len(flagged)
     mean = np.asarray(scaler.mean_, dtype="float64") if scaler.with_mean else np.zeros(width)
     scale = np.asarray(scaler.scale_, dtype="float64") if scaler.with_std else np.ones(width)

@@ -138,6 +138,12 @@ class WarehouseResource(dg.ConfigurableResource, ABC):
         opened per event).  A backend without connection setup cost keeps the default, which does nothing."""
         yield
 
+    def session_snapshot(self, sql: str, max_rows: int) -> pa.Table | None:
+        """Inside a session during which the data cannot change, the whole result of `sql` (no parameters), read
+        once per session and kept while it has at most `max_rows` rows; None otherwise (the default: the backend
+        keeps no snapshot, the caller queries as usual)."""
+        return None
+
 
 # The resource key of the warehouse a program's connector `type` runs on.  Production binds `warehouse` to Snowflake
 # and `athena_warehouse` to Athena (`resources.by_env`); locally both are the embedded DuckDB file.
