@@ -273,3 +273,22 @@ def test_a_bad_offer_choice_fails_at_load(tmp_path: Path, change, message):
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     with pytest.raises(ConfigError, match=message):
         load_program(path)
+
+
+def test_the_touches_carry_the_chosen_offers_terms():
+    from engage_assets.domain.plan import plan_touches
+
+    offers = pipeline.make_offers(with_budget(WIN_BACK, 1e9), scored(300, seed=8)).table
+    plan = plan_touches(WIN_BACK, offers, None, datetime(2026, 11, 2, tzinfo=UTC), partition_key="2026-11-02")
+    discount = {s.offer_type: s.discount for s in WIN_BACK.strategy.segments}
+    chosen = dict(zip(offers.column("customer_id").to_pylist(), offers.column("offer_type").to_pylist(), strict=True))
+    rows = plan.to_pylist()
+    assert rows
+    for touch in rows:
+        offer = json.loads(touch["offer"])
+        assert offer["discountPercent"] == discount[chosen[touch["customerId"]]]
+    # and the choice moved some customers off their segment's own offer, so the test sees a difference
+    assert any(
+        chosen[c] != s
+        for c, s in zip(offers.column("customer_id").to_pylist(), offers.column("segment").to_pylist(), strict=True)
+    )

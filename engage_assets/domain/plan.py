@@ -218,6 +218,16 @@ def plan_touches(
     return pa.concat_tables(parts) if parts else PLAN_SCHEMA.empty_table()
 
 
+def _offer_index(offers: pa.Table, seg_names: pa.Array, seg_idx: np.ndarray) -> np.ndarray:
+    """Per row, the segment whose offer terms the touch carries: the chosen offer's (`offer_segment`, written by the
+    offer choice, `domain.offer_choice`) where there is one, else the row's own segment."""
+    if "offer_segment" not in offers.column_names:
+        return seg_idx
+    chosen = pc.index_in(strings(offers.column("offer_segment"), offers.num_rows), value_set=seg_names)
+    found = pc.is_valid(chosen).to_numpy(zero_copy_only=False)
+    return np.where(found, pc.fill_null(chosen, 0).to_numpy(zero_copy_only=False), seg_idx).astype(np.int64)
+
+
 def _candidates(
     program: PlannedProgram, offers: pa.Table, customers: pa.Table | None, now: datetime, partition_key: str
 ) -> _Candidates:
@@ -254,7 +264,7 @@ def _candidates(
         zones=zones,
         event_s=epoch_seconds(offers.column(event_col), n, now_s) if event_col else None,
         expires=now_s + program.candidateTTLDays * 86_400,
-        offer=offer_json(program, offers, seg_idx, segments),
+        offer=offer_json(program, offers, _offer_index(offers, seg_names, seg_idx), segments),
         offer_type=strings(column(offers, "offer_type"), n),
         holdout=pc.fill_null(offers.column("holdout").combine_chunks().cast(pa.bool_()), False),
         score=pc.cast(offers.column("score").combine_chunks(), pa.float64()),
