@@ -3,6 +3,12 @@ behind them (the paired AUC test, AUC against the hidden truth, PSI), on data dr
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -133,3 +139,37 @@ def test_psi_is_near_zero_for_the_same_distribution_and_large_for_a_shift():
     assert psi(reference, np.clip(rng.beta(2, 5, 20_000) + 0.15, 0, 1)) > 0.2
     with pytest.raises(ValueError, match="no finite scores"):
         psi(reference, np.array([np.nan]))
+
+
+def _engage(home, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ENGAGE_HOME": str(home), "ENGAGE_ENV": "local"}
+    engage = Path(sys.executable).parent / "engage"  # the installed console script
+    return subprocess.run([str(engage), *args], env=env, capture_output=True, text=True)
+
+
+def test_rollback_is_one_command(tmp_path, churn_df):
+    registry = ModelRegistry(tmp_path / "models")
+    first = train_model(*ARGS, CHURN_FEATURES[:3], churn_df, "churned_90d")
+    second = train_model(*ARGS, CHURN_FEATURES, churn_df, "churned_90d")
+    assert registry.promote_if_improved(first)[0] and registry.promote_if_improved(second)[0]
+
+    listed = _engage(tmp_path, "model", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (row["model"], row["current"], row["promoted_versions"]) == (MODEL, second.version, 2)
+    assert row["roc_auc"] > row["baseline_roc_auc"]
+
+    done = _engage(tmp_path, "model", "rollback", MODEL)
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"rolled back from {second.version} to {first.version}" in done.stdout
+        and '"target": "in-process"' in done.stdout
+    )
+    assert registry.current(PROGRAM, MODEL).version == first.version
+
+    refused = _engage(tmp_path, "model", "rollback", MODEL, "--to", "0123456789abcdef")
+    assert refused.returncode == 1 and "0123456789abcdef was never promoted" in refused.stderr
+    unknown = _engage(tmp_path, "model", "rollback", "no-such-model")
+    assert unknown.returncode == 1 and "name the program with --program (programs with it: none)" in unknown.stderr
+    back = _engage(tmp_path, "model", "rollback", MODEL, "--program", PROGRAM, "--to", second.version)
+    assert back.returncode == 0 and registry.current(PROGRAM, MODEL).version == second.version

@@ -9,6 +9,7 @@
     engage validate [FILE…]                   check program configs, messages and filter expressions (exit 1)
     engage new-program NAME [--reactive]      a commented starting config that passes validate
     engage config-docs [--check]              regenerate docs/config-reference.md and program_configs/schema.json
+    engage model list | rollback MODEL [--to V]   the trained models; make an earlier promoted version current
 
 Runs go through the Dagster instance at DAGSTER_HOME, so `make dev` shows them, with their metadata, in the UI.
 """
@@ -29,6 +30,7 @@ from engage_assets.cli.config_tools import add_commands as add_config_commands
 from engage_assets.cli.delivery import deliver_all
 from engage_assets.cli.events import add_commands as add_events_commands
 from engage_assets.cli.metrics_table import print_program_metrics
+from engage_assets.cli.models import add_commands as add_model_commands
 from engage_assets.cli.reports import run_reports
 from engage_assets.cli.run_scope import (
     RunScope,
@@ -390,6 +392,7 @@ def main(argv: list[str] | None = None) -> None:
     add_simulate_commands(sub)
     add_api_key_commands(sub)
     add_config_commands(sub)
+    add_model_commands(sub)
     args = parser.parse_args(argv)
     sys.exit(args.fn(args))
 

@@ -85,6 +85,12 @@ def parse_predictions(body: bytes, content_type: str) -> list[float]:
     return [float(v) for line in text.splitlines() for v in line.split(",") if v.strip()]
 
 
+def forget_verified() -> None:
+    """Forget every remembered version match (the next call checks the endpoint again)."""
+    with _VERIFIED_LOCK:
+        _VERIFIED.clear()
+
+
 class SageMakerScoringResource(ScoringResource):
     """Scores through a SageMaker real-time endpoint (`InvokeEndpoint`, text/csv in, JSON or CSV out).
 
@@ -135,7 +141,7 @@ class SageMakerScoringResource(ScoringResource):
         version = {t["Key"]: t["Value"] for t in tags}.get(VERSION_TAG)
         if not version:
             raise ScoringError(
-                f"endpoint {name} serves config {endpoint['EndpointConfigName']} without a {VERSION_TAG} tag: "
+                f"endpoint {name} serves config {endpoint['EndpointConfigName']} without the {VERSION_TAG} tag: "
                 "not deployed by engage, its version is unknown"
             )
         return str(version)

@@ -140,7 +140,8 @@ class ModelRegistry:
         path = self._version_dir(program_id, model_id, version) / "metrics.json"
         return json.loads(path.read_text())
 
-    def _ref(self, program_id: str, model_id: str, version: str, endpoint: str | None) -> ModelRef:
+    def ref(self, program_id: str, model_id: str, version: str, endpoint: str | None = None) -> ModelRef:
+        """A saved version as a ModelRef (promoted or not); `endpoint` defaults to sagemaker://<id>."""
         meta = self.metadata(program_id, model_id, version)
         return ModelRef(
             model_id=model_id,
@@ -157,7 +158,7 @@ class ModelRegistry:
         if not pointer.exists():
             return None
         version = json.loads(pointer.read_text())["version"]
-        return self._ref(program_id, model_id, version, endpoint)
+        return self.ref(program_id, model_id, version, endpoint)
 
     def current_models(self, program_id: str) -> dict[str, ModelRef]:
         """model_id -> promoted ModelRef for every model of a program (what an endpoint server serves)."""
