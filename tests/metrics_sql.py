@@ -30,7 +30,7 @@ MODELS = (
     "program_metrics",
     "program_daily_metrics",
 )
-SEEDS = ("spec_metric_figures", "metric_segments", "channel_unit_costs")
+SEEDS = ("spec_metric_figures", "metric_segments", "channel_unit_costs", "program_conversion_types")
 INPUTS = {
     "staging.stg_platform_assignments": (
         "offer_id VARCHAR, customer_id VARCHAR, program_id VARCHAR, partition_key VARCHAR, subject_id VARCHAR, "

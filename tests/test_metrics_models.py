@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from datetime import date, datetime, timedelta
 
+import pyarrow as pa
 import pytest
 
 from tests.metrics_sql import MetricsWarehouse, compiled_models
@@ -92,6 +93,7 @@ def test_attribution_last_and_first_touch_within_the_window(wh):
             conversion("c_before", "C", T0 - timedelta(minutes=1)),  # before any touch: organic
             conversion("e", "E", T0 + timedelta(days=1), kind="code_redeemed", program=CHURN),  # names its program
             conversion("z", "Z", T0),  # never touched
+            conversion("a_cart", "A", T0 + timedelta(days=3), kind="cart_purchased"),  # not a churn conversion
         ],
     )
     wh.build(only=("touch_attribution",))
@@ -194,6 +196,9 @@ def test_holdout_lift_arithmetic_on_a_known_table(wh):
 
 def test_program_metrics_by_spec_name_beside_the_spec_figures(wh):
     funnel_inputs(wh)
+    # And a call to C: phone has no provider receipts, so no delivery rate (not 0 %), but it costs.
+    wh.con.register("calls", pa.Table.from_pylist([touch("C3", "C", CHURN, "phone", T0 + timedelta(hours=2))]))
+    wh.con.execute("INSERT INTO marts.contact_history BY NAME SELECT * FROM calls")
     wh.build()
     metrics = {
         (name, dim): (value, spec, unit)
@@ -207,8 +212,8 @@ def test_program_metrics_by_spec_name_beside_the_spec_figures(wh):
     assert metrics[("retention_rate", "all")] == (pytest.approx(2 / 3), 0.212, "rate")
     assert metrics[("retention_rate", "risk_level=critical")] == (None, 0.46, "rate")  # no candidates: no data
     assert metrics[("lift", "all")][0] == pytest.approx(2 / 3 - 1.0)
-    # Cost: 3 e-mails and 1 SMS at the seed's unit costs; revenue saved: two retained customers' $400 LTV.
-    cost = 3 * 0.10 + 0.40
+    # Cost: 3 e-mails, 1 SMS and 1 call at the seed's unit costs; revenue saved: two retained customers' $400 LTV.
+    cost = 3 * 0.10 + 0.40 + 15.00
     assert metrics[("campaign_cost_usd", "all")] == (pytest.approx(cost), 75000.0, "usd")
     assert metrics[("revenue_saved_usd", "all")][0] == pytest.approx(800.0)
     assert metrics[("roi", "all")] == (pytest.approx(100 * 800.0 / cost), 2800.0, "percent")
@@ -216,6 +221,8 @@ def test_program_metrics_by_spec_name_beside_the_spec_figures(wh):
     assert metrics[("open_rate", "channel=email")] == (pytest.approx(2 / 3), 0.40, "rate")
     assert metrics[("click_rate", "channel=email")] == (pytest.approx(1 / 3), 0.20, "rate")
     assert metrics[("delivery_rate", "channel=sms")][0] == 0.0
+    assert metrics[("delivery_rate", "channel=phone")] == (None, 0.80, "rate")
+    assert metrics[("conversion_rate", "channel=phone")][0] == 0.0
     # Every figure the spec asserts has its row, for every program (no data for the programs without candidates).
     missing = wh.rows(
         """SELECT s.program_id, s.metric_name, s.dimension FROM metrics.spec_metric_figures s

@@ -23,8 +23,8 @@ windows as (
         on f.program_id = a.program_id and f.partition_key = a.partition_key
 ),
 
--- A conversion counts for any program's assignment of its customer, unless the business system names another
--- program (a redeemed code knows its program).
+-- A conversion counts for its customer's assignments of the programs its type is a conversion of
+-- (program_conversion_types), unless the business system names another program (a redeemed code knows its program).
 matched as (
     select
         w.offer_id,
@@ -38,6 +38,8 @@ matched as (
         and c.occurred_at >= w.window_start
         and c.occurred_at < w.window_end
         and (c.program_id is null or c.program_id = w.program_id)
+    inner join {{ ref('program_conversion_types') }} as k
+        on k.program_id = w.program_id and k.conversion_type = c.conversion_type
 ),
 
 per_offer as (

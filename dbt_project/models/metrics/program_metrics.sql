@@ -112,14 +112,29 @@ segment_rows as (
         on m.program_id = f.program_id
 ),
 
+-- A channel whose provider reports nothing (phone and in-app have no delivery receipts) has no delivery, open or
+-- click rate: NULL, not 0 %.
+reported as (
+    select program_id, channel
+    from {{ ref('touch_events') }}
+    group by program_id, channel
+    having count(coalesce(delivered_at, opened_at, clicked_at, bounced_at, complained_at, unsubscribed_at,
+                          failed_at)) > 0
+),
+
 channel_rows as (
     {% for name, numerator, denominator in [
         ('delivery_rate', 'delivered', 'sent'), ('open_rate', 'opened', 'sent'),
         ('click_rate', 'clicked', 'sent'), ('conversion_rate', 'converted', 'offered')] %}
-    select program_id, '{{ name }}' as metric_name, 'channel=' || channel as dimension,
-           cast({{ numerator }} as double) / nullif({{ denominator }}, 0) as metric_value
-    from {{ ref('program_funnel') }}
-    where segment = 'all' and channel <> 'all'
+    select f.program_id, '{{ name }}' as metric_name, 'channel=' || f.channel as dimension,
+           {% if name == 'conversion_rate' -%}
+           cast(f.{{ numerator }} as double) / nullif(f.{{ denominator }}, 0)
+           {%- else -%}
+           case when r.channel is not null then cast(f.{{ numerator }} as double) / nullif(f.{{ denominator }}, 0) end
+           {%- endif %} as metric_value
+    from {{ ref('program_funnel') }} as f
+    left join reported as r on r.program_id = f.program_id and r.channel = f.channel
+    where f.segment = 'all' and f.channel <> 'all'
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
 ),

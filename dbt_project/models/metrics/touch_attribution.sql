@@ -1,6 +1,7 @@
 -- Conversions attributed to the touches that preceded them: for each conversion, the customer's touches sent at
--- most `attribution_window_days` before it (sent_at <= converted_at < sent_at + window) -- of the conversion's own
--- program when the business system names one -- and of those the latest (last touch) and the earliest (first touch).
+-- most `attribution_window_days` before it (sent_at <= converted_at < sent_at + window) -- of the programs its type
+-- is a conversion of (program_conversion_types), and only of the conversion's own program when the business system
+-- names one -- and of those the latest (last touch) and the earliest (first touch).
 -- A conversion no touch preceded within the window is not attributed (it is organic).
 with touches as (
     select touch_ref, offer_id, customer_id, program_id, channel, segment, sent_at
@@ -32,6 +33,8 @@ candidates as (
         and t.sent_at <= c.occurred_at
         and c.occurred_at < t.sent_at + interval '{{ var("attribution_window_days") }} days'
         and (c.program_id is null or c.program_id = t.program_id)
+    inner join {{ ref('program_conversion_types') }} as k
+        on k.program_id = t.program_id and k.conversion_type = c.conversion_type
 )
 
 {% for model, rank in [('last_touch', 'rank_last'), ('first_touch', 'rank_first')] %}
