@@ -126,11 +126,12 @@ def snowflake_warehouse() -> SnowflakeWarehouse:
 
 def athena_warehouse(settings: Settings) -> AthenaWarehouse:
     """Athena, for connectors of `type: athena` (sources in S3): the Glue database, the primary workgroup, results
-    under s3://<bucket>/athena-results/."""
+    under s3://<bucket>/athena-results/, the push-down's stage rows under s3://<bucket>/athena-stages/."""
     return AthenaWarehouse(
         region_name=settings.required("aws_region"),
         database=settings.required("glue_database"),
         output_location=f"s3://{settings.required('s3_bucket')}/athena-results/",
+        stage_location=f"s3://{settings.required('s3_bucket')}/athena-stages/",
     )
 
 
