@@ -102,28 +102,47 @@ class BatchOutput:
 STAGE_WRITER = {"compression": "zstd", "compression_level": 1}  # the stage files' Parquet options
 
 
+class BatchWriter:
+    """One Parquet file written a table at a time (`write_batches`; also for a stage's side output, such as the
+    offers' rejections, written beside its batches).  The file takes the first table's schema; a later table with
+    other types of the same columns is cast to it.  `options`: `ParquetWriter`'s keyword arguments."""
+
+    def __init__(self, where: str | IO[bytes], **options: Any):
+        self.where, self.options = where, options or STAGE_WRITER
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.where, table.schema, **self.options)
+        elif not table.schema.equals(self.writer.schema, check_metadata=False):
+            if table.schema.names != self.writer.schema.names:
+                raise ValueError(f"a batch has columns {table.schema.names}, expected {self.writer.schema.names}")
+            table = table.cast(self.writer.schema)
+        self.writer.write_table(table)
+        self.rows += table.num_rows
+
+    def close(self) -> int:
+        """Close the file; the rows written.  A writer that was given no table is an error (an empty partition
+        gives one empty table)."""
+        if self.writer is None:
+            raise ValueError("a batch output gave no table (an empty partition gives one empty table)")
+        self.writer.close()
+        return self.rows
+
+
 def write_batches(batches: Iterable[pa.Table], where: str | IO[bytes], **options: Any) -> int:
-    """Write the tables into one Parquet file (a local path or an open file) with one `ParquetWriter` (`options`:
-    its keyword arguments, `STAGE_WRITER` by default): the first table's schema; a later table with other types of
-    the same columns is cast to it.  The number of rows written."""
-    writer: pq.ParquetWriter | None = None
-    rows = 0
+    """Write the tables into one Parquet file (a local path or an open file) with one `BatchWriter` (`options`:
+    `ParquetWriter`'s keyword arguments, `STAGE_WRITER` by default); the number of rows written."""
+    writer = BatchWriter(where, **options)
     try:
         for table in batches:
-            if writer is None:
-                writer = pq.ParquetWriter(where, table.schema, **(options or STAGE_WRITER))
-            elif not table.schema.equals(writer.schema, check_metadata=False):
-                if table.schema.names != writer.schema.names:
-                    raise ValueError(f"a batch has columns {table.schema.names}, expected {writer.schema.names}")
-                table = table.cast(writer.schema)
-            writer.write_table(table)
-            rows += table.num_rows
-        if writer is None:
-            raise ValueError("a batch output gave no table (an empty partition gives one empty table)")
-    finally:
-        if writer is not None:
-            writer.close()
-    return rows
+            writer.write(table)
+    except BaseException:
+        if writer.writer is not None:
+            writer.writer.close()
+        raise
+    return writer.close()
 
 
 def write_batches_to(batches: Iterable[pa.Table], path: UPath) -> int:

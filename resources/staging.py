@@ -18,7 +18,7 @@ import gc
 import io
 import os
 import tempfile
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -218,6 +218,12 @@ class RejectionLogResource(dg.ConfigurableResource):
     def write(self, group: str, stage: str, partition_key: str, table: pa.Table) -> str:
         path = UPath(self.base_path) / group / "rejections" / stage / f"{partition_key}.parquet"
         _write_parquet(table, path, plain_strings=True)
+        return str(path)
+
+    def write_batches(self, group: str, stage: str, partition_key: str, tables: Iterable[pa.Table]) -> str:
+        """`write` for rejections that come a batch at a time (a streamed stage's): never held whole."""
+        path = UPath(self.base_path) / group / "rejections" / stage / f"{partition_key}.parquet"
+        write_batches_to((t.cast(_plain_strings(t.schema)) for t in tables), path)
         return str(path)
 
     def erase_customers(self, customer_ids: Collection[str]) -> dict[str, int]:

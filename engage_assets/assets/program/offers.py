@@ -1,5 +1,7 @@
 """`[group, "offers"]`: segments, one subject per customer, the holdout group and offers within the budget."""
 
+import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -15,7 +17,7 @@ from engage_assets.domain import pipeline
 from engage_assets.domain.config import ProgramConfig
 from engage_assets.domain.offer_choice import OfferBudget
 from engage_assets.domain.offer_order import offer_priority
-from resources.batches import BATCHES, BatchOutput, ParquetBatches, ordered_groups
+from resources.batches import BATCHES, BatchOutput, BatchWriter, ParquetBatches, ordered_groups
 from resources.staging import RejectionLogResource
 
 
@@ -54,21 +56,25 @@ def offers_partition(
     """One partition's offers (still stamped with the model versions), a batch at a time, in the order the budget
     is spent (`domain.offer_order`: each customer's subjects in one batch, one `OfferBudget` carried from batch to
     batch), so the result is the whole partition's in one `make_offers` call.  The metadata and the checks' figures
-    are read back from the written file; the rejections are written once the last batch is decided."""
+    are read back from the written file; the rejections are spilled to a temporary file batch by batch and logged
+    once the last batch is decided."""
     versions = (scored.schema.metadata or {}).get(MODEL_VERSIONS_KEY.encode(), b"{}")
     budget = OfferBudget(program.budget.amount)
     removed: dict[str, int] = {}
-    rejected: list[pa.Table] = []
 
     def batches() -> Iterator[pa.Table]:
         priorities = (pa.array(offer_priority(program, t)) for t in scored.tables())
-        for batch in ordered_groups(scored, priorities, "customer_id", "score"):
-            result = pipeline.make_offers(program, batch, budget)
-            for step, n in result.removed.items():
-                removed[step] = removed.get(step, 0) + n
-            rejected.append(result.rejected)
-            yield result.table.replace_schema_metadata({MODEL_VERSIONS_KEY: versions})
-        rejections.write(program.group, "offers", window.partition_key, pa.concat_tables(rejected))
+        with tempfile.TemporaryDirectory(prefix="engage-offers-") as tmp:
+            rejected = BatchWriter(os.path.join(tmp, "rejected.parquet"))  # a budget may reject most rows: spilled
+            for batch in ordered_groups(scored, priorities, "customer_id", "score"):
+                result = pipeline.make_offers(program, batch, budget)
+                for step, n in result.removed.items():
+                    removed[step] = removed.get(step, 0) + n
+                rejected.write(result.rejected)
+                yield result.table.replace_schema_metadata({MODEL_VERSIONS_KEY: versions})
+            rejected.close()
+            spilled = ParquetBatches(os.path.join(tmp, "rejected.parquet"), scored.batch_rows).tables()
+            rejections.write_batches(program.group, "offers", window.partition_key, spilled)
 
     def metadata(path: str) -> dict[str, Any]:
         written = ParquetBatches(path)
