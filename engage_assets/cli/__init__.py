@@ -237,9 +237,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if settings.env == "local":  # the customer-response SIMULATOR: outcomes and conversions for the metrics
             print_simulated_responses(args.seed)
         succeeded = run_reports(defs, instance, settings, WAREHOUSE_JOB, execute) and succeeded
+        print_program_metrics(defs, [*scope.batch, *scope.reactive])  # in the spec's terms, beside its figures
     _print_serving_example(settings)
-    if succeeded:  # every program's metrics in the spec's terms, beside the spec's figures
-        print_program_metrics(defs, [*scope.batch, *scope.reactive])
     print(f"\nAll done in {time.perf_counter() - t_all:.1f} s.  State: {settings.home}")
     print("Open the Dagster UI with `make dev` (http://127.0.0.1:3000) to see lineage, runs and metadata.")
     return 0 if succeeded else 1
