@@ -31,10 +31,11 @@ MARTS = {
     "training_churn_outcomes",
     "carts",
     "training_cart_outcomes",
+    "conversions",
 }
-# Views over the platform's own history files (current without a build): no row count, and contact_history is empty
-# until a delivery run has sent something.
-VIEW_MARTS = {"offer_history", "contact_history"}
+# Views over the platform's own history files and the business's conversions (current without a build): no row count,
+# and contact_history and conversions are empty until a delivery run has sent something and conversions are loaded.
+VIEW_MARTS = {"offer_history", "contact_history", "conversions"}
 # The spec's metrics (models/metrics, tables too): empty until the platform has written history.
 METRIC_TABLES = {
     "offer_conversions",

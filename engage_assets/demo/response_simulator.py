@@ -21,11 +21,14 @@ The process (every parameter in `ResponseParams`, defaults below):
    clicked with `click_rate` / `click_given_open`; SMS STOP with `unsubscribe_rate`.
 2. **Conversions, per assignment.**  Baseline (no touch, and every held-out customer):
    `logit(p0) = logit(base_rate[program]) + truth_slope·logit(true_p) + segment_shift[segment]`.
-   A treated customer (not held out) with at least one delivered touch converts with
+   The partition's response window runs from its assigned date to `window_days` after the later of that date and
+   the day of the partition's first send (the window `offer_conversions` measures in, whose
+   `conversion_window_days` is at least this).  A treated customer (not held out) with a touch delivered within the
+   window converts with
    `logit(p1) = logit(p0) + offer_effect[offer_type] + max(channel_effect[channel] over the delivered touches)`;
    a treated customer with none delivered has p1 = p0.  One uniform draw u per assignment decides both (u < p0:
    a baseline conversion, dated `assigned_date + U·window_days`; p0 ≤ u < p1: caused by the touches, dated
-   `first delivery + U·window_days`).  The conversion is the program's `conversion_type`; a treated customer who
+   uniformly between the first delivery and the window's end).  The conversion is the program's `conversion_type`; a treated customer who
    converted and whose offer has a value redeems it with `redeem_share` (`code_redeemed` or `credit_redeemed`,
    `program_id` and `offer_code` set: the business system knows the code).
 3. **The true lift** per program: `mean(p1 over treated) − mean(p0 over held out)`, the expected value of the
@@ -251,10 +254,15 @@ def assignment_conversions(
     seed: int,
     params: ResponseParams,
     loaded_at: datetime | None = None,
+    first_send: datetime | None = None,
 ) -> tuple[list[dict[str, Any]], float, float]:
-    """One assignment's conversions (none, one, or one and its redemption), and its p0 and p1."""
+    """One assignment's conversions (none, one, or one and its redemption), and its p0 and p1.  `first_send`: the
+    first send of the assignment's partition (any customer's), which opens the partition's response window."""
     p0 = _p0(assignment, true_p, params)
-    treated = not assignment["holdout"] and first_delivery is not None
+    start = datetime.combine(assignment["assigned_date"], datetime.min.time())
+    opened = max(start, datetime.combine(first_send.date(), datetime.min.time())) if first_send else start
+    window_end = opened + timedelta(days=params.window_days)
+    treated = not assignment["holdout"] and first_delivery is not None and first_delivery < window_end
     p1 = p0
     if treated:
         lift = params.offer_effect.get(assignment.get("offer_type") or "", params.default_offer_effect)
@@ -264,9 +272,11 @@ def assignment_conversions(
     draw = uniform(seed, offer, "convert")
     if draw >= p1:
         return [], p0, p1
-    window = timedelta(days=params.window_days) * uniform(seed, offer, "convert_t")
-    start = datetime.combine(assignment["assigned_date"], datetime.min.time())
-    at = start + window if draw < p0 or first_delivery is None else first_delivery + window
+    u = uniform(seed, offer, "convert_t")
+    if draw < p0 or first_delivery is None:
+        at = start + timedelta(days=params.window_days) * u
+    else:
+        at = first_delivery + (window_end - first_delivery) * u
     kind = params.conversion_type.get(assignment["program_id"], "order_placed")
     rows = [_conversion(assignment, kind, at, seed, params, loaded_at)]
     amount = float(assignment.get("amount_usd") or 0.0)
@@ -299,7 +309,9 @@ def simulate_responses(
     p_of = dict(zip(truth.column("customer_id").to_pylist(), truth.column("true_p").to_pylist(), strict=True))
     outcomes: list[dict[str, Any]] = []
     delivered: dict[str, tuple[datetime, set[str]]] = {}  # offer_id -> (first delivery, channels delivered)
+    first_send: dict[tuple[str, str], datetime] = {}  # (program, partition) -> its first send
     for touch in sorted(contacts.to_pylist(), key=lambda t: (t["sent_at"], t["touch_ref"])):
+        first_send.setdefault((touch["program_id"], touch["partition_key"]), touch["sent_at"])
         rows, at = touch_events(touch, p_of.get(touch["customer_id"], 0.5), seed, params, loaded_at)
         outcomes.extend(rows)
         if at is not None:
@@ -309,8 +321,9 @@ def simulate_responses(
     sums: dict[str, list[float]] = {}  # program -> [treated n, sum p1, control n, sum p0]
     for a in assignments.to_pylist():
         first, channels = delivered.get(a["offer_id"], (None, set()))
+        opened = first_send.get((a["program_id"], a["partition_key"]))
         rows, p0, p1 = assignment_conversions(
-            a, p_of.get(a["customer_id"], 0.5), first, channels, seed, params, loaded_at
+            a, p_of.get(a["customer_id"], 0.5), first, channels, seed, params, loaded_at, opened
         )
         conversions.extend(rows)
         s = sums.setdefault(a["program_id"], [0, 0.0, 0, 0.0])
