@@ -24,6 +24,7 @@ class ReportFolder(dg.ConfigurableResource):
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
+            os.chmod(tmp, 0o644)  # readable like any file written in place (mkstemp makes it 0600)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -83,7 +83,7 @@ def test_a_program_report_holds_the_fixture_s_numbers_and_five_valid_charts(tabl
     assert "| Revenue saved (USD) |  | $1,543,600 | $2,100,000 per year |" in md
     assert "| ROI |  | 2,026 % | 2,800 % |" in md
     # Funnel sums over segments and channels; the daily rows; last-touch attribution by channel.
-    assert "| Candidates | 21,206 | – |" in md and "| Converted | 1,550 |" in md
+    assert "| Candidates | 21,206 | 100.0 % |" in md and "| Converted | 1,550 | 7.3 % |" in md
     assert "| 2026-11-29 | 1,250 | 1,225 | 490 | 245 | 99 | $1,875.00 | $39,600 | 2,112 % |" in md
     assert "| email | 1 | $400.00 | 1 | $400.00 |" in md and "| phone | 1 | $400.00 | 0 | $0.00 |" in md
     assert "proactive" not in md.lower()  # another program's rows stay out
@@ -216,6 +216,7 @@ def test_the_assets_record_the_day_write_the_files_and_publish(tmp_path):
     dg.materialize(report_assets, resources=resources)
     for name in ("dashboard.html", "churn_prevention/report.html", "win_back/report.html"):
         assert (tmp_path / "reports" / name).read_text().startswith("<!doctype html>")
+        assert (tmp_path / "reports" / name).stat().st_mode & 0o777 == 0o644
     assert NO_DATA in (tmp_path / "reports" / "win_back" / "report.html").read_text()
 
 

@@ -27,23 +27,25 @@ def metric_models(defs: dg.Definitions, warehouse_job: str) -> list[dg.AssetKey]
     return sorted(k for k in dbt if k in read_by_reports)
 
 
-def days_with_figures(defs: dg.Definitions) -> list[str]:
-    """The daily partitions, among the last that have a row in program_daily_metrics."""
+def days_with_figures(defs: dg.Definitions) -> tuple[list[str], int]:
+    """The daily partitions, among the last, that have a row in program_daily_metrics; and how many days with
+    figures are not partitions yet (after today: the simulated responses' future)."""
     from engage_assets.assets.reports import read_tables
 
     with dg.build_resources({"warehouse": defs.resources["warehouse"]}) as resources:
         daily = read_tables(resources.warehouse).daily
     keys = set(defs.resolve_job_def(METRICS_JOB).partitions_def.get_partition_keys())  # type: ignore[union-attr]
-    days = sorted({d.isoformat() for d in daily.column("metric_date").to_pylist()} & keys)
-    return days[-LAST_DAYS:]
+    dated = {d.isoformat() for d in daily.column("metric_date").to_pylist()}
+    last = max(keys, default="")
+    return sorted(dated & keys)[-LAST_DAYS:], len({d for d in dated if d > last})
 
 
 def paths_of(result: dg.ExecuteInProcessResult) -> dict[str, str]:
     """{asset key: its report file} of a run."""
     out = {}
     for event in result.get_asset_materialization_events():
-        mat = event.asset_materialization
-        if mat is not None and "path" in mat.metadata:
+        mat = event.event_specific_data.materialization  # type: ignore[union-attr]
+        if "path" in mat.metadata:
             out[mat.asset_key.to_user_string()] = str(mat.metadata["path"].value)
     return out
 
@@ -65,7 +67,8 @@ def run_reports(
         print(f"   the metric models failed to build: see {dbt_log} and the run in the Dagster UI (make dev)")
         return False
     paths: dict[str, str] = {}
-    for day in days_with_figures(defs):
+    days, later = days_with_figures(defs)
+    for day in days:
         result = execute(defs.resolve_job_def(METRICS_JOB), instance, partition_key=day)
         paths.update({f"daily metrics {day}": p for p in paths_of(result).values()})
     result = execute(defs.resolve_job_def(REPORTS_JOB), instance)
@@ -73,6 +76,8 @@ def run_reports(
     width = max((len(k) for k in paths), default=0)
     for name, path in sorted(paths.items(), key=lambda kv: (not kv[0].endswith("dashboard"), kv[0])):
         print(f"   {name:<{width}}  {path}")
+    if later:
+        print(f"   {later} later days have figures (the simulated future): their daily metrics run on their day, 23:59")
     print(f"   the same reports, with their charts, in the Dagster UI: asset group `{GROUP}` (make dev)")
     print(f"   done in {time.perf_counter() - t0:.1f} s")
     return bool(result.success)

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engage_assets.domain.reports.charts import dashboard_charts, program_charts, stage_totals
-from engage_assets.domain.reports.data import DAILY_FIGURES, FUNNEL_STAGES, MetricTables
+from engage_assets.domain.reports.data import DAILY_FIGURES, MetricTables
 from engage_assets.domain.reports.render import NO_DATA, Report, Section, Table, chart_section
 
 # program_metrics.unit: `rate` a fraction (0.85 is 85 %), `percent` already ×100 (ROI), `usd`, `count`.
@@ -107,14 +107,11 @@ def lift_table(lift: pa.Table, names: Mapping[str, str]) -> Table:
 
 
 def funnel_table(funnel: pa.Table) -> Table:
-    """The funnel's stages (summed) with each one's share of the stage before."""
+    """The funnel's stages (the program's totals) with each one's share of the candidates."""
     totals = stage_totals(funnel)
-    rows, before = [], None
-    for stage in FUNNEL_STAGES:
-        n = totals[stage]
-        rows.append([stage.capitalize(), count(n), pct(n / before) if before else "–"])
-        before = n
-    return Table(["Stage", "Customers", "Of the stage before"], rows, numeric=frozenset({1, 2}))
+    base = totals["candidates"]
+    rows = [[s.capitalize(), count(n), pct(n / base) if base else "–"] for s, n in totals.items()]
+    return Table(["Stage", "Customers", "Share of candidates"], rows, numeric=frozenset({1, 2}))
 
 
 def daily_table(daily: pa.Table, names: Mapping[str, str] | None = None, last: int = 14) -> Table:
@@ -181,9 +178,11 @@ def dashboard(names: Mapping[str, str], tables: MetricTables, as_of: str) -> Rep
     )
     if not ours.measured:
         return Report("Engage dashboard", subtitle, not_measured(ours, tables, "any program", names))
+    # Only the figures the spec asserts (the per-channel rates and the rest are in each program's report).
+    asserted = ours.metrics.filter(pc.is_valid(ours.metrics.column("spec_figure")))
     sections = [
         Section("Holdout lift", table=lift_table(ours.lift, names)) if ours.lift.num_rows else None,
-        Section("Spec metrics", table=spec_table(ours.metrics, names)) if ours.metrics.num_rows else None,
+        Section("The spec's figures, measured", table=spec_table(asserted, names)) if asserted.num_rows else None,
     ]
     charts = [
         chart_section(t, s, CHART_NEEDS[t].replace("this program", "any program"))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from engage_assets.domain.reports.charts import Spec, render_png
 
 NO_DATA = "No data yet"
+WIDE_COLUMNS = 4  # a table with more columns takes the page's whole width
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ table { border-collapse: collapse; background: #fff; font-size: 14px; }
 th, td { border: 1px solid #ddd; padding: 5px 10px; text-align: left; } th { background: #f0f0f0; }
 .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 main { display: grid; grid-template-columns: repeat(auto-fit, minmax(660px, 1fr)); gap: 16px; align-items: start; }
+section.wide { grid-column: 1 / -1; }
 section { background: #fff; border: 1px solid #e4e4e4; border-radius: 6px; padding: 4px 18px 16px; overflow-x: auto; }
 img { max-width: 100%; }
 """
@@ -120,7 +122,9 @@ def to_html(report: Report) -> str:
         "<main>",
     ]
     for s in report.sections:
-        parts.append(f"<section><h2>{html.escape(s.title)}</h2>")
+        wide = s.table is not None and len(s.table.headers) > WIDE_COLUMNS
+        attrs = ' class="wide"' if wide else ""
+        parts.append(f"<section{attrs}><h2>{html.escape(s.title)}</h2>")
         if s.note:
             kind = "note nodata" if s.note.startswith(NO_DATA) else "note"
             parts.append(f'<p class="{kind}">{html.escape(s.note)}</p>')
