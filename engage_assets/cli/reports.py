@@ -32,7 +32,7 @@ def days_with_figures(defs: dg.Definitions) -> tuple[list[str], int]:
     figures are not partitions yet (after today: the simulated responses' future)."""
     from engage_assets.assets.reports import read_tables
 
-    with dg.build_resources({"warehouse": defs.resources["warehouse"]}) as resources:
+    with dg.build_resources({"warehouse": (defs.resources or {})["warehouse"]}) as resources:
         daily = read_tables(resources.warehouse).daily
     keys = set(defs.resolve_job_def(METRICS_JOB).partitions_def.get_partition_keys())  # type: ignore[union-attr]
     dated = {d.isoformat() for d in daily.column("metric_date").to_pylist()}

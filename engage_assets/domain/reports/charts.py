@@ -167,7 +167,7 @@ def segment_chart(funnel: pa.Table, names: dict[str, str] | None = None) -> Spec
                     "type": "quantitative",
                     "title": "Candidates",
                     "axis": {"format": ",d"},
-                    **room(max(r["candidates"] for r in rows), 1.6),
+                    **room(max(c for c, _, _ in sums.values()), 1.6),
                 },
             },
             "layer": [
