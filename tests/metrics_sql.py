@@ -57,9 +57,9 @@ INPUTS = {
 
 
 @cache
-def compiled_models(workdir: str) -> dict[str, str]:
+def compiled_models(workdir: str, dbt_vars: str | None = None) -> dict[str, str]:
     """{model: its compiled SELECT}, from one `dbt compile` of the metric models into `workdir` (the catalog is
-    CATALOG: the warehouse file dbt is pointed at is `<workdir>/<CATALOG>.duckdb`)."""
+    CATALOG: the warehouse file dbt is pointed at is `<workdir>/<CATALOG>.duckdb`), with `dbt_vars` (YAML) if given."""
     root = Path(workdir)
     target = root / "dbt_target"
     env = {
@@ -71,6 +71,7 @@ def compiled_models(workdir: str) -> dict[str, str]:
     dbt = Path(sys.executable).parent / "dbt"
     args = [str(dbt), "compile", "--quiet", "--select", *MODELS, "--target-path", str(target)]
     args += ["--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
+    args += ["--vars", dbt_vars] if dbt_vars else []
     done = subprocess.run(args, cwd=PROJECT_DIR, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"dbt compile failed:\n{done.stdout}{done.stderr}")

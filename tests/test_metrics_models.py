@@ -118,6 +118,21 @@ def test_attribution_last_and_first_touch_within_the_window(wh):
     assert row == [(50.0, T0 + timedelta(days=3), T0 + timedelta(days=2))]
 
 
+def test_the_attribution_window_is_the_dbt_var(tmp_path):
+    models = compiled_models(str(tmp_path / "sql"), dbt_vars="{attribution_window_days: 2}")
+    wh = MetricsWarehouse(tmp_path / "wh", models)
+    wh.load(
+        "marts.contact_history",
+        [touch("A1", "A", CHURN, "email", T0), touch("A2", "A", CHURN, "sms", T0 + timedelta(days=2))],
+    )
+    wh.load("staging.stg_conversions", [conversion("a", "A", T0 + timedelta(days=3))])
+    wh.build(only=("touch_attribution",))
+    # With a 2-day window the e-mail sent 3 days before no longer counts: A2 is the first touch too.
+    got = wh.rows("SELECT attribution_model, touch_ref FROM metrics.touch_attribution ORDER BY 1")
+    wh.close()
+    assert got == [("first_touch", "A2"), ("last_touch", "A2")]
+
+
 def funnel_inputs(wh: MetricsWarehouse) -> None:
     """Churn prevention, segment high: 4 candidates (1 held out); 3 e-mails (3 delivered, 2 opened, 1 clicked) and
     1 SMS (failed); two treated customers (one with its code) and the held-out one convert."""
