@@ -242,3 +242,37 @@ def test_a_customer_who_converted_after_touch_one_gets_touch_two_suppressed(tmp_
     assert ledger.get(f"{P}#c1#s-c1#t2#sms").reason == "converted"
     assert ledger.get(f"{P}#c2#s-c2#t2#sms").state == "sent"
     ledger.close()
+
+
+def test_the_truth_is_the_generators_own_process(tmp_path):
+    """generator_truth computes, for today's customers, the process the generator draws its labels from: the same
+    function reproduces the generator's `true_p_*` columns, and a customer without features gets the hashed one."""
+    import numpy as np
+
+    from engage_assets.demo.datagen import outcomes as gen
+    from engage_assets.demo.datagen.common import Populations
+    from engage_assets.demo.response_runner import generator_truth, hidden_truth
+
+    churn = gen.churn_outcomes(np.random.default_rng(3), 500, Populations(1000, 500, 300), date(2026, 11, 9))
+    features = [churn.column(c).to_numpy() for c in ("engagement_score", "login_frequency", "purchase_frequency")]
+    again = gen.at_risk_p_churn(*features, churn.column("support_tickets").to_numpy())
+    assert np.allclose(again, churn.column("true_p_churn").to_numpy())
+
+    path = str(tmp_path / "w.duckdb")
+    con = duckdb.connect(path)
+    con.execute("CREATE SCHEMA marts")
+    con.execute(
+        "CREATE TABLE marts.customer_analytics (customer_id VARCHAR, snapshot_date DATE, engagement_score DOUBLE, "
+        "login_frequency DOUBLE, purchase_frequency DOUBLE, support_tickets INTEGER)"
+    )
+    con.execute(
+        "INSERT INTO marts.customer_analytics VALUES ('c1', DATE '2026-11-02', 0.9, 9, 3, 0), "
+        "('c1', DATE '2026-11-09', 0.2, 1, 0.2, 4)"
+    )
+    con.close()
+    warehouse = DuckDBWarehouse(path=path)
+    assigned = pa.table({"program_id": [P, P], "customer_id": ["c1", "c2"]})
+    got = {r["customer_id"]: r["true_p"] for r in generator_truth(warehouse.query_arrow, assigned).to_pylist()}
+    newest = 1 - gen.at_risk_p_churn(np.array([0.2]), np.array([1.0]), np.array([0.2]), np.array([4.0]))[0]
+    assert got["c1"] == pytest.approx(newest)  # the newest snapshot's features
+    assert got["c2"] == pytest.approx(hidden_truth(["c2"]).column("true_p")[0].as_py())

@@ -115,7 +115,13 @@ def simulate_local_responses(seed: int, until: datetime | None) -> dict[str, Any
     try:
         with dg.build_resources({k: resources[k] for k in keys}) as built:
             return run_simulator(
-                built.platform_history, built.outcomes, ledger, seed, until, contacts_of=built.customer_state.contacts
+                built.platform_history,
+                built.outcomes,
+                ledger,
+                seed,
+                until,
+                contacts_of=built.customer_state.contacts,
+                query=built.customer_state.warehouse.query_arrow,
             )
     finally:
         ledger.close()

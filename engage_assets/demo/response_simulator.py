@@ -7,7 +7,8 @@ be checked against the truth.  Everything it writes says `simulated=true`; produ
 - `assignments`: `history.ASSIGNMENT_SCHEMA` rows (every stored candidate, the holdout included);
 - `contacts`: `history.CONTACT_SCHEMA` rows (the touches sent, with the provider's message id);
 - `truth`: `customer_id`, `true_p`: the customer's hidden propensity to convert without any touch, in (0, 1)
-  (0.5 is neutral; a customer missing from it gets 0.5);
+  (0.5 is neutral; a customer missing from it gets 0.5); with a `program_id` column, per program and customer
+  (`response_runner.generator_truth` computes it from the generator's own processes);
 
 and returns `Responses(outcomes, conversions, true_lift)`.
 
@@ -43,7 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from statistics import NormalDist
@@ -295,6 +296,17 @@ def assignment_conversions(
     return rows, p0, p1
 
 
+def _truth_lookup(truth: pa.Table) -> Callable[[Mapping[str, Any]], float]:
+    """A row's true_p: by (program_id, customer_id) when the truth has a program_id column, else by customer_id;
+    0.5 (neutral) for a customer it lacks."""
+    customers, p = truth.column("customer_id").to_pylist(), truth.column("true_p").to_pylist()
+    if "program_id" in truth.column_names:
+        by_program = dict(zip(zip(truth.column("program_id").to_pylist(), customers, strict=True), p, strict=True))
+        return lambda row: by_program.get((row["program_id"], row["customer_id"]), 0.5)
+    by_customer = dict(zip(customers, p, strict=True))
+    return lambda row: by_customer.get(row["customer_id"], 0.5)
+
+
 def simulate_responses(
     assignments: pa.Table,
     contacts: pa.Table,
@@ -306,13 +318,13 @@ def simulate_responses(
     """The provider events of every sent touch, the conversions of every assignment and the true lift per program
     (module docstring).  Pure: the same inputs and seed give the same output."""
     params = params or ResponseParams()
-    p_of = dict(zip(truth.column("customer_id").to_pylist(), truth.column("true_p").to_pylist(), strict=True))
+    truth_of = _truth_lookup(truth)
     outcomes: list[dict[str, Any]] = []
     delivered: dict[str, tuple[datetime, set[str]]] = {}  # offer_id -> (first delivery, channels delivered)
     first_send: dict[tuple[str, str], datetime] = {}  # (program, partition) -> its first send
     for touch in sorted(contacts.to_pylist(), key=lambda t: (t["sent_at"], t["touch_ref"])):
         first_send.setdefault((touch["program_id"], touch["partition_key"]), touch["sent_at"])
-        rows, at = touch_events(touch, p_of.get(touch["customer_id"], 0.5), seed, params, loaded_at)
+        rows, at = touch_events(touch, truth_of(touch), seed, params, loaded_at)
         outcomes.extend(rows)
         if at is not None:
             earliest, seen = delivered.get(touch["offer_id"], (at, set()))
@@ -322,9 +334,7 @@ def simulate_responses(
     for a in assignments.to_pylist():
         first, channels = delivered.get(a["offer_id"], (None, set()))
         opened = first_send.get((a["program_id"], a["partition_key"]))
-        rows, p0, p1 = assignment_conversions(
-            a, p_of.get(a["customer_id"], 0.5), first, channels, seed, params, loaded_at, opened
-        )
+        rows, p0, p1 = assignment_conversions(a, truth_of(a), first, channels, seed, params, loaded_at, opened)
         conversions.extend(rows)
         s = sums.setdefault(a["program_id"], [0, 0.0, 0, 0.0])
         if a["holdout"]:

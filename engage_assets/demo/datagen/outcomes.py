@@ -18,6 +18,31 @@ from engage_assets.demo.datagen.common import (
 from engage_assets.demo.datagen.population import risk_features
 
 
+# The generator's hidden processes, as functions of the features the warehouse also holds for today's customers
+# (the response simulator computes the same truth for the candidates it answers for).
+def refund_p_churn(complaints: np.ndarray, satisfaction: np.ndarray, frequency: np.ndarray) -> np.ndarray:
+    """P(a refund customer churns within 90 days): complaint history, satisfaction history, order frequency."""
+    return sigmoid(-1.6 + 0.5 * complaints - 0.7 * (satisfaction - 4.1) - 0.18 * (frequency - 3))
+
+
+def winback_p_returned(
+    reason_effect: np.ndarray, ltv: np.ndarray, tenure: np.ndarray, engagement: np.ndarray
+) -> np.ndarray:
+    """P(a churned customer returns after a win-back offer): REASON_EFFECT of the churn reason, lifetime value,
+    tenure in months, engagement history."""
+    return sigmoid(-0.9 + reason_effect + 0.0011 * (ltv - 700) + 0.022 * (tenure - 48) + 3.2 * (engagement - 0.5))
+
+
+def at_risk_p_churn(
+    engagement: np.ndarray, logins: np.ndarray, purchases: np.ndarray, tickets: np.ndarray
+) -> np.ndarray:
+    """P(an at-risk customer churns within 90 days): engagement score, login and purchase frequency, tickets."""
+    return sigmoid(
+        0.2
+        + 0.45 * (-6.0 * (engagement - 0.45) - 0.25 * (logins - 3.5) - 0.9 * (purchases - 1.2) + 0.35 * (tickets - 1))
+    )
+
+
 def refund_outcomes(rng: np.random.Generator, n: int, pops: Populations, end: date) -> pa.Table:
     delay = rng.geometric(0.3, size=n) + 1
     damaged = rng.random(n) < 0.18
@@ -29,7 +54,7 @@ def refund_outcomes(rng: np.random.Generator, n: int, pops: Populations, end: da
     p_dis = sigmoid(
         -1.2 + 0.38 * (delay - 3) + 0.9 * damaged + 0.006 * (value - 60) + 0.00025 * (ltv - 400) - 0.55 * (sat - 4.1)
     )
-    p_churn = sigmoid(-1.6 + 0.5 * comp - 0.7 * (sat - 4.1) - 0.18 * (freq - 3))
+    p_churn = refund_p_churn(comp, sat, freq)
     return pa.table(
         {
             "iid": pa.array(np.arange(n), pa.int64()),
@@ -72,7 +97,7 @@ def winback_outcomes(rng: np.random.Generator, n: int, pops: Populations, end: d
     comp = np.round(rng.beta(2, 4, size=n), 3)
     discount = rng.choice([20, 30, 50], size=n)
     effect = np.array([REASON_EFFECT[r] for r in CHURN_REASONS])[reason_code]
-    p_ret = sigmoid(-0.9 + effect + 0.0011 * (ltv - 700) + 0.022 * (tenure - 48) + 3.2 * (eng - 0.5))
+    p_ret = winback_p_returned(effect, ltv, tenure, eng)
     p_red = sigmoid(-1.0 + 3.0 * (sens - 0.4) + 0.25 * (req - 1.2) - 2.0 * (comp - 0.33) + 0.02 * (discount - 30))
     return pa.table(
         {
@@ -101,15 +126,8 @@ def churn_outcomes(rng: np.random.Generator, n: int, pops: Populations, end: dat
     sens = np.round(rng.beta(2, 3, size=n), 3)
     # Tuned so that, among customers with two or more churn signals, about 16 % / 44 % / 29 % score critical /
     # high / medium (the spec's 5k / 10k / 10k split of 25k eligible, within the noise of a fitted model).
-    p_churn = sigmoid(
-        0.2
-        + 0.45
-        * (
-            -6.0 * (f["engagement_score"] - 0.45)
-            - 0.25 * (f["login_frequency"] - 3.5)
-            - 0.9 * (f["purchase_frequency"] - 1.2)
-            + 0.35 * (f["support_tickets"] - 1)
-        )
+    p_churn = at_risk_p_churn(
+        f["engagement_score"], f["login_frequency"], f["purchase_frequency"], f["support_tickets"]
     )
     p_acc = sigmoid(-0.8 + 0.0008 * (ltv - 400) + 0.015 * (tenure - 48) + 3.0 * (sens - 0.4))
     return pa.table(
