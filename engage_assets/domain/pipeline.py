@@ -21,8 +21,8 @@ import pyarrow as pa
 
 from engage_assets.domain import offer_choice
 from engage_assets.domain.config import ProgramConfig, ReactiveProgram, Segment
-from engage_assets.domain.duck import cursor
-from engage_assets.domain.filters import chain_outcomes, compile_chain, rejection_code_sql
+from engage_assets.domain.filter_arrow import first_failed_codes
+from engage_assets.domain.filters import chain_outcomes, compile_chain
 from engage_assets.domain.offer_choice import OfferBudget, offer_cost_usd
 
 REJECTION_COLUMNS = ("customer_id", "subject_id", "stage", "filter_id", "reason")
@@ -76,7 +76,8 @@ def source_rejections(program: ProgramConfig, rejected: pa.Table, filter_id: str
 
 
 def apply_filter_chain(program: ProgramConfig | ReactiveProgram, table: pa.Table) -> StageResult:
-    """Run the config's filter chain in order; one DuckDB pass finds, per row, the first check it fails and how.
+    """Run the config's filter chain in order; one pass (DuckDB; Arrow for a few rows) finds, per row, the first check
+    it fails and how.
 
     A batch program's partition and a reactive program's micro-batch of events go through the same compiled SQL;
     rows are keyed by `customer_id` and the program's `subject_column` (the connector's, or the cart).  A rejected
@@ -89,19 +90,7 @@ def apply_filter_chain(program: ProgramConfig | ReactiveProgram, table: pa.Table
     """
     chain = compile_chain(program.ordered_filters(), set(table.column_names))
     outcomes = chain_outcomes(chain)
-    n = table.num_rows
-    first_failed = np.full(n, -1, dtype=np.int32)
-    con = cursor()  # a cursor on the shared in-process database (`domain.duck`)
-    try:
-        # Registering is zero-copy and DuckDB reads only the columns the conditions name.
-        con.register("batch", table.append_column("__engage_pos", pa.array(np.arange(n, dtype=np.int64))))
-        failed = con.sql(
-            f"SELECT __engage_pos AS pos, f FROM (SELECT __engage_pos, {rejection_code_sql(chain)} AS f "
-            "FROM batch) WHERE f IS NOT NULL"
-        ).to_arrow_table()
-    finally:
-        con.close()
-    first_failed[failed.column("pos").to_numpy()] = failed.column("f").to_numpy()
+    first_failed = first_failed_codes(chain, table)  # DuckDB; Arrow compute for a few rows (`filter_arrow`)
     keep = first_failed < 0
     rejected_rows = np.flatnonzero(~keep)
     codes = first_failed[rejected_rows]
