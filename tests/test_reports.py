@@ -255,3 +255,14 @@ def test_the_cli_s_names_are_the_assets_names():
     from engage_assets.cli import reports as cli
 
     assert (cli.GROUP, cli.METRICS_JOB, cli.REPORTS_JOB) == (reports.GROUP, reports.METRICS_JOB, reports.REPORTS_JOB)
+
+
+def test_the_2359_aggregation_runs_the_ending_day_and_the_day_before_again():
+    from datetime import UTC, datetime
+
+    built = build_reports(programs(), set())
+    (schedule,) = [s for s in built.schedules if s.name == "metrics_aggregation_schedule"]
+    assert schedule.cron_schedule == "59 23 * * *"
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 30, 23, 59, tzinfo=UTC))
+    requests = schedule(context)
+    assert [r.partition_key for r in requests] == ["2026-11-29", "2026-11-30"]

@@ -214,6 +214,27 @@ def build_daily_metrics(
     return daily_metrics_asset
 
 
+def aggregation_schedule(job: Any, parts: dg.DailyPartitionsDefinition) -> dg.ScheduleDefinition:
+    """The spec's 11:59 PM Metrics Aggregation: the day that is ending, as the warehouse holds it then, and the day
+    before again, now complete (its outcomes are exported at 00:30 and the warehouse built at 01:30 of the next
+    day).  Each run replaces its partition's figures."""
+
+    @dg.schedule(
+        name=f"{METRICS_JOB}_schedule",
+        job=job,
+        cron_schedule="59 23 * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    def metrics_aggregation_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+        """Today's and yesterday's partitions."""
+        now = context.scheduled_execution_time or datetime.now(UTC)
+        keys = parts.get_partition_keys(current_time=now)[-2:]
+        return [dg.RunRequest(run_key=f"{key}@{now:%Y-%m-%d}", partition_key=key) for key in keys]
+
+    return metrics_aggregation_schedule
+
+
 def build_reports(programs: Sequence[ProgramBase], dbt_keys: Collection[dg.AssetKey]) -> BuiltReports:
     """The reports of these programs: the assets, the 23:59 metrics aggregation, each program's report job on its
     spec times (running by default for an enabled program), and `engage_reports` (every report, unscheduled: what
@@ -234,11 +255,7 @@ def build_reports(programs: Sequence[ProgramBase], dbt_keys: Collection[dg.Asset
         description="Spec 11:59 PM Metrics Aggregation: aggregate the day's metrics, publish them, the daily report.",
     )
     built.jobs.append(metrics_job)
-    built.schedules.append(
-        dg.build_schedule_from_partitioned_job(
-            metrics_job, name=f"{METRICS_JOB}_schedule", hour_of_day=23, minute_of_hour=59, default_status=running
-        )
-    )
+    built.schedules.append(aggregation_schedule(metrics_job, parts))
     for p in programs:
         job = dg.define_asset_job(
             f"{p.group}_reports",
