@@ -20,6 +20,7 @@ from engage_assets.domain import offer_choice as oc
 from engage_assets.domain import pipeline
 from engage_assets.domain.config import ConfigError, load_program
 from tests.test_pipeline_units import CHURN, PROGRAMS, REFUNDS
+from tests.test_store_contract import store  # noqa: F401  (SQLite and DynamoDB on moto)
 
 WIN_BACK = PROGRAMS["win-back-campaigns"]
 OPTIONS = [
@@ -292,3 +293,13 @@ def test_the_touches_carry_the_chosen_offers_terms():
         chosen[c] != s
         for c, s in zip(offers.column("customer_id").to_pylist(), offers.column("segment").to_pylist(), strict=True)
     )
+
+
+def test_the_choice_round_trips_through_both_candidate_stores(store):  # noqa: F811
+    offers = pipeline.make_offers(with_budget(WIN_BACK, 1e9), scored(40, seed=9)).table
+    as_of = datetime(2026, 11, 2, tzinfo=UTC)
+    records = pipeline.candidate_records(WIN_BACK, offers, "2026-11-02", as_of, {"offer-effectiveness-v2": "v1"})
+    store.replace_partition(WIN_BACK.programId, "2026-11-02", records, now=as_of.timestamp())
+    for rec in records[:10]:
+        back = store.get(rec["customerId"], WIN_BACK.programId, now=as_of.timestamp())
+        assert back["offerChoice"] == rec["offerChoice"] and back["offerType"] == rec["offerChoice"]["chosen"]
