@@ -77,15 +77,14 @@ def test_without_a_required_variable_prod_fails_naming_it(prod_env, monkeypatch)
 
 
 def test_create_tables_makes_every_production_table_once(prod_env, monkeypatch, moto_endpoint, capsys):
-    """`engage create-tables` against a moto server: the candidate, score-cache, engagement, delivery, refund and
-    reactive tables exist with their indexes; a second call changes nothing."""
+    """`engage create-tables` against a moto server: the candidate, score-cache, engagement, delivery, refund,
+    reactive and outcome tables exist with their indexes; a second call changes nothing."""
     import boto3
 
     from engage_assets.cli import main
 
     suffix = str(abs(hash(moto_endpoint)) % 10**6)
-    # Not yet the outcome table: `engage create-tables` does not create it (DynamoDbOutcomeStore.create_table does).
-    names = {k: f"{v}-{suffix}" for k, v in PROD_ENV.items() if k.endswith("_TABLE") and k != "ENGAGE_OUTCOME_TABLE"}
+    names = {k: f"{v}-{suffix}" for k, v in PROD_ENV.items() if k.endswith("_TABLE")}
     for k, v in names.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
@@ -95,7 +94,7 @@ def test_create_tables_makes_every_production_table_once(prod_env, monkeypatch, 
         with pytest.raises(SystemExit) as done:
             main(["create-tables"])
         assert done.value.code == 0
-    assert capsys.readouterr().out.count(": ready") == 10
+    assert capsys.readouterr().out.count(": ready") == 12
     ddb = boto3.client("dynamodb", region_name=PROD_ENV["AWS_REGION"], endpoint_url=moto_endpoint)
     for name in names.values():
         table = ddb.describe_table(TableName=name)["Table"]
@@ -106,6 +105,7 @@ def test_create_tables_makes_every_production_table_once(prod_env, monkeypatch, 
     }
     assert len(gsis[names["ENGAGE_DELIVERY_TABLE"]]) == 5 and gsis[names["ENGAGE_REFUND_TABLE"]]
     assert len(gsis[names["ENGAGE_CANDIDATE_TABLE"]]) == 5 and gsis[names["ENGAGE_ENGAGEMENT_TABLE"]]
+    assert gsis[names["ENGAGE_OUTCOME_TABLE"]] == {"cust", "day"}  # the daily export queries `day`
 
 
 def test_create_tables_refuses_the_local_environment(monkeypatch, tmp_path):
