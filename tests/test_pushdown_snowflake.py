@@ -17,7 +17,9 @@ from engage_assets.assets.program.eligible import eligible_partition
 from engage_assets.assets.program.source import partition_params, source_partition, source_plan
 from engage_assets.domain.config import ProgramConfig
 from engage_assets.domain.config.loader import load_program
+from engage_assets.domain.pushdown import ChainPlan
 from engage_assets.domain.sources import PartitionWindow
+from resources.warehouse.base import StageTarget
 from resources.warehouse.duckdb import DuckDBWarehouse
 from resources.warehouse.snowflake import SnowflakeWarehouse
 from tests.pushdown_marts import AS_OF, DDL, PARTITION, inserts
@@ -78,14 +80,21 @@ def _by_key(rows: list[dict], key: tuple[str, ...]) -> dict[tuple, dict]:
     return {tuple(r[k] for k in key): r for r in rows}
 
 
+def _target() -> StageTarget:
+    return StageTarget("unused", "churn_prevention", "source_candidates", PARTITION)
+
+
 def test_the_snowflake_sql_is_snowflakes_own(snowflake):
     program = _churn()
     params = {**partition_params(program, WINDOW), "erased": sorted(ERASED)}
     plan = source_plan(program, snowflake, params, erased=True)
     sql = plan.valid_rows_sql()
-    assert "DATEDIFF(DAY" in sql and "isnan" not in sql.lower()  # Snowflake's spelling, and no IS_NAN (none there)
-    sqlglot.parse_one(sql.replace(":", "__p_"), read="snowflake")
+    assert "isnan" not in sql.lower() and "= CAST('NaN' AS FLOAT)" in sql  # Snowflake has no IS_NAN
     assert "K00002" not in sql  # the erased ids are bound, never in the text
+    chain = ChainPlan(program, snowflake.rows_relation(_target()), plan.columns, snowflake.dialect).eligible_sql()
+    assert "DATEDIFF(DAY" in chain and "INTERVAL '365 DAY'" in chain  # the look-backs, as Snowflake spells them
+    for text in (sql, chain):
+        sqlglot.parse_one(text.replace(":", "__p_"), read="snowflake")
 
 
 def test_snowflake_gives_duckdbs_funnel_and_writes_its_stage_tables(snowflake, duck, tmp_path):

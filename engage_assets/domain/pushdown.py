@@ -1,21 +1,21 @@
 """Push-down: a batch program's source stage and filter chain as SQL that the warehouse runs where the data lives.
 
 Written once, in DuckDB's dialect with `:name` bind parameters, and transpiled to the warehouse's dialect
-(`domain.sql_dialect`): DuckDB locally, Snowflake and Athena (Trino) in production.  Two statements per partition
-do the work, each a single pass in the warehouse:
+(`domain.sql_dialect`): DuckDB locally, Snowflake and Athena (Trino) in production.  Per partition:
 
-- the **source statement** (`SourcePlan.valid_rows_sql`): the connector's query, enriched with the customer's context
-  (`marts.customers`) and the look-back counts (`marts.offer_history`), without the GDPR-erased customers (a bound
-  list, never spliced), without invalid rows (unknown customer, NULL or NaN required value no filter judges) and
-  without customers outside the program's marketplaces.  The warehouse writes its rows itself
-  (`source_candidates`: Parquet by DuckDB locally, a table on Snowflake, an UNLOAD on Athena);
-- the **chain statement** (`ChainPlan`): the compiled filter chain (`domain.filters.rejection_code_sql`) over those
-  rows; only the rows that pass leave the warehouse, plus per-filter removed counts.
+- the **source statement** (`SourcePlan.valid_rows_sql`): the connector's query with the customer's context
+  (`marts.customers`), without the GDPR-erased customers (a bound list, never spliced), without invalid rows
+  (unknown customer, NULL or NaN required value no filter judges) and without customers outside the program's
+  marketplaces.  The warehouse writes its rows itself (`source_candidates`: Parquet by DuckDB locally, a table on
+  Snowflake, an UNLOAD on Athena); its rejected rows (`SourcePlan.rejections_sql`) too, and counts them;
+- the **chain statement** (`ChainPlan`): the look-back counts (`marts.offer_history`, relative to the partition's
+  as-of date, see `domain.sources`) and the compiled filter chain (`domain.filters.rejection_code_sql`) over those
+  rows; the rejected rows with their filter and reason are written by the warehouse, and only the rows that pass
+  leave it, plus per-filter removed counts.  The look-backs are joined only for the rows that reach the first
+  filter reading them (`ChainPlan._coded`): the costly join reads a fraction of the keys, the outcome is the same.
 
-Rejected rows (`source_rejections_sql`, `ChainPlan.rejections_sql`) carry the same columns, filter ids and reasons
-as the Arrow path of `domain.sources` + `domain.pipeline` gives (the tests compare the two), plus `program_id` and
-`partition_key`; the warehouse writes them too.  The light statements (rejections and counts of the source stage)
-skip the offer-history join: no validation rule reads a look-back column.
+Every row, filter id, reason and count is the one the Arrow path (`domain.sources` + `domain.pipeline`) gives: the
+tests compare the two on a test warehouse.
 """
 
 from __future__ import annotations
@@ -27,9 +27,15 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from engage_assets.domain.config import ProgramConfig
-from engage_assets.domain.filters import chain_outcomes, columns_judged, compile_chain, rejection_code_sql
+from engage_assets.domain.filters import (
+    CompiledFilter,
+    chain_outcomes,
+    columns_judged,
+    compile_chain,
+    rejection_code_sql,
+)
 from engage_assets.domain.marketplaces import MARKETPLACE_COLUMN, MARKETPLACE_FILTER
-from engage_assets.domain.source_columns import CONTEXT_COLUMNS
+from engage_assets.domain.source_columns import CONTEXT_COLUMNS, HISTORY_COLUMNS
 from engage_assets.domain.sources import UNKNOWN_CUSTOMER_REASON
 from engage_assets.domain.sql_dialect import marker, to_dialect
 
@@ -114,13 +120,7 @@ class SourcePlan:
     @property
     def columns(self) -> list[str]:
         """The candidate columns, in the Arrow path's order: the query's, the context, the look-backs."""
-        return [
-            *self.source_types,
-            *self.context_types,
-            "days_since_program_offer",
-            "program_offers_365d",
-            "all_offers_91d",
-        ]
+        return [*self.source_types, *self.context_types]
 
     def _required(self) -> list[tuple[str, str]]:
         """(column, type) of the required columns the filter chain does not read: a NULL there is invalid."""
@@ -150,9 +150,9 @@ class SourcePlan:
         unknown = literal(f"marketplace unknown (the program's marketplaces: {listed})")
         return f"coalesce('marketplace ' || CAST({market} AS VARCHAR) || {outside}, {unknown})"
 
-    def judged_sql(self, history: bool = True) -> str:
-        """Every source row with its candidate columns (the look-backs only with `history`), `__check` (NULL for a
-        valid row) and `__erased`."""
+    def judged_sql(self) -> str:
+        """Every source row with its candidate columns (the query's, NaN as NULL, and the customer's context),
+        `__check` (NULL for a valid row) and `__erased`."""
         exprs = {c: f"src.{_name(c)}" for c in self.source_types}
         exprs.update({c: f"c.{_name(c)}" for c in self.context_types})
         types = {**self.source_types, **self.context_types}
@@ -163,15 +163,10 @@ class SourcePlan:
             for c, e in exprs.items()
         }
         erased = "coalesce(CAST(src.customer_id AS VARCHAR) IN (:erased), false)" if self.erased else "false"
-        ctes = [f"src AS (SELECT * FROM {marker('source')})"] + ([HISTORY_SQL] if history else [])
-        select = cols + (HISTORY_SELECT if history else [])
-        joins = "LEFT JOIN marts.customers c ON c.customer_id = src.customer_id"
-        if history:
-            joins += "\nLEFT JOIN hist ON hist.customer_id = src.customer_id"
-        with_ = ",\n".join(ctes)
         return (
-            f"WITH {with_}\nSELECT {', '.join(select)},\n  {self._check(nan_free)} AS {CHECK},\n"
-            f"  {erased} AS {ERASED}\nFROM src\n{joins}"
+            f"WITH src AS (SELECT * FROM {marker('source')})\nSELECT {', '.join(cols)},\n"
+            f"  {self._check(nan_free)} AS {CHECK},\n  {erased} AS {ERASED}\nFROM src\n"
+            "LEFT JOIN marts.customers c ON c.customer_id = src.customer_id"
         )
 
     def valid_rows_sql(self) -> str:
@@ -194,14 +189,14 @@ class SourcePlan:
             f"SELECT CAST(v.customer_id AS VARCHAR) AS customer_id, CAST(v.{subject} AS VARCHAR) AS subject_id, "
             f"'source_candidates' AS stage, {filter_id} END AS filter_id, {reason} END AS reason, "
             "CAST(:program_id AS VARCHAR) AS program_id, CAST(:partition_key AS VARCHAR) AS partition_key "
-            f"FROM (\n{self.judged_sql(history=False)}\n) AS v WHERE v.{CHECK} IS NOT NULL AND NOT v.{ERASED}"
+            f"FROM (\n{self.judged_sql()}\n) AS v WHERE v.{CHECK} IS NOT NULL AND NOT v.{ERASED}"
         )
 
     def counts_sql(self) -> str:
         """Rows per (erased, check code): the source stage's figures (`source_figures`)."""
         return self._render(
             f"SELECT v.{ERASED} AS erased, v.{CHECK} AS code, count(*) AS n "
-            f"FROM (\n{self.judged_sql(history=False)}\n) AS v GROUP BY v.{ERASED}, v.{CHECK}"
+            f"FROM (\n{self.judged_sql()}\n) AS v GROUP BY v.{ERASED}, v.{CHECK}"
         )
 
     def figures(self, counts: pa.Table) -> SourceFigures:
@@ -241,18 +236,41 @@ class ChainPlan:
     def _render(self, sql: str) -> str:
         return to_dialect(sql, self.dialect, {"relation": self.relation})
 
+    def _chain(self) -> list[CompiledFilter]:
+        return compile_chain(self.program.ordered_filters(), set(self.columns) | set(HISTORY_COLUMNS))
+
+    @property
+    def output_columns(self) -> list[str]:
+        """The eligible rows' columns: the source's, then the look-backs (the Arrow path's order)."""
+        return [*self.columns, *(c for c in HISTORY_COLUMNS if c not in self.columns)]
+
     def _coded(self) -> str:
-        chain = compile_chain(self.program.ordered_filters(), set(self.columns))
-        return f"SELECT r.*, {rejection_code_sql(chain)} AS {CODE} FROM (SELECT * FROM {marker('relation')}) AS r"
+        """Every source row with the look-backs and `__code`, its first failing check (NULL: it passes).
+
+        The look-backs (`marts.offer_history`, the costly join) are computed only for the rows that pass every filter
+        before the first one that reads them: a row rejected earlier is rejected whatever its history says, so its
+        code is the same, and the join reads a quarter of the keys or fewer instead of all of them."""
+        chain = self._chain()
+        first = next((i for i, f in enumerate(chain) if set(f.columns) & set(HISTORY_COLUMNS)), len(chain))
+        early = rejection_code_sql(chain[:first]) if first else "CAST(NULL AS INTEGER)"
+        history = ", ".join(HISTORY_SELECT)
+        return (
+            f"WITH e AS (SELECT r.*, {early} AS __early FROM (SELECT * FROM {marker('relation')}) AS r),\n"
+            "src AS (SELECT e.customer_id FROM e WHERE e.__early IS NULL),\n"
+            f"{HISTORY_SQL},\n"
+            f"j0 AS (SELECT e.*, {history} FROM e LEFT JOIN hist ON hist.customer_id = e.customer_id)\n"
+            f"SELECT j0.*, CASE WHEN j0.__early IS NOT NULL THEN j0.__early ELSE {rejection_code_sql(chain)} END "
+            f"AS {CODE} FROM j0"
+        )
 
     def eligible_sql(self) -> str:
         """The rows that pass every filter, in the source's columns: all that leaves the warehouse."""
-        cols = ", ".join(f"j.{_name(c)}" for c in self.columns)
+        cols = ", ".join(f"j.{_name(c)}" for c in self.output_columns)
         return self._render(f"SELECT {cols} FROM (\n{self._coded()}\n) AS j WHERE j.{CODE} IS NULL")
 
     def rejections_sql(self) -> str:
         """Each rejected row with its filter and its check's own reason (the Arrow path's codes and texts)."""
-        chain = compile_chain(self.program.ordered_filters(), set(self.columns))
+        chain = self._chain()
         outcomes = chain_outcomes(chain)
         ids = [chain[int(i)].filter_id for i in outcomes.filter_index]
 
@@ -279,7 +297,7 @@ class ChainPlan:
 
     def removed(self, counts: pa.Table) -> dict[str, int]:
         """{filter_id: rows it removed}, every filter of the chain in order (zero included)."""
-        chain = compile_chain(self.program.ordered_filters(), set(self.columns))
+        chain = self._chain()
         index = chain_outcomes(chain).filter_index
         removed = {f.filter_id: 0 for f in chain}
         for row in counts.to_pylist():
