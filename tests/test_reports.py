@@ -266,3 +266,16 @@ def test_the_2359_aggregation_runs_the_ending_day_and_the_day_before_again():
     context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 30, 23, 59, tzinfo=UTC))
     requests = schedule(context)
     assert [r.partition_key for r in requests] == ["2026-11-29", "2026-11-30"]
+
+
+def test_engage_run_rebuilds_only_the_models_the_reports_alone_read(tmp_path, monkeypatch):
+    """After the simulated responses, `engage run` rebuilds the metric models (and what only they read), not the
+    marts the programs read."""
+    monkeypatch.setenv("ENGAGE_HOME", str(tmp_path))
+    monkeypatch.setenv("ENGAGE_ENV", "local")
+    from engage_assets.cli.reports import metric_models
+    from engage_assets.definitions import WAREHOUSE_JOB, build_definitions
+
+    models = {k.path[-1] for k in metric_models(build_definitions(), WAREHOUSE_JOB)}
+    assert {"program_daily_metrics", "program_funnel", "holdout_lift", "program_metrics", "touch_attribution"} <= models
+    assert not models & {"customers", "order_tracking", "churned_customers", "customer_analytics", "carts"}
