@@ -276,3 +276,28 @@ def test_the_truth_is_the_generators_own_process(tmp_path):
     newest = 1 - gen.at_risk_p_churn(np.array([0.2]), np.array([1.0]), np.array([0.2]), np.array([4.0]))[0]
     assert got["c1"] == pytest.approx(newest)  # the newest snapshot's features
     assert got["c2"] == pytest.approx(hidden_truth(["c2"]).column("true_p")[0].as_py())
+
+
+def test_outcomes_recorded_before_the_day_index_are_exported_after_create_table(moto_endpoint):
+    """An outcome item as the store wrote it before the `day` index (no dayPk) is found by `between` once
+    `create_table` (engage create-tables on upgrade) has run again; opt-out items are left alone."""
+    import uuid
+
+    from resources.outcomes.dynamodb import DynamoDbOutcomeStore
+
+    dynamo = DynamoDbOutcomeStore(
+        table_name=f"outcomes-{uuid.uuid4().hex[:10]}", region_name="us-east-1", endpoint_url=moto_endpoint
+    )
+    dynamo.create_table()
+    dynamo.record(Outcome("e1", "ses", "ses-1", "email", "opened", T0), TouchRef("r1", P, "C1"), T0)
+    dynamo.add_opt_out("C1", "email", T0)
+    client = dynamo.client()
+    client.update_item(
+        TableName=dynamo.table_name, Key={"pk": {"S": "M#ses-1"}, "sk": {"S": "E#e1"}}, UpdateExpression="REMOVE dayPk"
+    )
+    assert dynamo.between(T0 - 10, T0 + 10) == []  # the old item: not in the index
+    dynamo.create_table()
+    assert [r["eventId"] for r in dynamo.between(T0 - 10, T0 + 10)] == ["e1"]
+    assert dynamo.opted_out(["C1"]) == {"C1": {"email"}}
+    opt_out = client.get_item(TableName=dynamo.table_name, Key={"pk": {"S": "O#C1"}, "sk": {"S": "O"}})["Item"]
+    assert "dayPk" not in opt_out

@@ -11,7 +11,7 @@ Recording is a PutItem under `attribute_not_exists(pk)`: a retried report of the
 same event id) finds its item and writes nothing.  `for_provider_id` is one Query of the message's partition;
 `opted_out` one BatchGetItem per 100 customers; GDPR erasure finds a customer's items through the sparse KEYS_ONLY
 index `cust` (custPk); the daily export (`between`) queries the index `day` (dayPk, occurredAt; all attributes), one
-Query per day.
+Query per day; `create_table` gives outcomes recorded before that index existed their `dayPk`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from resources.dynamodb import (
     gsi,
     plain_item,
     query_items,
+    scan_items,
     serialize,
     to_dynamo,
     write_all,
@@ -63,6 +64,31 @@ class DynamoDbOutcomeStore(DynamoDbTableResource, OutcomeStore):
                 gsi(DAY, "dayPk", "occurredAt", {"ProjectionType": "ALL"}),
             ],
         )
+        self._backfill_days()
+
+    def _backfill_days(self) -> int:
+        """Give the outcomes recorded before the `day` index existed their `dayPk` (so the daily export finds them);
+        how many.  Idempotent: a scan for outcome items without it, each set only if still absent."""
+        done = 0
+        for raw in scan_items(
+            self.client(),
+            TableName=self.table_name,
+            FilterExpression="begins_with(pk, :m) AND attribute_not_exists(dayPk)",
+            ExpressionAttributeValues={":m": {"S": "M#"}},
+            ProjectionExpression="pk, sk, occurredAt",
+        ):
+            done += (
+                conditional_write(
+                    self.client().update_item,
+                    TableName=self.table_name,
+                    Key={"pk": raw["pk"], "sk": raw["sk"]},
+                    UpdateExpression="SET dayPk = :d",
+                    ConditionExpression="attribute_not_exists(dayPk)",
+                    ExpressionAttributeValues={":d": {"S": _day(int(raw["occurredAt"]["N"]))}},
+                )
+                is not None
+            )
+        return done
 
     def record(self, outcome: Outcome, touch: TouchRef | None, now: int, unmatched: str | None = None) -> bool:
         """Keep the outcome once (a conditional put on its provider id and event id)."""
