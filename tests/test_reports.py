@@ -279,3 +279,16 @@ def test_engage_run_rebuilds_only_the_models_the_reports_alone_read(tmp_path, mo
     models = {k.path[-1] for k in metric_models(build_definitions(), WAREHOUSE_JOB)}
     assert {"program_daily_metrics", "program_funnel", "holdout_lift", "program_metrics", "touch_attribution"} <= models
     assert not models & {"customers", "order_tracking", "churned_customers", "customer_analytics", "carts"}
+
+
+def test_the_day_s_report_lists_each_program_s_figures_and_names_the_quiet_ones(tables):
+    from engage_assets.domain.reports.build import daily_report
+
+    md = to_markdown(daily_report(DAYS[2], PROGRAMS, tables, "test"))
+    assert (
+        "| Proactive Refund Offers | 2026-11-29 | 3,000 | 2,940 | 2,352 | 700 | 610 | $21,500 | $244,000 | 1,135 % |"
+        in md
+    )
+    assert "No figures on this day for: Win-Back Campaigns" in md
+    empty = to_markdown(daily_report(date(2026, 11, 1), PROGRAMS, tables, "test"))
+    assert f"{NO_DATA}: no program has figures for 2026-11-01." in empty

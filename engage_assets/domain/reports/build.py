@@ -202,7 +202,11 @@ def daily_report(day: date, names: Mapping[str, str], tables: MetricTables, as_o
             else f"{NO_DATA}: no program has figures for {day.isoformat()}."
         )
         return Report(f"Daily metrics {day.isoformat()}", subtitle, [Section(NO_DATA, note=note)])
-    return Report(f"Daily metrics {day.isoformat()}", subtitle, [Section("Programs", table=daily_table(rows, names))])
+    quiet = [n for pid, n in names.items() if pid not in set(rows.column("program_id").to_pylist())]
+    note = f"No figures on this day for: {', '.join(quiet)} (nothing sent, cost or converted)." if quiet else ""
+    return Report(
+        f"Daily metrics {day.isoformat()}", subtitle, [Section("Programs", note=note, table=daily_table(rows, names))]
+    )
 
 
 def attribution_table(attribution: pa.Table) -> Table:
