@@ -9,7 +9,9 @@
 - `reports/dashboard`: every program side by side, rebuilt with each program's report.
 
 Each writes an HTML file under ENGAGE_HOME/reports and the same report as Markdown metadata (charts as PNG images).
-A report with no data says so.
+A report with no data says so.  They read the metric models as the warehouse build last left them (the 01:30 build,
+after the 00:30 outcome export; `engage run` rebuilds them before its reports): the 23:59 aggregation therefore
+also re-runs the day before, complete by then.
 """
 
 from collections.abc import Collection, Sequence
