@@ -18,11 +18,12 @@ from engage_assets.assets.program.partitions import partitions_for
 from engage_assets.assets.program.source import source_asset
 from engage_assets.domain.config import ProgramConfig
 from engage_assets.domain.config.loader import load_program
+from engage_assets.domain.pushdown import ChainPlan
 from engage_assets.domain.source_columns import CONTEXT_COLUMNS
 from resources.engagement.sqlite import SqliteEngagementStore
 from resources.staging import ArrowParquetIOManager, RejectionLogResource
 from resources.warehouse.athena import AthenaWarehouse
-from resources.warehouse.base import WarehouseResource
+from resources.warehouse.base import StageTarget, WarehouseResource
 from tests.athena_moto import athena_col, athena_row, seed_athena_results
 
 CONFIGS = Path(__file__).resolve().parents[1] / "program_configs"
@@ -149,7 +150,12 @@ def test_an_athena_connector_runs_its_query_on_athena(moto_endpoint, tmp_path):
             text = text.removeprefix("UNLOAD (").rsplit(") TO ", 1)[0]
         sqlglot.parse_one(text, read="trino")
         assert "- 365" not in text and "- 91" not in text
-    assert any("DATE_DIFF('DAY'" in q["Query"] for q in reads)
+    # The chain statement's look-backs, as Athena will run them: Trino's date functions.
+    target = StageTarget("unused", program.group, "source_candidates", "2026-11-20")
+    chain = ChainPlan(program, athena.rows_relation(target), [*names, *CONTEXT_COLUMNS], "trino")
+    for text in (chain.lookbacks_sql(), chain.eligible_sql(), chain.rejections_sql()):
+        assert "DATE_DIFF('DAY'" in text and "INTERVAL '365' DAY" in text and "- 365" not in text
+        sqlglot.parse_one(text.replace(":", "__p_"), read="trino")
     # the partition's day reached Athena as a typed execution parameter, not spliced into the text
     assert all("DATE '2026-11-20'" in q.get("ExecutionParameters", []) for q in reads)
     assert not any("DATE '2026-11-20'" in q["Query"] for q in queries)

@@ -232,9 +232,28 @@ class ChainPlan:
     relation: str  # in the warehouse's own dialect: never transpiled
     columns: Sequence[str]
     dialect: str = "duckdb"
+    lookbacks: str | None = None  # where `lookbacks_sql`'s rows were written (else computed in each statement)
 
     def _render(self, sql: str) -> str:
-        return to_dialect(sql, self.dialect, {"relation": self.relation})
+        verbatim = {"relation": f"SELECT * FROM {self.relation}"}
+        if self.lookbacks:
+            verbatim["lookbacks"] = f"SELECT * FROM {self.lookbacks}"
+        return to_dialect(sql, self.dialect, verbatim)
+
+    def _early(self) -> str:
+        """The rows with `__early`: their code among the filters before the first that reads a look-back."""
+        chain = self._chain()
+        first = next((i for i, f in enumerate(chain) if set(f.columns) & set(HISTORY_COLUMNS)), len(chain))
+        early = rejection_code_sql(chain[:first]) if first else "CAST(NULL AS INTEGER)"
+        return f"e AS (SELECT r.*, {early} AS __early FROM (SELECT * FROM {marker('relation')}) AS r)"
+
+    def lookbacks_sql(self) -> str:
+        """The look-backs of the rows that reach the first filter reading them (customer_id and the counts): the
+        costly join, run once; the chain's statements read its result (`lookbacks`)."""
+        return self._render(
+            f"WITH {self._early()},\nsrc AS (SELECT e.customer_id FROM e WHERE e.__early IS NULL),\n{HISTORY_SQL}\n"
+            "SELECT * FROM hist"
+        )
 
     def _chain(self) -> list[CompiledFilter]:
         return compile_chain(self.program.ordered_filters(), set(self.columns) | set(HISTORY_COLUMNS))
@@ -251,13 +270,13 @@ class ChainPlan:
         before the first one that reads them: a row rejected earlier is rejected whatever its history says, so its
         code is the same, and the join reads a quarter of the keys or fewer instead of all of them."""
         chain = self._chain()
-        first = next((i for i, f in enumerate(chain) if set(f.columns) & set(HISTORY_COLUMNS)), len(chain))
-        early = rejection_code_sql(chain[:first]) if first else "CAST(NULL AS INTEGER)"
         history = ", ".join(HISTORY_SELECT)
+        if self.lookbacks is None:
+            hist = f"src AS (SELECT e.customer_id FROM e WHERE e.__early IS NULL),\n{HISTORY_SQL}"
+        else:
+            hist = f"hist AS (SELECT * FROM {marker('lookbacks')})"
         return (
-            f"WITH e AS (SELECT r.*, {early} AS __early FROM (SELECT * FROM {marker('relation')}) AS r),\n"
-            "src AS (SELECT e.customer_id FROM e WHERE e.__early IS NULL),\n"
-            f"{HISTORY_SQL},\n"
+            f"WITH {self._early()},\n{hist},\n"
             f"j0 AS (SELECT e.*, {history} FROM e LEFT JOIN hist ON hist.customer_id = e.customer_id)\n"
             f"SELECT j0.*, CASE WHEN j0.__early IS NOT NULL THEN j0.__early ELSE {rejection_code_sql(chain)} END "
             f"AS {CODE} FROM j0"

@@ -119,10 +119,11 @@ class DuckDBWarehouse(WarehouseResource):
         default=60.0, description="How long to wait for another process's lock on the file before failing."
     )
     memory_limit: str | None = Field(
-        default="1GB",
-        description="DuckDB's memory limit for a query (None: DuckDB's default, 80% of RAM). The Arrow result "
-        "comes on top of it; a larger join or aggregation spills to `<path>.tmp`. 1GB keeps a 10M-row partition's "
-        "source query under the 4 GB a batch run may use, at a few seconds' cost.",
+        default="400MB",
+        description="DuckDB's memory limit for a query (None: DuckDB's default, 80% of RAM). The push-down's "
+        "statements (the source query, its joins, the filter chain, COPY to Parquet) stream within it and spill "
+        "the rest to `<path>.tmp`, so a run's memory does not grow with the partition's source rows; the eligible "
+        "rows returned to the run come on top of it. 400MB keeps a 10M-row partition's run under 1 GB.",
     )
 
     _held: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)

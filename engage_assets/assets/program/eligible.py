@@ -28,6 +28,10 @@ def eligible_partition(
         probe = warehouse.query_arrow(f"SELECT * FROM {relation} AS r LIMIT 0", params)
         columns = [c for c in probe.column_names if c != PARTITION_COLUMN]
         plan = ChainPlan(program, relation, columns, warehouse.dialect)
+        # The look-backs once (the costly join), for the rows that reach the first filter reading them.
+        lookbacks = StageTarget(stage_root, program.group, "lookbacks", window.partition_key)
+        warehouse.write_rows(plan.lookbacks_sql(), params, lookbacks)
+        plan = ChainPlan(program, relation, columns, warehouse.dialect, warehouse.rows_relation(lookbacks))
         target = StageTarget(stage_root, program.group, "rejections", window.partition_key, "eligible_candidates")
         path = warehouse.write_rows(plan.rejections_sql(), params, target)
         removed = plan.removed(warehouse.query_arrow(plan.counts_sql(), params))
