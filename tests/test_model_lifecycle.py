@@ -9,13 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from engage_assets.domain.config import ScoringModel
 from engage_assets.domain.models import ModelRegistry, auc_vs_truth, psi, score_reference, train_model
 from engage_assets.domain.models.evaluation import one_sided_p, paired_auc_test
+from resources.scoring.training_data import read_training_frame
+from resources.warehouse.duckdb import DuckDBWarehouse
 from tests.test_models import CHURN_FEATURES, churn_history
 
 ARGS = ("churn-risk-v6", "churn-prevention")
@@ -173,3 +177,26 @@ def test_rollback_is_one_command(tmp_path, churn_df):
     assert unknown.returncode == 1 and "name the program with --program (programs with it: none)" in unknown.stderr
     back = _engage(tmp_path, "model", "rollback", MODEL, "--program", PROGRAM, "--to", second.version)
     assert back.returncode == 0 and registry.current(PROGRAM, MODEL).version == second.version
+
+
+def test_the_training_frame_reads_the_truth_only_when_the_table_has_it(tmp_path):
+    path = tmp_path / "wh.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE SCHEMA marts")
+        con.execute("CREATE TABLE marts.h AS SELECT range AS x, range % 2 = 0 AS y, 0.5 AS p FROM range(20)")
+        con.execute("CREATE TABLE marts.no_truth AS SELECT range AS x, range % 2 = 0 AS y FROM range(20)")
+    warehouse = DuckDBWarehouse(path=str(path))
+    frame, truth = read_training_frame(warehouse, "h", ["x"], "y", "p")
+    assert truth == "p" and list(frame.columns) == ["x", "y", "p"] and len(frame) == 20
+    frame, truth = read_training_frame(warehouse, "no_truth", ["x"], "y", "p")
+    assert truth is None and list(frame.columns) == ["x", "y"]
+    with pytest.raises(KeyError, match=r"marts.no_truth lacks column\(s\) z"):
+        read_training_frame(warehouse, "no_truth", ["x", "z"], "y", None)
+
+
+def test_a_retrain_schedule_must_be_a_five_field_cron():
+    spec = {"modelId": "m", "endpoint": "sagemaker://m", "features": ["x"], "trainingTable": "t", "label": "y"}
+    assert ScoringModel(**spec, retrainSchedule="0 3 * * 0").retrainSchedule == "0 3 * * 0"
+    assert ScoringModel(**spec).retrainSchedule is None
+    with pytest.raises(ValueError, match="retrainSchedule must be a 5-field cron"):
+        ScoringModel(**spec, retrainSchedule="cron(0 3 ? * SUN *)")
