@@ -14,8 +14,40 @@ from engage_assets.domain import pipeline
 from engage_assets.domain.config import ProgramConfig
 from engage_assets.domain.filters import columns_judged
 from engage_assets.domain.marketplaces import MARKETPLACE_FILTER, split_marketplaces
-from engage_assets.domain.sources import PartitionWindow, enrichment_sql, probe_sql, split_invalid
+from engage_assets.domain.source_columns import CONTEXT_COLUMNS
+from engage_assets.domain.sources import KNOWN_CUSTOMER, PartitionWindow, probe_sql, split_invalid
 from resources.warehouse.base import WarehouseResource
+
+
+def enrichment_sql(program: ProgramConfig, source_columns: list[str]) -> str:
+    """The connector query wrapped with context and history joins, as the source stage ran it before #14 (DuckDB)."""
+    query = program.connector.config.query.strip().rstrip(";")
+    context = [c for c in CONTEXT_COLUMNS if c not in source_columns]
+    context_sql = "".join(f", c.{c}" for c in context)
+    return f"""
+WITH src AS (
+{query}
+),
+keys AS (SELECT DISTINCT customer_id FROM src),
+hist AS (
+  SELECT h.customer_id,
+         datediff('day', max(CASE WHEN h.program_id = :program_id THEN h.offer_date END), :as_of_date)
+             AS days_since_program_offer,
+         sum(CASE WHEN h.program_id = :program_id AND h.offer_date >= :as_of_date - 365 THEN 1 ELSE 0 END)
+             AS program_offers_365d,
+         sum(CASE WHEN h.offer_date >= :as_of_date - 91 THEN 1 ELSE 0 END) AS all_offers_91d
+  FROM marts.offer_history h JOIN keys ON keys.customer_id = h.customer_id
+  WHERE h.offer_date < :as_of_date
+  GROUP BY h.customer_id
+)
+SELECT src.*{context_sql}, hist.days_since_program_offer,
+       CAST(coalesce(hist.program_offers_365d, 0) AS INTEGER) AS program_offers_365d,
+       CAST(coalesce(hist.all_offers_91d, 0) AS INTEGER) AS all_offers_91d,
+       c.customer_id IS NOT NULL AS {KNOWN_CUSTOMER}
+FROM src
+LEFT JOIN marts.customers c ON c.customer_id = src.customer_id
+LEFT JOIN hist ON hist.customer_id = src.customer_id
+"""
 
 
 def arrow_source(

@@ -59,6 +59,11 @@ def stage(platform: Platform, group: str, name: str, partition: str) -> pa.Table
     return pq.read_table(platform.home / "stages" / group / name / f"{partition}.parquet")
 
 
+def lookbacks(platform: Platform, group: str, partition: str) -> pa.Table:
+    """The partition's look-back counts, written by the warehouse at the filter chain (push-down, #14)."""
+    return stage(platform, group, "lookbacks", partition)
+
+
 def column_lists(table: pa.Table, *names: str) -> list[list]:
     return [table.column(n).to_pylist() for n in names]
 
@@ -111,14 +116,18 @@ def test_churn_prevention_next_week_excludes_last_weeks_offers_but_not_its_holdo
     first_week = {c for c, d in history_rows(platform, "churn-prevention") if d == date(2026, 11, 9)}
     assert first_week == made
 
-    source = stage(platform, group, "source_candidates", second)
+    source = set(stage(platform, group, "source_candidates", second).column("customer_id").to_pylist())
     eligible = set(stage(platform, group, "eligible_candidates", second).column("customer_id").to_pylist())
-    days = dict(zip(*column_lists(source, "customer_id", "days_since_program_offer"), strict=True))
-    again = made & set(days)
-    assert len(again) > 20, "the two weeks share too few customers for the test to say anything"
+    # The look-backs of the rows that reached the first filter reading them (the push-down joins them there).
+    days = dict(
+        zip(*column_lists(lookbacks(platform, group, second), "customer_id", "days_since_program_offer"), strict=True)
+    )
+    again = made & source
+    looked = again & set(days)
+    assert len(looked) > 20, "the two weeks share too few customers for the test to say anything"
     before = warehouse_days(platform, "churn-prevention", date(2026, 11, 16))
     # last week's offer, one week before this run's as-of date (unless the warehouse's history has a later one)
-    assert all(days[c] == min(7, before.get(c, 7)) for c in again)
+    assert all(days[c] == min(7, before.get(c, 7)) for c in looked)
     assert not again & eligible
     rejected = rejected_by(platform, group, second)
     assert {rejected[c] for c in again} <= {"eligibility", "trust", "churn-signal", "customer-value"}
@@ -160,8 +169,7 @@ def test_the_look_backs_end_where_the_spec_says(platform):
         )
         exports.write_partition("offers_lookback_probe", f"probe-{back}", row)
     assert platform.run(f"{group}_batch", partition).success
-    source = stage(platform, group, "source_candidates", partition)
-    by_customer = {r["customer_id"]: r for r in source.to_pylist() if r["customer_id"] in probe}
+    by_customer = {r["customer_id"]: r for r in lookbacks(platform, group, partition).to_pylist()}
     assert {c: by_customer[c]["days_since_program_offer"] for c in probe} == probe
     assert [by_customer[c]["all_offers_91d"] for c in probe] == [1, 1, 0]
     rejected = rejected_by(platform, group, partition)
@@ -172,11 +180,14 @@ def test_proactive_refunds_next_day_excludes_the_customers_refunded_the_day_befo
     group, first, second = "proactive_refunds", "2026-11-19", "2026-11-20"
     run_two(platform, group, first, second)
     made, _ = offered(platform, group, first)
-    source = stage(platform, group, "source_candidates", second)
-    days = dict(zip(*column_lists(source, "customer_id", "days_since_program_offer"), strict=True))
-    again = made & set(days)
-    assert again, "no customer of the first day has an order issue the next day"
-    assert {days[c] for c in again} == {1}  # yesterday's refund (nothing in the warehouse's history is later)
+    source = set(stage(platform, group, "source_candidates", second).column("customer_id").to_pylist())
+    days = dict(
+        zip(*column_lists(lookbacks(platform, group, second), "customer_id", "days_since_program_offer"), strict=True)
+    )
+    again = made & source
+    looked = again & set(days)  # those that reached the eligibility filter
+    assert looked, "no customer of the first day has an order issue the next day"
+    assert {days[c] for c in looked} == {1}  # yesterday's refund (nothing in the warehouse's history is later)
     eligible = set(stage(platform, group, "eligible_candidates", second).column("customer_id").to_pylist())
     assert not again & eligible
 

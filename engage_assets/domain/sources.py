@@ -1,5 +1,8 @@
 """Source stage: the connector query for one partition, enriched with customer context and offer history.
 
+The SQL itself is built by `domain.pushdown` (run inside the warehouse); this module holds the rules it follows, the
+drift check, and the Arrow forms of the validation that the event path and the tests use.
+
 The program's query (its `dataConnectors[0].config.query`) runs as written, with the partition's dates bound
 as parameters; the platform then adds what the filters and models need but the query does not select: the
 customer's profile and consent from `marts.customers` and look-back counts from `marts.offer_history`, all
@@ -28,7 +31,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engage_assets.domain.config import ColumnType, ProgramConfig
-from engage_assets.domain.source_columns import CONTEXT_COLUMNS
 
 # Set by the enrichment join: false when the row's customer is not in marts.customers (dropped by split_invalid).
 KNOWN_CUSTOMER = "__known_customer"
@@ -84,37 +86,6 @@ def check_schema(schema: pa.Schema, required: Mapping[str, ColumnType], where: s
             problems.append(f"column {name!r} is {schema.field(idx).type}, expected {expected}")
     if problems:
         raise SchemaDriftError(f"schema drift in {where}: " + "; ".join(problems))
-
-
-def enrichment_sql(program: ProgramConfig, source_columns: list[str]) -> str:
-    """The connector query wrapped with context and history joins (portable SQL: DuckDB and Snowflake)."""
-    query = program.connector.config.query.strip().rstrip(";")
-    context = [c for c in CONTEXT_COLUMNS if c not in source_columns]
-    context_sql = "".join(f", c.{c}" for c in context)
-    return f"""
-WITH src AS (
-{query}
-),
-keys AS (SELECT DISTINCT customer_id FROM src),
-hist AS (
-  SELECT h.customer_id,
-         datediff('day', max(CASE WHEN h.program_id = :program_id THEN h.offer_date END), :as_of_date)
-             AS days_since_program_offer,
-         sum(CASE WHEN h.program_id = :program_id AND h.offer_date >= :as_of_date - 365 THEN 1 ELSE 0 END)
-             AS program_offers_365d,
-         sum(CASE WHEN h.offer_date >= :as_of_date - 91 THEN 1 ELSE 0 END) AS all_offers_91d
-  FROM marts.offer_history h JOIN keys ON keys.customer_id = h.customer_id
-  WHERE h.offer_date < :as_of_date
-  GROUP BY h.customer_id
-)
-SELECT src.*{context_sql}, hist.days_since_program_offer,
-       CAST(coalesce(hist.program_offers_365d, 0) AS INTEGER) AS program_offers_365d,
-       CAST(coalesce(hist.all_offers_91d, 0) AS INTEGER) AS all_offers_91d,
-       c.customer_id IS NOT NULL AS {KNOWN_CUSTOMER}
-FROM src
-LEFT JOIN marts.customers c ON c.customer_id = src.customer_id
-LEFT JOIN hist ON hist.customer_id = src.customer_id
-"""
 
 
 def probe_sql(program: ProgramConfig) -> str:
