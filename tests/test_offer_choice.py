@@ -303,3 +303,29 @@ def test_the_choice_round_trips_through_both_candidate_stores(store):  # noqa: F
     for rec in records[:10]:
         back = store.get(rec["customerId"], WIN_BACK.programId, now=as_of.timestamp())
         assert back["offerChoice"] == rec["offerChoice"] and back["offerType"] == rec["offerChoice"]["chosen"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(problems())
+def test_the_stored_json_lists_every_allowed_offer_with_its_inputs(problem):
+    p, value, cost, seg, holdout, amount, mode, elasticity = problem
+    result, acceptance, allowed = decide(p, value, cost, seg, holdout, oc.OfferBudget(amount), mode, elasticity)
+    for i, text in enumerate(oc.choice_records(OPTIONS, cost, result).to_pylist()):
+        if result.chosen[i] < 0:
+            assert text is None
+            continue
+        doc = json.loads(text)
+        expected = [
+            {
+                "offerType": o.offer_type,
+                "segment": o.segment,
+                "acceptance": pytest.approx(round(acceptance[i, j], 4), abs=1e-9),
+                "costUsd": pytest.approx(round(cost[i, j], 2), abs=1e-9),
+                "expectedValueUsd": pytest.approx(round(acceptance[i, j] * value[i] - cost[i, j], 2), abs=0.011),
+            }
+            for j, o in enumerate(OPTIONS)
+            if allowed[i, j]
+        ]
+        assert doc["candidates"] == expected
+        assert doc["chosen"] == OPTIONS[result.chosen[i]].offer_type
+        assert doc["budgetLeftUsd"] == pytest.approx(round(result.budget_left[i], 2), abs=1e-9)

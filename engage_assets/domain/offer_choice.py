@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engage_assets.domain.config import ProgramConfig, Segment
 
@@ -158,17 +159,23 @@ def choose_offers(
         budget.spent = float(spent[-1])
         return OfferChoices(chosen, acceptance, ev, left)
     order = live[np.argsort(-ev[live, best], kind="stable")]  # best EV first
-    for i in order:
-        for j in np.argsort(-ev[i], kind="stable"):
-            if not allowed[i, j]:
+    # The budget binds: row by row (each row's options best EV first), on Python lists, which index faster.
+    prefs, costs = np.argsort(-ev, axis=1, kind="stable").tolist(), cost.tolist()
+    ok, held = allowed.tolist(), holdout.tolist()
+    remaining, spent = budget.remaining, 0.0
+    for i in order.tolist():
+        for j in prefs[i]:
+            if not ok[i][j]:
                 break  # the rest are -inf: not allowed
-            c = float(cost[i, j])
-            if budget.fits(c):
+            c = costs[i][j]
+            if c <= remaining + _EPSILON:
                 chosen[i] = j
-                if not holdout[i]:
-                    budget.spend(c)
+                if not held[i]:
+                    remaining -= c
+                    spent += c
                 break
-        left[i] = budget.remaining
+        left[i] = max(0.0, remaining)
+    budget.spent += spent
     return OfferChoices(chosen, acceptance, ev, left)
 
 
@@ -192,7 +199,9 @@ def best_scored_within_budget(
     return offer_index
 
 
-def choice_columns(options: Sequence[OfferOption], cost: np.ndarray, choices: OfferChoices) -> dict[str, np.ndarray]:
+def choice_columns(
+    options: Sequence[OfferOption], cost: np.ndarray, choices: OfferChoices
+) -> dict[str, np.ndarray | pa.Array]:
     """The columns the offers table carries for a choice: `offer_segment` (whose offer was chosen),
     `expected_value_usd` (the chosen offer's EV) and `offer_choice` (`choice_records`)."""
     rows = np.arange(len(choices.chosen))
@@ -202,37 +211,52 @@ def choice_columns(options: Sequence[OfferOption], cost: np.ndarray, choices: Of
     return {
         "offer_segment": names[choices.chosen],
         "expected_value_usd": np.round(ev, 2),
-        "offer_choice": np.array(choice_records(options, cost, choices), dtype=object),
+        "offer_choice": choice_records(options, cost, choices),
     }
 
 
-def choice_records(options: Sequence[OfferOption], cost: np.ndarray, choices: OfferChoices) -> list[str | None]:
-    """Per row, the choice and its inputs as JSON (stored with the candidate): every allowed offer with its
-    acceptance, cost and EV, the chosen offer, and the budget left after the decision; None for an undecided row."""
-    out: list[str | None] = []
-    for i in range(len(choices.chosen)):
-        j = int(choices.chosen[i])
-        if j < 0:
-            out.append(None)
-            continue
-        candidates = [
-            {
-                "offerType": o.offer_type,
-                "segment": o.segment,
-                "acceptance": round(float(choices.acceptance[i, c]), 4),
-                "costUsd": round(float(cost[i, c]), 2),
-                "expectedValueUsd": round(float(choices.expected_value[i, c]), 2),
-            }
-            for c, o in enumerate(options)
-            if np.isfinite(choices.expected_value[i, c])
-        ]
-        doc = {
-            "candidates": candidates,
-            "chosen": options[j].offer_type,
-            "budgetLeftUsd": round(float(choices.budget_left[i]), 2),
-        }
-        out.append(json.dumps(doc, separators=(",", ":")))
-    return out
+def _numbers(values: np.ndarray, decimals: int) -> pa.Array:
+    """Floats as JSON number text, rounded (Arrow's shortest round-trip form: `0.5`, `3`, `1e+21`)."""
+    return pa.array(np.round(np.asarray(values, dtype=float), decimals) + 0.0).cast(pa.string())
+
+
+def choice_records(options: Sequence[OfferOption], cost: np.ndarray, choices: OfferChoices) -> pa.Array:
+    """Per row, the choice and its inputs as JSON text (stored with the candidate): every allowed offer with its
+    acceptance, cost and EV, the chosen offer, and the budget left after the decision; null for an undecided row.
+    Built column-wise with Arrow's string kernels (a JSON encoder per row costs seconds on 100k rows)."""
+    n = len(choices.chosen)
+    parts = []
+    for j, o in enumerate(options):
+        head = json.dumps({"offerType": o.offer_type, "segment": o.segment}, separators=(",", ":"))[:-1]
+        fragment = pc.binary_join_element_wise(
+            pa.scalar(head + ',"acceptance":'),
+            _numbers(choices.acceptance[:, j], 4),
+            ',"costUsd":',
+            _numbers(cost[:, j], 2),
+            ',"expectedValueUsd":',
+            _numbers(np.where(np.isfinite(choices.expected_value[:, j]), choices.expected_value[:, j], 0.0), 2),
+            "},",
+            "",
+        )
+        allowed = pa.array(np.isfinite(choices.expected_value[:, j]))
+        parts.append(pc.if_else(allowed, fragment, pa.scalar("")))
+    # Each allowed offer's object ends in a comma; the last one's is trimmed (skipping nulls in the join instead
+    # mis-sizes the result on rows where every part is null, pyarrow 26).
+    listed = pc.utf8_rtrim(pc.binary_join_element_wise(*parts, ""), characters=",")
+    names = pa.array([json.dumps(o.offer_type) for o in options], pa.string())
+    chosen = pa.array(np.maximum(choices.chosen, 0)) if n else pa.array([], pa.int64())
+    left = np.where(np.isfinite(choices.budget_left), choices.budget_left, 0.0)
+    doc = pc.binary_join_element_wise(
+        pa.scalar('{"candidates":['),
+        listed,
+        '],"chosen":',
+        names.take(chosen),
+        ',"budgetLeftUsd":',
+        _numbers(left, 2),
+        "}",
+        "",
+    )
+    return pc.if_else(pa.array(choices.chosen >= 0), doc, pa.nulls(n, pa.string()))
 
 
 def choice_markdown(segments: Sequence[str], chosen: Sequence[str], expected_value: Sequence[float]) -> str:

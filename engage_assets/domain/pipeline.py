@@ -170,13 +170,13 @@ def _pick_offers(
     alive: np.ndarray,
     holdout: np.ndarray,
     budget: OfferBudget,
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray | pa.Array]]:
     """Per row, the offer made (an index into `segments`, -1: none fits the budget), its cost, and the choice's
     columns (`offerChoice` only: `domain.offer_choice.choice_columns`)."""
     scores = scored.column("score").to_numpy()
     rows = np.arange(scored.num_rows)
     cost = np.column_stack([offer_cost_usd(program, seg, scored, rows) for seg in segments])
-    extra: dict[str, np.ndarray] = {}
+    extra: dict[str, np.ndarray | pa.Array] = {}
     if (choice := program.offerChoice) is None:
         offer_idx = offer_choice.best_scored_within_budget(scores, np.where(alive, seg_idx, -1), cost, holdout, budget)
     else:
@@ -237,7 +237,8 @@ def make_offers(program: ProgramConfig, scored: pa.Table, budget: OfferBudget | 
     out = out.append_column("offer_value_usd", pa.array(np.round(cost[kept], 2)))
     out = out.append_column("holdout", pa.array(holdout[kept]))
     for name, column in extra.items():
-        out = out.append_column(name, pa.array(column[kept].tolist()))
+        values = column if isinstance(column, pa.Array) else pa.array(column.tolist())
+        out = out.append_column(name, values.take(pa.array(kept, pa.int64())))
     dropped = np.flatnonzero(~alive)
     rejected = _rejections(
         scored.take(pa.array(dropped)),
