@@ -135,8 +135,8 @@ def test_churn_prevention_next_week_excludes_last_weeks_offers_but_not_its_holdo
     # The holdout was offered nothing: the same customers are eligible again unless another rule says otherwise.
     # (the customers that reached the eligibility filter; one without any offer history has no look-back row)
     reached = {c for c in source if rejected.get(c) not in ("trust", "churn-signal", "customer-value")}
-    held_again = held & reached
-    assert held_again and all(days.get(c) == before.get(c) for c in held_again)
+    held_again = held & source
+    assert held_again & reached and all(days.get(c) == before.get(c) for c in held_again & reached)
     fresh = {c for c in held_again if before.get(c) is None}
     assert fresh and not any(rejected.get(c) == "eligibility" for c in fresh)
 
