@@ -162,20 +162,21 @@ def choose_offers(
     # The budget binds: row by row (each row's options best EV first), on Python lists, which index faster.
     prefs, costs = np.argsort(-ev, axis=1, kind="stable").tolist(), cost.tolist()
     ok, held = allowed.tolist(), holdout.tolist()
-    remaining, spent = budget.remaining, 0.0
+    # What is left is always the budget less the spend added up offer by offer from the partition's first batch (as
+    # the shortcut above adds it), so a partition decided in batches decides (and stores) exactly what one call does.
+    amount, spent = budget.amount, budget.spent
     for i in order.tolist():
         for j in prefs[i]:
             if not ok[i][j]:
                 break  # the rest are -inf: not allowed
             c = costs[i][j]
-            if c <= remaining + _EPSILON:
+            if c <= max(0.0, amount - spent) + _EPSILON:
                 chosen[i] = j
                 if not held[i]:
-                    remaining -= c
                     spent += c
                 break
-        left[i] = max(0.0, remaining)
-    budget.spent += spent
+        left[i] = max(0.0, amount - spent)
+    budget.spent = spent
     return OfferChoices(chosen, acceptance, ev, left)
 
 
