@@ -173,7 +173,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_health(base: str, timeout: float = 60) -> None:
+def _wait_health(base: str, timeout: float = 300) -> None:  # a loaded 2-core machine took over 60 s (30 Nov)
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
