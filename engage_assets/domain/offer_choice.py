@@ -154,9 +154,9 @@ def choose_offers(
     if budget.fits(float(best_cost[paid].sum()) + float(best_cost[~paid].max(initial=0.0))):
         chosen[live] = best
         # Spent as the loop spends it, one offer after another (a partition decided in batches adds up the same).
-        spent = np.cumsum(np.concatenate([[budget.spent], np.where(paid, best_cost, 0.0)]))[1:]
-        left[live] = np.maximum(0.0, budget.amount - spent)
-        budget.spent = float(spent[-1])
+        running = np.cumsum(np.concatenate([[budget.spent], np.where(paid, best_cost, 0.0)]))[1:]
+        left[live] = np.maximum(0.0, budget.amount - running)
+        budget.spent = float(running[-1])
         return OfferChoices(chosen, acceptance, ev, left)
     order = live[np.argsort(-ev[live, best], kind="stable")]  # best EV first
     # The budget binds: row by row (each row's options best EV first), on Python lists, which index faster.
@@ -164,19 +164,19 @@ def choose_offers(
     ok, held = allowed.tolist(), holdout.tolist()
     # What is left is always the budget less the spend added up offer by offer from the partition's first batch (as
     # the shortcut above adds it), so a partition decided in batches decides (and stores) exactly what one call does.
-    amount, spent = budget.amount, budget.spent
+    amount, total = float(budget.amount), float(budget.spent)
     for i in order.tolist():
         for j in prefs[i]:
             if not ok[i][j]:
                 break  # the rest are -inf: not allowed
-            c = costs[i][j]
-            if c <= max(0.0, amount - spent) + _EPSILON:
+            c: float = costs[i][j]
+            if c <= max(0.0, amount - total) + _EPSILON:
                 chosen[i] = j
                 if not held[i]:
-                    spent += c
+                    total += c
                 break
-        left[i] = max(0.0, amount - spent)
-    budget.spent = spent
+        left[i] = max(0.0, amount - total)
+    budget.spent = total
     return OfferChoices(chosen, acceptance, ev, left)
 
 
