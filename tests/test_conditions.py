@@ -30,10 +30,12 @@ def warehouse(tmp_path):
             ('C7', 'M N', 'm@example.com', '+15550000007', 'UK', 'Europe/London', 'active', true, true, true, true, false))
             AS t(customer_id, customer_name, email, phone, marketplace, time_zone, account_status, email_opt_in,
                  sms_opt_in, push_opt_in, phone_opt_in, marketing_opt_out)""")
-        con.execute("""CREATE TABLE marts.order_tracking AS SELECT * FROM (VALUES ('C4', DATE '2026-11-24'),
-                       ('C1', DATE '2026-11-01')) AS t(customer_id, delivery_date)""")
-        # C7 churned and is active again: reactivated.
-        con.execute("CREATE TABLE marts.churned_customers AS SELECT * FROM (VALUES ('C7'), ('C3')) AS t(customer_id)")
+        # The business's conversions (marts.conversions): C4 ordered after the plan, C1 before it; C7 reactivated.
+        con.execute("""CREATE TABLE marts.conversions AS SELECT * FROM (VALUES
+                       ('C4', TIMESTAMP '2026-11-24 10:00', 'order_placed'),
+                       ('C1', TIMESTAMP '2026-11-01 10:00', 'order_placed'),
+                       ('C7', TIMESTAMP '2026-11-23 09:00', 'subscription_reactivated'))
+                       AS t(customer_id, occurred_at, conversion_type)""")
     return DuckDBWarehouse(path=str(path))
 
 
