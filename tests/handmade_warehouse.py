@@ -4,7 +4,9 @@ labelled refund outcomes its models train on.  Nothing here comes from the demo 
 
 Every customer is active, reachable by e-mail, worth $900 with six orders a year; each has one order delivered on
 `DAY`, five days late, so every order passes the refund program's rules.  The outcomes (`OUTCOMES` rows) follow a
-fixed logistic rule of the delay, so a model trained on them is better than chance.
+fixed rule of two features, the delay and the satisfaction history, so a model trained on them beats the naive
+one-feature baseline the promotion gate compares it with (`domain.models.evaluation`): with one feature alone it
+could not, and would rightly never be promoted.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import duckdb
 DAY = date(2026, 11, 21)  # the orders' delivery day: partition DAY of a daily program
 LOADED = datetime(2026, 11, 22, 1, 0)
 CUSTOMERS = {f"C{i:02d}": ("US", "UK", "DE")[i % 3] for i in range(1, 13)}
-OUTCOMES = 240
+OUTCOMES = 1200
 
 RAW_DDL = {
     "customers": """customer_id VARCHAR, customer_name VARCHAR, email VARCHAR, phone VARCHAR, marketplace VARCHAR,
@@ -68,9 +70,12 @@ def customer(customer_id: str, marketplace: str, **changes: Any) -> dict[str, An
 
 
 def _outcome(i: int) -> dict[str, Any]:
-    """A labelled past issue: the longer the delay, the likelier the customer was dissatisfied (a fixed rule)."""
+    """A labelled past issue: the longer the delay, and the lower the customer's past satisfaction, the likelier the
+    customer was dissatisfied (a fixed rule: 4 % a day of delay, 45 % more below a 3.0 rating)."""
     delay = i % 12
-    dissatisfied = (i * 7919) % 100 < 8 * delay  # 0 % at no delay .. 88 % at 11 days
+    satisfaction = 2.0 + (i % 30) / 10
+    percent = 4 * delay + (45 if satisfaction < 3.0 else 0)
+    dissatisfied = (i * 2654435761) % 1000 < 10 * percent  # a multiplicative hash: an even draw per row
     return {
         "issue_id": f"I{i:05d}",
         "customer_id": f"C{1 + i % 12:02d}",
@@ -79,12 +84,12 @@ def _outcome(i: int) -> dict[str, Any]:
         "order_value_usd": 20.0 + (i * 37) % 180,
         "item_damaged": i % 9 == 0,
         "lifetime_value_usd": 100.0 + (i * 53) % 1500,
-        "satisfaction_history": 2.0 + (i % 30) / 10,
+        "satisfaction_history": satisfaction,
         "complaint_history": i % 4,
         "order_frequency": 1 + i % 10,
         "dissatisfied": dissatisfied,
         "churned_90d": (i * 104729) % 100 < 10 + 3 * (i % 4),
-        "true_p_dissatisfied": 0.08 * delay,
+        "true_p_dissatisfied": percent / 100,
         "true_p_churn": 0.1 + 0.03 * (i % 4),
         "loaded_at": LOADED,
     }

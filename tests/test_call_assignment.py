@@ -171,3 +171,27 @@ def test_an_engagement_file_of_the_first_schema_migrates(tmp_path):
     assert migrated.get_call_task("t1")["assignedTo"] is None
     assert migrated.assign_call_task("t1", ANA, now=NOW)
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_locally_each_configured_account_manager_gets_an_agent_key_once(tmp_path):
+    """The shipped churn config names three account managers: `make run` (ensure_demo_key) gives each an `agent` key
+    with the manager's id, written owner-only to ENGAGE_HOME, once; the key authenticates as that manager."""
+    from engage_assets.serving.auth import hash_secret, parse_api_key
+    from engage_assets.serving.demo_key import ensure_demo_key
+    from engage_assets.settings import Settings
+
+    settings = Settings(home=tmp_path)
+    ensure_demo_key(settings)
+    managers = sorted(CHURN.callAssignment.accountManagers) if CHURN.callAssignment else []
+    keys_file = tmp_path / "account_manager_keys"
+    lines = keys_file.read_text().split()
+    assert managers and lines[0::2] == managers and keys_file.stat().st_mode & 0o777 == 0o600
+    engagement = SqliteEngagementStore(path=str(settings.engagement_path))
+    for manager, key in zip(lines[0::2], lines[1::2], strict=True):
+        key_id, secret = parse_api_key(key) or ("", "")
+        record = engagement.get_api_key(manager)
+        assert key_id == manager and record and record["keyHash"] == hash_secret(secret)
+        assert record["scopes"] == ["agent"]
+    (tmp_path / "demo_api_key").unlink()
+    ensure_demo_key(settings)  # a new demo key; the managers' keys exist and are not made again
+    assert keys_file.read_text().split() == lines

@@ -84,8 +84,10 @@ def test_shipped_configs_are_three_batch_programs_and_the_cart_program():
     assert len(batch) == 3 and all(p.kind == "batch" for p in batch)
     (cart,) = [p for p in programs if isinstance(p, ReactiveProgram)]
     assert cart.programId == "abandoned-cart-recovery" and cart.kind == "reactive"
-    # The shipped config is the spec's block, plus the platform's partitionsStart.
+    # The shipped config is the spec's block, plus the platform's partitionsStart and each model's retrainSchedule
+    # (the spec's weekly retraining, as a cron).
     shipped = yaml.safe_load((CONFIGS / "abandoned_cart_recovery.yaml").read_text())
+    assert [m.pop("retrainSchedule") for m in shipped["scoringModels"]] == ["0 3 * * 0"]
     assert {k: v for k, v in shipped.items() if k != "partitionsStart"} == _cart()
 
 
