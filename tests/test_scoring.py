@@ -207,13 +207,15 @@ def test_local_scoring_is_fast(ref):
     resource = LocalScoringResource()
     resource.score(ref, X.head(10))  # load + cache the artifact
     best = min(_timed(resource.score, ref, X) for _ in range(3))
-    assert best < 1.0, f"500,000 rows took {best:.2f}s"
+    assert best < 1.0, f"500,000 rows took {best:.2f} CPU-s"
 
 
 def _timed(fn, *args) -> float:
-    t = time.perf_counter()
+    """The CPU seconds of this process (every thread) the call took: another process's load on a shared machine does
+    not count, as wall time would (the speed figures themselves are the benches')."""
+    t = time.process_time()
     fn(*args)
-    return time.perf_counter() - t
+    return time.process_time() - t
 
 
 def test_endpoint_command_line(registry_ref, tmp_path):
