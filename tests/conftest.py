@@ -39,3 +39,13 @@ def moto_endpoint():
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def fakesnow_server():
+    """fakesnow's HTTP server (the real snowflake-connector and its Arrow fetch run against it), one per test process:
+    `fakesnow.server()` works once per process (its first call imports the submodule `fakesnow.server` over the
+    package's function of that name), so every module that talks to Snowflake shares this one."""
+    fakesnow = pytest.importorskip("fakesnow")
+    with fakesnow.server() as kwargs:
+        yield kwargs

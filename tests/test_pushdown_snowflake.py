@@ -38,26 +38,25 @@ def _churn() -> ProgramConfig:
 
 
 @pytest.fixture(scope="module")
-def snowflake():
-    fakesnow = pytest.importorskip("fakesnow")
-    with fakesnow.server() as kwargs:
-        wh = SnowflakeWarehouse(
-            account=kwargs["account"],
-            user=kwargs["user"],
-            password=kwargs["password"],
-            database="ENGAGE",
-            schema="MARTS",
-            warehouse="ENGAGE_WH",
-            connection_args={k: kwargs[k] for k in ("host", "port", "protocol", "session_parameters")},
-        )
-        with wh.snowflake_resource().get_connection() as conn:
-            cur = conn.cursor()
-            for sql in ["CREATE DATABASE IF NOT EXISTS ENGAGE", "CREATE SCHEMA IF NOT EXISTS ENGAGE.MARTS"]:
-                cur.execute(sql)
-            cur.execute("CREATE SCHEMA IF NOT EXISTS ENGAGE.ENGAGE_STAGES")
-            for sql in [*DDL, *inserts()]:
-                cur.execute(sql)
-        yield wh
+def snowflake(fakesnow_server):
+    kwargs = fakesnow_server  # the session's server (conftest)
+    wh = SnowflakeWarehouse(
+        account=kwargs["account"],
+        user=kwargs["user"],
+        password=kwargs["password"],
+        database="ENGAGE",
+        schema="MARTS",
+        warehouse="ENGAGE_WH",
+        connection_args={k: kwargs[k] for k in ("host", "port", "protocol", "session_parameters")},
+    )
+    with wh.snowflake_resource().get_connection() as conn:
+        cur = conn.cursor()
+        for sql in ["CREATE DATABASE IF NOT EXISTS ENGAGE", "CREATE SCHEMA IF NOT EXISTS ENGAGE.MARTS"]:
+            cur.execute(sql)
+        cur.execute("CREATE SCHEMA IF NOT EXISTS ENGAGE.ENGAGE_STAGES")
+        for sql in [*DDL, *inserts()]:
+            cur.execute(sql)
+    yield wh
 
 
 @pytest.fixture(scope="module")

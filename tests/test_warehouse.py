@@ -142,18 +142,6 @@ def test_duckdb_warehouse_as_a_dagster_resource(duck_path):
 # ------------------------------------------------------------------------------------------ Snowflake
 
 
-@pytest.fixture(scope="module")
-def fakesnow_server():
-    """fakesnow's HTTP server: the real snowflake-connector (and its Arrow fetch) runs against it.
-
-    fakesnow.patch() swaps connect() for an in-process fake whose cursor has no fetch_arrow_all, so it would
-    not exercise the code production runs; the server mode keeps the real connector end to end.
-    """
-    fakesnow = pytest.importorskip("fakesnow")
-    with fakesnow.server() as kwargs:
-        yield kwargs
-
-
 def _connection_args(kwargs) -> dict:
     return {k: kwargs[k] for k in ("host", "port", "protocol", "session_parameters", "network_timeout")}
 
