@@ -69,6 +69,12 @@ class RefusingWarehouse(WarehouseResource):
     def query_arrow(self, sql: str, params: Any = None) -> pa.Table:
         raise AssertionError(f"an athena connector queried the default warehouse: {sql[:80]}")
 
+    def write_rows(self, sql: str, params: Any, target: Any) -> str:
+        raise AssertionError(f"an athena connector wrote through the default warehouse: {sql[:80]}")
+
+    def rows_relation(self, target: Any) -> str:
+        raise AssertionError("an athena connector read through the default warehouse")
+
 
 SOURCE_COLUMNS = [
     athena_col("customer_id", "varchar"),

@@ -8,7 +8,7 @@ assigned twice, whatever runs at once."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resources.engagement.base import Record, decode_task_cursor, encode_task_cursor, now_epoch
 
@@ -16,14 +16,13 @@ from resources.engagement.base import Record, decode_task_cursor, encode_task_cu
 class DynamoDbCallAssignment:
     """Mixed into `DynamoDbEngagementStore` (which provides `_query`, `_update` and `_task_item`)."""
 
-    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        raise NotImplementedError  # pragma: no cover - the store's
+    if TYPE_CHECKING:  # the store's methods, declared for the type checker only: at run time the store's are found
 
-    def _update(self, key: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
-        raise NotImplementedError  # pragma: no cover - the store's
+        def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]: ...
 
-    def _task_item(self, item: dict[str, Any]) -> Record:
-        raise NotImplementedError  # pragma: no cover - the store's
+        def _update(self, key: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None: ...
+
+        def _task_item(self, item: dict[str, Any]) -> Record: ...
 
     def _calls(self, program_id: str, filt: str, values: dict[str, Any], after: str | None = None) -> Iterator[Any]:
         condition = "gsi1pk = :p" + (" AND gsi1sk > :after" if after is not None else "")

@@ -111,15 +111,15 @@ class WarehouseResource(dg.ConfigurableResource, ABC):
     # The SQL dialect it reads (`engage_assets.domain.sql_dialect`): push-down SQL is transpiled to it.
     dialect: ClassVar[str] = "duckdb"
 
+    @abstractmethod
     def write_rows(self, sql: str, params: Mapping[str, Any] | None, target: StageTarget) -> str:
         """Have the warehouse write the query's rows to `target`, replacing what a previous run wrote there (the
         rows never pass through this process); returns where they are (a path or a table)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot write a stage's rows itself")
 
+    @abstractmethod
     def rows_relation(self, target: StageTarget) -> str:
         """SQL naming the rows `write_rows` wrote to `target` (a table function or a subquery, in this warehouse's
         dialect, possibly reading `:partition_key`), for the next stage's statement."""
-        raise NotImplementedError(f"{type(self).__name__} cannot read a stage's rows back")
 
     @abstractmethod
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
