@@ -287,9 +287,10 @@ class _RssSampler:
 
 def batch_job():
     """The program's batch job as the project defines it (`<group>_batch`: the six stage assets), reconstructable."""
-    from engage_assets.definitions import build_definitions
+    from engage_assets.definitions import load_definitions
 
-    return build_definitions().resolve_job_def(os.environ["ENGAGE_BENCH_JOB"])
+    # As the code location loads them in a run worker: once per process (`load_definitions`).
+    return load_definitions().resolve_job_def(os.environ["ENGAGE_BENCH_JOB"])
 
 
 def run_partition(home: Path, group: str, partition: str | None = None, sample_rss: bool = False) -> dict[str, Any]:

@@ -71,6 +71,11 @@ def format_error(path: Path, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+# libyaml's parser with the safe constructors, ~10x PyYAML's pure-Python one (configs load on every code load);
+# the pure-Python one where PyYAML was built without libyaml.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def validate_program(raw: Any) -> ProgramConfig | ReactiveProgram:
     """A program from its parsed YAML (a mapping); raises pydantic's ValidationError."""
     return PROGRAM_ADAPTER.validate_python(raw)
@@ -81,7 +86,7 @@ def load_program(path: Path) -> ProgramConfig | ReactiveProgram:
     enabled channel's message text (and an e-mail's subject) must come from the config's own text or a template
     file beside the configs (`templates/`) or among the packaged ones (`domain.template_sources`)."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_SAFE_LOADER)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):
