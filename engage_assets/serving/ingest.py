@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engage_assets.domain.events import PutEventsEntry, Rejected, parse_envelope, validate_put_events
+from engage_assets.domain.events import CheckedEntry, PutEventsEntry, Rejected, check_put_events, parse_envelope
 from resources.events.base import EventSource
 
 ACCOUNT = "000000000000"  # the envelope's `account`: no AWS account stands behind this path
@@ -54,14 +54,26 @@ class Prepared:
         return {"FailedEntryCount": sum("ErrorCode" in r for r in self.results), "Entries": self.results}
 
 
-def envelope_body(entry: Entry, event_id: str, received_at: datetime, account: str, region: str) -> str | Rejected:
-    """The envelope EventBridge would deliver for an entry it accepted, as JSON text, or why the event is refused."""
-    checked = entry if isinstance(entry, PutEventsEntry) else PutEventsEntry.model_validate(dict(entry))
+def envelope_body(
+    entry: Entry | CheckedEntry, event_id: str, received_at: datetime, account: str, region: str
+) -> str | Rejected:
+    """The envelope EventBridge would deliver for an entry it accepted, as JSON text, or why the event is refused.
+    A `CheckedEntry` (what `check_put_events` accepted) is not validated nor its `Detail` read a second time."""
+    detail: dict[str, Any] | None = None
+    brackets: int | None = None
+    if isinstance(entry, CheckedEntry):
+        if entry.entry is None:
+            raise ValueError("the entry was refused: it has no envelope")
+        checked, detail, brackets = entry.entry, entry.detail, entry.brackets
+    else:
+        checked = entry if isinstance(entry, PutEventsEntry) else PutEventsEntry.model_validate(dict(entry))
     try:
-        envelope = checked.to_envelope(event_id=event_id, account=account, region=region, received_at=received_at)
+        envelope = checked.to_envelope(
+            event_id=event_id, account=account, region=region, received_at=received_at, detail=detail
+        )
     except ValueError:
         return Rejected("malformed_json", "Detail is malformed")
-    parsed = parse_envelope(envelope)  # as parse_event(envelope.model_dump_json()), without the JSON round trip
+    parsed = parse_envelope(envelope, brackets)  # as parse_event(envelope.model_dump_json()), without the round trip
     if isinstance(parsed, Rejected):
         return parsed
     body = parsed.to_json()
@@ -77,15 +89,16 @@ def prepare(
     """Check a PutEvents request (`PutEventsRequestError` when it breaks a limit) and build the envelopes of the
     entries that pass; `received_at` is the `time` of an entry without `Time`."""
     prepared = Prepared(results=[])
-    for i, (entry, result) in enumerate(zip(entries, validate_put_events(entries), strict=True)):
-        if result.EventId is None:
-            prepared.results.append(result.model_dump(exclude_none=True))
+    for i, checked in enumerate(check_put_events(entries)):
+        event_id = checked.result.EventId
+        if event_id is None:
+            prepared.results.append(checked.result.model_dump(exclude_none=True))
             continue
-        body = envelope_body(entry, result.EventId, received_at, account, region)
+        body = envelope_body(checked, event_id, received_at, account, region)
         if isinstance(body, Rejected):
             prepared.results.append(failure("InvalidArgument", f"Event rejected ({body.reason}): {body.detail}."))
             continue
-        prepared.results.append({"EventId": result.EventId})
+        prepared.results.append({"EventId": event_id})
         prepared.bodies.append((i, body))
     return prepared
 

@@ -15,12 +15,14 @@ entry) and answers per entry in the PutEvents response shape (`EventId`, or `Err
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -31,7 +33,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, PydanticSerializationError
 
 MAX_ENTRIES = 10
 MAX_REQUEST_BYTES = 256 * 1024
@@ -141,8 +143,12 @@ class ParsedEvent:
         return self.envelope.model_dump(mode="json", by_alias=True)
 
     def to_json(self) -> str:
-        """The envelope as JSON text; `parse_event(e.to_json()) == e`."""
-        return json.dumps(self.as_event(), separators=(",", ":"), allow_nan=False)
+        """The envelope as compact JSON text (UTF-8 characters as they are); `parse_event(e.to_json()) == e`.
+        Serialised by pydantic-core; text it cannot encode as UTF-8 (a lone surrogate) goes through `json.dumps`."""
+        try:
+            return self.envelope.model_dump_json(by_alias=True)
+        except PydanticSerializationError:
+            return json.dumps(self.as_event(), separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(frozen=True)
@@ -157,7 +163,34 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _depth(value: Any) -> int:
+def nesting_bound(text: str | bytes) -> int:
+    """How many objects and arrays the JSON text opens at most (brackets inside strings count too): a bound on its
+    nesting depth at C speed, so `nesting_depth` walks only text that could be too deep."""
+    if isinstance(text, str):
+        return text.count("{") + text.count("[")
+    return text.count(b"{") + text.count(b"[")
+
+
+# orjson reads integers beyond 64 bits as floats, where `json` keeps them exact: text with a run of 19 digits (an
+# integer that large, or just a long number or id) is left to `json`.
+_LONG_DIGITS = re.compile(r"\d{19}")
+_LONG_DIGITS_B = re.compile(rb"\d{19}")
+
+
+def loads(text: str | bytes) -> Any:
+    """`json.loads(text, parse_constant=...)` refusing NaN and Infinity, at orjson's speed: orjson reads the common
+    case; text it refuses (malformed, lone surrogates, non-UTF-8, too deep, out-of-range numbers) or might read
+    differently (long digit runs) goes to `json.loads`, so the values and the errors are `json`'s."""
+    long_digits = _LONG_DIGITS if isinstance(text, str) else _LONG_DIGITS_B
+    if long_digits.search(text) is None:  # type: ignore[arg-type]
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text, parse_constant=_no_constants)
+
+
+def nesting_depth(value: Any) -> int:
     """Nesting depth of objects and arrays, without recursion (only containers are visited: a leaf costs a type
     check, not a stack entry; this runs on every event, three times on its way to a decision)."""
     if not isinstance(value, dict | list):
@@ -175,8 +208,8 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _load(raw: Any) -> Any:
-    """The raw input as JSON values, or a `Rejected`."""
+def _load(raw: Any) -> tuple[Any, int] | Rejected:
+    """The raw input as JSON values with its `nesting_bound` count, or a `Rejected`."""
     if isinstance(raw, Mapping):
         try:
             raw = json.dumps(dict(raw), allow_nan=False)
@@ -193,7 +226,7 @@ def _load(raw: Any) -> Any:
     if size > MAX_EVENT_BYTES:
         return Rejected("too_large", f"the event has {size} bytes, more than {MAX_EVENT_BYTES}")
     try:
-        return json.loads(raw, parse_constant=_no_constants)
+        return loads(raw), nesting_bound(raw)
     except json.JSONDecodeError as exc:
         return Rejected("malformed_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}")
     except (UnicodeError, ValueError, RecursionError):
@@ -218,12 +251,13 @@ def _rejection(exc: ValidationError, prefix: str = "") -> Rejected:
 def parse_event(raw: bytes | str | Mapping[str, Any]) -> ParsedEvent | Rejected:
     """Parse one delivered event (the envelope, JSON bytes/text or a mapping).  Never raises on bad input: a
     malformed, incomplete, mistyped or unknown event comes back as `Rejected` (see the module docstring)."""
-    loaded = _load(raw)
-    if isinstance(loaded, Rejected):
-        return loaded
+    read = _load(raw)
+    if isinstance(read, Rejected):
+        return read
+    loaded, brackets = read
     if not isinstance(loaded, dict):
         return Rejected("not_an_object", f"the event is a JSON {type(loaded).__name__}, not an object")
-    if _depth(loaded) > MAX_DEPTH:
+    if brackets > MAX_DEPTH and nesting_depth(loaded) > MAX_DEPTH:  # fewer brackets than that cannot nest deeper
         return Rejected("too_deep", f"the event nests deeper than {MAX_DEPTH} levels")
     try:
         envelope = EventEnvelope.model_validate(loaded)
@@ -232,11 +266,13 @@ def parse_event(raw: bytes | str | Mapping[str, Any]) -> ParsedEvent | Rejected:
     return _typed(envelope)
 
 
-def parse_envelope(envelope: EventEnvelope) -> ParsedEvent | Rejected:
+def parse_envelope(envelope: EventEnvelope, detail_brackets: int | None = None) -> ParsedEvent | Rejected:
     """`parse_event` of an envelope already validated (the ingest path builds one from a PutEvents entry): the
     detail's depth and type checked as `parse_event(envelope.model_dump_json(by_alias=True))` would, without the
-    round trip through JSON text."""
-    if _depth(envelope.detail) + 1 > MAX_DEPTH:  # the envelope is the first level
+    round trip through JSON text.  `detail_brackets`: the `nesting_bound` count of the detail's text, when known (a
+    detail with fewer than `MAX_DEPTH` cannot be too deep, and its depth is not walked)."""
+    shallow = detail_brackets is not None and detail_brackets + 1 <= MAX_DEPTH
+    if not shallow and nesting_depth(envelope.detail) + 1 > MAX_DEPTH:  # the envelope is the first level
         return Rejected("too_deep", f"the event nests deeper than {MAX_DEPTH} levels")
     return _typed(envelope)
 
@@ -270,13 +306,16 @@ class PutEventsEntry(BaseModel):
         """The entry's size as EventBridge counts it against the 256 KiB request limit."""
         return entry_size(self.model_dump(exclude_none=True))
 
-    def to_envelope(self, *, event_id: str, account: str, region: str, received_at: datetime) -> EventEnvelope:
-        """The event EventBridge delivers for this entry (`time` is the entry's `Time`, else `received_at`).
-        ValueError when `Detail` is not a JSON object."""
-        try:
-            detail = json.loads(self.Detail, parse_constant=_no_constants)
-        except (ValueError, RecursionError):
-            detail = None
+    def to_envelope(
+        self, *, event_id: str, account: str, region: str, received_at: datetime, detail: Any = None
+    ) -> EventEnvelope:
+        """The event EventBridge delivers for this entry (`time` is the entry's `Time`, else `received_at`;
+        `detail`: `Detail` already read, else it is read here).  ValueError when `Detail` is not a JSON object."""
+        if detail is None:
+            try:
+                detail = loads(self.Detail)
+            except (ValueError, RecursionError):
+                detail = None
         if not isinstance(detail, dict):
             raise ValueError("Detail is malformed.")
         time = self.Time or received_at
@@ -330,8 +369,19 @@ def entry_size(entry: Mapping[str, Any] | PutEventsEntry) -> int:
     return size
 
 
-def _check_entry(entry: Mapping[str, Any] | PutEventsEntry) -> PutEventsResultEntry | None:
-    """The entry's error, or None when EventBridge would accept it."""
+@dataclass(frozen=True)
+class CheckedEntry:
+    """One entry of a checked PutEvents request: its result and, when accepted, the validated entry and its
+    `Detail` as JSON values (with its `nesting_bound` count), so the envelope is built without reading them again."""
+
+    result: PutEventsResultEntry
+    entry: PutEventsEntry | None = None
+    detail: dict[str, Any] | None = None
+    brackets: int = 0
+
+
+def _check_entry(entry: Mapping[str, Any] | PutEventsEntry) -> PutEventsResultEntry | CheckedEntry:
+    """The entry's error, or the entry as EventBridge would accept it (its result still to be given an id)."""
     fields = entry.model_dump() if isinstance(entry, PutEventsEntry) else entry
     for name in ("Source", "DetailType", "Detail"):
         if not fields.get(name):
@@ -345,23 +395,22 @@ def _check_entry(entry: Mapping[str, Any] | PutEventsEntry) -> PutEventsResultEn
         message = f"Parameter {name} is not valid. Reason: {error['type']}."
         return PutEventsResultEntry(ErrorCode="InvalidArgument", ErrorMessage=message)
     try:
-        detail = json.loads(checked.Detail, parse_constant=_no_constants)
+        detail = loads(checked.Detail)
     except (ValueError, RecursionError):
         detail = None
     if not isinstance(detail, dict):
         return PutEventsResultEntry(ErrorCode="MalformedDetail", ErrorMessage="Detail is malformed.")
-    return None
+    return CheckedEntry(PutEventsResultEntry(), checked, detail, nesting_bound(checked.Detail))
 
 
 def _new_event_id() -> str:
     return str(uuid.uuid4())
 
 
-def validate_put_events(
+def check_put_events(
     entries: Sequence[Mapping[str, Any] | PutEventsEntry], *, new_event_id: Callable[[], str] = _new_event_id
-) -> list[PutEventsResultEntry]:
-    """Check a PutEvents request as EventBridge does: `PutEventsRequestError` when the request as a whole breaks a
-    limit (no entries, more than 10, more than 256 KiB in all); otherwise one result per entry, in order."""
+) -> list[CheckedEntry]:
+    """`validate_put_events`, each result with the validated entry and its detail when accepted."""
     if not entries:
         raise PutEventsRequestError("Entries must have length greater than or equal to 1")
     if len(entries) > MAX_ENTRIES:
@@ -369,7 +418,23 @@ def validate_put_events(
     total = sum(entry_size(e) for e in entries)
     if total > MAX_REQUEST_BYTES:
         raise PutEventsRequestError(f"Total size of the entries in the request is over the limit ({total} bytes)")
-    return [_check_entry(e) or PutEventsResultEntry(EventId=new_event_id()) for e in entries]
+    out: list[CheckedEntry] = []
+    for e in entries:
+        checked = _check_entry(e)
+        if isinstance(checked, PutEventsResultEntry):
+            out.append(CheckedEntry(checked))
+        else:
+            accepted = PutEventsResultEntry.model_construct(EventId=new_event_id(), ErrorCode=None, ErrorMessage=None)
+            out.append(CheckedEntry(accepted, checked.entry, checked.detail, checked.brackets))
+    return out
+
+
+def validate_put_events(
+    entries: Sequence[Mapping[str, Any] | PutEventsEntry], *, new_event_id: Callable[[], str] = _new_event_id
+) -> list[PutEventsResultEntry]:
+    """Check a PutEvents request as EventBridge does: `PutEventsRequestError` when the request as a whole breaks a
+    limit (no entries, more than 10, more than 256 KiB in all); otherwise one result per entry, in order."""
+    return [c.result for c in check_put_events(entries, new_event_id=new_event_id)]
 
 
 def put_events_response(results: Sequence[PutEventsResultEntry]) -> dict[str, Any]:
