@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engage_assets.domain.events import ParsedEvent, Rejected, check_put_events, parse_event
-from engage_assets.domain.events.envelope import MAX_DEPTH, loads, nesting_bound, nesting_depth
+from engage_assets.domain.events.json_text import MAX_DEPTH, loads, nesting_bound, nesting_depth
 from engage_assets.serving.ingest import envelope_body, prepare
 from tests.test_event_envelope import details, json_values
 

@@ -15,14 +15,12 @@ entry) and answers per entry in the PutEvents response shape (`EventId`, or `Err
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -35,12 +33,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, PydanticSerializationError
 
+from engage_assets.domain.events.json_text import MAX_DEPTH, loads, nesting_bound, nesting_depth
+
 MAX_ENTRIES = 10
 MAX_REQUEST_BYTES = 256 * 1024
 TIME_ENTRY_BYTES = 14  # EventBridge counts a set `Time` as 14 bytes
 # A delivered envelope is an entry (≤ 256 KiB) plus EventBridge's keys and ids; anything far larger is not an event.
 MAX_EVENT_BYTES = MAX_REQUEST_BYTES + 8 * 1024
-MAX_DEPTH = 64  # nesting of objects and arrays; a deeper payload is rejected before validation
 
 
 def _timestamp_text(value: Any) -> Any:
@@ -157,55 +156,6 @@ class Rejected:
 
     reason: str
     detail: str
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def nesting_bound(text: str | bytes) -> int:
-    """How many objects and arrays the JSON text opens at most (brackets inside strings count too): a bound on its
-    nesting depth at C speed, so `nesting_depth` walks only text that could be too deep."""
-    if isinstance(text, str):
-        return text.count("{") + text.count("[")
-    return text.count(b"{") + text.count(b"[")
-
-
-# orjson reads integers beyond 64 bits as floats, where `json` keeps them exact: text with a run of 19 digits (an
-# integer that large, or just a long number or id) is left to `json`.
-_LONG_DIGITS = re.compile(r"\d{19}")
-_LONG_DIGITS_B = re.compile(rb"\d{19}")
-
-
-def loads(text: str | bytes) -> Any:
-    """`json.loads(text, parse_constant=...)` refusing NaN and Infinity, at orjson's speed: orjson reads the common
-    case; text it refuses (malformed, lone surrogates, non-UTF-8, too deep, out-of-range numbers) or might read
-    differently (long digit runs) goes to `json.loads`, so the values and the errors are `json`'s."""
-    long_digits = _LONG_DIGITS if isinstance(text, str) else _LONG_DIGITS_B
-    if long_digits.search(text) is None:  # type: ignore[arg-type]
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(text, parse_constant=_no_constants)
-
-
-def nesting_depth(value: Any) -> int:
-    """Nesting depth of objects and arrays, without recursion (only containers are visited: a leaf costs a type
-    check, not a stack entry; this runs on every event, three times on its way to a decision)."""
-    if not isinstance(value, dict | list):
-        return 0
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > deepest:
-            deepest = depth
-            if deepest > MAX_DEPTH:
-                return deepest
-        for child in node.values() if isinstance(node, dict) else node:
-            if isinstance(child, dict | list):
-                stack.append((child, depth + 1))
-    return deepest
 
 
 def _load(raw: Any) -> tuple[Any, int] | Rejected:
