@@ -18,8 +18,9 @@ from engage_assets.assets.program.partitions import partitions_for
 from engage_assets.assets.program.source import source_asset
 from engage_assets.domain.config import ProgramConfig
 from engage_assets.domain.config.loader import load_program
-from engage_assets.domain.pushdown import ChainPlan
+from engage_assets.domain.pushdown import SOURCE_VALIDATION, ChainPlan
 from engage_assets.domain.source_columns import CONTEXT_COLUMNS
+from engage_assets.domain.sources import UNKNOWN_CUSTOMER_REASON
 from resources.engagement.sqlite import SqliteEngagementStore
 from resources.staging import ArrowParquetIOManager, RejectionLogResource
 from resources.warehouse.athena import AthenaWarehouse
@@ -101,18 +102,22 @@ def test_an_athena_connector_runs_its_query_on_athena(moto_endpoint, tmp_path):
     s3.put_object(Bucket=bucket, Key=stale, Body=b"a previous run's file")
     names = [c["Name"] for c in SOURCE_COLUMNS]
     context = [athena_col(c, "varchar") for c in CONTEXT_COLUMNS]
-    counts = [athena_col("erased", "boolean"), athena_col("code", "integer"), athena_col("n", "bigint")]
+    counts = [athena_col("filter_id", "varchar"), athena_col("reason", "varchar"), athena_col("n", "bigint")]
     seed_athena_results(
         moto_endpoint,
         [
             {"rows": [athena_row(*names)], "column_info": SOURCE_COLUMNS},  # the drift probe: no rows
             {"rows": [athena_row(*CONTEXT_COLUMNS)], "column_info": context},  # the context probe
             {"rows": [], "column_info": []},  # UNLOAD of the rejected rows
-            {  # the counts: one order of a customer the warehouse does not know
-                "rows": [athena_row("erased", "code", "n"), athena_row("false", "0", "1")],
+            {"rows": [], "column_info": []},  # UNLOAD of the candidates
+            {  # the counts of what was written: one order of a customer the warehouse does not know, no candidate
+                "rows": [
+                    athena_row("filter_id", "reason", "n"),
+                    athena_row(SOURCE_VALIDATION, UNKNOWN_CUSTOMER_REASON, "1"),
+                    athena_row(None, None, "0"),
+                ],
                 "column_info": counts,
             },
-            {"rows": [], "column_info": []},  # UNLOAD of the candidates
         ],
         region=REGION,
     )
@@ -144,7 +149,7 @@ def test_an_athena_connector_runs_its_query_on_athena(moto_endpoint, tmp_path):
     queries = [client.get_query_execution(QueryExecutionId=i)["QueryExecution"] for i in executions]
     assert len(queries) == 5 and all(q["QueryExecutionContext"]["Database"] == "ecommerce" for q in queries)
     reads = [q for q in queries if "marts.order_tracking" in q["Query"]]
-    assert len(reads) == 4
+    assert len(reads) == 3  # the probe and the two UNLOADs; the counts read what they wrote
     unloads = [q["Query"] for q in queries if q["Query"].startswith("UNLOAD")]
     assert sorted(u.rsplit(" TO ", 1)[1].split("'")[1] for u in unloads) == [
         f"s3://{bucket}/athena/proactive_refunds__rejections/stage=source_candidates/engage_partition_key=2026-11-20/",

@@ -89,7 +89,7 @@ HISTORY_SELECT = [
 
 @dataclass(frozen=True)
 class SourceFigures:
-    """The source stage's counts, read back from `SourcePlan.counts_sql`."""
+    """The source stage's counts, read back from what it wrote (`SourcePlan.written_counts_sql`)."""
 
     rows_read: int
     erased: int
@@ -192,29 +192,37 @@ class SourcePlan:
             f"FROM (\n{self.judged_sql()}\n) AS v WHERE v.{CHECK} IS NOT NULL AND NOT v.{ERASED}"
         )
 
-    def counts_sql(self) -> str:
-        """Rows per (erased, check code): the source stage's figures (`source_figures`)."""
+    def erased_sql(self) -> str:
+        """Source rows whose customer is erased (they are in neither the candidates nor the rejections)."""
         return self._render(
-            f"SELECT v.{ERASED} AS erased, v.{CHECK} AS code, count(*) AS n "
-            f"FROM (\n{self.judged_sql()}\n) AS v GROUP BY v.{ERASED}, v.{CHECK}"
+            f"SELECT count(*) AS n FROM (SELECT * FROM {marker('source')}) AS src "
+            "WHERE CAST(src.customer_id AS VARCHAR) IN (:erased)"
         )
 
-    def figures(self, counts: pa.Table) -> SourceFigures:
-        """`counts_sql`'s result as the stage's figures."""
-        outcomes = self.check_outcomes()
-        rows_read = erased = outside = 0
+    def written_counts_sql(self, rejections: str, candidates: str) -> str:
+        """Rows per (filter, reason) of what the stage wrote: its rejections, then its candidates (filter NULL).
+        Counted from the written rows, not by running the source statement a third time; `rejections` and
+        `candidates` are `rows_relation`s, in the warehouse's own dialect."""
+        return to_dialect(
+            f"SELECT r.filter_id, r.reason, count(*) AS n FROM (SELECT * FROM {marker('rejections')}) AS r "
+            "GROUP BY r.filter_id, r.reason\nUNION ALL\n"
+            f"SELECT NULL, NULL, count(*) FROM (SELECT * FROM {marker('candidates')}) AS v",
+            self.dialect,
+            {"rejections": f"SELECT * FROM {rejections}", "candidates": f"SELECT * FROM {candidates}"},
+        )
+
+    @staticmethod
+    def figures(counts: pa.Table, erased: int) -> SourceFigures:
+        """`written_counts_sql`'s result (and the erased rows' count) as the stage's figures."""
+        rows_read, outside = erased, 0
         invalid: dict[str, int] = {}
         for row in counts.to_pylist():
             n = int(row["n"])
             rows_read += n
-            if row["erased"]:
-                erased += n
-            elif row["code"] is not None:
-                filter_id, reason = outcomes[int(row["code"])]
-                if reason is None:
-                    outside += n
-                else:
-                    invalid[reason] = invalid.get(reason, 0) + n
+            if row["filter_id"] == MARKETPLACE_FILTER:
+                outside += n
+            elif row["filter_id"] is not None:
+                invalid[row["reason"]] = invalid.get(row["reason"], 0) + n
         return SourceFigures(rows_read, erased, dict(sorted(invalid.items())), outside)
 
 
@@ -310,16 +318,18 @@ class ChainPlan:
             f"FROM (\n{self._coded()}\n) AS j WHERE j.{CODE} IS NOT NULL"
         )
 
-    def counts_sql(self) -> str:
-        """Rows per rejection code."""
-        return self._render(f"SELECT j.{CODE} AS code, count(*) AS n FROM (\n{self._coded()}\n) AS j GROUP BY j.{CODE}")
+    def removed_sql(self, rejections: str) -> str:
+        """Rows per filter of what `rejections_sql` wrote (`rejections`: its `rows_relation`): counted from the
+        written rows, not by running the chain again."""
+        return to_dialect(
+            f"SELECT r.filter_id, count(*) AS n FROM (SELECT * FROM {marker('rejections')}) AS r GROUP BY r.filter_id",
+            self.dialect,
+            {"rejections": f"SELECT * FROM {rejections}"},
+        )
 
     def removed(self, counts: pa.Table) -> dict[str, int]:
         """{filter_id: rows it removed}, every filter of the chain in order (zero included)."""
-        chain = self._chain()
-        index = chain_outcomes(chain).filter_index
-        removed = {f.filter_id: 0 for f in chain}
+        removed = {f.filter_id: 0 for f in self._chain()}
         for row in counts.to_pylist():
-            if row["code"] is not None:
-                removed[chain[int(index[int(row["code"])])].filter_id] += int(row["n"])
+            removed[row["filter_id"]] += int(row["n"])
         return removed

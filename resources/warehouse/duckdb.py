@@ -214,7 +214,7 @@ class DuckDBWarehouse(WarehouseResource):
         try:
             with self.get_connection() as conn:
                 conn.execute("SET preserve_insertion_order = false")
-                conn.execute(f"COPY ({query}) TO {_path_literal(tmp)} (FORMAT parquet, COMPRESSION zstd)", values)
+                conn.execute(f"COPY ({query}) TO {_path_literal(tmp)} (FORMAT parquet, COMPRESSION lz4_raw)", values)
             os.replace(tmp, path)
         finally:
             if tmp.exists():

@@ -34,7 +34,7 @@ def eligible_partition(
         plan = ChainPlan(program, relation, columns, warehouse.dialect, warehouse.rows_relation(lookbacks))
         target = StageTarget(stage_root, program.group, "rejections", window.partition_key, "eligible_candidates")
         path = warehouse.write_rows(plan.rejections_sql(), params, target)
-        removed = plan.removed(warehouse.query_arrow(plan.counts_sql(), params))
+        removed = plan.removed(warehouse.query_arrow(plan.removed_sql(warehouse.rows_relation(target)), params))
         eligible = warehouse.query_arrow(plan.eligible_sql(), params)
     n = eligible.num_rows + sum(removed.values())
     stages = [("source", n)]

@@ -61,9 +61,11 @@ def source_partition(
         plan = source_plan(program, warehouse, params, erased=bool(erased))
         target = StageTarget(stage_root, program.group, "rejections", window.partition_key, "source_candidates")
         rejections_at = warehouse.write_rows(plan.rejections_sql(), params, target)
-        figures = plan.figures(warehouse.query_arrow(plan.counts_sql(), params))
-        target = StageTarget(stage_root, program.group, "source_candidates", window.partition_key)
-        rows_at = warehouse.write_rows(plan.valid_rows_sql(), params, target)
+        rows = StageTarget(stage_root, program.group, "source_candidates", window.partition_key)
+        rows_at = warehouse.write_rows(plan.valid_rows_sql(), params, rows)
+        counts_sql = plan.written_counts_sql(warehouse.rows_relation(target), warehouse.rows_relation(rows))
+        erased_rows = warehouse.query_arrow(plan.erased_sql(), params).column("n")[0].as_py() if erased else 0
+        figures = plan.figures(warehouse.query_arrow(counts_sql, params), erased_rows)
     return rows_at, {
         "dagster/row_count": figures.valid,
         "rows_read": figures.rows_read,
