@@ -1,5 +1,5 @@
-"""The event path's fast reads give what the plain ones give (#10, cart_events_per_s): `loads` (orjson, `json` for
-what orjson refuses or might read differently) against `json.loads`; the bracket bound against the depth walk; the
+"""The event path's fast reads give what the plain ones give (#10, cart_events_per_s): `loads` (pydantic-core's JSON reader, `json`
+for what it refuses) against `json.loads`; the bracket bound against the depth walk; the
 ingest's one-pass check (`check_put_events`, the envelope built from the checked entry) against the entry read
 afresh; the compact serialisation against `json.dumps`."""
 

@@ -1,13 +1,12 @@
 """JSON text as the event path reads it: `loads` (json.loads' values and errors, NaN and Infinity refused, at
-orjson's speed) and the nesting checks (`nesting_bound`, a bound from the text; `nesting_depth`, the walk)."""
+pydantic-core's speed) and the nesting checks (`nesting_bound`, a bound from the text; `nesting_depth`, the walk)."""
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-import orjson
+from pydantic_core import from_json
 
 MAX_DEPTH = 64  # nesting of objects and arrays; a deeper payload is rejected before validation
 
@@ -25,23 +24,14 @@ def nesting_bound(text: str | bytes) -> int:
     return text.count(b"{") + text.count(b"[")
 
 
-# orjson reads integers beyond 64 bits as floats, where `json` keeps them exact: text with a run of 19 digits (an
-# integer that large, or just a long number or id) is left to `json`.
-_LONG_DIGITS = re.compile(r"\d{19}")
-_LONG_DIGITS_B = re.compile(rb"\d{19}")
-
-
 def loads(text: str | bytes) -> Any:
-    """`json.loads(text, parse_constant=...)` refusing NaN and Infinity, at orjson's speed: orjson reads the common
-    case; text it refuses (malformed, lone surrogates, non-UTF-8, too deep, out-of-range numbers) or might read
-    differently (long digit runs) goes to `json.loads`, so the values and the errors are `json`'s."""
-    long_digits = _LONG_DIGITS if isinstance(text, str) else _LONG_DIGITS_B
-    if long_digits.search(text) is None:  # type: ignore[arg-type]
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(text, parse_constant=no_constants)
+    """`json.loads(text, parse_constant=no_constants)` (NaN and Infinity refused), at the speed of pydantic-core's
+    JSON reader (jiter: integers of any size exact, `1e400` infinite, as `json` reads them): text it refuses
+    (malformed, lone surrogates, non-UTF-8, NaN, too deep) goes to `json.loads`, so the errors are `json`'s."""
+    try:
+        return from_json(text, allow_inf_nan=False, cache_strings=False)
+    except ValueError:
+        return json.loads(text, parse_constant=no_constants)
 
 
 def nesting_depth(value: Any) -> int:
