@@ -16,10 +16,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 
 from engage_assets.domain import offer_choice
+from engage_assets.domain.bulk import collector_paused
 from engage_assets.domain.config import ProgramConfig, ReactiveProgram, Segment
 from engage_assets.domain.filter_arrow import first_failed_codes
 from engage_assets.domain.filters import chain_outcomes, compile_chain
@@ -274,16 +276,8 @@ def offer_details(seg: Segment) -> dict[str, Any]:
 
 
 CONTEXT_FOR_RECORD = (
-    "time_zone",
-    "subscription_tier",
-    "order_id",
-    "delay_days",
-    "item_condition",
-    "order_value",
-    "currency",
-    "churn_reason",
-    "churn_date",
-    "engagement_score",
+    *("time_zone", "subscription_tier", "order_id", "delay_days", "item_condition", "order_value", "currency"),
+    *("churn_reason", "churn_date", "engagement_score"),
 )
 
 
@@ -295,52 +289,62 @@ def candidate_records(
     model_versions: Mapping[str, str],
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """The unified candidate record (ARCHITECTURE §5) per offer row."""
+    """The unified candidate record (ARCHITECTURE §5) per offer row: columns converted once and zipped, the choice's
+    JSON parsed by orjson (per-row indexing and `json.loads` were most of the store stage's Python time, issue 14)."""
     now = now or datetime.now(UTC)
     expires = int((as_of + timedelta(days=program.candidateTTLDays)).timestamp())
     segs = {s.name: s for s in program.strategy.segments}
-    subject = program.connector.subjectColumn
-    score_cols = {m.modelId: score_column(m.modelId) for m in program.scoringModels}
-    cols = offers.to_pydict()
-    ctx_cols = [c for c in CONTEXT_FOR_RECORD if c in cols]
+    cols, n = offers.to_pydict(), offers.num_rows
     channels = {name: _static_channels(program, seg) for name, seg in segs.items()}
     details = {name: offer_details(seg) for name, seg in segs.items()}
-    created = now.isoformat()
+    model_ids = [m.modelId for m in program.scoringModels]
+    scores = zip(*[[float(v) for v in cols[score_column(m)]] for m in model_ids], strict=True) if model_ids else None
+    ctx_names = [c for c in CONTEXT_FOR_RECORD if c in cols]
+    ctx_rows = zip(*[[_jsonable(v) for v in cols[c]] for c in ctx_names], strict=True) if ctx_names else None
     chose = "offer_choice" in cols  # the choice and its inputs are stored with the candidate
-    records = []
-    for i in range(offers.num_rows):
-        seg = cols["segment"][i]
-        hold = bool(cols["holdout"][i])
-        offer = dict(details[cols["offer_segment"][i] if chose else seg])  # offerChoice: the chosen offer's
-        offer["valueUsd"] = cols["offer_value_usd"][i]
-        records.append(
-            {
-                "customerId": cols["customer_id"][i],
-                "programId": program.programId,
+    offer_keys = cols["offer_segment"] if chose else cols["segment"]  # offerChoice: the chosen offer's
+    with collector_paused():  # acyclic records: the collector's passes were most of the time (`bulk`)
+        choices = [_loads(doc) for doc in cols["offer_choice"]] if chose else [None] * n
+        names = ("customer_id", program.connector.subjectColumn, "segment", "offer_type", "score", "offer_value_usd")
+        markets = cols["marketplace"] if "marketplace" in cols else [None] * n
+        rows = zip(*(cols[c] for c in names), markets, offer_keys, cols["holdout"], choices, strict=True)
+        program_id, created, records = program.programId, now.isoformat(), []
+        for customer, subject, seg, offer_type, score, value, market, offer_key, holdout, choice in rows:
+            hold = bool(holdout)
+            record = {
+                "customerId": customer,
+                "programId": program_id,
                 "partitionKey": partition_key,
-                "marketplace": cols["marketplace"][i] if "marketplace" in cols else None,
-                "subjectId": str(cols[subject][i]),
+                "marketplace": market,
+                "subjectId": str(subject),
                 "segment": seg,
-                "offerType": cols["offer_type"][i],
-                "score": float(cols["score"][i]),
-                "scores": {m: float(cols[c][i]) for m, c in score_cols.items()},
+                "offerType": offer_type,
+                "score": float(score),
+                "scores": dict(zip(model_ids, next(scores), strict=True)) if scores is not None else {},
                 "modelVersions": dict(model_versions),
-                "offer": offer,
+                "offer": {**details[offer_key], "valueUsd": value},
                 "holdout": hold,
                 "channels": [] if hold else channels[seg],
-                "context": {c: _jsonable(cols[c][i]) for c in ctx_cols},
+                "context": dict(zip(ctx_names, next(ctx_rows), strict=True)) if ctx_rows is not None else {},
                 "createdAt": created,
                 "expiresAt": expires,
             }
-            | ({"offerChoice": json.loads(cols["offer_choice"][i])} if chose else {})
-        )
+            if chose:
+                record["offerChoice"] = choice
+            records.append(record)
     return records
 
 
+def _loads(doc: str) -> Any:
+    """A stored choice's JSON (orjson; the stdlib where orjson refuses what `json` accepts, e.g. NaN)."""
+    try:
+        return orjson.loads(doc)
+    except orjson.JSONDecodeError:
+        return json.loads(doc)
+
+
 def _jsonable(v: Any) -> Any:
-    if hasattr(v, "isoformat"):
-        return v.isoformat()
-    return v
+    return v.isoformat() if hasattr(v, "isoformat") else v
 
 
 def export_table(
