@@ -80,25 +80,11 @@ class EventBatch:
         return sum(len(ids) - 1 for ids in self.events_by_key.values())
 
 
-def _abandoned_row(program: ReactiveProgram, event: ParsedEvent, d: CartAbandoned) -> dict:
-    """One abandoned cart as a row of ABANDONED_SCHEMA."""
-    return {
-        "event_id": event.envelope.id,
-        "customer_id": d.customerId,
-        "cart_id": d.cartId,
-        "cart_value_local": float(d.cartValue),
-        "currency": d.currency,
-        "item_count": int(d.itemCount),
-        "abandonment_reason": d.abandonmentReason,
-        "abandoned_at": d.timestamp.astimezone(UTC),
-        "dedup_key": dedup_key(program, d.customerId, d.cartId),
-        "partition_key": partition_key(d.timestamp, d.cartId),
-    }
-
-
 def split_events(program: ReactiveProgram, events: Sequence[ParsedEvent]) -> EventBatch:
-    """The batch split by kind; abandoned carts de-duplicated by key (module docstring)."""
-    chosen: dict[str, tuple[dict, CartAbandoned]] = {}
+    """The batch split by kind; abandoned carts de-duplicated by key (module docstring).  One pass over the events
+    keeps each key's earliest abandonment; only those become rows, built column by column."""
+    key_format, program_id = program.deduplication.keyFormat, program.programId
+    chosen: dict[str, tuple[datetime, str, CartAbandoned]] = {}  # dedup key -> (abandoned at, event id, detail)
     by_key: dict[str, list[str]] = {}
     purchases, stock = [], []
     for event in events:
@@ -108,27 +94,61 @@ def split_events(program: ReactiveProgram, events: Sequence[ParsedEvent]) -> Eve
         elif isinstance(d, InventoryChanged):
             stock.append(StockChange(d.productId, d.inStock, d.timestamp.timestamp()))
         elif isinstance(d, CartAbandoned):
-            row = _abandoned_row(program, event, d)
-            by_key.setdefault(row["dedup_key"], []).append(row["event_id"])
-            best = chosen.get(row["dedup_key"])
-            if best is None or (row["abandoned_at"], row["event_id"]) < (best[0]["abandoned_at"], best[0]["event_id"]):
-                chosen[row["dedup_key"]] = (row, d)
-    rows = sorted((r for r, _ in chosen.values()), key=lambda r: r["dedup_key"])
-    items = [
-        {
-            "cart_id": d.cartId,
-            "product_id": item.id,
-            "in_stock": item.inStock,
-            "observed_at": d.timestamp.timestamp(),
-        }
-        for _, d in sorted(chosen.values(), key=lambda rd: rd[0]["dedup_key"])
-        for item in d.items
-    ]
+            key = key_format.format(customerId=d.customerId, cartId=d.cartId, subjectId=d.cartId, programId=program_id)
+            event_id, at = event.envelope.id, d.timestamp.astimezone(UTC)
+            ids = by_key.get(key)
+            if ids is None:
+                by_key[key] = [event_id]
+                chosen[key] = (at, event_id, d)
+                continue
+            ids.append(event_id)
+            best = chosen[key]
+            if (at, event_id) < (best[0], best[1]):
+                chosen[key] = (at, event_id, d)
     return EventBatch(
-        abandoned=pa.Table.from_pylist(rows, schema=ABANDONED_SCHEMA),
-        items=pa.Table.from_pylist(items, schema=ITEM_SCHEMA),
+        abandoned=_abandoned_table(chosen),
+        items=_items_table(chosen),
         purchases=purchases,
         stock=stock,
         events_by_key=by_key,
         received=len(events),
+    )
+
+
+def _abandoned_table(chosen: dict[str, tuple[datetime, str, CartAbandoned]]) -> pa.Table:
+    """The chosen abandonments as ABANDONED_SCHEMA, in dedup-key order."""
+    keys = sorted(chosen)
+    rows = [chosen[k] for k in keys]
+    columns = {
+        "event_id": [e for _, e, _ in rows],
+        "customer_id": [d.customerId for _, _, d in rows],
+        "cart_id": [d.cartId for _, _, d in rows],
+        "cart_value_local": [float(d.cartValue) for _, _, d in rows],
+        "currency": [d.currency for _, _, d in rows],
+        "item_count": [int(d.itemCount) for _, _, d in rows],
+        "abandonment_reason": [d.abandonmentReason for _, _, d in rows],
+        "abandoned_at": [at for at, _, _ in rows],
+        "dedup_key": keys,
+        "partition_key": [partition_key(at, d.cartId) for at, _, d in rows],
+    }
+    return pa.Table.from_arrays([pa.array(columns[f.name], f.type) for f in ABANDONED_SCHEMA], schema=ABANDONED_SCHEMA)
+
+
+def _items_table(chosen: dict[str, tuple[datetime, str, CartAbandoned]]) -> pa.Table:
+    """The chosen carts' lines as ITEM_SCHEMA, in dedup-key order."""
+    cart_ids: list[str] = []
+    product_ids: list[str] = []
+    in_stock: list[bool | None] = []
+    observed_at: list[float] = []
+    for key in sorted(chosen):
+        d = chosen[key][2]
+        at = d.timestamp.timestamp()
+        for item in d.items:
+            cart_ids.append(d.cartId)
+            product_ids.append(item.id)
+            in_stock.append(item.inStock)
+            observed_at.append(at)
+    arrays = [cart_ids, product_ids, in_stock, observed_at]
+    return pa.Table.from_arrays(
+        [pa.array(a, f.type) for a, f in zip(arrays, ITEM_SCHEMA, strict=True)], schema=ITEM_SCHEMA
     )

@@ -31,6 +31,19 @@ from resources.scoring.base import ScoringResource
 
 CONTEXT_COLUMNS = ("cart_value", "currency", "item_count", "abandonment_reason", "time_zone")
 SCORE_DECIMALS = 9
+# The offer columns a candidate record reads besides CONTEXT_COLUMNS.
+RECORD_COLUMNS = (
+    "customer_id",
+    "partition_key",
+    "marketplace",
+    "cart_id",
+    "segment",
+    "offer_type",
+    "score",
+    "offer_value_usd",
+    "holdout",
+    "abandoned_at",
+)
 PLANNING_PARTITION = "reactive"  # placeholder partition of the plan before each row moves to its cart's
 
 
@@ -87,7 +100,8 @@ def candidate_records(program: ReactiveProgram, offers: pa.Table, model: ModelRe
     channels = [ch.channelId for ch in program.channels if ch.enabled]
     created = now.isoformat()
     records = []
-    for row in offers.to_pylist():
+    wanted = [c for c in (*RECORD_COLUMNS, *CONTEXT_COLUMNS) if c in offers.column_names]
+    for row in offers.select(list(dict.fromkeys(wanted))).to_pylist():  # only what a record reads: rows are wide
         hold = bool(row["holdout"])
         context = {c: row.get(c) for c in CONTEXT_COLUMNS}
         context["abandoned_at"] = row["abandoned_at"].isoformat()
