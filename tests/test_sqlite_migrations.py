@@ -59,7 +59,7 @@ def test_old_candidate_store_file_migrates_on_open_and_keeps_holdout_out_of_the_
     records = [winback("t1", 0.9, False), winback("h1", 0.95, True), winback("t2", 0.4, False)]
     with sqlite3.connect(path) as conn:
         conn.executescript(OLD_STORE_SCHEMA)
-        conn.executemany(OLD_UPSERT, [row[:-1] for row in upsert_rows(records, "winback", P1, "w1", NOW)])
+        conn.executemany(OLD_UPSERT, [row[:14] for row in upsert_rows(records, "winback", P1, "w1", NOW)])
     assert user_version(path) == 0 and "candidates_gsi5" not in indexes(path)
 
     store = SqliteCandidateStore(path=str(path))
@@ -69,7 +69,8 @@ def test_old_candidate_store_file_migrates_on_open_and_keeps_holdout_out_of_the_
     assert store.get("h1", "winback", now=NOW)["holdout"] is True  # held, found by customer
     assert store.count("winback", P1, now=NOW) == 3
     store.close()
-    assert user_version(path) == len(STORE_MIGRATIONS) == 2 and "candidates_gsi5" in indexes(path)
+    assert user_version(path) == len(STORE_MIGRATIONS) == 3 and "candidates_gsi5" in indexes(path)
+    assert "candidates_customer" not in indexes(path)  # version 3: a customer's rows are found by key range
 
     # Writes after the migration behave as on a new file: moving t1 into the holdout takes it out of the index.
     store = SqliteCandidateStore(path=str(path))

@@ -790,6 +790,8 @@ def test_sqlite_churn_index_is_built_for_a_file_written_before_it(tmp_path):
     store.close()
     with sqlite3.connect(path) as conn:
         conn.execute("DROP INDEX candidates_gsi5")  # the file as an older version left it (schema version 1)
+        conn.execute("ALTER TABLE candidates DROP COLUMN churn_reason")
+        conn.execute("CREATE INDEX candidates_customer ON candidates (customer_id)")
         conn.execute("PRAGMA user_version = 1")
     reopened = SqliteCandidateStore(path=path)
     assert ids(reopened.query_by_churn_reason("winback", "price", now=NOW).items) == ["c2", "c1"]

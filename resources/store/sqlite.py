@@ -49,11 +49,13 @@ from resources.store.sqlite_pages import (
 )
 from resources.store.sqlite_schema import (
     COUNT_PARTITION,
+    CUSTOMER_ROWS,
     DELETE_STALE,
     DELETE_STALE_IN,
     MIGRATIONS,
     UPSERT,
     UPSERT_SCORES,
+    customer_rows,
     dumps,
     loads,
     upsert_rows,
@@ -91,9 +93,10 @@ class SqliteCandidateStore(SqliteFileResource, CandidateStore):
         return self.replace_partitions(program_id, {partition_key: records}, now=now)
 
     def partition_write(self, program_id: str, partition_key: str, now: float | None = None) -> PartitionWrite:
-        """Chunks staged in a temp table of this thread's connection (no lock, no WAL, no reader disturbed), then
-        one short swap transaction (`sqlite_write`): readers see the partition before or after, never half-written."""
-        return SqliteStagedWrite(self._conn(), program_id, partition_key, now)
+        """Chunks staged in a temp table of the write's own connection, in a thread of its own at a lower CPU priority
+        (no lock, no WAL, no reader disturbed), then one short swap transaction (`sqlite_write`): readers see the
+        partition before or after, never half-written."""
+        return SqliteStagedWrite(self._conn, self.close, program_id, partition_key, now)
 
     def replace_partitions(
         self, program_id: str, partitions: Mapping[str, Sequence[Record]], now: float | None = None
@@ -140,7 +143,7 @@ class SqliteCandidateStore(SqliteFileResource, CandidateStore):
     def delete_customer(self, customer_id: str) -> int:
         """Erase every candidate of the customer in every program (expired ones included): erasure requests."""
         with self._write() as conn:
-            return conn.execute("DELETE FROM candidates WHERE customer_id = ?", (customer_id,)).rowcount
+            return conn.execute(f"DELETE FROM candidates WHERE {CUSTOMER_ROWS}", customer_rows(customer_id)).rowcount
 
     def expired_present(self, program_id: str, before: float) -> int:
         """Expired candidates of the program still in the file (until `purge_expired`)."""
@@ -348,8 +351,8 @@ class SqliteCandidateStore(SqliteFileResource, CandidateStore):
         rows = (
             self._conn()
             .execute(
-                "SELECT body FROM candidates WHERE customer_id = ? AND expires_at > ? ORDER BY program_id",
-                (customer_id, resolve_now(now)),
+                f"SELECT body FROM candidates WHERE {CUSTOMER_ROWS} AND expires_at > ? ORDER BY program_id",
+                (*customer_rows(customer_id), resolve_now(now)),
             )
             .fetchall()
         )

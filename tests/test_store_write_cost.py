@@ -1,0 +1,152 @@
+"""The SQLite candidate store's cheaper write (issue 14): schema version 3 (GSI5 on a real column, no customer_id
+index), the partition write's own thread at a lower CPU priority, the swap's page cache sized to the partition."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import threading
+from typing import Any
+
+import pytest
+
+from resources.store.sqlite import SqliteCandidateStore
+from resources.store.sqlite_schema import MIGRATIONS, upsert_rows
+from resources.store.sqlite_write import SqliteStagedWrite, lower_thread_priority, swap_cache_kib
+from tests.test_store_contract import NOW, P1, P2, churned, ids, rec, store  # noqa: F401 - the two-backend fixture
+
+V2_INSERT = (
+    "INSERT INTO candidates (pk, customer_id, program_id, partition_key, segment, offer_type, score, expires_at, "
+    "created_at, gsi1pk, gsi2pk, gsi2sk, write_id, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def churn_mix() -> list[dict[str, Any]]:
+    """Candidates on each side of GSI5's rule: a non-empty string reason, a score, not held out."""
+    return [
+        churned("in1", "price", score=0.9),
+        churned("in2", "price", score=0.4),
+        churned("held", "price", score=0.95, holdout=True),
+        churned("noscore", "price", score=None),
+        churned("empty", "", score=0.8),
+        rec(
+            "numeric", program="winback", segment="premium", offer_type="50pct", score=0.7, context={"churn_reason": 7}
+        ),
+        churned("none", None, score=0.6),
+        churned("other", "service", score=0.5),
+    ]
+
+
+def test_a_version_2_file_migrates_to_the_churn_reason_column_by_the_index_rule(tmp_path):
+    """A file at version 2 (GSI5 over json_extract of the body) opens at version 3: the column holds the reason of
+    exactly the records churn_index_key indexes, the queries answer as before, and the customer index is gone."""
+    path = tmp_path / "s.sqlite"
+    records = churn_mix()
+    with sqlite3.connect(path) as conn:
+        for script in MIGRATIONS[:2]:
+            conn.executescript(script)
+        conn.execute("PRAGMA user_version = 2")
+        conn.executemany(V2_INSERT, [row[:14] for row in upsert_rows(records, "winback", P1, "w1", NOW)])
+    s = SqliteCandidateStore(path=str(path))
+    assert ids(s.query_by_churn_reason("winback", "price", now=NOW).items) == ["in1", "in2"]
+    assert ids(s.query_by_churn_reason("winback", "service", now=NOW).items) == ["other"]
+    s.close()
+    with sqlite3.connect(path) as conn:
+        column = dict(conn.execute("SELECT customer_id, churn_reason FROM candidates").fetchall())
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert column == {c: None for c in column} | {"in1": "price", "in2": "price", "other": "service"}
+    assert "candidates_gsi5" in indexes and "candidates_customer" not in indexes
+    # Written after the migration: the column follows the record (moved into the holdout, it leaves the index).
+    s = SqliteCandidateStore(path=str(path))
+    s.replace_partition("winback", P1, [churned("in1", "price", score=0.9, holdout=True)], now=NOW)
+    assert ids(s.query_by_churn_reason("winback", "price", now=NOW).items) == []
+    s.close()
+
+
+def test_the_churn_index_holds_the_same_candidates_on_both_backends(store):  # noqa: F811
+    store.replace_partition("winback", P1, churn_mix(), now=NOW)
+    store.replace_partition("winback", P2, [churned("late", "price", P2, score=0.1)], now=NOW)
+    assert ids(store.query_by_churn_reason("winback", "price", now=NOW).items) == ["late", "in1", "in2"]
+    assert ids(store.query_by_churn_reason("winback", "service", now=NOW).items) == ["other"]
+
+
+def test_a_customer_is_found_and_erased_by_key_range_even_when_ids_hold_hashes(store):  # noqa: F811
+    """Without a customer_id index the key `customerId#programId` is searched by range; a customer whose id starts
+    with another's id and '#' is not theirs."""
+    store.replace_partition("refunds", P1, [rec("a"), rec("a#b"), rec("a$"), rec("ab")], now=NOW)
+    store.replace_partition("winback", P1, [rec("a", program="winback"), rec("a#b", program="winback")], now=NOW)
+    assert [(r["customerId"], r["programId"]) for r in store.customer_candidates("a", now=NOW)] == [
+        ("a", "refunds"),
+        ("a", "winback"),
+    ]
+    assert store.delete_customer("a") == 2
+    assert store.customer_candidates("a", now=NOW) == []
+    assert len(store.customer_candidates("a#b", now=NOW)) == 2
+    assert store.count("refunds", P1, now=NOW) == 3
+
+
+def test_sqlite_customer_reads_use_the_key_index(tmp_path):
+    s = SqliteCandidateStore(path=str(tmp_path / "s.sqlite"))
+    s.replace_partition("refunds", P1, [rec(f"c{i}") for i in range(50)], now=NOW)
+    s.close()
+    with sqlite3.connect(tmp_path / "s.sqlite") as conn:
+        plan = " ".join(
+            str(r[-1])
+            for r in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT body FROM candidates WHERE pk >= ? AND pk < ? AND customer_id = ?",
+                ("c1#", "c1$", "c1"),
+            )
+        )
+    assert "sqlite_autoindex_candidates_1" in plan and "SCAN" not in plan, plan
+
+
+def test_the_write_runs_in_its_own_thread_at_a_lower_priority_and_closes_its_connection(tmp_path):
+    s = SqliteCandidateStore(path=str(tmp_path / "s.sqlite"))
+    seen: list[tuple[int, int]] = []
+    connections: list[sqlite3.Connection] = []
+
+    def connect() -> sqlite3.Connection:
+        tid = threading.get_native_id()
+        seen.append((tid, os.getpriority(os.PRIO_PROCESS, tid) if sys.platform == "linux" else 0))
+        connections.append(s._conn())
+        return connections[-1]
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) if sys.platform == "linux" else 0
+    writer = SqliteStagedWrite(connect, s.close, "refunds", P1, now=NOW, niceness=5)
+    writer.add([rec(f"c{i}") for i in range(10)])
+    assert writer.commit().written == 10
+    assert s.count("refunds", P1, now=NOW) == 10
+    [(tid, priority)] = seen
+    assert tid != threading.get_native_id()
+    if sys.platform == "linux" and before + 5 <= 19:
+        assert priority == before + 5
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # the caller's is unchanged
+    with pytest.raises(sqlite3.ProgrammingError):  # closed with the write
+        connections[0].execute("SELECT 1")
+    s.close()
+
+
+def test_a_failing_chunk_leaves_the_store_as_it_was_and_the_write_closed(tmp_path):
+    s = SqliteCandidateStore(path=str(tmp_path / "s.sqlite"))
+    s.replace_partition("refunds", P1, [rec("old")], now=NOW)
+    writer = s.partition_write("refunds", P1, now=NOW)
+    writer.add([rec("c1")])
+    with pytest.raises(ValueError, match="record #0"):
+        writer.add([rec("c2", partition=P2)])  # the error crosses from the write's thread
+    writer.abort()
+    with pytest.raises(RuntimeError, match="aborted"):
+        writer.add([rec("c3")])
+    assert ids(s.customer_candidates("old", now=NOW)) == ["old"] and s.count("refunds", P1, now=NOW) == 1
+    s.close()
+
+
+def test_the_swap_cache_grows_with_the_partition_within_bounds():
+    assert swap_cache_kib(0) == swap_cache_kib(20_000) == 65_536
+    assert swap_cache_kib(100_000) == 100_000
+    assert swap_cache_kib(300_000) == swap_cache_kib(10**7) == 262_144
+
+
+def test_no_priority_change_without_niceness():
+    assert lower_thread_priority(0) is False
