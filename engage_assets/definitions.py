@@ -3,15 +3,16 @@
 A batch program (`dataConnectors`) gets the date-partitioned family of `engage_assets.assets.program`; a reactive one
 (`eventSources`) the hourly family of `engage_assets.assets.reactive` and a cart-event sensor.
 
+Two code locations (workspace.yaml): this module's `defs` is the main one (`engage`): everything but the reactive
+programs' event path, which is `engage_assets.reactive_location` (`engage_events`: the decision stages, their decide
+jobs and cart-event sensors, in a process that starts in about a second).  `build_definitions()` is their union, the
+whole deployment in one `Definitions`, for `engage run`, the tests and the benches, which build it in process.
+
 Built lazily (`@dg.definitions`): the environment (ENGAGE_ENV, ENGAGE_HOME) is read when Dagster loads the
 code location, not at import.
 """
 
 from __future__ import annotations
-
-import gc
-import os
-from functools import cache
 
 import dagster as dg
 
@@ -20,12 +21,12 @@ from engage_assets.assets.delivery import build_all_delivery
 from engage_assets.assets.gdpr import build_gdpr_erasure
 from engage_assets.assets.outcomes_export import OUTCOMES_EXPORT_SCHEDULE, outcomes_export
 from engage_assets.assets.program import build_program
-from engage_assets.assets.reactive import build_reactive_program, decide_job_name
+from engage_assets.assets.reactive.family import build_reactive_program
 from engage_assets.assets.reports import build_reports
-from engage_assets.domain.config import ProgramBase, ProgramConfig, ReactiveProgram, load_programs
-from engage_assets.settings import get_settings, program_config_dir
+from engage_assets.domain.config import ProgramBase, ProgramConfig, ReactiveProgram
+from engage_assets.reactive_location import build_event_path, deployment_programs, load_once
+from engage_assets.settings import get_settings
 from resources.by_env import build_resources
-from sensors.cart_events import build_cart_event_sensor
 from sensors.due_touches import build_due_touch_sensor, deliver_job_name
 from sensors.run_failures import engage_run_failure_alerts
 
@@ -34,9 +35,17 @@ RETRAIN_JOB = "model_retraining"
 
 
 def build_definitions() -> dg.Definitions:
+    """The whole deployment: the main location's definitions and the event path's (`reactive_location`), with every
+    resource of the environment."""
+    everyone = deployment_programs()
+    return dg.Definitions.merge(build_main_definitions(everyone), build_event_path(everyone).definitions())
+
+
+def build_main_definitions(everyone: list[ProgramBase] | None = None) -> dg.Definitions:  # long: one wiring list
+    """The main code location's definitions: everything but the event path (`engage_assets.reactive_location`)."""
     settings = get_settings()
     engage_dbt_assets = build_dbt_assets()
-    everyone: list[ProgramBase] = list(load_programs(program_config_dir()))
+    everyone = deployment_programs() if everyone is None else everyone
     programs = [p for p in everyone if isinstance(p, ProgramConfig)]
     reactive = [p for p in everyone if isinstance(p, ReactiveProgram)]
     built = [build_program(p) for p in programs] + [build_reactive_program(p, everyone) for p in reactive]
@@ -89,30 +98,14 @@ def build_definitions() -> dg.Definitions:
         sensors=[
             engage_run_failure_alerts,
             *(build_due_touch_sensor(p, deliver_job_name(p)) for p in everyone),
-            *(build_cart_event_sensor(p, decide_job_name(p)) for p in reactive),
         ],
         resources=build_resources(settings),
     )
 
 
 def load_definitions() -> dg.Definitions:
-    """The code location's definitions, built once per process and environment.
-
-    Dagster calls the lazy `defs` several times in one run worker (execution plan, each step's job, the
-    resources): building them costs 1-4 s each (the dbt manifest, every program's assets), which a run or a
-    sensor-launched run would pay again and again.  The settings come from the environment, so it is the key.
-    """
-    return _built_for(tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("ENGAGE_", "DBT_")))))
-
-
-@cache
-def _built_for(environment: tuple[tuple[str, str], ...]) -> dg.Definitions:
-    built = build_definitions()
-    # Everything built so far lives as long as the process.  Frozen, it is left out of every later garbage
-    # collection: a full one otherwise re-scans its ~400,000 objects (0.23 s), in every stage's memory release and
-    # in the automatic collections a large partition triggers.
-    gc.freeze()
-    return built
+    """The main code location's definitions, built once per process and environment (`load_once`)."""
+    return load_once(build_main_definitions)
 
 
 @dg.definitions

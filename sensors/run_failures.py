@@ -48,8 +48,10 @@ def _error_of(event: dg.DagsterEvent) -> Any:
     name="engage_run_failure_alerts",
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Every failed run of this code location becomes an alert (file locally, SNS in "
-    "production): job, partition, failed steps, error class and first line.",
+    # Both of Engage's code locations: the event path's decision runs (`engage_events`) fail here too.
+    monitor_all_code_locations=True,
+    description="Every failed run of Engage's code locations (the main one and the event path's) becomes an alert "
+    "(file locally, SNS in production): job, partition, failed steps, error class and first line.",
 )
 def engage_run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertSink) -> None:
     alert = failure_alert(context)

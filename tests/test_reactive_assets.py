@@ -12,11 +12,13 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from engage_assets.assets.reactive import build_reactive_program, decide_job_name
+from engage_assets.assets.reactive import decide_job_name
+from engage_assets.assets.reactive.family import build_reactive_program
 from engage_assets.assets.reactive.decisions import STAGES, cart_decisions_asset
 from engage_assets.assets.reactive.expiry import build_cart_expiry, cart_expiry_job_name, expire_carts
 from engage_assets.domain.config import ReactiveProgram, load_programs
 from engage_assets.reactive.events import partition_key
+from engage_assets.reactive_location import build_event_path
 from engage_assets.settings import PROJECT_ROOT
 from resources.cart_state.dynamodb import DynamoDbCartState
 from resources.cart_state.sqlite import SqliteCartState
@@ -75,11 +77,15 @@ def tick(queue: LocalEventQueue, batches: EventBatchStore, instance: dg.DagsterI
 def test_the_program_config_is_the_spec_block_and_builds():
     programs = [p for p in load_programs(PROJECT_ROOT / "program_configs") if isinstance(p, ReactiveProgram)]
     assert [p.programId for p in programs] == ["abandoned-cart-recovery"]
-    built = build_reactive_program(programs[0], list(programs))
+    built = build_reactive_program(programs[0], list(programs))  # the main location's part
     keys = {k.to_user_string() for a in built.assets for k in a.keys}
-    assert keys == {"abandoned_cart_recovery/purchase_intent_v4_model", "abandoned_cart_recovery/deliveries"} | {
+    assert keys == {"abandoned_cart_recovery/purchase_intent_v4_model", "abandoned_cart_recovery/deliveries"}
+    event_path = build_event_path(programs)  # the event path's location's part
+    assert {k.to_user_string() for a in event_path.assets for k in a.keys} == {
         f"abandoned_cart_recovery/{name}" for name, _ in STAGES
     }
+    assert [j.name for j in event_path.jobs] == ["abandoned_cart_recovery_decide"]
+    assert [s.name for s in event_path.sensors] == ["abandoned_cart_recovery_cart_events"]
     deliveries = next(a for a in built.assets if a.keys == {dg.AssetKey(["abandoned_cart_recovery", "deliveries"])})
     # The cart's later touches are re-checked against the purchases the cart state records (CartConversions).
     assert "cart_state" in deliveries.required_resource_keys

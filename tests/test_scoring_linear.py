@@ -1,17 +1,24 @@
-"""The compiled linear scorer (`resources.scoring.linear`): the same numbers as the pipeline's `predict_proba`, and
-None (sklearn scores) for any pipeline of another shape."""
+"""The compiled linear scorer (`engage_assets.domain.models.linear`): the same numbers as the pipeline's
+`predict_proba`, and None (sklearn scores) for any pipeline of another shape; its `linear.json` artifact, which the
+registry writes beside `model.joblib` and local scoring reads without unpickling (so without importing sklearn)."""
 
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.tree import DecisionTreeClassifier
 
-from engage_assets.domain.models import train_model
-from resources.scoring.linear import compile_linear, linear_scorer
+from engage_assets.domain.models import ModelRegistry, load_pipeline, train_model
+from engage_assets.domain.models.linear import LINEAR_ARTIFACT, compile_linear, linear_scorer, load_linear
+from resources.scoring.local import LocalScoringResource
 
 CART_FEATURES = ["purchase_history", "cart_value", "email_engagement", "discount_sensitivity"]
 MIXED_FEATURES = ["value", "reason", "tenure", "flag"]
@@ -102,3 +109,74 @@ def test_other_shapes_are_left_to_sklearn():
     assert compile_linear(renamed) is None
     assert compile_linear(object()) is None
     assert linear_scorer(trained.pipeline) is linear_scorer(trained.pipeline)  # compiled once per pipeline
+
+
+def saved_mixed_model(root: Path):
+    """A mixed (numeric + categorical) model saved in a registry under `root`: its ref and its pipeline."""
+    trained = train_model("m", "p", MIXED_FEATURES, mixed_history(3_000, 8), "y")
+    registry = ModelRegistry(root)
+    registry.save(trained)
+    return registry.ref("p", "m", trained.version), trained.pipeline
+
+
+def scoring_rows() -> pd.DataFrame:
+    X = mixed_history(200, 9)[MIXED_FEATURES].astype({"reason": object})
+    X.loc[X.index[1], "reason"] = None
+    X.loc[X.index[2], "reason"] = "never seen"
+    return X
+
+
+def test_saved_versions_carry_their_linear_parameters_and_score_identically(tmp_path):
+    ref, pipeline = saved_mixed_model(tmp_path)
+    path = Path(ref.artifact_path).with_name(LINEAR_ARTIFACT)
+    assert json.loads(path.read_text())["version"] == ref.version
+    saved = load_linear(ref.artifact_path, ref.version)
+    assert saved is not None and saved.categorical == ("reason",)
+    X = scoring_rows()
+    expected = pipeline.predict_proba(X)[:, 1]
+    np.testing.assert_array_equal(saved.score(X), expected)  # read back from JSON: the very same numbers
+    np.testing.assert_array_equal(LocalScoringResource().score(ref, X), expected)
+
+
+def test_a_version_without_linear_parameters_is_scored_from_its_pickle(tmp_path):
+    ref, pipeline = saved_mixed_model(tmp_path)
+    Path(ref.artifact_path).with_name(LINEAR_ARTIFACT).unlink()  # as a version promoted before the artifact existed
+    assert load_linear(ref.artifact_path, ref.version) is None
+    X = scoring_rows()
+    np.testing.assert_array_equal(LocalScoringResource().score(ref, X), pipeline.predict_proba(X)[:, 1])
+    assert load_pipeline(ref) is not None
+
+
+def test_a_linear_artifact_of_another_version_or_altered_is_refused(tmp_path):
+    ref, _ = saved_mixed_model(tmp_path)
+    path = Path(ref.artifact_path).with_name(LINEAR_ARTIFACT)
+    doc = json.loads(path.read_text())
+    doc["params"]["intercept"] = [doc["params"]["intercept"][0] + 1.0]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="do not match their hash"):
+        load_linear(ref.artifact_path, ref.version)
+    with pytest.raises(ValueError, match="version"):
+        load_linear(ref.artifact_path, "0123456789abcdef")
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not a linear scorer artifact"):
+        load_linear(ref.artifact_path, "fedcba9876543210")
+
+
+def test_scoring_a_saved_version_imports_no_sklearn(tmp_path):
+    ref, pipeline = saved_mixed_model(tmp_path)
+    X = scoring_rows()
+    X.to_pickle(tmp_path / "rows.pkl")
+    code = textwrap.dedent(
+        f"""
+        import sys, json
+        import pandas as pd
+        from engage_assets.domain.models import ModelRegistry
+        from resources.scoring.local import LocalScoringResource
+        ref = ModelRegistry({str(tmp_path)!r}).ref("p", "m", {ref.version!r})
+        scores = LocalScoringResource().score(ref, pd.read_pickle({str(tmp_path / "rows.pkl")!r}))
+        print(json.dumps({{"sklearn": "sklearn" in sys.modules, "scores": scores.tolist()}}))
+        """
+    )
+    out = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+    assert out["sklearn"] is False
+    np.testing.assert_array_equal(np.asarray(out["scores"]), pipeline.predict_proba(X)[:, 1])

@@ -11,7 +11,7 @@ also builds it when it is missing, and `dagster dev` re-parses on every load.  I
 """
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,28 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from engage_assets.assets.keys import (  # the light location reads them too (see there); re-exported here
+    WAREHOUSE_POOL,
+    blocking_dbt_tests,
+    dbt_asset_key,
+    failed_dbt_tests,
+    mart_asset_key,
+    mart_names,
+)
 from resources.dbt import dbt_project, ensure_manifest
 
+__all__ = [
+    "WAREHOUSE_POOL",
+    "EngageDbtTranslator",
+    "blocking_dbt_tests",
+    "build_dbt_assets",
+    "failed_dbt_tests",
+    "mart_asset_key",
+    "mart_names",
+    "raw_source_specs",
+]
+
 # One pool for every asset that writes the DuckDB warehouse (DuckDB allows one writing process per file).
-WAREHOUSE_POOL = "duckdb_warehouse"
 MODEL_GROUP = "warehouse"
 RAW_GROUP = "raw"
 ASSET_KINDS = ("dbt", "duckdb")
@@ -43,9 +61,7 @@ class EngageDbtTranslator(DagsterDbtTranslator):
         super().__init__(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_code_references=True))
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        if dbt_resource_props["resource_type"] == "source":
-            return dg.AssetKey(["raw", dbt_resource_props["name"]])
-        return dg.AssetKey(["warehouse", dbt_resource_props["name"]])
+        return dbt_asset_key(dbt_resource_props["resource_type"], dbt_resource_props["name"])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         # Sources are other code's assets (the raw loaders): they keep whatever group those give them.
@@ -145,59 +161,3 @@ def raw_source_specs() -> list[dg.AssetSpec]:
             )
         )
     return specs
-
-
-@cache
-def mart_names() -> frozenset[str]:
-    """Names of the models under dbt_project/models/marts (the tables the programs read)."""
-    manifest = json.loads(ensure_manifest().read_text())
-    return frozenset(
-        node["name"]
-        for node in manifest["nodes"].values()
-        if node["resource_type"] == "model" and node["fqn"][1:2] == ["marts"]
-    )
-
-
-def mart_asset_key(name: str) -> dg.AssetKey:
-    """The asset key of a mart, for assets that read it: `mart_asset_key("order_tracking")`.
-
-    Raises ValueError for a name that is not a mart, so a typo fails at definitions load, not at run time.
-    """
-    if name not in mart_names():
-        raise ValueError(f"{name!r} is not a dbt mart; marts are: {', '.join(sorted(mart_names()))}")
-    return EngageDbtTranslator().get_asset_key({"resource_type": "model", "name": name})
-
-
-@cache
-def blocking_dbt_tests() -> dict[dg.AssetKey, tuple[dg.AssetCheckKey, ...]]:
-    """{model's asset key: its blocking dbt tests}: dagster-dbt makes a test of severity `error` a blocking asset
-    check, so in a run that builds the warehouse a failing one stops every asset downstream of its model."""
-    out: dict[dg.AssetKey, list[dg.AssetCheckKey]] = {}
-    for spec in build_dbt_assets().check_specs:
-        if spec.blocking:
-            out.setdefault(spec.asset_key, []).append(spec.key)
-    return {key: tuple(checks) for key, checks in out.items()}
-
-
-FAILED_ROWS = "dagster_dbt/failed_row_count"
-COMPLETED = ("SUCCEEDED", "FAILED")  # an execution record's status once its test ran (not merely planned)
-
-
-def failed_dbt_tests(instance: dg.DagsterInstance, models: Iterable[dg.AssetKey]) -> list[str]:
-    """The blocking dbt tests of `models` whose latest result (any run, as the instance recorded it) is a failure of
-    severity ERROR, each as `warehouse/<model>: <test> (N failing rows)`.  What the blocking checks do inside one run,
-    this does across runs: an asset that reads a mart can refuse to run on it after a `dbt build` whose tests failed,
-    however it was launched (`dagster asset materialize`, a schedule, a backfill)."""
-    failed = []
-    storage = instance.event_log_storage
-    for key in (k for model in models for k in blocking_dbt_tests().get(model, ())):
-        # The newest execution that ran (a run that skipped the test leaves a planned record, which says nothing).
-        history = storage.get_asset_check_execution_history(key, limit=20)
-        ran = next((r for r in history if r.status.value in COMPLETED), None)
-        evaluation = ran.evaluation if ran is not None else None
-        if evaluation is None or evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
-            continue
-        rows = evaluation.metadata.get(FAILED_ROWS)
-        count = f" ({getattr(rows, 'value', rows)} failing rows)" if rows is not None else ""
-        failed.append(f"{key.asset_key.to_user_string()}: {key.name}{count}")
-    return failed

@@ -33,6 +33,7 @@ from engage_assets.assets.program import (
     without_customers,
 )
 from engage_assets.delivery.engine import ChannelFactory, DeliveryEngine, DeliveryStats, EngineConfig
+from engage_assets.delivery.stats import touches_by_channel
 from engage_assets.domain.channels import CHANNEL_SPECS, channel_resource_keys
 from engage_assets.domain.config import ProgramBase, ProgramConfig, ReactiveProgram
 from engage_assets.domain.contacts import CONTACT_COLUMNS
@@ -187,15 +188,6 @@ def touch_plan_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefin
         return stream_partitions(context, parts, offers, one)
 
     return touch_plan
-
-
-def touches_by_channel(plan: pa.Table) -> dict[str, int]:
-    """`touches/<channel>` → planned touches of that channel (sorted by channel), for a touch_plan partition."""
-    by_channel: dict[str, int] = {}
-    if plan.num_rows:
-        for row in plan.group_by("channel").aggregate([("channel", "count")]).to_pylist():
-            by_channel[row["channel"]] = row["channel_count"]
-    return {f"touches/{k}": v for k, v in sorted(by_channel.items())}
 
 
 def _issue_refunds(program: ProgramConfig, resources: Any, plan: pa.Table, partition_key: str) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+
 
 @dataclass
 class DeliveryStats:
@@ -42,3 +44,12 @@ class DeliveryStats:
             if outcome != "sent" or reason:
                 out[f"{ch}/{outcome}/{reason or '-'}"] += n
         return dict(sorted(out.items()))
+
+
+def touches_by_channel(plan: pa.Table) -> dict[str, int]:
+    """`touches/<channel>` → planned touches of that channel (sorted by channel), for a touch_plan partition."""
+    by_channel: dict[str, int] = {}
+    if plan.num_rows:
+        for row in plan.group_by("channel").aggregate([("channel", "count")]).to_pylist():
+            by_channel[row["channel"]] = row["channel_count"]
+    return {f"touches/{k}": v for k, v in sorted(by_channel.items())}

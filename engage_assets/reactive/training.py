@@ -8,10 +8,15 @@ mart and the decision path read them) with the label `purchased_within_7d` and t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from engage_assets.domain.config import ReactiveProgram, ScoringModelBase
-from engage_assets.domain.models import ModelRef, ModelRegistry, TrainedModel, train_model
+from engage_assets.domain.models import ModelRef, ModelRegistry
 from resources.scoring.training_data import read_training_frame
 from resources.warehouse.base import WarehouseResource
+
+if TYPE_CHECKING:
+    from engage_assets.domain.models import TrainedModel
 
 TRAINING_TABLE = "training_cart_outcomes"
 LABEL = "purchased_within_7d"
@@ -37,6 +42,9 @@ def train_purchase_intent(
 ) -> tuple[TrainedModel, ModelRef]:
     """Train a candidate version, let the registry promote it if it beats the baseline and the current one;
     (candidate, current).  LookupError when no version was ever promoted (the last candidate's verdict says why)."""
+    # Imported here: training loads sklearn (~1 s), which the decision runs (`current_intent_model`) never need.
+    from engage_assets.domain.models import train_model
+
     spec = intent_model(program)
     table, label, truth = training_source(program)
     data, truth = read_training_frame(warehouse, table, spec.features, label, truth)

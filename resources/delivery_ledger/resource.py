@@ -4,13 +4,16 @@ classes: SQLite (WAL) on this machine, or one DynamoDB table (production: run wo
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
 
 from resources.delivery_ledger.base import DeliveryLedgerBackend
-from resources.delivery_ledger.dynamodb import DynamoDbDeliveryLedger
 from resources.delivery_ledger.sqlite import DeliveryLedger
+
+if TYPE_CHECKING:  # boto3 (0.1-0.4 s to import) only where the production ledger is opened
+    from resources.delivery_ledger.dynamodb import DynamoDbDeliveryLedger
 
 
 class DeliveryLedgerResource(dg.ConfigurableResource, ABC):
@@ -41,6 +44,8 @@ class DynamoDbDeliveryLedgerResource(DeliveryLedgerResource):
 
     def ledger(self) -> DynamoDbDeliveryLedger:
         """The DynamoDB ledger on `table_name`."""
+        from resources.delivery_ledger.dynamodb import DynamoDbDeliveryLedger
+
         return DynamoDbDeliveryLedger(self.table_name, region_name=self.region_name, endpoint_url=self.endpoint_url)
 
     def create_table(self) -> None:

@@ -8,6 +8,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engage_assets.assets.keys import model_asset_name as model_asset_name  # shared with the event path
 from engage_assets.domain.config import ProgramConfig
 from resources.engagement.base import EngagementStore
 
@@ -21,11 +22,6 @@ STAGES = (
 )
 # Schema metadata that carries {model_id: version} from the scores to the stored and exported candidates.
 MODEL_VERSIONS_KEY = "engage.model_versions"
-
-
-def model_asset_name(model_id: str) -> str:
-    """The asset name of a model, e.g. `churn-risk-v6` → `churn_risk_v6_model`."""
-    return model_id.replace("-", "_").replace(".", "_") + "_model"
 
 
 def stage_key(program: ProgramConfig, stage: str) -> dg.AssetKey:

@@ -8,11 +8,12 @@ from typing import Any
 
 import dagster as dg
 
-from engage_assets.assets.dbt import WAREHOUSE_POOL, failed_dbt_tests, mart_asset_key
+from engage_assets.assets.dbt import WAREHOUSE_POOL, mart_asset_key
+from engage_assets.assets.keys import refuse_failed_marts
 from engage_assets.assets.program.checks import source_check_result, source_check_spec
 from engage_assets.assets.program.common import counts_md, program_tags, stage_key
 from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition
-from engage_assets.domain.config import ProgramBase, ProgramConfig
+from engage_assets.domain.config import ProgramConfig
 from engage_assets.domain.pushdown import SourcePlan, context_probe_sql
 from engage_assets.domain.sources import SchemaDriftError, check_schema, probe_sql
 from resources.engagement.base import EngagementStore
@@ -78,19 +79,6 @@ def source_partition(
         "as_of_date": window.end.isoformat(),
         "query_seconds": round(time.perf_counter() - t0, 2),
     }
-
-
-def refuse_failed_marts(context: dg.AssetExecutionContext, program: ProgramBase, marts: list[dg.AssetKey]) -> None:
-    """Fail before reading anything when a blocking dbt test on a mart the program reads failed in the latest build
-    (in any run: a `dagster asset materialize` of the program alone too), naming each test."""
-    failed = failed_dbt_tests(context.instance, marts)
-    if failed:
-        raise dg.Failure(
-            description=f"{program.programId}: not run, the warehouse's dbt tests failed on the marts it reads: "
-            + "; ".join(failed)
-            + ". Fix the data (or the test) and build the warehouse again (job warehouse_build, or `engage run`).",
-            metadata={"failed_dbt_tests": dg.MetadataValue.json(failed)},
-        )
 
 
 def source_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinition) -> dg.AssetsDefinition:

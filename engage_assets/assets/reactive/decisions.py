@@ -26,11 +26,10 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from engage_assets.assets.dbt import mart_asset_key
-from engage_assets.assets.delivery import touches_by_channel
 from engage_assets.assets.history import record_decided
-from engage_assets.assets.program.source import refuse_failed_marts
-from engage_assets.assets.reactive.model import intent_model_key
+from engage_assets.assets.keys import mart_asset_key, refuse_failed_marts
+from engage_assets.assets.reactive.names import intent_model_key
+from engage_assets.delivery.stats import touches_by_channel
 from engage_assets.domain import pipeline
 from engage_assets.domain.config import ReactiveProgram
 from engage_assets.domain.events import ParsedEvent, Rejected, parse_event

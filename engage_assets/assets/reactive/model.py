@@ -4,19 +4,14 @@ The decision stages score with the promoted version; the `model_retraining` job 
 
 import dagster as dg
 
-from engage_assets.assets.dbt import WAREHOUSE_POOL, mart_asset_key
-from engage_assets.assets.program import model_asset_name
+from engage_assets.assets.keys import WAREHOUSE_POOL, mart_asset_key
 from engage_assets.assets.program.model import decision_metadata, retrain_model
+from engage_assets.assets.reactive.names import intent_model_key
 from engage_assets.domain.config import ReactiveProgram
 from engage_assets.reactive.training import intent_model, training_source
 from resources.scoring.deploy import ModelDeployResource
 from resources.staging import ModelStoreResource
 from resources.warehouse.base import WarehouseResource
-
-
-def intent_model_key(program: ReactiveProgram) -> dg.AssetKey:
-    """The key of the program's purchase-intent model asset, e.g. `abandoned_cart_recovery/purchase_intent_v4_model`."""
-    return dg.AssetKey([program.group, model_asset_name(intent_model(program).modelId)])
 
 
 def intent_model_asset(program: ReactiveProgram) -> dg.AssetsDefinition:

@@ -22,7 +22,7 @@ import dagster as dg
 
 from engage_assets.assets.cleanup import build_candidate_cleanup as candidate_cleanup
 from engage_assets.assets.cleanup import cleanup_candidates, weekly_schedule
-from engage_assets.assets.reactive.model import intent_model_key
+from engage_assets.assets.reactive.names import intent_model_key
 from engage_assets.domain.config import ReactiveProgram
 from engage_assets.reactive.training import intent_model
 

@@ -16,19 +16,44 @@ the pickled pipeline makes the artifact self-contained, so both paths run exactl
 `engage_assets.domain.models.<name>` (see `features.PICKLED_AS`).
 """
 
+import importlib
 import sys
+from typing import TYPE_CHECKING, Any
 
 from engage_assets.domain.models.evaluation import auc_vs_truth, psi, score_reference
-from engage_assets.domain.models.features import MISSING_CATEGORY, OneHot, coerce_features, infer_categorical
-from engage_assets.domain.models.registry import BASELINE_Z, LOWER_IS_BETTER, ModelRef, ModelRegistry, load_pipeline
-from engage_assets.domain.models.training import (
-    Holdout,
-    TrainedModel,
-    build_pipeline,
+from engage_assets.domain.models.features import MISSING_CATEGORY, coerce_features, infer_categorical
+from engage_assets.domain.models.registry import (
+    BASELINE_Z,
+    LOWER_IS_BETTER,
+    ModelRef,
+    ModelRegistry,
     content_version,
-    evaluate,
-    train_model,
+    load_pipeline,
 )
+
+if TYPE_CHECKING:
+    from engage_assets.domain.models.onehot import OneHot
+    from engage_assets.domain.models.training import Holdout, TrainedModel, build_pipeline, evaluate, train_model
+
+# What needs sklearn loads when first named (PEP 562): importing sklearn costs ~1 s, and the decision path reaches
+# this package (`ModelRef`, the registry, `linear.json`) without training or unpickling anything.  Unpickling an
+# artifact names `engage_assets.domain.models.OneHot`, which loads it then.
+_LAZY = {
+    "OneHot": "engage_assets.domain.models.onehot",
+    **dict.fromkeys(
+        ("Holdout", "TrainedModel", "build_pipeline", "evaluate", "train_model"), "engage_assets.domain.models.training"
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 # Artifacts trained before this code moved into engage_assets.domain name their classes `engage_assets.models.<name>`
 # in the pickle; the alias lets the registry keep loading those promoted models (and compare new ones against them).

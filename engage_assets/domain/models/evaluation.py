@@ -20,9 +20,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from engage_assets.domain.models.features import as_float
+
+
+def roc_auc_score(y: np.ndarray, s: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+    """sklearn's ROC AUC, imported when first used: importing sklearn.metrics costs ~1 s (scipy.stats), which the
+    decision path, which reaches this package but never evaluates, should not pay at every run's start."""
+    from sklearn.metrics import roc_auc_score as sklearn_roc_auc
+
+    return float(sklearn_roc_auc(y, s, sample_weight=sample_weight))
+
 
 PSI_BINS = 10
 PSI_FLOOR = 1e-4  # an empty bin counts as this share, so one empty bin does not make the index infinite

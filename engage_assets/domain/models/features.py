@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sklearn.base import BaseEstimator, TransformerMixin
 
 MISSING_CATEGORY = "__missing__"
 _TRUE = frozenset({"true", "t", "yes", "y"})
@@ -96,46 +95,20 @@ def _category_codes(col: pd.Series, cats: np.ndarray) -> np.ndarray:
     return pd.Categorical(col, categories=cats).codes.astype(np.int64, copy=False)
 
 
-class OneHot(TransformerMixin, BaseEstimator):
-    """Dense one-hot encoding of string columns; unknown categories encode as all zeros (handle_unknown="ignore").
-
-    Why not sklearn's OneHotEncoder: it converts the columns to Python object arrays and maps them value by value,
-    which made it ~60 % of the predict time at 500,000 rows.  Here Arrow's (or pandas') hash lookup does it in C:
-    the same semantics at a fraction of the cost.
-    """
-
-    def __init__(self, handle_unknown: str = "ignore"):
-        self.handle_unknown = handle_unknown
-
-    def fit(self, X: pd.DataFrame, y: Any = None) -> OneHot:
-        """Learn each column's categories (sorted)."""
-        if self.handle_unknown != "ignore":
-            raise ValueError("only handle_unknown='ignore' is supported")
-        X = pd.DataFrame(X)
-        self.columns_ = [str(c) for c in X.columns]
-        self.categories_ = [np.array(sorted(pd.unique(X[c].astype("str"))), dtype=object) for c in X.columns]
-        self.n_features_in_ = len(self.columns_)
-        return self
-
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
-        """One 0/1 column per learned category, in column then category order."""
-        X = pd.DataFrame(X)
-        n = len(X)
-        out = np.zeros((n, sum(len(c) for c in self.categories_)), dtype="float64")
-        offset = 0
-        rows = np.arange(n)
-        for col, cats in zip(X.columns, self.categories_, strict=False):
-            codes = _category_codes(X[col], cats)
-            known = codes >= 0
-            out[rows[known], offset + codes[known]] = 1.0
-            offset += len(cats)
-        return out
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """`column=category` for every output column."""
-        return np.array(
-            [f"{c}={v}" for c, cats in zip(self.columns_, self.categories_, strict=False) for v in cats], dtype=object
-        )
+def onehot_encode(X: pd.DataFrame, categories: Sequence[np.ndarray]) -> np.ndarray:
+    """One 0/1 column per category, in column then category order; a value not in its column's categories encodes
+    as all zeros.  `OneHot.transform` (in the pickled pipelines) and the sklearn-free `LinearScorer` both use it."""
+    X = pd.DataFrame(X)
+    n = len(X)
+    out = np.zeros((n, sum(len(c) for c in categories)), dtype="float64")
+    offset = 0
+    rows = np.arange(n)
+    for col, cats in zip(X.columns, categories, strict=False):
+        codes = _category_codes(X[col], cats)
+        known = codes >= 0
+        out[rows[known], offset + codes[known]] = 1.0
+        offset += len(cats)
+    return out
 
 
 # A pickle names a function or class by its module path, so the path is part of every artifact's bytes and hence of
@@ -144,4 +117,3 @@ class OneHot(TransformerMixin, BaseEstimator):
 # the split load on the other.
 PICKLED_AS = "engage_assets.domain.models"
 coerce_features.__module__ = PICKLED_AS
-OneHot.__module__ = PICKLED_AS

@@ -14,26 +14,29 @@ ones through `coerce_features` and the fitted `OneHot`), so a value the pipeline
 pipeline of any other shape (or settings this does not reproduce) compiles to None and is scored by sklearn.  The
 results equal `predict_proba`'s to the last few bits (the dot product sums in another order; the decision path
 rounds scores to 1e-9), which the tests check on the trained models.
+
+The parameters are also an artifact of their own, `linear.json` beside `model.joblib` (`ModelRegistry.save` writes
+it for every pipeline that compiles): `load_linear` scores a promoted version without unpickling it, so without
+importing sklearn (~1 s of a decision run's start, `engage_assets.reactive_location`).  The file names its version
+and hashes its parameters; a version saved before it existed has none and is scored from the pickle.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.special import expit
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from engage_assets.domain.models import OneHot, coerce_features
-from engage_assets.domain.models.features import as_float
+from engage_assets.domain.models.features import as_float, coerce_features, onehot_encode
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class LinearScorer:
     mean: np.ndarray  # the scaler's, over imputed ++ flags (zeros where it did not centre)
     scale: np.ndarray  # the scaler's (ones where it did not scale)
     categorical: tuple[str, ...]
-    onehot: OneHot | None
+    categories: tuple[np.ndarray, ...] | None  # the fitted `OneHot`'s, per categorical feature (None: no such block)
     coef_t: np.ndarray  # (width, 1): numeric block then categorical block, as the column transformer stacks them
     intercept: np.ndarray  # (1,)
 
@@ -64,14 +67,19 @@ class LinearScorer:
             block -= self.mean
             block /= self.scale
             blocks.append(block)
-        if self.onehot is not None:
-            blocks.append(self.onehot.transform(coerce_features(X, self.categorical, self.categorical)))
+        if self.categories is not None:
+            blocks.append(onehot_encode(coerce_features(X, self.categorical, self.categorical), self.categories))
         design = blocks[0] if len(blocks) == 1 else np.hstack(blocks)
         return np.asarray(expit((design @ self.coef_t + self.intercept).reshape(-1)), dtype="float64")
 
 
 def _numeric_block(step: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """(medians, flagged, mean, scale) of a fitted impute → scale pipeline, or None if it is another shape."""
+    # sklearn here, not at the top: the decision path imports this module to score from `linear.json` (module doc).
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     if not (isinstance(step, Pipeline) and [type(s) for _, s in step.steps] == [SimpleImputer, StandardScaler]):
         return None
     imputer, scaler = step.steps[0][1], step.steps[1][1]
@@ -98,6 +106,14 @@ def _numeric_block(step: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 
 def compile_linear(pipeline: Any) -> LinearScorer | None:  # long: one shape check per fitted step, in order
     """The pipeline's parameters as a `LinearScorer`, or None for any pipeline `build_pipeline` did not make."""
+    # sklearn here, not at the top: the decision path imports this module to score from `linear.json` (module doc).
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from engage_assets.domain.models.onehot import OneHot
+
     if not (
         isinstance(pipeline, Pipeline) and [name for name, _ in pipeline.steps] == ["coerce", "features", "classifier"]
     ):
@@ -139,7 +155,7 @@ def compile_linear(pipeline: Any) -> LinearScorer | None:  # long: one shape che
         mean=mean,
         scale=scale,
         categorical=tuple(categorical),
-        onehot=onehot,
+        categories=tuple(onehot.categories_) if onehot is not None else None,
         coef_t=coef_t,
         intercept=np.asarray(clf.intercept_, dtype="float64"),
     )
@@ -161,4 +177,84 @@ def linear_scorer(pipeline: Any) -> LinearScorer | None:
         if len(_COMPILED) >= 64:
             _COMPILED.clear()
         _COMPILED[key] = (pipeline, scorer)
+    return scorer
+
+
+LINEAR_ARTIFACT = "linear.json"  # beside model.joblib
+
+
+def _params(scorer: LinearScorer) -> dict[str, Any]:
+    """The scorer's parameters as JSON values (a float's repr reads back as the same float: exact)."""
+    return {
+        "numeric": list(scorer.numeric),
+        "medians": scorer.medians.tolist(),
+        "flagged": scorer.flagged.tolist(),
+        "mean": scorer.mean.tolist(),
+        "scale": scorer.scale.tolist(),
+        "categorical": list(scorer.categorical),
+        "categories": [[str(v) for v in c] for c in scorer.categories] if scorer.categories is not None else None,
+        "coef": scorer.coef_t.reshape(-1).tolist(),
+        "intercept": scorer.intercept.tolist(),
+    }
+
+
+def _digest(version: str, params: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps([version, params], sort_keys=True).encode()).hexdigest()
+
+
+def linear_artifact(scorer: LinearScorer, version: str) -> bytes:
+    """`linear.json` of a model version: its version, the parameters and their hash (with the version)."""
+    params = _params(scorer)
+    return json.dumps({"version": version, "params": params, "sha256": _digest(version, params)}).encode()
+
+
+def read_linear_artifact(data: bytes, version: str) -> LinearScorer:
+    """The scorer of a `linear.json`; ValueError when it is another version's or its parameters do not hash."""
+    try:
+        doc = json.loads(data)
+        params = doc["params"]
+        if doc["version"] != version:
+            raise ValueError(f"it is version {doc['version']}'s")
+        if doc["sha256"] != _digest(version, params):
+            raise ValueError("its parameters do not match their hash")
+        cats = params["categories"]
+        return LinearScorer(
+            numeric=tuple(params["numeric"]),
+            medians=np.asarray(params["medians"], dtype="float64"),
+            flagged=np.asarray(params["flagged"], dtype=np.int64),
+            mean=np.asarray(params["mean"], dtype="float64"),
+            scale=np.asarray(params["scale"], dtype="float64"),
+            categorical=tuple(params["categorical"]),
+            categories=tuple(np.array(c, dtype=object) for c in cats) if cats is not None else None,
+            coef_t=np.asarray(params["coef"], dtype="float64").reshape(-1, 1),
+            intercept=np.asarray(params["intercept"], dtype="float64"),
+        )
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not a linear scorer artifact: {exc!r}") from exc
+
+
+_LOADED: dict[tuple[str, str], LinearScorer | None] = {}
+
+
+def load_linear(artifact_path: str, version: str) -> LinearScorer | None:
+    """The `linear.json` beside a version's `model.joblib` (cached per file and version), or None when the version
+    has none (saved before it existed, or a pipeline that does not compile): score it from the pickle then.  A file
+    of another version, or whose parameters do not match their hash, raises ValueError (never scored silently)."""
+    path = Path(artifact_path).with_name(LINEAR_ARTIFACT)
+    key = (os.path.realpath(path), version)
+    with _LOCK:
+        if key in _LOADED:
+            return _LOADED[key]
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None  # not cached: a later save may write it
+    try:
+        scorer = read_linear_artifact(data, version)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    with _LOCK:
+        if len(_LOADED) >= 64:
+            _LOADED.clear()
+        _LOADED[key] = scorer
     return scorer

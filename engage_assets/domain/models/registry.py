@@ -15,21 +15,27 @@ never promoted fails with the last decision's reason (`never_promoted_reason`): 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import joblib
-import sklearn
-from sklearn.pipeline import Pipeline
 
-from engage_assets.domain.models.training import TrainedModel, content_version, evaluate, serialize
+from engage_assets.domain.models.linear import LINEAR_ARTIFACT, compile_linear, linear_artifact
+
+if TYPE_CHECKING:  # sklearn and the training module load only where a model is trained, saved or evaluated: the
+    # decision path reads `ModelRef`s and scores from `linear.json` without them (~1 s of imports, `linear`)
+    from sklearn.pipeline import Pipeline
+
+    from engage_assets.domain.models.training import TrainedModel
 
 # Metrics where a smaller value is better; every other metric is "higher is better".
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "truth_mae"})
@@ -46,6 +52,14 @@ class ModelRef:
     endpoint: str  # "sagemaker://churn-risk-v6"
     features: tuple[str, ...]
     artifact_path: str  # local path of the joblib artifact
+
+
+def content_version(artifact: bytes, features: Sequence[str]) -> str:
+    """Content address of a model: same bytes and features -> same version, in any process."""
+    h = hashlib.sha256(artifact)
+    h.update(b"\0")
+    h.update(json.dumps(list(features)).encode())
+    return h.hexdigest()[:16]
 
 
 _CACHE: OrderedDict[tuple[str, str], Pipeline] = OrderedDict()
@@ -109,7 +123,12 @@ class ModelRegistry:
         return self._model_dir(program_id, model_id) / version
 
     def save(self, trained: TrainedModel) -> Path:
-        """Write model.joblib + metrics.json for the version; returns the artifact path.  Idempotent."""
+        """Write model.joblib, linear.json (its parameters, when the pipeline compiles: `linear`) and metrics.json
+        for the version; returns the artifact path.  Idempotent."""
+        import sklearn
+
+        from engage_assets.domain.models.training import serialize
+
         vdir = self._version_dir(trained.program_id, trained.model_id, trained.version)
         artifact = vdir / "model.joblib"
         blob = trained.artifact or serialize(trained.pipeline)
@@ -117,6 +136,9 @@ class ModelRegistry:
             raise ValueError(f"{trained.model_id}: artifact does not match version {trained.version}")
         if not artifact.exists():
             _write_atomic(artifact, blob)
+        scorer = compile_linear(trained.pipeline)
+        if scorer is not None and not (vdir / LINEAR_ARTIFACT).exists():
+            _write_atomic(vdir / LINEAR_ARTIFACT, linear_artifact(scorer, trained.version))
         meta = vdir / "metrics.json"
         if not meta.exists():
             doc = {
@@ -188,6 +210,8 @@ class ModelRegistry:
             and set(current.features) <= set(h.X.columns)
             and (metric != "truth_mae" or h.truth is not None)
         ):
+            from engage_assets.domain.models.training import evaluate
+
             try:
                 values = evaluate(self.load(current), h.X[list(current.features)], h.y, h.truth)
                 if metric in values:

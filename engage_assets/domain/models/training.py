@@ -7,9 +7,7 @@ step), and scoring is one small matrix-vector product, which keeps 500,000 rows 
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -31,7 +29,9 @@ from engage_assets.domain.models.evaluation import (
     paired_auc_test,
     score_reference,
 )
-from engage_assets.domain.models.features import OneHot, as_float, coerce_features, infer_categorical
+from engage_assets.domain.models.features import as_float, coerce_features, infer_categorical
+from engage_assets.domain.models.onehot import OneHot
+from engage_assets.domain.models.registry import content_version
 
 
 def build_pipeline(features: list[str], categorical: list[str], *, C: float = 1.0) -> Pipeline:
@@ -131,14 +131,6 @@ def serialize(pipeline: Pipeline) -> bytes:
     buf = io.BytesIO()
     joblib.dump(pipeline, buf)
     return buf.getvalue()
-
-
-def content_version(artifact: bytes, features: Sequence[str]) -> str:
-    """Content address of a model: same bytes and features -> same version, in any process."""
-    h = hashlib.sha256(artifact)
-    h.update(b"\0")
-    h.update(json.dumps(list(features)).encode())
-    return h.hexdigest()[:16]
 
 
 def _label_array(col: pd.Series, label: str) -> np.ndarray:
