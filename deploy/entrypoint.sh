@@ -2,6 +2,9 @@
 # The image's entrypoint: one image, four roles (docs/deploy.md, "What runs where").
 #
 #   code-server   the `engage` code location's gRPC server (port DAGSTER_CODE_SERVER_PORT, 4000)
+#   events-code-server
+#                 the `engage_events` code location's (the reactive programs' event path: decision stages, decide
+#                 jobs, cart-event sensors; port DAGSTER_EVENTS_CODE_SERVER_PORT, 4001)
 #   webserver     the Dagster UI and GraphQL API (port DAGSTER_WEBSERVER_PORT, 3000), on deploy/workspace.yaml
 #   daemon        schedules, sensors, the run queue (launches each run as an ECS task), run monitoring
 #   migrate       `dagster instance migrate`: the instance's tables in PostgreSQL, after every Dagster upgrade
@@ -22,6 +25,12 @@ case "$role" in
       --host "${DAGSTER_CODE_SERVER_BIND:-0.0.0.0}" --port "${DAGSTER_CODE_SERVER_PORT:-4000}"
       --module-name engage_assets.definitions --location-name engage "$@")
     ;;
+  events-code-server)
+    shift
+    cmd=(dagster code-server start
+      --host "${DAGSTER_CODE_SERVER_BIND:-0.0.0.0}" --port "${DAGSTER_EVENTS_CODE_SERVER_PORT:-4001}"
+      --module-name engage_assets.reactive_location --location-name engage_events "$@")
+    ;;
   webserver)
     shift
     cmd=(dagster-webserver
@@ -37,7 +46,7 @@ case "$role" in
     cmd=(dagster instance migrate "$@")
     ;;
   "")
-    echo "usage: entrypoint.sh code-server|webserver|daemon|migrate|COMMAND [ARGS…]" >&2
+    echo "usage: entrypoint.sh code-server|events-code-server|webserver|daemon|migrate|COMMAND [ARGS…]" >&2
     exit 2
     ;;
   *)

@@ -33,7 +33,8 @@ from engage_assets.settings import PROD_REQUIRED
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 POSTGRES_VARS = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_DB", "DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD")
-ROLES = ("code-server", "webserver", "daemon", "migrate")
+ROLES = ("code-server", "events-code-server", "webserver", "daemon", "migrate")
+LOCATIONS = {"engage_assets.definitions": "engage", "engage_assets.reactive_location": "engage_events"}
 
 
 def _yaml(path: Path) -> dict:
@@ -93,15 +94,27 @@ def test_the_production_workspace_is_the_engage_grpc_location(monkeypatch):
     workspace = _yaml(DEPLOY / "workspace.yaml")
     monkeypatch.setenv("DAGSTER_CODE_SERVER_HOST", "engage-code.internal")
     monkeypatch.setenv("DAGSTER_CODE_SERVER_PORT", "4000")
+    monkeypatch.setenv("DAGSTER_EVENTS_CODE_SERVER_HOST", "engage-events-code.internal")
+    monkeypatch.setenv("DAGSTER_EVENTS_CODE_SERVER_PORT", "4001")
     ensure_workspace_config(workspace, str(DEPLOY / "workspace.yaml"))
-    [location] = workspace["load_from"]
-    assert location == {
+    main, events = workspace["load_from"]
+    assert main == {
         "grpc_server": {
             "host": {"env": "DAGSTER_CODE_SERVER_HOST"},
             "port": {"env": "DAGSTER_CODE_SERVER_PORT"},
             "location_name": "engage",
         }
     }
+    # The reactive programs' event path, a location of its own (engage_assets.reactive_location), as locally.
+    assert events == {
+        "grpc_server": {
+            "host": {"env": "DAGSTER_EVENTS_CODE_SERVER_HOST"},
+            "port": {"env": "DAGSTER_EVENTS_CODE_SERVER_PORT"},
+            "location_name": "engage_events",
+        }
+    }
+    local = _yaml(ROOT / "workspace.yaml")["load_from"]
+    assert [x["python_module"]["location_name"] for x in local] == ["engage", "engage_events"]
     tool = (ROOT / "pyproject.toml").read_text()
     assert 'code_location_name = "engage"' in tool  # the same name as the local workspace's
 
@@ -130,7 +143,7 @@ def test_the_dockerfile_parses_and_builds_what_the_guide_says():
     env = dict(zip(*[iter(v for c in commands if c.cmd == "ENV" for v in c.value)] * 2, strict=True))
     assert env["DAGSTER_HOME"] and 'cp deploy/dagster.yaml "$DAGSTER_HOME/dagster.yaml"' in runs
     assert env["ENGAGE_ENV"] == "prod"
-    assert env["DAGSTER_CODE_SERVER_PORT"] == "4000"
+    assert env["DAGSTER_CODE_SERVER_PORT"] == "4000" and env["DAGSTER_EVENTS_CODE_SERVER_PORT"] == "4001"
 
 
 def test_the_image_runs_as_a_user_it_creates_not_root():
@@ -204,7 +217,7 @@ def test_each_role_is_an_installed_command_that_accepts_its_options(role):
     if "--module-name" in command:
         module = command[command.index("--module-name") + 1]
         assert importlib.util.find_spec(module) is not None, module
-        assert command[command.index("--location-name") + 1] == "engage"
+        assert command[command.index("--location-name") + 1] == LOCATIONS[module]
     if "--workspace" in command:
         assert Path(command[command.index("--workspace") + 1]) == DEPLOY / "workspace.yaml"
 
@@ -223,6 +236,7 @@ def test_the_guide_names_every_variable_the_processes_need():
         *POSTGRES_VARS,
         "ENGAGE_ENV",
         "DAGSTER_CODE_SERVER_HOST",
+        "DAGSTER_EVENTS_CODE_SERVER_HOST",
         "DAGSTER_CURRENT_IMAGE",
     ]
     needed += [

@@ -5,8 +5,8 @@ The test starts a throwaway PostgreSQL cluster (initdb + pg_ctl, password authen
 as root, the cluster runs as the `postgres` user), then:
 
 1. `entrypoint.sh migrate` (`dagster instance migrate`) creates the instance's tables in it;
-2. `entrypoint.sh code-server` serves the `engage` code location over gRPC, `entrypoint.sh webserver` loads it
-   through the production workspace, and a run of the project's `gdpr_erasure` job is submitted through the
+2. `entrypoint.sh code-server` serves the `engage` code location over gRPC (`entrypoint.sh events-code-server` the
+   event path's, `engage_events`), `entrypoint.sh webserver` loads both through the production workspace, and a run of the project's `gdpr_erasure` job is submitted through the
    webserver's GraphQL API: the queued run coordinator leaves it QUEUED in PostgreSQL;
 3. `entrypoint.sh daemon` dequeues it (the run queue's limits and the pools are the production file's), launches it,
    and the run succeeds, its events and the daemon's heartbeats in PostgreSQL.
@@ -159,6 +159,8 @@ def _environment(tmp_path: Path, pg_env: dict[str, str]) -> dict[str, str]:
         "DAGSTER_CODE_SERVER_BIND": "127.0.0.1",
         "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
         "DAGSTER_CODE_SERVER_PORT": str(_free_port()),
+        "DAGSTER_EVENTS_CODE_SERVER_HOST": "127.0.0.1",
+        "DAGSTER_EVENTS_CODE_SERVER_PORT": str(_free_port()),
         "DAGSTER_WEBSERVER_BIND": "127.0.0.1",
         "DAGSTER_WEBSERVER_PORT": str(_free_port()),
     }
@@ -215,7 +217,7 @@ def _wait_for(what: str, ready: Callable[[], bool], procs: Processes, timeout: f
 
 
 def _location_loaded(web_port: str) -> bool:
-    """The webserver answers and has loaded the `engage` location from the code server."""
+    """The webserver answers and has loaded both locations, `engage` and `engage_events`, from their code servers."""
     from dagster_graphql import DagsterGraphQLClient
 
     try:
@@ -227,12 +229,12 @@ def _location_loaded(web_port: str) -> bool:
     except Exception:
         return False
     entries = result["workspaceOrError"].get("locationEntries", [])
-    return any(
-        e["name"] == "engage"
-        and e["loadStatus"] == "LOADED"
-        and e["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+    loaded = {
+        e["name"]
         for e in entries
-    )
+        if e["loadStatus"] == "LOADED" and e["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+    }
+    return loaded >= {"engage", "engage_events"}
 
 
 def _server_up(url: str) -> bool:
@@ -280,10 +282,11 @@ def test_webserver_daemon_and_a_run_on_postgres(postgres, tmp_path, monkeypatch)
     try:
         # 2. The code server, the webserver on the production workspace, a run submitted through GraphQL.
         procs.start("code-server")
+        procs.start("events-code-server")
         procs.start("webserver")
         web = env["DAGSTER_WEBSERVER_PORT"]
         _wait_for("the webserver", lambda: _server_up(f"http://127.0.0.1:{web}/server_info"), procs)
-        _wait_for("the engage code location", lambda: _location_loaded(web), procs)
+        _wait_for("the engage and engage_events code locations", lambda: _location_loaded(web), procs)
         client = DagsterGraphQLClient("127.0.0.1", port_number=int(web), timeout=60)
         run_id = client.submit_job_execution(JOB, repository_location_name="engage")
 
