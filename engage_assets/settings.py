@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     warehouse_path_override: Path | None = Field(
         default=None, validation_alias="ENGAGE_WAREHOUSE_PATH", description="The DuckDB warehouse (default: in home)"
     )
+    # The embedded warehouse's memory for a batch run's statements: beyond it DuckDB spills to disk, so the run's
+    # memory stays bounded whatever the partition's size; a large partition runs faster with more (docs/scaling.md).
+    warehouse_memory_limit: str = Field(
+        default="400MB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory limit for the batch programs' warehouse statements (e.g. 400MB, 2GB)",
+    )
     program_configs: Path = Field(default=PROJECT_ROOT / "program_configs", description="Program YAML folder")
     # dbt's own variable: which tests a build of some models runs.  `cautious`: only tests whose every model is in
     # the build, so building the marts one program reads (`engage run --program`) never runs a relationship test

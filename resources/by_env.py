@@ -65,7 +65,7 @@ __all__ = [
 
 def local_resources(settings: Settings) -> dict[str, Any]:
     """The embedded default: every part on this machine, state under ENGAGE_HOME."""
-    warehouse = DuckDBWarehouse(path=str(settings.warehouse_path))
+    warehouse = DuckDBWarehouse(path=str(settings.warehouse_path), memory_limit=settings.warehouse_memory_limit)
     refunds = SqliteRefundLedgerResource(path=str(settings.refund_ledger_path))
     candidates, engagement = serving_stores(settings)
     return {
