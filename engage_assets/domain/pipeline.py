@@ -177,9 +177,7 @@ def _pick_offers(
     columns (`offerChoice` only: `domain.offer_choice.choice_columns`)."""
     scores = scored.column("score").to_numpy()
     rows = np.arange(scored.num_rows)
-    # In cents, as the offer is stored (`offer_value_usd`) and paid: the budget spends what is stored.  Unrounded, a
-    # 465,000-candidate partition's stored offers added up to $0.35 over a budget its unrounded costs fitted.
-    cost = np.round(np.column_stack([offer_cost_usd(program, seg, scored, rows) for seg in segments]), 2)
+    cost = np.column_stack([offer_cost_usd(program, seg, scored, rows) for seg in segments])  # in cents
     extra: dict[str, np.ndarray | pa.Array] = {}
     if (choice := program.offerChoice) is None:
         offer_idx = offer_choice.best_scored_within_budget(scores, np.where(alive, seg_idx, -1), cost, holdout, budget)
