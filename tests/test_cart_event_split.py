@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -143,3 +144,31 @@ def test_an_empty_batch_splits_into_empty_tables():
     got = split_events(PROGRAM, [])
     assert got.abandoned.num_rows == 0 and got.abandoned.schema == ABANDONED_SCHEMA
     assert got.items.num_rows == 0 and got.items.schema == ITEM_SCHEMA
+
+
+def test_load_events_and_decide_pause_the_collector_only_while_they_run(tmp_path):
+    import gc
+
+    from engage_assets.assets.reactive.decisions import load_events
+    from engage_assets.reactive import DecisionParts, decide
+    from resources.event_batches import BatchLine, EventBatchStore
+
+    store = EventBatchStore(root=str(tmp_path))
+    event = _abandoned(1, 1, 1, T0, 2, "USD")
+    batch_id = store.write(
+        PROGRAM.programId, "2024-05-01-12:00", [BatchLine("m1", event.to_json()), BatchLine("m2", "{")]
+    )
+    assert gc.isenabled()
+    events, rejected, n = load_events(store, PROGRAM.programId, "2024-05-01-12:00", [batch_id])
+    assert events == [event] and rejected == {"malformed_json": 1} and n == 1
+    assert gc.isenabled()
+
+    class Failing:  # the first store decide touches fails: the collector must be back on
+        def record_purchases(self, purchases):
+            assert not gc.isenabled()
+            raise RuntimeError("cart state down")
+
+    parts = DecisionParts(*([None] * 6), cart_state=Failing())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="cart state down"):
+        decide(PROGRAM, events, parts, T0)
+    assert gc.isenabled()

@@ -31,6 +31,7 @@ from engage_assets.assets.keys import mart_asset_key, refuse_failed_marts
 from engage_assets.assets.reactive.names import intent_model_key
 from engage_assets.delivery.stats import touches_by_channel
 from engage_assets.domain import pipeline
+from engage_assets.domain.bulk import collector_paused
 from engage_assets.domain.config import ReactiveProgram
 from engage_assets.domain.events import ParsedEvent, Rejected, parse_event
 from engage_assets.reactive import DecisionParts, DecisionResult, decide
@@ -77,13 +78,14 @@ def load_events(
     ids = batch_ids or store.batch_ids(program_id, partition)
     events: list[ParsedEvent] = []
     rejected: Counter[str] = Counter()
-    for batch_id in ids:
-        for line in store.read(program_id, partition, batch_id):
-            parsed = parse_event(line.body)
-            if isinstance(parsed, Rejected):
-                rejected[parsed.reason] += 1
-            else:
-                events.append(parsed)
+    with collector_paused():  # thousands of parsed events, no reference cycles: no full collections meanwhile
+        for batch_id in ids:
+            for line in store.read(program_id, partition, batch_id):
+                parsed = parse_event(line.body)
+                if isinstance(parsed, Rejected):
+                    rejected[parsed.reason] += 1
+                else:
+                    events.append(parsed)
     return events, rejected, len(ids)
 
 
