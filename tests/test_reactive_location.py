@@ -5,11 +5,16 @@ dagster-dbt's."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -165,19 +170,64 @@ def test_the_two_locations_split_the_deployment_and_their_union_is_build_definit
     assert {k for k in event_graph.get_all_asset_keys() if k not in event_keys} <= main_keys  # marts and the model
 
 
-def test_the_workspace_loads_both_locations(tmp_path):
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+def graphql(port: int, query: str) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return dict(json.loads(response.read())["data"])
+
+
+LOCATIONS = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus locationOrLoadError { __typename } } } } }"
+EDGES = """{ assetNodes(assetKeys: [{path: ["abandoned_cart_recovery", "deliveries"]},
+                                 {path: ["abandoned_cart_recovery", "scored_candidates"]}]) {
+    assetKey { path } repository { location { name } } dependencyKeys { path } } }"""
+
+
+def test_the_workspace_loads_both_locations_and_the_ui_shows_lineage_across_them(tmp_path):
+    """`dagster-webserver -w workspace.yaml` (what `make dev` runs): both locations load, and its GraphQL API (the
+    UI's) gives the edges that cross them: touch_plan (engage_events) → deliveries (engage), the model (engage) →
+    scored_candidates (engage_events)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    web = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1"]
+        + ["-p", str(port)],
         env={**os.environ, "DAGSTER_HOME": str(tmp_path), "ENGAGE_HOME": str(tmp_path / "home")},
         cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        stdout=(tmp_path / "web.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    out = done.stdout + done.stderr
-    assert "Validation successful for code location engage." in out
-    assert "Validation successful for code location engage_events." in out
+    try:
+        entries: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and web.poll() is None:
+            with contextlib.suppress(OSError, KeyError, ValueError):
+                entries = graphql(port, LOCATIONS)["workspaceOrError"]["locationEntries"]
+                if len(entries) == 2 and all(e["loadStatus"] == "LOADED" for e in entries):
+                    break
+            time.sleep(1)
+        loaded = {e["name"]: e["locationOrLoadError"]["__typename"] for e in entries}
+        log = (tmp_path / "web.log").read_text(errors="replace")[-3000:]
+        assert loaded == {"engage": "RepositoryLocation", "engage_events": "RepositoryLocation"}, log
+        nodes = {
+            "/".join(n["assetKey"]["path"]): (
+                n["repository"]["location"]["name"],
+                {"/".join(k["path"]) for k in n["dependencyKeys"]},
+            )
+            for n in graphql(port, EDGES)["assetNodes"]
+        }
+        group = "abandoned_cart_recovery"
+        assert nodes[f"{group}/deliveries"] == ("engage", {f"{group}/touch_plan"})
+        location, deps = nodes[f"{group}/scored_candidates"]
+        assert location == "engage_events" and f"{group}/purchase_intent_v4_model" in deps
+    finally:
+        os.killpg(web.pid, signal.SIGTERM)
+        web.wait(timeout=60)
 
 
 def test_the_manifest_read_keys_are_dagster_dbts():
