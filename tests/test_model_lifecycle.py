@@ -200,3 +200,25 @@ def test_a_retrain_schedule_must_be_a_five_field_cron():
     assert ScoringModel(**spec).retrainSchedule is None
     with pytest.raises(ValueError, match="retrainSchedule must be a 5-field cron"):
         ScoringModel(**spec, retrainSchedule="cron(0 3 ? * SUN *)")
+
+
+def test_a_version_saved_before_linear_json_gets_one_when_it_becomes_current_again(tmp_path, churn_df):
+    """A rollback to a version saved without `linear.json` (before it existed) writes it, so the decision runs keep
+    scoring without sklearn; the scores are the pickle's."""
+    from pathlib import Path
+
+    from engage_assets.domain.models import load_pipeline
+    from engage_assets.domain.models.linear import LINEAR_ARTIFACT, load_linear
+
+    registry = ModelRegistry(tmp_path)
+    first = train_model(*ARGS, CHURN_FEATURES[:3], churn_df, "churned_90d")
+    second = train_model(*ARGS, CHURN_FEATURES, churn_df, "churned_90d")
+    assert registry.promote_if_improved(first)[0] and registry.promote_if_improved(second)[0]
+    ref = registry.ref(PROGRAM, MODEL, first.version)
+    Path(ref.artifact_path).with_name(LINEAR_ARTIFACT).unlink()
+    assert load_linear(ref.artifact_path, ref.version) is None
+    registry.rollback(PROGRAM, MODEL, to=first.version)
+    saved = load_linear(ref.artifact_path, ref.version)
+    assert saved is not None
+    X = churn_df[list(ref.features)].head(500)
+    np.testing.assert_array_equal(saved.score(X), load_pipeline(ref).predict_proba(X)[:, 1])

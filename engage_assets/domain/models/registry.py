@@ -2,6 +2,7 @@
 
 Registry layout:
     <root>/<program_id>/<model_id>/<version>/model.joblib   the serialized pipeline; version = hash of it
+    <root>/<program_id>/<model_id>/<version>/linear.json    its parameters without sklearn (`linear`), if it compiles
     <root>/<program_id>/<model_id>/<version>/metrics.json   features, holdout metrics, provenance
     <root>/<program_id>/<model_id>/current.json             pointer to the promoted version
     <root>/<program_id>/<model_id>/promotions.jsonl         every promotion decision and rollback, for audit
@@ -101,6 +102,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _write_linear(vdir: Path, pipeline: Any, version: str) -> None:
+    """The version's linear.json, when its pipeline compiles and the file is not there yet."""
+    scorer = compile_linear(pipeline)
+    if scorer is not None and not (vdir / LINEAR_ARTIFACT).exists():
+        _write_atomic(vdir / LINEAR_ARTIFACT, linear_artifact(scorer, version))
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -136,9 +144,7 @@ class ModelRegistry:
             raise ValueError(f"{trained.model_id}: artifact does not match version {trained.version}")
         if not artifact.exists():
             _write_atomic(artifact, blob)
-        scorer = compile_linear(trained.pipeline)
-        if scorer is not None and not (vdir / LINEAR_ARTIFACT).exists():
-            _write_atomic(vdir / LINEAR_ARTIFACT, linear_artifact(scorer, trained.version))
+        _write_linear(vdir, trained.pipeline, trained.version)
         meta = vdir / "metrics.json"
         if not meta.exists():
             doc = {
@@ -303,6 +309,9 @@ class ModelRegistry:
     def _record(self, program_id: str, model_id: str, record: dict[str, Any], make_current: bool) -> None:
         mdir = self._model_dir(program_id, model_id)
         if make_current:
+            vdir = self._version_dir(program_id, model_id, record["version"])
+            if not (vdir / LINEAR_ARTIFACT).exists():  # a version saved before linear.json existed (a rollback)
+                _write_linear(vdir, load_pipeline(self.ref(program_id, model_id, record["version"])), record["version"])
             _write_atomic(mdir / "current.json", json.dumps(record, indent=2, sort_keys=True).encode())
         mdir.mkdir(parents=True, exist_ok=True)
         with open(mdir / "promotions.jsonl", "a", encoding="utf-8") as fh:
