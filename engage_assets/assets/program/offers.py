@@ -16,7 +16,7 @@ from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow,
 from engage_assets.domain import pipeline
 from engage_assets.domain.config import ProgramConfig
 from engage_assets.domain.offer_choice import OfferBudget
-from engage_assets.domain.offer_order import offer_priority
+from engage_assets.domain.offer_order import offer_priority, priority_columns
 from resources.batches import BATCHES, BatchOutput, BatchWriter, ParquetBatches, ordered_groups
 from resources.staging import RejectionLogResource
 
@@ -63,7 +63,8 @@ def offers_partition(
     removed: dict[str, int] = {}
 
     def batches() -> Iterator[pa.Table]:
-        priorities = (pa.array(offer_priority(program, t)) for t in scored.tables())
+        narrow = scored.tables(priority_columns(program, scored.schema.names))
+        priorities = (pa.array(offer_priority(program, t)) for t in narrow)
         with tempfile.TemporaryDirectory(prefix="engage-offers-") as tmp:
             rejected = BatchWriter(os.path.join(tmp, "rejected.parquet"))  # a budget may reject most rows: spilled
             for batch in ordered_groups(scored, priorities, "customer_id", "score"):

@@ -1,0 +1,56 @@
+"""`resources.batches.ordered_groups`: the rows in the order a budget is spent, re-cut into batches of about the asked
+size that never split a group, equal to a plain sort of the whole table (the reference below)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from resources.batches import ParquetBatches, ordered_groups, write_batches
+
+
+def reference(table: pa.Table, priority: np.ndarray) -> list[int]:
+    """Row ids in order: groups by their best row's priority (best: highest score, then first), ties by that row's
+    position; within a group, highest score first, then position."""
+    groups: dict[str, list[int]] = {}
+    for i, g in enumerate(table.column("customer_id").to_pylist()):
+        groups.setdefault(g, []).append(i)
+    score = table.column("score").to_pylist()
+    out = []
+    for members in groups.values():
+        members.sort(key=lambda i: (-score[i], i))
+    for members in sorted(groups.values(), key=lambda m: (-priority[m[0]], m[0])):
+        out.extend(members)
+    return out
+
+
+@pytest.mark.parametrize("rows, batch", [(3_000, 256), (3_000, 5_000), (1, 8), (0, 8)])
+def test_the_order_is_the_reference_and_no_batch_splits_a_group(tmp_path: Path, rows: int, batch: int):
+    rng = np.random.default_rng(rows + batch)
+    table = pa.table(
+        {
+            "row": pa.array(np.arange(rows)),
+            "customer_id": pa.array([f"C{c:04d}" for c in rng.integers(0, max(rows // 3, 1), rows)], pa.string()),
+            "score": pa.array(np.round(rng.random(rows), 2)),  # ties on purpose
+            "wide": pa.array(["x" * 50] * rows, pa.string()),
+        }
+    )
+    priority = np.round(rng.random(rows), 1)  # ties between groups on purpose
+    path = str(tmp_path / "scored.parquet")
+    write_batches([table], path)
+    source = ParquetBatches(path, batch)
+    chunks = [priority[i : i + 97] for i in range(0, rows, 97)] or [priority]
+    out = list(ordered_groups(source, (pa.array(c) for c in chunks), "customer_id", "score"))
+    got = [r for t in out for r in t.column("row").to_pylist()]
+    assert got == reference(table, priority)
+    assert all(t.schema == table.schema for t in out)
+    seen: set[str] = set()
+    for t in out:
+        ids = set(t.column("customer_id").to_pylist())
+        assert not ids & seen, "a customer's rows were split across two batches"
+        seen |= ids
+        biggest_group = max((t.column("customer_id").to_pylist().count(g) for g in ids), default=0)
+        assert t.num_rows < batch + biggest_group  # about the asked size: at most one group past it
