@@ -22,6 +22,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from engage_assets.domain.events.json_text import loads
+
 SUFFIX = ".jsonl"
 
 
@@ -88,5 +90,5 @@ class EventBatchStore(dg.ConfigurableResource):
     def read(self, program_id: str, partition: str, batch_id: str) -> list[BatchLine]:
         """One batch's messages, in the order written; FileNotFoundError for a batch never written."""
         with self.path(program_id, partition, batch_id).open(encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f if line.strip()]
+            rows = [loads(line) for line in f if line.strip()]  # json.loads' values, pydantic-core's speed
         return [BatchLine(str(r["messageId"]), str(r["body"])) for r in rows]

@@ -152,3 +152,21 @@ def test_the_compact_json_is_what_json_dumps_reads_back(typed):
     legacy = json.dumps(parsed.as_event(), separators=(",", ":"), allow_nan=False)
     assert json.loads(text) == json.loads(legacy)
     assert parse_event(text) == parsed
+
+
+@settings(parent=FUZZ)
+@given(
+    st.lists(
+        st.tuples(st.text(min_size=1, max_size=8), st.text(max_size=40)),
+        min_size=1,
+        max_size=8,
+        unique_by=lambda t: t[0],
+    )
+)
+def test_a_batch_file_reads_back_every_body_exactly(tmp_path_factory, lines):
+    from resources.event_batches import BatchLine, EventBatchStore
+
+    store = EventBatchStore(root=str(tmp_path_factory.mktemp("batches")))
+    written = [BatchLine(m, b) for m, b in [*lines, ("surrogate", "\ud800 é 123456789012345678901234567890")]]
+    batch_id = store.write("p", "2024-05-01-12:00", written)
+    assert store.read("p", "2024-05-01-12:00", batch_id) == written
