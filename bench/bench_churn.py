@@ -140,30 +140,31 @@ def build_spec_warehouse(home: Path, scale: float) -> None:
     print(f"   generated scale {scale} in {time.perf_counter() - t0:.1f} s", flush=True)
     t0 = time.perf_counter()
     dbt = Path(sys.executable).parent / "dbt"
-    proc = subprocess.run(
-        [
-            str(dbt),
-            "run",
-            "--quiet",
-            "--project-dir",
-            str(ROOT / "dbt_project"),
-            "--profiles-dir",
-            str(ROOT / "dbt_project"),
-            "--target",
-            "local",
-            "--target-path",
-            str(home / "dbt_target"),
-            "--log-path",
-            str(home / "dbt_logs"),
-        ],
-        cwd=ROOT / "dbt_project",
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"dbt run failed:\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}")
-    print(f"   dbt run in {time.perf_counter() - t0:.1f} s", flush=True)
+    for command in ("seed", "run"):  # the seeds first: the metric models read them
+        proc = subprocess.run(
+            [
+                str(dbt),
+                command,
+                "--quiet",
+                "--project-dir",
+                str(ROOT / "dbt_project"),
+                "--profiles-dir",
+                str(ROOT / "dbt_project"),
+                "--target",
+                "local",
+                "--target-path",
+                str(home / "dbt_target"),
+                "--log-path",
+                str(home / "dbt_logs"),
+            ],
+            cwd=ROOT / "dbt_project",
+            env=dict(os.environ),
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"dbt {command} failed:\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}")
+    print(f"   dbt seed and run in {time.perf_counter() - t0:.1f} s", flush=True)
     train_models(home)
     marker.touch()
 
