@@ -60,7 +60,7 @@ from resources.store.sqlite_schema import (
     loads,
     upsert_rows,
 )
-from resources.store.sqlite_write import SqliteStagedWrite
+from resources.store.sqlite_write import WRITE_NICENESS, SqliteStagedWrite
 
 _log = dg.get_dagster_logger("engage.store")
 
@@ -69,9 +69,11 @@ class SqliteCandidateStore(SqliteFileResource, CandidateStore):
     """Candidate store in one SQLite file (WAL), safe for many processes and threads.
 
     `path` must be a file path (not ":memory:": every thread opens its own connection, which would each see a
-    different in-memory database).
+    different in-memory database).  `write_niceness`: how much lower than the process's the CPU priority of a
+    partition write's thread is (`sqlite_write`; 0: the same).
     """
 
+    write_niceness: int = WRITE_NICENESS
     MIGRATIONS = MIGRATIONS  # applied on open, the ones the file lacks (sqlite_schema, PRAGMA user_version)
     PRAGMAS = ("cache_size = -65536",)  # 64 MiB page cache: a 25k-record partition's index pages stay cached
 
@@ -96,7 +98,7 @@ class SqliteCandidateStore(SqliteFileResource, CandidateStore):
         """Chunks staged in a temp table of the write's own connection, in a thread of its own at a lower CPU priority
         (no lock, no WAL, no reader disturbed), then one short swap transaction (`sqlite_write`): readers see the
         partition before or after, never half-written."""
-        return SqliteStagedWrite(self._conn, self.close, program_id, partition_key, now)
+        return SqliteStagedWrite(self._conn, self.close, program_id, partition_key, now, self.write_niceness)
 
     def replace_partitions(
         self, program_id: str, partitions: Mapping[str, Sequence[Record]], now: float | None = None
