@@ -150,3 +150,35 @@ def test_the_swap_cache_grows_with_the_partition_within_bounds():
 
 def test_no_priority_change_without_niceness():
     assert lower_thread_priority(0) is False
+
+
+@pytest.mark.parametrize("chunk", [None, 4])  # None: one chunk (upserted with no stage); 4: staged chunks
+def test_one_chunk_or_many_leave_what_replace_partition_leaves(tmp_path, chunk):
+    """The single-chunk write skips the stage (the swap upserts it directly); counts and rows are the same as one
+    `replace_partition` of the same records, and as the staged path's."""
+    stores = [SqliteCandidateStore(path=str(tmp_path / f"{name}.sqlite")) for name in ("chunked", "reference")]
+    for s in stores:
+        s.replace_partition("refunds", P2, [rec("newer", partition=P2)], now=NOW)
+        s.replace_partition("refunds", P1, [rec(f"old{i}") for i in range(6)], now=NOW)
+    records = [rec(f"old{i}", score=i / 10) for i in range(3)] + [rec("newer"), rec("n1"), rec("n1", score=0.75)]
+    writer = stores[0].partition_write("refunds", P1, now=NOW)
+    for i in range(0, len(records), chunk or len(records)):
+        writer.add(records[i : i + (chunk or len(records))])
+    result = writer.commit()
+    expected = stores[1].replace_partition("refunds", P1, records, now=NOW)
+    assert (result.written, result.deleted, result.skipped_newer) == (4, 3, 1)
+    assert (expected.written, expected.deleted, expected.skipped_newer) == (4, 3, 1)
+    assert result.extra.get("duplicates_dropped") == expected.extra.get("duplicates_dropped") == 1
+    for s in stores:
+        assert (
+            s.get("n1", "refunds", now=NOW)["score"] == 0.75
+            and s.get("newer", "refunds", now=NOW)["partitionKey"] == P2
+        )
+        assert sorted(ids(s.query_by_segment("refunds", "high", now=NOW).items)) == [
+            "n1",
+            "newer",
+            "old0",
+            "old1",
+            "old2",
+        ]
+        s.close()

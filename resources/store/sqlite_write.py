@@ -13,6 +13,8 @@ CPU it takes on a small machine):
   its own connection, at a lower CPU priority than the process (`WRITE_NICENESS`, Linux: a thread's nice value is
   its own): the serving processes keep their share of the cores while a batch writes.  The thread and its
   connection end with the write.
+- A partition written in one chunk (the store stage's batch is 65,536 rows) skips the stage: its rows wait until
+  the commit, which upserts them in key order in the swap transaction (a second chunk stages both).
 - The swap's page cache is sized to the partition (`swap_cache_kib`): a large swap into a large store inserted
   into the score-ordered indexes at random through a 64 MiB cache, re-reading evicted pages (250,000 rows into a
   1,000,000-row store: 7.9 s of swap with 64 MiB, 3.7 s with 256 MiB, measured on a loaded machine).
@@ -30,11 +32,18 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from resources.sqlite_wal import write_transaction
 from resources.store.base import PartitionWrite, Record, WriteResult, resolve_now, validate_records
-from resources.store.sqlite_schema import COLUMNS, COUNT_PARTITION, DELETE_STALE, UPDATE_ON_CONFLICT, upsert_rows
+from resources.store.sqlite_schema import (
+    COLUMNS,
+    COUNT_PARTITION,
+    DELETE_STALE,
+    UPDATE_ON_CONFLICT,
+    UPSERT,
+    upsert_rows,
+)
 
 STAGE_SCHEMA = """
 CREATE TEMP TABLE {name} (
@@ -90,6 +99,8 @@ class SqliteStagedWrite(PartitionWrite):
         self.name = f"temp.stage_{self.write_id}"
         self.duplicates = 0  # within a chunk; a customer re-added in a later chunk is counted at commit
         self.added = 0
+        self.first = True
+        self.pending: list[tuple[Any, ...]] | None = None  # the first chunk's rows, staged when a second one comes
         self._disconnect = disconnect
         self._thread = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="store-write", initializer=lower_thread_priority, initargs=(niceness,)
@@ -123,10 +134,20 @@ class SqliteStagedWrite(PartitionWrite):
         unique, dropped = validate_records(self.program_id, self.partition_key, records)
         self.duplicates += dropped
         self.added += len(unique)
-        rows = [row[:-1] for row in upsert_rows(unique, self.program_id, self.partition_key, self.write_id, self.now)]
+        rows = upsert_rows(unique, self.program_id, self.partition_key, self.write_id, self.now)
+        if self.pending is not None:  # a second chunk: the first one is staged after all
+            self._insert_stage(self.pending)
+            self.pending = None
+        elif self.first:  # held: if it is the only chunk, the swap upserts it directly, with no stage
+            self.first, self.pending = False, rows
+            return
+        self._insert_stage(rows)
+
+    def _insert_stage(self, rows: list[tuple[Any, ...]]) -> None:
         self.conn.execute("BEGIN")  # deferred, and it writes the temp database only: no lock on the store file
         try:
-            self.conn.executemany(f"INSERT OR REPLACE INTO {self.name} VALUES ({', '.join('?' * 15)})", rows)
+            sql = f"INSERT OR REPLACE INTO {self.name} VALUES ({', '.join('?' * 15)})"
+            self.conn.executemany(sql, [row[:-1] for row in rows])  # without `now`, the upsert's parameter
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
@@ -142,10 +163,16 @@ class SqliteStagedWrite(PartitionWrite):
 
     def _swap(self) -> WriteResult:
         result = WriteResult(batches=1)
-        staged = int(self.conn.execute(f"SELECT count(*) FROM {self.name}").fetchone()[0])
+        direct: list[tuple[Any, ...]] = sorted(
+            self.pending or (), key=lambda row: row[0]
+        )  # one chunk, in key order: no stage
+        staged = len(direct) or int(self.conn.execute(f"SELECT count(*) FROM {self.name}").fetchone()[0])
         self.conn.execute(f"PRAGMA cache_size = -{swap_cache_kib(staged)}")
         with write_transaction(self.conn) as conn:
-            written = conn.execute(SWAP.format(name=self.name), (self.now,)).rowcount if staged else 0
+            if direct:
+                written = conn.executemany(UPSERT, direct).rowcount
+            else:
+                written = conn.execute(SWAP.format(name=self.name), (self.now,)).rowcount if staged else 0
             in_partition = conn.execute(COUNT_PARTITION, (self.program_id, self.partition_key)).fetchone()[0]
             if in_partition > written:
                 result.deleted = conn.execute(
@@ -163,17 +190,11 @@ class SqliteStagedWrite(PartitionWrite):
             self._end()
 
     def _end(self) -> None:
-        """Drop the stage, close the write's connection and end its thread."""
+        """Close the write's connection (its stage with it) and end its thread."""
         self.open = False
 
-        def close() -> None:
-            try:
-                self.conn.execute(f"DROP TABLE IF EXISTS {self.name}")
-            finally:
-                self._disconnect()
-
         try:
-            self._run(close)
+            self._run(self._disconnect)  # the stage is a TEMP table: it ends with the connection (no DROP to pay)
         finally:
             self._thread.shutdown(wait=True)
 
