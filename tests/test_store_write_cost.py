@@ -152,6 +152,16 @@ def test_no_priority_change_without_niceness():
     assert lower_thread_priority(0) is False
 
 
+def write_both(stores, program: str, records: list[dict[str, Any]], chunk: int | None) -> list[tuple[Any, ...]]:
+    """`records` into P1 of stores[0] by a chunked partition write (`chunk` None: one chunk) and of stores[1] by one
+    replace_partition; both results' (written, deleted, skipped_newer, duplicates dropped)."""
+    writer = stores[0].partition_write(program, P1, now=NOW)
+    for i in range(0, len(records), chunk or len(records)):
+        writer.add(records[i : i + (chunk or len(records))])
+    results = [writer.commit(), stores[1].replace_partition(program, P1, records, now=NOW)]
+    return [(r.written, r.deleted, r.skipped_newer, r.extra.get("duplicates_dropped")) for r in results]
+
+
 @pytest.mark.parametrize("chunk", [None, 4])  # None: one chunk (upserted with no stage); 4: staged chunks
 def test_one_chunk_or_many_leave_what_replace_partition_leaves(tmp_path, chunk):
     """The single-chunk write skips the stage (the swap upserts it directly); counts and rows are the same as one
@@ -161,14 +171,7 @@ def test_one_chunk_or_many_leave_what_replace_partition_leaves(tmp_path, chunk):
         s.replace_partition("refunds", P2, [rec("newer", partition=P2)], now=NOW)
         s.replace_partition("refunds", P1, [rec(f"old{i}") for i in range(6)], now=NOW)
     records = [rec(f"old{i}", score=i / 10) for i in range(3)] + [rec("newer"), rec("n1"), rec("n1", score=0.75)]
-    writer = stores[0].partition_write("refunds", P1, now=NOW)
-    for i in range(0, len(records), chunk or len(records)):
-        writer.add(records[i : i + (chunk or len(records))])
-    result = writer.commit()
-    expected = stores[1].replace_partition("refunds", P1, records, now=NOW)
-    assert (result.written, result.deleted, result.skipped_newer) == (4, 3, 1)
-    assert (expected.written, expected.deleted, expected.skipped_newer) == (4, 3, 1)
-    assert result.extra.get("duplicates_dropped") == expected.extra.get("duplicates_dropped") == 1
+    assert write_both(stores, "refunds", records, chunk) == [(4, 3, 1, 1), (4, 3, 1, 1)]
     for s in stores:
         assert (
             s.get("n1", "refunds", now=NOW)["score"] == 0.75
@@ -182,3 +185,50 @@ def test_one_chunk_or_many_leave_what_replace_partition_leaves(tmp_path, chunk):
             "old2",
         ]
         s.close()
+
+
+def queries(s: SqliteCandidateStore) -> list[Any]:
+    """What every index answers, in its order (bodies included)."""
+    return [
+        s.query_by_segment("winback", "premium", now=NOW).items,
+        s.query_by_score("winback", "50pct", now=NOW).items,
+        s.query_by_offer_type("winback", "50pct", now=NOW).items,
+        s.query_by_churn_reason("winback", "price", now=NOW).items,
+        s.query_by_churn_reason("winback", "service", now=NOW).items,
+        [s.get(f"c{i}", "winback", now=NOW) for i in range(12)],
+    ]
+
+
+@pytest.mark.parametrize("chunk", [None, 3])  # one chunk (direct) or staged chunks
+def test_a_rerun_rewrites_rows_whose_index_keys_hold_and_upserts_the_rest(tmp_path, chunk):
+    """A re-run of a partition: rows whose partition, score and index keys are unchanged are rewritten in place (new
+    body, no index touched), the others upserted; a newer partition's customer kept.  Counts, rows and every index's
+    answers equal one replace_partition's on a second store."""
+    stores = [SqliteCandidateStore(path=str(tmp_path / f"{name}.sqlite")) for name in ("chunked", "reference")]
+    first = [churned(f"c{i}", "price" if i % 2 else "service", score=i / 10) for i in range(10)]
+    rerun = [dict(r, createdAt="2024-01-02T00:00:00Z", channels=["sms"]) for r in first[:6]]  # bodies only changed
+    rerun += [churned("c6", "price", score=0.99), churned("c7", "service", score=0.7, holdout=True)]  # keys change
+    rerun += [churned("c10", "price", score=0.5), churned("c11", "price", score=0.3)]  # new; c11's P2 is newer
+    for s in stores:
+        s.replace_partition("winback", P2, [churned("c11", "service", P2, score=0.2)], now=NOW)
+        s.replace_partition("winback", P1, first, now=NOW)
+    assert write_both(stores, "winback", rerun, chunk) == [(9, 2, 1, None), (9, 2, 1, None)]
+    assert queries(stores[0]) == queries(stores[1])
+    assert stores[0].get("c0", "winback", now=NOW)["channels"] == ["sms"]  # rewritten in place
+    assert ids(stores[0].query_by_churn_reason("winback", "price", now=NOW).items)[0] == "c6"  # re-indexed
+    for s in stores:
+        s.close()
+
+
+def test_the_staged_rewrite_is_driven_by_the_stage_through_the_key_index(tmp_path):
+    """The in-place step of a staged swap looks each staged row up by key (a scan of the store would cost the
+    store's size, not the partition's)."""
+    from resources.store.sqlite_write import REWRITE_STAGED, STAGE_SCHEMA
+
+    s = SqliteCandidateStore(path=str(tmp_path / "store.sqlite"))
+    s.replace_partition("refunds", P1, [rec(f"c{i}") for i in range(50)], now=NOW)
+    conn = s._conn()
+    conn.execute(STAGE_SCHEMA.format(name="temp.stage_x"))
+    plan = [str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + REWRITE_STAGED.format(name="temp.stage_x"))]
+    assert plan[0].startswith("SCAN s") and "sqlite_autoindex_candidates_1 (pk=?)" in plan[1], plan
+    s.close()

@@ -116,13 +116,14 @@ COLUMNS = (
 # An existing row is replaced when the incoming one is from the same or a newer partition, or when the existing
 # one has expired: an expired item counts as absent, so the outcome never depends on when expired rows are purged
 # (DynamoDB's TTL deletes lazily; both backends must agree).
-UPDATE_ON_CONFLICT = """
+NEWER_WINS = "excluded.partition_key >= candidates.partition_key OR candidates.expires_at <= ?"
+UPDATE_ON_CONFLICT = f"""
 ON CONFLICT (pk) DO UPDATE SET
     partition_key = excluded.partition_key, segment = excluded.segment, offer_type = excluded.offer_type,
     score = excluded.score, expires_at = excluded.expires_at, created_at = excluded.created_at,
     gsi1pk = excluded.gsi1pk, gsi2pk = excluded.gsi2pk, gsi2sk = excluded.gsi2sk,
     write_id = excluded.write_id, body = excluded.body, churn_reason = excluded.churn_reason
-WHERE excluded.partition_key >= candidates.partition_key OR candidates.expires_at <= ?
+WHERE {NEWER_WINS}
 """
 UPSERT = f"INSERT INTO candidates ({COLUMNS}) VALUES ({', '.join('?' * 15)}){UPDATE_ON_CONFLICT}"
 

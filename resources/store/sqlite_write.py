@@ -40,8 +40,8 @@ from resources.store.sqlite_schema import (
     COLUMNS,
     COUNT_PARTITION,
     DELETE_STALE,
+    NEWER_WINS,
     UPDATE_ON_CONFLICT,
-    UPSERT,
     upsert_rows,
 )
 
@@ -52,9 +52,33 @@ CREATE TEMP TABLE {name} (
     churn_reason TEXT
 )
 """
+# The swap's two steps.  First, a re-run's rows whose index columns hold what the store holds (same partition, score,
+# index keys: a re-materialized partition) are rewritten in place with only the unindexed columns set, so none of
+# the six indexes is touched (SQLite updates an index only when the SET list names one of its columns).  Then the
+# upsert writes the others (`write_id IS NOT`: not the rows the first step wrote), with the newer-partition rule.
 # `ORDER BY pk`: the rows reach the table and its key index in key order (the stage's own key index gives them
 # sorted, no sort step), so the key index's pages are written one after another instead of at random.
-SWAP = f"INSERT INTO candidates ({COLUMNS}) SELECT {COLUMNS} FROM {{name}} ORDER BY pk{UPDATE_ON_CONFLICT}"
+KEYS_HELD = (
+    "candidates.partition_key = {s}partition_key AND candidates.score IS {s}score AND candidates.gsi1pk IS {s}gsi1pk"
+    " AND candidates.gsi2pk IS {s}gsi2pk AND candidates.gsi2sk IS {s}gsi2sk AND candidates.churn_reason IS {s}churn_reason"
+)
+REWRITE_SET = (
+    "segment = {s}segment, offer_type = {s}offer_type, expires_at = {s}expires_at, created_at = {s}created_at,"
+)
+REWRITE_SET += " write_id = {s}write_id, body = {s}body"
+# INDEXED BY / `+s.pk`: the stage drives, each row found by key (the planner would otherwise scan the store).
+REWRITE_STAGED = (
+    f"UPDATE candidates INDEXED BY sqlite_autoindex_candidates_1 SET {REWRITE_SET.format(s='s.')}"
+    f" FROM {{name}} AS s WHERE candidates.pk = +s.pk AND {KEYS_HELD.format(s='s.')}"
+)
+REWRITE_DIRECT = (
+    f"UPDATE candidates SET {REWRITE_SET.format(s=':')} WHERE candidates.pk = :pk AND {KEYS_HELD.format(s=':')}"
+)
+SWAP_ON_CONFLICT = UPDATE_ON_CONFLICT.replace(
+    f"WHERE {NEWER_WINS}", f"WHERE ({NEWER_WINS}) AND candidates.write_id IS NOT excluded.write_id"
+)
+SWAP = f"INSERT INTO candidates ({COLUMNS}) SELECT {COLUMNS} FROM {{name}} ORDER BY pk{SWAP_ON_CONFLICT}"
+SWAP_DIRECT = f"INSERT INTO candidates ({COLUMNS}) VALUES ({', '.join('?' * 15)}){SWAP_ON_CONFLICT}"
 WRITE_NICENESS = 10  # added to the write thread's nice value (0: the caller's priority)
 SWAP_CACHE_KIB = (65_536, 262_144)  # the swap's page cache, 1 KiB per staged row within these bounds
 T = TypeVar("T")
@@ -170,9 +194,15 @@ class SqliteStagedWrite(PartitionWrite):
         self.conn.execute(f"PRAGMA cache_size = -{swap_cache_kib(staged)}")
         with write_transaction(self.conn) as conn:
             if direct:
-                written = conn.executemany(UPSERT, direct).rowcount
+                names = COLUMNS.split(", ")  # a row's last value, `now`, is the upsert's: zip stops before it
+                by_name = [dict(zip(names, row, strict=False)) for row in direct]
+                written = conn.executemany(REWRITE_DIRECT, by_name).rowcount
+                written += conn.executemany(SWAP_DIRECT, direct).rowcount
+            elif staged:
+                written = conn.execute(REWRITE_STAGED.format(name=self.name)).rowcount
+                written += conn.execute(SWAP.format(name=self.name), (self.now,)).rowcount
             else:
-                written = conn.execute(SWAP.format(name=self.name), (self.now,)).rowcount if staged else 0
+                written = 0
             in_partition = conn.execute(COUNT_PARTITION, (self.program_id, self.partition_key)).fetchone()[0]
             if in_partition > written:
                 result.deleted = conn.execute(
