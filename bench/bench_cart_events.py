@@ -163,7 +163,8 @@ def measure(  # long: one timed loop, its counters and the figures it returns
         args = (str(home), scale, now.isoformat(), slice_size, ready, stop, out)
         publisher = ctx.Process(target=_publisher, args=args, daemon=True)
         publisher.start()
-        ready.wait(300)
+        if not ready.wait(300) or not publisher.is_alive():
+            raise RuntimeError("the ingest process did not start (a script starting it needs a __main__ guard)")
     else:
         stream, sink = _stream(home, scale, now), QueueSink(queue)
 
