@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from engage_assets.assets.reactive import decide_job_name
-from engage_assets.assets.reactive.family import build_reactive_program
 from engage_assets.assets.reactive.decisions import STAGES, cart_decisions_asset
 from engage_assets.assets.reactive.expiry import build_cart_expiry, cart_expiry_job_name, expire_carts
+from engage_assets.assets.reactive.family import build_reactive_program
 from engage_assets.domain.config import ReactiveProgram, load_programs
 from engage_assets.reactive.events import partition_key
 from engage_assets.reactive_location import build_event_path
