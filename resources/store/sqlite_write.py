@@ -187,9 +187,8 @@ class SqliteStagedWrite(PartitionWrite):
 
     def _swap(self) -> WriteResult:
         result = WriteResult(batches=1)
-        direct: list[tuple[Any, ...]] = sorted(
-            self.pending or (), key=lambda row: row[0]
-        )  # one chunk, in key order: no stage
+        # One chunk: its rows in key order, upserted without a stage.
+        direct: list[tuple[Any, ...]] = sorted(self.pending or (), key=lambda row: row[0])
         staged = len(direct) or int(self.conn.execute(f"SELECT count(*) FROM {self.name}").fetchone()[0])
         self.conn.execute(f"PRAGMA cache_size = -{swap_cache_kib(staged)}")
         with write_transaction(self.conn) as conn:
