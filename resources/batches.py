@@ -209,7 +209,11 @@ def ordered_groups(
         priority_path = os.path.join(tmp, "priority.parquet")
         write_batches((pa.table({"priority": p}) for p in priorities), priority_path)
         schema = source.schema
-        con = duckdb.connect(config={"memory_limit": sort_memory, "temp_directory": os.path.join(tmp, "spill")})
+        # One thread: each of DuckDB's threads holds its own sort buffers beside the batches in flight (two threads:
+        # +71 MB on the 10M bench's 465,354 eligible rows, for 0.1 s less)
+        con = duckdb.connect(
+            config={"memory_limit": sort_memory, "temp_directory": os.path.join(tmp, "spill"), "threads": 1}
+        )
         try:
             sql = GROUP_ORDER_SQL.format(
                 data=_literal(data),

@@ -143,7 +143,7 @@ def test_a_failing_chunk_leaves_the_store_as_it_was_and_the_write_closed(tmp_pat
 
 
 def test_the_swap_cache_grows_with_the_partition_within_bounds():
-    assert swap_cache_kib(0) == swap_cache_kib(20_000) == 65_536
+    assert swap_cache_kib(0) == swap_cache_kib(20_000) == 32_768
     assert swap_cache_kib(100_000) == 100_000
     assert swap_cache_kib(300_000) == swap_cache_kib(10**7) == 262_144
 

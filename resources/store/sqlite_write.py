@@ -80,12 +80,13 @@ SWAP_ON_CONFLICT = UPDATE_ON_CONFLICT.replace(
 SWAP = f"INSERT INTO candidates ({COLUMNS}) SELECT {COLUMNS} FROM {{name}} ORDER BY pk{SWAP_ON_CONFLICT}"
 SWAP_DIRECT = f"INSERT INTO candidates ({COLUMNS}) VALUES ({', '.join('?' * 15)}){SWAP_ON_CONFLICT}"
 WRITE_NICENESS = 10  # added to the write thread's nice value (0: the caller's priority)
-SWAP_CACHE_KIB = (65_536, 262_144)  # the swap's page cache, 1 KiB per staged row within these bounds
+SWAP_CACHE_KIB = (32_768, 262_144)  # the swap's page cache, 1 KiB per staged row within these bounds
 T = TypeVar("T")
 
 
 def swap_cache_kib(staged: int) -> int:
-    """The swap connection's page cache in KiB for `staged` rows: 1 KiB a row, 64 MiB at least, 256 MiB at most."""
+    """The swap connection's page cache in KiB for `staged` rows: 1 KiB a row, 32 MiB at least, 256 MiB at most
+    (32: the 10M bench's run peaked 21 MB over its 1,000 MB bound in this stage with 64; its 52,000-row write took as long)."""
     low, high = SWAP_CACHE_KIB
     return max(low, min(high, staged))
 
