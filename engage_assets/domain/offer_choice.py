@@ -90,6 +90,11 @@ class OfferChoices:
     budget_left: np.ndarray  # (n,) budget left after the row's decision (nan: not decided)
 
 
+# The columns an offer's cost reads: a full refund the order's value, a discount the monthly revenue.
+ORDER_VALUE, MONTHLY_REVENUE = "order_value_usd", "monthly_revenue_usd"
+COST_COLUMNS = (ORDER_VALUE, MONTHLY_REVENUE)
+
+
 def offer_cost_usd(program: ProgramConfig, seg: Segment, table: pa.Table, rows: np.ndarray) -> np.ndarray:
     """Money an offer costs, in cents: refund/credit amounts, or discount × monthly revenue × months.
 
@@ -102,12 +107,12 @@ def offer_cost_usd(program: ProgramConfig, seg: Segment, table: pa.Table, rows: 
 def _unrounded_cost(seg: Segment, table: pa.Table, rows: np.ndarray) -> np.ndarray:
     n = len(rows)
     if seg.refundType == "full":
-        return table.column("order_value_usd").to_numpy()[rows] + (seg.additionalCredit or 0.0)
+        return table.column(ORDER_VALUE).to_numpy()[rows] + (seg.additionalCredit or 0.0)
     if seg.refundType == "partial":
         return np.full(n, seg.refundAmount or 0.0) + (seg.additionalCredit or 0.0)
     if seg.refundType == "credit" or seg.creditAmount is not None:
         return np.full(n, seg.creditAmount or 0.0)
-    monthly = table.column("monthly_revenue_usd").to_numpy(zero_copy_only=False)[rows]
+    monthly = table.column(MONTHLY_REVENUE).to_numpy(zero_copy_only=False)[rows]
     monthly = np.nan_to_num(monthly.astype(float), nan=0.0)
     return (seg.discount or 0.0) / 100.0 * monthly * (seg.duration or 1)
 

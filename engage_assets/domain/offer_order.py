@@ -40,15 +40,10 @@ def offer_priority(program: ProgramConfig, scored: pa.Table) -> np.ndarray:
     return ev.max(axis=1)
 
 
-# The columns an offer's cost may read (`offer_choice.offer_cost_usd`): refunds the order's value, discounts the
-# monthly revenue.
-COST_COLUMNS = ("order_value_usd", "monthly_revenue_usd")
-
-
 def priority_columns(program: ProgramConfig, available: list[str]) -> list[str]:
     """The columns `offer_priority` reads, of those `available`: a caller streaming a partition reads only these (the
     scored rows are wide; their other columns are not needed to rank them)."""
-    wanted = {"score", *COST_COLUMNS}
+    wanted = {"score", *offer_choice.COST_COLUMNS}
     if (choice := program.offerChoice) is not None:
         wanted |= {score_column(choice.acceptanceModel), choice.valueColumn}
     return [c for c in available if c in wanted]
