@@ -170,8 +170,10 @@ def test_keys_and_scopes(api):
         {"json": {"entries": []}},  # not the PutEvents shape
         {"json": {"Entries": [{"Source": "s", "DetailType": "CartAbandoned", "Detail": {"not": "text"}}]}},
         {"json": {"Entries": [abandoned() | {"Unknown": 1}]}},
+        # The schema says date-time text: a number (epoch seconds? milliseconds?) is refused, not guessed
+        {"json": {"Entries": [abandoned() | {"Time": 1714568401}]}},
     ],
-    ids=["malformed-json", "wrong-shape", "detail-not-a-string", "unknown-field"],
+    ids=["malformed-json", "wrong-shape", "detail-not-a-string", "unknown-field", "time-as-a-number"],
 )
 def test_a_body_that_is_not_a_put_events_request_is_422(api, kwargs):
     headers = {"X-API-Key": api.keys["ingest"], **kwargs.pop("headers_extra", {})}

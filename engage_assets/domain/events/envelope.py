@@ -248,7 +248,9 @@ class PutEventsEntry(BaseModel):
     DetailType: Id
     Detail: Id = Field(description="The detail, as JSON text holding an object")
     EventBusName: Text | None = None
-    Time: datetime | None = None
+    # Text only, as the OpenAPI schema says: pydantic would also read a number as epoch seconds (or milliseconds
+    # above 2e10), an ambiguity a producer should not rely on.
+    Time: Annotated[datetime, BeforeValidator(_timestamp_text)] | None = None
     Resources: list[Text] = []
     TraceHeader: Text | None = None
 
