@@ -140,8 +140,11 @@ def _check_same(program: ProgramConfig, path: Path, stage_root: Path, erased: se
     return {"rows_read": figures["rows_read"], "invalid": figures["rejected_invalid"], "eligible": got.num_rows}
 
 
+@pytest.mark.parametrize("buckets", [1, 5], ids=["one-statement", "five-buckets"])
 @pytest.mark.parametrize("group", sorted(PARTITIONS))
-def test_the_pushed_down_stages_give_the_arrow_paths_funnel(group, warehouse, tmp_path):
+def test_the_pushed_down_stages_give_the_arrow_paths_funnel(group, buckets, warehouse, tmp_path, monkeypatch):
+    """Also with the source statement joined bucket by bucket, as a large source is (a folder of files)."""
+    monkeypatch.setattr(DuckDBWarehouse, "source_buckets", lambda self, rows: buckets)
     program = _programs()[group]
     with duckdb.connect(str(warehouse), read_only=True) as con:
         table = program.connector.config.table.split(".")[-1]
@@ -169,3 +172,21 @@ def test_a_rerun_replaces_the_partitions_files(warehouse, tmp_path):
     assert meta2["excluded_erased"] >= n
     assert not set(pq.read_table(meta2["rejections_path"]).column("customer_id").to_pylist()) & everyone
     assert [p.name for p in Path(first).parent.iterdir()] == [Path(first).name]  # no temporary file left
+
+
+def test_a_rerun_may_switch_between_one_file_and_buckets(warehouse, tmp_path, monkeypatch):
+    """The number of buckets follows the source's size, so a re-run may write a folder where a file was, or the
+    reverse: either replaces the previous run's rows, and nothing temporary is left."""
+    program = _programs()["churn_prevention"]
+    window = _window(program)
+    wh = DuckDBWarehouse(path=str(warehouse))
+    rows = []
+    for buckets in (1, 4, 1):
+        monkeypatch.setattr(DuckDBWarehouse, "source_buckets", lambda self, rows, n=buckets: n)
+        at, meta = source_partition(program, wh, str(tmp_path), set(), window)
+        assert Path(at).is_dir() == (buckets > 1) and meta["customer_join_buckets"] == buckets
+        assert [p.name for p in Path(at).parent.iterdir()] == [Path(at).name]
+        if buckets > 1:
+            assert len(list(Path(at).glob("*.parquet"))) == buckets
+        rows.append(sorted(pq.read_table(at).column("customer_id").to_pylist()))
+    assert rows[0] == rows[1] == rows[2] and rows[0]

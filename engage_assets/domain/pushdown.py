@@ -7,7 +7,9 @@ Written once, in DuckDB's dialect with `:name` bind parameters, and transpiled t
   (`marts.customers`), without the GDPR-erased customers (a bound list, never spliced), without invalid rows
   (unknown customer, NULL or NaN required value no filter judges) and without customers outside the program's
   marketplaces.  The warehouse writes its rows itself (`source_candidates`: Parquet by DuckDB locally, a table on
-  Snowflake, an UNLOAD on Athena); its rejected rows (`SourcePlan.rejections_sql`) too, and counts them;
+  Snowflake, an UNLOAD on Athena); its rejected rows (`SourcePlan.rejections_sql`) too, and counts them.  A
+  warehouse that joins within a memory limit (the embedded DuckDB) runs it in buckets of customers
+  (`valid_rows_sqls`, `Bucket`) when the source is larger than one join's hash table holds in memory;
 - the **chain statement** (`ChainPlan`): the look-back counts (`marts.offer_history`, relative to the partition's
   as-of date, see `domain.sources`) and the compiled filter chain (`domain.filters.rejection_code_sql`) over those
   rows; the rejected rows with their filter and reason are written by the warehouse, and only the rows that pass
@@ -88,6 +90,19 @@ HISTORY_SELECT = [
 
 
 @dataclass(frozen=True)
+class Bucket:
+    """One of `count` buckets of customers, by a hash of `customer_id`: a source statement joined bucket by bucket
+    keeps each join's build side to its bucket's rows.  Every row is in exactly one bucket, a NULL id included."""
+
+    index: int
+    count: int
+
+    def holds(self, alias: str) -> str:
+        """The predicate of the bucket's rows of `alias` (DuckDB's `hash`: only the embedded warehouse buckets)."""
+        return f"coalesce(hash(CAST({alias}.customer_id AS VARCHAR)), 0) % {self.count} = {self.index}"
+
+
+@dataclass(frozen=True)
 class SourceFigures:
     """The source stage's counts, read back from what it wrote (`SourcePlan.written_counts_sql`)."""
 
@@ -150,9 +165,9 @@ class SourcePlan:
         unknown = literal(f"marketplace unknown (the program's marketplaces: {listed})")
         return f"coalesce('marketplace ' || CAST({market} AS VARCHAR) || {outside}, {unknown})"
 
-    def judged_sql(self) -> str:
+    def judged_sql(self, bucket: Bucket | None = None) -> str:
         """Every source row with its candidate columns (the query's, NaN as NULL, and the customer's context),
-        `__check` (NULL for a valid row) and `__erased`."""
+        `__check` (NULL for a valid row) and `__erased`; with `bucket`, only that bucket's customers."""
         exprs = {c: f"src.{_name(c)}" for c in self.source_types}
         exprs.update({c: f"c.{_name(c)}" for c in self.context_types})
         types = {**self.source_types, **self.context_types}
@@ -163,18 +178,35 @@ class SourcePlan:
             for c, e in exprs.items()
         }
         erased = "coalesce(CAST(src.customer_id AS VARCHAR) IN (:erased), false)" if self.erased else "false"
+        source, customers = f"WITH src AS (SELECT * FROM {marker('source')})", "marts.customers"
+        if bucket is not None:
+            source = (
+                f"WITH q AS (SELECT * FROM {marker('source')}),\nsrc AS (SELECT * FROM q WHERE {bucket.holds('q')})"
+            )
+            customers = f"(SELECT * FROM marts.customers AS m WHERE {bucket.holds('m')})"
         return (
-            f"WITH src AS (SELECT * FROM {marker('source')})\nSELECT {', '.join(cols)},\n"
+            f"{source}\nSELECT {', '.join(cols)},\n"
             f"  {self._check(nan_free)} AS {CHECK},\n  {erased} AS {ERASED}\nFROM src\n"
-            "LEFT JOIN marts.customers c ON c.customer_id = src.customer_id"
+            f"LEFT JOIN {customers} c ON c.customer_id = src.customer_id"
         )
 
-    def valid_rows_sql(self) -> str:
-        """The source statement: the partition's candidates (valid, inside the marketplaces, not erased)."""
+    def valid_rows_sql(self, bucket: Bucket | None = None) -> str:
+        """The source statement: the partition's candidates (valid, inside the marketplaces, not erased); with
+        `bucket`, those of one bucket of customers (the buckets' statements together give the same rows)."""
         cols = ", ".join(f"v.{c}" for c in self.columns)
         return self._render(
-            f"SELECT {cols} FROM (\n{self.judged_sql()}\n) AS v WHERE v.{CHECK} IS NULL AND NOT v.{ERASED}"
+            f"SELECT {cols} FROM (\n{self.judged_sql(bucket)}\n) AS v WHERE v.{CHECK} IS NULL AND NOT v.{ERASED}"
         )
+
+    def valid_rows_sqls(self, buckets: int) -> list[str]:
+        """The source statement as `buckets` statements, one per bucket of customers (one: the statement itself)."""
+        if buckets <= 1:
+            return [self.valid_rows_sql()]
+        return [self.valid_rows_sql(Bucket(i, buckets)) for i in range(buckets)]
+
+    def source_rows_sql(self) -> str:
+        """The connector query's row count (how many buckets the source statement needs)."""
+        return self._render(f"SELECT count(*) AS n FROM (SELECT * FROM {marker('source')}) AS src")
 
     def rejections_sql(self) -> str:
         """The source stage's rejected rows (erased customers leave no trace), in the rejection log's columns."""

@@ -116,6 +116,18 @@ class WarehouseResource(dg.ConfigurableResource, ABC):
         """Have the warehouse write the query's rows to `target`, replacing what a previous run wrote there (the
         rows never pass through this process); returns where they are (a path or a table)."""
 
+    def source_buckets(self, rows: int) -> int:
+        """In how many buckets of customers a source statement of `rows` source rows is run (`write_rows_of`):
+        one, unless the warehouse joins within a memory limit (the embedded DuckDB)."""
+        return 1
+
+    def write_rows_of(self, sqls: Sequence[str], params: Mapping[str, Any] | None, target: StageTarget) -> str:
+        """`write_rows` for a statement run in buckets (`sqls`: one statement per bucket, their rows together the
+        statement's): a warehouse whose `source_buckets` is always one writes the one statement."""
+        if len(sqls) != 1:
+            raise ValueError(f"{type(self).__name__} writes a stage from one statement, not {len(sqls)}")
+        return self.write_rows(sqls[0], params, target)
+
     @abstractmethod
     def rows_relation(self, target: StageTarget) -> str:
         """SQL naming the rows `write_rows` wrote to `target` (a table function or a subquery, in this warehouse's

@@ -63,7 +63,9 @@ def source_partition(
         target = StageTarget(stage_root, program.group, "rejections", window.partition_key, "source_candidates")
         rejections_at = warehouse.write_rows(plan.rejections_sql(), params, target)
         rows = StageTarget(stage_root, program.group, "source_candidates", window.partition_key)
-        rows_at = warehouse.write_rows(plan.valid_rows_sql(), params, rows)
+        # A large source is joined with the customers bucket by bucket, each join within the warehouse's memory.
+        buckets = warehouse.source_buckets(warehouse.query_arrow(plan.source_rows_sql(), params).column("n")[0].as_py())
+        rows_at = warehouse.write_rows_of(plan.valid_rows_sqls(buckets), params, rows)
         counts_sql = plan.written_counts_sql(warehouse.rows_relation(target), warehouse.rows_relation(rows))
         erased_rows = warehouse.query_arrow(plan.erased_sql(), params).column("n")[0].as_py() if erased else 0
         figures = plan.figures(warehouse.query_arrow(counts_sql, params), erased_rows)
@@ -76,6 +78,7 @@ def source_partition(
         "rejections": counts_md(figures.invalid, "reason") if figures.invalid else "none",
         "rejections_path": rejections_at,
         "stage_path": rows_at,
+        "customer_join_buckets": buckets,
         "as_of_date": window.end.isoformat(),
         "query_seconds": round(time.perf_counter() - t0, 2),
     }
