@@ -232,3 +232,29 @@ def test_the_staged_rewrite_is_driven_by_the_stage_through_the_key_index(tmp_pat
     plan = [str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + REWRITE_STAGED.format(name="temp.stage_x"))]
     assert plan[0].startswith("SCAN s") and "sqlite_autoindex_candidates_1 (pk=?)" in plan[1], plan
     s.close()
+
+
+@pytest.mark.parametrize("chunk", [None, 3])  # one chunk (direct) or staged chunks
+def test_a_swap_runs_only_the_steps_that_can_write(tmp_path, chunk):
+    """A partition the store does not hold yet has nothing to rewrite in place (no rewrite step); a re-run whose every
+    row keeps its index keys is wholly rewritten (no upsert step).  Either way the rows are replace_partition's."""
+    stores = [SqliteCandidateStore(path=str(tmp_path / f"{name}.sqlite")) for name in ("chunked", "reference")]
+    first = [churned(f"c{i}", "price" if i % 2 else "service", score=i / 10) for i in range(8)]
+    rerun = [dict(r, createdAt="2024-01-02T00:00:00Z", channels=["sms"]) for r in first]
+    steps = []
+    for records in (first, rerun):
+        writer = stores[0].partition_write("winback", P1, now=NOW)
+        writer._run(lambda w=writer: w.conn.set_trace_callback(steps.append))
+        for i in range(0, len(records), chunk or len(records)):
+            writer.add(records[i : i + (chunk or len(records))])
+        result = writer.commit()
+        assert result.written == len(records) and result.deleted == 0
+        stores[1].replace_partition("winback", P1, records, now=NOW)
+        assert queries(stores[0]) == queries(stores[1])
+        rewrites = [s for s in steps if s.startswith("UPDATE candidates")]
+        upserts = [s for s in steps if s.startswith("INSERT INTO candidates")]
+        assert (bool(rewrites), bool(upserts)) == ((False, True) if records is first else (True, False))
+        steps.clear()
+    assert stores[0].get("c0", "winback", now=NOW)["channels"] == ["sms"]
+    for s in stores:
+        s.close()

@@ -26,6 +26,7 @@ CPU it takes on a small machine):
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import sys
 import threading
@@ -71,8 +72,11 @@ REWRITE_STAGED = (
     f"UPDATE candidates INDEXED BY sqlite_autoindex_candidates_1 SET {REWRITE_SET.format(s='s.')}"
     f" FROM {{name}} AS s WHERE candidates.pk = +s.pk AND {KEYS_HELD.format(s='s.')}"
 )
-REWRITE_DIRECT = (
-    f"UPDATE candidates SET {REWRITE_SET.format(s=':')} WHERE candidates.pk = :pk AND {KEYS_HELD.format(s=':')}"
+# Numbered parameters (`?3`: the row's third value, COLUMNS' order): the rows bind as the tuples they are.
+REWRITE_DIRECT = re.sub(
+    r":(\w+)",
+    lambda m: f"?{COLUMNS.split(', ').index(m.group(1)) + 1}",
+    f"UPDATE candidates SET {REWRITE_SET.format(s=':')} WHERE candidates.pk = :pk AND {KEYS_HELD.format(s=':')}",
 )
 SWAP_ON_CONFLICT = UPDATE_ON_CONFLICT.replace(
     f"WHERE {NEWER_WINS}", f"WHERE ({NEWER_WINS}) AND candidates.write_id IS NOT excluded.write_id"
@@ -193,14 +197,18 @@ class SqliteStagedWrite(PartitionWrite):
         staged = len(direct) or int(self.conn.execute(f"SELECT count(*) FROM {self.name}").fetchone()[0])
         self.conn.execute(f"PRAGMA cache_size = -{swap_cache_kib(staged)}")
         with write_transaction(self.conn) as conn:
+            held = conn.execute(COUNT_PARTITION, (self.program_id, self.partition_key)).fetchone()[0]
+            # Only a re-run finds rows to rewrite in place (a row is rewritten only within its own partition); and
+            # when every row was, nothing is left to upsert.
             if direct:
-                names = COLUMNS.split(", ")  # a row's last value, `now`, is the upsert's: zip stops before it
-                by_name = [dict(zip(names, row, strict=False)) for row in direct]
-                written = conn.executemany(REWRITE_DIRECT, by_name).rowcount
-                written += conn.executemany(SWAP_DIRECT, direct).rowcount
+                # A row's last value, `now`, is the upsert's: the rewrite binds the others.
+                written = conn.executemany(REWRITE_DIRECT, [row[:-1] for row in direct]).rowcount if held else 0
+                if written < len(direct):
+                    written += conn.executemany(SWAP_DIRECT, direct).rowcount
             elif staged:
-                written = conn.execute(REWRITE_STAGED.format(name=self.name)).rowcount
-                written += conn.execute(SWAP.format(name=self.name), (self.now,)).rowcount
+                written = conn.execute(REWRITE_STAGED.format(name=self.name)).rowcount if held else 0
+                if written < staged:
+                    written += conn.execute(SWAP.format(name=self.name), (self.now,)).rowcount
             else:
                 written = 0
             in_partition = conn.execute(COUNT_PARTITION, (self.program_id, self.partition_key)).fetchone()[0]
