@@ -116,9 +116,13 @@ class WarehouseResource(dg.ConfigurableResource, ABC):
         """Have the warehouse write the query's rows to `target`, replacing what a previous run wrote there (the
         rows never pass through this process); returns where they are (a path or a table)."""
 
+    # Whether a large source statement is run in buckets of customers (`source_buckets`): only a warehouse whose joins
+    # run within a memory limit (the embedded DuckDB); the others are asked for no row count.
+    joins_in_buckets: ClassVar[bool] = False
+
     def source_buckets(self, rows: int) -> int:
         """In how many buckets of customers a source statement of `rows` source rows is run (`write_rows_of`):
-        one, unless the warehouse joins within a memory limit (the embedded DuckDB)."""
+        one, unless the warehouse `joins_in_buckets`."""
         return 1
 
     def write_rows_of(self, sqls: Sequence[str], params: Mapping[str, Any] | None, target: StageTarget) -> str:

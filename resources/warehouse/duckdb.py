@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import duckdb
 import pyarrow as pa
@@ -243,6 +243,8 @@ class DuckDBWarehouse(WarehouseResource):
         a temporary file renamed over the previous run's: a re-run replaces, a reader never sees half a file.  The
         rows stream from the query to the file within DuckDB's memory limit (insertion order not kept)."""
         return self.write_rows_of([sql], params, target)
+
+    joins_in_buckets: ClassVar[bool] = True
 
     def source_buckets(self, rows: int) -> int:
         """Buckets of at most `memory_limit / BUCKET_ROW_BYTES` source rows: each bucket's join builds its hash

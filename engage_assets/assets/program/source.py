@@ -64,7 +64,11 @@ def source_partition(
         rejections_at = warehouse.write_rows(plan.rejections_sql(), params, target)
         rows = StageTarget(stage_root, program.group, "source_candidates", window.partition_key)
         # A large source is joined with the customers bucket by bucket, each join within the warehouse's memory.
-        buckets = warehouse.source_buckets(warehouse.query_arrow(plan.source_rows_sql(), params).column("n")[0].as_py())
+        buckets = 1
+        if warehouse.joins_in_buckets:
+            buckets = warehouse.source_buckets(
+                warehouse.query_arrow(plan.source_rows_sql(), params).column("n")[0].as_py()
+            )
         rows_at = warehouse.write_rows_of(plan.valid_rows_sqls(buckets), params, rows)
         counts_sql = plan.written_counts_sql(warehouse.rows_relation(target), warehouse.rows_relation(rows))
         erased_rows = warehouse.query_arrow(plan.erased_sql(), params).column("n")[0].as_py() if erased else 0
