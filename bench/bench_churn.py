@@ -24,7 +24,8 @@ with new customer ids (`C` + 2-digit replica + the original 8 digits), the behav
 WHERE clause does not read (engagement score and change, purchase frequency, feature usage) jittered by a hash of
 the new id (±5 %), and those customers' `marts.customers` rows and `marts.offer_history` rows
 replicated with them (so the look-back joins see the same per-customer history: ~75M offer rows), cut to exactly
-10,000,000 source rows.  The models are the 500k warehouse's.  Everything lives under ENGAGE_BENCH_HOME
+10,000,000 source rows; `customer_analytics` and `customers` stored in customer order, as the dbt marts are.  The
+models are the 500k warehouse's.  Everything lives under ENGAGE_BENCH_HOME
 (default /tmp/engage-bench-churn) and is reused while its marker file exists.
 
 Each repetition first empties the score cache, so every run scores every candidate (the weekly run's case:
@@ -197,7 +198,7 @@ def build_scaled_warehouse(src_home: Path, home: Path, rows: int) -> None:
 
     program = _programs()["churn_prevention"]
     partition = _last_partition(program)
-    marker = home / f".built-{rows}-from-{END}-v2"
+    marker = home / f".built-{rows}-from-{END}-v3"  # v3: tables stored in customer order, as the dbt marts are
     if marker.exists():
         return
     shutil.rmtree(home, ignore_errors=True)
@@ -241,9 +242,10 @@ def build_scaled_warehouse(src_home: Path, home: Path, rows: int) -> None:
         con.execute(f"""CREATE TABLE marts.customer_analytics AS
             SELECT * REPLACE (i.new_id AS customer_id, {jittered})
             FROM src.marts.customer_analytics a JOIN ids i ON i.old_id = a.customer_id
-            WHERE a.snapshot_date = DATE '{as_of}'""")
+            WHERE a.snapshot_date = DATE '{as_of}' ORDER BY snapshot_date, customer_id""")
         con.execute("""CREATE TABLE marts.customers AS
-            SELECT c.* REPLACE (i.new_id AS customer_id) FROM src.marts.customers c JOIN ids i ON i.old_id = c.customer_id""")
+            SELECT c.* REPLACE (i.new_id AS customer_id) FROM src.marts.customers c JOIN ids i ON i.old_id = c.customer_id
+            ORDER BY customer_id""")
         con.execute("""CREATE TABLE marts.offer_history AS
             SELECT h.* REPLACE (i.new_id AS customer_id, h.offer_id || '-' || substr(i.new_id, 2, 2) AS offer_id)
             FROM src.marts.offer_history h JOIN ids i ON i.old_id = h.customer_id""")

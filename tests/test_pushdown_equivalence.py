@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from engage_assets.assets.program import source as source_module
 from engage_assets.assets.program.eligible import eligible_partition
 from engage_assets.assets.program.partitions import partitions_for
 from engage_assets.assets.program.source import source_partition
@@ -140,11 +141,15 @@ def _check_same(program: ProgramConfig, path: Path, stage_root: Path, erased: se
     return {"rows_read": figures["rows_read"], "invalid": figures["rejected_invalid"], "eligible": got.num_rows}
 
 
-@pytest.mark.parametrize("buckets", [1, 5], ids=["one-statement", "five-buckets"])
+@pytest.mark.parametrize(
+    ("buckets", "sample"), [(1, 4096), (5, 4096), (5, 0)], ids=["one-statement", "five-ranges", "five-hashes"]
+)
 @pytest.mark.parametrize("group", sorted(PARTITIONS))
-def test_the_pushed_down_stages_give_the_arrow_paths_funnel(group, buckets, warehouse, tmp_path, monkeypatch):
-    """Also with the source statement joined bucket by bucket, as a large source is (a folder of files)."""
+def test_the_pushed_down_stages_give_the_arrow_paths_funnel(group, buckets, sample, warehouse, tmp_path, monkeypatch):
+    """Also with the source statement joined bucket by bucket, as a large source is (a folder of files): in ranges
+    of customer ids cut at a sample, or in hash buckets (no sample)."""
     monkeypatch.setattr(DuckDBWarehouse, "source_buckets", lambda self, rows: buckets)
+    monkeypatch.setattr(source_module, "ID_SAMPLE_ROWS", sample)
     program = _programs()[group]
     with duckdb.connect(str(warehouse), read_only=True) as con:
         table = program.connector.config.table.split(".")[-1]

@@ -36,21 +36,17 @@ from engage_assets.domain.filters import (
     compile_chain,
     rejection_code_sql,
 )
+from engage_assets.domain.join_buckets import Bucket, range_buckets
 from engage_assets.domain.marketplaces import MARKETPLACE_COLUMN, MARKETPLACE_FILTER
 from engage_assets.domain.source_columns import CONTEXT_COLUMNS, HISTORY_COLUMNS
 from engage_assets.domain.sources import UNKNOWN_CUSTOMER_REASON
-from engage_assets.domain.sql_dialect import marker, to_dialect
+from engage_assets.domain.sql_dialect import literal, marker, to_dialect
 
 SOURCE_VALIDATION = "source-validation"
 CHECK, ERASED, CODE = "__check", "__erased", "__code"
 # Present in warehouse tables holding several partitions (Snowflake, Athena): never a candidate column.
 PARTITION_COLUMN = "engage_partition_key"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def literal(text: str) -> str:
-    """A SQL string literal (the dialect layer re-escapes it for the warehouse: a backslash is text everywhere)."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _name(column: str) -> str:
@@ -87,19 +83,6 @@ HISTORY_SELECT = [
     "CAST(coalesce(hist.program_offers_365d, 0) AS INTEGER) AS program_offers_365d",
     "CAST(coalesce(hist.all_offers_91d, 0) AS INTEGER) AS all_offers_91d",
 ]
-
-
-@dataclass(frozen=True)
-class Bucket:
-    """One of `count` buckets of customers, by a hash of `customer_id`: a source statement joined bucket by bucket
-    keeps each join's build side to its bucket's rows.  Every row is in exactly one bucket, a NULL id included."""
-
-    index: int
-    count: int
-
-    def holds(self, alias: str) -> str:
-        """The predicate of the bucket's rows of `alias` (DuckDB's `hash`: only the embedded warehouse buckets)."""
-        return f"coalesce(hash(CAST({alias}.customer_id AS VARCHAR)), 0) % {self.count} = {self.index}"
 
 
 @dataclass(frozen=True)
@@ -198,11 +181,25 @@ class SourcePlan:
             f"SELECT {cols} FROM (\n{self.judged_sql(bucket)}\n) AS v WHERE v.{CHECK} IS NULL AND NOT v.{ERASED}"
         )
 
-    def valid_rows_sqls(self, buckets: int) -> list[str]:
-        """The source statement as `buckets` statements, one per bucket of customers (one: the statement itself)."""
+    def valid_rows_sqls(self, buckets: int, bounds: Sequence[str] | None = None) -> list[str]:
+        """The source statement as `buckets` statements, one per bucket of customers (one: the statement itself):
+        ranges between `bounds` (`range_bounds` of `id_sample_sql`'s ids) when given, else hash buckets."""
         if buckets <= 1:
             return [self.valid_rows_sql()]
+        if bounds:
+            return [self.valid_rows_sql(b) for b in range_buckets(bounds)]
         return [self.valid_rows_sql(Bucket(i, buckets)) for i in range(buckets)]
+
+    def id_sample_sql(self, rows: int) -> str | None:
+        """A sample of `rows` of the source's customer ids (DuckDB's reservoir sample), for range buckets; None when
+        the ids are not text (they are then bucketed by hash)."""
+        kind = self.source_types.get("customer_id")
+        if kind is None or not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            return None
+        return self._render(
+            f"SELECT src.customer_id FROM (SELECT * FROM {marker('source')}) AS src "
+            f"USING SAMPLE reservoir({int(rows)} ROWS) REPEATABLE (7)"
+        )
 
     def source_rows_sql(self) -> str:
         """The connector query's row count (how many buckets the source statement needs)."""

@@ -18,6 +18,11 @@ from sqlglot import exp
 DIALECTS = ("duckdb", "snowflake", "trino")
 
 
+def literal(text: str) -> str:
+    """A SQL string literal (the dialect layer re-escapes it for the warehouse: a backslash is text everywhere)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def marker(name: str) -> str:
     """A stand-in for verbatim text: `SELECT * FROM <marker>` in the template."""
     return f"__engage_verbatim_{name}__"

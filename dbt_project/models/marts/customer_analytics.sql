@@ -15,3 +15,6 @@ select
     subscription_tenure_months,
     loaded_at
 from {{ ref('stg_customer_analytics') }}
+-- Stored in snapshot and customer order: a run's statements that read a range of customers (the source stage's
+-- buckets) read only that range's row groups (DuckDB's zone maps; clustering does the same on Snowflake).
+order by snapshot_date, customer_id

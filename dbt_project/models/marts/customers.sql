@@ -24,3 +24,5 @@ select
 from {{ ref('stg_customers') }}
 -- A customer extract loaded twice: one row per customer, the newest state wins.
 qualify row_number() over (partition by customer_id order by updated_at desc) = 1
+-- Stored in customer order: a range of customers is a range of row groups (see customer_analytics).
+order by customer_id

@@ -14,11 +14,15 @@ from engage_assets.assets.program.checks import source_check_result, source_chec
 from engage_assets.assets.program.common import counts_md, program_tags, stage_key
 from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition
 from engage_assets.domain.config import ProgramConfig
+from engage_assets.domain.join_buckets import range_bounds
 from engage_assets.domain.pushdown import SourcePlan, context_probe_sql
 from engage_assets.domain.sources import SchemaDriftError, check_schema, probe_sql
 from resources.engagement.base import EngagementStore
 from resources.staging import RejectionLogResource
 from resources.warehouse.base import StageTarget, WarehouseResource, warehouse_key
+
+# The customer ids sampled to cut the range buckets: 4,096 keeps each bucket within a few % of its share.
+ID_SAMPLE_ROWS = 4096
 
 
 def partition_params(program: ProgramConfig, window: PartitionWindow) -> dict[str, Any]:
@@ -45,6 +49,19 @@ def source_plan(
         erased=erased,
         dialect=warehouse.dialect,
     )
+
+
+def source_statements(plan: SourcePlan, warehouse: WarehouseResource, params: dict[str, Any]) -> tuple[int, list[str]]:
+    """The source statement, or one per bucket of customers when the warehouse joins in buckets and the source is
+    large: ranges of `customer_id` cut at a sample's quantiles (text ids), else hash buckets."""
+    if not warehouse.joins_in_buckets:
+        return 1, [plan.valid_rows_sql()]
+    buckets = warehouse.source_buckets(warehouse.query_arrow(plan.source_rows_sql(), params).column("n")[0].as_py())
+    sample_sql = plan.id_sample_sql(ID_SAMPLE_ROWS) if buckets > 1 and ID_SAMPLE_ROWS else None
+    if sample_sql is None:
+        return buckets, plan.valid_rows_sqls(buckets)
+    bounds = range_bounds(warehouse.query_arrow(sample_sql, params).column("customer_id").to_pylist(), buckets)
+    return len(bounds) + 1, plan.valid_rows_sqls(buckets, bounds)
 
 
 def source_partition(
