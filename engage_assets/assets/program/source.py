@@ -51,17 +51,20 @@ def source_plan(
     )
 
 
-def source_statements(plan: SourcePlan, warehouse: WarehouseResource, params: dict[str, Any]) -> tuple[int, list[str]]:
+def source_statements(plan: SourcePlan, warehouse: WarehouseResource, params: dict[str, Any]) -> tuple[str, list[str]]:
     """The source statement, or one per bucket of customers when the warehouse joins in buckets and the source is
-    large: ranges of `customer_id` cut at a sample's quantiles (text ids), else hash buckets."""
-    if not warehouse.joins_in_buckets:
-        return 1, [plan.valid_rows_sql()]
-    buckets = warehouse.source_buckets(warehouse.query_arrow(plan.source_rows_sql(), params).column("n")[0].as_py())
-    sample_sql = plan.id_sample_sql(ID_SAMPLE_ROWS) if buckets > 1 and ID_SAMPLE_ROWS else None
+    large: ranges of `customer_id` cut at a sample's quantiles (text ids), else hash buckets; and how it was split
+    (the stage's `customer_join` metadata)."""
+    buckets = 1
+    if warehouse.joins_in_buckets:
+        buckets = warehouse.source_buckets(warehouse.query_arrow(plan.source_rows_sql(), params).column("n")[0].as_py())
+    if buckets <= 1:
+        return "one statement", [plan.valid_rows_sql()]
+    sample_sql = plan.id_sample_sql(ID_SAMPLE_ROWS) if ID_SAMPLE_ROWS else None
     if sample_sql is None:
-        return buckets, plan.valid_rows_sqls(buckets)
+        return f"{buckets} hash buckets of customer_id", plan.valid_rows_sqls(buckets)
     bounds = range_bounds(warehouse.query_arrow(sample_sql, params).column("customer_id").to_pylist(), buckets)
-    return len(bounds) + 1, plan.valid_rows_sqls(buckets, bounds)
+    return f"{len(bounds) + 1} ranges of customer_id", plan.valid_rows_sqls(buckets, bounds)
 
 
 def source_partition(
@@ -81,12 +84,8 @@ def source_partition(
         rejections_at = warehouse.write_rows(plan.rejections_sql(), params, target)
         rows = StageTarget(stage_root, program.group, "source_candidates", window.partition_key)
         # A large source is joined with the customers bucket by bucket, each join within the warehouse's memory.
-        buckets = 1
-        if warehouse.joins_in_buckets:
-            buckets = warehouse.source_buckets(
-                warehouse.query_arrow(plan.source_rows_sql(), params).column("n")[0].as_py()
-            )
-        rows_at = warehouse.write_rows_of(plan.valid_rows_sqls(buckets), params, rows)
+        join, sqls = source_statements(plan, warehouse, params)
+        rows_at = warehouse.write_rows_of(sqls, params, rows)
         counts_sql = plan.written_counts_sql(warehouse.rows_relation(target), warehouse.rows_relation(rows))
         erased_rows = warehouse.query_arrow(plan.erased_sql(), params).column("n")[0].as_py() if erased else 0
         figures = plan.figures(warehouse.query_arrow(counts_sql, params), erased_rows)
@@ -99,7 +98,7 @@ def source_partition(
         "rejections": counts_md(figures.invalid, "reason") if figures.invalid else "none",
         "rejections_path": rejections_at,
         "stage_path": rows_at,
-        "customer_join_buckets": buckets,
+        "customer_join": join,
         "as_of_date": window.end.isoformat(),
         "query_seconds": round(time.perf_counter() - t0, 2),
     }
