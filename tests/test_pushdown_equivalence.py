@@ -204,3 +204,19 @@ def test_a_rerun_may_switch_between_one_file_and_buckets(warehouse, tmp_path, mo
             assert len(list(Path(at).glob("*.parquet"))) == buckets
         rows.append(sorted(pq.read_table(at).column("customer_id").to_pylist()))
     assert rows[0] == rows[1] == rows[2] and rows[0]
+
+
+def test_hash_buckets_are_capped_ranges_are_not(warehouse, tmp_path, monkeypatch):
+    """Each hash bucket's statement scans both tables whole: at most MAX_HASH_BUCKETS of them; ranges read only their
+    own row groups and follow the memory limit however many they are."""
+    from engage_assets.domain.join_buckets import MAX_HASH_BUCKETS
+
+    program = _programs()["churn_prevention"]
+    wh = DuckDBWarehouse(path=str(warehouse))
+    monkeypatch.setattr(DuckDBWarehouse, "source_buckets", lambda self, rows: MAX_HASH_BUCKETS + 4)
+    monkeypatch.setattr(source_module, "ID_SAMPLE_ROWS", 0)
+    _, meta = source_partition(program, wh, str(tmp_path), set(), _window(program))
+    assert meta["customer_join"] == f"{MAX_HASH_BUCKETS} hash buckets of customer_id"
+    monkeypatch.setattr(source_module, "ID_SAMPLE_ROWS", 4096)
+    _, meta = source_partition(program, wh, str(tmp_path), set(), _window(program))
+    assert meta["customer_join"] == f"{MAX_HASH_BUCKETS + 4} ranges of customer_id"

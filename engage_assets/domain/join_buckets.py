@@ -14,6 +14,11 @@ from dataclasses import dataclass
 
 from engage_assets.domain.sql_dialect import literal
 
+# Every hash bucket's statement scans both tables whole, so hash buckets cost buckets x rows: past this many the
+# buckets grow (and their joins spill) instead.  A range reads only its own row groups on tables stored in customer
+# order, so ranges are not capped.
+MAX_HASH_BUCKETS = 16
+
 
 @dataclass(frozen=True)
 class Bucket:

@@ -322,7 +322,11 @@ class ChainPlan:
     def eligible_sql(self) -> str:
         """The rows that pass every filter, in the source's columns: all that leaves the warehouse."""
         cols = ", ".join(f"j.{_name(c)}" for c in self.output_columns)
-        return self._render(f"SELECT {cols} FROM (\n{self._coded()}\n) AS j WHERE j.{CODE} IS NULL")
+        # `__early IS NULL` is implied by `__code IS NULL`, but said, DuckDB filters before the look-back join: only
+        # the rows that reach the first look-back filter probe it.
+        return self._render(
+            f"SELECT {cols} FROM (\n{self._coded()}\n) AS j WHERE j.__early IS NULL AND j.{CODE} IS NULL"
+        )
 
     def rejections_sql(self) -> str:
         """Each rejected row with its filter and its check's own reason (the Arrow path's codes and texts)."""

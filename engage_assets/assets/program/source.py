@@ -14,7 +14,7 @@ from engage_assets.assets.program.checks import source_check_result, source_chec
 from engage_assets.assets.program.common import counts_md, program_tags, stage_key
 from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition
 from engage_assets.domain.config import ProgramConfig
-from engage_assets.domain.join_buckets import range_bounds
+from engage_assets.domain.join_buckets import MAX_HASH_BUCKETS, range_bounds
 from engage_assets.domain.pushdown import SourcePlan, context_probe_sql
 from engage_assets.domain.sources import SchemaDriftError, check_schema, probe_sql
 from resources.engagement.base import EngagementStore
@@ -62,6 +62,7 @@ def source_statements(plan: SourcePlan, warehouse: WarehouseResource, params: di
         return "one statement", [plan.valid_rows_sql()]
     sample_sql = plan.id_sample_sql(ID_SAMPLE_ROWS) if ID_SAMPLE_ROWS else None
     if sample_sql is None:
+        buckets = min(buckets, MAX_HASH_BUCKETS)
         return f"{buckets} hash buckets of customer_id", plan.valid_rows_sqls(buckets)
     bounds = range_bounds(warehouse.query_arrow(sample_sql, params).column("customer_id").to_pylist(), buckets)
     return f"{len(bounds) + 1} ranges of customer_id", plan.valid_rows_sqls(buckets, bounds)
