@@ -7,7 +7,6 @@ NumPy), so the same code serves 500 rows or 10 million.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from engage_assets.domain.bulk import collector_paused
 from engage_assets.domain.config import ProgramConfig, ReactiveProgram, Segment
 from engage_assets.domain.filter_arrow import first_failed_codes
 from engage_assets.domain.filters import chain_outcomes, compile_chain
+from engage_assets.domain.holdout import holdout_mask
 from engage_assets.domain.offer_choice import OfferBudget, offer_cost_usd
 
 REJECTION_COLUMNS = ("customer_id", "subject_id", "stage", "filter_id", "reason")
@@ -138,16 +138,6 @@ def score_column(model_id: str) -> str:
 
 
 # ---- offers ----------------------------------------------------------------------------------------------
-
-
-def holdout_mask(customer_ids: list[str], program_id: str, percent: float, salt: str) -> np.ndarray:
-    """Deterministic control group: md5(salt|program|customer) → bucket in [0, 10000)."""
-    threshold = int(round(percent * 100))
-    out = np.empty(len(customer_ids), dtype=bool)
-    prefix = f"{salt}|{program_id}|".encode()
-    for i, cid in enumerate(customer_ids):
-        out[i] = int.from_bytes(hashlib.md5(prefix + cid.encode()).digest()[:4], "big") % 10_000 < threshold
-    return out
 
 
 def _segment_index(scores: np.ndarray, segments: list[Segment]) -> np.ndarray:
