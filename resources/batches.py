@@ -10,6 +10,7 @@ file is complete).  So the run's memory follows the batch size, not the partitio
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import tempfile
@@ -171,7 +172,7 @@ def write_batches_to(batches: Iterable[pa.Table], path: UPath) -> int:
 # The order is decided on the keys alone (row number, group, score, priority: a few bytes a row), and only then are
 # the rows read again and sorted by their position: a window over whole rows cannot spill, and at 465,000 wide rows
 # it held ~600 MB (the 10M-row bench's offers stage); the key columns' window and the sort by one integer spill.
-GROUP_ORDER_SQL = """
+POSITIONS_SQL = """
 WITH keys AS (
     SELECT d.file_row_number AS rn, d.{group} AS g, d.{score} AS s, p.priority AS p
     FROM read_parquet({data}, file_row_number = true) d POSITIONAL JOIN read_parquet({priority}) p
@@ -179,13 +180,20 @@ WITH keys AS (
     SELECT rn, s, first_value(p) OVER w AS gp, first_value(rn) OVER w AS gpos
     FROM keys
     WINDOW w AS (PARTITION BY g ORDER BY s DESC, rn)
-), positions AS (
-    SELECT rn, row_number() OVER (ORDER BY gp DESC, gpos, s DESC, rn) AS position FROM grouped
 )
+SELECT rn, row_number() OVER (ORDER BY gp DESC, gpos, s DESC, rn) AS position FROM grouped
+"""
+# The whole rows of positions (low, high], in position order.  A sort of all the wide rows at once needs more than the
+# sort's memory to merge its runs past a couple of million rows (the 50M bench's 2.3M scored rows failed at 128 MB),
+# so they are sorted a slice of positions at a time, each slice a full read of the file (`ORDER_SLICE_ROWS`).
+SLICE_SQL = """
 SELECT d.* EXCLUDE (file_row_number)
-FROM read_parquet({data}, file_row_number = true) d JOIN positions o ON o.rn = d.file_row_number
+FROM read_parquet({data}, file_row_number = true) d
+JOIN (SELECT rn, position FROM read_parquet({positions}) WHERE position > {low} AND position <= {high}) o
+    ON o.rn = d.file_row_number
 ORDER BY o.position
 """
+ORDER_SLICE_ROWS = 500_000  # sorted within SORT_MEMORY (the 10M bench's 465,354 rows: one slice)
 SORT_MEMORY = "128MB"  # DuckDB's budget for the sort; beyond it, it spills to a temporary folder
 
 
@@ -215,13 +223,21 @@ def ordered_groups(
             config={"memory_limit": sort_memory, "temp_directory": os.path.join(tmp, "spill"), "threads": 1}
         )
         try:
-            sql = GROUP_ORDER_SQL.format(
-                data=_literal(data),
-                priority=_literal(priority_path),
-                group=_identifier(group),
-                score=_identifier(score),
+            positions = os.path.join(tmp, "positions.parquet")
+            keys = {"data": _literal(data), "group": _identifier(group), "score": _identifier(score)}
+            con.execute(
+                f"COPY ({POSITIONS_SQL.format(priority=_literal(priority_path), **keys)}) TO {_literal(positions)}"
             )
-            yield from _whole_groups(con.sql(sql).to_arrow_reader(source.batch_rows), schema, group, source.batch_rows)
+            rows = source.num_rows
+            slices = (
+                con.sql(
+                    SLICE_SQL.format(
+                        data=keys["data"], positions=_literal(positions), low=low, high=low + ORDER_SLICE_ROWS
+                    )
+                ).to_arrow_reader(source.batch_rows)
+                for low in range(0, max(rows, 1), ORDER_SLICE_ROWS)
+            )
+            yield from _whole_groups(itertools.chain.from_iterable(slices), schema, group, source.batch_rows)
         finally:
             con.close()
 

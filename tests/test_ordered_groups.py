@@ -4,12 +4,12 @@ size that never split a group, equal to a plain sort of the whole table (the ref
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from resources import batches
 from resources.batches import ParquetBatches, ordered_groups, write_batches
 
 
@@ -28,8 +28,11 @@ def reference(table: pa.Table, priority: np.ndarray) -> list[int]:
     return out
 
 
+@pytest.mark.parametrize("slice_rows", [500_000, 700], ids=["one-slice", "slices"])
 @pytest.mark.parametrize("rows, batch", [(3_000, 256), (3_000, 5_000), (1, 8), (0, 8), (200_000, 65_536)])
-def test_the_order_is_the_reference_and_no_batch_splits_a_group(tmp_path: Path, rows: int, batch: int):
+def test_the_order_is_the_reference_and_no_batch_splits_a_group(tmp_path, rows, batch, slice_rows, monkeypatch):
+    """Also when the rows are sorted a slice of positions at a time (a slice's end may fall inside a group)."""
+    monkeypatch.setattr(batches, "ORDER_SLICE_ROWS", slice_rows)
     rng = np.random.default_rng(rows + batch)
     table = pa.table(
         {
