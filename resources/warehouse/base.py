@@ -143,6 +143,11 @@ class WarehouseResource(dg.ConfigurableResource, ABC):
 
         A list value is bound where the SQL reads `IN (:name)` (`bind_lists`): ids never reach the SQL text."""
 
+    def query_batches(self, sql: str, params: Mapping[str, Any] | None, rows: int) -> Iterator[pa.RecordBatch]:
+        """The query's rows as record batches of at most `rows` rows, read as they are consumed where the backend
+        streams (the embedded DuckDB); the default reads the whole result, then hands it out in batches."""
+        yield from self.query_arrow(sql, params).to_batches(rows)
+
     def query_arrow_many(self, queries: Sequence[Query]) -> list[pa.Table]:
         """Run several read-only queries (SQL, or SQL and its parameters), one result each, in order.  A backend may
         share one connection among them (the event path's enrichment reads: one file open instead of one per query)."""

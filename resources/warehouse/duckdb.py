@@ -225,6 +225,14 @@ class DuckDBWarehouse(WarehouseResource):
         """Run the query with DuckDB's `$name` parameters (a list one parameter); the file is opened only for it."""
         return self.query_arrow_many([(sql, params or {})])[0]
 
+    def query_batches(self, sql: str, params: Mapping[str, Any] | None, rows: int) -> Iterator[pa.RecordBatch]:
+        """The rows streamed from DuckDB's result a batch at a time: the connection is opened when the first batch
+        is asked for (a session's, if one is open then) and held until the last.  In the statement's own order
+        (insertion order kept): the source stage's rows are in customer order, which later stages' writes favour."""
+        query, values = _duckdb_bound(sql, params)
+        with self.get_connection() as conn:
+            yield from conn.sql(query, params=values or None).to_arrow_reader(rows)
+
     def query_arrow_many(self, queries: Sequence[Query]) -> list[pa.Table]:
         """Run the queries on one connection (the file is opened once for all of them)."""
         with self.get_connection() as conn:
