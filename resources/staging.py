@@ -226,6 +226,11 @@ class RejectionLogResource(dg.ConfigurableResource):
         write_batches_to((t.cast(_plain_strings(t.schema)) for t in tables), path)
         return str(path)
 
+    def stage_output(self, group: str, stage: str, partition_key: str) -> ParquetBatches:
+        """A stage's output for one partition, as `ArrowParquetIOManager` (configured with the same root) wrote it:
+        `<base>/<group>/<stage>/<partition>.parquet`, read a batch or a few columns at a time."""
+        return ParquetBatches(UPath(self.base_path) / group / stage / f"{partition_key}.parquet")
+
     def erase_customers(self, customer_ids: Collection[str]) -> dict[str, int]:
         """Rewrite every Parquet file under the root (the stage outputs, which `ArrowParquetIOManager` keeps under
         the same root, and the rejection logs) that holds one of these customers, without their rows; returns
