@@ -59,6 +59,9 @@ def store_partition(
             chunk = pipeline.candidate_records(program, batch, window.partition_key, as_of, versions, now=now)
             writer.add(chunk)
             excluded, records = excluded + dropped, records + len(chunk)
+            # The batch's records are staged (or held by the writer as rows): free them before the next batch is
+            # read and before the swap, whose page cache comes on top (the 10M run's peak is this stage).
+            del batch, chunk
         result = writer.commit()
     except BaseException:
         writer.abort()
