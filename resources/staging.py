@@ -247,6 +247,8 @@ def erase_customers_in_files(root: UPath, customer_ids: Collection[str]) -> dict
     if not len(erased) or not root.exists():
         return out
     for path in sorted(root.rglob("*.parquet")):
+        if path.is_dir():  # a stage written in buckets is a folder of files (each listed on its own)
+            continue
         try:
             before = _version(path)
             table = _holding(path, erased)
