@@ -125,9 +125,10 @@ def source_asset(program: ProgramConfig, parts: dg.TimeWindowPartitionsDefinitio
         check_specs=[source_check_spec(program)],
         required_resource_keys={engine, "rejections", "engagement"},
         description=f"{program.programName}: the `{connector.connectorId}` query for the partition, with customer "
-        "context and offer history, computed in the warehouse (one statement; nothing is pulled into the run): "
-        "the partition's valid candidates, written by the warehouse itself (locally a Parquet file DuckDB writes, "
-        "`stage_path`; a table per program on Snowflake). Rows whose customer is unknown, with a NULL required "
+        "context, computed in the warehouse (nothing is pulled into the run): the partition's valid candidates, "
+        "written by the warehouse itself (locally a Parquet file DuckDB writes, `stage_path`, or a folder of one file "
+        "per bucket of customers when the source is larger than one join fits in DuckDB's memory, `customer_join`; a "
+        "table per program on Snowflake). Rows whose customer is unknown, with a NULL required "
         "field no filter judges, or outside the program's marketplaces are rejected with a reason into the "
         "rejection log (`rejections_path`); GDPR-erased customers are left out without a trace.",
     )
