@@ -30,6 +30,7 @@ from upath import UPath
 
 from engage_assets.domain.models import ModelRegistry
 from resources.batches import BATCH_ROWS, BatchOutput, ParquetBatches, write_batches_to
+from resources.warehouse.base import StageTarget
 
 ROW_GROUP_ROWS = 1 << 20  # pyarrow's default row-group size
 CUSTOMER_COLUMN = "customer_id"
@@ -227,9 +228,11 @@ class RejectionLogResource(dg.ConfigurableResource):
         return str(path)
 
     def stage_output(self, group: str, stage: str, partition_key: str) -> ParquetBatches:
-        """A stage's output for one partition, as `ArrowParquetIOManager` (configured with the same root) wrote it:
-        `<base>/<group>/<stage>/<partition>.parquet`, read a batch or a few columns at a time."""
-        return ParquetBatches(UPath(self.base_path) / group / stage / f"{partition_key}.parquet")
+        """A stage's output for one partition, as `ArrowParquetIOManager` (configured with the same root) wrote it
+        (`StageTarget.relative_path`, the root's one layout), read a batch or a few columns at a time."""
+        return ParquetBatches(
+            UPath(self.base_path) / StageTarget(self.base_path, group, stage, partition_key).relative_path
+        )
 
     def erase_customers(self, customer_ids: Collection[str]) -> dict[str, int]:
         """Rewrite every Parquet file under the root (the stage outputs, which `ArrowParquetIOManager` keeps under

@@ -162,6 +162,8 @@ class DuckDBWarehouse(WarehouseResource):
         "rows returned to the run come on top of it. 400MB keeps a 10M-row partition's run under 1 GB.",
     )
 
+    joins_in_buckets: ClassVar[bool] = True  # its joins run within `memory_limit` (`source_buckets`)
+
     _held: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
     _snapshots: dict[str, pa.Table | None] = PrivateAttr(default_factory=dict)
 
@@ -250,8 +252,6 @@ class DuckDBWarehouse(WarehouseResource):
         a temporary file renamed over the previous run's: a re-run replaces, a reader never sees half a file.  The
         rows stream from the query to the file within DuckDB's memory limit (insertion order not kept)."""
         return self.write_rows_of([sql], params, target)
-
-    joins_in_buckets: ClassVar[bool] = True
 
     def source_buckets(self, rows: int) -> int:
         """Buckets of at most `memory_limit / BUCKET_ROW_BYTES` source rows: each bucket's join builds its hash
