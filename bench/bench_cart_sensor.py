@@ -104,7 +104,7 @@ def good_customers(warehouse: Path, program: Any, n: int) -> list[str]:
     """`n` customers that pass the program's filter chain and are not in its holdout."""
     import duckdb
 
-    from engage_assets.domain.pipeline import holdout_mask
+    from engage_assets.domain.holdout import holdout_mask
 
     with duckdb.connect(str(warehouse), read_only=True) as con:
         ids = [r[0] for r in con.execute(CUSTOMERS_SQL, [4 * n + 100]).fetchall()]

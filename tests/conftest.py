@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import tempfile
 
@@ -13,6 +15,8 @@ import pytest
 # so a test's own small warehouse would union the demo's offers (and fail its relationship tests).  A test that
 # needs a particular home sets it with monkeypatch.
 os.environ["ENGAGE_HOME"] = tempfile.mkdtemp(prefix="engage-test-home-")
+# Each pytest process (xdist workers included) makes one; removed when that process exits so runs leave no trace.
+atexit.register(shutil.rmtree, os.environ["ENGAGE_HOME"], ignore_errors=True)
 
 
 def _free_port() -> int:

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from engage_assets.domain import pipeline
+from engage_assets.domain import offer_decision, pipeline
 from engage_assets.domain.config import ProgramConfig
 from tests.test_stage_batches import PROGRAMS, scored_partition, with_budget
 
@@ -83,7 +83,7 @@ def reference_records(program, offers, partition_key, as_of, model_versions, now
 
 def offers_for(program, n: int, seed: int) -> pa.Table:
     """The offers stage's output for `n` scored rows, with context columns of several Arrow types beside it."""
-    offers = pipeline.make_offers(program, scored_partition(n, seed, subjects_per_customer=2)).table
+    offers = offer_decision.make_offers(program, scored_partition(n, seed, subjects_per_customer=2)).table
     m = offers.num_rows
     rng = np.random.default_rng(seed)
     extra = {

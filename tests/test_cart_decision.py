@@ -23,10 +23,10 @@ from engage_assets.demo.datagen import generate
 from engage_assets.domain.config import DiscountStrategy, ReactiveProgram, load_program
 from engage_assets.domain.events import ParsedEvent, parse_event
 from engage_assets.domain.models import ModelRegistry
+from engage_assets.domain.offer_decision import segment_index
 from engage_assets.reactive import DecisionParts, decide, train_purchase_intent
 from engage_assets.reactive.context import CARTS_FROM, CUSTOMERS_FROM
 from engage_assets.reactive.handler import Handler, RetryLater, default_handler, handle
-from engage_assets.reactive.offers import segment_index
 from resources.cart_state.base import CartConversions, CartPurchase, StockChange
 from resources.cart_state.dynamodb import DynamoDbCartState
 from resources.cart_state.sqlite import SqliteCartState

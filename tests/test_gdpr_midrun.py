@@ -16,7 +16,7 @@ import pytest
 
 from engage_assets.assets.delivery import plan_partition
 from engage_assets.assets.program.store import store_partition
-from engage_assets.domain import pipeline
+from engage_assets.domain import offer_decision, pipeline
 from engage_assets.domain.contacts import CONTACT_COLUMNS
 from engage_assets.domain.sources import PartitionWindow
 from resources.delivery_ledger.resource import SqliteDeliveryLedgerResource
@@ -44,7 +44,7 @@ class Deletions:
 @pytest.fixture(scope="module")
 def offers() -> pa.Table:
     scores = {pipeline.score_column(m.modelId): np.linspace(0, 1, 200) for m in WIN_BACK.scoringModels}
-    table = pipeline.make_offers(WIN_BACK, scored_batch(200, seed=2, **scores)).table
+    table = offer_decision.make_offers(WIN_BACK, scored_batch(200, seed=2, **scores)).table
     held = dict(zip(table.column("customer_id").to_pylist(), table.column("holdout").to_pylist(), strict=True))
     assert held.get(BEFORE) is False and held.get(DURING) is False  # both would be contacted
     return table

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engage_assets.domain import offer_choice as oc
-from engage_assets.domain import pipeline
+from engage_assets.domain import offer_decision, pipeline
 from engage_assets.domain.config import ConfigError, load_program
 from tests.test_pipeline_units import CHURN, PROGRAMS, REFUNDS
 from tests.test_store_contract import store  # noqa: F401  (SQLite and DynamoDB on moto)
@@ -82,6 +82,65 @@ def test_unconstrained_picks_the_max_ev_offer(problem):
         picked = result.chosen[i]
         assert picked >= 0
         assert acceptance[i, picked] * value[i] - cost[i, picked] == pytest.approx(max(ev))
+
+
+def spend_row_by_row(order, ev, cost, allowed, holdout, amount, total):
+    """The reference: the binding budget's loop as `choose_offers` ran it before its windows (`_spend_in_order`),
+    its tolerance on the total."""
+    prefs, costs, ok, held = np.argsort(-ev, axis=1, kind="stable").tolist(), cost.tolist(), allowed.tolist(), holdout
+    chosen, left = np.full(len(order), -1), np.empty(len(order))
+    for t, i in enumerate(order.tolist()):
+        for j in prefs[i]:
+            if not ok[i][j]:
+                break
+            c = costs[i][j]
+            if c <= (amount - total) + oc._EPSILON:
+                chosen[t] = j
+                if not held[i]:
+                    total += c
+                break
+        left[t] = max(0.0, amount - total)
+    return chosen, left, total
+
+
+def test_the_tolerance_is_on_the_total_not_on_a_budget_left_clamped_at_zero():
+    # 1.000001 fits a budget of 1.0 (within epsilon) and leaves nothing; a second offer of 1.2e-7 must not fit then
+    # (with the budget left clamped at zero it did, and 1.0000011 was spent: hypothesis found it).
+    ev, cost = np.array([[2.0], [1.0]]), np.array([[1.000001], [1.2e-7]])
+    chosen, _, total = oc._spend_in_order(np.arange(2), ev, cost, np.ones((2, 1), bool), np.zeros(2, bool), 1.0, 0.0)
+    assert chosen.tolist() == [0, -1] and total == 1.000001
+    budget = oc.OfferBudget(1.0)
+    budget.spend(1.000001)
+    assert not budget.fits(1.2e-7) and budget.fits(0.0)
+
+
+@st.composite
+def binding_problems(draw):
+    """Rows in spending order with few distinct costs (ties, zeros) and a budget that runs out part way."""
+    n = draw(st.integers(1, 120))
+    k = draw(st.integers(1, 4))
+    cost = np.array(
+        draw(st.lists(st.sampled_from([0.0, 0.01, 1.0, 4.15, 9.99, 20.0, 35.5]), min_size=n * k, max_size=n * k))
+    )
+    ev = np.array(draw(st.lists(st.sampled_from([-3.0, 0.0, 1.5, 2.0, 7.25]), min_size=n * k, max_size=n * k)))
+    allowed = np.array(draw(st.lists(st.booleans(), min_size=n * k, max_size=n * k))).reshape(n, k)
+    allowed[:, 0] = True  # every row is live: it allows something
+    ev = np.where(allowed, ev.reshape(n, k), -np.inf)
+    holdout = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    order = np.array(draw(st.permutations(range(n))))
+    amount = draw(st.sampled_from([0.5, 10.0, 40.0, 100.0, 1_000.0]))
+    spent = draw(st.sampled_from([0.0, 0.3, 9.99]))
+    return order, ev, cost.reshape(n, k), allowed, holdout, amount, spent
+
+
+@settings(max_examples=400, deadline=None)
+@given(binding_problems(), st.sampled_from([1, 2, 3, 7, 1_024]))
+def test_the_binding_budget_in_windows_decides_what_the_row_by_row_loop_decides(problem, window):
+    order, ev, cost, allowed, holdout, amount, spent = problem
+    chosen, left, total = oc._spend_in_order(order, ev, cost, allowed, holdout, amount, spent, window)
+    want_chosen, want_left, want_total = spend_row_by_row(order, ev, cost, allowed, holdout, amount, spent)
+    assert chosen.tolist() == want_chosen.tolist()
+    assert left.tolist() == want_left.tolist() and total == want_total  # the same floats, not approximately
 
 
 @settings(max_examples=200, deadline=None)
@@ -152,7 +211,7 @@ def with_budget(program, amount):
 
 def test_win_back_offers_are_chosen_by_expected_value_within_each_segments_allowance():
     batch = scored(3_000)
-    result = pipeline.make_offers(with_budget(WIN_BACK, 1e9), batch)
+    result = offer_decision.make_offers(with_budget(WIN_BACK, 1e9), batch)
     out = result.table.to_pylist()
     rank = {"basic": 0, "standard": 1, "premium": 2}  # win_back.yaml, by score range
     seg_rank = {"basic": 0, "standard": 1, "premium": 2}
@@ -169,7 +228,7 @@ def test_win_back_offers_are_chosen_by_expected_value_within_each_segments_allow
     premium_seg = [r["offer_type"] for r in out if r["segment"] == "premium"]
     assert len(set(premium_seg)) >= 2
     # Without offerChoice every customer would get their segment's own offer: the choice changed some.
-    plain = pipeline.make_offers(with_budget(WIN_BACK, 1e9).model_copy(update={"offerChoice": None}), batch).table
+    plain = offer_decision.make_offers(with_budget(WIN_BACK, 1e9).model_copy(update={"offerChoice": None}), batch).table
     assert plain.column("offer_type").to_pylist() != result.table.column("offer_type").to_pylist()
 
 
@@ -177,13 +236,13 @@ def test_the_budget_holds_across_batches_of_one_partition():
     program = with_budget(WIN_BACK, 4_000.0)
     batch = scored(2_000, seed=4)
     budget = oc.OfferBudget(program.budget.amount)
-    parts = [pipeline.make_offers(program, batch.slice(i, 500), budget).table for i in range(0, 2_000, 500)]
+    parts = [offer_decision.make_offers(program, batch.slice(i, 500), budget).table for i in range(0, 2_000, 500)]
     paid = sum(float(np.asarray(t.column("offer_value_usd"))[~np.asarray(t.column("holdout"))].sum()) for t in parts)
     assert 3_900 < paid <= 4_000.0 + 1e-6 and budget.spent == pytest.approx(paid, abs=0.05)
     # Four calls with a fresh budget each would spend four budgets: the carried object is what keeps the total.
     fresh = sum(
         float(np.asarray(t.column("offer_value_usd"))[~np.asarray(t.column("holdout"))].sum())
-        for t in (pipeline.make_offers(program, batch.slice(i, 500)).table for i in range(0, 2_000, 500))
+        for t in (offer_decision.make_offers(program, batch.slice(i, 500)).table for i in range(0, 2_000, 500))
     )
     assert fresh > 4_000.0
 
@@ -193,9 +252,9 @@ def test_a_program_without_offer_choice_keeps_its_prefix_across_batches():
     from tests.test_pipeline_units import scored_batch
 
     batch = scored_batch(600, seed=5)
-    whole = pipeline.make_offers(program, batch).table
+    whole = offer_decision.make_offers(program, batch).table
     budget = oc.OfferBudget(program.budget.amount)
-    pieces = [pipeline.make_offers(program, batch.slice(i, 200), budget).table for i in range(0, 600, 200)]
+    pieces = [offer_decision.make_offers(program, batch.slice(i, 200), budget).table for i in range(0, 600, 200)]
     assert budget.exhausted
     assert sum(t.num_rows for t in pieces) <= whole.num_rows + 200  # nothing after the partition's budget ran out
     paid = sum(float(np.asarray(t.column("offer_value_usd"))[~np.asarray(t.column("holdout"))].sum()) for t in pieces)
@@ -219,7 +278,7 @@ def test_refunds_churn_risk_decides_who_gets_the_budget():
             "marketplace": ["US"] * n,
         }
     )
-    result = pipeline.make_offers(with_budget(REFUNDS, 2_000.0), batch)
+    result = offer_decision.make_offers(with_budget(REFUNDS, 2_000.0), batch)
     out = result.table.to_pandas()
     assert set(out.offer_type) == {"partial"} and out[~out.holdout].offer_value_usd.sum() <= 2_000.0
     kept = set(out.customer_id)
@@ -229,7 +288,7 @@ def test_refunds_churn_risk_decides_who_gets_the_budget():
 
 
 def test_the_choice_and_its_inputs_are_stored_with_the_candidate():
-    offers = pipeline.make_offers(with_budget(WIN_BACK, 1e9), scored(50, seed=2)).table
+    offers = offer_decision.make_offers(with_budget(WIN_BACK, 1e9), scored(50, seed=2)).table
     records = pipeline.candidate_records(
         WIN_BACK, offers, "2026-11-02", datetime(2026, 11, 2, tzinfo=UTC), {"offer-effectiveness-v2": "v1"}
     )
@@ -254,7 +313,7 @@ def test_churn_prevention_chooses_too():
             "marketplace",
         ]
     )
-    out = pipeline.make_offers(with_budget(CHURN, 1e9), batch).table
+    out = offer_decision.make_offers(with_budget(CHURN, 1e9), batch).table
     assert out.num_rows and all(json.loads(c)["chosen"] for c in out.column("offer_choice").to_pylist())
 
 
@@ -281,7 +340,7 @@ def test_a_bad_offer_choice_fails_at_load(tmp_path: Path, change, message):
 def test_the_touches_carry_the_chosen_offers_terms():
     from engage_assets.domain.plan import plan_touches
 
-    offers = pipeline.make_offers(with_budget(WIN_BACK, 1e9), scored(300, seed=8)).table
+    offers = offer_decision.make_offers(with_budget(WIN_BACK, 1e9), scored(300, seed=8)).table
     plan = plan_touches(WIN_BACK, offers, None, datetime(2026, 11, 2, tzinfo=UTC), partition_key="2026-11-02")
     discount = {s.offer_type: s.discount for s in WIN_BACK.strategy.segments}
     chosen = dict(zip(offers.column("customer_id").to_pylist(), offers.column("offer_type").to_pylist(), strict=True))
@@ -298,7 +357,7 @@ def test_the_touches_carry_the_chosen_offers_terms():
 
 
 def test_the_choice_round_trips_through_both_candidate_stores(store):  # noqa: F811
-    offers = pipeline.make_offers(with_budget(WIN_BACK, 1e9), scored(40, seed=9)).table
+    offers = offer_decision.make_offers(with_budget(WIN_BACK, 1e9), scored(40, seed=9)).table
     as_of = datetime(2026, 11, 2, tzinfo=UTC)
     records = pipeline.candidate_records(WIN_BACK, offers, "2026-11-02", as_of, {"offer-effectiveness-v2": "v1"})
     store.replace_partition(WIN_BACK.programId, "2026-11-02", records, now=as_of.timestamp())
@@ -339,7 +398,9 @@ def test_the_budget_spends_exactly_what_the_stored_offers_cost():
     program = with_budget(WIN_BACK, 150_000.0)
     batch = scored(60_000, seed=9)
     budget = oc.OfferBudget(program.budget.amount)
-    parts = [pipeline.make_offers(program, batch.slice(i, 10_000), budget).table for i in range(0, 60_000, 10_000)]
+    parts = [
+        offer_decision.make_offers(program, batch.slice(i, 10_000), budget).table for i in range(0, 60_000, 10_000)
+    ]
     paid = sum(float(np.asarray(t.column("offer_value_usd"))[~np.asarray(t.column("holdout"))].sum()) for t in parts)
     assert paid <= 150_000.0 + 1e-6
     assert budget.spent == pytest.approx(paid, abs=1e-6)

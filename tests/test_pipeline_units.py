@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from engage_assets.domain import pipeline
+from engage_assets.domain import offer_decision, pipeline
 from engage_assets.domain.config import load_programs
 from engage_assets.domain.sources import SchemaDriftError, check_schema, split_invalid
 from engage_assets.settings import PROJECT_ROOT
@@ -178,7 +178,7 @@ def test_offers_segments_amounts_holdout_and_dedup():
     dup = scored_batch(1).set_column(0, "customer_id", pa.array(["C000001"]))
     dup = dup.set_column(dup.schema.get_field_index("score"), "score", pa.array([-0.5 + 0.5]))
     program = REFUNDS.model_copy(update={"budget": REFUNDS.budget.model_copy(update={"amount": 1e9})})
-    result = pipeline.make_offers(program, pa.concat_tables([batch, dup]))
+    result = offer_decision.make_offers(program, pa.concat_tables([batch, dup]))
     out = result.table.to_pandas()
     assert out["customer_id"].is_unique
     assert result.removed["deduplication"] == 1 and result.removed["budget"] == 0
@@ -190,7 +190,7 @@ def test_offers_segments_amounts_holdout_and_dedup():
     share = out.holdout.mean()
     assert 0.09 < share < 0.11
     # Deterministic: the same customers land in the holdout on every run.
-    again = pipeline.make_offers(program, pa.concat_tables([batch, dup])).table.to_pandas()
+    again = offer_decision.make_offers(program, pa.concat_tables([batch, dup])).table.to_pandas()
     assert list(again[again.holdout].customer_id) == list(out[out.holdout].customer_id)
 
 
@@ -199,7 +199,7 @@ def test_budget_is_never_exceeded_and_best_scores_are_kept():
     program = REFUNDS.model_copy(
         update={"budget": REFUNDS.budget.model_copy(update={"amount": 5_000.0}), "offerChoice": None}
     )
-    result = pipeline.make_offers(program, scored_batch(5_000, seed=3))
+    result = offer_decision.make_offers(program, scored_batch(5_000, seed=3))
     out = result.table.to_pandas()
     paid = out[~out.holdout]
     assert paid.offer_value_usd.sum() <= 5_000.0
@@ -212,7 +212,7 @@ def test_budget_is_never_exceeded_and_best_scores_are_kept():
 
 def test_scores_below_every_segment_get_no_offer():
     batch = scored_batch(1_000, seed=1)
-    result = pipeline.make_offers(CHURN, batch)
+    result = offer_decision.make_offers(CHURN, batch)
     assert (result.table.column("score").to_numpy() >= 0.4).all()
     assert result.removed["segment"] == int((batch.column("score").to_numpy() < 0.4).sum())
 
@@ -225,7 +225,7 @@ def test_candidate_records_carry_the_architecture_fields():
         seed=2,
         **{"score__satisfaction_impact_v2": np.linspace(0, 1, 100), "score__churn_risk_v3": np.linspace(1, 0, 100)},
     )
-    offers = pipeline.make_offers(REFUNDS, batch).table
+    offers = offer_decision.make_offers(REFUNDS, batch).table
     as_of = datetime(2026, 11, 22, tzinfo=UTC)
     records = pipeline.candidate_records(REFUNDS, offers, "2026-11-21", as_of, {"satisfaction-impact-v2": "abc"})
     r = records[0]

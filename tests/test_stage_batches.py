@@ -21,7 +21,7 @@ from engage_assets.assets.program.offers import offers_partition
 from engage_assets.assets.program.partitions import PartitionWindow
 from engage_assets.assets.program.scoring import score_partition
 from engage_assets.assets.program.store import store_partition
-from engage_assets.domain import pipeline
+from engage_assets.domain import offer_decision, pipeline
 from engage_assets.domain.config import load_programs
 from engage_assets.domain.models import ModelRef, ModelRegistry, train_model
 from engage_assets.settings import PROJECT_ROOT
@@ -105,7 +105,7 @@ def test_offers_in_batches_of_7_are_the_partition_decided_at_once(program_id, ch
     assert small[3].equals(whole[3])  # rejections
 
     # ... and what one make_offers call over the partition (the stage before streaming) decides
-    before = pipeline.make_offers(program, scored)
+    before = offer_decision.make_offers(program, scored)
     subject = program.connector.subjectColumn
     assert by_subject(small[0], subject).equals(by_subject(before.table, subject))
     assert {f"removed/{k}": v for k, v in before.removed.items()}.items() <= small[1].items()

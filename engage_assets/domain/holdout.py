@@ -7,6 +7,7 @@ as a number, modulo 10,000, below the program's percent × 100.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -18,8 +19,9 @@ from engage_assets.domain import duck
 HOLDOUT_VECTOR_MIN = 2_000
 
 
-def holdout_mask(customer_ids: list[str], program_id: str, percent: float, salt: str) -> np.ndarray:
-    """Deterministic control group: md5(salt|program|customer) → bucket in [0, 10000) (the digest's first 4 bytes)."""
+def holdout_mask(customer_ids: Sequence[str] | pa.Array, program_id: str, percent: float, salt: str) -> np.ndarray:
+    """Deterministic control group: md5(salt|program|customer) → bucket in [0, 10000) (the digest's first 4 bytes).
+    `customer_ids`: text, a list or an Arrow string array (the batch stage's, hashed without leaving Arrow)."""
     threshold = int(round(percent * 100))
     if len(customer_ids) >= HOLDOUT_VECTOR_MIN:
         ids = pa.table({"customer_id": pa.array(customer_ids, pa.string())})
@@ -33,6 +35,8 @@ def holdout_mask(customer_ids: list[str], program_id: str, percent: float, salt:
         finally:
             con.close()
         return np.asarray(buckets < threshold, dtype=bool)
+    if isinstance(customer_ids, pa.Array):
+        customer_ids = customer_ids.to_pylist()
     out = np.empty(len(customer_ids), dtype=bool)
     prefix = f"{salt}|{program_id}|".encode()
     for i, cid in enumerate(customer_ids):

@@ -31,7 +31,10 @@ import pyarrow.compute as pc
 
 from engage_assets.domain.config import ProgramConfig, Segment
 
-# Costs within a hundredth of a cent of the budget left still fit (float sums of cents).
+# Costs within a hundredth of a cent of the budget left still fit (float sums of cents).  The tolerance is on the
+# total: an offer fits when total + cost <= amount + epsilon, never against a budget left clamped at zero (with the
+# clamp, an offer overshooting by epsilon left 0, and a later offer of up to epsilon fitted again: hypothesis found
+# 1.0000011 spent of 1.0).
 _EPSILON = 1e-6
 
 
@@ -59,7 +62,7 @@ class OfferBudget:
 
     def fits(self, cost: float) -> bool:
         """Whether an offer costing `cost` can still be made."""
-        return cost <= self.remaining + _EPSILON
+        return cost <= self.amount - self.spent + _EPSILON
 
     def spend(self, cost: float) -> None:
         """Record an offer's cost; ValueError when it does not fit (the caller checks `fits` first)."""
@@ -141,6 +144,13 @@ def allowed_matrix(segment_index: np.ndarray, k: int, alternatives: str) -> np.n
     raise ValueError(f"alternatives must be 'own' or 'less-generous', got {alternatives!r}")
 
 
+def expected_values(acceptance: np.ndarray, value: np.ndarray, cost: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """(n, k) expected value per row and option: acceptance × value − cost (a missing value counts as 0), -inf
+    where the option is not allowed."""
+    value = np.nan_to_num(np.asarray(value, dtype=float), nan=0.0)
+    return np.asarray(np.where(allowed, acceptance * value[:, None] - cost, -np.inf))
+
+
 def choose_offers(
     acceptance: np.ndarray,
     value: np.ndarray,
@@ -152,8 +162,7 @@ def choose_offers(
 ) -> OfferChoices:
     """Each alive row's highest-EV allowed option that fits `budget` (module docstring); spends the budget."""
     n, k = cost.shape
-    value = np.nan_to_num(np.asarray(value, dtype=float), nan=0.0)
-    ev = np.where(allowed, acceptance * value[:, None] - cost, -np.inf)
+    ev = expected_values(acceptance, value, cost, allowed)
     chosen = np.full(n, -1, dtype=np.int64)
     left = np.full(n, np.nan)
     live = np.flatnonzero(alive & allowed.any(axis=1))
@@ -172,25 +181,66 @@ def choose_offers(
         budget.spent = float(running[-1])
         return OfferChoices(chosen, acceptance, ev, left)
     order = live[np.argsort(-ev[live, best], kind="stable")]  # best EV first
-    # The budget binds: row by row (each row's options best EV first), on Python lists, which index faster.
-    prefs, costs = np.argsort(-ev, axis=1, kind="stable").tolist(), cost.tolist()
-    ok, held = allowed.tolist(), holdout.tolist()
-    # What is left is always the budget less the spend added up offer by offer from the partition's first batch (as
-    # the shortcut above adds it), so a partition decided in batches decides (and stores) exactly what one call does.
-    amount, total = float(budget.amount), float(budget.spent)
-    for i in order.tolist():
-        for j in prefs[i]:
-            if not ok[i][j]:
-                break  # the rest are -inf: not allowed
-            c: float = costs[i][j]
-            if c <= max(0.0, amount - total) + _EPSILON:
-                chosen[i] = j
-                if not held[i]:
-                    total += c
-                break
-        left[i] = max(0.0, amount - total)
-    budget.spent = total
+    chosen[order], left[order], budget.spent = _spend_in_order(
+        order, ev, cost, allowed, holdout, float(budget.amount), float(budget.spent)
+    )
     return OfferChoices(chosen, acceptance, ev, left)
+
+
+SPEND_WINDOW = 1_024  # rows decided per vectorized step while the budget binds
+
+
+def _spend_in_order(
+    order: np.ndarray,
+    ev: np.ndarray,
+    cost: np.ndarray,
+    allowed: np.ndarray,
+    holdout: np.ndarray,
+    amount: float,
+    total: float,
+    window: int = SPEND_WINDOW,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The binding budget, decided as this loop decides it, row by row in `order` (each row's allowed options best EV
+    first, ties by option), the total spent from the partition's first batch carried in `total`:
+
+        for each row: take the first option whose cost <= (amount - total) + epsilon; unless the row is held
+        out, total += its cost; the row's budget left is max(0, amount - total)
+
+    but a window of rows at a time, in two vectorized steps that give the loop's own floats (NumPy's cumulative sum
+    adds one after another, as the loop does): (A) the leading rows whose best offer fits as the spending goes;
+    (B) from a row whose best does not fit, the budget left stays the same until a row spends, so each row takes its
+    best option that fits it, up to and including the first row that spends.  A 465,000-candidate partition spent its
+    budget after ~50,000 offers; the loop's Python went on through the rest (0.5 s).  Returns the chosen option and
+    budget left per row of `order`, and the new total."""
+    m = len(order)
+    chosen, left = np.full(m, -1, dtype=np.int64), np.empty(m)
+    costs, evs, ok, held = cost[order], ev[order], allowed[order], holdout[order]
+    best = evs.argmax(axis=1)  # the first of equal EVs, as a stable sort by -EV puts first
+    best_cost = costs[np.arange(m), best]
+    t = 0
+    while t < m:
+        w = slice(t, min(m, t + window))
+        running = np.cumsum(np.concatenate([[total], np.where(held[w], 0.0, best_cost[w])]))
+        fits = best_cost[w] <= (amount - running[:-1]) + _EPSILON
+        a = int(np.argmin(fits)) if not fits.all() else len(fits)
+        chosen[t : t + a], left[t : t + a] = best[t : t + a], np.maximum(0.0, amount - running[1 : a + 1])
+        total, t = float(running[a]), t + a
+        if t == w.stop:
+            continue
+        # (B) Row t's best does not fit: until a row spends, every row sees the same budget left.
+        w = slice(t, w.stop)
+        room = (amount - total) + _EPSILON
+        fit = ok[w] & (costs[w] <= room)
+        pick = np.where(fit.any(axis=1), np.where(fit, evs[w], -np.inf).argmax(axis=1), -1)
+        paid = np.where(pick >= 0, costs[w][np.arange(len(pick)), np.maximum(pick, 0)], 0.0)
+        spends = (pick >= 0) & ~held[w] & (paid > 0)
+        b = int(np.argmax(spends)) + 1 if spends.any() else len(pick)
+        chosen[t : t + b], left[t : t + b] = pick[:b], max(0.0, amount - total)
+        if spends.any():
+            total += float(paid[b - 1])
+            left[t + b - 1] = max(0.0, amount - total)
+        t += b
+    return chosen, left, total
 
 
 def best_scored_within_budget(
@@ -204,7 +254,7 @@ def best_scored_within_budget(
     ranked = np.flatnonzero(offer_index >= 0)
     ranked = ranked[np.argsort(-scores[ranked], kind="stable")]
     paid = np.where(holdout[ranked], 0.0, cost[ranked, offer_index[ranked]])
-    fits = (np.cumsum(paid) <= budget.remaining + _EPSILON) & (not budget.exhausted)
+    fits = (np.cumsum(paid) <= (budget.amount - budget.spent) + _EPSILON) & (not budget.exhausted)
     if not fits.all():
         fits &= np.cumsum(~fits) == 0  # a prefix: nothing after the first offer that did not fit
         budget.exhausted = True

@@ -1,12 +1,12 @@
-"""The order in which `pipeline.make_offers` spends a partition's budget, for a caller that feeds it the partition in
-record batches (the offers stage streams every partition).
+"""The order in which `offer_decision.decide_offers` spends a partition's budget, for a caller that decides the
+partition in record batches (the offers stage streams every partition).
 
-`make_offers` takes candidates best first and carries the budget left from batch to batch (`OfferBudget`), so a
+`decide_offers` takes candidates best first and carries the budget left from batch to batch (`OfferBudget`), so a
 partition decided in batches gets exactly what one call would give it when (1) all the subjects of one customer
 are in the same batch (deduplication keeps the customer's best-scored subject) and (2) the batches come in the
 order the budget is spent: by `offer_priority`, highest first, ties by position in the partition.  The offers
-stage sorts the partition so (`assets.program.offers`): customers by their best subject's priority, each
-customer's subjects together, best score first.
+stage sorts the partition's `decision_columns` so (`assets.program.offers`): customers by their best subject's
+priority, each customer's subjects together, best score first.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import pyarrow as pa
 
 from engage_assets.domain import offer_choice
 from engage_assets.domain.config import ProgramConfig
-from engage_assets.domain.pipeline import offer_cost_usd, score_column, segment_index
+from engage_assets.domain.offer_choice import offer_cost_usd
+from engage_assets.domain.offer_decision import segment_index
+from engage_assets.domain.pipeline import score_column
 
 
 def offer_priority(program: ProgramConfig, scored: pa.Table) -> np.ndarray:
@@ -47,3 +49,9 @@ def priority_columns(program: ProgramConfig, available: list[str]) -> list[str]:
     if (choice := program.offerChoice) is not None:
         wanted |= {score_column(choice.acceptanceModel), choice.valueColumn}
     return [c for c in available if c in wanted]
+
+
+def decision_columns(program: ProgramConfig, available: list[str]) -> list[str]:
+    """The columns `offer_decision.decide_offers` and the budget order read (`priority_columns` and the customer):
+    the offers stage decides a partition on these alone, then attaches the decisions to the wide rows."""
+    return ["customer_id", *(c for c in priority_columns(program, available) if c != "customer_id")]

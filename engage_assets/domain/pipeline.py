@@ -1,7 +1,7 @@
 """The batch program's stages as plain functions over Arrow tables; the Dagster glue lives in `factory`.
 
-source → eligible (filter chain) → scored (models, score cache) → offers (segments, dedup, holdout, budget)
-→ candidate records (store) → export table.  Each function is vectorised over the whole batch (DuckDB or
+source → eligible (filter chain) → scored (models, score cache) → offers (segments, dedup, holdout, budget:
+`offer_decision`) → candidate records (store) → export table.  Each function is vectorised over the whole batch (DuckDB or
 NumPy), so the same code serves 500 rows or 10 million.
 """
 
@@ -19,13 +19,10 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from engage_assets.domain import offer_choice
 from engage_assets.domain.bulk import collector_paused
 from engage_assets.domain.config import ProgramConfig, ReactiveProgram, Segment
 from engage_assets.domain.filter_arrow import first_failed_codes
 from engage_assets.domain.filters import chain_outcomes, compile_chain
-from engage_assets.domain.holdout import holdout_mask
-from engage_assets.domain.offer_choice import OfferBudget, offer_cost_usd
 
 REJECTION_COLUMNS = ("customer_id", "subject_id", "stage", "filter_id", "reason")
 
@@ -42,7 +39,9 @@ def _constant(n: int, value: str) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int8)), pa.array([value], pa.string()))
 
 
-def _rejections(table: pa.Table, subject_column: str, stage: str, filter_ids: pa.Array, reasons: pa.Array) -> pa.Table:
+def rejection_rows(
+    table: pa.Table, subject_column: str, stage: str, filter_ids: pa.Array, reasons: pa.Array
+) -> pa.Table:
     """REJECTION_COLUMNS for `table`'s rows.  `stage` (and `filter_ids`/`reasons` where the caller passes them so)
     are dictionary-encoded strings: a 10M-row partition's rejections cost ids plus a few bytes a row; the rejection
     log writes them as plain strings (`RejectionLogResource`)."""
@@ -68,7 +67,7 @@ def empty_rejections() -> pa.Table:
 def source_rejections(program: ProgramConfig, rejected: pa.Table, filter_id: str = "source-validation") -> pa.Table:
     """The source stage's rejection log rows for `rejected` (with its `rejection_reason`), under `filter_id`."""
     n = rejected.num_rows
-    return _rejections(
+    return rejection_rows(
         rejected,
         program.connector.subjectColumn,
         "source_candidates",
@@ -103,7 +102,7 @@ def apply_filter_chain(program: ProgramConfig | ReactiveProgram, table: pa.Table
     ids = table.select(list(dict.fromkeys(["customer_id", subject]))).take(pa.array(rejected_rows))
     return StageResult(
         table.filter(pa.array(keep)),
-        _rejections(
+        rejection_rows(
             ids,
             subject,
             "eligible_candidates",
@@ -137,110 +136,7 @@ def score_column(model_id: str) -> str:
     return "score__" + model_id.replace("-", "_").replace(".", "_")
 
 
-# ---- offers ----------------------------------------------------------------------------------------------
-
-
-def _segment_index(scores: np.ndarray, segments: list[Segment]) -> np.ndarray:
-    """Index into `segments` (sorted by range) per score, -1 where no segment covers it; the top bound is inclusive."""
-    idx = np.full(len(scores), -1, dtype=np.int64)
-    top = max(s.scoreRange[1] for s in segments)
-    for i, seg in enumerate(segments):
-        lo, hi = seg.scoreRange
-        inside = (scores >= lo) & ((scores < hi) | ((hi == top) & (scores <= hi)))
-        idx[inside] = i
-    return idx
-
-
-segment_index = _segment_index  # public: the streaming offers stage ranks rows by segment (`domain.offer_order`)
-
-
-def _pick_offers(
-    program: ProgramConfig,
-    segments: list[Segment],
-    scored: pa.Table,
-    seg_idx: np.ndarray,
-    alive: np.ndarray,
-    holdout: np.ndarray,
-    budget: OfferBudget,
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray | pa.Array]]:
-    """Per row, the offer made (an index into `segments`, -1: none fits the budget), its cost, and the choice's
-    columns (`offerChoice` only: `domain.offer_choice.choice_columns`)."""
-    scores = scored.column("score").to_numpy()
-    rows = np.arange(scored.num_rows)
-    cost = np.column_stack([offer_cost_usd(program, seg, scored, rows) for seg in segments])  # in cents
-    extra: dict[str, np.ndarray | pa.Array] = {}
-    if (choice := program.offerChoice) is None:
-        offer_idx = offer_choice.best_scored_within_budget(scores, np.where(alive, seg_idx, -1), cost, holdout, budget)
-    else:
-        options = [offer_choice.OfferOption(s.name, s.offer_type, s.discount) for s in segments]
-        p = scored.column(score_column(choice.acceptanceModel)).to_numpy(zero_copy_only=False)
-        acceptance = offer_choice.acceptance_matrix(p, options, choice.referenceDiscount, choice.discountElasticity)
-        value = scored.column(choice.valueColumn).to_numpy(zero_copy_only=False).astype(float)
-        allowed = offer_choice.allowed_matrix(seg_idx, len(segments), choice.alternatives)
-        picked = offer_choice.choose_offers(acceptance, value, cost, allowed, alive, holdout, budget)
-        offer_idx, extra = picked.chosen, offer_choice.choice_columns(options, cost, picked)
-    cost = np.where(offer_idx >= 0, cost[rows, np.maximum(offer_idx, 0)], 0.0)
-    return offer_idx, cost, extra
-
-
-def make_offers(program: ProgramConfig, scored: pa.Table, budget: OfferBudget | None = None) -> StageResult:
-    """Segment by score, keep one subject per customer, mark the holdout, and spend at most the budget.
-
-    `budget`: the partition's money left, carried over from its earlier batches (`domain.offer_choice`); None: a
-    fresh one of `program.budget.amount` (the whole partition in one batch).  With `offerChoice`, the acceptance
-    model picks each candidate's offer by expected value; without it, each segment's own offer is made, best
-    segment score first."""
-    budget = budget if budget is not None else OfferBudget(program.budget.amount)
-    subject = program.connector.subjectColumn
-    segments = sorted(program.strategy.segments, key=lambda s: s.scoreRange[0])
-    scores = scored.column("score").to_numpy()
-    seg_idx = _segment_index(scores, segments)
-    drop_reason = np.full(scored.num_rows, None, dtype=object)
-    drop_filter = np.full(scored.num_rows, None, dtype=object)
-    no_seg = seg_idx < 0
-    drop_filter[no_seg], drop_reason[no_seg] = "segment", "score below every offer segment"
-
-    # Deduplicate: one live candidate per customer and program (the store's primary key).
-    order = np.lexsort((-scores,))  # highest score first
-    cust = scored.column("customer_id").to_numpy(zero_copy_only=False)
-    _, first = np.unique(cust[order], return_index=True)
-    keep_dup = np.zeros(scored.num_rows, dtype=bool)
-    keep_dup[order[first]] = True
-    dup = ~keep_dup & ~no_seg
-    drop_filter[dup], drop_reason[dup] = "deduplication", "another subject of this customer scored higher"
-
-    alive = ~no_seg & ~dup
-    holdout = np.zeros(scored.num_rows, dtype=bool)
-    alive_idx = np.flatnonzero(alive)
-    holdout[alive_idx] = holdout_mask(
-        [str(c) for c in cust[alive_idx]], program.programId, program.holdout.percent, program.holdout.salt
-    )
-
-    offer_idx, cost, extra = _pick_offers(program, segments, scored, seg_idx, alive, holdout, budget)
-    over = alive & (offer_idx < 0)
-    drop_filter[over], drop_reason[over] = "budget", f"program budget of ${program.budget.amount:,.0f} spent"
-    alive[over] = False
-
-    kept = np.flatnonzero(alive)
-    seg_names = np.array([s.name for s in segments] + [None], dtype=object)
-    offer_types = np.array([s.offer_type for s in segments] + [None], dtype=object)
-    out = scored.take(pa.array(kept)).append_column("segment", pa.array(seg_names[seg_idx[kept]].tolist(), pa.string()))
-    out = out.append_column("offer_type", pa.array(offer_types[offer_idx[kept]].tolist(), pa.string()))
-    out = out.append_column("offer_value_usd", pa.array(np.round(cost[kept], 2)))
-    out = out.append_column("holdout", pa.array(holdout[kept]))
-    for name, column in extra.items():
-        values = column if isinstance(column, pa.Array) else pa.array(column.tolist())
-        out = out.append_column(name, values.take(pa.array(kept, pa.int64())))
-    dropped = np.flatnonzero(~alive)
-    rejected = _rejections(
-        scored.take(pa.array(dropped)),
-        subject,
-        "offers",
-        pa.array(drop_filter[dropped].tolist(), pa.string()),
-        pa.array(drop_reason[dropped].tolist(), pa.string()),
-    )
-    removed = OrderedDict((k, int((drop_filter == k).sum())) for k in ("segment", "deduplication", "budget"))
-    return StageResult(out, rejected, removed)
+# ---- offers: `domain.offer_decision` ---------------------------------------------------------------------
 
 
 # ---- candidate records -----------------------------------------------------------------------------------

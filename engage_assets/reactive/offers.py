@@ -7,7 +7,7 @@
 - Discount: the program's discount rule as offer segments (`ReactiveProgram.strategy`, documented in
   `engage_assets.domain.config.reactive`): never above `maxDiscount`.  `offer_value_usd` is what the discount costs
   (percent × cart value in USD).
-- Holdout: `pipeline.holdout_mask`, by customer, as the batch programs do; a held-out candidate is stored and its
+- Holdout: `domain.holdout.holdout_mask`, by customer, as the batch programs do; a held-out candidate is stored and its
   touches recorded held out (never sent).
 - Records: the candidate record of `resources.store.base`, expiring `candidateTTLDays` after `now`.
 - Touches: `plan.plan_touches` (email +60 min, SMS +24 h, push +72 h after `abandoned_at`; `onlyIfNotConverted` as a
@@ -24,8 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engage_assets.domain.config import ReactiveProgram, Segment
+from engage_assets.domain.holdout import holdout_mask
 from engage_assets.domain.models import ModelRef
-from engage_assets.domain.pipeline import holdout_mask, score_column
+from engage_assets.domain.offer_decision import segment_index
+from engage_assets.domain.pipeline import score_column
 from engage_assets.domain.plan import plan_touches
 from resources.scoring.base import ScoringResource
 
@@ -45,16 +47,6 @@ RECORD_COLUMNS = (
     "abandoned_at",
 )
 PLANNING_PARTITION = "reactive"  # placeholder partition of the plan before each row moves to its cart's
-
-
-def segment_index(scores: np.ndarray, segments: list[Segment]) -> np.ndarray:
-    """Index into `segments` of each score (the top bound of the top segment inclusive; -1 where none covers it)."""
-    idx = np.full(len(scores), -1, dtype=np.int64)
-    top = max(s.scoreRange[1] for s in segments)
-    for i, seg in enumerate(segments):
-        lo, hi = seg.scoreRange
-        idx[(scores >= lo) & ((scores < hi) | ((hi == top) & (scores <= hi)))] = i
-    return idx
 
 
 def score_and_offer(

@@ -16,8 +16,9 @@ from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow,
 from engage_assets.domain import pipeline
 from engage_assets.domain.config import ProgramConfig
 from engage_assets.domain.offer_choice import OfferBudget
-from engage_assets.domain.offer_order import offer_priority, priority_columns
-from resources.batches import BATCHES, BatchOutput, BatchWriter, ParquetBatches, ordered_groups
+from engage_assets.domain.offer_decision import OfferDecision, apply_offers, decide_offers
+from engage_assets.domain.offer_order import decision_columns, offer_priority
+from resources.batches import BATCHES, BatchOutput, BatchWriter, ParquetBatches, ordered_groups, write_batches
 from resources.staging import RejectionLogResource
 
 
@@ -42,6 +43,30 @@ def offers_metadata(program: ProgramConfig, out: pa.Table, removed: Mapping[str,
     }
 
 
+ROW = "__row"  # a decision column's position in the partition
+
+
+def decide_partition(program: ProgramConfig, scored: ParquetBatches, tmp: str) -> OfferDecision:
+    """The partition's offer decisions, row by row in file order: its `decision_columns` (a few numbers a row, with
+    their positions) written to `tmp`, sorted into the budget's order by DuckDB (`ordered_groups`) and decided a
+    batch at a time with one budget carried over."""
+    narrow_path = os.path.join(tmp, "decision-columns.parquet")
+    priorities: list[pa.Array] = []
+
+    def narrow() -> Iterator[pa.Table]:
+        start = 0
+        for table in scored.tables(decision_columns(program, scored.schema.names)):
+            priorities.append(pa.array(offer_priority(program, table)))
+            yield table.append_column(ROW, pa.array(np.arange(start, start + table.num_rows, dtype=np.int64)))
+            start += table.num_rows
+
+    rows = write_batches(narrow(), narrow_path)
+    decision, budget = OfferDecision.empty(rows), OfferBudget(program.budget.amount)
+    for batch in ordered_groups(ParquetBatches(narrow_path, scored.batch_rows), priorities, "customer_id", "score"):
+        decision.put(batch.column(ROW).to_numpy(), decide_offers(program, batch, budget))
+    return decision
+
+
 # The offers' columns the partition's metadata and checks read back from its file (never the whole table).
 NARROW = ("segment", "score", "holdout", "offer_type", "offer_value_usd", "expected_value_usd")
 
@@ -53,24 +78,24 @@ def offers_partition(
     scored: ParquetBatches,
     figures: list[dict[str, Any]],
 ) -> BatchOutput:
-    """One partition's offers (still stamped with the model versions), a batch at a time, in the order the budget
-    is spent (`domain.offer_order`: each customer's subjects in one batch, one `OfferBudget` carried from batch to
-    batch), so the result is the whole partition's in one `make_offers` call.  The metadata and the checks' figures
-    are read back from the written file; the rejections are spilled to a temporary file batch by batch and logged
-    once the last batch is decided."""
+    """One partition's offers (still stamped with the model versions), in two passes.  First the decisions, on the
+    partition's `decision_columns` alone, a batch at a time in the order the budget is spent
+    (`domain.offer_order`: each customer's subjects in one batch, one `OfferBudget` carried from batch to batch), so
+    they are the whole partition's in one `decide_offers` call; then the wide rows, streamed in file order, each
+    batch's decisions attached (`apply_offers`).  The metadata and the checks' figures are read back from the
+    written file; the rejections are spilled to a temporary file batch by batch and logged after the last batch."""
     versions = (scored.schema.metadata or {}).get(MODEL_VERSIONS_KEY.encode(), b"{}")
-    budget = OfferBudget(program.budget.amount)
     removed: dict[str, int] = {}
 
     def batches() -> Iterator[pa.Table]:
-        narrow = scored.tables(priority_columns(program, scored.schema.names))
-        priorities = (pa.array(offer_priority(program, t)) for t in narrow)
         with tempfile.TemporaryDirectory(prefix="engage-offers-") as tmp:
+            decision = decide_partition(program, scored, tmp)
+            removed.update(decision.removed())
             rejected = BatchWriter(os.path.join(tmp, "rejected.parquet"))  # a budget may reject most rows: spilled
-            for batch in ordered_groups(scored, priorities, "customer_id", "score"):
-                result = pipeline.make_offers(program, batch, budget)
-                for step, n in result.removed.items():
-                    removed[step] = removed.get(step, 0) + n
+            start = 0
+            for batch in scored.tables():
+                result = apply_offers(program, batch, decision.rows(slice(start, start + batch.num_rows)))
+                start += batch.num_rows
                 rejected.write(result.rejected)
                 yield result.table.replace_schema_metadata({MODEL_VERSIONS_KEY: versions})
             rejected.close()
