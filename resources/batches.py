@@ -154,6 +154,7 @@ def write_batches_to(batches: Iterable[pa.Table], path: UPath) -> int:
         local.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=local.parent, suffix=".tmp")
         os.close(fd)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; analysts and dbt read the stage files
         try:
             rows = write_batches(batches, tmp)
             os.replace(tmp, local)
@@ -169,19 +170,22 @@ def write_batches_to(batches: Iterable[pa.Table], path: UPath) -> int:
     return rows
 
 
-# The order is decided on the keys alone (row number, group, score, priority: a few bytes a row), and only then are
-# the rows read again and sorted by their position: a window over whole rows cannot spill, and at 465,000 wide rows
-# it held ~600 MB (the 10M-row bench's offers stage); the key columns' window and the sort by one integer spill.
+# The order is decided on the keys alone (row number, group, score, tie-break, priority: a few bytes a row), and only
+# then are the rows read again and sorted by their position: a window over whole rows cannot spill, and at 465,000
+# wide rows it held ~600 MB (the 10M-row bench's offers stage); the key columns' window and the sort by one integer
+# spill.  Ties are broken by values (the group's key, then the tie-break column), never by the row's place in the file:
+# the stage files' row order varies from run to run (DuckDB writes them in parallel), and a re-run must decide the
+# same offers (with positions as the tie-break, two runs of the 10M bench made 52,236 and 52,239 offers).
 POSITIONS_SQL = """
 WITH keys AS (
-    SELECT d.file_row_number AS rn, d.{group} AS g, d.{score} AS s, p.priority AS p
+    SELECT d.file_row_number AS rn, d.{group} AS g, d.{score} AS s, d.{tiebreak} AS t, p.priority AS p
     FROM read_parquet({data}, file_row_number = true) d POSITIONAL JOIN read_parquet({priority}) p
 ), grouped AS (
-    SELECT rn, s, first_value(p) OVER w AS gp, first_value(rn) OVER w AS gpos
+    SELECT rn, g, s, t, first_value(p) OVER w AS gp
     FROM keys
-    WINDOW w AS (PARTITION BY g ORDER BY s DESC, rn)
+    WINDOW w AS (PARTITION BY g ORDER BY s DESC, t, rn)
 )
-SELECT rn, row_number() OVER (ORDER BY gp DESC, gpos, s DESC, rn) AS position FROM grouped
+SELECT rn, row_number() OVER (ORDER BY gp DESC, g, s DESC, t, rn) AS position FROM grouped
 """
 # The whole rows of positions (low, high], in position order.  A sort of all the wide rows at once needs more than the
 # sort's memory to merge its runs past a couple of million rows (the 50M bench's 2.3M scored rows failed at 128 MB),
@@ -206,11 +210,17 @@ def _identifier(name: str) -> str:
 
 
 def ordered_groups(
-    source: ParquetBatches, priorities: Iterable[pa.Array], group: str, score: str, sort_memory: str = SORT_MEMORY
+    source: ParquetBatches,
+    priorities: Iterable[pa.Array],
+    group: str,
+    score: str,
+    tiebreak: str | None = None,
+    sort_memory: str = SORT_MEMORY,
 ) -> Iterator[pa.Table]:
     """The source's rows in the order a budget is spent: groups of rows sharing `group` (a customer's subjects) by
-    their best row's priority, highest first (the best row: highest `score`, then first in the file), ties by that
-    row's position; within a group, highest `score` first, then by position.  `priorities` gives one value per row,
+    their best row's priority, highest first (the best row: highest `score`, then the lowest `tiebreak`, e.g. the
+    subject), ties by the group's key; within a group, highest `score` first, then by `tiebreak` (by `group` when
+    None); rows equal in all of these by position.  `priorities` gives one value per row,
     batch by batch in file order.  Yields tables of about `source.batch_rows` rows (the source's schema) that never
     split a group.  DuckDB sorts out of core: memory stays within `sort_memory` plus a batch, whatever the size."""
     with tempfile.TemporaryDirectory(prefix="engage-order-") as tmp, source.local_file() as data:
@@ -224,7 +234,12 @@ def ordered_groups(
         )
         try:
             positions = os.path.join(tmp, "positions.parquet")
-            keys = {"data": _literal(data), "group": _identifier(group), "score": _identifier(score)}
+            keys = {
+                "data": _literal(data),
+                "group": _identifier(group),
+                "score": _identifier(score),
+                "tiebreak": _identifier(tiebreak or group),
+            }
             con.execute(
                 f"COPY ({POSITIONS_SQL.format(priority=_literal(priority_path), **keys)}) TO {_literal(positions)}"
             )

@@ -102,6 +102,7 @@ def _write_parquet(table: pa.Table, path: UPath, plain_strings: bool = False) ->
         local.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=local.parent, suffix=".tmp")
         os.close(fd)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; analysts and dbt read the stage files
         try:
             _write_table(table, tmp, schema)
             os.replace(tmp, local)

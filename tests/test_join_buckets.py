@@ -10,7 +10,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engage_assets.domain.join_buckets import Bucket, range_bounds, range_buckets
+from engage_assets.domain.join_buckets import NULL_IDS, Bucket, range_bounds, range_buckets, split
 
 ids = st.lists(st.text(alphabet="AC019'_ é", max_size=6), min_size=0, max_size=60)
 
@@ -50,3 +50,21 @@ def test_the_ranges_split_a_sample_evenly():
 def test_a_range_holds_no_null_id():
     """A NULL id is never a valid row (its customer is unknown), so no range needs it."""
     assert bucket_of_each([None], range_buckets(["M"])) == [[]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(sample=ids, data=st.lists(st.one_of(st.none(), st.text(alphabet="AC019'_ é", max_size=6)), max_size=40))
+def test_the_rejections_ranges_and_the_null_bucket_hold_every_row_once(sample, data):
+    """The source stage's rejected rows are written in the ranges plus the NULL ids' bucket: a row without an id
+    (rejected: its customer is unknown) is in that bucket only, every other row in one range."""
+    bounds = range_bounds(["M", *sample], 4)  # at least one cut: ranges (without, `split` gives hash buckets)
+    buckets = [b for b in split(4, bounds) if b is not None]
+    assert all(b.ranged for b in buckets)
+    hits = bucket_of_each(data, [*buckets, NULL_IDS])
+    assert all(len(h) == 1 for h in hits)
+    assert all((h == [len(buckets)]) == (v is None) for h, v in zip(hits, data, strict=True))
+
+
+def test_one_bucket_is_one_statement():
+    assert split(1, ["M"]) == [None] and split(1) == [None]
+    assert [b.index for b in split(3) if b is not None] == [0, 1, 2]

@@ -14,8 +14,8 @@ from resources.batches import ParquetBatches, ordered_groups, write_batches
 
 
 def reference(table: pa.Table, priority: np.ndarray) -> list[int]:
-    """Row ids in order: groups by their best row's priority (best: highest score, then first), ties by that row's
-    position; within a group, highest score first, then position."""
+    """Row ids in order: groups by their best row's priority (best: highest score, then first), ties by the group's
+    key (the customer); within a group, highest score first, then position."""
     groups: dict[str, list[int]] = {}
     for i, g in enumerate(table.column("customer_id").to_pylist()):
         groups.setdefault(g, []).append(i)
@@ -23,7 +23,7 @@ def reference(table: pa.Table, priority: np.ndarray) -> list[int]:
     out = []
     for members in groups.values():
         members.sort(key=lambda i: (-score[i], i))
-    for members in sorted(groups.values(), key=lambda m: (-priority[m[0]], m[0])):
+    for members in sorted(groups.values(), key=lambda m: (-priority[m[0]], table.column("customer_id")[m[0]].as_py())):
         out.extend(members)
     return out
 
@@ -58,3 +58,28 @@ def test_the_order_is_the_reference_and_no_batch_splits_a_group(tmp_path, rows, 
         assert not sizes.keys() & seen, "a customer's rows were split across two batches"
         seen |= sizes.keys()
         assert t.num_rows < batch + max(sizes.values(), default=0)  # about the asked size: at most one group past it
+
+
+def test_the_order_does_not_depend_on_the_rows_places_in_the_file(tmp_path):
+    """The stage files' row order varies from run to run (DuckDB writes in parallel): ties in priority and score are
+    broken by the customer and the `tiebreak` column (the subject), so a shuffled file comes out in the same order."""
+    rng = np.random.default_rng(5)
+    n = 2_000
+    table = pa.table(
+        {
+            "customer_id": pa.array([f"C{c:05d}" for c in rng.integers(0, 400, n)], pa.string()),
+            "order_id": pa.array([f"O{i:06d}" for i in range(n)], pa.string()),
+            "score": pa.array(np.round(rng.random(n), 1)),  # many ties
+        }
+    )
+    priority = np.round(table.column("score").to_numpy() * 2, 1) / 2  # ties between groups too
+    orders = []
+    for seed in (0, 1):
+        shuffle = np.random.default_rng(seed).permutation(n)
+        path = str(tmp_path / f"scored-{seed}.parquet")
+        write_batches([table.take(pa.array(shuffle))], path)
+        out = ordered_groups(
+            ParquetBatches(path, 300), [pa.array(priority[shuffle])], "customer_id", "score", "order_id"
+        )
+        orders.append([r for t in out for r in t.column("order_id").to_pylist()])
+    assert orders[0] == orders[1] and len(orders[0]) == n

@@ -200,6 +200,9 @@ def test_a_rerun_may_switch_between_one_file_and_buckets(warehouse, tmp_path, mo
             str(buckets) if buckets > 1 else "one"
         )
         assert [p.name for p in Path(at).parent.iterdir()] == [Path(at).name]
+        # The rejections are one file whatever the buckets (dbt reads one file per partition), no part left.
+        rejections = Path(meta["rejections_path"])
+        assert rejections.is_file() and [p.name for p in rejections.parent.iterdir()] == [rejections.name]
         if buckets > 1:
             assert len(list(Path(at).glob("*.parquet"))) == buckets
         rows.append(sorted(pq.read_table(at).column("customer_id").to_pylist()))

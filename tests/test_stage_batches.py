@@ -225,3 +225,15 @@ def test_store_and_export_in_batches_of_7_write_the_partition_written_at_once(tm
 def test_a_bad_batch_size_is_refused(tmp_path):
     with pytest.raises(ValueError, match="batch_rows"):
         ParquetBatches(tmp_path / "x.parquet", 0)
+
+
+def test_stage_files_are_readable_by_others_like_files_written_in_place(tmp_path):
+    """Written through a temporary file (mkstemp makes it owner-only), then renamed: dbt and analysts read them."""
+    from resources.staging import _write_parquet
+
+    write_batches_to([pa.table({"x": [1]})], UPath(tmp_path / "batches.parquet"))
+    _write_parquet(pa.table({"x": [1]}), UPath(tmp_path / "table.parquet"))
+    assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {
+        "batches.parquet": 0o644,
+        "table.parquet": 0o644,
+    }

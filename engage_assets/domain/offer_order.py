@@ -4,7 +4,8 @@ partition in record batches (the offers stage streams every partition).
 `decide_offers` takes candidates best first and carries the budget left from batch to batch (`OfferBudget`), so a
 partition decided in batches gets exactly what one call would give it when (1) all the subjects of one customer
 are in the same batch (deduplication keeps the customer's best-scored subject) and (2) the batches come in the
-order the budget is spent: by `offer_priority`, highest first, ties by position in the partition.  The offers
+order the budget is spent: by `offer_priority`, highest first, ties by customer and subject (never by position:
+the stage files' row order varies from run to run, the offers must not).  The offers
 stage sorts the partition's `decision_columns` so (`assets.program.offers`): customers by their best subject's
 priority, each customer's subjects together, best score first.
 """
@@ -52,6 +53,8 @@ def priority_columns(program: ProgramConfig, available: list[str]) -> list[str]:
 
 
 def decision_columns(program: ProgramConfig, available: list[str]) -> list[str]:
-    """The columns `offer_decision.decide_offers` and the budget order read (`priority_columns` and the customer):
-    the offers stage decides a partition on these alone, then attaches the decisions to the wide rows."""
-    return ["customer_id", *(c for c in priority_columns(program, available) if c != "customer_id")]
+    """The columns `offer_decision.decide_offers` and the budget order read (`priority_columns`, the customer and
+    the subject, which breaks ties): the offers stage decides a partition on these alone, then attaches the
+    decisions to the wide rows."""
+    keys = dict.fromkeys(["customer_id", program.connector.subjectColumn])
+    return [*keys, *(c for c in priority_columns(program, available) if c not in keys)]

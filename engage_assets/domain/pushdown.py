@@ -36,11 +36,11 @@ from engage_assets.domain.filters import (
     compile_chain,
     rejection_code_sql,
 )
-from engage_assets.domain.join_buckets import Bucket, range_buckets
+from engage_assets.domain.join_buckets import NULL_IDS, Bucket, split
 from engage_assets.domain.marketplaces import MARKETPLACE_COLUMN, MARKETPLACE_FILTER
 from engage_assets.domain.source_columns import CONTEXT_COLUMNS, HISTORY_COLUMNS
 from engage_assets.domain.sources import UNKNOWN_CUSTOMER_REASON
-from engage_assets.domain.sql_dialect import literal, marker, to_dialect
+from engage_assets.domain.sql_dialect import labels, literal, marker, to_dialect
 
 SOURCE_VALIDATION = "source-validation"
 CHECK, ERASED, CODE = "__check", "__erased", "__code"
@@ -184,11 +184,15 @@ class SourcePlan:
     def valid_rows_sqls(self, buckets: int, bounds: Sequence[str] | None = None) -> list[str]:
         """The source statement as `buckets` statements, one per bucket of customers (one: the statement itself):
         ranges between `bounds` (`range_bounds` of `id_sample_sql`'s ids) when given, else hash buckets."""
-        if buckets <= 1:
-            return [self.valid_rows_sql()]
-        if bounds:
-            return [self.valid_rows_sql(b) for b in range_buckets(bounds)]
-        return [self.valid_rows_sql(Bucket(i, buckets)) for i in range(buckets)]
+        return [self.valid_rows_sql(b) for b in split(buckets, bounds)]
+
+    def rejections_sqls(self, buckets: int, bounds: Sequence[str] | None = None) -> list[str]:
+        """`rejections_sql` in the buckets of `valid_rows_sqls`, and for ranges the rows without an id (no range
+        holds them): at 10M source rows the one statement's customer join ran out of core (1.5 s of the stage)."""
+        ranged = buckets > 1 and bool(bounds)
+        return [self.rejections_sql(b) for b in split(buckets, bounds)] + (
+            [self.rejections_sql(NULL_IDS)] if ranged else []
+        )
 
     def id_sample_sql(self, rows: int) -> str | None:
         """A sample of `rows` of the source's customer ids (DuckDB's reservoir sample), for range buckets; None when
@@ -205,8 +209,9 @@ class SourcePlan:
         """The connector query's row count (how many buckets the source statement needs)."""
         return self._render(f"SELECT count(*) AS n FROM (SELECT * FROM {marker('source')}) AS src")
 
-    def rejections_sql(self) -> str:
-        """The source stage's rejected rows (erased customers leave no trace), in the rejection log's columns."""
+    def rejections_sql(self, bucket: Bucket | None = None) -> str:
+        """The source stage's rejected rows (erased customers leave no trace), in the rejection log's columns; with
+        `bucket`, those of one bucket of customers."""
         subject = _name(self.program.connector.subjectColumn)
         outcomes = self.check_outcomes()
         filter_id = f"CASE v.{CHECK} " + " ".join(f"WHEN {k} THEN {literal(f)}" for k, (f, _) in enumerate(outcomes))
@@ -218,7 +223,7 @@ class SourcePlan:
             f"SELECT CAST(v.customer_id AS VARCHAR) AS customer_id, CAST(v.{subject} AS VARCHAR) AS subject_id, "
             f"'source_candidates' AS stage, {filter_id} END AS filter_id, {reason} END AS reason, "
             "CAST(:program_id AS VARCHAR) AS program_id, CAST(:partition_key AS VARCHAR) AS partition_key "
-            f"FROM (\n{self.judged_sql()}\n) AS v WHERE v.{CHECK} IS NOT NULL AND NOT v.{ERASED}"
+            f"FROM (\n{self.judged_sql(bucket)}\n) AS v WHERE v.{CHECK} IS NOT NULL AND NOT v.{ERASED}"
         )
 
     def erased_sql(self) -> str:
@@ -346,7 +351,8 @@ class ChainPlan:
             )
         return self._render(
             f"SELECT CAST(j.customer_id AS VARCHAR) AS customer_id, CAST(j.{subject} AS VARCHAR) AS subject_id, "
-            f"'eligible_candidates' AS stage, {case(ids)} AS filter_id, {case(outcomes.reasons)} AS reason, "
+            f"'eligible_candidates' AS stage, {labels(case(ids), ids, self.dialect)} AS filter_id, "
+            f"{labels(case(outcomes.reasons), outcomes.reasons, self.dialect)} AS reason, "
             "CAST(:program_id AS VARCHAR) AS program_id, CAST(:partition_key AS VARCHAR) AS partition_key "
             f"FROM (\n{self._coded()}\n) AS j WHERE j.{CODE} IS NOT NULL"
         )

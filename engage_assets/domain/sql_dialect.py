@@ -10,7 +10,7 @@ table (`verbatim`) and is put back after the transpile.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import sqlglot
 from sqlglot import exp
@@ -21,6 +21,15 @@ DIALECTS = ("duckdb", "snowflake", "trino")
 def literal(text: str) -> str:
     """A SQL string literal (the dialect layer re-escapes it for the warehouse: a backslash is text everywhere)."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def labels(case_sql: str, values: Sequence[str], dialect: str) -> str:
+    """A CASE that yields one of a few known texts (a rejection's filter and reason), as DuckDB's ENUM of them: a
+    10M-row partition's rejected rows are written with one small integer a row instead of a string built per row
+    (-0.3 s of the chain's 2.6 s).  Read back, the column is text.  Other dialects: the CASE as it is."""
+    if dialect != "duckdb" or not values:
+        return case_sql
+    return f"CAST({case_sql} AS ENUM({', '.join(literal(v) for v in sorted(set(values)))}))"
 
 
 def marker(name: str) -> str:

@@ -125,9 +125,12 @@ class WarehouseResource(dg.ConfigurableResource, ABC):
         one, unless the warehouse `joins_in_buckets`."""
         return 1
 
-    def write_rows_of(self, sqls: Sequence[str], params: Mapping[str, Any] | None, target: StageTarget) -> str:
+    def write_rows_of(
+        self, sqls: Sequence[str], params: Mapping[str, Any] | None, target: StageTarget, one_file: bool = False
+    ) -> str:
         """`write_rows` for a statement run in buckets (`sqls`: one statement per bucket, their rows together the
-        statement's): a warehouse whose `source_buckets` is always one writes the one statement."""
+        statement's; `one_file`: stored as one file or table, as `write_rows` stores it): a warehouse whose
+        `source_buckets` is always one writes the one statement."""
         if len(sqls) != 1:
             raise ValueError(f"{type(self).__name__} writes a stage from one statement, not {len(sqls)}")
         return self.write_rows(sqls[0], params, target)

@@ -53,16 +53,18 @@ def decide_partition(program: ProgramConfig, scored: ParquetBatches, tmp: str) -
     narrow_path = os.path.join(tmp, "decision-columns.parquet")
     priorities: list[pa.Array] = []
 
-    def narrow() -> Iterator[pa.Table]:
+    def narrow_tables() -> Iterator[pa.Table]:
         start = 0
         for table in scored.tables(decision_columns(program, scored.schema.names)):
             priorities.append(pa.array(offer_priority(program, table)))
             yield table.append_column(ROW, pa.array(np.arange(start, start + table.num_rows, dtype=np.int64)))
             start += table.num_rows
 
-    rows = write_batches(narrow(), narrow_path)
+    rows = write_batches(narrow_tables(), narrow_path)
     decision, budget = OfferDecision.empty(rows), OfferBudget(program.budget.amount)
-    for batch in ordered_groups(ParquetBatches(narrow_path, scored.batch_rows), priorities, "customer_id", "score"):
+    narrow = ParquetBatches(narrow_path, scored.batch_rows)
+    subject = program.connector.subjectColumn
+    for batch in ordered_groups(narrow, priorities, "customer_id", "score", tiebreak=subject):
         decision.put(batch.column(ROW).to_numpy(), decide_offers(program, batch, budget))
     return decision
 

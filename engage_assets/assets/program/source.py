@@ -51,21 +51,26 @@ def source_plan(
     )
 
 
-def source_statements(plan: SourcePlan, warehouse: WarehouseResource, params: dict[str, Any]) -> tuple[str, list[str]]:
-    """The source statement, or one per bucket of customers when the warehouse joins in buckets and the source is
-    large: ranges of `customer_id` cut at a sample's quantiles (text ids), else hash buckets; and how it was split
-    (the stage's `customer_join` metadata)."""
+def source_statements(
+    plan: SourcePlan, warehouse: WarehouseResource, params: dict[str, Any]
+) -> tuple[str, list[str], list[str]]:
+    """How the source stage's statements are split (its `customer_join` metadata) and the statements: the
+    candidates', then the rejections'.  One each, or one per bucket of customers when the warehouse joins in
+    buckets and the source is large: ranges of `customer_id` cut at a sample's quantiles (text ids), else hash
+    buckets."""
     buckets = 1
     if warehouse.joins_in_buckets:
         buckets = warehouse.source_buckets(warehouse.query_arrow(plan.source_rows_sql(), params).column("n")[0].as_py())
     if buckets <= 1:
-        return "one statement", [plan.valid_rows_sql()]
+        return "one statement", [plan.valid_rows_sql()], [plan.rejections_sql()]
     sample_sql = plan.id_sample_sql(ID_SAMPLE_ROWS) if ID_SAMPLE_ROWS else None
     if sample_sql is None:
         buckets = min(buckets, MAX_HASH_BUCKETS)
-        return f"{buckets} hash buckets of customer_id", plan.valid_rows_sqls(buckets)
+        join = f"{buckets} hash buckets of customer_id"
+        return join, plan.valid_rows_sqls(buckets), plan.rejections_sqls(buckets)
     bounds = range_bounds(warehouse.query_arrow(sample_sql, params).column("customer_id").to_pylist(), buckets)
-    return f"{len(bounds) + 1} ranges of customer_id", plan.valid_rows_sqls(buckets, bounds)
+    join = f"{len(bounds) + 1} ranges of customer_id"
+    return join, plan.valid_rows_sqls(buckets, bounds), plan.rejections_sqls(buckets, bounds)
 
 
 def source_partition(
@@ -81,11 +86,11 @@ def source_partition(
     t0 = time.perf_counter()
     with warehouse.session():  # one connection for the partition's statements
         plan = source_plan(program, warehouse, params, erased=bool(erased))
-        target = StageTarget(stage_root, program.group, "rejections", window.partition_key, "source_candidates")
-        rejections_at = warehouse.write_rows(plan.rejections_sql(), params, target)
-        rows = StageTarget(stage_root, program.group, "source_candidates", window.partition_key)
         # A large source is joined with the customers bucket by bucket, each join within the warehouse's memory.
-        join, sqls = source_statements(plan, warehouse, params)
+        join, sqls, rejection_sqls = source_statements(plan, warehouse, params)
+        target = StageTarget(stage_root, program.group, "rejections", window.partition_key, "source_candidates")
+        rejections_at = warehouse.write_rows_of(rejection_sqls, params, target, one_file=True)
+        rows = StageTarget(stage_root, program.group, "source_candidates", window.partition_key)
         rows_at = warehouse.write_rows_of(sqls, params, rows)
         counts_sql = plan.written_counts_sql(warehouse.rows_relation(target), warehouse.rows_relation(rows))
         erased_rows = warehouse.query_arrow(plan.erased_sql(), params).column("n")[0].as_py() if erased else 0
