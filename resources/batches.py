@@ -25,6 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from upath import UPath
 
+from resources.file_mode import publish
+
 BATCH_ROWS = 65_536  # rows per batch: a few tens of MB for the widest stage table
 # The AssetIn metadata by which a stage asks the IO manager for its input as a `ParquetBatches`.
 BATCHES = {"engage/batches": True}
@@ -154,7 +156,7 @@ def write_batches_to(batches: Iterable[pa.Table], path: UPath) -> int:
         local.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=local.parent, suffix=".tmp")
         os.close(fd)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; analysts and dbt read the stage files
+        publish(tmp)  # mkstemp makes it owner-only; analysts and dbt read the stage files
         try:
             rows = write_batches(batches, tmp)
             os.replace(tmp, local)

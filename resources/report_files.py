@@ -10,6 +10,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from resources.file_mode import publish
+
 
 class ReportFolder(dg.ConfigurableResource):
     """The folder the reports are written to."""
@@ -24,7 +26,7 @@ class ReportFolder(dg.ConfigurableResource):
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
-            os.chmod(tmp, 0o644)  # readable like any file written in place (mkstemp makes it 0600)
+            publish(tmp)  # readable like any file written in place (mkstemp makes it 0600)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -30,6 +30,7 @@ from upath import UPath
 
 from engage_assets.domain.models import ModelRegistry
 from resources.batches import BATCH_ROWS, BatchOutput, ParquetBatches, write_batches_to
+from resources.file_mode import publish
 from resources.warehouse.base import StageTarget
 
 ROW_GROUP_ROWS = 1 << 20  # pyarrow's default row-group size
@@ -102,7 +103,7 @@ def _write_parquet(table: pa.Table, path: UPath, plain_strings: bool = False) ->
         local.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=local.parent, suffix=".tmp")
         os.close(fd)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; analysts and dbt read the stage files
+        publish(tmp)  # mkstemp makes it owner-only; analysts and dbt read the stage files
         try:
             _write_table(table, tmp, schema)
             os.replace(tmp, local)

@@ -223,3 +223,7 @@ def test_hash_buckets_are_capped_ranges_are_not(warehouse, tmp_path, monkeypatch
     monkeypatch.setattr(source_module, "ID_SAMPLE_ROWS", 4096)
     _, meta = source_partition(program, wh, str(tmp_path), set(), _window(program))
     assert meta["customer_join"] == f"{MAX_HASH_BUCKETS + 4} ranges of customer_id"
+    # A sample without an id cuts no range: hash buckets then, capped as above (it had said "1 ranges", uncapped).
+    monkeypatch.setattr(source_module, "range_bounds", lambda sample, buckets: [])
+    _, meta = source_partition(program, wh, str(tmp_path), set(), _window(program))
+    assert meta["customer_join"] == f"{MAX_HASH_BUCKETS} hash buckets of customer_id"

@@ -7,6 +7,7 @@ The programs' own configs, with a budget small enough to bind, customers with se
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -233,7 +234,12 @@ def test_stage_files_are_readable_by_others_like_files_written_in_place(tmp_path
 
     write_batches_to([pa.table({"x": [1]})], UPath(tmp_path / "batches.parquet"))
     _write_parquet(pa.table({"x": [1]}), UPath(tmp_path / "table.parquet"))
+    from resources.file_mode import PUBLISHED_MODE
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert PUBLISHED_MODE == 0o666 & ~mask  # the umask's say, as for a file written in place (0o644 under 022)
     assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {
-        "batches.parquet": 0o644,
-        "table.parquet": 0o644,
+        "batches.parquet": PUBLISHED_MODE,
+        "table.parquet": PUBLISHED_MODE,
     }

@@ -188,6 +188,9 @@ def choose_offers(
 
 
 SPEND_WINDOW = 1_024  # rows decided per vectorized step while the budget binds
+# A vectorized step that settles fewer than this many rows (each row's best does not fit, a cheaper option does and
+# spends) hands the next LOOP_ROWS rows to the plain loop: otherwise such rows cost a window's array work each.
+MIN_STEP, LOOP_ROWS = 4, 64
 
 
 def _spend_in_order(
@@ -207,40 +210,86 @@ def _spend_in_order(
         out, total += its cost; the row's budget left is max(0, amount - total)
 
     but a window of rows at a time, in two vectorized steps that give the loop's own floats (NumPy's cumulative sum
-    adds one after another, as the loop does): (A) the leading rows whose best offer fits as the spending goes;
-    (B) from a row whose best does not fit, the budget left stays the same until a row spends, so each row takes its
-    best option that fits it, up to and including the first row that spends.  A 465,000-candidate partition spent its
-    budget after ~50,000 offers; the loop's Python went on through the rest (0.5 s).  Returns the chosen option and
-    budget left per row of `order`, and the new total."""
-    m = len(order)
-    chosen, left = np.full(m, -1, dtype=np.int64), np.empty(m)
-    costs, evs, ok, held = cost[order], ev[order], allowed[order], holdout[order]
-    best = evs.argmax(axis=1)  # the first of equal EVs, as a stable sort by -EV puts first
-    best_cost = costs[np.arange(m), best]
-    t = 0
-    while t < m:
-        w = slice(t, min(m, t + window))
-        running = np.cumsum(np.concatenate([[total], np.where(held[w], 0.0, best_cost[w])]))
-        fits = best_cost[w] <= (amount - running[:-1]) + _EPSILON
-        a = int(np.argmin(fits)) if not fits.all() else len(fits)
-        chosen[t : t + a], left[t : t + a] = best[t : t + a], np.maximum(0.0, amount - running[1 : a + 1])
-        total, t = float(running[a]), t + a
-        if t == w.stop:
+    adds one after another, as the loop does; everything in float64): (A) the leading rows whose best offer fits as
+    the spending goes; (B) from a row whose best does not fit, the budget left stays the same until a row spends, so
+    each row takes its best option that fits it, up to and including the first row whose cost changes the total.
+    Where the steps settle only a row or two at a time, the loop itself takes the next rows.  A 465,000-candidate
+    partition spent its budget after ~50,000 offers; the loop's Python went on through the rest (0.5 s).  Returns the
+    chosen option and budget left per row of `order`, and the new total."""
+    spending = _Spending(order, (ev, cost, allowed, holdout), amount, total)
+    t, looped = 0, False
+    while t < spending.m:
+        if looped:  # the vectorized steps settled too few rows last time: the loop takes a few
+            t, looped = spending.loop(t, min(spending.m, t + LOOP_ROWS)), False
             continue
-        # (B) Row t's best does not fit: until a row spends, every row sees the same budget left.
-        w = slice(t, w.stop)
-        room = (amount - total) + _EPSILON
-        fit = ok[w] & (costs[w] <= room)
-        pick = np.where(fit.any(axis=1), np.where(fit, evs[w], -np.inf).argmax(axis=1), -1)
-        paid = np.where(pick >= 0, costs[w][np.arange(len(pick)), np.maximum(pick, 0)], 0.0)
-        spends = (pick >= 0) & ~held[w] & (paid > 0)
+        start = t
+        t = spending.prefix(t, min(spending.m, t + window))
+        if t < min(spending.m, start + window):
+            t = spending.at_constant_budget(t, min(spending.m, start + window))
+        looped = t - start < MIN_STEP
+    return spending.chosen, spending.left, spending.total
+
+
+class _Spending:
+    """`_spend_in_order`'s state: the rows in order (float64), what each chose, the budget left after each, the total."""
+
+    def __init__(self, order: np.ndarray, arrays: tuple[np.ndarray, ...], amount: float, total: float):
+        ev, cost, allowed, holdout = arrays  # (n, k), (n, k), (n, k), (n,): taken in `order`
+        self.m, self.amount, self.total = len(order), float(amount), float(total)
+        self.chosen, self.left = np.full(self.m, -1, dtype=np.int64), np.empty(self.m)
+        self.cost = np.asarray(cost, dtype=np.float64)[order]
+        self.ev = np.asarray(ev, dtype=np.float64)[order]
+        self.ok, self.held = np.asarray(allowed, dtype=bool)[order], np.asarray(holdout, dtype=bool)[order]
+        rows = np.arange(self.m)
+        self.best = self.ev.argmax(axis=1)  # the first of equal EVs, as a stable sort by -EV puts first
+        self.best_cost = self.cost[rows, self.best]
+        self.best_ok = self.ok[rows, self.best]  # a row whose every allowed EV is -inf: its argmax may be disallowed
+
+    def prefix(self, t: int, stop: int) -> int:
+        """(A) Rows t.. whose best offer fits as the spending goes; the first row after them."""
+        w = slice(t, stop)
+        running = np.cumsum(np.concatenate([[self.total], np.where(self.held[w], 0.0, self.best_cost[w])]))
+        fits = self.best_ok[w] & (self.best_cost[w] <= (self.amount - running[:-1]) + _EPSILON)
+        a = int(np.argmin(fits)) if not fits.all() else len(fits)
+        self.chosen[t : t + a] = self.best[t : t + a]
+        self.left[t : t + a] = np.maximum(0.0, self.amount - running[1 : a + 1])
+        self.total = float(running[a])
+        return t + a
+
+    def at_constant_budget(self, t: int, stop: int) -> int:
+        """(B) Rows t.. at the budget left now, up to and including the first whose cost changes the total; the
+        first row after them."""
+        w = slice(t, stop)
+        room = (self.amount - self.total) + _EPSILON
+        fit = self.ok[w] & (self.cost[w] <= room)
+        pick = np.where(fit.any(axis=1), np.where(fit, self.ev[w], -np.inf).argmax(axis=1), -1)
+        paid = np.where(pick >= 0, self.cost[w][np.arange(len(pick)), np.maximum(pick, 0)], 0.0)
+        spends = (pick >= 0) & ~self.held[w] & (paid != 0)  # a negative cost gives money back: it changes the total
         b = int(np.argmax(spends)) + 1 if spends.any() else len(pick)
-        chosen[t : t + b], left[t : t + b] = pick[:b], max(0.0, amount - total)
+        self.chosen[t : t + b], self.left[t : t + b] = pick[:b], max(0.0, self.amount - self.total)
         if spends.any():
-            total += float(paid[b - 1])
-            left[t + b - 1] = max(0.0, amount - total)
-        t += b
-    return chosen, left, total
+            self.total += float(paid[b - 1])
+            self.left[t + b - 1] = max(0.0, self.amount - self.total)
+        return t + b
+
+    def loop(self, t: int, stop: int) -> int:
+        """Rows t..stop by the loop itself (Python lists index faster than arrays); `stop`."""
+        prefs = np.argsort(-self.ev[t:stop], axis=1, kind="stable").tolist()
+        costs, ok, held = self.cost[t:stop].tolist(), self.ok[t:stop].tolist(), self.held[t:stop].tolist()
+        amount, total = self.amount, self.total
+        for i in range(stop - t):
+            for j in prefs[i]:
+                if not ok[i][j]:
+                    break  # the rest are -inf: not allowed
+                c: float = costs[i][j]
+                if c <= (amount - total) + _EPSILON:
+                    self.chosen[t + i] = j
+                    if not held[i]:
+                        total += c
+                    break
+            self.left[t + i] = max(0.0, amount - total)
+        self.total = total
+        return stop
 
 
 def best_scored_within_budget(

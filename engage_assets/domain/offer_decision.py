@@ -70,9 +70,13 @@ class OfferDecision:
 
     @classmethod
     def empty(cls, n: int) -> OfferDecision:
-        """`n` rows, not decided yet (filled by `put`)."""
+        """`n` rows, not decided yet (`drop` -1 until `put` fills them; `undecided` counts what is left)."""
         minus = np.full(n, -1, dtype=np.int16)
-        return cls(minus, minus.copy(), np.zeros(n), np.zeros(n, bool), np.zeros(n, np.int8), np.full(n, np.nan))
+        return cls(minus, minus.copy(), np.zeros(n), np.zeros(n, bool), np.full(n, -1, np.int8), np.full(n, np.nan))
+
+    def undecided(self) -> int:
+        """Rows no `put` has decided (an offer stage that lost a row must fail, not offer it)."""
+        return int((self.drop < 0).sum())
 
     def put(self, rows: np.ndarray, part: OfferDecision) -> None:
         """Record `part`'s decisions for `rows` (their positions in this decision's table)."""

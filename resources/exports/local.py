@@ -21,6 +21,7 @@ from resources.exports.base import (
     write_parquet,
     write_parquet_batches,
 )
+from resources.file_mode import publish
 from resources.warehouse.duckdb import connect_duckdb
 
 
@@ -66,7 +67,7 @@ class LocalParquetExports(ExportResource):
                 rows = write(fh)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.chmod(tmp_name, 0o644)  # mkstemp makes it owner-only; analysts read these files
+            publish(tmp_name)  # mkstemp makes it owner-only; analysts read these files
             os.replace(tmp_name, target)
         except BaseException:
             if os.path.exists(tmp_name):

@@ -66,6 +66,10 @@ def decide_partition(program: ProgramConfig, scored: ParquetBatches, tmp: str) -
     subject = program.connector.subjectColumn
     for batch in ordered_groups(narrow, priorities, "customer_id", "score", tiebreak=subject):
         decision.put(batch.column(ROW).to_numpy(), decide_offers(program, batch, budget))
+    if decision.undecided():
+        raise RuntimeError(
+            f"{decision.undecided()} of {rows} scored rows were not decided (lost in the budget's order)"
+        )
     return decision
 
 

@@ -64,11 +64,12 @@ def source_statements(
     if buckets <= 1:
         return "one statement", [plan.valid_rows_sql()], [plan.rejections_sql()]
     sample_sql = plan.id_sample_sql(ID_SAMPLE_ROWS) if ID_SAMPLE_ROWS else None
-    if sample_sql is None:
+    sample = warehouse.query_arrow(sample_sql, params).column("customer_id").to_pylist() if sample_sql else []
+    bounds = range_bounds(sample, buckets)
+    if not bounds:  # ids that are not text, or no id in the sample: hash buckets
         buckets = min(buckets, MAX_HASH_BUCKETS)
         join = f"{buckets} hash buckets of customer_id"
         return join, plan.valid_rows_sqls(buckets), plan.rejections_sqls(buckets)
-    bounds = range_bounds(warehouse.query_arrow(sample_sql, params).column("customer_id").to_pylist(), buckets)
     join = f"{len(bounds) + 1} ranges of customer_id"
     return join, plan.valid_rows_sqls(buckets, bounds), plan.rejections_sqls(buckets, bounds)
 
