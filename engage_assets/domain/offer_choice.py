@@ -15,7 +15,7 @@ way (so treated and control stay comparable) but spends nothing: it is never con
 
 `OfferBudget` is the money left for one partition.  It carries over between calls: a caller that decides a
 partition in several record batches makes one budget per partition and passes it to every batch's
-`pipeline.make_offers(program, batch, budget)`; the partition then never spends more than its budget in total.
+`offer_decision.decide_offers(program, batch, budget)`; the partition then never spends more than its budget in total.
 Everything here is pure (NumPy and Arrow), so it is tested without Dagster or a warehouse.
 """
 
