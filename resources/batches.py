@@ -175,19 +175,24 @@ def write_batches_to(batches: Iterable[pa.Table], path: UPath) -> int:
 # The order is decided on the keys alone (row number, group, score, tie-break, priority: a few bytes a row), and only
 # then are the rows read again and sorted by their position: a window over whole rows cannot spill, and at 465,000
 # wide rows it held ~600 MB (the 10M-row bench's offers stage); the key columns' window and the sort by one integer
-# spill.  Ties are broken by values (the group's key, then the tie-break column), never by the row's place in the file:
+# spill.  A NaN score or priority comes last, as NumPy's sorts put it (`decide_offers` ranks with them: a NaN first
+# here had handed a customer's budget share to its NaN-scored subject).
+# Ties are broken by values (the group's key, then the tie-break column), never by the row's place in the file:
 # the stage files' row order varies from run to run (DuckDB writes them in parallel), and a re-run must decide the
 # same offers (with positions as the tie-break, two runs of the 10M bench made 52,236 and 52,239 offers).
 POSITIONS_SQL = """
 WITH keys AS (
     SELECT d.file_row_number AS rn, d.{group} AS g, d.{score} AS s, d.{tiebreak} AS t, p.priority AS p
     FROM read_parquet({data}, file_row_number = true) d POSITIONAL JOIN read_parquet({priority}) p
+), known AS (
+    SELECT rn, g, t, CASE WHEN isnan(s) THEN NULL ELSE s END AS s, CASE WHEN isnan(p) THEN NULL ELSE p END AS p
+    FROM keys
 ), grouped AS (
     SELECT rn, g, s, t, first_value(p) OVER w AS gp
-    FROM keys
-    WINDOW w AS (PARTITION BY g ORDER BY s DESC, t, rn)
+    FROM known
+    WINDOW w AS (PARTITION BY g ORDER BY s DESC NULLS LAST, t, rn)
 )
-SELECT rn, row_number() OVER (ORDER BY gp DESC, g, s DESC, t, rn) AS position FROM grouped
+SELECT rn, row_number() OVER (ORDER BY gp DESC NULLS LAST, g, s DESC NULLS LAST, t, rn) AS position FROM grouped
 """
 # The whole rows of positions (low, high], in position order.  A sort of all the wide rows at once needs more than the
 # sort's memory to merge its runs past a couple of million rows (the 50M bench's 2.3M scored rows failed at 128 MB),
