@@ -227,3 +227,26 @@ def test_hash_buckets_are_capped_ranges_are_not(warehouse, tmp_path, monkeypatch
     monkeypatch.setattr(source_module, "range_bounds", lambda sample, buckets: [])
     _, meta = source_partition(program, wh, str(tmp_path), set(), _window(program))
     assert meta["customer_join"] == f"{MAX_HASH_BUCKETS} hash buckets of customer_id"
+
+
+def test_a_killed_writes_leftovers_are_swept_by_the_next_write_a_fresh_one_is_not(warehouse, tmp_path):
+    """A run killed mid-write leaves `.<pk>.parquet.<hex>.tmp` / `.parts` / `.old` beside the stage; the next write of
+    that stage removes those older than LEFTOVER_AGE_S and leaves a younger one (it may be a concurrent write's)."""
+    from resources.warehouse import duckdb as duckdb_module
+
+    program = _programs()["proactive_refunds"]
+    wh = DuckDBWarehouse(path=str(warehouse))
+    first, meta = source_partition(program, wh, str(tmp_path), set(), _window(program))
+    rejections = Path(meta["rejections_path"])
+    old_parts = rejections.with_name(f".{rejections.name}.dead.parts")
+    old_parts.mkdir()
+    (old_parts / "bucket-0000.parquet").write_bytes(b"x")
+    old_tmp = Path(first).with_name(f".{Path(first).name}.dead.tmp")
+    young_tmp = Path(first).with_name(f".{Path(first).name}.live.tmp")
+    for p in (old_tmp, young_tmp):
+        p.write_bytes(b"x")
+    stale = os.stat(old_tmp).st_mtime - duckdb_module.LEFTOVER_AGE_S - 60
+    for p in (old_parts, old_tmp):
+        os.utime(p, (stale, stale))
+    source_partition(program, wh, str(tmp_path), set(), _window(program))
+    assert not old_parts.exists() and not old_tmp.exists() and young_tmp.exists()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -65,6 +67,22 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists():
         path.unlink()
+
+
+# A stage write's temporaries (`.<name>.<hex>.tmp`, `.parts`, `.old`) older than this were left by a killed run: the
+# next write of the same stage removes them (a younger one may be a concurrent write's).
+LEFTOVER_AGE_S = 3600
+
+
+def _sweep_leftovers(path: Path, now: float | None = None) -> int:
+    """Remove what killed writes of `path` left beside it; how many."""
+    now = time.time() if now is None else now
+    swept = 0
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        if leftover.suffix in (".tmp", ".parts", ".old") and now - leftover.stat().st_mtime > LEFTOVER_AGE_S:
+            _remove(leftover)
+            swept += 1
+    return swept
 
 
 def _swap_in(new: Path, path: Path) -> None:
@@ -283,6 +301,7 @@ class DuckDBWarehouse(WarehouseResource):
             raise ValueError(f"the embedded warehouse writes stage files to a local folder, not {target.root}")
         path = Path(target.root) / target.relative_path
         path.parent.mkdir(parents=True, exist_ok=True)
+        _sweep_leftovers(path)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         folder = tmp.with_suffix(".parts") if one_file else tmp
         files = [tmp] if len(sqls) == 1 else [folder / f"bucket-{i:04d}.parquet" for i in range(len(sqls))]
