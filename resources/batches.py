@@ -182,8 +182,8 @@ def write_batches_to(batches: Iterable[pa.Table], path: UPath) -> int:
 # same offers (with positions as the tie-break, two runs of the 10M bench made 52,236 and 52,239 offers).
 POSITIONS_SQL = """
 WITH keys AS (
-    SELECT d.file_row_number AS rn, d.{group} AS g, d.{score} AS s, d.{tiebreak} AS t, p.priority AS p
-    FROM read_parquet({data}, file_row_number = true) d POSITIONAL JOIN read_parquet({priority}) p
+    SELECT file_row_number AS rn, {group} AS g, {score} AS s, {tiebreak} AS t, {priority} AS p
+    FROM read_parquet({data}, file_row_number = true)
 ), known AS (
     SELECT rn, g, t, CASE WHEN isnan(s) THEN NULL ELSE s END AS s, CASE WHEN isnan(p) THEN NULL ELSE p END AS p
     FROM keys
@@ -194,9 +194,10 @@ WITH keys AS (
 )
 SELECT rn, row_number() OVER (ORDER BY gp DESC NULLS LAST, g, s DESC NULLS LAST, t, rn) AS position FROM grouped
 """
-# The whole rows of positions (low, high], in position order.  A sort of all the wide rows at once needs more than the
-# sort's memory to merge its runs past a couple of million rows (the 50M bench's 2.3M scored rows failed at 128 MB),
-# so they are sorted a slice of positions at a time, each slice a full read of the file (`ORDER_SLICE_ROWS`).
+# The rows of positions (low, high], in position order.  A sort of all the rows at once needs more than the sort's
+# memory to merge its runs past a couple of million rows (the 50M bench's 2.3M wide scored rows failed at 128 MB, when
+# the offers stage sorted whole rows), so they are sorted a slice of positions at a time, each slice a full read of the
+# file (`ORDER_SLICE_ROWS`).
 SLICE_SQL = """
 SELECT d.* EXCLUDE (file_row_number)
 FROM read_parquet({data}, file_row_number = true) d
@@ -218,7 +219,7 @@ def _identifier(name: str) -> str:
 
 def ordered_groups(
     source: ParquetBatches,
-    priorities: Iterable[pa.Array],
+    priority: str,
     group: str,
     score: str,
     tiebreak: str | None = None,
@@ -227,18 +228,19 @@ def ordered_groups(
     """The source's rows in the order a budget is spent: groups of rows sharing `group` (a customer's subjects) by
     their best row's priority, highest first (the best row: highest `score`, then the lowest `tiebreak`, e.g. the
     subject), ties by the group's key; within a group, highest `score` first, then by `tiebreak` (by `group` when
-    None); rows equal in all of these by position.  `priorities` gives one value per row,
-    batch by batch in file order.  Yields tables of about `source.batch_rows` rows (the source's schema) that never
-    split a group.  DuckDB sorts out of core: memory stays within `sort_memory` plus a batch, whatever the size."""
+    None); rows equal in all of these by position.  `priority`, `group`, `score` and `tiebreak` are columns of the
+    source.  Yields tables of about `source.batch_rows` rows (the source's schema) that never split a group.  DuckDB
+    sorts out of core: memory stays within `sort_memory` plus a batch, whatever the size."""
     with tempfile.TemporaryDirectory(prefix="engage-order-") as tmp, source.local_file() as data:
-        priority_path = os.path.join(tmp, "priority.parquet")
-        write_batches((pa.table({"priority": p}) for p in priorities), priority_path)
         schema = source.schema
         # One thread: each of DuckDB's threads holds its own sort buffers beside the batches in flight (two threads:
         # +71 MB on the 10M bench's 465,354 eligible rows, for 0.1 s less)
         con = duckdb.connect(
             config={"memory_limit": sort_memory, "temp_directory": os.path.join(tmp, "spill"), "threads": 1}
         )
+        # Parquet's statistics leave NaN out, and DuckDB 2.0 folds `isnan(x)` to false from them (a NaN score read
+        # back from a file was not NaN to POSITIONS_SQL): no statistics propagation on this private connection.
+        con.execute("SET disabled_optimizers = 'statistics_propagation'")
         try:
             positions = os.path.join(tmp, "positions.parquet")
             keys = {
@@ -246,10 +248,9 @@ def ordered_groups(
                 "group": _identifier(group),
                 "score": _identifier(score),
                 "tiebreak": _identifier(tiebreak or group),
+                "priority": _identifier(priority),
             }
-            con.execute(
-                f"COPY ({POSITIONS_SQL.format(priority=_literal(priority_path), **keys)}) TO {_literal(positions)}"
-            )
+            con.execute(f"COPY ({POSITIONS_SQL.format(**keys)}) TO {_literal(positions)}")
             rows = source.num_rows
             slices = (
                 con.sql(

@@ -44,11 +44,11 @@ def test_the_order_is_the_reference_and_no_batch_splits_a_group(tmp_path, rows, 
     )
     priority = np.round(rng.random(rows), 1)  # ties between groups on purpose
     # 200,000 rows in 65,536-row batches: DuckDB's reader hands out 122,880 rows at a time, which must be re-cut
+    table = table.append_column("priority", pa.array(priority, pa.float64()))
     path = str(tmp_path / "scored.parquet")
     write_batches([table], path)
     source = ParquetBatches(path, batch)
-    chunks = [priority[i : i + 97] for i in range(0, rows, 97)] or [priority]
-    out = list(ordered_groups(source, (pa.array(c) for c in chunks), "customer_id", "score"))
+    out = list(ordered_groups(source, "priority", "customer_id", "score"))
     got = [r for t in out for r in t.column("row").to_pylist()]
     assert got == reference(table, priority)
     assert all(t.schema == table.schema for t in out)
@@ -73,13 +73,12 @@ def test_the_order_does_not_depend_on_the_rows_places_in_the_file(tmp_path):
         }
     )
     priority = np.round(table.column("score").to_numpy() * 2, 1) / 2  # ties between groups too
+    table = table.append_column("priority", pa.array(priority))
     orders = []
     for seed in (0, 1):
         shuffle = np.random.default_rng(seed).permutation(n)
         path = str(tmp_path / f"scored-{seed}.parquet")
         write_batches([table.take(pa.array(shuffle))], path)
-        out = ordered_groups(
-            ParquetBatches(path, 300), [pa.array(priority[shuffle])], "customer_id", "score", "order_id"
-        )
+        out = ordered_groups(ParquetBatches(path, 300), "priority", "customer_id", "score", "order_id")
         orders.append([r for t in out for r in t.column("order_id").to_pylist()])
     assert orders[0] == orders[1] and len(orders[0]) == n

@@ -13,7 +13,7 @@ which had been most of the stage's time and memory at 10 million source rows.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pyarrow as pa
@@ -80,12 +80,12 @@ class OfferDecision:
 
     def put(self, rows: np.ndarray, part: OfferDecision) -> None:
         """Record `part`'s decisions for `rows` (their positions in this decision's table)."""
-        for name in ("segment", "offer", "cost", "holdout", "drop", "budget_left"):
-            getattr(self, name)[rows] = getattr(part, name)
+        for f in fields(self):
+            getattr(self, f.name)[rows] = getattr(part, f.name)
 
     def rows(self, which: slice | np.ndarray) -> OfferDecision:
         """The decisions of some rows, in that order."""
-        return OfferDecision(*(getattr(self, n)[which] for n in self.__dataclass_fields__))
+        return OfferDecision(*(getattr(self, f.name)[which] for f in fields(self)))
 
     def removed(self) -> OrderedDict[str, int]:
         """Rows dropped per reason, in `DROP_FILTERS` order."""
@@ -140,11 +140,12 @@ def _cost_matrix(program: ProgramConfig, segments: list[Segment], table: pa.Tabl
     return np.column_stack([offer_cost_usd(program, seg, table, rows) for seg in segments])
 
 
-def _choice_inputs(
+def choice_inputs(
     program: ProgramConfig, segments: list[Segment], table: pa.Table, seg_idx: np.ndarray
 ) -> tuple[list[offer_choice.OfferOption], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """With `offerChoice`: the options, per row and option the acceptance, cost and whether the row's segment allows
-    it, and per row the value.  Row by row: any slice of a table gives that slice's values."""
+    it, and per row the value (`offer_choice.expected_values` of them ranks the options).  Row by row: any slice of a
+    table gives that slice's values."""
     choice = program.offerChoice
     assert choice is not None
     options = [offer_choice.OfferOption(s.name, s.offer_type, s.discount) for s in segments]
@@ -175,7 +176,7 @@ def _pick_offers(
         scores = scored.column("score").to_numpy()
         offer_idx = offer_choice.best_scored_within_budget(scores, np.where(alive, seg_idx, -1), cost, holdout, budget)
     else:
-        _, acceptance, cost, value, allowed = _choice_inputs(program, segments, scored, seg_idx)
+        _, acceptance, cost, value, allowed = choice_inputs(program, segments, scored, seg_idx)
         picked = offer_choice.choose_offers(acceptance, value, cost, allowed, alive, holdout, budget)
         offer_idx, left = picked.chosen, picked.budget_left
     chosen_cost = np.where(offer_idx >= 0, cost[rows, np.maximum(offer_idx, 0)], 0.0) if n else np.zeros(0)
@@ -196,7 +197,7 @@ def apply_offers(program: ProgramConfig, scored: pa.Table, decision: OfferDecisi
     out = out.append_column("offer_value_usd", pa.array(np.round(decision.cost[kept], 2), pa.float64()))
     out = out.append_column("holdout", pa.array(decision.holdout[kept], pa.bool_()))
     if program.offerChoice is not None:
-        options, acceptance, cost, value, allowed = _choice_inputs(program, segments, out, decision.segment[kept])
+        options, acceptance, cost, value, allowed = choice_inputs(program, segments, out, decision.segment[kept])
         ev = offer_choice.expected_values(acceptance, value, cost, allowed)
         picked = OfferChoices(decision.offer[kept].astype(np.int64), acceptance, ev, decision.budget_left[kept])
         for name, column in offer_choice.choice_columns(options, cost, picked).items():

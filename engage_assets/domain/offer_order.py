@@ -17,13 +17,12 @@ import pyarrow as pa
 
 from engage_assets.domain import offer_choice
 from engage_assets.domain.config import ProgramConfig
-from engage_assets.domain.offer_choice import offer_cost_usd
-from engage_assets.domain.offer_decision import segment_index
+from engage_assets.domain.offer_decision import choice_inputs, segment_index, sorted_segments
 from engage_assets.domain.pipeline import score_column
 
 
 def offer_priority(program: ProgramConfig, scored: pa.Table) -> np.ndarray:
-    """Per row, the key by which `make_offers` spends the budget (higher first): the segment score without
+    """Per row, the key by which `decide_offers` spends the budget (higher first): the segment score without
     `offerChoice`; with it, the expected value of the row's best allowed offer (`offer_choice.choose_offers` takes
     candidates in that order), -inf where no offer is allowed.  Row by row: a batch's values do not depend on the
     other rows of the partition."""
@@ -31,15 +30,9 @@ def offer_priority(program: ProgramConfig, scored: pa.Table) -> np.ndarray:
     choice = program.offerChoice
     if choice is None or scored.num_rows == 0:
         return scores
-    segments = sorted(program.strategy.segments, key=lambda s: s.scoreRange[0])
-    rows = np.arange(scored.num_rows)
-    cost = np.column_stack([offer_cost_usd(program, seg, scored, rows) for seg in segments])
-    options = [offer_choice.OfferOption(s.name, s.offer_type, s.discount) for s in segments]
-    p = scored.column(score_column(choice.acceptanceModel)).to_numpy(zero_copy_only=False)
-    acceptance = offer_choice.acceptance_matrix(p, options, choice.referenceDiscount, choice.discountElasticity)
-    value = np.nan_to_num(scored.column(choice.valueColumn).to_numpy(zero_copy_only=False).astype(float), nan=0.0)
-    allowed = offer_choice.allowed_matrix(segment_index(scores, segments), len(segments), choice.alternatives)
-    ev = np.where(allowed, acceptance * value[:, None] - cost, -np.inf)
+    segments = sorted_segments(program)
+    _, acceptance, cost, value, allowed = choice_inputs(program, segments, scored, segment_index(scores, segments))
+    ev = offer_choice.expected_values(acceptance, value, cost, allowed)
     return ev.max(axis=1)
 
 

@@ -36,7 +36,7 @@ from engage_assets.domain.filters import (
     compile_chain,
     rejection_code_sql,
 )
-from engage_assets.domain.join_buckets import NULL_IDS, Bucket, split
+from engage_assets.domain.join_buckets import NULL_IDS, Bucket
 from engage_assets.domain.marketplaces import MARKETPLACE_COLUMN, MARKETPLACE_FILTER
 from engage_assets.domain.source_columns import CONTEXT_COLUMNS, HISTORY_COLUMNS
 from engage_assets.domain.sources import UNKNOWN_CUSTOMER_REASON
@@ -181,18 +181,15 @@ class SourcePlan:
             f"SELECT {cols} FROM (\n{self.judged_sql(bucket)}\n) AS v WHERE v.{CHECK} IS NULL AND NOT v.{ERASED}"
         )
 
-    def valid_rows_sqls(self, buckets: int, bounds: Sequence[str] | None = None) -> list[str]:
-        """The source statement as `buckets` statements, one per bucket of customers (one: the statement itself):
-        ranges between `bounds` (`range_bounds` of `id_sample_sql`'s ids) when given, else hash buckets."""
-        return [self.valid_rows_sql(b) for b in split(buckets, bounds)]
+    def valid_rows_sqls(self, buckets: Sequence[Bucket | None]) -> list[str]:
+        """The source statement, one per bucket of customers (`join_buckets.split`; `[None]`: the statement itself)."""
+        return [self.valid_rows_sql(b) for b in buckets]
 
-    def rejections_sqls(self, buckets: int, bounds: Sequence[str] | None = None) -> list[str]:
-        """`rejections_sql` in the buckets of `valid_rows_sqls`, and for ranges the rows without an id (no range
-        holds them): at 10M source rows the one statement's customer join ran out of core (1.5 s of the stage)."""
-        ranged = buckets > 1 and bool(bounds)
-        return [self.rejections_sql(b) for b in split(buckets, bounds)] + (
-            [self.rejections_sql(NULL_IDS)] if ranged else []
-        )
+    def rejections_sqls(self, buckets: Sequence[Bucket | None]) -> list[str]:
+        """`rejections_sql` in the same buckets, and for ranges the rows without an id (no range holds them): at 10M
+        source rows the one statement's customer join ran out of core (1.5 s of the stage)."""
+        ranged = any(b is not None and b.ranged for b in buckets)
+        return [self.rejections_sql(b) for b in buckets] + ([self.rejections_sql(NULL_IDS)] if ranged else [])
 
     def id_sample_sql(self, rows: int) -> str | None:
         """A sample of `rows` of the source's customer ids (DuckDB's reservoir sample), for range buckets; None when

@@ -314,7 +314,7 @@ class DuckDBWarehouse(WarehouseResource):
                 for sql, file in zip(sqls, files, strict=True):
                     query, values = _duckdb_bound(sql, params)
                     conn.execute(f"COPY ({query}) TO {_path_literal(file)} {options}", values)
-                if folder != tmp and len(sqls) > 1:
+                if one_file and len(sqls) > 1:
                     parts = f"read_parquet({_path_literal(folder / '*.parquet')})"
                     conn.execute(f"COPY (SELECT * FROM {parts}) TO {_path_literal(tmp)} {options}")
             _swap_in(tmp, path)

@@ -43,28 +43,27 @@ def offers_metadata(program: ProgramConfig, out: pa.Table, removed: Mapping[str,
     }
 
 
-ROW = "__row"  # a decision column's position in the partition
+ROW, PRIORITY = "__row", "__priority"  # a decision row's position in the partition, and its `offer_priority`
 
 
 def decide_partition(program: ProgramConfig, scored: ParquetBatches, tmp: str) -> OfferDecision:
     """The partition's offer decisions, row by row in file order: its `decision_columns` (a few numbers a row, with
-    their positions) written to `tmp`, sorted into the budget's order by DuckDB (`ordered_groups`) and decided a
-    batch at a time with one budget carried over."""
+    their positions and priorities) written to `tmp`, sorted into the budget's order by DuckDB (`ordered_groups`) and
+    decided a batch at a time with one budget carried over."""
     narrow_path = os.path.join(tmp, "decision-columns.parquet")
-    priorities: list[pa.Array] = []
 
     def narrow_tables() -> Iterator[pa.Table]:
         start = 0
         for table in scored.tables(decision_columns(program, scored.schema.names)):
-            priorities.append(pa.array(offer_priority(program, table)))
-            yield table.append_column(ROW, pa.array(np.arange(start, start + table.num_rows, dtype=np.int64)))
+            table = table.append_column(ROW, pa.array(np.arange(start, start + table.num_rows, dtype=np.int64)))
+            yield table.append_column(PRIORITY, pa.array(offer_priority(program, table), pa.float64()))
             start += table.num_rows
 
     rows = write_batches(narrow_tables(), narrow_path)
     decision, budget = OfferDecision.empty(rows), OfferBudget(program.budget.amount)
     narrow = ParquetBatches(narrow_path, scored.batch_rows)
     subject = program.connector.subjectColumn
-    for batch in ordered_groups(narrow, priorities, "customer_id", "score", tiebreak=subject):
+    for batch in ordered_groups(narrow, PRIORITY, "customer_id", "score", tiebreak=subject):
         decision.put(batch.column(ROW).to_numpy(), decide_offers(program, batch, budget))
     if decision.undecided():
         raise RuntimeError(

@@ -14,7 +14,7 @@ from engage_assets.assets.program.checks import source_check_result, source_chec
 from engage_assets.assets.program.common import counts_md, program_tags, stage_key
 from engage_assets.assets.program.partitions import SINGLE_RUN, PartitionWindow, each_partition
 from engage_assets.domain.config import ProgramConfig
-from engage_assets.domain.join_buckets import MAX_HASH_BUCKETS, range_bounds
+from engage_assets.domain.join_buckets import MAX_HASH_BUCKETS, Bucket, range_bounds, split
 from engage_assets.domain.pushdown import SourcePlan, context_probe_sql
 from engage_assets.domain.sources import SchemaDriftError, check_schema, probe_sql
 from resources.engagement.base import EngagementStore
@@ -51,27 +51,24 @@ def source_plan(
     )
 
 
-def source_statements(
+def customer_buckets(
     plan: SourcePlan, warehouse: WarehouseResource, params: dict[str, Any]
-) -> tuple[str, list[str], list[str]]:
-    """How the source stage's statements are split (its `customer_join` metadata) and the statements: the
-    candidates', then the rejections'.  One each, or one per bucket of customers when the warehouse joins in
-    buckets and the source is large: ranges of `customer_id` cut at a sample's quantiles (text ids), else hash
-    buckets."""
+) -> tuple[str, list[Bucket | None]]:
+    """How the source stage's statements are split (its `customer_join` metadata) and the buckets of customers:
+    one statement, or one per bucket when the warehouse joins in buckets and the source is large: ranges of
+    `customer_id` cut at a sample's quantiles (text ids), else hash buckets."""
     buckets = 1
     if warehouse.joins_in_buckets:
         buckets = warehouse.source_buckets(warehouse.query_arrow(plan.source_rows_sql(), params).column("n")[0].as_py())
     if buckets <= 1:
-        return "one statement", [plan.valid_rows_sql()], [plan.rejections_sql()]
+        return "one statement", split(1)
     sample_sql = plan.id_sample_sql(ID_SAMPLE_ROWS) if ID_SAMPLE_ROWS else None
     sample = warehouse.query_arrow(sample_sql, params).column("customer_id").to_pylist() if sample_sql else []
     bounds = range_bounds(sample, buckets)
     if not bounds:  # ids that are not text, or no id in the sample: hash buckets
         buckets = min(buckets, MAX_HASH_BUCKETS)
-        join = f"{buckets} hash buckets of customer_id"
-        return join, plan.valid_rows_sqls(buckets), plan.rejections_sqls(buckets)
-    join = f"{len(bounds) + 1} ranges of customer_id"
-    return join, plan.valid_rows_sqls(buckets, bounds), plan.rejections_sqls(buckets, bounds)
+        return f"{buckets} hash buckets of customer_id", split(buckets)
+    return f"{len(bounds) + 1} ranges of customer_id", split(buckets, bounds)
 
 
 def source_partition(
@@ -88,11 +85,11 @@ def source_partition(
     with warehouse.session():  # one connection for the partition's statements
         plan = source_plan(program, warehouse, params, erased=bool(erased))
         # A large source is joined with the customers bucket by bucket, each join within the warehouse's memory.
-        join, sqls, rejection_sqls = source_statements(plan, warehouse, params)
+        join, buckets = customer_buckets(plan, warehouse, params)
         target = StageTarget(stage_root, program.group, "rejections", window.partition_key, "source_candidates")
-        rejections_at = warehouse.write_rows_of(rejection_sqls, params, target, one_file=True)
+        rejections_at = warehouse.write_rows_of(plan.rejections_sqls(buckets), params, target, one_file=True)
         rows = StageTarget(stage_root, program.group, "source_candidates", window.partition_key)
-        rows_at = warehouse.write_rows_of(sqls, params, rows)
+        rows_at = warehouse.write_rows_of(plan.valid_rows_sqls(buckets), params, rows)
         counts_sql = plan.written_counts_sql(warehouse.rows_relation(target), warehouse.rows_relation(rows))
         erased_rows = warehouse.query_arrow(plan.erased_sql(), params).column("n")[0].as_py() if erased else 0
         figures = plan.figures(warehouse.query_arrow(counts_sql, params), erased_rows)
