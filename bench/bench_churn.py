@@ -564,10 +564,10 @@ def _child_main(argv: list[str]) -> None:
     parser.add_argument("--partition", default=None)
     args = parser.parse_args(argv)
     result = run_partition(args.home, args.group, args.partition, sample_rss=True)
-    print(json.dumps({**result, "vm_hwm_mb": _vm_hwm_mb()}))
+    print(json.dumps({**result, "vm_hwm_mb": vm_hwm_mb()}))
 
 
-def _vm_hwm_mb() -> float | None:
+def vm_hwm_mb() -> float | None:
     """This process's peak resident memory since its exec (`VmHWM`), MB; None where /proc has no such line."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
